@@ -1,0 +1,1 @@
+pub use loupe_core::*;
