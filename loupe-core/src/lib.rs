@@ -8,6 +8,7 @@
 
 pub mod device;
 pub mod gradcheck;
+pub mod metrics;
 pub mod model;
 pub mod nn;
 
