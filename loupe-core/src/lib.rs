@@ -11,5 +11,6 @@ pub mod gradcheck;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod train;
 
 pub use dfdx;

@@ -1,0 +1,10 @@
+//! Training: the loss, Adam with the reference's gradient clipping, the learning-rate
+//! schedule and checkpoints.
+
+mod adam;
+mod loss;
+mod schedule;
+
+pub use adam::{Adam, AdamConfig, GradientClipping};
+pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
+pub use schedule::LearningRateSchedule;
