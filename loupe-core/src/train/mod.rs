@@ -2,6 +2,7 @@
 //! schedule and checkpoints.
 
 mod adam;
+pub mod checkpoint;
 mod loss;
 mod schedule;
 
