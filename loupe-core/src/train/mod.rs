@@ -5,7 +5,9 @@ mod adam;
 pub mod checkpoint;
 mod loss;
 mod schedule;
+mod trainer;
 
 pub use adam::{Adam, AdamConfig, GradientClipping};
 pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
 pub use schedule::LearningRateSchedule;
+pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};
