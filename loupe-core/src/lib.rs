@@ -11,6 +11,7 @@ pub mod gradcheck;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod report;
 pub mod train;
 
 pub use dfdx;
