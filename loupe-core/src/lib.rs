@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod report;
+pub mod submission;
 pub mod train;
 
 pub use dfdx;
