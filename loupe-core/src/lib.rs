@@ -1,1 +1,3 @@
 //! Layers of loupe.
+
+pub mod data;
