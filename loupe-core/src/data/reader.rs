@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::error::{DataError, Result};
-use super::features::DataFormat;
+use super::features::{DataFormat, FeatureSpec};
 use super::tfrecord::RecordReader;
 use super::video::{detect_format, DecodedVideo, RecordLocation, Video, VideoDecoder};
 
@@ -226,4 +226,58 @@ pub fn detect_file_format(path: impl AsRef<Path>) -> Result<DataFormat> {
     detect_format(payload).ok_or_else(|| DataError::UnknownFormat {
         path: path.to_path_buf(),
     })
+}
+
+/// Detects the format of the file at `path` and the streams its first record holds:
+/// YouTube-8M's `rgb`/`audio` (or `mean_rgb`/`mean_audio`) first in that order, then
+/// any other byte feature lists (frame-level) or float features (video-level) by name.
+/// Sizes are those of the first record (its first frame, for frame-level data).
+pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, FeatureSpec)> {
+    use super::proto::{feature::Kind, SequenceExample};
+    use prost::Message;
+
+    let path = path.as_ref();
+    let format = detect_file_format(path)?;
+    let mut records = RecordReader::open(path)?;
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile {
+        path: path.to_path_buf(),
+    })?;
+    let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
+        path: path.to_path_buf(),
+        record: 0,
+        message: "SequenceExample",
+        source,
+    })?;
+    let mut streams: Vec<(String, usize)> = match format {
+        DataFormat::FrameLevel => example
+            .feature_lists
+            .unwrap_or_default()
+            .feature_list
+            .into_iter()
+            .filter_map(|(name, list)| match list.feature.first().and_then(|f| f.kind.as_ref()) {
+                Some(Kind::BytesList(b)) => Some((name, b.value.iter().map(Vec::len).sum())),
+                _ => None,
+            })
+            .collect(),
+        DataFormat::VideoLevel => example
+            .context
+            .unwrap_or_default()
+            .feature
+            .into_iter()
+            .filter_map(|(name, f)| match f.kind {
+                Some(Kind::FloatList(l)) => Some((name, l.value.len())),
+                _ => None,
+            })
+            .collect(),
+    };
+    let rank = |name: &str| match name {
+        "rgb" | "mean_rgb" => 0,
+        "audio" | "mean_audio" => 1,
+        _ => 2,
+    };
+    streams.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
+    let spec = FeatureSpec::new(streams).map_err(|_| DataError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    Ok((format, spec))
 }
