@@ -7,6 +7,10 @@
 
 use std::collections::BTreeMap;
 
+/// prost's trait for encoding and decoding these messages, re-exported so callers need
+/// not depend on prost themselves.
+pub use prost::Message;
+
 /// `tf.train.BytesList`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct BytesList {
@@ -123,7 +127,6 @@ impl Feature {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
 
     #[test]
     fn unpacked_floats_decode_like_packed() {
