@@ -107,3 +107,35 @@ proptest! {
         while let Ok(Some(_)) = reader.read_record() {}
     }
 }
+
+proptest! {
+    /// The fast frame-level path agrees with the prost reference on mutated records.
+    #[test]
+    fn fast_frame_decoding_matches_prost(
+        frames in 1usize..6,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+        do_cut in any::<bool>(),
+    ) {
+        let spec = FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 5, 3);
+        let video = QuantizedVideo {
+            id: "v".into(),
+            labels: vec![1, 2],
+            num_frames: frames,
+            frames: (0..frames * 8).map(|i| i as u8).collect(),
+        };
+        let mut bytes = video.to_sequence_example(&spec, "id").encode_to_vec();
+        for (at, value) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        if do_cut {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        let decoder = VideoDecoder::new(DataFormat::FrameLevel, spec).with_num_classes(200).with_max_frames(3);
+        let at = RecordLocation { path: std::path::Path::new("mem"), record: 0 };
+        let fast = decoder.decode_frames(&bytes, at).map_err(|e| e.to_string());
+        let reference = decoder.decode_frames_prost(&bytes, at).map_err(|e| e.to_string());
+        prop_assert_eq!(fast, reference);
+    }
+}

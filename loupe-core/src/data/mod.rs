@@ -30,6 +30,7 @@ pub mod synthetic;
 pub mod tfrecord;
 pub mod video;
 pub mod vocabulary;
+mod wire;
 
 pub use batch::{FrameBatch, VideoBatch};
 pub use dataset::{Batches, Dataset, ReadOrder};

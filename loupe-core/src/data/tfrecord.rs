@@ -83,7 +83,9 @@ impl<R: Read> RecordReader<R> {
     /// A reader over `inner` whose errors name `path`.
     pub fn with_path(inner: R, path: impl Into<PathBuf>) -> Self {
         Self {
-            inner: BufReader::with_capacity(256 << 10, inner),
+            // Small enough that payloads (hundreds of KB) are mostly read past it, not
+            // copied through it.
+            inner: BufReader::with_capacity(64 << 10, inner),
             path: path.into(),
             buf: Vec::new(),
             next_index: 0,

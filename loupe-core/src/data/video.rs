@@ -7,6 +7,7 @@ use prost::Message;
 
 use super::error::{DataError, Result, VideoContext};
 use super::features::{dequantize_into, DataFormat, FeatureSpec, DEFAULT_MAX_FRAMES};
+use super::wire;
 use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 
 /// The id keys accepted, in order: `id` (2018 and later) and `video_id` (2017).
@@ -257,7 +258,25 @@ impl VideoDecoder {
     }
 
     /// Decodes a frame-level `SequenceExample` payload.
+    ///
+    /// Regular records take a borrowing fast path (no allocation per frame); anything
+    /// else is decoded by [`VideoDecoder::decode_frames_prost`], so both give the same
+    /// result.
     pub fn decode_frames(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<QuantizedVideo> {
+        match wire::decode_regular_frames(payload, &self.spec, self.max_frames) {
+            Some(regular) => Ok(QuantizedVideo {
+                labels: self.check_labels(&regular.labels, &regular.id, at)?,
+                id: regular.id,
+                num_frames: regular.num_frames,
+                frames: regular.frames,
+            }),
+            None => self.decode_frames_prost(payload, at),
+        }
+    }
+
+    /// Decodes a frame-level payload through the prost messages: the reference the
+    /// fast path of [`VideoDecoder::decode_frames`] is checked against.
+    pub fn decode_frames_prost(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<QuantizedVideo> {
         let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
             path: at.path.to_path_buf(),
             record: at.record,
