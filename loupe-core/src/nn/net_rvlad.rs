@@ -1,7 +1,7 @@
 //! NetRVLAD pooling: NetVLAD without centres (paper section 2).
 
 use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major};
+use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize};
 use super::soft_assignment::SoftAssignment;
 use dfdx::prelude::*;
 
@@ -81,7 +81,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
         let () = Self::CHECK;
-        let intra = try_l2_normalize(try_assignment_weighted_sum(a, x)?)?;
+        let intra = try_intra_normalize(try_assignment_weighted_sum(a, x)?)?;
         try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
     }
 }
