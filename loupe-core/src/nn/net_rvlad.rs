@@ -76,6 +76,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetRvlad<F, K, OUT, E, D> {
+    #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         a: Tensor<(B, S, Const<K>), E, D, T>,
         x: Tensor<(B, S, Const<F>), E, D, T>,

@@ -27,6 +27,7 @@ where
 
 /// `sum_t a[t,k] x[t,d]` for every batch item, as one batched matmul `X^T a`:
 /// `(B, S, F)` and `(B, S, K)` give `(B, F, K)`. No `(B, S, F, K)` tensor is formed.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_assignment_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E, D, T>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
     x: Tensor<(B, S, Const<F>), E, D, T>,
@@ -40,6 +41,7 @@ where
 }
 
 /// `sum_t a[t,k]` (the soft count of cluster `k`): `(B, S, K) -> (B, K)`.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_assignment_mass<B: Dim, S: Dim, const K: usize, E, D, T>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
 ) -> Result<Tensor<(B, Const<K>), E, D, T>, D::Err>
@@ -53,6 +55,7 @@ where
 
 /// Intra-normalisation: L2 over `d` for each cluster `k` of `(B, F, K)` descriptors, with
 /// the reference's floor, `v / sqrt(max(sum_d v^2, 1e-12))`.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_intra_normalize<B: Dim, const F: usize, const K: usize, E, D, T>(
     v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
 ) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err>
@@ -74,6 +77,7 @@ where
 
 /// Flattens `(B, F, K)` descriptors **d-major**, as the reference does: feature `d` of
 /// cluster `k` lands at index `d * K + k`. Free for the contiguous tensors the layers make.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_flatten_d_major<B: Dim, const F: usize, const K: usize, Out: Dim, E, D, T>(
     v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
     out: Out,
@@ -157,6 +161,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetVlad<F, K, OUT, E, D> {
     /// Pools frames `x` given their assignment `a` (both on the same tape).
+    #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         a: Tensor<(B, S, Const<K>), E, D, T>,
