@@ -341,13 +341,18 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
-    /// Flushes and returns the inner writer.
-    pub fn finish(mut self) -> Result<W> {
+    /// Flushes buffered records to the inner writer (e.g. after each TensorBoard event).
+    pub fn flush(&mut self) -> Result<()> {
         self.inner.flush().map_err(|source| DataError::Io {
             path: self.path.clone(),
             action: "flushing",
             source,
-        })?;
+        })
+    }
+
+    /// Flushes and returns the inner writer.
+    pub fn finish(mut self) -> Result<W> {
+        self.flush()?;
         Ok(self.inner)
     }
 }
