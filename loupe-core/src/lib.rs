@@ -1,1 +1,14 @@
-//! Layers of loupe.
+//! Layers, model trait and numerical tooling of loupe.
+//!
+//! loupe implements "Learnable pooling with Context Gating for video classification"
+//! (Miech, Laptev, Sivic, 2017) on [dfdx]. This crate holds the runtime: the paper's
+//! layers ([`nn`]), the [`model::VideoModel`] trait that training and evaluation are
+//! generic over, and [`gradcheck`], the finite-difference gradient checker every layer
+//! is tested with.
+
+pub mod device;
+pub mod gradcheck;
+pub mod model;
+pub mod nn;
+
+pub use dfdx;

@@ -1,0 +1,95 @@
+//! The trait every video classification model implements, generated or hand-written.
+
+use dfdx::prelude::*;
+
+/// A frame-level video classifier: what training, evaluation and prediction are generic
+/// over. `#[video_model]` implements it; hand-written models can too.
+///
+/// Input is a batch of videos, each `FRAMES` frames of `FEATURES` values (the streams
+/// concatenated per frame in declared order, e.g. rgb 1024 then audio 128). Output is one
+/// probability per class. Video-level models take `FRAMES = 1`.
+pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
+    /// Frames per video, as a `Const` dim.
+    type Frames: ConstDim;
+    /// Values per frame (all streams), as a `Const` dim.
+    type Features: ConstDim;
+    /// Number of classes, as a `Const` dim.
+    type Classes: ConstDim;
+
+    /// Frames per video.
+    const FRAMES: usize;
+    /// Values per frame.
+    const FEATURES: usize;
+    /// Number of classes.
+    const CLASSES: usize;
+
+    /// What this model is: the declarative spec it was built from.
+    fn describe() -> ModelDescription;
+
+    /// Training-mode forward pass (batch statistics; running averages updated).
+    #[allow(clippy::type_complexity)]
+    fn try_forward_train(
+        &mut self,
+        frames: Tensor<(usize, Self::Frames, Self::Features), E, D, OwnedTape<E, D>>,
+    ) -> Result<Tensor<(usize, Self::Classes), E, D, OwnedTape<E, D>>, D::Err>;
+
+    /// Evaluation-mode forward pass (running averages; no tape).
+    #[allow(clippy::type_complexity)]
+    fn try_forward_eval(
+        &self,
+        frames: Tensor<(usize, Self::Frames, Self::Features), E, D>,
+    ) -> Result<Tensor<(usize, Self::Classes), E, D>, D::Err>;
+
+    /// The classifier's weight penalty `(|Wg|^2 + |We|^2) / 2` (MoE) or `|W|^2 / 2`
+    /// (logistic), on a tape so that it can be added to the loss. The training loop
+    /// multiplies it by [`ModelDescription::classifier_l2`].
+    fn try_l2_penalty(&self) -> Result<Tensor<Rank0, E, D, OwnedTape<E, D>>, D::Err>;
+
+    /// Number of trainable parameters.
+    fn num_params(&self) -> usize {
+        self.num_trainable_params()
+    }
+}
+
+/// A model's spec in words and numbers: stored in checkpoints, printed by `loupe models`,
+/// compared when a checkpoint is loaded into an architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDescription {
+    /// The model's type name (e.g. `GatedNetVlad`).
+    pub name: String,
+    /// Input streams in frame order.
+    pub streams: Vec<StreamDescription>,
+    /// `"early"` (one pooling over the concatenated frames) or `"late"` (one per stream).
+    pub fusion: String,
+    /// Frames fed to pooling.
+    pub frames: usize,
+    /// Hidden size, if there is a hidden fully connected layer.
+    pub hidden: Option<usize>,
+    /// What follows pooling/hidden: `"context_gating"`, `"glu"` or `"none"`.
+    pub after_pooling: String,
+    /// `"moe"` or `"logistic"`.
+    pub classifier: String,
+    /// Mixture experts (0 for logistic).
+    pub experts: usize,
+    /// What follows the classifier: `"probability_gating"` or `"none"`.
+    pub after_classifier: String,
+    /// Number of classes.
+    pub classes: usize,
+    /// Coefficient of [`VideoModel::try_l2_penalty`] in the loss.
+    pub classifier_l2: f64,
+}
+
+/// One input stream of a [`ModelDescription`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDescription {
+    /// Feature name in the data (`rgb`, `audio`).
+    pub name: String,
+    /// Values per frame.
+    pub features: usize,
+    /// Pooling kind (`netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`, ...).
+    pub pooling: String,
+    /// Cluster count, where the pooling has clusters.
+    pub clusters: Option<usize>,
+    /// Size of the pooled representation.
+    pub output: usize,
+}

@@ -1,0 +1,24 @@
+//! The paper's layers as dfdx modules.
+//!
+//! Every layer follows dfdx 0.13's own idioms so that layers, generated models and dfdx's
+//! own modules compose:
+//! - a zero-sized builder type in [`builder`] carrying the const dims, implementing
+//!   `BuildOnDevice`, and a built type of the same name generic over dtype and device;
+//! - `TensorCollection` with named fields: the names are the checkpoint keys;
+//! - `Module` (no tape) is evaluation: batch norm uses its running averages;
+//!   `ModuleMut` (any tape) is training: batch statistics, running averages updated.
+//!
+//! The batch axis is a runtime dimension (`usize`); frames may be runtime or `Const`;
+//! feature sizes, clusters, hidden sizes and classes are const generics.
+
+mod batch_norm;
+mod l2_normalize;
+
+pub use batch_norm::{BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
+pub use l2_normalize::{l2_normalize, try_l2_normalize, L2Normalize, L2_NORM_FLOOR};
+
+/// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
+pub mod builder {
+    pub use super::batch_norm::builder::*;
+    pub use super::l2_normalize::L2Normalize;
+}
