@@ -43,7 +43,7 @@ pub struct Spec {
 /// `fusion = late` or `fusion = early(pooling = <pooling>)`.
 pub enum Fusion {
     /// Each stream is pooled on its own and the pooled vectors are concatenated.
-    Late { kw: Span },
+    Late,
     /// The streams' frames are concatenated and pooled once.
     Early { kw: Span, pooling: Option<Keyed<Pooling>> },
 }
@@ -122,10 +122,26 @@ pub struct Gate {
     pub span: Span,
 }
 
-/// `moe(experts = 2)` or `logistic`.
-pub enum Classifier {
-    Moe { kw: Span, experts: Option<Keyed<Size>> },
-    Logistic { kw: Span },
+/// `moe(experts = 2, l2 = 1e-6)` or `logistic(l2 = 1e-8)`.
+pub struct Classifier {
+    pub kind: ClassifierKind,
+    /// The kind's keyword.
+    pub span: Span,
+    pub experts: Option<Keyed<Size>>,
+    pub l2: Option<Keyed<Coefficient>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClassifierKind {
+    Moe,
+    Logistic,
+}
+
+/// A non-negative coefficient written as a float or integer literal.
+pub struct Coefficient {
+    pub lit: syn::Lit,
+    /// `None` when the literal does not parse as an `f64`.
+    pub value: Option<f64>,
 }
 
 /// What sits after the classifier: probability gating (`context_gating`) or `none`.

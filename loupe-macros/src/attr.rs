@@ -5,13 +5,13 @@
 //! all reported (the caller combines them).
 
 use crate::ast::{
-    Classifier, Fusion, Gate, GateKind, Hidden, Keyed, OutputGate, Pooling, PoolingKind, Size, Spec,
+    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Keyed, OutputGate, Pooling, PoolingKind, Size, Spec,
     Stream,
 };
 use crate::kw;
 use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
-use syn::{bracketed, parenthesized, token, Ident, LitBool, LitInt, Token};
+use syn::{bracketed, parenthesized, token, Ident, Lit, LitBool, LitFloat, LitInt, Token};
 
 /// Errors collected while parsing.
 pub type Errors = Vec<syn::Error>;
@@ -156,8 +156,8 @@ fn parse_bool(input: ParseStream) -> syn::Result<LitBool> {
 fn parse_fusion(input: ParseStream, errors: &mut Errors) -> syn::Result<Fusion> {
     let la = input.lookahead1();
     if la.peek(kw::late) {
-        let kw: kw::late = input.parse()?;
-        Ok(Fusion::Late { kw: kw.span })
+        input.parse::<kw::late>()?;
+        Ok(Fusion::Late)
     } else if la.peek(kw::early) {
         let kw: kw::early = input.parse()?;
         let content;
@@ -307,28 +307,47 @@ fn parse_gate(input: ParseStream) -> syn::Result<Gate> {
 
 fn parse_classifier(input: ParseStream, errors: &mut Errors) -> syn::Result<Classifier> {
     let la = input.lookahead1();
-    if la.peek(kw::moe) {
-        let kw: kw::moe = input.parse()?;
-        let mut experts = None;
-        if input.peek(token::Paren) {
-            let content;
-            parenthesized!(content in input);
-            keyed_list(&content, errors, |input, errors| {
-                let la = input.lookahead1();
-                if la.peek(kw::experts) {
-                    let key = key!(input, experts);
-                    let value = eq_then(input, parse_size)?;
-                    set(&mut experts, key, value, errors);
-                    Ok(())
-                } else {
-                    Err(la.error())
-                }
-            });
-        }
-        Ok(Classifier::Moe { kw: kw.span, experts })
+    let (kind, span) = if la.peek(kw::moe) {
+        (ClassifierKind::Moe, input.parse::<kw::moe>()?.span)
     } else if la.peek(kw::logistic) {
-        let kw: kw::logistic = input.parse()?;
-        Ok(Classifier::Logistic { kw: kw.span })
+        (ClassifierKind::Logistic, input.parse::<kw::logistic>()?.span)
+    } else {
+        return Err(la.error());
+    };
+    let mut experts = None;
+    let mut l2 = None;
+    if input.peek(token::Paren) {
+        let content;
+        parenthesized!(content in input);
+        keyed_list(&content, errors, |input, errors| {
+            let la = input.lookahead1();
+            if la.peek(kw::experts) {
+                let key = key!(input, experts);
+                let value = eq_then(input, parse_size)?;
+                set(&mut experts, key, value, errors);
+            } else if la.peek(kw::l2) {
+                let key = key!(input, l2);
+                let value = eq_then(input, parse_coefficient)?;
+                set(&mut l2, key, value, errors);
+            } else {
+                return Err(la.error());
+            }
+            Ok(())
+        });
+    }
+    Ok(Classifier { kind, span, experts, l2 })
+}
+
+fn parse_coefficient(input: ParseStream) -> syn::Result<Coefficient> {
+    let la = input.lookahead1();
+    if la.peek(LitFloat) {
+        let lit: LitFloat = input.parse()?;
+        let value = lit.base10_parse::<f64>().ok();
+        Ok(Coefficient { lit: Lit::Float(lit), value })
+    } else if la.peek(LitInt) {
+        let lit: LitInt = input.parse()?;
+        let value = lit.base10_parse::<f64>().ok();
+        Ok(Coefficient { lit: Lit::Int(lit), value })
     } else {
         Err(la.error())
     }

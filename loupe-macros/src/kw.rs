@@ -43,3 +43,4 @@ syn::custom_keyword!(glu);
 syn::custom_keyword!(moe);
 syn::custom_keyword!(experts);
 syn::custom_keyword!(logistic);
+syn::custom_keyword!(l2);

@@ -4,7 +4,7 @@
 //! offending token) before giving up, and on success returns the resolved [`Model`]:
 //! plain numbers that `expand.rs` turns into const generics.
 
-use crate::ast::{Classifier, Fusion, GateKind, Keyed, Pooling, PoolingKind, Size, Spec, Stream};
+use crate::ast::{Classifier, ClassifierKind, Fusion, GateKind, Keyed, Pooling, PoolingKind, Size, Spec, Stream};
 use crate::attr::Errors;
 use proc_macro2::Span;
 use syn::Ident;
@@ -79,8 +79,16 @@ pub struct ResolvedHidden {
 
 #[derive(Clone, Copy)]
 pub enum ResolvedClassifier {
-    Moe { experts: usize },
-    Logistic,
+    Moe { experts: usize, l2: f64 },
+    Logistic { l2: f64 },
+}
+
+impl ResolvedClassifier {
+    pub fn l2(self) -> f64 {
+        match self {
+            ResolvedClassifier::Moe { l2, .. } | ResolvedClassifier::Logistic { l2 } => l2,
+        }
+    }
 }
 
 /// Checks the spec and resolves its sizes; every problem found lands in `errors`.
@@ -111,7 +119,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
             }
             Some(pooling.as_ref())
         }
-        Some(Fusion::Late { .. }) | None => None,
+        Some(Fusion::Late) | None => None,
     };
 
     // Streams: unique, unreserved names; sizes; pooling where the fusion wants it.
@@ -157,7 +165,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     };
     let pooled = if let Some(p) = &early {
         Some(p.output)
-    } else if streams_ok && spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late { .. })) {
+    } else if streams_ok && spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late)) {
         let mut total = 0u64;
         for s in &resolved {
             if let Some(p) = &s.pooling {
@@ -228,8 +236,8 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     // Classifier weights.
     if let (Some(i), Some(v), Some(c)) = (representation, classes, classifier) {
         let per_class = match c {
-            ResolvedClassifier::Moe { experts } => 2 * experts as u64 + 1,
-            ResolvedClassifier::Logistic => 1,
+            ResolvedClassifier::Moe { experts, .. } => 2 * experts as u64 + 1,
+            ResolvedClassifier::Logistic { .. } => 1,
         };
         let span = spec.classifier.as_ref().map_or(call_site, |c| c.key.span());
         check_elements(i as u64 * v as u64 * per_class, span, "the classifier's weights", errors);
@@ -312,17 +320,45 @@ fn check_elements(n: u64, span: Span, what: &str, errors: &mut Errors) {
     }
 }
 
+/// Classifier L2 coefficient when the spec gives none (the reference code's default).
+pub const DEFAULT_L2: f64 = 1e-8;
+
 fn classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClassifier> {
-    match c {
-        Classifier::Logistic { .. } => Some(ResolvedClassifier::Logistic),
-        Classifier::Moe { kw, experts } => match experts {
-            None => {
-                errors.push(syn::Error::new(*kw, "`moe` needs its number of experts: `moe(experts = 2)`"));
-                None
+    let before = errors.len();
+    let kw = match c.kind {
+        ClassifierKind::Moe => "moe",
+        ClassifierKind::Logistic => "logistic",
+    };
+    let l2 = match &c.l2 {
+        None => DEFAULT_L2,
+        Some(l2) => match l2.value.value {
+            Some(v) if v.is_finite() && v >= 0.0 => v,
+            _ => {
+                errors.push(syn::Error::new(l2.value.lit.span(), "`l2` must be a finite coefficient >= 0, e.g. `l2 = 1e-6`"));
+                DEFAULT_L2
             }
-            Some(e) => size(&e.value, "experts", MAX_EXPERTS, errors).map(|experts| ResolvedClassifier::Moe { experts }),
         },
+    };
+    let experts = match (c.kind, &c.experts) {
+        (ClassifierKind::Moe, None) => {
+            errors.push(syn::Error::new(c.span, "`moe` needs its number of experts: `moe(experts = 2)`"));
+            None
+        }
+        (ClassifierKind::Moe, Some(e)) => size(&e.value, "experts", MAX_EXPERTS, errors),
+        (ClassifierKind::Logistic, Some(e)) => {
+            errors.push(syn::Error::new(e.key.span(), format!("`{kw}` has no experts")));
+            None
+        }
+        (ClassifierKind::Logistic, None) => Some(0),
+    };
+    if errors.len() > before {
+        return None;
     }
+    let experts = experts?;
+    Some(match c.kind {
+        ClassifierKind::Moe => ResolvedClassifier::Moe { experts, l2 },
+        ClassifierKind::Logistic => ResolvedClassifier::Logistic { l2 },
+    })
 }
 
 fn resolve_stream(
