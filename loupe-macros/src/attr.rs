@@ -13,8 +13,50 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
 use syn::{bracketed, parenthesized, token, Ident, Lit, LitBool, LitFloat, LitInt, Token};
 
-/// Errors collected while parsing.
-pub type Errors = Vec<syn::Error>;
+/// Errors collected while parsing and validating.
+///
+/// A value that failed to parse leaves its key absent from the spec; so that one mistake
+/// gives one error, "missing ..." errors found after a failed parse are counted (the model
+/// is still invalid) but not reported.
+#[derive(Default)]
+pub struct Errors {
+    list: Vec<syn::Error>,
+    suppressed: usize,
+    parse_failed: bool,
+}
+
+impl Errors {
+    pub fn push(&mut self, e: syn::Error) {
+        self.list.push(e);
+    }
+
+    /// An error about something absent, reported only if the parse went cleanly.
+    pub fn missing(&mut self, e: syn::Error) {
+        if self.parse_failed {
+            self.suppressed += 1;
+        } else {
+            self.list.push(e);
+        }
+    }
+
+    /// Marks the end of parsing: from here on, absences may be parse failures.
+    pub fn end_parse(&mut self) {
+        self.parse_failed = !self.list.is_empty();
+    }
+
+    /// Errors found so far, suppressed ones included.
+    pub fn len(&self) -> usize {
+        self.list.len() + self.suppressed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn into_vec(self) -> Vec<syn::Error> {
+        self.list
+    }
+}
 
 /// Parses the attribute's arguments. The spec holds whatever parsed; `errors` what did not.
 pub fn parse_spec(args: TokenStream, errors: &mut Errors) -> Spec {
@@ -26,6 +68,7 @@ pub fn parse_spec(args: TokenStream, errors: &mut Errors) -> Spec {
     if let Err(e) = parser.parse2(args) {
         errors.push(e);
     }
+    errors.end_parse();
     spec
 }
 

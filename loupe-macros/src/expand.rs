@@ -258,7 +258,7 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
             let (start, len) = (lit(s.start), lit(s.features));
             let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
             let name = format_ident!("__pooled_{}", i);
-            let slice = quote_spanned!(s.features_span=> #p::stream::<#start, #len, #features, _, _, _>(#src)?);
+            let slice = quote_spanned!(s.features_span=> #p::stream::<#start, #len, #features, _, _, _, _>(#src)?);
             let pool = call(&s.name, slice);
             body.push(quote!(let #name = #pool;));
             pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));

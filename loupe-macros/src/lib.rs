@@ -30,7 +30,7 @@ pub fn video_model(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The whole macro on `proc_macro2` tokens (unit-testable).
 fn video_model_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
-    let mut errors = Vec::new();
+    let mut errors = attr::Errors::default();
     let spec = attr::parse_spec(args, &mut errors);
     let item_struct = match syn::parse2::<syn::ItemStruct>(item.clone()) {
         Ok(item) => item,
@@ -39,19 +39,19 @@ fn video_model_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
                 &item,
                 "`#[video_model]` goes on a unit struct, e.g. `pub struct GatedNetVlad;`",
             ));
-            return with_errors(item, errors);
+            return with_errors(item, errors.into_vec());
         }
     };
     check_item(&item_struct, &mut errors);
     let model = valid::validate(&spec, &mut errors);
     match model {
         Some(model) if errors.is_empty() => expand::expand(&item_struct, &model),
-        _ => with_errors(item_struct.into_token_stream(), errors),
+        _ => with_errors(item_struct.into_token_stream(), errors.into_vec()),
     }
 }
 
 /// The builder is a unit struct without generics: the macro injects its own.
-fn check_item(item: &syn::ItemStruct, errors: &mut Vec<syn::Error>) {
+fn check_item(item: &syn::ItemStruct, errors: &mut attr::Errors) {
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
         errors.push(syn::Error::new_spanned(
             &item.generics,

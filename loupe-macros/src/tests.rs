@@ -6,12 +6,12 @@ use proc_macro2::TokenStream;
 use syn::parse_quote;
 
 fn check(args: TokenStream) -> Result<Model, Vec<String>> {
-    let mut errors = Vec::new();
+    let mut errors = crate::attr::Errors::default();
     let spec = parse_spec(args, &mut errors);
     let model = validate(&spec, &mut errors);
     match model {
         Some(model) if errors.is_empty() => Ok(model),
-        _ => Err(errors.iter().map(ToString::to_string).collect()),
+        _ => Err(errors.into_vec().iter().map(ToString::to_string).collect()),
     }
 }
 
@@ -97,6 +97,17 @@ fn unknown_pooling_lists_the_kinds() {
         e.iter().any(|e| e == "expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`"),
         "{e:?}"
     );
+}
+
+#[test]
+fn a_value_that_fails_to_parse_is_not_also_missing() {
+    let e = errors(parse_quote! {
+        frames = 300,
+        streams = [rgb(features = 1024, pooling = netvald(clusters = 64))],
+        classifier = moe(experts = 2),
+        clases = 3,
+    });
+    assert_eq!(e.len(), 2, "{e:?}");
 }
 
 #[test]

@@ -112,7 +112,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let early = match spec.fusion.as_ref().map(|f| &f.value) {
         Some(Fusion::Early { kw, pooling }) => {
             if pooling.is_none() {
-                errors.push(syn::Error::new(
+                errors.missing(syn::Error::new(
                     *kw,
                     "`fusion = early` needs the pooling of the concatenated streams: `early(pooling = netvlad(clusters = 256))`",
                 ));
@@ -189,7 +189,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let mut hidden = None;
     if let Some(h) = &spec.hidden {
         match &h.value.size {
-            None => errors.push(syn::Error::new(h.value.span, "`fc` needs a `size`: `fc(size = 1024)`")),
+            None => errors.missing(syn::Error::new(h.value.span, "`fc` needs a `size`: `fc(size = 1024)`")),
             Some(s) => {
                 if let Some(size) = size(s, "hidden", MAX_DIM, errors) {
                     let fan = resolved
@@ -285,7 +285,7 @@ fn required<'a, T>(
     errors: &mut Errors,
 ) -> Option<&'a Keyed<T>> {
     if slot.is_none() {
-        errors.push(syn::Error::new(
+        errors.missing(syn::Error::new(
             Span::call_site(),
             format!("missing required key `{key}`: {what}"),
         ));
@@ -341,7 +341,7 @@ fn classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClassifier>
     };
     let experts = match (c.kind, &c.experts) {
         (ClassifierKind::Moe, None) => {
-            errors.push(syn::Error::new(c.span, "`moe` needs its number of experts: `moe(experts = 2)`"));
+            errors.missing(syn::Error::new(c.span, "`moe` needs its number of experts: `moe(experts = 2)`"));
             None
         }
         (ClassifierKind::Moe, Some(e)) => size(&e.value, "experts", MAX_EXPERTS, errors),
@@ -386,7 +386,7 @@ fn resolve_stream(
     }
     let features = match &stream.features {
         None => {
-            errors.push(syn::Error::new(
+            errors.missing(syn::Error::new(
                 name.span(),
                 format!("stream `{name}` needs its feature size: `{name}(features = 1024, ...)`"),
             ));
@@ -403,7 +403,7 @@ fn resolve_stream(
             None
         }
         (None, false) => {
-            errors.push(syn::Error::new(
+            errors.missing(syn::Error::new(
                 name.span(),
                 format!("stream `{name}` needs a pooling: `{name}(features = .., pooling = netvlad(clusters = 64))`"),
             ));
@@ -424,7 +424,7 @@ fn pooling(p: &Pooling, input: usize, errors: &mut Errors) -> Option<ResolvedPoo
     let kw = p.kind.keyword();
     let clusters = match (&p.clusters, p.kind.needs_clusters()) {
         (None, true) => {
-            errors.push(syn::Error::new(p.span, format!("`{kw}` needs a cluster count: `{kw}(clusters = 64)`")));
+            errors.missing(syn::Error::new(p.span, format!("`{kw}` needs a cluster count: `{kw}(clusters = 64)`")));
             return None;
         }
         (Some(c), false) => {

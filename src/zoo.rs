@@ -1,0 +1,1 @@
+//! The paper's models, declared with [`video_model`](crate::video_model).
