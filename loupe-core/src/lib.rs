@@ -8,7 +8,11 @@
 
 pub mod device;
 pub mod gradcheck;
+pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod report;
+pub mod submission;
+pub mod train;
 
 pub use dfdx;

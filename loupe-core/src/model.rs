@@ -53,7 +53,7 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
 
 /// A model's spec in words and numbers: stored in checkpoints, printed by `loupe models`,
 /// compared when a checkpoint is loaded into an architecture.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelDescription {
     /// The model's type name (e.g. `GatedNetVlad`).
     pub name: String,
@@ -80,7 +80,7 @@ pub struct ModelDescription {
 }
 
 /// One input stream of a [`ModelDescription`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamDescription {
     /// Feature name in the data (`rgb`, `audio`).
     pub name: String,
@@ -92,4 +92,20 @@ pub struct StreamDescription {
     pub clusters: Option<usize>,
     /// Size of the pooled representation.
     pub output: usize,
+}
+
+impl ModelDescription {
+    /// What differs between two descriptions, one line per field (`field: a vs b`);
+    /// empty when they describe the same architecture.
+    pub fn differences(&self, other: &ModelDescription) -> Vec<String> {
+        let a = serde_json::to_value(self).unwrap_or_default();
+        let b = serde_json::to_value(other).unwrap_or_default();
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return vec!["descriptions are not objects".to_string()];
+        };
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
 }

@@ -2,6 +2,8 @@
 //! crate-wide test device, and closeness assertions.
 #![allow(dead_code)]
 
+pub mod tiny_model;
+
 use dfdx::prelude::*;
 use loupe::gradcheck::{named_params, set_param};
 use serde_json::Value;

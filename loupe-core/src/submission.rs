@@ -1,0 +1,121 @@
+//! Kaggle submission files: `VideoId,LabelConfidencePairs`, one row per video with its
+//! top labels as `label score label score ...` by descending score.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The header of a YouTube-8M Kaggle submission.
+pub const SUBMISSION_HEADER: &str = "VideoId,LabelConfidencePairs";
+
+/// One row of a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionRow {
+    pub id: String,
+    /// `(label, score)`, best first.
+    pub predictions: Vec<(u32, f32)>,
+}
+
+/// Why a submission file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: empty file, expected the header `{SUBMISSION_HEADER}`")]
+    Empty { path: PathBuf },
+    #[error("{path}:1: expected the header `{SUBMISSION_HEADER}`, found `{found}`")]
+    Header { path: PathBuf, found: String },
+    #[error("{path}:{line}: {problem}")]
+    Row { path: PathBuf, line: usize, problem: String },
+}
+
+/// Writes the header and one row per video; `names`, when given, adds a third column
+/// `LabelNames` with the labels' names (for reading, not for upload).
+pub fn write_submission<W: Write>(
+    mut out: W,
+    rows: impl IntoIterator<Item = SubmissionRow>,
+    names: Option<&dyn Fn(u32) -> String>,
+) -> std::io::Result<()> {
+    match names {
+        Some(_) => writeln!(out, "{SUBMISSION_HEADER},LabelNames")?,
+        None => writeln!(out, "{SUBMISSION_HEADER}")?,
+    }
+    for row in rows {
+        write!(out, "{},", row.id)?;
+        for (i, (label, score)) in row.predictions.iter().enumerate() {
+            if i > 0 {
+                write!(out, " ")?;
+            }
+            write!(out, "{label} {score:.6}")?;
+        }
+        if let Some(names) = names {
+            let joined: Vec<String> = row.predictions.iter().map(|(l, _)| names(*l).replace([',', '"'], " ")).collect();
+            write!(out, ",{}", joined.join(" | "))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Reads a submission file, checking the header, every row's pairs, label range
+/// (`< classes`) and duplicate ids; errors name the line.
+pub fn read_submission(path: &Path, classes: usize) -> Result<Vec<SubmissionRow>, SubmissionError> {
+    let io = |source| SubmissionError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header = match lines.next() {
+        None => return Err(SubmissionError::Empty { path: path.to_path_buf() }),
+        Some(line) => line.map_err(io)?,
+    };
+    let header = header.trim_start_matches('\u{feff}').trim_end();
+    if header != SUBMISSION_HEADER && header != format!("{SUBMISSION_HEADER},LabelNames") {
+        return Err(SubmissionError::Header { path: path.to_path_buf(), found: header.to_string() });
+    }
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, line) in lines.enumerate() {
+        let line_number = i + 2;
+        let line = line.map_err(io)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        let row = parse_row(line, classes)
+            .map_err(|problem| SubmissionError::Row { path: path.to_path_buf(), line: line_number, problem })?;
+        if !seen.insert(row.id.clone()) {
+            return Err(SubmissionError::Row {
+                path: path.to_path_buf(),
+                line: line_number,
+                problem: format!("video `{}` appears twice", row.id),
+            });
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn parse_row(line: &str, classes: usize) -> Result<SubmissionRow, String> {
+    let mut columns = line.splitn(3, ',');
+    let id = columns.next().unwrap_or_default().to_string();
+    if id.is_empty() {
+        return Err("empty VideoId".to_string());
+    }
+    let pairs = columns.next().ok_or("expected `VideoId,LabelConfidencePairs`, found one column")?;
+    let tokens: Vec<&str> = pairs.split_whitespace().collect();
+    if tokens.len() % 2 != 0 {
+        return Err(format!("{} values: label/score pairs need an even count", tokens.len()));
+    }
+    let mut predictions = Vec::with_capacity(tokens.len() / 2);
+    for pair in tokens.chunks(2) {
+        let label: u32 = pair[0].parse().map_err(|_| format!("label `{}` is not a non-negative integer", pair[0]))?;
+        if label as usize >= classes {
+            return Err(format!("label {label} is out of range (classes: {classes})"));
+        }
+        let score: f32 = pair[1].parse().map_err(|_| format!("score `{}` of label {label} is not a number", pair[1]))?;
+        if !score.is_finite() {
+            return Err(format!("score of label {label} is {score}"));
+        }
+        predictions.push((label, score));
+    }
+    Ok(SubmissionRow { id, predictions })
+}

@@ -1,0 +1,179 @@
+//! Adam with the reference's per-variable gradient clipping, state kept as model copies
+//! so that it is saved in checkpoints and training resumes exactly.
+
+use dfdx::prelude::*;
+
+/// How gradients are clipped before the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GradientClipping {
+    /// Each variable's gradient separately to this L2 norm (the reference's default, 1.0):
+    /// `g * c / max(|g|, c)`.
+    PerVariable(f64),
+    /// All gradients together to this global L2 norm.
+    GlobalNorm(f64),
+    /// No clipping.
+    None,
+}
+
+/// Adam hyper-parameters (REFERENCE.md section 5: 0.9 / 0.999 / 1e-8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub clipping: GradientClipping,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clipping: GradientClipping::PerVariable(1.0) }
+    }
+}
+
+/// Adam as TensorFlow's `AdamOptimizer` computes it (the reference's optimiser):
+///
+/// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+/// `p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`.
+///
+/// The moments are stored as two copies of the model (`M`), so they have the model's
+/// parameter names and are saved and loaded like it. Batch-norm running statistics are
+/// not trained and not touched.
+#[derive(Debug, Clone)]
+pub struct Adam<M> {
+    pub config: AdamConfig,
+    /// Updates applied so far (`t`).
+    pub step: u64,
+    /// First and second moments, created on the first update.
+    pub moments: Option<(M, M)>,
+}
+
+impl<M> Adam<M> {
+    pub fn new(config: AdamConfig) -> Self {
+        Adam { config, step: 0, moments: None }
+    }
+}
+
+struct Zero;
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Zero {
+    type Viewer = ViewTensorMut;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, E, D>,
+        t: &mut Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        t.try_fill_with_zeros()?;
+        Ok(None)
+    }
+}
+
+struct SquaredNorm<'g, E: Dtype, D: Device<E>> {
+    grads: &'g Gradients<E, D>,
+    total: f64,
+}
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SquaredNorm<'_, E, D> {
+    type Viewer = ViewTensorRef;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        p: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if opts.do_gradient_update {
+            self.total += squared_norm(&self.grads.get(p))?;
+        }
+        Ok(None)
+    }
+}
+
+fn squared_norm<S: Shape, E: Dtype, D: Device<E>>(g: &Tensor<S, E, D>) -> Result<f64, D::Err> {
+    Ok(g.clone().try_square()?.try_sum::<Rank0, _>()?.as_vec()[0].to_f64().unwrap_or(f64::NAN))
+}
+
+struct Update<'g, E: Dtype, D: Device<E>> {
+    grads: &'g Gradients<E, D>,
+    config: AdamConfig,
+    /// Global clipping factor, when clipping globally.
+    global_scale: f64,
+    step_size: f64,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
+    type Viewer = (ViewTensorMut, ViewTensorMut, ViewTensorMut);
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        (p, m, v): (&mut Tensor<S, E, D>, &mut Tensor<S, E, D>, &mut Tensor<S, E, D>),
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        let mut g = self.grads.get(p);
+        let scale = match self.config.clipping {
+            GradientClipping::PerVariable(c) => {
+                let norm = squared_norm(&g)?.sqrt();
+                if norm > c { c / norm } else { 1.0 }
+            }
+            GradientClipping::GlobalNorm(_) => self.global_scale,
+            GradientClipping::None => 1.0,
+        };
+        if scale != 1.0 {
+            g = g.try_mul(E::from_f64(scale).unwrap())?;
+        }
+        let c = self.config;
+        m.try_axpy(c.beta1, &g, 1.0 - c.beta1)?;
+        v.try_axpy(c.beta2, &g.try_square()?, 1.0 - c.beta2)?;
+        let direction = m
+            .clone()
+            .try_div(v.clone().try_sqrt()?.try_add(E::from_f64(c.epsilon).unwrap())?)?;
+        p.try_axpy(1.0, &direction, -self.step_size)?;
+        Ok(None)
+    }
+}
+
+impl<M> Adam<M> {
+    /// Applies one update with learning rate `lr` from `grads` (as returned by
+    /// `backward()` on a loss traced with `model.alloc_grads()`). Returns the global
+    /// gradient norm before clipping, computed only when clipping globally (else NaN).
+    pub fn update<E: Dtype, D: Device<E>>(
+        &mut self,
+        model: &mut M,
+        grads: &Gradients<E, D>,
+        lr: f64,
+    ) -> Result<f64, D::Err>
+    where
+        M: TensorCollection<E, D> + Clone,
+    {
+        if self.moments.is_none() {
+            let mut m = model.clone();
+            let mut v = model.clone();
+            M::iter_tensors(&mut RecursiveWalker { m: &mut m, f: &mut Zero })?;
+            M::iter_tensors(&mut RecursiveWalker { m: &mut v, f: &mut Zero })?;
+            self.moments = Some((m, v));
+        }
+        let (global_norm, global_scale) = match self.config.clipping {
+            GradientClipping::GlobalNorm(c) => {
+                let mut norm = SquaredNorm { grads, total: 0.0 };
+                M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut norm })?;
+                let n = norm.total.sqrt();
+                (n, if n > c { c / n } else { 1.0 })
+            }
+            _ => (f64::NAN, 1.0),
+        };
+        self.step += 1;
+        let t = self.step as i32;
+        let c = self.config;
+        let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
+        let (m, v) = self.moments.as_mut().expect("created above");
+        let mut update = Update { grads, config: c, global_scale, step_size };
+        M::iter_tensors(&mut RecursiveWalker { m: (model, m, v), f: &mut update })?;
+        Ok(global_norm)
+    }
+}

@@ -1,0 +1,259 @@
+//! Checkpoints: safetensors weights and optimizer state plus a JSON sidecar, written so
+//! that a crash at any moment leaves the last complete checkpoint intact.
+//!
+//! Layout of a checkpoint directory:
+//! - `step-00000123.safetensors`: the model (keys are the parameter names);
+//! - `step-00000123.adam.safetensors`: Adam's moments (`0.<name>` first, `1.<name>` second);
+//! - `step-00000123.json`: [`CheckpointMeta`] (model spec, training configuration, step,
+//!   examples seen, metrics), written after both weight files;
+//! - `latest`: the name of the newest complete checkpoint (`step-00000123`).
+//!
+//! Every file is written to a temporary name, flushed to disk and renamed into place, and
+//! `latest` is updated last, so readers never see a partial checkpoint.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::*;
+use dfdx::tensor::safetensors::SafeDtype;
+use serde::{Deserialize, Serialize};
+
+use crate::gradcheck::named_params;
+use crate::model::ModelDescription;
+use crate::train::Adam;
+
+/// Version of the checkpoint layout.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+
+/// The JSON sidecar of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub format: u32,
+    /// The architecture the weights belong to.
+    pub model: ModelDescription,
+    /// Element type of the weights (`f32`, `f64`).
+    pub dtype: String,
+    /// The training configuration, as the trainer serialised it.
+    pub training: serde_json::Value,
+    /// Optimizer updates applied.
+    pub step: u64,
+    /// Training videos seen.
+    pub examples_seen: u64,
+    /// Latest evaluation metrics (`gap`, `hit_at_1`, ...), if any.
+    pub metrics: serde_json::Value,
+    /// Size of the label vocabulary the model was trained for.
+    pub vocabulary_size: usize,
+    /// Random state of the trainer (data order, sampling), to resume exactly.
+    pub rng_state: serde_json::Value,
+}
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a checkpoint sidecar: {source}")]
+    Sidecar { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: cannot write weights: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("{path}: cannot read weights: {message}")]
+    Weights { path: PathBuf, message: String },
+    #[error("{path}: checkpoint format {found}, this loupe reads format {CHECKPOINT_FORMAT}")]
+    Format { path: PathBuf, found: u32 },
+    #[error("{path}: checkpoint is of another architecture ({}): {}", .found, .differences.join("; "))]
+    Architecture { path: PathBuf, found: String, differences: Vec<String> },
+    #[error("{path}: weights are {found}, the model is {expected}")]
+    Dtype { path: PathBuf, found: String, expected: String },
+    #[error("{path}: parameter `{name}`: {problem}")]
+    Parameter { path: PathBuf, name: String, problem: String },
+    #[error("{path}: no checkpoint here (no `latest` file and not a sidecar .json)")]
+    NotFound { path: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let tmp = temporary_name(path);
+    let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn save_tensors<E: Dtype + SafeDtype, D: Device<E>, M: TensorCollection<E, D>>(
+    path: &Path,
+    tensors: &M,
+) -> Result<(), CheckpointError> {
+    let tmp = temporary_name(path);
+    tensors
+        .save_safetensors(&tmp)
+        .map_err(|e| CheckpointError::Write { path: tmp.clone(), message: format!("{e:?}") })?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Saves `model`, `adam` and `meta` as a new checkpoint in `dir` (created if needed) and
+/// points `latest` at it. Keeps the newest `keep` checkpoints (at least 1) and deletes
+/// older ones. Returns the sidecar's path.
+pub fn save_checkpoint<E, D, M>(
+    dir: &Path,
+    model: &M,
+    adam: &Adam<M>,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<PathBuf, CheckpointError>
+where
+    E: Dtype + SafeDtype,
+    D: Device<E>,
+    M: TensorCollection<E, D> + Clone,
+{
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let stem = format!("step-{:08}", meta.step);
+    save_tensors(&dir.join(format!("{stem}.safetensors")), model)?;
+    if let Some((m, v)) = &adam.moments {
+        save_tensors(&dir.join(format!("{stem}.adam.safetensors")), &(m.clone(), v.clone()))?;
+    }
+    let sidecar = dir.join(format!("{stem}.json"));
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
+    write_atomically(&sidecar, &json)?;
+    write_atomically(&dir.join("latest"), stem.as_bytes())?;
+    if let Ok(dir_handle) = fs::File::open(dir) {
+        let _ = dir_handle.sync_all();
+    }
+    prune(dir, keep.max(1))?;
+    Ok(sidecar)
+}
+
+/// Deletes all but the newest `keep` complete checkpoints, and stray temporary files.
+fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
+    let mut stems: Vec<String> = fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    stems.sort();
+    let old = stems.len().saturating_sub(keep);
+    for stem in &stems[..old] {
+        for suffix in [".safetensors", ".adam.safetensors", ".json"] {
+            let _ = fs::remove_file(dir.join(format!("{stem}{suffix}")));
+        }
+    }
+    Ok(())
+}
+
+/// The sidecar a path designates: a checkpoint directory (its `latest`), or a sidecar.
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, CheckpointError> {
+    if path.is_dir() {
+        let latest = path.join("latest");
+        if !latest.exists() {
+            return Err(CheckpointError::NotFound { path: path.to_path_buf() });
+        }
+        let stem = fs::read_to_string(&latest).map_err(io(&latest))?;
+        Ok(path.join(format!("{}.json", stem.trim())))
+    } else if path.extension().is_some_and(|e| e == "json") {
+        Ok(path.to_path_buf())
+    } else {
+        Err(CheckpointError::NotFound { path: path.to_path_buf() })
+    }
+}
+
+/// Reads the sidecar of the checkpoint at `path` (directory or sidecar).
+pub fn read_meta(path: &Path) -> Result<(PathBuf, CheckpointMeta), CheckpointError> {
+    let sidecar = resolve_checkpoint(path)?;
+    let text = fs::read(&sidecar).map_err(io(&sidecar))?;
+    let meta: CheckpointMeta =
+        serde_json::from_slice(&text).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
+    if meta.format != CHECKPOINT_FORMAT {
+        return Err(CheckpointError::Format { path: sidecar, found: meta.format });
+    }
+    Ok((sidecar, meta))
+}
+
+/// Loads the checkpoint at `path` into `model` (and Adam's state into `adam` when given),
+/// after checking that it is of the same architecture, dtype and parameter shapes.
+pub fn load_checkpoint<E, D, M>(
+    path: &Path,
+    expected: &ModelDescription,
+    model: &mut M,
+    adam: Option<&mut Adam<M>>,
+) -> Result<CheckpointMeta, CheckpointError>
+where
+    E: Dtype + SafeDtype,
+    D: Device<E>,
+    M: TensorCollection<E, D> + Clone,
+{
+    let (sidecar, meta) = read_meta(path)?;
+    let differences = meta.model.differences(expected);
+    if !differences.is_empty() {
+        return Err(CheckpointError::Architecture { path: sidecar, found: meta.model.name.clone(), differences });
+    }
+    let dtype = std::any::type_name::<E>().to_string();
+    if meta.dtype != dtype {
+        return Err(CheckpointError::Dtype { path: sidecar, found: meta.dtype, expected: dtype });
+    }
+    let stem = sidecar.with_extension("");
+    let weights = stem.with_extension("safetensors");
+    check_shapes(&weights, model, "")?;
+    model
+        .load_safetensors(&weights)
+        .map_err(|e| CheckpointError::Weights { path: weights.clone(), message: format!("{e:?}") })?;
+    if let Some(adam) = adam {
+        let state = stem.with_extension("adam.safetensors");
+        if state.exists() {
+            let mut moments = (model.clone(), model.clone());
+            moments
+                .load_safetensors(&state)
+                .map_err(|e| CheckpointError::Weights { path: state.clone(), message: format!("{e:?}") })?;
+            adam.moments = Some(moments);
+        } else {
+            adam.moments = None;
+        }
+        adam.step = meta.step;
+    }
+    Ok(meta)
+}
+
+/// Checks every parameter of `model` against the header of `path`, naming the first
+/// missing or differently shaped one.
+fn check_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    path: &Path,
+    model: &M,
+    prefix: &str,
+) -> Result<(), CheckpointError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    let file = ::safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| CheckpointError::Weights { path: path.to_path_buf(), message: format!("{e:?}") })?;
+    for p in named_params(model) {
+        let name = format!("{prefix}{}", p.name);
+        match file.tensor(&name) {
+            Ok(t) if t.shape() == p.shape.as_slice() => {}
+            Ok(t) => {
+                return Err(CheckpointError::Parameter {
+                    path: path.to_path_buf(),
+                    name,
+                    problem: format!("shape {:?} in the file, {:?} in the model", t.shape(), p.shape),
+                })
+            }
+            Err(_) => {
+                return Err(CheckpointError::Parameter {
+                    path: path.to_path_buf(),
+                    name,
+                    problem: "missing from the file".to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

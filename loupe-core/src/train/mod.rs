@@ -1,0 +1,13 @@
+//! Training: the loss, Adam with the reference's gradient clipping, the learning-rate
+//! schedule and checkpoints.
+
+mod adam;
+pub mod checkpoint;
+mod loss;
+mod schedule;
+mod trainer;
+
+pub use adam::{Adam, AdamConfig, GradientClipping};
+pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
+pub use schedule::LearningRateSchedule;
+pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

@@ -1,0 +1,167 @@
+//! One model, its optimizer and the step counters: the training step and batched
+//! prediction, generic over any [`VideoModel`].
+
+use dfdx::prelude::*;
+
+use crate::metrics::{top_k, EvaluationMetrics};
+use crate::model::VideoModel;
+use crate::train::checkpoint::CheckpointError;
+use crate::train::{try_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule};
+
+/// Optimisation settings of a [`Trainer`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainConfig {
+    pub schedule: LearningRateSchedule,
+    pub adam: AdamConfig,
+    /// Coefficient of the classifier's L2 penalty in the loss (the model's own by default).
+    pub classifier_l2: f64,
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Step number after this step (1 for the first).
+    pub step: u64,
+    /// Cross-entropy plus the L2 term, averaged over the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub learning_rate: f64,
+    /// Videos in the batch.
+    pub batch: usize,
+}
+
+/// Why training or prediction stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("loss is {loss} at step {step}: training stopped (the last checkpoint is intact)")]
+    NonFiniteLoss { step: u64, loss: f64 },
+    #[error("{what}: expected {expected} values, got {got}")]
+    Shape { what: &'static str, expected: usize, got: usize },
+    #[error("device error: {0}")]
+    Device(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// A model being trained: parameters, Adam state, gradient buffers and counters.
+pub struct Trainer<M, E: Dtype, D: Device<E>> {
+    pub model: M,
+    pub adam: Adam<M>,
+    pub config: TrainConfig,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Training videos seen (drives the learning-rate schedule).
+    pub examples_seen: u64,
+    device: D,
+    grads: Option<Gradients<E, D>>,
+}
+
+fn device_error<Err: std::fmt::Debug>(e: Err) -> TrainError {
+    TrainError::Device(format!("{e:?}"))
+}
+
+impl<M, E, D> Trainer<M, E, D>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: VideoModel<E, D> + BuildModule<D, E> + Clone,
+{
+    /// A freshly initialised model on `device`.
+    pub fn new(device: D, config: TrainConfig) -> Result<Self, TrainError> {
+        let model = M::try_build(&device).map_err(device_error)?;
+        Ok(Self::from_model(device, model, config))
+    }
+
+    /// Continues training `model` (e.g. loaded from a checkpoint).
+    pub fn from_model(device: D, model: M, config: TrainConfig) -> Self {
+        Trainer { model, adam: Adam::new(config.adam), config, step: 0, examples_seen: 0, device, grads: None }
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    fn frames_tensor(
+        &self,
+        frames: &[f32],
+        batch: usize,
+    ) -> Result<Tensor<(usize, M::Frames, M::Features), E, D>, TrainError> {
+        let expected = batch * M::FRAMES * M::FEATURES;
+        if frames.len() != expected || batch == 0 {
+            return Err(TrainError::Shape { what: "frames", expected, got: frames.len() });
+        }
+        let values: Vec<E> = frames.iter().map(|&v| E::from_f32(v).unwrap()).collect();
+        self.device
+            .try_tensor_from_vec(values, (batch, M::Frames::default(), M::Features::default()))
+            .map_err(device_error)
+    }
+
+    /// One optimizer step on a batch: `frames` is `batch x FRAMES x FEATURES`, `labels`
+    /// the multi-hot `batch x CLASSES` targets. Batch norm runs in training mode.
+    pub fn train_step(&mut self, frames: &[f32], labels: &[f32]) -> Result<StepStats, TrainError> {
+        let batch = labels.len() / M::CLASSES.max(1);
+        if labels.len() != batch * M::CLASSES || batch == 0 {
+            return Err(TrainError::Shape { what: "labels", expected: batch.max(1) * M::CLASSES, got: labels.len() });
+        }
+        let x = self.frames_tensor(frames, batch)?;
+        let y_values: Vec<E> = labels.iter().map(|&v| E::from_f32(v).unwrap()).collect();
+        let y = self
+            .device
+            .try_tensor_from_vec(y_values, (batch, M::Classes::default()))
+            .map_err(device_error)?;
+
+        let mut grads = match self.grads.take() {
+            Some(g) => g,
+            None => self.model.try_alloc_grads().map_err(device_error)?,
+        };
+        self.model.try_zero_grads(&mut grads).map_err(device_error)?;
+        let p = self.model.try_forward_train(x.traced(grads)).map_err(device_error)?;
+        let l2 = E::from_f64(self.config.classifier_l2).unwrap();
+        let penalty = self.model.try_l2_penalty().map_err(device_error)?.try_mul(l2).map_err(device_error)?;
+        let loss = try_cross_entropy_loss(p, y).map_err(device_error)?.try_add(penalty).map_err(device_error)?;
+        let loss_value = loss.as_vec()[0].to_f64().unwrap_or(f64::NAN);
+        let next_step = self.step + 1;
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step: next_step, loss: loss_value });
+        }
+        let grads = loss.try_backward().map_err(device_error)?;
+        let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
+        self.adam.update(&mut self.model, &grads, learning_rate).map_err(device_error)?;
+        self.grads = Some(grads);
+        self.step = next_step;
+        self.examples_seen += batch as u64;
+        Ok(StepStats { step: next_step, loss: loss_value, learning_rate, batch })
+    }
+
+    /// Class probabilities (`batch x CLASSES`, row-major) in evaluation mode: batch norm
+    /// uses its running averages, so a video's scores do not depend on its batch.
+    pub fn predict(&self, frames: &[f32]) -> Result<Vec<f32>, TrainError> {
+        let batch = frames.len() / (M::FRAMES * M::FEATURES).max(1);
+        let x = self.frames_tensor(frames, batch)?;
+        let p = self.model.try_forward_eval(x).map_err(device_error)?;
+        Ok(p.as_vec().into_iter().map(|v| v.to_f32().unwrap_or(f32::NAN)).collect())
+    }
+
+    /// Predicts a batch and adds it to `metrics`; `labels[i]` are video i's true labels.
+    pub fn evaluate_batch(
+        &self,
+        metrics: &mut EvaluationMetrics,
+        frames: &[f32],
+        labels: &[Vec<u32>],
+    ) -> Result<(), TrainError> {
+        let scores = self.predict(frames)?;
+        if scores.len() != labels.len() * M::CLASSES {
+            return Err(TrainError::Shape { what: "labels", expected: scores.len() / M::CLASSES, got: labels.len() });
+        }
+        for (row, truth) in scores.chunks(M::CLASSES).zip(labels) {
+            metrics.add_video(row, truth);
+        }
+        Ok(())
+    }
+
+    /// The `k` best `(class, score)` pairs of each video of a batch.
+    pub fn predict_top_k(&self, frames: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, TrainError> {
+        Ok(self.predict(frames)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
+    }
+}

@@ -1,0 +1,133 @@
+//! Checkpoints: round trip of weights and optimizer state, atomic replacement, clear
+//! errors for a checkpoint of another architecture.
+
+mod common;
+
+use std::path::PathBuf;
+
+use dfdx::prelude::*;
+use loupe::model::ModelDescription;
+use loupe::train::checkpoint::{load_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
+use loupe::train::{Adam, AdamConfig};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loupe-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn description(hidden: usize) -> ModelDescription {
+    ModelDescription {
+        name: "Tiny".into(),
+        streams: vec![],
+        fusion: "late".into(),
+        frames: 1,
+        hidden: Some(hidden),
+        after_pooling: "none".into(),
+        classifier: "logistic".into(),
+        experts: 0,
+        after_classifier: "none".into(),
+        classes: 2,
+        classifier_l2: 1e-8,
+    }
+}
+
+fn meta(step: u64, hidden: usize) -> CheckpointMeta {
+    CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        model: description(hidden),
+        dtype: "f32".into(),
+        training: serde_json::json!({"batch_size": 4}),
+        step,
+        examples_seen: step * 4,
+        metrics: serde_json::json!({"gap": 0.5}),
+        vocabulary_size: 2,
+        rng_state: serde_json::Value::Null,
+    }
+}
+
+type Tiny = (Linear<3, 4>, Linear<4, 2>);
+
+fn trained_step(model: &mut <Tiny as BuildOnDevice<Cpu, f32>>::Built, adam: &mut Adam<<Tiny as BuildOnDevice<Cpu, f32>>::Built>, dev: &Cpu) {
+    let x: Tensor<(usize, Const<3>), f32, _> = dev.sample_normal_like(&(5, Const));
+    let loss = model.forward(x.trace(model.alloc_grads())).square().sum::<Rank0, _>();
+    let grads = loss.backward();
+    adam.update(model, &grads, 0.01).unwrap();
+}
+
+#[test]
+fn checkpoint_round_trips_weights_and_optimizer_state() {
+    let dir = scratch("roundtrip");
+    let dev = loupe::device::cpu_seeded(1);
+    let mut model = dev.build_module::<Tiny, f32>();
+    let mut adam = Adam::new(AdamConfig::default());
+    trained_step(&mut model, &mut adam, &dev);
+    let sidecar = save_checkpoint(&dir, &model, &adam, &meta(1, 4), 2).unwrap();
+    assert!(sidecar.ends_with("step-00000001.json"));
+
+    let mut restored = dev.build_module::<Tiny, f32>();
+    let mut restored_adam = Adam::new(AdamConfig::default());
+    let m = load_checkpoint(&dir, &description(4), &mut restored, Some(&mut restored_adam)).unwrap();
+    assert_eq!(m, meta(1, 4));
+    assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
+    assert_eq!(restored.1.bias.as_vec(), model.1.bias.as_vec());
+    assert_eq!(restored_adam.step, 1);
+    let (m0, v0) = adam.moments.as_ref().unwrap();
+    let (m1, v1) = restored_adam.moments.as_ref().unwrap();
+    assert_eq!(m0.0.weight.as_vec(), m1.0.weight.as_vec());
+    assert_eq!(v0.1.weight.as_vec(), v1.1.weight.as_vec());
+
+    // One more identical step from both gives identical weights: resume is exact.
+    let dev2 = loupe::device::cpu_seeded(7);
+    let dev3 = loupe::device::cpu_seeded(7);
+    trained_step(&mut model, &mut adam, &dev2);
+    trained_step(&mut restored, &mut restored_adam, &dev3);
+    assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn latest_always_names_a_complete_checkpoint_and_old_ones_are_pruned() {
+    let dir = scratch("latest");
+    let dev = loupe::device::cpu_seeded(2);
+    let mut model = dev.build_module::<Tiny, f32>();
+    let mut adam = Adam::new(AdamConfig::default());
+    for step in 1..=3 {
+        trained_step(&mut model, &mut adam, &dev);
+        save_checkpoint(&dir, &model, &adam, &meta(step, 4), 2).unwrap();
+    }
+    // A crash in the middle of writing step 4: only a partial temporary file exists.
+    std::fs::write(dir.join("step-00000004.safetensors.tmp999"), b"partial").unwrap();
+    let mut restored = dev.build_module::<Tiny, f32>();
+    let m = load_checkpoint(&dir, &description(4), &mut restored, None).unwrap();
+    assert_eq!(m.step, 3);
+    assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
+    assert!(!dir.join("step-00000001.json").exists(), "pruned");
+    assert!(dir.join("step-00000002.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn loading_into_another_architecture_names_the_difference() {
+    let dir = scratch("arch");
+    let dev = loupe::device::cpu_seeded(3);
+    let model = dev.build_module::<Tiny, f32>();
+    save_checkpoint(&dir, &model, &Adam::new(AdamConfig::default()), &meta(1, 4), 1).unwrap();
+
+    let mut other = dev.build_module::<(Linear<3, 5>, Linear<5, 2>), f32>();
+    let err = load_checkpoint(&dir, &description(5), &mut other, None).unwrap_err();
+    assert!(matches!(err, CheckpointError::Architecture { .. }), "{err}");
+    assert!(err.to_string().contains("hidden: 4 vs 5"), "{err}");
+
+    // Same description but different shapes (a hand-written model lying about itself).
+    let err = load_checkpoint(&dir, &description(4), &mut other, None).unwrap_err();
+    assert!(err.to_string().contains("parameter `0.weight`: shape [4, 3] in the file, [5, 3] in the model"), "{err}");
+
+    let mut wide = dev.build_module::<Tiny, f64>();
+    let err = load_checkpoint(&dir, &description(4), &mut wide, None).unwrap_err();
+    assert!(matches!(err, CheckpointError::Dtype { .. }), "{err}");
+
+    let err = load_checkpoint(&dir.join("nothing"), &description(4), &mut wide, None).unwrap_err();
+    assert!(matches!(err, CheckpointError::NotFound { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,128 @@
+//! The training step, prediction and exact resume, on a hand-written `VideoModel`.
+
+mod common;
+
+use common::tiny_model::{toy_batch, AverageLogistic, CLASSES};
+use dfdx::prelude::*;
+use loupe::metrics::EvaluationMetrics;
+use loupe::model::VideoModel;
+use loupe::train::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig, TrainError, Trainer};
+
+type Model = AverageLogistic<f32, Cpu>;
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        schedule: LearningRateSchedule { base: 0.05, decay: 0.9, decay_examples: 64 },
+        adam: AdamConfig::default(),
+        classifier_l2: 1e-6,
+    }
+}
+
+fn gap(trainer: &Trainer<Model, f32, Cpu>) -> f64 {
+    let mut metrics = EvaluationMetrics::new(CLASSES, 20);
+    let (frames, _, lists) = toy_batch(999, 64);
+    trainer.evaluate_batch(&mut metrics, &frames, &lists).unwrap();
+    metrics.summary().gap
+}
+
+#[test]
+fn training_reduces_the_loss_and_improves_gap() {
+    let mut trainer: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), config()).unwrap();
+    let before = gap(&trainer);
+    let mut first = None;
+    let mut last = 0.0;
+    for step in 0..60 {
+        let (frames, labels, _) = toy_batch(step, 16);
+        let stats = trainer.train_step(&frames, &labels).unwrap();
+        first.get_or_insert(stats.loss);
+        last = stats.loss;
+    }
+    assert!(last < 0.7 * first.unwrap(), "loss {first:?} -> {last}");
+    let after = gap(&trainer);
+    assert!(after > before + 0.1 && after > 0.8, "gap {before} -> {after}");
+    assert_eq!(trainer.step, 60);
+    assert_eq!(trainer.examples_seen, 960);
+}
+
+#[test]
+fn learning_rate_follows_the_staircase_by_examples_seen() {
+    let mut trainer: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), config()).unwrap();
+    let lrs: Vec<f64> = (0..6)
+        .map(|s| {
+            let (frames, labels, _) = toy_batch(s, 16);
+            trainer.train_step(&frames, &labels).unwrap().learning_rate
+        })
+        .collect();
+    // 16 videos a step, decay every 64 videos.
+    assert_eq!(lrs[..4], [0.05; 4]);
+    assert!((lrs[4] - 0.045).abs() < 1e-12);
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_step() {
+    let mut trainer: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), config()).unwrap();
+    let (frames, labels, _) = toy_batch(0, 4);
+    trainer.train_step(&frames, &labels).unwrap();
+    let mut bad = frames.clone();
+    bad[3] = f32::NAN;
+    let before = trainer.model.classifier.weight.as_vec();
+    match trainer.train_step(&bad, &labels) {
+        Err(TrainError::NonFiniteLoss { step, .. }) => assert_eq!(step, 2),
+        other => panic!("expected a non-finite loss error, got {other:?}"),
+    }
+    // The failed step changed nothing.
+    assert_eq!(trainer.step, 1);
+    assert_eq!(trainer.model.classifier.weight.as_vec(), before);
+}
+
+#[test]
+fn wrong_batch_sizes_are_errors_not_panics() {
+    let mut trainer: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), config()).unwrap();
+    let (frames, labels, _) = toy_batch(0, 4);
+    assert!(matches!(trainer.train_step(&frames[1..], &labels), Err(TrainError::Shape { what: "frames", .. })));
+    assert!(matches!(trainer.train_step(&frames, &labels[1..]), Err(TrainError::Shape { what: "labels", .. })));
+    assert!(matches!(trainer.train_step(&[], &[]), Err(TrainError::Shape { .. })));
+    assert!(trainer.predict(&frames[..5]).is_err());
+}
+
+#[test]
+fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
+    let dir = std::env::temp_dir().join(format!("loupe-test-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut straight: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
+    let mut interrupted: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
+    for s in 0..8 {
+        let (frames, labels, _) = toy_batch(s, 8);
+        straight.train_step(&frames, &labels).unwrap();
+        if s < 4 {
+            interrupted.train_step(&frames, &labels).unwrap();
+        }
+    }
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        model: Model::describe(),
+        dtype: "f32".into(),
+        training: serde_json::Value::Null,
+        step: interrupted.step,
+        examples_seen: interrupted.examples_seen,
+        metrics: serde_json::Value::Null,
+        vocabulary_size: CLASSES,
+        rng_state: serde_json::Value::Null,
+    };
+    save_checkpoint(&dir, &interrupted.model, &interrupted.adam, &meta, 1).unwrap();
+    drop(interrupted);
+
+    let dev = loupe::device::cpu_seeded(123);
+    let mut resumed: Trainer<Model, f32, Cpu> = Trainer::new(dev, config()).unwrap();
+    let meta = load_checkpoint(&dir, &Model::describe(), &mut resumed.model, Some(&mut resumed.adam)).unwrap();
+    resumed.step = meta.step;
+    resumed.examples_seen = meta.examples_seen;
+    for s in 4..8 {
+        let (frames, labels, _) = toy_batch(s, 8);
+        resumed.train_step(&frames, &labels).unwrap();
+    }
+    assert_eq!(resumed.model.classifier.weight.as_vec(), straight.model.classifier.weight.as_vec());
+    assert_eq!(resumed.model.classifier.bias.as_vec(), straight.model.classifier.bias.as_vec());
+    let _ = std::fs::remove_dir_all(&dir);
+}
