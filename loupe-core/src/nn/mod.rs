@@ -17,8 +17,33 @@ mod l2_normalize;
 pub use batch_norm::{BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
 pub use l2_normalize::{l2_normalize, try_l2_normalize, L2Normalize, L2_NORM_FLOOR};
 
+// ---- pooling layers (paper section 2) ----
+mod net_fv;
+mod net_rvlad;
+mod net_vlad;
+mod soft_assignment;
+mod soft_bow;
+mod temporal_pooling;
+
+pub use net_fv::{NetFv, NET_FV_SIGMA_EPSILON};
+pub use net_rvlad::NetRvlad;
+pub use net_vlad::NetVlad;
+pub use soft_assignment::{BiasedSoftAssignment, SoftAssignment};
+pub use soft_bow::SoftBow;
+pub use temporal_pooling::{AveragePooling, MaxPooling};
+// ---- end pooling layers ----
+
 /// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
 pub mod builder {
     pub use super::batch_norm::builder::*;
     pub use super::l2_normalize::L2Normalize;
+
+    // ---- pooling layers ----
+    pub use super::net_fv::builder::*;
+    pub use super::net_rvlad::builder::*;
+    pub use super::net_vlad::builder::*;
+    pub use super::soft_assignment::builder::*;
+    pub use super::soft_bow::builder::*;
+    pub use super::temporal_pooling::{AveragePooling, MaxPooling};
+    // ---- end pooling layers ----
 }

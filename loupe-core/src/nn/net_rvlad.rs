@@ -1,0 +1,109 @@
+//! NetRVLAD pooling: NetVLAD without centres (paper section 2).
+
+use super::l2_normalize::try_l2_normalize;
+use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major};
+use super::soft_assignment::SoftAssignment;
+use dfdx::prelude::*;
+
+pub mod builder {
+    /// Builder of [`super::NetRvlad`]: `F` features per frame, `K` clusters, `OUT = K * F`.
+    #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+    pub struct NetRvlad<const F: usize, const K: usize, const OUT: usize>;
+}
+
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
+    for builder::NetRvlad<F, K, OUT>
+where
+    NetRvlad<F, K, OUT, E, D>: BuildModule<D, E>,
+{
+    type Built = NetRvlad<F, K, OUT, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        let () = NetRvlad::<F, K, OUT, E, D>::CHECK;
+        Self::Built::try_build(device)
+    }
+}
+
+/// NetRVLAD, the residual-less NetVLAD (paper section 2).
+///
+/// `a = softmax_over_K(BN(X W))` ([`SoftAssignment`]), then per batch item
+///
+/// `rvlad[d,k] = sum_t a[t,k] x[t,d] = (a^T X)[k,d]`
+///
+/// followed by intra-normalisation (L2 over `d` for each `k`), flattening (**d-major**:
+/// index `d * K + k`, as [`NetVlad`](super::NetVlad)) and a global L2 normalisation.
+/// Half NetVLAD's parameters and work.
+///
+/// `OUT` must equal `K * F`; a wrong `OUT` fails `cargo build`.
+///
+/// # Shapes
+/// `(B, S, F) -> (B, K * F)`, `B` and `S` any [`Dim`] (runtime or const).
+///
+/// ```
+/// # use dfdx::prelude::*;
+/// # use loupe_core::nn::{builder, NetRvlad};
+/// let dev = loupe_core::device::cpu();
+/// let mut rvlad: NetRvlad<8, 3, 24, f32, Cpu> = dev.build_module::<builder::NetRvlad<8, 3, 24>, f32>();
+/// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
+/// let train: Tensor<(usize, Const<24>), f32, _, _> = rvlad.forward_mut(x.trace(rvlad.alloc_grads()));
+/// let eval: Tensor<(usize, Const<24>), f32, _> = rvlad.forward(x);
+/// # let _ = (train, eval);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NetRvlad<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+    /// Soft assignment of frames to the `K` clusters (with batch norm).
+    pub assignment: SoftAssignment<F, K, E, D>,
+}
+
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> NetRvlad<F, K, OUT, E, D> {
+    /// Fails the build when `OUT != K * F`.
+    pub const CHECK: () = assert!(OUT == K * F, "NetRvlad<F, K, OUT>: OUT must equal K * F");
+}
+
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
+    for NetRvlad<F, K, OUT, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = NetRvlad<F, K, OUT, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let () = Self::CHECK;
+        visitor.visit_fields(
+            Self::module("assignment", |s| &s.assignment, |s| &mut s.assignment),
+            |assignment| NetRvlad { assignment },
+        )
+    }
+}
+
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetRvlad<F, K, OUT, E, D> {
+    fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
+        a: Tensor<(B, S, Const<K>), E, D, T>,
+        x: Tensor<(B, S, Const<F>), E, D, T>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
+        let () = Self::CHECK;
+        let intra = try_l2_normalize(try_assignment_weighted_sum(a, x)?)?;
+        try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetRvlad<F, K, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward_mut(&mut self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
+        let a = self.assignment.try_assign_train(x.retaped::<T>())?;
+        Self::try_pool(a, x)
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
+    Module<Tensor<(B, S, Const<F>), E, D>> for NetRvlad<F, K, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D>) -> Result<Self::Output, D::Err> {
+        let a = self.assignment.try_assign_eval(x.clone())?;
+        Self::try_pool(a, x)
+    }
+}
