@@ -141,8 +141,9 @@ fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
         PoolingKind::NetRvlad => quote_spanned!(pool.span=> #p::nn::NetRvlad<#d, #k, #out, __E, __D>),
         PoolingKind::NetFv => quote_spanned!(pool.span=> #p::nn::NetFv<#d, #k, #out, __E, __D>),
         PoolingKind::SoftBow => quote_spanned!(pool.span=> #p::nn::SoftBow<#d, #k, __E, __D>),
-        PoolingKind::Average => quote_spanned!(pool.span=> #p::nn::AveragePooling<#d, __E, __D>),
-        PoolingKind::Max => quote_spanned!(pool.span=> #p::nn::MaxPooling<#d, __E, __D>),
+        // Parameter-free: one type is builder and layer, no dtype or device.
+        PoolingKind::Average => quote_spanned!(pool.span=> #p::nn::AveragePooling<#d>),
+        PoolingKind::Max => quote_spanned!(pool.span=> #p::nn::MaxPooling<#d>),
     }
 }
 
@@ -244,8 +245,7 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
     let input = format_ident!("input");
     let first = call(&input, quote!(__x));
     body.push(quote!(let __x = #first;));
-    let features = lit(model.features);
-    let x = if let Some(_pool) = &model.early {
+    let x = if model.early.is_some() {
         let pooled = call(&format_ident!("pooling"), quote!(__x));
         body.push(quote!(let __x = #pooled;));
         quote!(__x)
@@ -258,7 +258,7 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
             let (start, len) = (lit(s.start), lit(s.features));
             let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
             let name = format_ident!("__pooled_{}", i);
-            let slice = quote_spanned!(s.features_span=> #p::stream::<#start, #len, #features, _, _, _, _>(#src)?);
+            let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
             let pool = call(&s.name, slice);
             body.push(quote!(let #name = #pool;));
             pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));
@@ -443,7 +443,7 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
             fn try_l2_penalty(
                 &self,
             ) -> ::core::result::Result<#p::Tensor<(), __E, __D, #owned>, <__D as #p::HasErr>::Err> {
-                #p::ClassifierPenalty::try_l2_penalty(&self.classifier)
+                #p::ClassifierPenalty::try_l2_penalty::<#owned>(&self.classifier)
             }
         }
     }
