@@ -33,6 +33,27 @@ pub use soft_bow::SoftBow;
 pub use temporal_pooling::{AveragePooling, MaxPooling};
 // ---- end pooling layers ----
 
+// --- Input, hidden, gating and classifier layers (the "head") ---
+mod classifier_penalty;
+mod context_gating;
+mod frame_input;
+mod glu;
+mod hidden;
+mod initializers;
+mod logistic;
+mod mixture_of_experts;
+mod probability_gating;
+
+pub use classifier_penalty::ClassifierPenalty;
+pub use context_gating::{BiasedContextGating, ContextGating};
+pub use frame_input::{FrameInput, Stream};
+pub use glu::Glu;
+pub use hidden::{Hidden, HiddenBn};
+pub use logistic::Logistic;
+pub use mixture_of_experts::MixtureOfExperts;
+pub use probability_gating::ProbabilityGating;
+// --- end of the head layers ---
+
 /// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
 pub mod builder {
     pub use super::batch_norm::builder::*;
@@ -46,4 +67,15 @@ pub mod builder {
     pub use super::soft_bow::builder::*;
     pub use super::temporal_pooling::{AveragePooling, MaxPooling};
     // ---- end pooling layers ----
+
+    // --- head layers ---
+    pub use super::context_gating::builder::*;
+    pub use super::frame_input::builder::*;
+    pub use super::frame_input::Stream;
+    pub use super::glu::builder::*;
+    pub use super::hidden::builder::*;
+    pub use super::logistic::builder::*;
+    pub use super::mixture_of_experts::builder::*;
+    pub use super::probability_gating::builder::*;
+    // --- end of the head layers ---
 }
