@@ -57,3 +57,19 @@ fn generated_and_hand_written_agree() {
     let b = hand.forward_eval(x);
     same(&a.as_vec(), &b.as_vec());
 }
+
+#[test]
+fn early_fusion_and_three_streams_agree() {
+    let dev = loupe::device::cpu_seeded(11);
+    let mut early = dev.build_module::<hand_written::GeneratedEarly, f32>();
+    // Move the batch norms' running averages away from their initial values first.
+    let x: Tensor<(usize, Const<6>, Const<8>), f32, Cpu> = dev.sample_normal_like(&(4, Const, Const));
+    let _ = early.try_forward_train(x.clone().traced(early.alloc_grads())).unwrap();
+    let hand = hand_written::HandWrittenEarly::from_generated(&early);
+    same(&early.try_forward_eval(x.clone()).unwrap().as_vec(), &hand.forward_eval(x).as_vec());
+
+    let three = dev.build_module::<hand_written::GeneratedThree, f32>();
+    let hand = hand_written::HandWrittenThree::from_generated(&three);
+    let x: Tensor<(usize, Const<5>, Const<12>), f32, Cpu> = dev.sample_normal_like(&(4, Const, Const));
+    same(&three.try_forward_eval(x.clone()).unwrap().as_vec(), &hand.forward_eval(x).as_vec());
+}

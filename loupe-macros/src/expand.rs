@@ -77,7 +77,7 @@ fn gen_builder_consts(item: &ItemStruct, model: &Model) -> TokenStream {
     }
 }
 
-/// The layer types of the model, field by field: `(field name, type, span)`.
+/// The layer types of the model, field by field: `(field name, type)`.
 fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
     let p = private();
     let nn = quote!(#p::nn);
@@ -230,8 +230,8 @@ fn gen_tensor_collection(built: &Ident, model: &Model) -> TokenStream {
     }
 }
 
-/// The forward pass, shared by evaluation (`Module`, `mode` = eval) and training
-/// (`ModuleMut`): `x` is the input, `tape` the tape type for `retaped`.
+/// The forward pass, shared by evaluation (`Module`, `train` false) and training
+/// (`ModuleMut`): `__x` is the input, `tape` the tape type for `retaped`.
 fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
     let p = private();
     let call = |field: &Ident, arg: TokenStream| {
@@ -263,9 +263,12 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
             body.push(quote!(let #name = #pool;));
             pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));
         }
-        let acc = pooled[0].0.clone();
-        let mut size = pooled[0].1;
-        for (name, out) in &pooled[1..] {
+        // The validator guarantees at least one stream under late fusion.
+        let Some(((acc, first_size), rest)) = pooled.split_first() else {
+            return quote!(::core::compile_error!("video_model: no stream to pool"));
+        };
+        let mut size = *first_size;
+        for (name, out) in rest {
             let total = size + out;
             let (a, b, c) = (lit(size), lit(*out), lit(total));
             body.push(quote!(let #acc = #p::concat::<#a, #b, #c, _, _, _, _>(#acc, #name)?;));

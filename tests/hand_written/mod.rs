@@ -125,3 +125,89 @@ impl<E: Dtype, D: Device<E>> TensorCollection<E, D> for HandWritten<E, D> {
         )
     }
 }
+
+/// Early fusion, a batch-normalised ReLU6 hidden layer, a GLU and a logistic classifier.
+#[video_model(
+    frames = 6,
+    fusion = early(pooling = netfv(clusters = 3)),
+    streams = [rgb(features = 5), audio(features = 3)],
+    hidden = fc(size = 12, batch_norm = true, relu6 = true),
+    after_pooling = glu,
+    classifier = logistic(l2 = 1e-6),
+    classes = 4,
+)]
+pub struct GeneratedEarly;
+
+#[derive(Debug, Clone)]
+pub struct HandWrittenEarly {
+    pub input: FrameInput<8, f32, Cpu>,
+    pub pooling: loupe::nn::NetFv<8, 3, 48, f32, Cpu>,
+    pub hidden: loupe::nn::HiddenBn<48, 12, 3, true, f32, Cpu>,
+    pub gating: loupe::nn::Glu<12, f32, Cpu>,
+    pub classifier: loupe::nn::Logistic<12, 4, f32, Cpu>,
+}
+
+impl HandWrittenEarly {
+    pub fn from_generated(m: &GeneratedEarlyModel<f32, Cpu>) -> Self {
+        HandWrittenEarly {
+            input: m.input.clone(),
+            pooling: m.pooling.clone(),
+            hidden: m.hidden.clone(),
+            gating: m.gating.clone(),
+            classifier: m.classifier.clone(),
+        }
+    }
+
+    pub fn forward_eval(
+        &self,
+        x: Tensor<(usize, Const<6>, Const<8>), f32, Cpu>,
+    ) -> Tensor<(usize, Const<4>), f32, Cpu> {
+        let x = self.input.forward(x);
+        let x = self.pooling.forward(x);
+        let x = self.hidden.forward(x);
+        let x = self.gating.forward(x);
+        self.classifier.forward(x)
+    }
+}
+
+/// Three late-fused streams of three pooling kinds: the concatenation order.
+#[video_model(
+    frames = 5,
+    streams = [
+        a(features = 4, pooling = average),
+        b(features = 3, pooling = max),
+        c(features = 5, pooling = soft_bow(clusters = 6)),
+    ],
+    classifier = logistic,
+    classes = 3,
+)]
+pub struct GeneratedThree;
+
+#[derive(Debug, Clone)]
+pub struct HandWrittenThree {
+    pub input: FrameInput<12, f32, Cpu>,
+    pub c: loupe::nn::SoftBow<5, 6, f32, Cpu>,
+    pub classifier: loupe::nn::Logistic<13, 3, f32, Cpu>,
+}
+
+impl HandWrittenThree {
+    pub fn from_generated(m: &GeneratedThreeModel<f32, Cpu>) -> Self {
+        HandWrittenThree { input: m.input.clone(), c: m.c.clone(), classifier: m.classifier.clone() }
+    }
+
+    pub fn forward_eval(
+        &self,
+        x: Tensor<(usize, Const<5>, Const<12>), f32, Cpu>,
+    ) -> Tensor<(usize, Const<3>), f32, Cpu> {
+        let x = self.input.forward(x);
+        let a: Tensor<(usize, Const<5>, Const<4>), f32, Cpu> = x.clone().slice((.., .., 0..4)).realize();
+        let b: Tensor<(usize, Const<5>, Const<3>), f32, Cpu> = x.clone().slice((.., .., 4..7)).realize();
+        let c: Tensor<(usize, Const<5>, Const<5>), f32, Cpu> = x.slice((.., .., 7..12)).realize();
+        let a = loupe::nn::AveragePooling::<4>.forward(a).realize::<(usize, usize)>();
+        let b = loupe::nn::MaxPooling::<3>.forward(b).realize::<(usize, usize)>();
+        let c = self.c.forward(c).realize::<(usize, usize)>();
+        let ab = (a, b).concat_along(Axis::<1>);
+        let pooled: Tensor<(usize, Const<13>), f32, Cpu> = (ab, c).concat_along(Axis::<1>).realize();
+        self.classifier.forward(pooled)
+    }
+}
