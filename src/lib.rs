@@ -189,6 +189,7 @@ pub mod __private {
 
     /// Concatenation of two pooled representations, `(B, A) ++ (B, B) -> (B, C)`, with
     /// `C = A + B` computed by the macro (adding two `Const` dims needs nightly).
+    #[allow(clippy::type_complexity)]
     pub fn concat<const A: usize, const B: usize, const C: usize, E: Dtype, D: Device<E>, T, R>(
         a: Tensor<(usize, Const<A>), E, D, T>,
         b: Tensor<(usize, Const<B>), E, D, R>,

@@ -19,6 +19,7 @@ impl ModelVisitor<f32, Cpu> for Step<'_> {
     fn visit<M: ZooModel<f32, Cpu>>(self) -> usize {
         let mut model = self.dev.build_module::<M, f32>();
         let shape = (self.batch, Default::default(), Default::default());
+        #[allow(clippy::type_complexity)]
         let x: Tensor<(usize, <M::Model as VideoModel<f32, Cpu>>::Frames, _), f32, Cpu> =
             self.dev.sample_uniform_like(&shape);
         let y = model.try_forward_train(x.clone().traced(model.alloc_grads())).unwrap();
