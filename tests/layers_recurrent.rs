@@ -387,3 +387,26 @@ fn no_frames_pool_to_zeros() {
     let mask = valid_frame_mask(&dev, &[0, 3], (2, 3));
     assert_eq!(lstm.forward((x, mask)).as_vec()[..12], [0.0; 12]);
 }
+
+/// Paper-size LSTM (B = 8, S = 150, F = 1152, H = 1024) forward + backward, timed.
+/// `cargo test --release --test layers_recurrent -- --ignored --nocapture`.
+#[test]
+#[ignore = "paper size: seconds per pass on a CPU"]
+fn paper_size_recurrent_timing() {
+    let dev = loupe::device::cpu_seeded(7);
+    let x: Tensor<(usize, Const<150>, Const<1152>), f32, _> = dev.sample_normal_like(&(8, Const, Const));
+    let lstm = dev.build_module::<builder::Lstm<1152, 1024, 4096>, f32>();
+    let gru = dev.build_module::<builder::Gru<1152, 1200, 2400>, f32>();
+    for _ in 0..2 {
+        let start = std::time::Instant::now();
+        let y = lstm.forward(x.clone().traced(lstm.alloc_grads()));
+        let forward = start.elapsed();
+        let _ = y.sum().backward();
+        println!("LSTM 2x1024, B=8 S=150: forward {forward:?}, forward+backward {:?}", start.elapsed());
+        let start = std::time::Instant::now();
+        let y = gru.forward(x.clone().traced(gru.alloc_grads()));
+        let forward = start.elapsed();
+        let _ = y.sum().backward();
+        println!("GRU 2x1200, B=8 S=150: forward {forward:?}, forward+backward {:?}", start.elapsed());
+    }
+}
