@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | `avg-logistic` | [`AveragePoolingLogistic`] | Table 1 |
 //! | `avg-moe-cg` | [`AveragePoolingMoeCg`] | Table 1 |
+//! | `lstm` | [`Lstm`] | Table 1 |
+//! | `gru` | [`Gru`] | Table 1 |
 //! | `soft-bow` | [`SoftBow`] | Table 1 |
 //! | `netfv` | [`NetFv`] | Table 1 |
 //! | `netrvlad` | [`NetRvlad`] | Table 1 |
@@ -30,10 +32,15 @@
 //! | `small-soft-bow` | [`SmallSoftBow`] | small |
 //! | `small-average` | [`SmallAverage`] | small |
 //! | `small-netvlad-early` | [`SmallNetVladEarly`] | small |
+//! | `small-lstm` | [`SmallLstm`] | small |
+//! | `small-gru` | [`SmallGru`] | small |
+//! | `small-nextvlad` | [`SmallNeXtVlad`] | small (Lin et al. 2018) |
 //! | `quickstart-gated-netvlad` | [`QuickstartGatedNetVlad`] | quick start |
 //! | `quickstart-average` | [`QuickstartAverage`] | quick start |
 //!
-//! The LSTM and GRU rows of Table 1 wait for recurrent pooling.
+//! The recurrent models read each video's frames in temporal order (the data's
+//! `FrameSampling::InOrder`); through [`VideoModel`] they see all `FRAMES` frames as
+//! valid (a short video's frames cycled), as the pooling layers' frames-only input.
 //!
 //! # Picking a model by name
 //! [`visit`] hands the builder type registered under a name to a [`ModelVisitor`]; the
@@ -98,6 +105,8 @@ macro_rules! for_each_model {
         $callback! {
             "avg-logistic" => $crate::zoo::AveragePoolingLogistic,
             "avg-moe-cg" => $crate::zoo::AveragePoolingMoeCg,
+            "lstm" => $crate::zoo::Lstm,
+            "gru" => $crate::zoo::Gru,
             "soft-bow" => $crate::zoo::SoftBow,
             "netfv" => $crate::zoo::NetFv,
             "netrvlad" => $crate::zoo::NetRvlad,
@@ -118,6 +127,9 @@ macro_rules! for_each_model {
             "small-soft-bow" => $crate::zoo::SmallSoftBow,
             "small-average" => $crate::zoo::SmallAverage,
             "small-netvlad-early" => $crate::zoo::SmallNetVladEarly,
+            "small-lstm" => $crate::zoo::SmallLstm,
+            "small-gru" => $crate::zoo::SmallGru,
+            "small-nextvlad" => $crate::zoo::SmallNeXtVlad,
             "quickstart-gated-netvlad" => $crate::zoo::QuickstartGatedNetVlad,
             "quickstart-average" => $crate::zoo::QuickstartAverage,
         }
@@ -170,6 +182,34 @@ pub struct AveragePoolingLogistic;
 )]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AveragePoolingMoeCg;
+
+/// LSTM (Table 1: 81.7 GAP), as released: two stacked LSTM layers of 1024 cells (forget
+/// bias 1) over the L2-normalised early-concat 1152-d frames, no input batch norm; the
+/// MoE sits directly on the final states `[c1, h1, c2, h2]` (4096), no hidden layer, no
+/// gating; 150 frames, MoE L2 1e-8. (The released run fed the 150 frames in random
+/// order; the paper and loupe read them in temporal order.)
+#[video_model(
+    frames = 150,
+    fusion = early(pooling = lstm(size = 1024)),
+    streams = [rgb(features = 1024), audio(features = 128)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 3862,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lstm;
+
+/// GRU (Table 1: 82.0 GAP), as released: two stacked GRU layers of 1200 units over the
+/// L2-normalised early-concat frames in temporal order (300), no input batch norm; the
+/// MoE sits directly on `[h1, h2]` (2400), no hidden layer, no gating; MoE L2 1e-6.
+#[video_model(
+    frames = 300,
+    fusion = early(pooling = gru(size = 1200)),
+    streams = [rgb(features = 1024), audio(features = 128)],
+    classifier = moe(experts = 2, l2 = 1e-6),
+    classes = 3862,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gru;
 
 /// Soft bag of words with 4096 video / 512 audio clusters (Table 1 "BoW 4096": 81.6 GAP).
 #[video_model(
@@ -479,6 +519,41 @@ pub struct SmallAverage;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SmallNetVladEarly;
 
+/// [`Lstm`] at toy size: 2 x 8 cells.
+#[video_model(
+    frames = 10,
+    fusion = early(pooling = lstm(size = 8)),
+    streams = [rgb(features = 16), audio(features = 8)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 10,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmallLstm;
+
+/// [`Gru`] at toy size: 2 x 8 units.
+#[video_model(
+    frames = 10,
+    fusion = early(pooling = gru(size = 8)),
+    streams = [rgb(features = 16), audio(features = 8)],
+    classifier = moe(experts = 2, l2 = 1e-6),
+    classes = 10,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmallGru;
+
+/// NeXtVLAD (Lin et al. 2018) at toy size: expansion 2, 4 groups, 4 clusters over the
+/// early-concat frames, hidden 32 with Context Gating.
+#[video_model(
+    frames = 10,
+    fusion = early(pooling = nextvlad(clusters = 4, groups = 4, expansion = 2)),
+    streams = [rgb(features = 16), audio(features = 8)],
+    hidden = 32,
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-6),
+    classes = 10,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmallNeXtVlad;
 // ---------------------------------------------------------------------------------------
 // The quick start's pair (`loupe quickstart`): the default synthetic dataset's layout
 // (rgb 1024 + audio 128 per frame, 64 classes), 32 frames sampled per video. Both share

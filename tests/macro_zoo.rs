@@ -81,7 +81,7 @@ fn every_name_is_registered_once_and_describes_itself() {
         assert_eq!(features, if name.starts_with("small-") { 24 } else { 1152 }, "{name}");
     }
     assert!(zoo::visit::<f32, Cpu, _>("gated-netvald", Describe).is_none());
-    assert_eq!(paper().count(), 17);
+    assert_eq!(paper().count(), 19);
 }
 
 /// Trainable parameters of the paper-size models (batch norm running averages excluded).
@@ -91,6 +91,10 @@ fn every_name_is_registered_once_and_describes_itself() {
 const PAPER_PARAMS: &[(&str, usize)] = &[
     ("avg-logistic", 4_455_190),
     ("avg-moe-cg", 23_584_556),
+    // Two LSTM layers (1152+1024)x4096 + 4096 and 2048x4096 + 4096, MoE on 4096.
+    ("lstm", 96_411_180),
+    // Two GRU layers 3x1200x(1152+1200) + 3600 and 3x1200x2400 + 3600, MoE on 2400.
+    ("gru", 63_466_124),
     ("soft-bow", 28_772_140),
     ("netfv", 305_415_340),
     ("netrvlad", 305_276_460),

@@ -66,6 +66,12 @@ pub enum PoolingKind {
     SoftBow,
     Average,
     Max,
+    /// Two stacked LSTM layers of `size` cells, final states `[c1, h1, c2, h2]`.
+    Lstm,
+    /// Two stacked GRU layers of `size` units, final states `[h1, h2]`.
+    Gru,
+    /// NeXtVLAD with `clusters`, `groups` (default 8) and `expansion` (default 2).
+    NeXtVlad,
 }
 
 impl PoolingKind {
@@ -78,17 +84,28 @@ impl PoolingKind {
             PoolingKind::SoftBow => "soft_bow",
             PoolingKind::Average => "average",
             PoolingKind::Max => "max",
+            PoolingKind::Lstm => "lstm",
+            PoolingKind::Gru => "gru",
+            PoolingKind::NeXtVlad => "nextvlad",
         }
     }
 
     /// Whether the kind is a clustering one (takes `clusters = K`).
     pub fn needs_clusters(self) -> bool {
         match self {
-            PoolingKind::NetVlad | PoolingKind::NetRvlad | PoolingKind::NetFv | PoolingKind::SoftBow => {
-                true
-            }
-            PoolingKind::Average | PoolingKind::Max => false,
+            PoolingKind::NetVlad
+            | PoolingKind::NetRvlad
+            | PoolingKind::NetFv
+            | PoolingKind::SoftBow
+            | PoolingKind::NeXtVlad => true,
+            PoolingKind::Average | PoolingKind::Max | PoolingKind::Lstm | PoolingKind::Gru => false,
         }
+    }
+
+    /// Whether the kind is recurrent (takes `size = H`; reads the L2-normalised frames
+    /// without the input batch norm, REFERENCE.md section 2).
+    pub fn is_recurrent(self) -> bool {
+        matches!(self, PoolingKind::Lstm | PoolingKind::Gru)
     }
 }
 
@@ -98,6 +115,12 @@ pub struct Pooling {
     /// The kind's keyword.
     pub span: Span,
     pub clusters: Option<Keyed<Size>>,
+    /// Cells per layer of a recurrent kind.
+    pub size: Option<Keyed<Size>>,
+    /// NeXtVLAD's groups.
+    pub groups: Option<Keyed<Size>>,
+    /// NeXtVLAD's expansion factor (lambda).
+    pub expansion: Option<Keyed<Size>>,
 }
 
 /// `hidden = 1024` or `hidden = fc(size = 1024, batch_norm = true, relu6 = true)`.

@@ -273,10 +273,16 @@ pub(crate) fn parse_pooling(input: ParseStream, errors: &mut Errors) -> syn::Res
         (PoolingKind::Average, input.parse::<kw::average>()?.span)
     } else if la.peek(kw::max) {
         (PoolingKind::Max, input.parse::<kw::max>()?.span)
+    } else if la.peek(kw::lstm) {
+        (PoolingKind::Lstm, input.parse::<kw::lstm>()?.span)
+    } else if la.peek(kw::gru) {
+        (PoolingKind::Gru, input.parse::<kw::gru>()?.span)
+    } else if la.peek(kw::nextvlad) {
+        (PoolingKind::NeXtVlad, input.parse::<kw::nextvlad>()?.span)
     } else {
         return Err(la.error());
     };
-    let mut clusters = None;
+    let (mut clusters, mut size, mut groups, mut expansion) = (None, None, None, None);
     if input.peek(token::Paren) {
         let content;
         parenthesized!(content in input);
@@ -287,12 +293,27 @@ pub(crate) fn parse_pooling(input: ParseStream, errors: &mut Errors) -> syn::Res
                 let value = eq_then(input, parse_size)?;
                 set(&mut clusters, key, value, errors);
                 Ok(())
+            } else if la.peek(kw::size) {
+                let key = key!(input, size);
+                let value = eq_then(input, parse_size)?;
+                set(&mut size, key, value, errors);
+                Ok(())
+            } else if la.peek(kw::groups) {
+                let key = key!(input, groups);
+                let value = eq_then(input, parse_size)?;
+                set(&mut groups, key, value, errors);
+                Ok(())
+            } else if la.peek(kw::expansion) {
+                let key = key!(input, expansion);
+                let value = eq_then(input, parse_size)?;
+                set(&mut expansion, key, value, errors);
+                Ok(())
             } else {
                 Err(la.error())
             }
         });
     }
-    Ok(Pooling { kind, span, clusters })
+    Ok(Pooling { kind, span, clusters, size, groups, expansion })
 }
 
 fn parse_hidden(input: ParseStream, errors: &mut Errors) -> syn::Result<Hidden> {

@@ -83,7 +83,12 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
     let nn = quote!(#p::nn);
     let mut fields = Vec::new();
     let features = lit(model.features);
-    fields.push((format_ident!("input"), quote!(#nn::FrameInput<#features, __E, __D>)));
+    // Recurrent poolings read the L2-normalised frames without the input batch norm.
+    if model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
+        fields.push((format_ident!("input"), quote!(#nn::L2Normalize)));
+    } else {
+        fields.push((format_ident!("input"), quote!(#nn::FrameInput<#features, __E, __D>)));
+    }
     if let Some(pool) = &model.early {
         fields.push((format_ident!("pooling"), pooling_type(pool)));
     }
@@ -144,6 +149,19 @@ fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
         // Parameter-free: one type is builder and layer, no dtype or device.
         PoolingKind::Average => quote_spanned!(pool.span=> #p::nn::AveragePooling<#d>),
         PoolingKind::Max => quote_spanned!(pool.span=> #p::nn::MaxPooling<#d>),
+        PoolingKind::Lstm => {
+            let h = lit(pool.cells);
+            quote_spanned!(pool.span=> #p::nn::Lstm<#d, #h, #out, __E, __D>)
+        }
+        PoolingKind::Gru => {
+            let h = lit(pool.cells);
+            quote_spanned!(pool.span=> #p::nn::Gru<#d, #h, #out, __E, __D>)
+        }
+        PoolingKind::NeXtVlad => {
+            let fe = pool.input * pool.expansion;
+            let (fe, g, gk) = (lit(fe), lit(pool.groups), lit(pool.groups * pool.clusters));
+            quote_spanned!(pool.span=> #p::nn::NeXtVlad<#d, #fe, #g, #k, #gk, #out, __E, __D>)
+        }
     }
 }
 

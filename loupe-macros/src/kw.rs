@@ -26,6 +26,11 @@ syn::custom_keyword!(soft_bow);
 syn::custom_keyword!(average);
 syn::custom_keyword!(max);
 syn::custom_keyword!(clusters);
+syn::custom_keyword!(lstm);
+syn::custom_keyword!(gru);
+syn::custom_keyword!(nextvlad);
+syn::custom_keyword!(groups);
+syn::custom_keyword!(expansion);
 
 // Hidden layer.
 syn::custom_keyword!(fc);

@@ -94,7 +94,7 @@ fn unknown_key_lists_the_keys() {
 fn unknown_pooling_lists_the_kinds() {
     let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = vlad(clusters = 2))]));
     assert!(
-        e.iter().any(|e| e == "expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`"),
+        e.iter().any(|e| e == "expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`, `lstm`, `gru`, `nextvlad`"),
         "{e:?}"
     );
 }

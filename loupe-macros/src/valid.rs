@@ -64,6 +64,11 @@ pub struct ResolvedPooling {
     pub input: usize,
     /// Cluster count (0 for the kinds without clusters).
     pub clusters: usize,
+    /// Cells per layer (recurrent kinds; 0 otherwise).
+    pub cells: usize,
+    /// NeXtVLAD's groups and expansion (8 and 2 for the other kinds, unused).
+    pub groups: usize,
+    pub expansion: usize,
     pub output: usize,
 }
 
@@ -409,6 +414,14 @@ fn resolve_stream(
             ));
             None
         }
+        (Some(p), false) if p.value.kind.is_recurrent() => {
+            let kw = p.value.kind.keyword();
+            errors.push(syn::Error::new(
+                p.value.span,
+                format!("`{kw}` reads the concatenated frames (paper, section 2): use `fusion = early(pooling = {kw}(size = ..))`"),
+            ));
+            None
+        }
         (Some(p), false) => pooling(&p.value, features.map_or(1, |f| f.0), errors),
         (None, true) => None,
     };
@@ -434,7 +447,43 @@ fn pooling(p: &Pooling, input: usize, errors: &mut Errors) -> Option<ResolvedPoo
         (Some(c), true) => size(&c.value, "clusters", MAX_DIM, errors)?,
         (None, false) => 0,
     };
-    let output = pooled_size(p.kind, input as u64, clusters as u64);
+    // Recurrent kinds: cells per layer.
+    let cells = match (&p.size, p.kind.is_recurrent()) {
+        (None, true) => {
+            errors.missing(syn::Error::new(p.span, format!("`{kw}` needs the cells per layer: `{kw}(size = 1024)`")));
+            return None;
+        }
+        (Some(s), false) => {
+            errors.push(syn::Error::new(s.key.span(), format!("`{kw}` pooling has no `size`")));
+            return None;
+        }
+        (Some(s), true) => size(&s.value, "size", MAX_DIM, errors)?,
+        (None, false) => 0,
+    };
+    // NeXtVLAD: groups (default 8) and expansion (default 2), as in Lin et al. 2018.
+    let mut extra = |slot: &Option<Keyed<Size>>, what: &str, default: usize| match slot {
+        Some(v) if p.kind != PoolingKind::NeXtVlad => {
+            errors.push(syn::Error::new(v.key.span(), format!("`{kw}` pooling has no `{what}`")));
+            None
+        }
+        Some(v) => size(&v.value, what, MAX_DIM, errors),
+        None => Some(default),
+    };
+    let (groups, expansion) = (extra(&p.groups, "groups", 8)?, extra(&p.expansion, "expansion", 2)?);
+    if p.kind == PoolingKind::NeXtVlad && (input * expansion) % groups != 0 {
+        let span = p.groups.as_ref().map_or(p.span, |g| g.value.span());
+        errors.push(syn::Error::new(
+            span,
+            format!("`nextvlad` splits {input} x {expansion} expanded features into {groups} groups: they must divide evenly"),
+        ));
+        return None;
+    }
+    let output = match p.kind {
+        PoolingKind::Lstm => 4 * cells as u64,
+        PoolingKind::Gru => 2 * cells as u64,
+        PoolingKind::NeXtVlad => clusters as u64 * (input * expansion / groups) as u64,
+        kind => pooled_size(kind, input as u64, clusters as u64),
+    };
     if output > MAX_ELEMENTS {
         let span = p.clusters.as_ref().map_or(p.span, |c| c.value.span());
         errors.push(syn::Error::new(
@@ -443,7 +492,16 @@ fn pooling(p: &Pooling, input: usize, errors: &mut Errors) -> Option<ResolvedPoo
         ));
         return None;
     }
-    Some(ResolvedPooling { kind: p.kind, span: p.span, input, clusters, output: output as usize })
+    Some(ResolvedPooling {
+        kind: p.kind,
+        span: p.span,
+        input,
+        clusters,
+        cells,
+        groups,
+        expansion,
+        output: output as usize,
+    })
 }
 
 /// Output size of a pooling (paper, section 2).
@@ -453,5 +511,7 @@ pub fn pooled_size(kind: PoolingKind, features: u64, clusters: u64) -> u64 {
         PoolingKind::NetFv => 2 * clusters * features,
         PoolingKind::SoftBow => clusters,
         PoolingKind::Average | PoolingKind::Max => features,
+        // Sizes set by their own keys (see `pooling`).
+        PoolingKind::Lstm | PoolingKind::Gru | PoolingKind::NeXtVlad => 0,
     }
 }

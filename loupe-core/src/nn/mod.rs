@@ -54,6 +54,18 @@ pub use mixture_of_experts::MixtureOfExperts;
 pub use probability_gating::ProbabilityGating;
 // --- end of the head layers ---
 
+// ==== recurrent pooling and NeXtVLAD (issue 8) ====
+mod gru;
+mod lstm;
+mod next_vlad;
+mod recurrent;
+
+pub use gru::{Gru, GruCell};
+pub use lstm::{Lstm, LstmCell, LSTM_FORGET_BIAS};
+pub use next_vlad::NeXtVlad;
+pub use recurrent::valid_frame_mask;
+// ==== end recurrent pooling and NeXtVLAD ====
+
 /// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
 pub mod builder {
     pub use super::batch_norm::builder::*;
@@ -78,4 +90,10 @@ pub mod builder {
     pub use super::mixture_of_experts::builder::*;
     pub use super::probability_gating::builder::*;
     // --- end of the head layers ---
+
+    // ==== recurrent pooling and NeXtVLAD ====
+    pub use super::gru::builder::*;
+    pub use super::lstm::builder::*;
+    pub use super::next_vlad::builder::*;
+    // ==== end recurrent pooling and NeXtVLAD ====
 }

@@ -1,0 +1,418 @@
+//! GRU pooling, the paper's recurrent baseline (REFERENCE.md section 2).
+
+use super::initializers::GlorotUniform;
+use super::lstm::try_last_step;
+use super::recurrent::{
+    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
+    try_weight_gradient,
+};
+use dfdx::prelude::*;
+
+pub mod builder {
+    /// Builder of [`super::Gru`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
+    #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+    pub struct Gru<const F: usize, const H: usize, const OUT: usize>;
+
+    /// Builder of [`super::GruCell`]: `I` inputs, `H` units.
+    #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+    pub struct GruCell<const I: usize, const H: usize>;
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
+    for builder::Gru<F, H, OUT>
+where
+    Gru<F, H, OUT, E, D>: BuildModule<D, E>,
+{
+    type Built = Gru<F, H, OUT, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        let () = Gru::<F, H, OUT, E, D>::CHECK;
+        Self::Built::try_build(device)
+    }
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E> for builder::GruCell<I, H>
+where
+    GruCell<I, H, E, D>: BuildModule<D, E>,
+{
+    type Built = GruCell<I, H, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        Self::Built::try_build(device)
+    }
+}
+
+/// One GRU layer, TensorFlow's `GRUCell` (gate order `r, u`; the reset gate multiplies the
+/// state **before** the candidate's recurrent product):
+///
+/// ```text
+/// [r, u] = sigmoid(x_t Wg + h_{t-1} Ug + bg)
+/// c      = tanh(x_t Wc + (r * h_{t-1}) Uc + bc)
+/// h~     = u * h_{t-1} + (1 - u) * c
+/// h_t    = m_t h~ + (1 - m_t) h_{t-1}
+/// ```
+///
+/// with `h_0 = 0` and `m_t` the frame's mask (1 valid, 0 padding: the state is carried
+/// through unchanged). `u` is the fraction of the old state kept.
+///
+/// Initialisation is TensorFlow's default for the cell: the gate bias `bg` starts at
+/// **1.0** (a learned bias initialised to one, so the cell starts by keeping its state and
+/// not resetting), the candidate bias `bc` at 0; kernels Glorot uniform over the
+/// concatenated `[input; state]` kernels, `(I + H) x 2H` for the gates (bound
+/// `sqrt(6 / (I + 3H))`) and `(I + H) x H` for the candidate (`sqrt(6 / (I + 2H))`).
+/// Gate weights are stored per gate, `Wg[i][g][h]` = TensorFlow's column `g * H + h`.
+#[derive(Debug, Clone)]
+pub struct GruCell<const I: usize, const H: usize, E: Dtype, D: Storage<E>> {
+    /// Gate input weights `Wg`, `I x 2 x H` (gates `r, u`).
+    pub gate_input_weights: Tensor<Rank3<I, 2, H>, E, D>,
+    /// Gate recurrent weights `Ug`, `H x 2 x H`.
+    pub gate_recurrent_weights: Tensor<Rank3<H, 2, H>, E, D>,
+    /// Gate bias `bg`, `2 x H`, starts at 1.
+    pub gate_bias: Tensor<Rank2<2, H>, E, D>,
+    /// Candidate input weights `Wc`, `I x H`.
+    pub candidate_input_weights: Tensor<Rank2<I, H>, E, D>,
+    /// Candidate recurrent weights `Uc`, `H x H`.
+    pub candidate_recurrent_weights: Tensor<Rank2<H, H>, E, D>,
+    /// Candidate bias `bc`, `H`, starts at 0.
+    pub candidate_bias: Tensor<Rank1<H>, E, D>,
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for GruCell<I, H, E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = GruCell<I, H, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "gate_input_weights",
+                    |s| &s.gate_input_weights,
+                    |s| &mut s.gate_input_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, 2 * H))),
+                ),
+                Self::tensor(
+                    "gate_recurrent_weights",
+                    |s| &s.gate_recurrent_weights,
+                    |s| &mut s.gate_recurrent_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, 2 * H))),
+                ),
+                Self::tensor("gate_bias", |s| &s.gate_bias, |s| &mut s.gate_bias, TensorOptions::reset_to_ones()),
+                Self::tensor(
+                    "candidate_input_weights",
+                    |s| &s.candidate_input_weights,
+                    |s| &mut s.candidate_input_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, H))),
+                ),
+                Self::tensor(
+                    "candidate_recurrent_weights",
+                    |s| &s.candidate_recurrent_weights,
+                    |s| &mut s.candidate_recurrent_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, H))),
+                ),
+                Self::tensor(
+                    "candidate_bias",
+                    |s| &s.candidate_bias,
+                    |s| &mut s.candidate_bias,
+                    TensorOptions::reset_to_zeros(),
+                ),
+            ),
+            |(
+                gate_input_weights,
+                gate_recurrent_weights,
+                gate_bias,
+                candidate_input_weights,
+                candidate_recurrent_weights,
+                candidate_bias,
+            )| GruCell {
+                gate_input_weights,
+                gate_recurrent_weights,
+                gate_bias,
+                candidate_input_weights,
+                candidate_recurrent_weights,
+                candidate_bias,
+            },
+        )
+    }
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> GruCell<I, H, E, D> {
+    /// Every step's state `h_t` (`(B, S, H)`) for frames `x` and an optional mask (all
+    /// frames valid without one).
+    #[allow(clippy::type_complexity)]
+    pub fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<I>), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+        let (b, s, _) = *x.shape();
+        // All frames' input projections at once.
+        let wg = self.gate_input_weights.retaped::<T>().try_reshape_like(&(Const::<I>, 2 * H))?;
+        let gate_bias = self
+            .gate_bias
+            .retaped::<T>()
+            .try_reshape_like(&(2 * H,))?
+            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 2 * H))?;
+        let pg = x.retaped::<T>().try_matmul(wg)?.try_add(gate_bias)?;
+        let candidate_bias = self
+            .candidate_bias
+            .retaped::<T>()
+            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
+        let pc = x
+            .try_matmul(self.candidate_input_weights.retaped::<T>())?
+            .try_add(candidate_bias)?;
+        try_gru_recurrence(pg, pc, &self.gate_recurrent_weights, &self.candidate_recurrent_weights, mask)
+    }
+}
+
+/// The recurrence of one GRU layer over the projected inputs `pg = x Wg + bg`
+/// (`(B, S, 2H)`) and `pc = x Wc + bc` (`(B, S, H)`), as one op with its own backward;
+/// returns `h_t` for every step.
+#[allow(clippy::type_complexity)]
+fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    pg: Tensor<(B, S, usize), E, D, T>,
+    pc: Tensor<(B, S, Const<H>), E, D, T>,
+    gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
+    candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+    let (pg, tape) = pg.split_tape();
+    let (pc, pc_tape) = pc.split_tape();
+    let mut tape = tape.merge(pc_tape);
+    let (b, s, _) = *pg.shape();
+    let (nb, ns) = (b.size(), s.size());
+    let dev = pg.device().clone();
+    let ug = gate_recurrent.clone().try_reshape_like(&(Const::<H>, 2 * H))?;
+    let uc = candidate_recurrent.clone().try_reshape_like(&(Const::<H>, H))?;
+    let (pgv, pcv) = (pg.as_vec(), pc.as_vec());
+    let m = mask_values(mask, nb, ns);
+
+    // Forward, keeping [r, u, c] for the backward.
+    let keep = T::OWNS_TAPE;
+    let mut acts: Vec<E> = if keep { vec![E::default(); nb * ns * 3 * H] } else { Vec::new() };
+    let mut states = vec![E::default(); nb * ns * H];
+    let mut h = vec![E::default(); nb * H];
+    let mut rh = vec![E::default(); nb * H];
+    let mut r = vec![0.0f64; nb * H];
+    let mut u = vec![0.0f64; nb * H];
+    for t in 0..ns {
+        let zg = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &ug)?) };
+        for bi in 0..nb {
+            let row = (bi * ns + t) * 2 * H;
+            for k in 0..H {
+                let pre = |g: usize| {
+                    to_f64(pgv[row + g * H + k]) + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
+                };
+                r[bi * H + k] = sigmoid(pre(0));
+                u[bi * H + k] = sigmoid(pre(1));
+                rh[bi * H + k] = from_f64(r[bi * H + k] * to_f64(h[bi * H + k]));
+            }
+        }
+        let zc = if t == 0 { None } else { Some(try_host_matmul(&dev, &rh, nb, &uc)?) };
+        for bi in 0..nb {
+            let mt = m[bi * ns + t];
+            for k in 0..H {
+                let at = bi * H + k;
+                let c = (to_f64(pcv[(bi * ns + t) * H + k]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
+                let h_prev = to_f64(h[at]);
+                let h_new = u[at] * h_prev + (1.0 - u[at]) * c;
+                h[at] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                states[(bi * ns + t) * H + k] = h[at];
+                if keep {
+                    let row = (bi * ns + t) * 3 * H;
+                    acts[row + k] = from_f64(r[at]);
+                    acts[row + H + k] = from_f64(u[at]);
+                    acts[row + 2 * H + k] = from_f64(c);
+                }
+            }
+        }
+    }
+    let out = dev.try_tensor_from_vec(states, (b, s, Const::<H>))?;
+    if !keep {
+        return Ok(out.put_tape(tape));
+    }
+
+    let out_ghost = out.clone();
+    let (gate_recurrent, candidate_recurrent) = (gate_recurrent.clone(), candidate_recurrent.clone());
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&out_ghost)?;
+        let dy = grads.get(&out_ghost).as_vec();
+        let ys = out_ghost.as_vec();
+        let prev = |bi: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(bi * ns + t - 1) * H + k]) };
+        let mut dpg = vec![E::default(); nb * ns * 2 * H];
+        let mut dpc = vec![E::default(); nb * ns * H];
+        let mut dh = vec![0.0f64; nb * H];
+        for t in (0..ns).rev() {
+            let mut dzc = vec![E::default(); nb * H];
+            let mut dhu = vec![0.0f64; nb * H];
+            for bi in 0..nb {
+                let mt = m[bi * ns + t];
+                let row = (bi * ns + t) * 3 * H;
+                for k in 0..H {
+                    let at = bi * H + k;
+                    let (uu, c) = (to_f64(acts[row + H + k]), to_f64(acts[row + 2 * H + k]));
+                    let dht = dh[at] + to_f64(dy[(bi * ns + t) * H + k]);
+                    let dh_new = mt * dht;
+                    let v = dh_new * (1.0 - uu) * (1.0 - c * c);
+                    dpc[(bi * ns + t) * H + k] = from_f64(v);
+                    dzc[at] = from_f64(v);
+                    dhu[at] = dh_new * (prev(bi, t, k) - c) * uu * (1.0 - uu);
+                    dh[at] = (1.0 - mt) * dht + dh_new * uu;
+                }
+            }
+            // Through the candidate's recurrent product (r * h) Uc.
+            let drh = if t > 0 { Some(try_host_matmul_transposed(&dev, dzc, nb, &uc)?) } else { None };
+            let mut dzg = vec![E::default(); nb * 2 * H];
+            for bi in 0..nb {
+                let row = (bi * ns + t) * 3 * H;
+                for k in 0..H {
+                    let at = bi * H + k;
+                    let rr = to_f64(acts[row + k]);
+                    let drh = drh.as_ref().map_or(0.0, |d| to_f64(d[at]));
+                    let dr = drh * prev(bi, t, k) * rr * (1.0 - rr);
+                    dh[at] += drh * rr;
+                    let out = (bi * ns + t) * 2 * H;
+                    dpg[out + k] = from_f64(dr);
+                    dpg[out + H + k] = from_f64(dhu[at]);
+                    dzg[bi * 2 * H + k] = from_f64(dr);
+                    dzg[bi * 2 * H + H + k] = from_f64(dhu[at]);
+                }
+            }
+            if t > 0 {
+                let back = try_host_matmul_transposed(&dev, dzg, nb, &ug)?;
+                for (acc, v) in dh.iter_mut().zip(back) {
+                    *acc += to_f64(v);
+                }
+            }
+        }
+        // dUg = sum_t h_{t-1}^T dzg_t and dUc = sum_t (r_t * h_{t-1})^T dzc_t, one matmul each.
+        let rows = nb * ns;
+        let h_prev: Vec<E> = (0..rows * H).map(|i| from_f64(prev(i / H / ns, i / H % ns, i % H))).collect();
+        let rh_prev: Vec<E> = (0..rows * H)
+            .map(|i| from_f64(to_f64(acts[(i / H) * 3 * H + i % H]) * prev(i / H / ns, i / H % ns, i % H)))
+            .collect();
+        let dug = try_weight_gradient::<H, E, D>(&dev, h_prev, dpg.clone(), rows, 2 * H)?;
+        try_accumulate_gradient(grads, &gate_recurrent, dug.try_reshape_like(&(Const, Const, Const))?)?;
+        let duc = try_weight_gradient::<H, E, D>(&dev, rh_prev, dpc.clone(), rows, H)?;
+        try_accumulate_gradient(grads, &candidate_recurrent, duc.try_reshape_like(&(Const, Const))?)?;
+        try_accumulate_gradient(grads, &pg, dev.try_tensor_from_vec(dpg, (b, s, 2 * H))?)?;
+        try_accumulate_gradient(grads, &pc, dev.try_tensor_from_vec(dpc, (b, s, Const::<H>))?)
+    });
+    Ok(out.put_tape(tape))
+}
+
+/// GRU pooling (paper section 2, "GRU" baseline of Table 1): two stacked GRU layers
+/// ([`GruCell`], TensorFlow's `GRUCell`) read the frames in the order given; the
+/// representation is the final state of both layers, `[h1, h2]` (`OUT = 2H`; 2400 for
+/// the paper's `H = 1200`).
+///
+/// Layer 1 reads the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
+/// video's last valid frame: the input is either frames alone (all `S` frames valid) or
+/// `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it
+/// from lengths); at a masked frame the state is carried over unchanged, so padding
+/// after a video's true length does not change its output. A video without valid frames
+/// pools to zeros.
+///
+/// No batch norm: a [`NonMutableModule`] whose [`Module`] accepts any tape. Each layer's
+/// recurrence is one op with its own backward (backpropagation through time).
+///
+/// `OUT` must equal `2 * H` (a wrong `OUT` fails `cargo build`).
+///
+/// [`valid_frame_mask`]: super::valid_frame_mask
+///
+/// # Shapes
+/// - `(B, S, F) -> (B, 2H)`
+/// - `((B, S, F), (B, S)) -> (B, 2H)`
+///
+/// `B` and `S` any [`Dim`]; the mask carries no tape.
+///
+/// ```
+/// # use dfdx::prelude::*;
+/// # use loupe_core::nn::{builder, valid_frame_mask, Gru};
+/// let dev = loupe_core::device::cpu();
+/// let gru: Gru<8, 3, 6, f32, Cpu> = dev.build_module::<builder::Gru<8, 3, 6>, f32>();
+/// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
+/// let mask = valid_frame_mask(&dev, &[3, 5], (2, 5));
+/// let y: Tensor<(usize, Const<6>), f32, _, _> = gru.forward((x.trace(gru.alloc_grads()), mask));
+/// let all: Tensor<(usize, Const<6>), f32, _> = gru.forward(x);
+/// # let _ = (y, all);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gru<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+    /// First layer, reading the frames.
+    pub layer1: GruCell<F, H, E, D>,
+    /// Second layer, reading the first layer's `h_t`.
+    pub layer2: GruCell<H, H, E, D>,
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> Gru<F, H, OUT, E, D> {
+    /// Fails the build when `OUT != 2 * H`.
+    pub const CHECK: () = assert!(OUT == 2 * H, "Gru<F, H, OUT>: OUT must equal 2 * H");
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> NonMutableModule
+    for Gru<F, H, OUT, E, D>
+{
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
+    for Gru<F, H, OUT, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Gru<F, H, OUT, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let () = Self::CHECK;
+        visitor.visit_fields(
+            (
+                Self::module("layer1", |s| &s.layer1, |s| &mut s.layer1),
+                Self::module("layer2", |s| &s.layer2, |s| &mut s.layer2),
+            ),
+            |(layer1, layer2)| Gru { layer1, layer2 },
+        )
+    }
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> Gru<F, H, OUT, E, D> {
+    #[allow(clippy::type_complexity)]
+    fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<F>), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
+        let () = Self::CHECK;
+        let (b, s, _) = *x.shape();
+        if s.size() == 0 {
+            let (x, tape) = x.split_tape();
+            return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
+        }
+        let h1 = self.layer1.try_states(x, mask)?;
+        let h2 = self.layer2.try_states(h1.retaped::<T>(), mask)?;
+        let last = |h: Tensor<(B, S, Const<H>), E, D, T>| try_last_step(h)?.try_reshape_like(&(b, H));
+        (last(h1)?, last(h2)?)
+            .try_concat_along(Axis::<1>)?
+            .try_reshape_like(&(b, Const::<OUT>))
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<Tensor<(B, S, Const<F>), E, D, T>> for Gru<F, H, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, None)
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)> for Gru<F, H, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(
+        &self,
+        (x, mask): (Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>),
+    ) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, Some(&mask))
+    }
+}

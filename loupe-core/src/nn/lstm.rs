@@ -1,0 +1,392 @@
+//! LSTM pooling, the paper's recurrent baseline (REFERENCE.md section 2).
+
+use super::initializers::GlorotUniform;
+use super::recurrent::{
+    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
+    try_weight_gradient,
+};
+use dfdx::prelude::*;
+
+/// Added to the forget gate's pre-activation (TensorFlow's `BasicLSTMCell(forget_bias=1.0)`,
+/// as released): a constant, not a learned initial value.
+pub const LSTM_FORGET_BIAS: f64 = 1.0;
+
+pub mod builder {
+    /// Builder of [`super::Lstm`]: `F` features per frame, `H` cells per layer, `OUT = 4 * H`.
+    #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+    pub struct Lstm<const F: usize, const H: usize, const OUT: usize>;
+
+    /// Builder of [`super::LstmCell`]: `I` inputs, `H` cells.
+    #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+    pub struct LstmCell<const I: usize, const H: usize>;
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
+    for builder::Lstm<F, H, OUT>
+where
+    Lstm<F, H, OUT, E, D>: BuildModule<D, E>,
+{
+    type Built = Lstm<F, H, OUT, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        let () = Lstm::<F, H, OUT, E, D>::CHECK;
+        Self::Built::try_build(device)
+    }
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E> for builder::LstmCell<I, H>
+where
+    LstmCell<I, H, E, D>: BuildModule<D, E>,
+{
+    type Built = LstmCell<I, H, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        Self::Built::try_build(device)
+    }
+}
+
+/// One LSTM layer, TensorFlow's `BasicLSTMCell` (gate order `i, j, f, o`):
+///
+/// ```text
+/// [i, j, f, o] = x_t W + h_{t-1} U + b
+/// c~ = sigmoid(f + 1) * c_{t-1} + sigmoid(i) * tanh(j)
+/// h~ = sigmoid(o) * tanh(c~)
+/// c_t = m_t c~ + (1 - m_t) c_{t-1},   h_t = m_t h~ + (1 - m_t) h_{t-1}
+/// ```
+///
+/// with `c_0 = h_0 = 0`, the forget bias [`LSTM_FORGET_BIAS`] = 1 a constant, and `m_t` the
+/// frame's mask (1 valid, 0 padding: the state is carried through unchanged). Weights
+/// are stored per gate, `W[i][g][h]` = TensorFlow's kernel column `g * H + h`, so a
+/// TensorFlow `(I + H) x 4H` kernel splits into `W` (its first `I` rows) and `U`.
+///
+/// Initialisation is TensorFlow's default for the cell: Glorot uniform over the
+/// concatenated `(I + H) x 4H` kernel (`W` and `U` share the bound
+/// `sqrt(6 / (I + 5H))`), bias zeros.
+///
+/// Run it through [`Lstm`]; on its own it maps `(B, S, I)` frames to every step's
+/// `[c_t, h_t]`, `(B, S, 2H)`.
+#[derive(Debug, Clone)]
+pub struct LstmCell<const I: usize, const H: usize, E: Dtype, D: Storage<E>> {
+    /// Input weights `W`, `I x 4 x H` (gate blocks `i, j, f, o`).
+    pub input_weights: Tensor<Rank3<I, 4, H>, E, D>,
+    /// Recurrent weights `U`, `H x 4 x H`.
+    pub recurrent_weights: Tensor<Rank3<H, 4, H>, E, D>,
+    /// Bias `b`, `4 x H`, zeros (the forget bias is added on top).
+    pub bias: Tensor<Rank2<4, H>, E, D>,
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for LstmCell<I, H, E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = LstmCell<I, H, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "input_weights",
+                    |s| &s.input_weights,
+                    |s| &mut s.input_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, 4 * H))),
+                ),
+                Self::tensor(
+                    "recurrent_weights",
+                    |s| &s.recurrent_weights,
+                    |s| &mut s.recurrent_weights,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, 4 * H))),
+                ),
+                Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_to_zeros()),
+            ),
+            |(input_weights, recurrent_weights, bias)| LstmCell { input_weights, recurrent_weights, bias },
+        )
+    }
+}
+
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> LstmCell<I, H, E, D> {
+    /// Every step's `[c_t, h_t]` (`(B, S, 2H)`, `c` first) for frames `x` and an optional
+    /// mask (all frames valid without one).
+    #[allow(clippy::type_complexity)]
+    pub fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<I>), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
+        let (b, s, _) = *x.shape();
+        // All frames' input projections at once: (B*S, I) x (I, 4H).
+        let w = self.input_weights.retaped::<T>().try_reshape_like(&(Const::<I>, 4 * H))?;
+        let projected = x.try_matmul(w)?;
+        let bias = self
+            .bias
+            .retaped::<T>()
+            .try_reshape_like(&(4 * H,))?
+            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 4 * H))?;
+        try_lstm_recurrence::<B, S, H, E, D, T>(projected.try_add(bias)?, &self.recurrent_weights, mask)
+    }
+}
+
+/// The recurrence of one LSTM layer over projected inputs `p = x W + b` (`(B, S, 4H)`), as
+/// one op with its own backward; returns `[c_t, h_t]` for every step.
+#[allow(clippy::type_complexity)]
+fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    p: Tensor<(B, S, usize), E, D, T>,
+    recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
+    let (p, mut tape) = p.split_tape();
+    let (b, s, _) = *p.shape();
+    let (nb, ns) = (b.size(), s.size());
+    let dev = p.device().clone();
+    let u = recurrent.clone().try_reshape_like(&(Const::<H>, 4 * H))?;
+    let pv = p.as_vec();
+    let m = mask_values(mask, nb, ns);
+
+    // Forward, keeping the gate activations [i, j, f, o] for the backward.
+    let keep = T::OWNS_TAPE;
+    let mut gates: Vec<E> = if keep { vec![E::default(); nb * ns * 4 * H] } else { Vec::new() };
+    let mut states = vec![E::default(); nb * ns * 2 * H];
+    let mut c = vec![0.0f64; nb * H];
+    let mut h = vec![E::default(); nb * H];
+    for t in 0..ns {
+        let z = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &u)?) };
+        for bi in 0..nb {
+            let row = (bi * ns + t) * 4 * H;
+            let mt = m[bi * ns + t];
+            for k in 0..H {
+                let pre = |g: usize| {
+                    to_f64(pv[row + g * H + k]) + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
+                };
+                let (i, j, f, o) = (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
+                let c_prev = c[bi * H + k];
+                let h_prev = to_f64(h[bi * H + k]);
+                let c_new = f * c_prev + i * j;
+                let h_new = o * c_new.tanh();
+                c[bi * H + k] = mt * c_new + (1.0 - mt) * c_prev;
+                h[bi * H + k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                let out = (bi * ns + t) * 2 * H;
+                states[out + k] = from_f64(c[bi * H + k]);
+                states[out + H + k] = h[bi * H + k];
+                if keep {
+                    for (g, a) in [i, j, f, o].into_iter().enumerate() {
+                        gates[row + g * H + k] = from_f64(a);
+                    }
+                }
+            }
+        }
+    }
+    let out = dev.try_tensor_from_vec(states, (b, s, 2 * H))?;
+    if !keep {
+        return Ok(out.put_tape(tape));
+    }
+
+    let out_ghost = out.clone();
+    let recurrent = recurrent.clone();
+    tape.add_backward_op(move |grads| {
+        grads.try_alloc_for(&out_ghost)?;
+        let dy = grads.get(&out_ghost).as_vec();
+        let ys = out_ghost.as_vec();
+        // State of video `bi` before step `t` (zeros before the first).
+        let prev = |bi: usize, t: usize, off: usize, k: usize| {
+            if t == 0 {
+                0.0
+            } else {
+                to_f64(ys[(bi * ns + t - 1) * 2 * H + off + k])
+            }
+        };
+        let mut dp = vec![E::default(); nb * ns * 4 * H];
+        let mut dc = vec![0.0f64; nb * H];
+        let mut dh = vec![0.0f64; nb * H];
+        for t in (0..ns).rev() {
+            let mut dz = vec![E::default(); nb * 4 * H];
+            for bi in 0..nb {
+                let row = (bi * ns + t) * 4 * H;
+                let out = (bi * ns + t) * 2 * H;
+                let mt = m[bi * ns + t];
+                for k in 0..H {
+                    let a = |g: usize| to_f64(gates[row + g * H + k]);
+                    let (i, j, f, o) = (a(0), a(1), a(2), a(3));
+                    let c_prev = prev(bi, t, 0, k);
+                    let c_new = f * c_prev + i * j;
+                    let tc = c_new.tanh();
+                    let dct = dc[bi * H + k] + to_f64(dy[out + k]);
+                    let dht = dh[bi * H + k] + to_f64(dy[out + H + k]);
+                    let (dc_new, dh_new) = (mt * dct, mt * dht);
+                    let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
+                    let d = [
+                        dc_full * j * i * (1.0 - i),
+                        dc_full * i * (1.0 - j * j),
+                        dc_full * c_prev * f * (1.0 - f),
+                        dh_new * tc * o * (1.0 - o),
+                    ];
+                    for (g, v) in d.into_iter().enumerate() {
+                        dp[row + g * H + k] = from_f64(v);
+                        dz[bi * 4 * H + g * H + k] = from_f64(v);
+                    }
+                    dc[bi * H + k] = (1.0 - mt) * dct + dc_full * f;
+                    dh[bi * H + k] = (1.0 - mt) * dht;
+                }
+            }
+            if t > 0 {
+                let back = try_host_matmul_transposed(&dev, dz, nb, &u)?;
+                for (acc, v) in dh.iter_mut().zip(back) {
+                    *acc += to_f64(v);
+                }
+            }
+        }
+        // dU = sum_t h_{t-1}^T dz_t, all steps in one matmul.
+        let h_prev: Vec<E> = (0..nb * ns)
+            .flat_map(|r| (0..H).map(move |k| (r / ns, r % ns, k)))
+            .map(|(bi, t, k)| from_f64(prev(bi, t, H, k)))
+            .collect();
+        let du = try_weight_gradient::<H, E, D>(&dev, h_prev, dp.clone(), nb * ns, 4 * H)?;
+        try_accumulate_gradient(grads, &recurrent, du.try_reshape_like(&(Const, Const, Const))?)?;
+        let dp = dev.try_tensor_from_vec(dp, (b, s, 4 * H))?;
+        try_accumulate_gradient(grads, &p, dp)
+    });
+    Ok(out.put_tape(tape))
+}
+
+/// LSTM pooling (paper section 2, "LSTM" baseline of Table 1): two stacked LSTM layers
+/// ([`LstmCell`], TensorFlow's `BasicLSTMCell` with forget bias 1) read the frames in the
+/// order given; the representation is the final state of both layers,
+/// `[c1, h1, c2, h2]` (`OUT = 4H`; 4096 for the paper's `H = 1024`).
+///
+/// Layer 1 reads the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
+/// video's last valid frame: the input is either frames alone (all `S` frames valid) or
+/// `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it
+/// from lengths); at a masked frame the state is carried over unchanged, so padding
+/// after a video's true length does not change its output (TensorFlow's `dynamic_rnn`
+/// with `sequence_length`, as released). A video without valid frames pools to zeros.
+///
+/// No batch norm: training and evaluation compute the same function, so this is a
+/// [`NonMutableModule`] whose [`Module`] accepts any tape. Each layer's recurrence is one
+/// op with its own backward (backpropagation through time, see [`LstmCell`]).
+///
+/// `OUT` must equal `4 * H` (a wrong `OUT` fails `cargo build`, like [`super::NetVlad`]).
+///
+/// [`valid_frame_mask`]: super::valid_frame_mask
+///
+/// # Shapes
+/// - `(B, S, F) -> (B, 4H)`
+/// - `((B, S, F), (B, S)) -> (B, 4H)`
+///
+/// `B` and `S` any [`Dim`]; the mask carries no tape.
+///
+/// ```
+/// # use dfdx::prelude::*;
+/// # use loupe_core::nn::{builder, valid_frame_mask, Lstm};
+/// let dev = loupe_core::device::cpu();
+/// let lstm: Lstm<8, 3, 12, f32, Cpu> = dev.build_module::<builder::Lstm<8, 3, 12>, f32>();
+/// let x: Tensor<(usize, Const<5>, Const<8>), f32, _> = dev.sample_normal_like(&(2, Const, Const));
+/// // Videos of 5 and 2 valid frames, trained with any tape.
+/// let mask = valid_frame_mask(&dev, &[5, 2], (2, Const::<5>));
+/// let y: Tensor<(usize, Const<12>), f32, _, _> = lstm.forward((x.trace(lstm.alloc_grads()), mask));
+/// // All frames valid.
+/// let all: Tensor<(usize, Const<12>), f32, _> = lstm.forward(x);
+/// # let _ = (y, all);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Lstm<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+    /// First layer, reading the frames.
+    pub layer1: LstmCell<F, H, E, D>,
+    /// Second layer, reading the first layer's `h_t`.
+    pub layer2: LstmCell<H, H, E, D>,
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> Lstm<F, H, OUT, E, D> {
+    /// Fails the build when `OUT != 4 * H`.
+    pub const CHECK: () = assert!(OUT == 4 * H, "Lstm<F, H, OUT>: OUT must equal 4 * H");
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> NonMutableModule
+    for Lstm<F, H, OUT, E, D>
+{
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
+    for Lstm<F, H, OUT, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Lstm<F, H, OUT, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let () = Self::CHECK;
+        visitor.visit_fields(
+            (
+                Self::module("layer1", |s| &s.layer1, |s| &mut s.layer1),
+                Self::module("layer2", |s| &s.layer2, |s| &mut s.layer2),
+            ),
+            |(layer1, layer2)| Lstm { layer1, layer2 },
+        )
+    }
+}
+
+/// `(B, S, N)` states -> `(B, N)`, the state after the last step.
+///
+/// A `select`, not dfdx 0.13's `slice`: `slice`'s backward **assigns** its gradient into
+/// the input's instead of adding, so a sliced tensor that has other uses loses gradient.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    states: Tensor<(B, S, N), E, D, T>,
+) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
+    let (b, s, _) = *states.shape();
+    let last = states.device().try_tensor_from_vec(vec![s.size() - 1; b.size()], (b,))?;
+    states.try_select(last)
+}
+
+/// A `(B, S)` index tensor of ones (selects entry 1 of an axis after `S`).
+fn ones_index<B: Dim, S: Dim, E: Dtype, D: Device<E>, T>(
+    t: &Tensor<(B, S, usize), E, D, T>,
+    b: B,
+    s: S,
+) -> Result<Tensor<(B, S), usize, D>, D::Err> {
+    t.device().try_tensor_from_vec(vec![1; b.size() * s.size()], (b, s))
+}
+
+impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> Lstm<F, H, OUT, E, D> {
+    #[allow(clippy::type_complexity)]
+    fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<F>), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
+        let () = Self::CHECK;
+        let (b, s, _) = *x.shape();
+        if s.size() == 0 {
+            let (x, tape) = x.split_tape();
+            return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
+        }
+        let states1 = self.layer1.try_states(x, mask)?;
+        // h_t of every step: [c_t, h_t] read as (B, S, 2, H), entry 1 of axis 2.
+        let second = ones_index(&states1, b, s)?;
+        let h1 = states1
+            .retaped::<T>()
+            .try_reshape_like(&(b, s, Const::<2>, Const::<H>))?
+            .try_select(second)?;
+        let states2 = self.layer2.try_states(h1, mask)?;
+        (try_last_step(states1)?, try_last_step(states2)?)
+            .try_concat_along(Axis::<1>)?
+            .try_reshape_like(&(b, Const::<OUT>))
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<Tensor<(B, S, Const<F>), E, D, T>> for Lstm<F, H, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, None)
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)> for Lstm<F, H, OUT, E, D>
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(
+        &self,
+        (x, mask): (Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>),
+    ) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, Some(&mask))
+    }
+}
