@@ -303,6 +303,88 @@ fn classifier_gradients_match_finite_differences() {
     assert_eq!(names(&gradcheck(&mut logistic, h)), ["input", "weight", "bias"]);
 }
 
+/// `layer` behind a tanh, so that its input is not a leaf: a layer that uses its input
+/// several times and drops the tape the input arrived on loses the upstream backward
+/// ops, which a check on a leaf input cannot see.
+#[derive(Debug, Clone)]
+struct AfterTanh<M>(M);
+
+impl<M: TensorCollection<f64, Cpu>> TensorCollection<f64, Cpu> for AfterTanh<M> {
+    type To<E2: Dtype, D2: Device<E2>> = AfterTanh<M::To<E2, D2>>;
+    fn iter_tensors<V: ModuleVisitor<Self, f64, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(Self::module("layer", |s| &s.0, |s| &mut s.0), AfterTanh)
+    }
+}
+
+impl<M, S: Shape, T: Tape<f64, Cpu>> ModuleMut<Tensor<S, f64, Cpu, T>> for AfterTanh<M>
+where
+    M: ModuleMut<Tensor<S, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>,
+{
+    type Output = M::Output;
+    type Error = M::Error;
+    fn try_forward_mut(&mut self, x: Tensor<S, f64, Cpu, T>) -> Result<Self::Output, Self::Error> {
+        self.0.try_forward_mut(x.try_tanh()?)
+    }
+}
+
+/// Gradient-checks `layer` behind a tanh; returns the checked names without the
+/// wrapper's `layer.` prefix.
+fn gradcheck_after_tanh<M, S, O>(layer: M, x: Tensor<S, f64, Cpu>) -> Vec<String>
+where
+    S: Shape,
+    O: Shape,
+    M: TensorCollection<f64, Cpu>
+        + ModuleMut<
+            Tensor<S, f64, Cpu, OwnedTape<f64, Cpu>>,
+            Output = Tensor<O, f64, Cpu, OwnedTape<f64, Cpu>>,
+            Error = <Cpu as HasErr>::Err,
+        > + ModuleMut<Tensor<S, f64, Cpu>, Output = Tensor<O, f64, Cpu>, Error = <Cpu as HasErr>::Err>,
+{
+    let report = gradcheck(&mut AfterTanh(layer), x);
+    report.checked.iter().map(|(n, _)| n.strip_prefix("layer.").unwrap_or(n).to_string()).collect()
+}
+
+#[test]
+fn gradients_flow_back_through_upstream_ops() {
+    let dev = loupe::device::cpu_seeded(28);
+    let frames: Tensor<(usize, usize, Const<5>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
+    let x: Tensor<(usize, Const<4>), f64, _> = dev.sample_normal_like(&(5, Const));
+    let with_bn = ["input", "weight", "bn.scale", "bn.shift"];
+
+    let mut input = dev.build_module::<builder::FrameInput<5>, f64>();
+    perturb_bn(&mut input.bn, &dev);
+    assert_eq!(gradcheck_after_tanh(input, frames.clone()), ["input", "bn.scale", "bn.shift"]);
+    assert_eq!(gradcheck_after_tanh(Stream::<1, 3>, frames), ["input"]);
+
+    let hidden = dev.build_module::<builder::Hidden<4, 3, 2, false>, f64>();
+    assert_eq!(gradcheck_after_tanh(hidden, x.clone()), ["input", "weight", "bias"]);
+    let mut hidden_bn = dev.build_module::<builder::HiddenBn<4, 3, 2, true>, f64>();
+    perturb_bn(&mut hidden_bn.bn, &dev);
+    assert_eq!(gradcheck_after_tanh(hidden_bn, x.clone()), with_bn);
+
+    let mut cg = dev.build_module::<builder::ContextGating<4>, f64>();
+    perturb_bn(&mut cg.bn, &dev);
+    assert_eq!(gradcheck_after_tanh(cg, x.clone()), with_bn);
+    let biased = dev.build_module::<builder::BiasedContextGating<4>, f64>();
+    assert_eq!(gradcheck_after_tanh(biased, x.clone()), ["input", "weight", "bias"]);
+    let glu = dev.build_module::<builder::Glu<4>, f64>();
+    assert_eq!(gradcheck_after_tanh(glu, x.clone()), ["input", "weight", "bias", "gate_weight", "gate_bias"]);
+    let mut gating = dev.build_module::<builder::ProbabilityGating<4>, f64>();
+    perturb_bn(&mut gating.bn, &dev);
+    assert_eq!(gradcheck_after_tanh(gating, x.clone()), with_bn);
+
+    let mut moe = dev.build_module::<builder::MixtureOfExperts<4, 2, 2>, f64>();
+    moe.expert_bias = dev.sample_normal::<Rank2<2, 2>>();
+    assert_eq!(
+        gradcheck_after_tanh(moe, x.clone()),
+        ["input", "gate_weight", "dummy_gate_weight", "expert_weight", "expert_bias"]
+    );
+    let logistic = dev.build_module::<builder::Logistic<4, 3>, f64>();
+    assert_eq!(gradcheck_after_tanh(logistic, x), ["input", "weight", "bias"]);
+}
+
 /// A classifier whose output has its L2 penalty added: the penalty is built on its own
 /// tape and merged into the output's, exactly as a training loss adds it.
 #[derive(Debug, Clone)]

@@ -85,13 +85,17 @@ clustering_reference_test!(soft_bow_matches_reference, "soft_bow", SoftBow<4, 3>
 
 #[test]
 fn net_vlad_matches_reference_with_a_runtime_frame_count() {
-    // 3 videos of 7 frames, `S` a runtime `usize` (the other cases use `Const<5>`).
-    let case = Reference::load("pooling").case("net_vlad_7_frames");
+    // One layer, first on 2 videos of `Const<5>` frames, then on 3 videos of 7 frames
+    // with `S` a runtime `usize` (pooling.py gives both cases the same parameters).
+    let reference = Reference::load("pooling");
+    let (case5, case7) = (reference.case("net_vlad"), reference.case("net_vlad_7_frames"));
     let dev = device();
     let mut layer: NetVlad<4, 3, 12, f64, _> = dev.build_module::<builder::NetVlad<4, 3, 12>, f64>();
-    case.load_params(&mut layer);
-    let x: Tensor<(usize, usize, Const<4>), f64, _> = case.tensor(&dev, "input", (3, 7, Const));
-    assert_matches_case!(layer, x, case, 1e-10, "assignment.bn.");
+    case5.load_params(&mut layer);
+    let x5 = frames5::<f64>(&case5, &dev);
+    assert_close(&layer.forward(x5).as_vec(), &case5.values("output_eval"), 1e-10, "eval, 5 frames");
+    let x7: Tensor<(usize, usize, Const<4>), f64, _> = case7.tensor(&dev, "input", (3, 7, Const));
+    assert_matches_case!(layer, x7, case7, 1e-10, "assignment.bn.");
 }
 
 #[test]

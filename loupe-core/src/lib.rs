@@ -2,10 +2,11 @@
 //!
 //! loupe implements "Learnable pooling with Context Gating for video classification"
 //! (Miech, Laptev, Sivic, 2017) on [dfdx]. This crate holds the runtime: the paper's
-//! layers ([`nn`]), the [`model::VideoModel`] trait that training and evaluation are
+//! layers ([`nn`]), YouTube-8M data ([`data`]), the [`model::VideoModel`] trait that training and evaluation are
 //! generic over, and [`gradcheck`], the finite-difference gradient checker every layer
 //! is tested with.
 
+pub mod data;
 pub mod device;
 pub mod gradcheck;
 pub mod metrics;

@@ -81,7 +81,8 @@ def soft_bow(a):
     return l2_normalize(a.sum(axis=1))
 
 
-def clustering_case(name, seed, layer, B, S, D, K, x_scale=1.0):
+def clustering_case(name, seed, layer, B, S, D, K, x_scale=1.0, params_of=None):
+    """`params_of`: reuse the parameters of another case (same layer, other input)."""
     r = rng(seed)
     x = r.normal(0.3, x_scale, size=(B, S, D))
     p = {"assignment.weights": r.normal(0.0, 1.0 / np.sqrt(D), size=(D, K))}
@@ -92,6 +93,8 @@ def clustering_case(name, seed, layer, B, S, D, K, x_scale=1.0):
         # Not the N(1, 1/sqrt(D)) init: at D=4 that draws weights near 0, whose sigma^-2
         # makes one fv2 element swamp the rest and the check meaningless.
         p["covariance_weights"] = r.uniform(0.5, 1.5, size=(D, K)) * r.choice([-1.0, 1.0], size=(D, K))
+    if params_of is not None:
+        p = {k: v for k, v in params_of["tensors"].items() if k in p}
 
     def pool(a):
         if layer == "net_vlad":
@@ -164,10 +167,11 @@ def temporal_cases():
 if __name__ == "__main__":
     B, S, D, K = 2, 5, 4, 3
     cases = [soft_assignment_case(), biased_soft_assignment_case()]
+    vlad_case = clustering_case("net_vlad", 1, "net_vlad", B, S, D, K)
     cases += [
-        clustering_case("net_vlad", 1, "net_vlad", B, S, D, K),
-        # Same layer sizes, another (runtime) frame count.
-        clustering_case("net_vlad_7_frames", 2, "net_vlad", 3, 7, D, K),
+        vlad_case,
+        # The same layer on another batch with another (runtime) frame count.
+        clustering_case("net_vlad_7_frames", 2, "net_vlad", 3, 7, D, K, params_of=vlad_case),
         clustering_case("net_rvlad", 3, "net_rvlad", B, S, D, K),
         # x_scale 0.5 keeps (x - c)^2 / sigma^2 moderate.
         clustering_case("net_fv", 4, "net_fv", B, S, D, K, x_scale=0.5),

@@ -34,6 +34,7 @@ impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dty
 }
 
 /// `x W + b` for a batch of rows, keeping `x`'s tape.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<(B, Const<I>), E, D, T>,
     weight: &Tensor<Rank2<I, O>, E, D>,

@@ -1,7 +1,7 @@
 //! NetFV pooling: a differentiable Fisher vector (paper section 2).
 
 use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::{try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_per_cluster};
+use super::net_vlad::{try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize};
 use super::soft_assignment::{ScaledNormal, SoftAssignment};
 use dfdx::prelude::*;
 
@@ -105,6 +105,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetFv<F, K, OUT, E, D> {
+    #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         a: Tensor<(B, S, Const<K>), E, D, T>,
@@ -112,19 +113,18 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
         let () = Self::CHECK;
         let b = x.shape().0;
-        let shape = (b, Const::<K>, Const::<F>);
+        let shape = (b, Const::<F>, Const::<K>);
         // Each value below is used several times: every use but the last is `retaped`.
-        let mass = try_assignment_mass(a.retaped::<T>())?.try_broadcast_like::<_, Axis<2>>(&shape)?;
+        let mass = try_assignment_mass(a.retaped::<T>())?.try_broadcast_like::<_, Axis<1>>(&shape)?;
         let first = try_assignment_weighted_sum(a.retaped::<T>(), x.retaped::<T>())?;
         let second = try_assignment_weighted_sum(a, x.try_square()?)?;
-        let centers = try_per_cluster(self.centers.retaped::<T>(), b)?;
-        let sigma = try_per_cluster(
-            self.covariance_weights
-                .retaped::<T>()
-                .try_square()?
-                .try_add(E::from_f64(NET_FV_SIGMA_EPSILON).unwrap())?,
-            b,
-        )?;
+        let centers = self.centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
+        let sigma = self
+            .covariance_weights
+            .retaped::<T>()
+            .try_square()?
+            .try_add(E::from_f64(NET_FV_SIGMA_EPSILON).unwrap())?
+            .try_broadcast_like::<_, Axis<0>>(&shape)?;
 
         // fv1 = (a^T X - (sum_t a) c) / sigma
         let fv1 = first
@@ -139,7 +139,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
             .try_sub(mass)?;
 
         let half = K * F;
-        let fv1 = try_l2_normalize(try_flatten_d_major(try_l2_normalize(fv1)?, half)?)?;
+        let fv1 = try_l2_normalize(try_flatten_d_major(try_intra_normalize(fv1)?, half)?)?;
         let fv2 = try_l2_normalize(try_flatten_d_major(fv2, half)?)?;
         (fv1, fv2)
             .try_concat_along(Axis::<1>)?

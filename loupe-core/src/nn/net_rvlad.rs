@@ -1,7 +1,7 @@
 //! NetRVLAD pooling: NetVLAD without centres (paper section 2).
 
 use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major};
+use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize};
 use super::soft_assignment::SoftAssignment;
 use dfdx::prelude::*;
 
@@ -76,12 +76,13 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetRvlad<F, K, OUT, E, D> {
+    #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         a: Tensor<(B, S, Const<K>), E, D, T>,
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
         let () = Self::CHECK;
-        let intra = try_l2_normalize(try_assignment_weighted_sum(a, x)?)?;
+        let intra = try_intra_normalize(try_assignment_weighted_sum(a, x)?)?;
         try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
     }
 }

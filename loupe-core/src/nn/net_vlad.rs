@@ -1,6 +1,6 @@
 //! NetVLAD pooling (paper section 2).
 
-use super::l2_normalize::try_l2_normalize;
+use super::l2_normalize::{try_l2_normalize, L2_NORM_FLOOR};
 use super::soft_assignment::{ScaledNormal, SoftAssignment};
 use dfdx::prelude::*;
 
@@ -22,21 +22,26 @@ where
     }
 }
 
-/// `sum_t a[t,k] x[t,d]` for every batch item, as the batched matmul `a^T X`:
-/// `(B, S, K)` and `(B, S, F)` give `(B, K, F)`.
+// Per-cluster descriptors are kept as `(B, F, K)`, the reference's layout: flattening is
+// then free (d-major) and the intra-normalisation reduces over axis 1.
+
+/// `sum_t a[t,k] x[t,d]` for every batch item, as one batched matmul `X^T a`:
+/// `(B, S, F)` and `(B, S, K)` give `(B, F, K)`. No `(B, S, F, K)` tensor is formed.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_assignment_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E, D, T>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
     x: Tensor<(B, S, Const<F>), E, D, T>,
-) -> Result<Tensor<(B, Const<K>, Const<F>), E, D, T>, D::Err>
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err>
 where
     E: Dtype,
     D: Device<E>,
     T: Tape<E, D>,
 {
-    a.try_permute::<(B, Const<K>, S), Axes3<0, 2, 1>>()?.try_matmul(x)
+    x.try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a)
 }
 
 /// `sum_t a[t,k]` (the soft count of cluster `k`): `(B, S, K) -> (B, K)`.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_assignment_mass<B: Dim, S: Dim, const K: usize, E, D, T>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
 ) -> Result<Tensor<(B, Const<K>), E, D, T>, D::Err>
@@ -48,25 +53,33 @@ where
     a.try_sum::<(B, Const<K>), Axis<1>>()
 }
 
-/// A `F x K` parameter (the reference layout) as `(B, K, F)`, for elementwise use with
-/// per-cluster descriptors.
-pub(crate) fn try_per_cluster<B: Dim, const F: usize, const K: usize, E, D, T>(
-    p: Tensor<Rank2<F, K>, E, D, T>,
-    batch: B,
-) -> Result<Tensor<(B, Const<K>, Const<F>), E, D, T>, D::Err>
+/// Intra-normalisation: L2 over `d` for each cluster `k` of `(B, F, K)` descriptors, with
+/// the reference's floor, `v / sqrt(max(sum_d v^2, 1e-12))`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_intra_normalize<B: Dim, const F: usize, const K: usize, E, D, T>(
+    v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err>
 where
     E: Dtype,
     D: Device<E>,
     T: Tape<E, D>,
 {
-    p.try_permute::<Rank2<K, F>, Axes2<1, 0>>()?
-        .try_broadcast_like::<_, Axis<0>>(&(batch, Const::<K>, Const::<F>))
+    let shape = *v.shape();
+    let inv_norm = v
+        .retaped::<T>()
+        .try_square()?
+        .try_sum::<(B, Const<K>), Axis<1>>()?
+        .try_clamp(L2_NORM_FLOOR, f64::INFINITY)?
+        .try_sqrt()?
+        .try_recip()?;
+    v.try_mul(inv_norm.try_broadcast_like::<_, Axis<1>>(&shape)?)
 }
 
-/// Flattens per-cluster descriptors `(B, K, F)` **d-major**, as the reference does: the
-/// value of feature `d` in cluster `k` lands at index `d * K + k`.
+/// Flattens `(B, F, K)` descriptors **d-major**, as the reference does: feature `d` of
+/// cluster `k` lands at index `d * K + k`. Free for the contiguous tensors the layers make.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_flatten_d_major<B: Dim, const F: usize, const K: usize, Out: Dim, E, D, T>(
-    v: Tensor<(B, Const<K>, Const<F>), E, D, T>,
+    v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
     out: Out,
 ) -> Result<Tensor<(B, Out), E, D, T>, D::Err>
 where
@@ -75,8 +88,7 @@ where
     T: Tape<E, D>,
 {
     let b = v.shape().0;
-    v.try_permute::<(B, Const<F>, Const<K>), Axes3<0, 2, 1>>()?
-        .try_reshape_like(&(b, out))
+    v.try_reshape_like(&(b, out))
 }
 
 /// NetVLAD (paper section 2): a differentiable VLAD over soft assignments.
@@ -86,7 +98,8 @@ where
 /// `vlad[d,k] = sum_t a[t,k] (x[t,d] - c[d,k]) = (a^T X)[k,d] - (sum_t a[t,k]) c[d,k]`
 ///
 /// followed by intra-normalisation (L2 over `d` for each `k`), flattening and a global
-/// L2 normalisation. `sum_t a x` is one batched matmul; no `(B, S, K, F)` tensor is formed.
+/// L2 normalisation. `sum_t a x` is one batched matmul (`X^T a`); the centre term is
+/// `(sum_t a[t,k]) c[d,k]`; no `(B, S, F, K)` tensor is formed.
 ///
 /// Flattening is **d-major** as in the reference: output index `d * K + k`.
 ///
@@ -148,6 +161,7 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetVlad<F, K, OUT, E, D> {
     /// Pools frames `x` given their assignment `a` (both on the same tape).
+    #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         a: Tensor<(B, S, Const<K>), E, D, T>,
@@ -155,12 +169,12 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
         let () = Self::CHECK;
         let b = x.shape().0;
-        let shape = (b, Const::<K>, Const::<F>);
-        let mass = try_assignment_mass(a.retaped::<T>())?.try_broadcast_like::<_, Axis<2>>(&shape)?;
+        let shape = (b, Const::<F>, Const::<K>);
+        let mass = try_assignment_mass(a.retaped::<T>())?.try_broadcast_like::<_, Axis<1>>(&shape)?;
         let weighted = try_assignment_weighted_sum(a, x)?;
-        let centers = try_per_cluster(self.centers.retaped::<T>(), b)?;
+        let centers = self.centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
         let vlad = weighted.try_sub(mass.try_mul(centers)?)?;
-        let intra = try_l2_normalize(vlad)?;
+        let intra = try_intra_normalize(vlad)?;
         try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
     }
 }

@@ -114,6 +114,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> TensorCollection<E,
 
 impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K, E, D> {
     /// Training-mode assignment (batch statistics; running averages updated).
+    #[allow(clippy::type_complexity)]
     pub fn try_assign_train<B: Dim, S: Dim, T: Tape<E, D>>(
         &mut self,
         x: Tensor<(B, S, Const<F>), E, D, T>,
@@ -131,6 +132,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
     }
 
     /// Evaluation-mode assignment (running averages), on any tape.
+    #[allow(clippy::type_complexity)]
     pub fn try_assign_eval<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         x: Tensor<(B, S, Const<F>), E, D, T>,

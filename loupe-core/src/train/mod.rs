@@ -4,6 +4,7 @@
 mod adam;
 pub mod checkpoint;
 mod loss;
+pub mod run;
 mod schedule;
 mod trainer;
 

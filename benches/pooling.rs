@@ -1,0 +1,57 @@
+//! Forward + backward (training mode) of the pooling layers, at the paper's NetVLAD
+//! reference point (B=32 videos, S=300 frames, D=1024 features, K=64 clusters; about
+//! 170 ms on the 2-core dev machine per DFDX_NOTES.md) and at a small size.
+//!
+//! Run: `cargo bench --bench pooling` (or `-- NetVlad` for one layer, `--quick` for a
+//! fast estimate).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use loupe::dfdx::prelude::*;
+use loupe::nn::builder;
+
+type Dev = Cpu;
+const DEVICE: &str = "cpu";
+
+fn device() -> Dev {
+    loupe::device::cpu_seeded(0)
+}
+
+/// One training step's worth of pooling work: forward with a tape, backward of the sum.
+macro_rules! bench_layer {
+    ($c:expr, $name:literal, $builder:ty, b = $b:expr, s = $s:expr, f = $f:literal, k = $k:literal) => {{
+        let dev = device();
+        let mut layer = dev.build_module::<$builder, f32>();
+        let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
+        let mut grads = Some(layer.alloc_grads());
+        let mut group = $c.benchmark_group(format!("{}/{DEVICE}", $name));
+        group.throughput(Throughput::Elements($b as u64));
+        if $b * $s * $f > 1_000_000 {
+            group.sample_size(10);
+        }
+        let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
+        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            bench.iter(|| {
+                let y = layer.forward_mut(x.trace(grads.take().unwrap()));
+                let mut g = y.sum().backward();
+                layer.zero_grads(&mut g);
+                grads = Some(g);
+                // Cpu ops are synchronous; a Cuda device would synchronise here.
+            })
+        });
+        group.finish();
+    }};
+}
+
+fn pooling(c: &mut Criterion) {
+    bench_layer!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "NetVlad", builder::NetVlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "NetRvlad", builder::NetRvlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "NetRvlad", builder::NetRvlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "NetFv", builder::NetFv<1024, 64, 131072>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "NetFv", builder::NetFv<128, 16, 4096>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "SoftBow", builder::SoftBow<1024, 64>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "SoftBow", builder::SoftBow<128, 16>, b = 8, s = 32, f = 128, k = 16);
+}
+
+criterion_group!(benches, pooling);
+criterion_main!(benches);

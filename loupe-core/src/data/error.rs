@@ -1,0 +1,240 @@
+//! The one error type of the data layer.
+//!
+//! Every variant that concerns a file names the file and, where it concerns one record,
+//! the record's index (0-based, in file order), so that a corrupt shard out of thousands
+//! can be found and inspected. Underlying causes (I/O, protobuf) are kept as `source()`
+//! rather than repeated in the message, so a caller printing the cause chain sees each
+//! fact once.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Which checksummed part of a TFRecord record a problem was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPart {
+    /// The 8-byte little-endian length and its masked CRC-32C.
+    Length,
+    /// The payload and its masked CRC-32C.
+    Payload,
+}
+
+impl fmt::Display for RecordPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordPart::Length => "length header",
+            RecordPart::Payload => "payload",
+        })
+    }
+}
+
+/// Errors of reading, decoding, writing and batching YouTube-8M data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// An I/O operation on `path` failed.
+    #[error("{path}: I/O error while {action}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file ended inside a record.
+    #[error(
+        "{path}: record {record}: truncated {part}: expected {expected} bytes, found {found}"
+    )]
+    Truncated {
+        path: PathBuf,
+        record: u64,
+        part: RecordPart,
+        expected: u64,
+        found: u64,
+    },
+
+    /// A stored checksum does not match the bytes it protects.
+    #[error(
+        "{path}: record {record}: CRC-32C mismatch in the {part}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
+    CrcMismatch {
+        path: PathBuf,
+        record: u64,
+        part: RecordPart,
+        stored: u32,
+        computed: u32,
+    },
+
+    /// The first record's header is not a TFRecord header: the file is not TFRecord
+    /// (or its first length header is corrupt, which cannot be told apart).
+    #[error("{path}: not a TFRecord file: record 0 {reason}")]
+    NotTfRecord { path: PathBuf, reason: String },
+
+    /// A record declares a length above the reader's limit.
+    #[error("{path}: record {record}: declared length {length} exceeds the limit of {limit} bytes")]
+    RecordTooLarge {
+        path: PathBuf,
+        record: u64,
+        length: u64,
+        limit: u64,
+    },
+
+    /// A payload is not a valid protobuf message of the expected type.
+    #[error("{path}: record {record}: payload is not a valid tf.train.{message}")]
+    Decode {
+        path: PathBuf,
+        record: u64,
+        message: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+
+    /// A required feature (or the video id) is absent.
+    #[error("{path}: record {record}{video}: missing feature `{feature}` (expected {expected})")]
+    MissingFeature {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        expected: String,
+    },
+
+    /// A feature holds a different list type than expected.
+    #[error("{path}: record {record}{video}: feature `{feature}` has the wrong type: expected {expected}, found {found}")]
+    WrongFeatureType {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+
+    /// A frame of a frame-level feature has a byte length other than the feature size.
+    #[error("{path}: record {record}{video}: feature `{feature}` frame {frame} has {found} bytes, expected {expected}")]
+    FrameSize {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        frame: usize,
+        expected: usize,
+        found: usize,
+    },
+
+    /// A feature holds the wrong number of values (video-level), or feature lists
+    /// disagree on the number of frames (frame-level).
+    #[error("{path}: record {record}{video}: feature `{feature}` has {found} {unit}, expected {expected}")]
+    FeatureLength {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        unit: &'static str,
+        expected: usize,
+        found: usize,
+    },
+
+    /// A frame-level video holds no frame (nothing could be sampled from it).
+    #[error("{path}: record {record}{video}: no frames (a frame-level video needs at least one)")]
+    NoFrames {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+    },
+
+    /// A label is negative, not below the number of classes, or (without a class
+    /// count) above `u32::MAX`.
+    #[error("{path}: record {record}{video}: label {label} is out of range: {}", label_range(*num_classes))]
+    LabelOutOfRange {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        label: i64,
+        num_classes: Option<usize>,
+    },
+
+    /// The video id bytes are not UTF-8.
+    #[error("{path}: record {record}: video id is not UTF-8 (bytes {hex})")]
+    IdNotUtf8 {
+        path: PathBuf,
+        record: u64,
+        hex: String,
+    },
+
+    /// A file expected to hold videos holds no record at all.
+    #[error("{path}: empty file: expected at least one video record, found none")]
+    EmptyFile { path: PathBuf },
+
+    /// The first record is neither a frame-level `SequenceExample` (with feature
+    /// lists) nor a video-level `Example` (with features).
+    #[error("{path}: record 0 is neither a frame-level SequenceExample nor a video-level Example")]
+    UnknownFormat { path: PathBuf },
+
+    /// A glob pattern matched no file.
+    #[error("no file matches `{pattern}`")]
+    NoMatch { pattern: String },
+
+    /// A glob pattern is malformed.
+    #[error("invalid glob pattern `{pattern}`")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+
+    /// A line of `vocabulary.csv` is malformed.
+    #[error("{path}: line {line}: {reason}")]
+    Vocabulary {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// A configuration value is unusable (zero batch size, feature size 0, ...).
+    #[error("invalid data configuration: {0}")]
+    Config(String),
+}
+
+/// The video id, where known, appended to record-level messages as ` (video "id")`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoContext(pub Option<String>);
+
+impl fmt::Display for VideoContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(id) => write!(f, " (video {id:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn label_range(num_classes: Option<usize>) -> String {
+    match num_classes {
+        Some(n) => format!("expected 0..={} for {n} classes", n.saturating_sub(1)),
+        None => format!("expected 0..={}", u32::MAX),
+    }
+}
+
+impl DataError {
+    /// Whether reading can go on with the next record of the same file after this error
+    /// (the framing is intact and only this record's content is bad). Used by
+    /// `skip_corrupt`; errors after which the file's framing is lost end that file.
+    pub fn is_record_local(&self) -> bool {
+        matches!(
+            self,
+            DataError::CrcMismatch {
+                part: RecordPart::Payload,
+                ..
+            } | DataError::Decode { .. }
+                | DataError::MissingFeature { .. }
+                | DataError::WrongFeatureType { .. }
+                | DataError::FrameSize { .. }
+                | DataError::FeatureLength { .. }
+                | DataError::NoFrames { .. }
+                | DataError::LabelOutOfRange { .. }
+                | DataError::IdNotUtf8 { .. }
+        )
+    }
+}
+
+/// Result alias of the data layer.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! YouTube-8M data: TFRecord framing, `tf.train` protobuf messages, decoded videos,
+//! frame sampling, streamed and shuffled batches, the vocabulary, and a synthetic data
+//! generator with learnable structure.
+//!
+//! Nothing here depends on dfdx: batches are plain row-major `Vec<f32>` buffers.
+//!
+//! | concern | module |
+//! |---|---|
+//! | record framing and CRCs | [`tfrecord`] |
+//! | protobuf messages | [`proto`] |
+//! | feature streams, (de)quantisation | [`features`] |
+//! | record -> video | [`video`] |
+//! | one file's videos, globbing, skip reports | [`reader`] |
+//! | which frames are pooled | [`sampling`] |
+//! | batch layout | [`batch`] |
+//! | shuffling, epochs, background loading | [`dataset`] |
+//! | `vocabulary.csv` | [`vocabulary`] |
+//! | synthetic shards | [`synthetic`] |
+//! | summary statistics (`loupe inspect`) | [`stats`] |
+
+pub mod batch;
+pub mod dataset;
+pub mod error;
+pub mod features;
+pub mod proto;
+pub mod reader;
+pub mod sampling;
+pub mod stats;
+pub mod synthetic;
+pub mod tfrecord;
+pub mod video;
+pub mod vocabulary;
+mod wire;
+
+pub use batch::{FrameBatch, VideoBatch};
+pub use dataset::{Batches, Dataset, ReadOrder};
+pub use error::{DataError, RecordPart, Result, VideoContext};
+pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
+pub use reader::{detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader};
+pub use sampling::FrameSampling;
+pub use stats::{DatasetStats, StatsAccumulator, VideoSummary};
+pub use synthetic::{generate, SynthConfig, SynthSummary};
+pub use tfrecord::{masked_crc32c, RecordReader, RecordWriter};
+pub use video::{detect_format, DecodedVideo, QuantizedVideo, RecordLocation, Video, VideoDecoder};
+pub use vocabulary::{Vocabulary, VocabularyEntry};

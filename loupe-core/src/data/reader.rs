@@ -1,0 +1,283 @@
+//! Reading the videos of one file, finding shard files, and counting what
+//! `skip_corrupt` skipped.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::error::{DataError, Result};
+use super::features::{DataFormat, FeatureSpec};
+use super::tfrecord::RecordReader;
+use super::video::{detect_format, DecodedVideo, RecordLocation, Video, VideoDecoder};
+
+/// How many skipped-record messages a [`SkipReport`] keeps verbatim.
+pub const SKIP_MESSAGES_KEPT: usize = 32;
+
+/// What `skip_corrupt` skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SkipReport {
+    /// Records skipped whose framing was intact (bad payload CRC, bad protobuf, bad
+    /// feature): reading went on with the next record.
+    pub skipped_records: u64,
+    /// Files whose remainder was abandoned (truncation, length CRC mismatch, not
+    /// TFRecord, I/O error) or that held no record at all.
+    pub abandoned_files: u64,
+    /// The first [`SKIP_MESSAGES_KEPT`] error messages.
+    pub messages: Vec<String>,
+}
+
+impl SkipReport {
+    /// Whether nothing was skipped.
+    pub fn is_empty(&self) -> bool {
+        self.skipped_records == 0 && self.abandoned_files == 0
+    }
+
+    /// Adds the counts and messages of `other`.
+    pub fn merge(&mut self, other: &SkipReport) {
+        self.skipped_records += other.skipped_records;
+        self.abandoned_files += other.abandoned_files;
+        for m in &other.messages {
+            if self.messages.len() < SKIP_MESSAGES_KEPT {
+                self.messages.push(m.clone());
+            }
+        }
+    }
+
+    fn note(&mut self, error: &DataError) {
+        if error.is_record_local() {
+            self.skipped_records += 1;
+        } else {
+            self.abandoned_files += 1;
+        }
+        if self.messages.len() < SKIP_MESSAGES_KEPT {
+            self.messages.push(error.to_string());
+        }
+    }
+}
+
+/// The videos of one TFRecord file, in file order.
+///
+/// Without `skip_corrupt` the first error ends the iteration (after being yielded);
+/// with it, corrupt records are skipped and counted in [`VideoReader::skip_report`].
+/// A file without any record is an error ([`DataError::EmptyFile`]): a shard that
+/// should hold videos and holds none is almost always a failed download or write.
+///
+/// ```no_run
+/// use loupe_core::data::{DataFormat, VideoDecoder, VideoReader};
+///
+/// let decoder = VideoDecoder::youtube8m(DataFormat::FrameLevel).with_num_classes(3862);
+/// for video in VideoReader::open("train0000.tfrecord", &decoder)? {
+///     let video = video?;
+///     println!("{}: {} frames, labels {:?}", video.id, video.num_frames, video.labels);
+/// }
+/// # Ok::<(), loupe_core::data::DataError>(())
+/// ```
+pub struct VideoReader<R> {
+    records: RecordReader<R>,
+    path: PathBuf,
+    decoder: VideoDecoder,
+    skip_corrupt: bool,
+    report: SkipReport,
+    saw_record_or_error: bool,
+    done: bool,
+}
+
+impl VideoReader<File> {
+    /// Opens `path` for decoding with `decoder`.
+    pub fn open(path: impl AsRef<Path>, decoder: &VideoDecoder) -> Result<Self> {
+        Ok(Self::new(RecordReader::open(path)?, decoder))
+    }
+}
+
+impl<R: Read> VideoReader<R> {
+    /// Decodes the records of `records` with `decoder`.
+    pub fn new(records: RecordReader<R>, decoder: &VideoDecoder) -> Self {
+        Self {
+            path: records.path().to_path_buf(),
+            records,
+            decoder: decoder.clone(),
+            skip_corrupt: false,
+            report: SkipReport::default(),
+            saw_record_or_error: false,
+            done: false,
+        }
+    }
+
+    /// Skips corrupt records (and an empty file) instead of failing; see
+    /// [`VideoReader::skip_report`].
+    pub fn skip_corrupt(mut self, skip: bool) -> Self {
+        self.skip_corrupt = skip;
+        self
+    }
+
+    /// What was skipped so far.
+    pub fn skip_report(&self) -> &SkipReport {
+        &self.report
+    }
+
+    /// The next video with frame-level features still quantised.
+    pub fn next_decoded(&mut self) -> Option<Result<DecodedVideo>> {
+        while !self.done {
+            let record = self.records.next_index();
+            let error = match self.records.read_record() {
+                Ok(Some(payload)) => {
+                    self.saw_record_or_error = true;
+                    let at = RecordLocation {
+                        path: &self.path,
+                        record,
+                    };
+                    match self.decoder.decode_record(payload, at) {
+                        Ok(video) => return Some(Ok(video)),
+                        Err(e) => e,
+                    }
+                }
+                Ok(None) => {
+                    self.done = true;
+                    if self.saw_record_or_error {
+                        return None;
+                    }
+                    DataError::EmptyFile {
+                        path: self.path.clone(),
+                    }
+                }
+                Err(e) => {
+                    self.saw_record_or_error = true;
+                    e
+                }
+            };
+            if !self.skip_corrupt {
+                self.done = true;
+                return Some(Err(error));
+            }
+            if !error.is_record_local() {
+                self.done = true;
+            }
+            self.report.note(&error);
+        }
+        None
+    }
+}
+
+impl<R: Read> Iterator for VideoReader<R> {
+    type Item = Result<Video>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_decoded().map(|r| r.map(DecodedVideo::into_video))
+    }
+}
+
+/// The files matching a glob pattern, sorted; an error if none match.
+pub fn expand_glob(pattern: &str) -> Result<Vec<PathBuf>> {
+    let paths = glob::glob(pattern).map_err(|source| DataError::Pattern {
+        pattern: pattern.to_string(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for entry in paths {
+        match entry {
+            Ok(path) if path.is_file() => files.push(path),
+            Ok(_) => {}
+            Err(e) => {
+                let path = e.path().to_path_buf();
+                return Err(DataError::Io {
+                    path,
+                    action: "listing",
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(DataError::NoMatch {
+            pattern: pattern.to_string(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The files of several patterns (each must match), in pattern order, duplicates
+/// removed. A pattern without glob metacharacters names a file that must exist.
+pub fn expand_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for pattern in patterns {
+        for path in expand_glob(pattern.as_ref())? {
+            if !files.contains(&path) {
+                files.push(path);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(DataError::NoMatch {
+            pattern: String::new(),
+        });
+    }
+    Ok(files)
+}
+
+/// Detects whether the file at `path` is frame-level or video-level from its first
+/// record.
+pub fn detect_file_format(path: impl AsRef<Path>) -> Result<DataFormat> {
+    let path = path.as_ref();
+    let mut records = RecordReader::open(path)?;
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile {
+        path: path.to_path_buf(),
+    })?;
+    detect_format(payload).ok_or_else(|| DataError::UnknownFormat {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Detects the format of the file at `path` and the streams its first record holds:
+/// YouTube-8M's `rgb`/`audio` (or `mean_rgb`/`mean_audio`) first in that order, then
+/// any other byte feature lists (frame-level) or float features (video-level) by name.
+/// Sizes are those of the first record (its first frame, for frame-level data).
+pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, FeatureSpec)> {
+    use super::proto::{feature::Kind, SequenceExample};
+    use prost::Message;
+
+    let path = path.as_ref();
+    let format = detect_file_format(path)?;
+    let mut records = RecordReader::open(path)?;
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile {
+        path: path.to_path_buf(),
+    })?;
+    let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
+        path: path.to_path_buf(),
+        record: 0,
+        message: "SequenceExample",
+        source,
+    })?;
+    let mut streams: Vec<(String, usize)> = match format {
+        DataFormat::FrameLevel => example
+            .feature_lists
+            .unwrap_or_default()
+            .feature_list
+            .into_iter()
+            .filter_map(|(name, list)| match list.feature.first().and_then(|f| f.kind.as_ref()) {
+                Some(Kind::BytesList(b)) => Some((name, b.value.iter().map(Vec::len).sum())),
+                _ => None,
+            })
+            .collect(),
+        DataFormat::VideoLevel => example
+            .context
+            .unwrap_or_default()
+            .feature
+            .into_iter()
+            .filter_map(|(name, f)| match f.kind {
+                Some(Kind::FloatList(l)) => Some((name, l.value.len())),
+                _ => None,
+            })
+            .collect(),
+    };
+    let rank = |name: &str| match name {
+        "rgb" | "mean_rgb" => 0,
+        "audio" | "mean_audio" => 1,
+        _ => 2,
+    };
+    streams.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
+    let spec = FeatureSpec::new(streams).map_err(|_| DataError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    Ok((format, spec))
+}

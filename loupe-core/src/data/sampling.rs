@@ -1,0 +1,158 @@
+//! Which frames of a video are fed to pooling (REFERENCE.md section 1.3).
+//!
+//! Every mode picks only valid frames (indices below the video's frame count): no
+//! padding is ever pooled.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How the `T` frames of each video in a batch are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum FrameSampling {
+    /// Uniformly with replacement from the dataset's seeded random stream (training,
+    /// as in the paper). Depends on the order videos arrive in.
+    Random,
+    /// Uniformly with replacement from a generator seeded by `seed` and a hash of the
+    /// video id: the same frames for the same video whatever the batch composition or
+    /// order (deterministic evaluation).
+    PerVideo {
+        /// Mixed with the id hash.
+        seed: u64,
+    },
+    /// The first `T` frames in temporal order; a video with fewer frames is filled by
+    /// cycling its frames from the start (recurrent models; the batch's `num_frames`
+    /// tells the true length).
+    InOrder,
+}
+
+/// Appends `count` frame indices drawn uniformly with replacement from
+/// `0..num_frames` to `out`. Nothing is appended when `num_frames == 0`.
+pub fn sample_uniform<R: Rng + ?Sized>(num_frames: usize, count: usize, rng: &mut R, out: &mut Vec<usize>) {
+    if num_frames == 0 {
+        return;
+    }
+    out.extend((0..count).map(|_| rng.gen_range(0..num_frames)));
+}
+
+/// Appends `count` indices sampled as [`sample_uniform`] from a generator that depends
+/// only on `seed` and `video_id`.
+pub fn sample_per_video(video_id: &str, seed: u64, num_frames: usize, count: usize, out: &mut Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ id_hash(video_id));
+    sample_uniform(num_frames, count, &mut rng, out);
+}
+
+/// Appends `0, 1, ..., num_frames - 1, 0, 1, ...` (`count` indices) to `out`.
+pub fn sample_in_order(num_frames: usize, count: usize, out: &mut Vec<usize>) {
+    if num_frames == 0 {
+        return;
+    }
+    out.extend((0..count).map(|i| i % num_frames));
+}
+
+/// Appends the `count` frame indices `sampling` picks for a video.
+pub fn sample_frames<R: Rng + ?Sized>(
+    sampling: FrameSampling,
+    video_id: &str,
+    num_frames: usize,
+    count: usize,
+    rng: &mut R,
+    out: &mut Vec<usize>,
+) {
+    match sampling {
+        FrameSampling::Random => sample_uniform(num_frames, count, rng, out),
+        FrameSampling::PerVideo { seed } => sample_per_video(video_id, seed, num_frames, count, out),
+        FrameSampling::InOrder => sample_in_order(num_frames, count, out),
+    }
+}
+
+/// FNV-1a 64 of the id bytes: stable across platforms, Rust versions and runs (unlike
+/// `std`'s `DefaultHasher`, whose algorithm is unspecified).
+pub fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_sampling_covers_all_frames_evenly() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut out = Vec::new();
+        let (frames, draws) = (10, 100_000);
+        sample_uniform(frames, draws, &mut rng, &mut out);
+        let mut counts = [0usize; 10];
+        for &i in &out {
+            counts[i] += 1;
+        }
+        // Expected 10,000 each, sd ~95: 6 sd is a test that fails for real bias only.
+        for c in counts {
+            assert!((9_430..=10_570).contains(&c), "counts {counts:?}");
+        }
+    }
+
+    #[test]
+    fn sampling_is_with_replacement() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        sample_uniform(3, 300, &mut rng, &mut out);
+        assert_eq!(out.len(), 300);
+        assert!(out.iter().all(|&i| i < 3));
+    }
+
+    #[test]
+    fn seeded_sampling_repeats() {
+        let draw = |seed| {
+            let mut out = Vec::new();
+            sample_uniform(50, 20, &mut StdRng::seed_from_u64(seed), &mut out);
+            out
+        };
+        assert_eq!(draw(3), draw(3));
+        assert_ne!(draw(3), draw(4));
+    }
+
+    #[test]
+    fn per_video_sampling_depends_on_id_and_seed_only() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        sample_per_video("abc", 5, 40, 30, &mut a);
+        sample_per_video("abc", 5, 40, 30, &mut b);
+        assert_eq!(a, b);
+        let mut c = Vec::new();
+        sample_per_video("abd", 5, 40, 30, &mut c);
+        assert_ne!(a, c);
+        // Whatever random state the caller's generator is in does not matter.
+        let mut d = Vec::new();
+        sample_frames(FrameSampling::PerVideo { seed: 5 }, "abc", 40, 30, &mut StdRng::seed_from_u64(99), &mut d);
+        assert_eq!(a, d);
+    }
+
+    #[test]
+    fn in_order_cycles_valid_frames() {
+        let mut out = Vec::new();
+        sample_in_order(3, 7, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 0, 1, 2, 0]);
+        out.clear();
+        sample_in_order(10, 4, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn never_a_padded_frame() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for frames in 1..40 {
+            for sampling in [FrameSampling::Random, FrameSampling::PerVideo { seed: 2 }, FrameSampling::InOrder] {
+                let mut out = Vec::new();
+                sample_frames(sampling, "v", frames, 64, &mut rng, &mut out);
+                assert_eq!(out.len(), 64);
+                assert!(out.iter().all(|&i| i < frames), "{sampling:?} {frames}");
+            }
+        }
+        let mut out = Vec::new();
+        sample_frames(FrameSampling::Random, "v", 0, 5, &mut rng, &mut out);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,262 @@
+//! A borrowing walk over the protobuf wire format of a frame-level `SequenceExample`,
+//! the hot path of decoding (no allocation per frame: frame bytes are copied straight
+//! from the payload into the video's buffer).
+//!
+//! It only handles the regular case and answers `None` for anything else (a repeated
+//! message that protobuf would merge, a duplicate key, an unexpected list type, a size
+//! mismatch, malformed bytes): the caller then decodes with the prost messages, which
+//! give the authoritative result or error. So this walk never changes what a record
+//! decodes to; tests and the fuzz target check it against prost.
+
+use super::features::FeatureSpec;
+use super::proto::{Feature, FeatureList, Message};
+use super::video::ID_KEYS;
+
+/// A protobuf field: number and borrowed value.
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            // The tenth byte may only carry the top bit.
+            return (i < 9 || byte <= 1).then_some(value);
+        }
+    }
+    None
+}
+
+impl<'a> Iterator for Fields<'a> {
+    /// `None` inside: malformed.
+    type Item = Option<(u32, Value<'a>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        Some(self.field())
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    fn field(&mut self) -> Option<(u32, Value<'a>)> {
+        let key = varint(&mut self.buf)?;
+        let number = u32::try_from(key >> 3).ok().filter(|&n| n > 0 && n < (1 << 29))?;
+        let value = match key & 7 {
+            0 => Value::Varint(varint(&mut self.buf)?),
+            1 => {
+                self.buf = self.buf.get(8..)?;
+                Value::Fixed
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut self.buf)?).ok()?;
+                let (bytes, rest) = (self.buf.get(..len)?, self.buf.get(len..)?);
+                self.buf = rest;
+                Value::Bytes(bytes)
+            }
+            5 => {
+                self.buf = self.buf.get(4..)?;
+                Value::Fixed
+            }
+            _ => return None, // groups: leave them to prost
+        };
+        Some((number, value))
+    }
+}
+
+/// The single length-delimited field `number` of `message`; `None` if it is absent
+/// (returned as `Some(None)`), repeated or malformed. Other fields must be well formed.
+fn single_bytes(message: &[u8], number: u32) -> Option<Option<&[u8]>> {
+    let mut found = None;
+    for field in Fields::new(message) {
+        match field? {
+            (n, Value::Bytes(b)) if n == number => {
+                if found.replace(b).is_some() {
+                    return None;
+                }
+            }
+            (n, _) if n == number => return None,
+            _ => {}
+        }
+    }
+    Some(found)
+}
+
+/// The (key, value) entries of a `map<string, message>` field 1 of `message`, with
+/// distinct UTF-8 keys.
+fn map_entries(message: &[u8]) -> Option<Vec<(&str, &[u8])>> {
+    let mut entries: Vec<(&str, &[u8])> = Vec::new();
+    for field in Fields::new(message) {
+        match field? {
+            (1, Value::Bytes(entry)) => {
+                let key = single_bytes(entry, 1)?.unwrap_or(&[]);
+                let key = std::str::from_utf8(key).ok()?;
+                let value = single_bytes(entry, 2)?.unwrap_or(&[]);
+                if entries.iter().any(|(k, _)| *k == key) {
+                    return None;
+                }
+                entries.push((key, value));
+            }
+            (1, _) => return None,
+            _ => {}
+        }
+    }
+    Some(entries)
+}
+
+/// The byte values of a `Feature` holding a `BytesList`, visited in order; the total
+/// length.
+fn bytes_values<'a>(feature: &'a [u8], mut visit: impl FnMut(&'a [u8])) -> Option<usize> {
+    let mut list = None;
+    for field in Fields::new(feature) {
+        match field? {
+            (1, Value::Bytes(b)) if list.is_none() => list = Some(b),
+            (1..=3, _) => return None, // another kind, or a merged repeat
+            _ => {}
+        }
+    }
+    let mut total = 0;
+    for field in Fields::new(list?) {
+        match field? {
+            (1, Value::Bytes(b)) => {
+                total += b.len();
+                visit(b);
+            }
+            (1, _) => return None,
+            _ => {}
+        }
+    }
+    Some(total)
+}
+
+/// The values of a `Feature` holding an `Int64List` (packed or not).
+fn int64_values(feature: &[u8]) -> Option<Vec<i64>> {
+    let mut list = None;
+    for field in Fields::new(feature) {
+        match field? {
+            (3, Value::Bytes(b)) if list.is_none() => list = Some(b),
+            (1..=3, _) => return None,
+            _ => {}
+        }
+    }
+    let mut values = Vec::new();
+    for field in Fields::new(list?) {
+        match field? {
+            (1, Value::Varint(v)) => values.push(v as i64),
+            (1, Value::Bytes(mut packed)) => {
+                while !packed.is_empty() {
+                    values.push(varint(&mut packed)? as i64);
+                }
+            }
+            (1, Value::Fixed) => return None,
+            _ => {}
+        }
+    }
+    Some(values)
+}
+
+/// What the fast walk extracted from a regular frame-level record.
+pub(crate) struct RegularFrames {
+    pub id: String,
+    /// Raw labels, to be range-checked by the caller.
+    pub labels: Vec<i64>,
+    pub num_frames: usize,
+    pub frames: Vec<u8>,
+}
+
+/// Decodes a regular frame-level record, keeping up to `max_frames` frames; `None`
+/// means "not regular: decode with prost".
+pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_frames: usize) -> Option<RegularFrames> {
+    let context = single_bytes(payload, 1)?.unwrap_or(&[]);
+    let lists = single_bytes(payload, 2)?.unwrap_or(&[]);
+
+    let context = map_entries(context)?;
+    let find = |key: &str| context.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let id_key = *ID_KEYS.iter().find(|k| find(k).is_some())?;
+    let id_feature = find(id_key)?;
+    let mut id_values = Vec::new();
+    bytes_values(id_feature, |b| id_values.push(b))?;
+    let [id] = id_values[..] else { return None };
+    let id = std::str::from_utf8(id).ok()?.to_string();
+    let labels = match find("labels") {
+        Some(f) => int64_values(f)?,
+        None => Vec::new(),
+    };
+    // Context features this walk does not use must still be valid protobuf.
+    for (key, value) in &context {
+        if *key != id_key && *key != "labels" && Feature::decode(*value).is_err() {
+            return None;
+        }
+    }
+
+    let lists = map_entries(lists)?;
+    let mut streams = Vec::with_capacity(spec.streams().len());
+    for stream in spec.streams() {
+        streams.push(lists.iter().find(|(k, _)| *k == stream.name)?.1);
+    }
+    for (key, value) in &lists {
+        if !spec.streams().iter().any(|s| s.name == *key) && FeatureList::decode(*value).is_err() {
+            return None;
+        }
+    }
+    // Pass 1: every frame of every stream is one bytes list of the stream's size.
+    let mut stored = None;
+    for (stream, list) in spec.streams().iter().zip(&streams) {
+        let mut count = 0;
+        for field in Fields::new(list) {
+            match field? {
+                (1, Value::Bytes(frame)) => {
+                    (bytes_values(frame, |_| {})? == stream.size).then_some(())?;
+                    count += 1;
+                }
+                (1, _) => return None,
+                _ => {}
+            }
+        }
+        (*stored.get_or_insert(count) == count).then_some(())?;
+    }
+    let stored = stored?;
+    if stored == 0 {
+        return None;
+    }
+    // Pass 2: copy the kept frames into place.
+    let num_frames = stored.min(max_frames);
+    let dim = spec.feature_dim();
+    let mut frames = vec![0u8; num_frames * dim];
+    for ((offset, stream), list) in spec.offsets().zip(&streams) {
+        let rows = frames.chunks_exact_mut(dim);
+        let frame_fields = Fields::new(list).filter_map(|f| match f {
+            Some((1, Value::Bytes(frame))) => Some(frame),
+            _ => None,
+        });
+        for (row, frame) in rows.zip(frame_fields) {
+            let row = &mut row[offset..offset + stream.size];
+            let mut start = 0;
+            bytes_values(frame, |b| {
+                row[start..start + b.len()].copy_from_slice(b);
+                start += b.len();
+            })?;
+        }
+    }
+    Some(RegularFrames {
+        id,
+        labels,
+        num_frames,
+        frames,
+    })
+}

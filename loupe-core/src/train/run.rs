@@ -1,0 +1,375 @@
+//! The training job end to end: data in, checkpoints, TensorBoard events, curves and
+//! metrics out. Generic over any [`VideoModel`], so a user's own `#[video_model]` gets
+//! the same machinery as the zoo.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use dfdx::tensor::safetensors::SafeDtype;
+
+use crate::data::{DataError, DataFormat, Dataset, FrameSampling, VideoDecoder};
+use crate::metrics::{EvaluationMetrics, MetricsSummary};
+use crate::model::VideoModel;
+use crate::report::{training_curves_png, EventWriter};
+use crate::submission::{write_submission, SubmissionRow};
+use crate::train::checkpoint::{load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
+use crate::train::{TrainConfig, TrainError, Trainer};
+
+/// Everything a training run needs besides the model type and the device.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Training shards.
+    pub train_files: Vec<PathBuf>,
+    /// Validation shards (empty: no evaluation).
+    pub validate_files: Vec<PathBuf>,
+    /// How records become videos (format, streams, max frames).
+    pub decoder: VideoDecoder,
+    pub batch_size: usize,
+    /// Seeds the data order and frame sampling (model weights come from the device seed).
+    pub seed: u64,
+    /// Videos in the shuffle buffer.
+    pub shuffle_buffer: usize,
+    /// Stop after this many optimizer steps.
+    pub max_steps: Option<u64>,
+    /// Stop after this many passes over the training data (`None`: until `max_steps`).
+    pub epochs: Option<usize>,
+    /// Evaluate on the validation shards every this many steps (and at the end).
+    pub eval_every: Option<u64>,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoints go to `<output_dir>/checkpoints`, TensorBoard events to
+    /// `<output_dir>/events`, the curves to `<output_dir>/curves.png`.
+    pub output_dir: PathBuf,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Continue from `<output_dir>/checkpoints` if a checkpoint is there.
+    pub resume: bool,
+    /// Skip corrupt records instead of stopping.
+    pub skip_corrupt: bool,
+    /// Print a progress line to stderr.
+    pub progress: bool,
+    /// Predictions per video kept by the metrics (20 in the competition).
+    pub top_k: usize,
+    /// Loss and optimiser settings.
+    pub optim: TrainConfig,
+    /// Free-form description of the configuration stored in checkpoints.
+    pub description: serde_json::Value,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub steps: u64,
+    pub examples_seen: u64,
+    /// Validation metrics at the end (when validation shards were given).
+    pub metrics: Option<MetricsSummary>,
+    /// The final checkpoint's sidecar.
+    pub checkpoint: Option<PathBuf>,
+    /// Training loss per step.
+    pub loss_history: Vec<(u64, f64)>,
+    /// Validation GAP per evaluation.
+    pub gap_history: Vec<(u64, f64)>,
+    pub seconds: f64,
+}
+
+fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder) -> Result<(), RunError> {
+    if decoder.feature_dim() != M::FEATURES {
+        return Err(RunError::Config(format!(
+            "model {} expects {} values per frame, the data's streams ({}) give {}",
+            M::describe().name,
+            M::FEATURES,
+            decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect::<Vec<_>>().join(" + "),
+            decoder.feature_dim()
+        )));
+    }
+    if decoder.format() == DataFormat::VideoLevel && M::FRAMES != 1 {
+        return Err(RunError::Config(format!(
+            "model {} pools {} frames; video-level data has one vector per video (use a frame-level model's data or a video-level model)",
+            M::describe().name,
+            M::FRAMES
+        )));
+    }
+    Ok(())
+}
+
+/// A stream of `(ids, frames, labels)` batches of either data format.
+fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
+    dataset: &Dataset,
+) -> Result<Box<dyn Iterator<Item = Result<(Vec<String>, Vec<f32>, Vec<f32>), DataError>>>, RunError> {
+    Ok(match dataset.decoder().format() {
+        DataFormat::FrameLevel => {
+            Box::new(dataset.frame_batches()?.map(|b| b.map(|b| (b.ids, b.frames, b.labels))))
+        }
+        DataFormat::VideoLevel => {
+            Box::new(dataset.video_batches()?.map(|b| b.map(|b| (b.ids, b.features, b.labels))))
+        }
+    })
+}
+
+fn label_lists(labels: &[f32], classes: usize) -> Vec<Vec<u32>> {
+    labels
+        .chunks(classes)
+        .map(|row| row.iter().enumerate().filter(|(_, &v)| v > 0.5).map(|(c, _)| c as u32).collect())
+        .collect()
+}
+
+/// The deterministic evaluation dataset: file order, per-video seeded frame sampling.
+pub fn evaluation_dataset<M: VideoModel<f32, D>, D: Device<f32>>(
+    files: Vec<PathBuf>,
+    decoder: VideoDecoder,
+    batch_size: usize,
+    skip_corrupt: bool,
+) -> Result<Dataset, RunError> {
+    check_data_fits::<M, D>(&decoder)?;
+    Ok(Dataset::evaluation(files, decoder, M::CLASSES)
+        .with_batch_size(batch_size.max(1))
+        .with_frames_per_video(M::FRAMES)
+        .with_sampling(FrameSampling::PerVideo { seed: 0 })
+        .with_skip_corrupt(skip_corrupt))
+}
+
+/// Evaluates `trainer`'s model (evaluation mode) on `dataset`.
+pub fn evaluate<M, D>(trainer: &Trainer<M, f32, D>, dataset: &Dataset, top_k: usize) -> Result<MetricsSummary, RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
+    for batch in batches::<M, D>(dataset)? {
+        let (_, frames, labels) = batch?;
+        trainer.evaluate_batch(&mut metrics, &frames, &label_lists(&labels, M::CLASSES))?;
+    }
+    Ok(metrics.summary())
+}
+
+/// Writes a Kaggle submission of `dataset`'s videos (top `top_k` labels each) to `out`;
+/// `names` adds a column of label names. Returns the number of videos.
+pub fn predict<M, D, W: Write>(
+    trainer: &Trainer<M, f32, D>,
+    dataset: &Dataset,
+    top_k: usize,
+    out: W,
+    names: Option<&dyn Fn(u32) -> String>,
+) -> Result<usize, RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    let mut rows = Vec::new();
+    for batch in batches::<M, D>(dataset)? {
+        let (ids, frames, _) = batch?;
+        for (id, predictions) in ids.into_iter().zip(trainer.predict_top_k(&frames, top_k)?) {
+            rows.push(SubmissionRow { id, predictions });
+        }
+    }
+    let count = rows.len();
+    write_submission(out, rows, names).map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })?;
+    Ok(count)
+}
+
+/// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`.
+pub fn load_model<M, D>(device: D, path: &Path, optim: TrainConfig) -> Result<(Trainer<M, f32, D>, CheckpointMeta), RunError>
+where
+    D: Device<f32>,
+    f32: SafeDtype,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    let mut trainer = Trainer::<M, f32, D>::new(device, optim)?;
+    let meta = load_checkpoint(path, &M::describe(), &mut trainer.model, None)?;
+    trainer.step = meta.step;
+    trainer.examples_seen = meta.examples_seen;
+    Ok((trainer, meta))
+}
+
+fn metrics_json(m: &MetricsSummary) -> serde_json::Value {
+    serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos})
+}
+
+/// Trains a new model of type `M` on `device` (or resumes one) as `config` says.
+pub fn train<M, D>(device: D, config: &RunConfig) -> Result<(Trainer<M, f32, D>, RunSummary), RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    if config.batch_size == 0 {
+        return Err(RunError::Config("batch size must be at least 1".into()));
+    }
+    if config.train_files.is_empty() {
+        return Err(RunError::Config("no training files".into()));
+    }
+    if config.max_steps.is_none() && config.epochs.is_none() {
+        return Err(RunError::Config("give a number of steps or of epochs, or training never ends".into()));
+    }
+    check_data_fits::<M, D>(&config.decoder)?;
+    let started = Instant::now();
+    let checkpoints = config.output_dir.join("checkpoints");
+    let mut trainer = Trainer::<M, f32, D>::new(device, config.optim)?;
+    let mut consumed: u64 = 0;
+    let mut summary = RunSummary {
+        steps: 0,
+        examples_seen: 0,
+        metrics: None,
+        checkpoint: None,
+        loss_history: Vec::new(),
+        gap_history: Vec::new(),
+        seconds: 0.0,
+    };
+    if config.resume && resolve_checkpoint(&checkpoints).is_ok() {
+        let meta = load_checkpoint(&checkpoints, &M::describe(), &mut trainer.model, Some(&mut trainer.adam))?;
+        trainer.step = meta.step;
+        trainer.examples_seen = meta.examples_seen;
+        consumed = meta.rng_state["batches_consumed"].as_u64().unwrap_or(meta.step);
+        if meta.rng_state["seed"].as_u64() != Some(config.seed) {
+            return Err(RunError::Config(format!(
+                "resuming with seed {} but the checkpoint was trained with seed {}: the data order would differ",
+                config.seed, meta.rng_state["seed"]
+            )));
+        }
+    }
+    let train_set = Dataset::training(config.train_files.clone(), config.decoder.clone(), M::CLASSES)
+        .with_batch_size(config.batch_size)
+        .with_frames_per_video(M::FRAMES)
+        .with_shuffle(config.seed, config.shuffle_buffer.max(1))
+        .with_epochs(config.epochs)
+        .with_skip_corrupt(config.skip_corrupt);
+    let validate_set = if config.validate_files.is_empty() {
+        None
+    } else {
+        Some(evaluation_dataset::<M, D>(config.validate_files.clone(), config.decoder.clone(), config.batch_size, config.skip_corrupt)?)
+    };
+    let mut events = EventWriter::create(&config.output_dir.join("events"))?;
+    let mut stream = batches::<M, D>(&train_set)?;
+    // Resuming: the data order is a function of the seed, so skipping the batches already
+    // consumed puts the stream exactly where the interrupted run was.
+    for _ in 0..consumed {
+        if stream.next().transpose()?.is_none() {
+            break;
+        }
+    }
+    let mut progress = Progress::new(config.progress);
+    let save = |trainer: &Trainer<M, f32, D>, consumed: u64, metrics: Option<&MetricsSummary>| -> Result<PathBuf, RunError> {
+        let meta = CheckpointMeta {
+            format: CHECKPOINT_FORMAT,
+            model: M::describe(),
+            dtype: "f32".into(),
+            training: config.description.clone(),
+            step: trainer.step,
+            examples_seen: trainer.examples_seen,
+            metrics: metrics.map(metrics_json).unwrap_or(serde_json::Value::Null),
+            vocabulary_size: M::CLASSES,
+            rng_state: serde_json::json!({"seed": config.seed, "batches_consumed": consumed}),
+        };
+        Ok(save_checkpoint(&checkpoints, &trainer.model, &trainer.adam, &meta, config.keep_checkpoints)?)
+    };
+    let mut last_metrics = None;
+    loop {
+        if config.max_steps.is_some_and(|max| trainer.step >= max) {
+            break;
+        }
+        let Some(batch) = stream.next() else { break };
+        let (_, frames, labels) = batch?;
+        let stats = trainer.train_step(&frames, &labels)?;
+        consumed += 1;
+        summary.loss_history.push((stats.step, stats.loss));
+        events.scalars(stats.step, &[("loss", stats.loss), ("learning_rate", stats.learning_rate)])?;
+        progress.step(&stats);
+        if let (Some(every), Some(set)) = (config.eval_every, &validate_set) {
+            if stats.step % every == 0 {
+                let m = evaluate(&trainer, set, config.top_k)?;
+                events.scalars(stats.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+                summary.gap_history.push((stats.step, m.gap));
+                progress.evaluated(stats.step, &m);
+                last_metrics = Some(m);
+            }
+        }
+        if config.checkpoint_every.is_some_and(|every| stats.step % every == 0) {
+            summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
+        }
+    }
+    progress.finish();
+    if let Some(set) = &validate_set {
+        if summary.gap_history.last().map(|g| g.0) != Some(trainer.step) {
+            let m = evaluate(&trainer, set, config.top_k)?;
+            events.scalars(trainer.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+            summary.gap_history.push((trainer.step, m.gap));
+            last_metrics = Some(m);
+        }
+    }
+    summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
+    let plot = config.output_dir.join("curves.png");
+    std::fs::write(&plot, training_curves_png(&summary.loss_history, &summary.gap_history))
+        .map_err(|source| RunError::Io { path: plot, source })?;
+    summary.metrics = last_metrics;
+    summary.steps = trainer.step;
+    summary.examples_seen = trainer.examples_seen;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok((trainer, summary))
+}
+
+/// The progress line: step, loss (smoothed), learning rate, videos/s.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    started: Instant,
+    videos: u64,
+    smoothed: Option<f64>,
+    last_print: Option<Instant>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Progress { enabled, terminal: std::io::stderr().is_terminal(), started: Instant::now(), videos: 0, smoothed: None, last_print: None }
+    }
+
+    fn step(&mut self, stats: &crate::train::StepStats) {
+        self.videos += stats.batch as u64;
+        let s = self.smoothed.map_or(stats.loss, |s| 0.9 * s + 0.1 * stats.loss);
+        self.smoothed = Some(s);
+        if !self.enabled {
+            return;
+        }
+        let due = self.last_print.is_none_or(|t| t.elapsed().as_secs_f64() > if self.terminal { 0.2 } else { 5.0 });
+        if due {
+            let rate = self.videos as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            let line = format!("step {:>7}  loss {s:.4}  lr {:.2e}  {rate:.1} videos/s", stats.step, stats.learning_rate);
+            if self.terminal {
+                eprint!("\r{line}   ");
+            } else {
+                eprintln!("{line}");
+            }
+            self.last_print = Some(Instant::now());
+        }
+    }
+
+    fn evaluated(&mut self, step: u64, m: &MetricsSummary) {
+        if self.enabled {
+            if self.terminal {
+                eprintln!();
+            }
+            eprintln!("step {step:>7}  validation GAP {:.4}  hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)", m.gap, m.hit_at_1, m.perr, m.map, m.videos);
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.terminal {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Command-line parsing (clap derive, one module per subcommand) and the error path:
+//! a failure prints `error: ` and its whole cause chain on one line to stderr and
+//! exits with 1; usage errors exit with 2 (clap's convention).
+
+use std::error::Error;
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+mod synth;
+
+/// Video classification with learnable pooling (NetVLAD, NetFV, Context Gating).
+#[derive(Debug, Parser)]
+#[command(name = "loupe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a synthetic YouTube-8M-format data set with learnable structure.
+    Synth(synth::SynthArgs),
+    /// Summarise YouTube-8M TFRecord files (frame- or video-level, auto-detected).
+    Inspect(inspect::InspectArgs),
+}
+
+/// A failure of a subcommand: a message and the error that caused it, if any.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    source: Option<Box<dyn Error + Send + Sync + 'static>>,
+}
+
+impl CliError {
+    /// A failure described by `message`, caused by `source`.
+    pub fn context(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for CliError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+impl From<loupe::data::DataError> for CliError {
+    fn from(error: loupe::data::DataError) -> Self {
+        // The data error names file and record itself; keep it as the message and
+        // let its own causes follow.
+        Self {
+            message: error.to_string(),
+            source: error.source().map(|s| Box::new(ChainLink::of(s)) as _),
+        }
+    }
+}
+
+/// A cause chain copied into owned strings (the original sources borrow the error).
+#[derive(Debug)]
+struct ChainLink {
+    message: String,
+    next: Option<Box<ChainLink>>,
+}
+
+impl ChainLink {
+    fn of(error: &(dyn Error + 'static)) -> Self {
+        Self {
+            message: error.to_string(),
+            next: error.source().map(|s| Box::new(ChainLink::of(s))),
+        }
+    }
+}
+
+impl fmt::Display for ChainLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for ChainLink {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.next.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// `error` and its causes joined by `: `.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Output to stdout that stops quietly when the reader goes away (`| head`).
+pub struct Output {
+    out: io::BufWriter<io::StdoutLock<'static>>,
+}
+
+impl Output {
+    fn new() -> Self {
+        Self {
+            out: io::BufWriter::new(io::stdout().lock()),
+        }
+    }
+
+    /// Writes one line.
+    pub fn line(&mut self, text: impl fmt::Display) -> Result<(), CliError> {
+        writeln!(self.out, "{text}").map_err(|e| CliError::context("writing to stdout", e))
+    }
+
+    fn flush(&mut self) -> Result<(), CliError> {
+        self.out.flush().map_err(|e| CliError::context("writing to stdout", e))
+    }
+}
+
+fn is_broken_pipe(error: &CliError) -> bool {
+    error
+        .source
+        .as_deref()
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors: message and exit code 2
+    let mut out = Output::new();
+    let result = match cli.command {
+        Command::Synth(args) => synth::run(args, &mut out),
+        Command::Inspect(args) => inspect::run(args, &mut out),
+    }
+    .and_then(|()| out.flush());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
