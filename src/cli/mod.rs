@@ -9,8 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod eval;
 mod inspect;
+mod job;
+mod models;
+mod quickstart;
+mod score;
 mod synth;
+mod train;
 
 /// Video classification with learnable pooling (NetVLAD, NetFV, Context Gating).
 #[derive(Debug, Parser)]
@@ -22,10 +28,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: synthetic data, a small Gated NetVLAD and a baseline trained and compared.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Train a zoo model (checkpoints, TensorBoard events, curves.png).
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint: GAP@20, Hit@1, PERR, mAP.
+    Eval(eval::EvalArgs),
+    /// Write a Kaggle submission CSV of a checkpoint's predictions.
+    Predict(eval::PredictArgs),
+    /// List the model zoo with parameter counts.
+    Models(models::ModelsArgs),
     /// Write a synthetic YouTube-8M-format data set with learnable structure.
     Synth(synth::SynthArgs),
     /// Summarise YouTube-8M TFRecord files (frame- or video-level, auto-detected).
     Inspect(inspect::InspectArgs),
+    /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP).
+    Score(score::ScoreArgs),
 }
 
 /// A failure of a subcommand: a message and the error that caused it, if any.
@@ -36,6 +54,11 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// A failure described by `message` alone.
+    pub fn message(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
     /// A failure described by `message`, caused by `source`.
     pub fn context(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
         Self {
@@ -96,6 +119,18 @@ impl Error for ChainLink {
     }
 }
 
+/// Prints evaluation metrics as one JSON object or as a line of text.
+pub fn print_metrics(out: &mut Output, m: &loupe::metrics::MetricsSummary, json: bool) -> Result<(), CliError> {
+    if json {
+        out.line(serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos}))
+    } else {
+        out.line(format!(
+            "GAP {:.4}  Hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",
+            m.gap, m.hit_at_1, m.perr, m.map, m.videos
+        ))
+    }
+}
+
 /// `error` and its causes joined by `: `.
 fn chain(error: &dyn Error) -> String {
     let mut text = error.to_string();
@@ -143,8 +178,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: message and exit code 2
     let mut out = Output::new();
     let result = match cli.command {
+        Command::Quickstart(args) => quickstart::run(args, &mut out),
+        Command::Train(args) => train::run(args, &mut out),
+        Command::Eval(args) => eval::run_eval(args, &mut out),
+        Command::Predict(args) => eval::run_predict(args, &mut out),
+        Command::Models(args) => models::run(args, &mut out),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
+        Command::Score(args) => score::run(args, &mut out),
     }
     .and_then(|()| out.flush());
     match result {
