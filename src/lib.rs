@@ -198,14 +198,21 @@ pub mod __private {
         T: Tape<E, D> + ::dfdx::tensor::Merge<R>,
         R: Tape<E, D>,
     {
-        const { assert!(A + B == C, "concatenated size is not the sum of the parts") };
+        #[allow(clippy::let_unit_value)]
+        let () = ConcatSizes::<A, B, C>::CHECK;
         let a = realized(a.try_realize::<(usize, usize)>());
         let b = realized(b.try_realize::<(usize, usize)>());
         let c = (a, b).try_concat_along(Axis::<1>)?;
         Ok(realized(c.try_realize::<(usize, Const<C>)>()))
     }
 
-    /// A `realize` the const assertions of the callers make infallible.
+    struct ConcatSizes<const A: usize, const B: usize, const C: usize>;
+
+    impl<const A: usize, const B: usize, const C: usize> ConcatSizes<A, B, C> {
+        const CHECK: () = assert!(A + B == C, "concat::<A, B, C>: C must be A + B");
+    }
+
+    /// A `realize` the const assertion of the caller makes infallible.
     fn realized<T, U>(r: Result<T, U>) -> T {
         match r {
             Ok(t) => t,
