@@ -2,6 +2,7 @@
 
 use crate::data::DataError;
 use crate::submission::SubmissionError;
+use crate::train::run::RunError;
 
 /// Why predictions could not be read, combined, evaluated or selected.
 ///
@@ -16,6 +17,10 @@ pub enum EnsembleError {
     /// Ground-truth shards could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
+
+    /// A model could not predict its member's scores.
+    #[error(transparent)]
+    Run(#[from] RunError),
 
     /// Nothing to combine.
     #[error("no ensemble member given")]

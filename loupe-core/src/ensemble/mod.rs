@@ -5,6 +5,7 @@
 //! | concern | module |
 //! |---|---|
 //! | one member's per-video scores (prediction files, dense outputs) | [`predictions`] |
+//! | a member from a model's probabilities on a dataset | [`model`] |
 //! | true labels read from TFRecord shards | [`truth`] |
 //! | weighted mean, evaluation, missing-video policy | [`combine`] |
 //! | greedy forward selection, weight search | [`greedy`] |
@@ -35,11 +36,13 @@
 pub mod combine;
 mod error;
 pub mod greedy;
+pub mod model;
 pub mod predictions;
 pub mod truth;
 
 pub use combine::{evaluate, weighted_mean, MissingVideos};
 pub use error::EnsembleError;
+pub use model::model_predictions;
 pub use greedy::{greedy_selection, search_weights, Selection, SelectionOptions, SelectionStep};
 pub use predictions::{Keep, Predictions};
 pub use truth::GroundTruth;

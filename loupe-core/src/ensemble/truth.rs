@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::data::{detect_file_layout, VideoDecoder, VideoReader};
+use crate::data::read_labels;
 
 use super::EnsembleError;
 
@@ -56,25 +56,14 @@ impl GroundTruth {
     }
 
     /// The ids and labels of the videos in YouTube-8M TFRecord shards (frame- or
-    /// video-level, detected from the first file's first record), in file order.
-    /// Labels are checked against `classes` when given.
+    /// video-level, detected per file), in file order, as
+    /// [`read_labels`](crate::data::read_labels) reads them. Labels are checked against
+    /// `classes` when given.
     pub fn read(files: &[PathBuf], classes: Option<usize>) -> Result<Self, EnsembleError> {
-        let Some(first) = files.first() else {
+        if files.is_empty() {
             return Err(EnsembleError::Truth("no file".into()));
-        };
-        let (format, spec) = detect_file_layout(first)?;
-        let mut decoder = VideoDecoder::new(format, spec);
-        if let Some(classes) = classes {
-            decoder = decoder.with_num_classes(classes);
         }
-        let mut videos = Vec::new();
-        for path in files {
-            let mut reader = VideoReader::open(path, &decoder)?;
-            while let Some(video) = reader.next_decoded() {
-                let video = video?;
-                videos.push((video.id().to_string(), video.labels().to_vec()));
-            }
-        }
+        let (videos, _) = read_labels(files, false)?;
         Self::new(classes, videos)
     }
 
