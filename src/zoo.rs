@@ -56,19 +56,19 @@
 //! assert!(zoo::visit("no-such-model", CountParams(&dev)).is_none());
 //! ```
 
-use crate::__private::{BuildOnDevice, Dtype, LayerDevice, LayerDtype, VideoModel};
+use crate::__private::{BuildModule, BuildOnDevice, Dtype, LayerDevice, LayerDtype, VideoModel};
 use crate::video_model;
 
 /// A builder in the zoo: buildable on `D` with dtype `E` into a [`VideoModel`].
 pub trait ZooModel<E: Dtype, D: LayerDevice<E>>: BuildOnDevice<D, E, Built = Self::Model> {
-    /// The built model.
-    type Model: VideoModel<E, D>;
+    /// The built model (buildable and clonable, as training and loading need).
+    type Model: VideoModel<E, D> + BuildModule<D, E> + Clone;
 }
 
 impl<E: Dtype, D: LayerDevice<E>, B> ZooModel<E, D> for B
 where
     B: BuildOnDevice<D, E>,
-    B::Built: VideoModel<E, D>,
+    B::Built: VideoModel<E, D> + BuildModule<D, E> + Clone,
 {
     type Model = B::Built;
 }
