@@ -16,11 +16,11 @@ pub enum EnsembleError {
 
     /// Ground-truth shards could not be read.
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(Box<DataError>),
 
     /// A model could not predict its member's scores.
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(Box<RunError>),
 
     /// Nothing to combine.
     #[error("no ensemble member given")]
@@ -71,4 +71,17 @@ pub enum EnsembleError {
     /// The ground truth is malformed (duplicate video, label out of range, no video).
     #[error("ground truth: {0}")]
     Truth(String),
+}
+
+// Boxed: they are large, and every `Result` of this module would carry their size.
+impl From<DataError> for EnsembleError {
+    fn from(error: DataError) -> Self {
+        EnsembleError::Data(Box::new(error))
+    }
+}
+
+impl From<RunError> for EnsembleError {
+    fn from(error: RunError) -> Self {
+        EnsembleError::Run(Box::new(error))
+    }
 }
