@@ -30,6 +30,8 @@
 //! | `small-soft-bow` | [`SmallSoftBow`] | small |
 //! | `small-average` | [`SmallAverage`] | small |
 //! | `small-netvlad-early` | [`SmallNetVladEarly`] | small |
+//! | `quickstart-gated-netvlad` | [`QuickstartGatedNetVlad`] | quick start |
+//! | `quickstart-average` | [`QuickstartAverage`] | quick start |
 //!
 //! The LSTM and GRU rows of Table 1 wait for recurrent pooling.
 //!
@@ -61,14 +63,15 @@ use crate::video_model;
 
 /// A builder in the zoo: buildable on `D` with dtype `E` into a [`VideoModel`].
 pub trait ZooModel<E: Dtype, D: LayerDevice<E>>: BuildOnDevice<D, E, Built = Self::Model> {
-    /// The built model (buildable and clonable, as training and loading need).
+    /// The built model: buildable from nothing (initialised weights) and cloneable (the
+    /// optimizer's state is a pair of model copies).
     type Model: VideoModel<E, D> + BuildModule<D, E> + Clone;
 }
 
 impl<E: Dtype, D: LayerDevice<E>, B> ZooModel<E, D> for B
 where
     B: BuildOnDevice<D, E>,
-    B::Built: VideoModel<E, D> + BuildModule<D, E> + Clone,
+    B::Built: VideoModel<E, D> + Clone,
 {
     type Model = B::Built;
 }
@@ -115,6 +118,8 @@ macro_rules! for_each_model {
             "small-soft-bow" => $crate::zoo::SmallSoftBow,
             "small-average" => $crate::zoo::SmallAverage,
             "small-netvlad-early" => $crate::zoo::SmallNetVladEarly,
+            "quickstart-gated-netvlad" => $crate::zoo::QuickstartGatedNetVlad,
+            "quickstart-average" => $crate::zoo::QuickstartAverage,
         }
     };
 }
@@ -473,3 +478,39 @@ pub struct SmallAverage;
 )]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SmallNetVladEarly;
+
+// ---------------------------------------------------------------------------------------
+// The quick start's pair (`loupe quickstart`): the default synthetic dataset's layout
+// (rgb 1024 + audio 128 per frame, 64 classes), 32 frames sampled per video. Both share
+// the same head, so the comparison isolates the pooling.
+
+/// Gated NetVLAD sized for the quick start: NetVLAD 16 / 8 clusters, hidden 256, Context
+/// Gating, MoE with 2 experts, probability gating, 64 classes.
+#[video_model(
+    frames = 32,
+    streams = [
+        rgb(features = 1024, pooling = netvlad(clusters = 16)),
+        audio(features = 128, pooling = netvlad(clusters = 8)),
+    ],
+    hidden = 256,
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-6),
+    after_classifier = context_gating,
+    classes = 64,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuickstartGatedNetVlad;
+
+/// The quick start's baseline: average pooling with the same head as
+/// [`QuickstartGatedNetVlad`].
+#[video_model(
+    frames = 32,
+    streams = [rgb(features = 1024, pooling = average), audio(features = 128, pooling = average)],
+    hidden = 256,
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-6),
+    after_classifier = context_gating,
+    classes = 64,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuickstartAverage;

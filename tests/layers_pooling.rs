@@ -222,6 +222,7 @@ fn checkpoint_keys_are_the_field_names() {
             "assignment.bn.shift",
             "assignment.bn.running_mean",
             "assignment.bn.running_var",
+            "assignment.bn.updates",
             "centers",
             "covariance_weights",
         ]

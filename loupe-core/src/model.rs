@@ -109,3 +109,33 @@ impl ModelDescription {
             .collect()
     }
 }
+
+struct ParamCounter(usize);
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for ParamCounter {
+    type Viewer = ();
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, _: ()) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if opts.do_gradient_update {
+            self.0 += opts.shape.num_elements();
+        }
+        Ok(None)
+    }
+}
+
+/// Trainable parameters of a model type, counted from its shapes without allocating
+/// anything (a paper-size Gated NetVLAD has ~300M).
+///
+/// ```
+/// # use dfdx::prelude::*;
+/// let n = loupe_core::model::count_params::<f32, Cpu, dfdx::nn::modules::Linear<3, 2, f32, Cpu>>();
+/// assert_eq!(n, 8);
+/// ```
+pub fn count_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>() -> usize {
+    let mut counter = ParamCounter(0);
+    let _ = M::iter_tensors(&mut RecursiveWalker { m: (), f: &mut counter });
+    counter.0
+}

@@ -10,9 +10,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ensemble;
+mod eval;
 mod inspect;
+mod job;
+mod models;
+mod quickstart;
 mod score;
 mod synth;
+mod train;
 
 /// Video classification with learnable pooling (NetVLAD, NetFV, Context Gating).
 #[derive(Debug, Parser)]
@@ -24,6 +29,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: synthetic data, a small Gated NetVLAD and a baseline trained and compared.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Train a zoo model (checkpoints, TensorBoard events, curves.png).
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint: GAP@20, Hit@1, PERR, mAP.
+    Eval(eval::EvalArgs),
+    /// Write a Kaggle submission CSV of a checkpoint's predictions.
+    Predict(eval::PredictArgs),
+    /// List the model zoo with parameter counts.
+    Models(models::ModelsArgs),
     /// Write a synthetic YouTube-8M-format data set with learnable structure.
     Synth(synth::SynthArgs),
     /// Summarise YouTube-8M TFRecord files (frame- or video-level, auto-detected).
@@ -167,6 +182,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: message and exit code 2
     let mut out = Output::new();
     let result = match cli.command {
+        Command::Quickstart(args) => quickstart::run(args, &mut out),
+        Command::Train(args) => train::run(args, &mut out),
+        Command::Eval(args) => eval::run_eval(args, &mut out),
+        Command::Predict(args) => eval::run_predict(args, &mut out),
+        Command::Models(args) => models::run(args, &mut out),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),

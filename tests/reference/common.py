@@ -36,6 +36,12 @@ def batch_norm_eval(x, scale, shift, running_mean, running_var, eps=1e-3):
     return scale * (x - running_mean) / np.sqrt(running_var + eps) + shift
 
 
+def batch_norm_decay(updates):
+    """The running averages' decay at update number `updates` (0-based):
+    min(0.999, (1 + t) / (10 + t)), TensorFlow's ExponentialMovingAverage with num_updates."""
+    return min(0.999, (1.0 + updates) / (10.0 + updates))
+
+
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -8,10 +8,11 @@ expert_weight I x V x M), so the Rust test proves the two layouts agree.
 """
 import numpy as np
 
-from common import (rng, l2_normalize, batch_norm_train, batch_norm_eval, sigmoid,
+from common import (batch_norm_decay, rng, l2_normalize, batch_norm_train, batch_norm_eval, sigmoid,
                     softmax, write)
 
-DECAY = 0.999
+# The layers under test are fresh (no updates yet): the first update's decay.
+DECAY = batch_norm_decay(0)
 
 
 def bn_params(r, c, prefix="bn."):

@@ -1,7 +1,7 @@
 """Reference values for batch norm and L2 normalisation (see common.py)."""
 from common import rng, l2_normalize, batch_norm_train, batch_norm_eval, write
 
-DECAY = 0.999
+from common import batch_norm_decay as decay
 
 
 def batch_norm_cases():
@@ -23,8 +23,10 @@ def batch_norm_cases():
                 "running_mean": running_mean, "running_var": running_var,
                 "output": y,
                 "output_eval": batch_norm_eval(x, scale, shift, running_mean, running_var),
-                "running_mean_after": DECAY * running_mean + (1 - DECAY) * mean,
-                "running_var_after": DECAY * running_var + (1 - DECAY) * var,
+                # A layer that has seen 20 updates: decay (1 + 20) / (10 + 20) = 0.7.
+                "updates": [20.0],
+                "running_mean_after": decay(20) * running_mean + (1 - decay(20)) * mean,
+                "running_var_after": decay(20) * running_var + (1 - decay(20)) * var,
             },
         })
     return cases

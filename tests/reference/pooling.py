@@ -6,9 +6,10 @@ not from loupe's Rust (which uses matmuls and expanded squares). Flattening is d
 """
 import numpy as np
 
-from common import rng, l2_normalize, batch_norm_train, batch_norm_eval, softmax, write
+from common import batch_norm_decay, rng, l2_normalize, batch_norm_train, batch_norm_eval, softmax, write
 
-DECAY = 0.999
+# The layers under test are fresh (no updates yet): the first update's decay.
+DECAY = batch_norm_decay(0)
 SIGMA_EPS = 1e-6
 
 

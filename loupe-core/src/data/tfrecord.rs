@@ -3,7 +3,7 @@
 //! verified.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::{DataError, RecordPart, Result};
@@ -16,6 +16,12 @@ pub const DEFAULT_MAX_RECORD_LEN: u64 = 256 << 20;
 /// The payload buffer grows by at most this much per read, so a truncated file that
 /// claims a huge record never allocates more than it actually holds (plus one chunk).
 const GROWTH_CHUNK: usize = 1 << 20;
+/// The least size of the read buffer, and how far a read may run ahead of the record
+/// being read: records smaller than this come many to a `read` call, larger ones are
+/// read straight into place.
+const READ_AHEAD: usize = 64 << 10;
+/// Footer after the payload: its masked CRC.
+const FOOTER_LEN: usize = 4;
 /// The constant TensorFlow adds when masking a CRC.
 const MASK_DELTA: u32 = 0xa282_ead8;
 
@@ -30,9 +36,11 @@ fn unnamed() -> PathBuf {
     PathBuf::from("<stream>")
 }
 
-/// Reads TFRecord records one at a time from any [`Read`], buffering the input and
-/// reusing one payload buffer for all records (no allocation per record once the
-/// buffer has grown to the largest record).
+/// Reads TFRecord records one at a time from any [`Read`] into one reused buffer, which
+/// is also the read buffer: small records come many to a `read` call, and a record
+/// larger than the read-ahead is read straight into place, so its bytes are copied
+/// once (from the input) and never again. No allocation per record once the buffer
+/// has grown to the largest record.
 ///
 /// After a framing error (truncation, length CRC mismatch, oversized length) the
 /// reader is finished and returns `Ok(None)`; after a payload CRC mismatch the framing
@@ -53,9 +61,12 @@ fn unnamed() -> PathBuf {
 /// # Ok::<(), loupe_core::data::DataError>(())
 /// ```
 pub struct RecordReader<R> {
-    inner: BufReader<R>,
+    inner: R,
     path: PathBuf,
+    /// Read buffer; `buf[pos..end]` is read but not yet consumed.
     buf: Vec<u8>,
+    pos: usize,
+    end: usize,
     next_index: u64,
     max_len: u64,
     finished: bool,
@@ -83,11 +94,11 @@ impl<R: Read> RecordReader<R> {
     /// A reader over `inner` whose errors name `path`.
     pub fn with_path(inner: R, path: impl Into<PathBuf>) -> Self {
         Self {
-            // Small enough that payloads (hundreds of KB) are mostly read past it, not
-            // copied through it.
-            inner: BufReader::with_capacity(64 << 10, inner),
+            inner,
             path: path.into(),
             buf: Vec::new(),
+            pos: 0,
+            end: 0,
             next_index: 0,
             max_len: DEFAULT_MAX_RECORD_LEN,
             finished: false,
@@ -129,25 +140,39 @@ impl<R: Read> RecordReader<R> {
             }
         };
         self.next_index += 1;
-        if let Err(e) = self.read_payload(index, len) {
+        // The whole record, header and footer included, in one piece of the buffer.
+        let Some(record_len) = len.checked_add(HEADER_LEN + FOOTER_LEN) else {
             self.finished = true;
-            return Err(e);
-        }
-        let mut footer = [0u8; 4];
-        let found = read_full(&mut self.inner, &mut footer).map_err(|e| self.io(e))?;
-        if found < footer.len() {
+            return Err(DataError::RecordTooLarge {
+                path: self.path.clone(),
+                record: index,
+                length: len as u64,
+                limit: (usize::MAX - HEADER_LEN - FOOTER_LEN) as u64,
+            });
+        };
+        let found = match self.fill(record_len) {
+            Ok(found) => found,
+            Err(e) => {
+                self.finished = true;
+                return Err(self.io(e));
+            }
+        };
+        if found < record_len {
             self.finished = true;
             return Err(DataError::Truncated {
                 path: self.path.clone(),
                 record: index,
                 part: RecordPart::Payload,
-                expected: len as u64 + 4,
-                found: len as u64 + found as u64,
+                expected: (len + FOOTER_LEN) as u64,
+                found: (found - HEADER_LEN) as u64,
             });
         }
-        let payload = &self.buf[..len];
-        let stored = u32::from_le_bytes(footer);
+        let start = self.pos + HEADER_LEN;
+        let (payload, footer) = self.buf[start..start + len + FOOTER_LEN].split_at(len);
+        let stored = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
         let computed = masked_crc32c(payload);
+        // The framing is intact either way: the next record follows.
+        self.pos += record_len;
         if stored != computed {
             return Err(DataError::CrcMismatch {
                 path: self.path.clone(),
@@ -157,13 +182,13 @@ impl<R: Read> RecordReader<R> {
                 computed,
             });
         }
-        Ok(Some(payload))
+        Ok(Some(&self.buf[start..start + len]))
     }
 
-    /// Reads and checks the 12-byte header; `Ok(None)` at a clean end of input.
+    /// Reads and checks the 12-byte header at the front of the unread bytes, leaving
+    /// it there; `Ok(None)` at a clean end of input.
     fn read_header(&mut self, index: u64) -> Result<Option<usize>> {
-        let mut header = [0u8; HEADER_LEN];
-        let found = read_full(&mut self.inner, &mut header).map_err(|e| self.io(e))?;
+        let found = self.fill(HEADER_LEN).map_err(|e| self.io(e))?;
         if found == 0 {
             return Ok(None);
         }
@@ -184,9 +209,13 @@ impl<R: Read> RecordReader<R> {
                 found: found as u64,
             });
         }
+        let header = &self.buf[self.pos..self.pos + HEADER_LEN];
         let (len_bytes, crc_bytes) = header.split_at(8);
         let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
         let computed = masked_crc32c(len_bytes);
+        let mut len = [0u8; 8];
+        len.copy_from_slice(len_bytes);
+        let len = u64::from_le_bytes(len);
         if stored != computed {
             if index == 0 {
                 return Err(DataError::NotTfRecord {
@@ -204,9 +233,6 @@ impl<R: Read> RecordReader<R> {
                 computed,
             });
         }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(len_bytes);
-        let len = u64::from_le_bytes(len);
         if len > self.max_len {
             return Err(DataError::RecordTooLarge {
                 path: self.path.clone(),
@@ -224,27 +250,39 @@ impl<R: Read> RecordReader<R> {
         })
     }
 
-    /// Reads `len` payload bytes into the front of `self.buf`.
-    fn read_payload(&mut self, index: u64, len: usize) -> Result<()> {
-        let mut filled = 0;
-        while filled < len {
-            let want = len.min(filled + GROWTH_CHUNK);
+    /// Makes `need` unread bytes available at `buf[pos..]`, reading as needed; returns
+    /// how many are available (fewer than `need` only at the end of the input).
+    ///
+    /// The buffer grows by at most [`GROWTH_CHUNK`] past the bytes actually read, and
+    /// a read asks for at most [`READ_AHEAD`] bytes past `need`, so a record larger
+    /// than that lands in place and the next one starts at the front of the buffer.
+    fn fill(&mut self, need: usize) -> io::Result<usize> {
+        if self.end - self.pos >= need {
+            return Ok(self.end - self.pos);
+        }
+        if need > self.buf.len() - self.pos {
+            // Not enough room after `pos`: move the unread bytes to the front.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end - self.pos < need {
+            let want = self.pos + need;
             if self.buf.len() < want {
-                self.buf.resize(want, 0);
+                let target = want.min(self.end + GROWTH_CHUNK).max(READ_AHEAD);
+                if self.buf.len() < target {
+                    self.buf.resize(target, 0);
+                }
             }
-            let n = read_full(&mut self.inner, &mut self.buf[filled..want]).map_err(|e| self.io(e))?;
-            filled += n;
-            if filled < want {
-                return Err(DataError::Truncated {
-                    path: self.path.clone(),
-                    record: index,
-                    part: RecordPart::Payload,
-                    expected: len as u64 + 4,
-                    found: filled as u64,
-                });
+            let limit = self.buf.len().min(want.max(self.end + READ_AHEAD));
+            match self.inner.read(&mut self.buf[self.end..limit]) {
+                Ok(0) => break,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(self.end - self.pos)
     }
 
     fn io(&self, source: io::Error) -> DataError {
@@ -254,21 +292,6 @@ impl<R: Read> RecordReader<R> {
             source,
         }
     }
-}
-
-/// Fills `buf` as far as the input allows; returns how many bytes were read (less than
-/// `buf.len()` only at the end of the input).
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Writes TFRecord records to any [`Write`]. Call [`RecordWriter::finish`] to flush and
@@ -408,6 +431,44 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(r.read_record().unwrap().is_none());
+    }
+
+    /// Hands out at most `step` bytes per `read`, as pipes and sockets may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_around_the_read_ahead_size_survive_any_read_split() {
+        let sizes = [0, 5, READ_AHEAD - 20, 3 * READ_AHEAD + 7, 1, READ_AHEAD, 2 * READ_AHEAD, 9, 0];
+        let payloads: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| (0..n).map(|i| (i * 7 + r) as u8).collect())
+            .collect();
+        let mut w = RecordWriter::new(Vec::new());
+        for p in &payloads {
+            w.write_record(p).unwrap();
+        }
+        let bytes = w.finish().unwrap();
+        for step in [1, 13, 4096, READ_AHEAD + 3, usize::MAX] {
+            let mut r = RecordReader::new(Trickle { bytes: &bytes, step });
+            for p in &payloads {
+                assert_eq!(r.read_record().unwrap().unwrap(), &p[..], "step {step}");
+            }
+            assert!(r.read_record().unwrap().is_none());
+            assert!(r.buf.len() <= 3 * READ_AHEAD + 7 + HEADER_LEN + FOOTER_LEN + READ_AHEAD);
+        }
     }
 
     #[test]

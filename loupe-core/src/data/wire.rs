@@ -23,7 +23,25 @@ struct Fields<'a> {
     buf: &'a [u8],
 }
 
+/// Reads a varint; `None` if truncated or longer than ten bytes (or overflowing).
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
+    // Keys and lengths of YouTube-8M records take one or two bytes.
+    match **buf {
+        [b0, ..] if b0 < 0x80 => {
+            *buf = &buf[1..];
+            Some(u64::from(b0))
+        }
+        [b0, b1, ..] if b1 < 0x80 => {
+            *buf = &buf[2..];
+            Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+        }
+        _ => varint_long(buf),
+    }
+}
+
+#[inline(never)]
+fn varint_long(buf: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for i in 0..10 {
         let (&byte, rest) = buf.split_first()?;
@@ -41,6 +59,7 @@ impl<'a> Iterator for Fields<'a> {
     /// `None` inside: malformed.
     type Item = Option<(u32, Value<'a>)>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() {
             return None;
@@ -54,6 +73,7 @@ impl<'a> Fields<'a> {
         Self { buf }
     }
 
+    #[inline]
     fn field(&mut self) -> Option<(u32, Value<'a>)> {
         let key = varint(&mut self.buf)?;
         let number = u32::try_from(key >> 3).ok().filter(|&n| n > 0 && n < (1 << 29))?;
@@ -65,7 +85,10 @@ impl<'a> Fields<'a> {
             }
             2 => {
                 let len = usize::try_from(varint(&mut self.buf)?).ok()?;
-                let (bytes, rest) = (self.buf.get(..len)?, self.buf.get(len..)?);
+                if len > self.buf.len() {
+                    return None;
+                }
+                let (bytes, rest) = self.buf.split_at(len);
                 self.buf = rest;
                 Value::Bytes(bytes)
             }
@@ -170,6 +193,68 @@ fn int64_values(feature: &[u8]) -> Option<Vec<i64>> {
     Some(values)
 }
 
+/// The next frame (a `Feature` message: field 1 of a `FeatureList`) of `list`;
+/// `Some(None)` at its end, `None` if malformed or of another wire type.
+#[inline]
+fn next_frame<'a>(list: &mut Fields<'a>) -> Option<Option<&'a [u8]>> {
+    for field in list.by_ref() {
+        match field? {
+            (1, Value::Bytes(frame)) => return Some(Some(frame)),
+            (1, _) => return None,
+            _ => {}
+        }
+    }
+    Some(None)
+}
+
+/// The value of the usual frame encoding, `Feature { bytes_list: BytesList { value:
+/// [bytes] } }` with nothing else, without walking the general way: `None` for any
+/// other layout, which [`bytes_values`] then decides.
+#[inline]
+fn single_frame_value(feature: &[u8]) -> Option<&[u8]> {
+    let mut buf = feature;
+    (buf.first() == Some(&0x0a)).then_some(())?;
+    buf = &buf[1..];
+    let len = varint(&mut buf)?;
+    (len == buf.len() as u64 && buf.first() == Some(&0x0a)).then_some(())?;
+    buf = &buf[1..];
+    let len = varint(&mut buf)?;
+    (len == buf.len() as u64).then_some(buf)
+}
+
+/// Appends the bytes of one frame (a `Feature` holding a `BytesList`) to `out`.
+#[inline]
+fn push_frame(out: &mut Vec<u8>, feature: &[u8]) -> Option<()> {
+    match single_frame_value(feature) {
+        Some(value) => out.extend_from_slice(value),
+        None => {
+            bytes_values(feature, |b| out.extend_from_slice(b))?;
+        }
+    }
+    Some(())
+}
+
+/// The byte length of one frame (a `Feature` holding a `BytesList`).
+#[inline]
+fn frame_size(feature: &[u8]) -> Option<usize> {
+    match single_frame_value(feature) {
+        Some(value) => Some(value.len()),
+        None => bytes_values(feature, |_| {}),
+    }
+}
+
+/// At least the number of well-formed frames of the right size that the shortest of
+/// `lists` can hold: each frame takes its bytes plus at least six bytes of framing
+/// (key and length of the frame, of its `BytesList`, and of one value).
+fn frames_upper_bound(spec: &FeatureSpec, lists: &[&[u8]]) -> usize {
+    spec.streams()
+        .iter()
+        .zip(lists)
+        .map(|(stream, list)| list.len() / (stream.size + 6))
+        .min()
+        .unwrap_or(0)
+}
+
 /// What the fast walk extracted from a regular frame-level record.
 pub(crate) struct RegularFrames {
     pub id: String,
@@ -214,45 +299,40 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
             return None;
         }
     }
-    // Pass 1: every frame of every stream is one bytes list of the stream's size.
-    let mut stored = None;
-    for (stream, list) in spec.streams().iter().zip(&streams) {
-        let mut count = 0;
-        for field in Fields::new(list) {
-            match field? {
-                (1, Value::Bytes(frame)) => {
-                    (bytes_values(frame, |_| {})? == stream.size).then_some(())?;
-                    count += 1;
-                }
-                (1, _) => return None,
-                _ => {}
+    // One pass over the streams in lockstep: every frame of every stream must be a
+    // bytes list of the stream's size, and all streams must hold as many frames; the
+    // kept frames are appended row by row (no zero-filling, no per-frame allocation).
+    // Anything irregular abandons the partly filled buffer and answers `None`.
+    let dim = spec.feature_dim();
+    let mut frames = Vec::with_capacity(frames_upper_bound(spec, &streams).min(max_frames) * dim);
+    let mut cursors: Vec<Fields<'_>> = streams.iter().map(|list| Fields::new(list)).collect();
+    let mut stored = 0;
+    loop {
+        let mut ended = 0;
+        for (stream, cursor) in spec.streams().iter().zip(&mut cursors) {
+            let Some(frame) = next_frame(cursor)? else {
+                ended += 1;
+                continue;
+            };
+            if stored < max_frames {
+                let start = frames.len();
+                push_frame(&mut frames, frame)?;
+                (frames.len() - start == stream.size).then_some(())?;
+            } else {
+                (frame_size(frame)? == stream.size).then_some(())?;
             }
         }
-        (*stored.get_or_insert(count) == count).then_some(())?;
+        match ended {
+            0 => stored += 1,
+            n if n == cursors.len() => break,
+            _ => return None, // the streams hold different frame counts
+        }
     }
-    let stored = stored?;
     if stored == 0 {
         return None;
     }
-    // Pass 2: copy the kept frames into place.
     let num_frames = stored.min(max_frames);
-    let dim = spec.feature_dim();
-    let mut frames = vec![0u8; num_frames * dim];
-    for ((offset, stream), list) in spec.offsets().zip(&streams) {
-        let rows = frames.chunks_exact_mut(dim);
-        let frame_fields = Fields::new(list).filter_map(|f| match f {
-            Some((1, Value::Bytes(frame))) => Some(frame),
-            _ => None,
-        });
-        for (row, frame) in rows.zip(frame_fields) {
-            let row = &mut row[offset..offset + stream.size];
-            let mut start = 0;
-            bytes_values(frame, |b| {
-                row[start..start + b.len()].copy_from_slice(b);
-                start += b.len();
-            })?;
-        }
-    }
+    debug_assert_eq!(frames.len(), num_frames * dim);
     Some(RegularFrames {
         id,
         labels,

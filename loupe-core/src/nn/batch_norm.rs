@@ -7,6 +7,15 @@ pub const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// Decay of the running averages used at evaluation (0.999).
 pub const BATCH_NORM_DECAY: f64 = 0.999;
 
+/// Decay of the running averages at update number `updates` (0-based):
+/// `min(0.999, (1 + t) / (10 + t))`, TensorFlow's `ExponentialMovingAverage` with
+/// `num_updates`. With a flat 0.999 the averages stay near their initial values (0 and 1)
+/// for thousands of steps, so a short run evaluates with statistics its layers never
+/// produced; after ~10,000 updates the two agree.
+pub fn batch_norm_decay(updates: f64) -> f64 {
+    BATCH_NORM_DECAY.min((1.0 + updates) / (10.0 + updates))
+}
+
 pub mod builder {
     /// Builder of [`super::BatchNorm`] over `C` channels.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
@@ -28,7 +37,7 @@ where
 /// Training (`ModuleMut`, any tape): each channel is normalised with the batch mean and the
 /// **biased** variance over all rows (for a `(B, S, C)` input that is all `B*S` frames),
 /// then scaled and shifted; the running averages move towards the batch statistics with
-/// decay [`BATCH_NORM_DECAY`]. Evaluation (`Module`, no tape) uses the running averages,
+/// decay [`BATCH_NORM_DECAY`] (lower for the first updates: [`batch_norm_decay`]). Evaluation (`Module`, no tape) uses the running averages,
 /// so predictions never depend on the batch they are computed in.
 ///
 /// `y = scale * (x - mean) / sqrt(var + 1e-3) + shift`
@@ -57,6 +66,8 @@ pub struct BatchNorm<const C: usize, E: Dtype, D: Storage<E>> {
     pub running_mean: Tensor<Rank1<C>, E, D>,
     /// Running (biased) variance used at evaluation, starts at 1; not trained.
     pub running_var: Tensor<Rank1<C>, E, D>,
+    /// Training passes so far (one element), which sets the running averages' decay.
+    pub updates: Tensor<Rank1<1>, E, D>,
 }
 
 impl<const C: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for BatchNorm<C, E, D> {
@@ -81,12 +92,19 @@ impl<const C: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for BatchNor
                     |s| &mut s.running_var,
                     TensorOptions::detached(|t| t.try_fill_with_ones()),
                 ),
+                Self::tensor(
+                    "updates",
+                    |s| &s.updates,
+                    |s| &mut s.updates,
+                    TensorOptions::detached(|t| t.try_fill_with_zeros()),
+                ),
             ),
-            |(scale, shift, running_mean, running_var)| BatchNorm {
+            |(scale, shift, running_mean, running_var, updates)| BatchNorm {
                 scale,
                 shift,
                 running_mean,
                 running_var,
+                updates,
             },
         )
     }
@@ -104,16 +122,17 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         T: Tape<E, D>,
     {
         let shape = *x.shape();
+        let updates = self.updates.as_vec()[0].to_f64().unwrap_or(0.0);
+        let decay = batch_norm_decay(updates);
+        self.updates = self.updates.clone().try_add(E::ONE)?;
         let mean = x.retaped::<T>().try_mean::<Rank1<C>, Ax>()?;
-        self.running_mean
-            .try_axpy(BATCH_NORM_DECAY, &mean, 1.0 - BATCH_NORM_DECAY)?;
+        self.running_mean.try_axpy(decay, &mean, 1.0 - decay)?;
         let centered = x.try_sub(mean.try_broadcast_like(&shape)?)?;
         let var = centered
             .retaped::<T>()
             .try_square()?
             .try_mean::<Rank1<C>, Ax>()?;
-        self.running_var
-            .try_axpy(BATCH_NORM_DECAY, &var, 1.0 - BATCH_NORM_DECAY)?;
+        self.running_var.try_axpy(decay, &var, 1.0 - decay)?;
         let inv_std = var
             .try_add(E::from_f64(BATCH_NORM_EPSILON).unwrap())?
             .try_sqrt()?

@@ -14,7 +14,7 @@
 mod batch_norm;
 mod l2_normalize;
 
-pub use batch_norm::{BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
+pub use batch_norm::{batch_norm_decay, BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
 pub use l2_normalize::{l2_normalize, try_l2_normalize, L2Normalize, L2_NORM_FLOOR};
 
 // ---- pooling layers (paper section 2) ----

@@ -17,6 +17,13 @@ pub struct TrainConfig {
     pub classifier_l2: f64,
 }
 
+impl TrainConfig {
+    /// Settings for a model that is only evaluated or used for prediction.
+    pub fn default_for_inference() -> Self {
+        TrainConfig { schedule: LearningRateSchedule::default(), adam: AdamConfig::default(), classifier_l2: 0.0 }
+    }
+}
+
 /// What one training step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepStats {

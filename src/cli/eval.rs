@@ -1,0 +1,157 @@
+//! `loupe eval` and `loupe predict`: a checkpoint on data, as metrics or a Kaggle CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use loupe::data::{VideoDecoder, Vocabulary};
+use loupe::dfdx::tensor::Cpu;
+use loupe::metrics::MetricsSummary;
+use loupe::model::VideoModel;
+use loupe::train::checkpoint::read_meta;
+use loupe::train::run::{evaluate, evaluation_dataset, load_model, predict, RunError};
+use loupe::train::TrainConfig;
+
+use super::job::{files, on_model, zoo_name_of, CpuJob, DeviceArgs, LayoutArgs};
+use super::{print_metrics, CliError, Output};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Checkpoint: a training directory's `checkpoints/`, or a `step-*.json` sidecar.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// TFRecord files or glob patterns with ground-truth labels.
+    #[arg(long, required = true, num_args = 1..)]
+    eval_data_pattern: Vec<String>,
+    /// Videos per forward pass (does not change the results: batch norm uses running statistics).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Predictions per video kept by the metrics.
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    /// Print one JSON object (`gap`, `hit_at_1`, `perr`, `map`, `videos`).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    layout: LayoutArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Checkpoint: a training directory's `checkpoints/`, or a `step-*.json` sidecar.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// TFRecord files or glob patterns of the videos to label.
+    #[arg(long, required = true, num_args = 1..)]
+    input_data_pattern: Vec<String>,
+    /// Where to write the CSV (default: standard output).
+    #[arg(long)]
+    output_file: Option<PathBuf>,
+    /// Labels per video.
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    /// `vocabulary.csv`: adds a `LabelNames` column (for reading; Kaggle wants two columns).
+    #[arg(long)]
+    vocabulary: Option<PathBuf>,
+    /// Videos per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[command(flatten)]
+    layout: LayoutArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+struct EvalJob {
+    device: Cpu,
+    checkpoint: PathBuf,
+    files: Vec<PathBuf>,
+    decoder: VideoDecoder,
+    batch_size: usize,
+    top_k: usize,
+    skip_corrupt: bool,
+}
+
+impl CpuJob for EvalJob {
+    type Output = Result<MetricsSummary, RunError>;
+    fn run<M>(self) -> Self::Output
+    where
+        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+    {
+        let (trainer, _) = load_model::<M, Cpu>(self.device, &self.checkpoint, TrainConfig::default_for_inference())?;
+        let dataset = evaluation_dataset::<M, Cpu>(self.files, self.decoder, self.batch_size, self.skip_corrupt)?;
+        evaluate(&trainer, &dataset, self.top_k)
+    }
+}
+
+struct PredictJob<W> {
+    eval: EvalJob,
+    out: W,
+    vocabulary: Option<Vocabulary>,
+}
+
+impl<W: Write> CpuJob for PredictJob<W> {
+    type Output = Result<usize, RunError>;
+    fn run<M>(self) -> Self::Output
+    where
+        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+    {
+        let e = self.eval;
+        let (trainer, _) = load_model::<M, Cpu>(e.device, &e.checkpoint, TrainConfig::default_for_inference())?;
+        let dataset = evaluation_dataset::<M, Cpu>(e.files, e.decoder, e.batch_size, e.skip_corrupt)?;
+        let vocabulary = self.vocabulary;
+        let names = |label: u32| {
+            vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
+        };
+        let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
+        predict(&trainer, &dataset, e.top_k, self.out, names)
+    }
+}
+
+fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs, device: &DeviceArgs, batch_size: usize, top_k: usize) -> Result<(String, EvalJob), CliError> {
+    if batch_size == 0 || top_k == 0 {
+        return Err(CliError::message("--batch-size and --top-k must be at least 1"));
+    }
+    let (_, meta) = read_meta(&checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
+    let model = zoo_name_of(&meta)?;
+    let files = files(flag, patterns)?;
+    let decoder = layout.decoder(&files)?;
+    let device = device.cpu()?;
+    Ok((model, EvalJob { device, checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
+}
+
+pub fn run_eval(args: EvalArgs, out: &mut Output) -> Result<(), CliError> {
+    let (model, job) = job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+    let summary = on_model(&model, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
+    print_metrics(out, &summary, args.json)
+}
+
+pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> {
+    let (model, eval) = job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+    let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
+    let written = match &args.output_file {
+        Some(path) => {
+            // Write next to the target and rename, so a failed run leaves no half file.
+            let tmp = path.with_extension("csv.tmp");
+            let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
+            let n = on_model(&model, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
+                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
+            eprintln!("wrote {n} videos to {}", path.display());
+            n
+        }
+        None => {
+            let mut buffer = Vec::new();
+            let n = on_model(&model, PredictJob { eval, out: &mut buffer, vocabulary })?
+                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            for line in String::from_utf8_lossy(&buffer).lines() {
+                out.line(line)?;
+            }
+            n
+        }
+    };
+    let _ = written;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `loupe quickstart`: the main job in one command. Generates the default synthetic
+//! YouTube-8M dataset (real TFRecord files), trains a small Gated NetVLAD and an
+//! average-pooling baseline with the same head on it, evaluates both on the validation
+//! shards and prints their metrics side by side and a few predictions with label names.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use loupe::data::{generate, DataFormat, SynthConfig, VideoDecoder, FeatureSpec, Vocabulary};
+use loupe::dfdx::tensor::Cpu;
+use loupe::metrics::MetricsSummary;
+use loupe::model::VideoModel;
+use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
+use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
+
+use super::job::{on_model, CpuJob};
+use super::{CliError, Output};
+
+/// The two models the quick start compares (zoo names).
+pub const QUICKSTART_MODELS: [&str; 2] = ["quickstart-gated-netvlad", "quickstart-average"];
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Working directory: data/, and one training directory per model.
+    #[arg(long, default_value = "loupe-quickstart")]
+    dir: PathBuf,
+    /// Passes over the 2,000 training videos.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// Seed of the data, the weights and the data order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Print one JSON object with both models' metrics.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Job {
+    seed: u64,
+    config: RunConfig,
+    /// `(id, true labels, top predictions)` of the first validation videos.
+    show: usize,
+}
+
+type Outcome = (MetricsSummary, f64, Vec<(String, Vec<u32>, Vec<(u32, f32)>)>);
+
+impl CpuJob for Job {
+    type Output = Result<Outcome, RunError>;
+    fn run<M>(mut self) -> Self::Output
+    where
+        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+    {
+        self.config.optim.classifier_l2 = M::describe().classifier_l2;
+        let (trainer, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(self.seed), &self.config)?;
+        let metrics = summary.metrics.ok_or_else(|| RunError::Config("no validation data".into()))?;
+        let dataset = evaluation_dataset::<M, Cpu>(self.config.validate_files.clone(), self.config.decoder.clone(), self.show, false)?;
+        let mut examples = Vec::new();
+        if let Some(batch) = dataset.frame_batches()?.next() {
+            let batch = batch?;
+            let top = trainer.predict_top_k(&batch.frames, 3)?;
+            for (i, predictions) in top.into_iter().enumerate() {
+                let truth = batch.video_labels(i).iter().enumerate().filter(|(_, &v)| v > 0.5).map(|(c, _)| c as u32).collect();
+                examples.push((batch.ids[i].clone(), truth, predictions));
+            }
+        }
+        Ok((metrics, summary.seconds, examples))
+    }
+}
+
+pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
+    let data_dir = args.dir.join("data");
+    let synth = SynthConfig { seed: args.seed, ..SynthConfig::default() };
+    if !args.quiet {
+        eprintln!("generating the synthetic dataset in {} ...", data_dir.display());
+    }
+    let written = generate(&data_dir, &synth)?;
+    let vocabulary = Vocabulary::load(&written.vocabulary)?;
+    let (train_files, validate_files): (Vec<PathBuf>, Vec<PathBuf>) = written
+        .frame_files
+        .iter()
+        .cloned()
+        .partition(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("train")));
+    let decoder = VideoDecoder::new(
+        DataFormat::FrameLevel,
+        FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, synth.rgb_size, synth.audio_size),
+    );
+    let mut results = Vec::new();
+    for name in QUICKSTART_MODELS {
+        if !args.quiet {
+            eprintln!("training {name} for {} epochs ...", args.epochs);
+        }
+        let config = RunConfig {
+            train_files: train_files.clone(),
+            validate_files: validate_files.clone(),
+            decoder: decoder.clone(),
+            batch_size: 32,
+            seed: args.seed,
+            shuffle_buffer: 512,
+            max_steps: None,
+            epochs: Some(args.epochs),
+            eval_every: None,
+            checkpoint_every: None,
+            output_dir: args.dir.join(name),
+            keep_checkpoints: 1,
+            resume: false,
+            skip_corrupt: false,
+            progress: !args.quiet,
+            top_k: 20,
+            optim: TrainConfig {
+                schedule: LearningRateSchedule { base: 1e-3, decay: 0.8, decay_examples: 4_000 },
+                adam: AdamConfig::default(),
+                classifier_l2: 0.0,
+            },
+            description: serde_json::json!({"model": name, "quickstart": true, "seed": args.seed}),
+        };
+        let outcome = on_model(name, Job { seed: args.seed, config, show: 4 })?
+            .map_err(|e| CliError::context(format!("training {name}"), e))?;
+        results.push((name, outcome));
+    }
+    if args.json {
+        let models: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(name, (m, seconds, _))| {
+                (name.to_string(), serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos, "seconds": seconds}))
+            })
+            .collect();
+        return out.line(serde_json::Value::Object(models));
+    }
+    out.line(format!("{:<26} {:>8} {:>8} {:>8} {:>8} {:>9}", "model", "GAP", "Hit@1", "PERR", "mAP", "seconds"))?;
+    for (name, (m, seconds, _)) in &results {
+        out.line(format!("{name:<26} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {seconds:>9.1}", m.gap, m.hit_at_1, m.perr, m.map))?;
+    }
+    let label = |c: u32| vocabulary.name(c).map(str::to_string).unwrap_or_else(|| c.to_string());
+    let (name, (_, _, examples)) = &results[0];
+    out.line(format!("\npredictions of {name} on validation videos:"))?;
+    for (id, truth, predictions) in examples {
+        let truth: Vec<String> = truth.iter().map(|&c| label(c)).collect();
+        let predicted: Vec<String> = predictions.iter().map(|&(c, s)| format!("{} {s:.2}", label(c))).collect();
+        out.line(format!("  {id}: predicted [{}]  true [{}]", predicted.join(", "), truth.join(", ")))?;
+    }
+    out.line(format!("\ncheckpoints, TensorBoard events and curves.png are in {}/<model>/", args.dir.display()))
+}
