@@ -8,6 +8,7 @@
 
 pub mod data;
 pub mod device;
+pub mod ensemble;
 pub mod gradcheck;
 pub mod metrics;
 pub mod model;

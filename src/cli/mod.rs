@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ensemble;
 mod eval;
 mod inspect;
 mod job;
@@ -42,6 +43,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Summarise YouTube-8M TFRecord files (frame- or video-level, auto-detected).
     Inspect(inspect::InspectArgs),
+    /// Combine several models' predictions (files or checkpoints) into a weighted mean,
+    /// optionally choosing members greedily on validation data; evaluate and write a submission.
+    Ensemble(ensemble::EnsembleArgs),
     /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP).
     Score(score::ScoreArgs),
 }
@@ -186,6 +190,7 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),
+        Command::Ensemble(args) => ensemble::run(args, &mut out),
     }
     .and_then(|()| out.flush());
     match result {

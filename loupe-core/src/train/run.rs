@@ -110,7 +110,7 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
 }
 
 /// A stream of `(ids, frames, labels)` batches of either data format.
-fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
+pub(crate) fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
     dataset: &Dataset,
 ) -> Result<Box<dyn Iterator<Item = Result<(Vec<String>, Vec<f32>, Vec<f32>), DataError>>>, RunError> {
     Ok(match dataset.decoder().format() {
