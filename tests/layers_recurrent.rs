@@ -334,11 +334,13 @@ fn checkpoint_keys_are_the_field_names() {
             "assignment_bn.shift",
             "assignment_bn.running_mean",
             "assignment_bn.running_var",
+            "assignment_bn.updates",
             "centers",
             "vlad_bn.scale",
             "vlad_bn.shift",
             "vlad_bn.running_mean",
             "vlad_bn.running_var",
+            "vlad_bn.updates",
         ]
     );
 }

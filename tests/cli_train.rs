@@ -1,0 +1,123 @@
+//! The main job through the command line, on synthetic data at the small zoo models'
+//! sizes: train, evaluate, predict, score, resume, and clear errors for bad settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn loupe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loupe")).args(args).output().unwrap()
+}
+
+fn ok(out: Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or(serde_json::Value::Null)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loupe-cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+struct Data {
+    dir: PathBuf,
+    train: String,
+    validate: String,
+}
+
+fn synth(name: &str) -> Data {
+    let dir = scratch(name);
+    let out = dir.join("data");
+    ok(loupe(&[
+        "synth", "--out", out.to_str().unwrap(), "--seed", "3", "--classes", "10", "--train-videos", "600",
+        "--validate-videos", "200", "--shards", "2", "--min-frames", "10", "--max-frames", "20", "--rgb-size", "16",
+        "--audio-size", "8",
+    ]));
+    Data {
+        train: out.join("frame/train*.tfrecord").to_str().unwrap().to_string(),
+        validate: out.join("frame/validate*.tfrecord").to_str().unwrap().to_string(),
+        dir,
+    }
+}
+
+fn train(data: &Data, model: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "train", "--model", model, "--train-data-pattern", &data.train, "--eval-data-pattern", &data.validate,
+        "--train-dir", dir.to_str().unwrap(), "--batch-size", "32", "--base-learning-rate", "0.01",
+        "--learning-rate-decay", "0.9", "--learning-rate-decay-examples", "1000", "--quiet", "--json",
+    ];
+    args.extend_from_slice(extra);
+    ok(loupe(&args))
+}
+
+#[test]
+fn train_eval_predict_score_and_resume() {
+    let data = synth("main");
+    let vlad_dir = data.dir.join("vlad");
+    let vlad = train(&data, "small-gated-netvlad", &vlad_dir, &["--num-epochs", "3"]);
+    let avg = train(&data, "small-average", &data.dir.join("avg"), &["--num-epochs", "3"]);
+    let (vlad_gap, avg_gap) = (vlad["metrics"]["gap"].as_f64().unwrap(), avg["metrics"]["gap"].as_f64().unwrap());
+    assert!(vlad_gap > avg_gap + 0.1, "NetVLAD {vlad_gap} vs average pooling {avg_gap}");
+    assert_eq!(vlad["metrics"]["videos"], 200);
+    assert!(vlad_dir.join("curves.png").exists());
+    assert!(std::fs::read_dir(vlad_dir.join("events")).unwrap().count() == 1);
+
+    // Evaluation of the checkpoint repeats the training run's final evaluation exactly.
+    let checkpoints = vlad_dir.join("checkpoints");
+    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]));
+    assert_eq!(eval["gap"].as_f64().unwrap(), vlad_gap);
+
+    // Predictions scored against the same videos agree (scores are rounded to 6 digits).
+    let csv = data.dir.join("predictions.csv");
+    ok(loupe(&[
+        "predict", "--checkpoint", checkpoints.to_str().unwrap(), "--input-data-pattern", &data.validate,
+        "--output-file", csv.to_str().unwrap(),
+    ]));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("VideoId,LabelConfidencePairs\n"));
+    assert_eq!(text.lines().count(), 201);
+    let score = ok(loupe(&["score", "--submission", csv.to_str().unwrap(), "--truth", &data.validate, "--classes", "10", "--json"]));
+    assert!((score["gap"].as_f64().unwrap() - vlad_gap).abs() < 1e-3, "{score} vs {vlad_gap}");
+
+    // Resuming from step 6 reproduces the weights of an uninterrupted 12-step run.
+    let straight = data.dir.join("straight");
+    let resumed = data.dir.join("resumed");
+    train(&data, "small-gated-netvlad", &straight, &["--max-steps", "12"]);
+    train(&data, "small-gated-netvlad", &resumed, &["--max-steps", "6"]);
+    train(&data, "small-gated-netvlad", &resumed, &["--max-steps", "12", "--resume"]);
+    let weights = |dir: &Path| std::fs::read(dir.join("checkpoints/step-00000012.safetensors")).unwrap();
+    assert!(weights(&straight) == weights(&resumed), "resumed weights differ");
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let data = synth("bad");
+    let dir = data.dir.join("bad");
+    let config = data.dir.join("bad.toml");
+    std::fs::write(&config, "batch_size = 8\nlearning_rate = 0.1\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--model", "small-average", "--base-learning-rate", "-1"], "--base-learning-rate must be positive"),
+        (vec!["--model", "small-average", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (vec!["--model", "no-such-model"], "unknown model `no-such-model`"),
+        (vec!["--model", "small-average", "--config", config.to_str().unwrap()], "unknown field `learning_rate`"),
+        (vec!["--model", "small-average", "--learning-rate-decay", "1.5"], "--learning-rate-decay must be at most 1"),
+        (vec!["--model", "quickstart-average"], "expects 1152 values per frame"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["train", "--train-data-pattern", &data.train, "--train-dir", dir.to_str().unwrap(), "--quiet"];
+        args.extend_from_slice(&extra);
+        let out = loupe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected) && !stderr.contains("panicked"), "{extra:?}: {stderr}");
+    }
+    let out = loupe(&["train", "--model", "small-average", "--train-data-pattern", "/nonexistent/*.tfrecord"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/*.tfrecord"));
+    let out = loupe(&["eval", "--checkpoint", dir.to_str().unwrap(), "--eval-data-pattern", &data.validate]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint here"));
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
