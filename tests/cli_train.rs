@@ -98,7 +98,7 @@ fn bad_settings_are_clear_errors() {
     let config = data.dir.join("bad.toml");
     std::fs::write(&config, "batch_size = 8\nlearning_rate = 0.1\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--model", "small-average", "--base-learning-rate", "-1"], "--base-learning-rate must be positive"),
+        (vec!["--model", "small-average", "--base-learning-rate=-1"], "--base-learning-rate must be positive"),
         (vec!["--model", "small-average", "--batch-size", "0"], "--batch-size must be at least 1"),
         (vec!["--model", "no-such-model"], "unknown model `no-such-model`"),
         (vec!["--model", "small-average", "--config", config.to_str().unwrap()], "unknown field `learning_rate`"),
