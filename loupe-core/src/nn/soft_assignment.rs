@@ -126,7 +126,11 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
             // running averages clean.
             self.bn.try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
         } else {
-            self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?
+            // Batch norm and softmax as one fused op where the device has it.
+            match crate::kernels::try_batch_norm_train(&mut self.bn, logits, true)? {
+                Ok(assignment) => return Ok(assignment),
+                Err(logits) => self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?,
+            }
         };
         normalised.try_softmax::<Axis<2>>()
     }
