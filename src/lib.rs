@@ -1,1 +1,215 @@
+//! loupe: video classification with learnable pooling and Context Gating on dfdx.
+//!
+//! An implementation of "Learnable pooling with Context Gating for video classification"
+//! (Miech, Laptev, Sivic, 2017). This facade re-exports the runtime ([`loupe_core`]) and
+//! the [`video_model`] attribute, and holds the paper's models in [`zoo`].
+
+// Generated code names `::loupe::__private`; this makes that path work inside the crate
+// too (the zoo is declared with the macro).
+extern crate self as loupe;
+
 pub use loupe_core::*;
+
+pub mod zoo;
+
+/// Declares a video classification network: a builder type plus a built dfdx model.
+///
+/// Put it on a unit struct; the struct becomes the **builder** (zero-sized, as dfdx's
+/// `builder::Linear`) and the macro adds the **built type** `<Name>Model<E, D>` with:
+/// `BuildOnDevice` (so `dev.build_module::<Name, f32>()` works), `TensorCollection`
+/// (checkpoint keys below), `Module` on untaped input (evaluation: batch norms use their
+/// running averages), `ModuleMut` on any tape (training), and
+/// [`VideoModel`](crate::model::VideoModel). The builder gets the consts `FRAMES`,
+/// `FEATURES` and `CLASSES`. Sizes the macro can compute (K*D, 2*K*D, the concatenation of
+/// the streams) it computes and writes into the const generics of the layers: a spec reads
+/// as the paper's table does.
+///
+/// # Example: the paper's Gated NetVLAD
+/// ```
+/// use loupe::video_model;
+/// use loupe::model::VideoModel;
+/// use loupe::dfdx::prelude::*;
+///
+/// #[video_model(
+///     frames = 300,
+///     streams = [
+///         rgb(features = 1024, pooling = netvlad(clusters = 256)),
+///         audio(features = 128, pooling = netvlad(clusters = 128)),
+///     ],
+///     hidden = 1024,
+///     after_pooling = context_gating,
+///     classifier = moe(experts = 2, l2 = 1e-6),
+///     after_classifier = context_gating,
+///     classes = 3862,
+/// )]
+/// pub struct GatedNetVlad;
+///
+/// assert_eq!(GatedNetVlad::FEATURES, 1152);
+/// let d = <GatedNetVladModel<f32, Cpu> as VideoModel<f32, Cpu>>::describe();
+/// assert_eq!(d.streams[0].output, 256 * 1024);
+/// ```
+///
+/// # Keys
+/// Keys are `key = value`, separated by commas, in any order; each at most once.
+///
+/// | key | required | value |
+/// |---|---|---|
+/// | `frames` | yes | frames sampled per video (`Const` dim of the input) |
+/// | `streams` | yes | `[name(features = N, pooling = P), ...]` in the frames' channel order |
+/// | `fusion` | no (`late`) | `late`: pool each stream, concatenate; `early(pooling = P)`: concatenate the frames, pool once |
+/// | `hidden` | no (none) | `N` or `fc(size = N, batch_norm = bool, relu6 = bool)`: fully connected layer to N values |
+/// | `after_pooling` | no (`none`) | `context_gating`, `biased_context_gating`, `glu`, `none` |
+/// | `classifier` | yes | `moe(experts = M, l2 = c)` or `logistic(l2 = c)` |
+/// | `after_classifier` | no (`none`) | `context_gating` (probability gating, captures label co-occurrence) or `none` |
+/// | `classes` | yes | number of classes |
+///
+/// **`frames`**, **`classes`**: integer literals in `1..=65536` and `1..=1048576`. The
+/// input is `Tensor<(usize, Const<FRAMES>, Const<FEATURES>), E, D, _>`, the output
+/// `Tensor<(usize, Const<CLASSES>), E, D, _>`: the batch is a runtime size.
+///
+/// **`streams`**: each stream is a name (used as its checkpoint key), its `features` per
+/// frame and, under late fusion, its `pooling`. `FEATURES` is the sum of the streams'
+/// features; stream `i` reads channels `[sum of the earlier features, + its own)`.
+/// Pooling kinds (paper section 3; output size in parentheses):
+/// `netvlad(clusters = K)` (K*D), `netrvlad(clusters = K)` (K*D), `netfv(clusters = K)`
+/// (2*K*D), `soft_bow(clusters = K)` (K), `average` (D), `max` (D).
+///
+/// ```
+/// # use loupe::video_model;
+/// #[video_model(
+///     frames = 30,
+///     streams = [
+///         rgb(features = 64, pooling = netfv(clusters = 8)),
+///         audio(features = 16, pooling = soft_bow(clusters = 32)),
+///     ],
+///     hidden = 64,
+///     classifier = logistic,
+///     classes = 20,
+/// )]
+/// pub struct FvBow;
+/// assert_eq!(FvBow::FEATURES, 80);
+/// ```
+///
+/// **`fusion`**: `late` (the default; the paper's "late concat") or `early(pooling = P)`
+/// ("early concat", Table 3): streams then carry no pooling.
+///
+/// ```
+/// # use loupe::video_model;
+/// #[video_model(
+///     frames = 30,
+///     fusion = early(pooling = netvlad(clusters = 8)),
+///     streams = [rgb(features = 64), audio(features = 16)],
+///     hidden = fc(size = 64, batch_norm = true, relu6 = true),
+///     after_pooling = glu,
+///     classifier = moe(experts = 2),
+///     classes = 20,
+/// )]
+/// pub struct EarlyVlad;
+/// ```
+///
+/// **`hidden`**: `N` is a fully connected layer with bias (the released models: weights
+/// N(0, 1/sqrt(K)) with K the first stream's clusters, no activation); `fc(...)` selects
+/// batch norm instead of the bias and a ReLU6 (the reference code's other option).
+/// Without `hidden`, gating and classifier sit on the pooled representation directly.
+///
+/// **`after_pooling`**: Context Gating (`context_gating`, with batch norm as released;
+/// `biased_context_gating` with a bias instead) or a gated linear unit (`glu`, Table 2).
+///
+/// **`classifier`**: mixture of `experts` (plus the dummy expert) or logistic regression;
+/// `l2` (default `1e-8`, the reference code's) is the coefficient of the classifier's
+/// weight penalty in the loss ([`ModelDescription::classifier_l2`](crate::model::ModelDescription)).
+///
+/// ```
+/// # use loupe::video_model;
+/// #[video_model(
+///     frames = 30,
+///     streams = [rgb(features = 64, pooling = average), audio(features = 16, pooling = max)],
+///     after_pooling = biased_context_gating,
+///     classifier = logistic(l2 = 1e-6),
+///     after_classifier = none,
+///     classes = 20,
+/// )]
+/// pub struct Baseline;
+/// ```
+///
+/// # Checkpoint keys
+/// The built type's fields, which are the `TensorCollection` names: `input` (per-frame
+/// L2 normalisation and input batch norm), one field per stream named after it (late
+/// fusion) or `pooling` (early fusion), `hidden`, `gating`, `classifier`, `output_gating`;
+/// absent layers have no field. Stream names may not be one of these.
+///
+/// # Errors
+/// Mistakes are compile errors on the offending token, all of them at once: unknown or
+/// duplicate keys, missing required keys, sizes that are zero or beyond the limits above
+/// (also any one weight tensor above 2^31 values), unknown pooling kinds
+/// ("expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`").
+/// Shapes are types, so feeding a tensor with another frame count or feature size, or
+/// chaining the model with a layer of the wrong size, does not compile:
+///
+/// ```compile_fail
+/// # use loupe::video_model;
+/// # use loupe::model::VideoModel;
+/// # use loupe::dfdx::prelude::*;
+/// #[video_model(
+///     frames = 10,
+///     streams = [rgb(features = 8, pooling = average)],
+///     classifier = logistic,
+///     classes = 3,
+/// )]
+/// pub struct Tiny;
+/// let dev = loupe::device::cpu();
+/// let m = dev.build_module::<Tiny, f32>();
+/// let x: Tensor<(usize, Const<11>, Const<8>), f32, _> = dev.zeros_like(&(2, Const, Const));
+/// let _ = m.try_forward_eval(x); // 11 frames, the model takes 10
+/// ```
+#[doc(inline)]
+pub use loupe_macros::video_model;
+
+/// Runtime items the code generated by [`video_model`] refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleMut, ModuleVisitor, TensorCollection};
+    pub use ::dfdx::shapes::{Const, Dtype};
+    pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, Tape, Tensor};
+    pub use ::dfdx::tensor_ops::Device;
+    pub use ::loupe_core::model::{ModelDescription, StreamDescription, VideoModel};
+    pub use ::loupe_core::nn;
+    pub use ::loupe_core::nn::ClassifierPenalty;
+
+    use ::dfdx::shapes::Axis;
+    use ::dfdx::tensor_ops::{RealizeTo, TryConcatAlong};
+
+    /// The dtypes generated models are generic over: whatever the layers need.
+    pub trait LayerDtype: Dtype {}
+    impl<E: Dtype> LayerDtype for E {}
+
+    /// The devices generated models are generic over: whatever the layers need.
+    pub trait LayerDevice<E: Dtype>: Device<E> {}
+    impl<E: Dtype, D: Device<E>> LayerDevice<E> for D {}
+
+    /// Concatenation of two pooled representations, `(B, A) ++ (B, B) -> (B, C)`, with
+    /// `C = A + B` computed by the macro (adding two `Const` dims needs nightly).
+    #[allow(clippy::type_complexity)]
+    pub fn concat<const A: usize, const B: usize, const C: usize, E: Dtype, D: Device<E>, T, R>(
+        a: Tensor<(usize, Const<A>), E, D, T>,
+        b: Tensor<(usize, Const<B>), E, D, R>,
+    ) -> Result<Tensor<(usize, Const<C>), E, D, T>, D::Err>
+    where
+        T: Tape<E, D> + ::dfdx::tensor::Merge<R>,
+        R: Tape<E, D>,
+    {
+        const { assert!(A + B == C, "concatenated size is not the sum of the parts") };
+        let a = realized(a.try_realize::<(usize, usize)>());
+        let b = realized(b.try_realize::<(usize, usize)>());
+        let c = (a, b).try_concat_along(Axis::<1>)?;
+        Ok(realized(c.try_realize::<(usize, Const<C>)>()))
+    }
+
+    /// A `realize` the const assertions of the callers make infallible.
+    fn realized<T, U>(r: Result<T, U>) -> T {
+        match r {
+            Ok(t) => t,
+            Err(_) => unreachable!("dims checked at compile time"),
+        }
+    }
+}

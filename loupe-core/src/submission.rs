@@ -119,3 +119,57 @@ fn parse_row(line: &str, classes: usize) -> Result<SubmissionRow, String> {
     }
     Ok(SubmissionRow { id, predictions })
 }
+
+/// Why a submission could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("the submission has a row for video `{0}`, which is not in the ground truth")]
+    UnknownVideo(String),
+    #[error("{missing} of {total} ground-truth videos have no row in the submission (first: `{first}`); pass --allow-missing to score them as empty predictions")]
+    MissingVideos { missing: usize, total: usize, first: String },
+    #[error("the ground truth lists video `{0}` twice")]
+    DuplicateTruth(String),
+    #[error("no ground-truth videos")]
+    NoTruth,
+}
+
+/// Scores `rows` against `truth` (`id -> labels`) with the competition metrics, keeping
+/// each video's top `k` predictions. Every row must match a ground-truth video; videos
+/// without a row are an error unless `allow_missing`, then they count with no predictions.
+pub fn score_submission(
+    rows: &[SubmissionRow],
+    truth: &[(String, Vec<u32>)],
+    classes: usize,
+    k: usize,
+    allow_missing: bool,
+) -> Result<crate::metrics::MetricsSummary, ScoreError> {
+    use std::collections::HashMap;
+    if truth.is_empty() {
+        return Err(ScoreError::NoTruth);
+    }
+    let mut labels: HashMap<&str, &[u32]> = HashMap::with_capacity(truth.len());
+    for (id, l) in truth {
+        if labels.insert(id.as_str(), l.as_slice()).is_some() {
+            return Err(ScoreError::DuplicateTruth(id.clone()));
+        }
+    }
+    let mut metrics = crate::metrics::EvaluationMetrics::new(classes, k);
+    let mut scored = HashSet::with_capacity(rows.len());
+    for row in rows {
+        let Some(l) = labels.get(row.id.as_str()) else {
+            return Err(ScoreError::UnknownVideo(row.id.clone()));
+        };
+        metrics.add_sparse_video(&row.predictions, l);
+        scored.insert(row.id.as_str());
+    }
+    let missing: Vec<&(String, Vec<u32>)> = truth.iter().filter(|(id, _)| !scored.contains(id.as_str())).collect();
+    if let Some((first, _)) = missing.first() {
+        if !allow_missing {
+            return Err(ScoreError::MissingVideos { missing: missing.len(), total: truth.len(), first: first.clone() });
+        }
+        for (_, l) in &missing {
+            metrics.add_sparse_video(&[], l);
+        }
+    }
+    Ok(metrics.summary())
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod score;
 mod synth;
 
 /// Video classification with learnable pooling (NetVLAD, NetFV, Context Gating).
@@ -26,6 +27,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Summarise YouTube-8M TFRecord files (frame- or video-level, auto-detected).
     Inspect(inspect::InspectArgs),
+    /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP).
+    Score(score::ScoreArgs),
 }
 
 /// A failure of a subcommand: a message and the error that caused it, if any.
@@ -36,6 +39,11 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// A failure described by `message` alone.
+    pub fn message(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
     /// A failure described by `message`, caused by `source`.
     pub fn context(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
         Self {
@@ -96,6 +104,18 @@ impl Error for ChainLink {
     }
 }
 
+/// Prints evaluation metrics as one JSON object or as a line of text.
+pub fn print_metrics(out: &mut Output, m: &loupe::metrics::MetricsSummary, json: bool) -> Result<(), CliError> {
+    if json {
+        out.line(serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos}))
+    } else {
+        out.line(format!(
+            "GAP {:.4}  Hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",
+            m.gap, m.hit_at_1, m.perr, m.map, m.videos
+        ))
+    }
+}
+
 /// `error` and its causes joined by `: `.
 fn chain(error: &dyn Error) -> String {
     let mut text = error.to_string();
@@ -145,6 +165,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
+        Command::Score(args) => score::run(args, &mut out),
     }
     .and_then(|()| out.flush());
     match result {

@@ -17,11 +17,13 @@
 //! | `vocabulary.csv` | [`vocabulary`] |
 //! | synthetic shards | [`synthetic`] |
 //! | summary statistics (`loupe inspect`) | [`stats`] |
+//! | ground-truth labels (`loupe score`) | [`labels`] |
 
 pub mod batch;
 pub mod dataset;
 pub mod error;
 pub mod features;
+pub mod labels;
 pub mod proto;
 pub mod reader;
 pub mod sampling;
@@ -35,6 +37,7 @@ mod wire;
 pub use batch::{FrameBatch, VideoBatch};
 pub use dataset::{Batches, Dataset, ReadOrder};
 pub use error::{DataError, RecordPart, Result, VideoContext};
+pub use labels::read_labels;
 pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
 pub use reader::{detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader};
 pub use sampling::FrameSampling;

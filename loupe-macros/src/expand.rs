@@ -1,0 +1,453 @@
+//! Code generation: a validated [`Model`] to the builder's impls and the built type.
+//!
+//! Every path is absolute (`::core::...`, `::loupe::__private::...`) and every injected
+//! generic is `__`-prefixed so that nothing the user has in scope can change what the
+//! generated code means. Layer types carry the span of the spec token they come from, so
+//! that a const assertion failing in a layer points at the user's line.
+
+use crate::ast::{GateKind, PoolingKind};
+use crate::valid::{Model, ResolvedClassifier, ResolvedPooling};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Ident, ItemStruct};
+
+/// `usize` literal without a suffix (`1024`, not `1024usize`), so that it reads as a
+/// const generic argument in error messages.
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+/// The generated module's pieces, in the order they are emitted.
+pub fn expand(item: &ItemStruct, model: &Model) -> TokenStream {
+    let built = built_name(&item.ident);
+    let pieces = [
+        gen_builder_consts(item, model),
+        gen_built_struct(item, &built, model),
+        gen_build_on_device(item, &built),
+        gen_tensor_collection(&built, model),
+        gen_module(&built, model),
+        gen_module_mut(&built, model),
+        gen_video_model(item, &built, model),
+    ];
+    quote! {
+        #item
+        #(#pieces)*
+    }
+}
+
+/// The built type's name: the builder's name followed by `Model`.
+pub fn built_name(builder: &Ident) -> Ident {
+    format_ident!("{}Model", builder)
+}
+
+/// Paths of the runtime pieces the generated code uses.
+fn private() -> TokenStream {
+    quote!(::loupe::__private)
+}
+
+/// `Tensor<(usize, Const<FRAMES>, Const<FEATURES>), __E, __D, #tape>`.
+fn input_type(model: &Model, tape: &TokenStream) -> TokenStream {
+    let p = private();
+    let (frames, features) = (lit(model.frames), lit(model.features));
+    let frames_ty = quote_spanned!(model.frames_span=> #p::Const<#frames>);
+    quote!(#p::Tensor<(::core::primitive::usize, #frames_ty, #p::Const<#features>), __E, __D, #tape>)
+}
+
+/// `Tensor<(usize, Const<CLASSES>), __E, __D, #tape>`.
+fn output_type(model: &Model, tape: &TokenStream) -> TokenStream {
+    let p = private();
+    let classes = lit(model.classes);
+    let classes_ty = quote_spanned!(model.classes_span=> #p::Const<#classes>);
+    quote!(#p::Tensor<(::core::primitive::usize, #classes_ty), __E, __D, #tape>)
+}
+
+fn gen_builder_consts(item: &ItemStruct, model: &Model) -> TokenStream {
+    let name = &item.ident;
+    let (frames, features, classes) = (lit(model.frames), lit(model.features), lit(model.classes));
+    quote! {
+        #[automatically_derived]
+        impl #name {
+            /// Frames sampled per video.
+            pub const FRAMES: ::core::primitive::usize = #frames;
+            /// Values per frame: the streams' features, concatenated in declared order.
+            pub const FEATURES: ::core::primitive::usize = #features;
+            /// Number of classes.
+            pub const CLASSES: ::core::primitive::usize = #classes;
+        }
+    }
+}
+
+/// The layer types of the model, field by field: `(field name, type)`.
+fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
+    let p = private();
+    let nn = quote!(#p::nn);
+    let mut fields = Vec::new();
+    let features = lit(model.features);
+    fields.push((format_ident!("input"), quote!(#nn::FrameInput<#features, __E, __D>)));
+    if let Some(pool) = &model.early {
+        fields.push((format_ident!("pooling"), pooling_type(pool)));
+    }
+    for s in &model.streams {
+        if let Some(pool) = &s.pooling {
+            fields.push((s.name.clone(), pooling_type(pool)));
+        }
+    }
+    if let Some(h) = &model.hidden {
+        let (i, o, fan) = (lit(model.pooled), lit(h.size), lit(h.fan));
+        let relu6 = h.relu6;
+        let ty = if h.batch_norm {
+            quote_spanned!(h.span=> #nn::HiddenBn<#i, #o, #fan, #relu6, __E, __D>)
+        } else {
+            quote_spanned!(h.span=> #nn::Hidden<#i, #o, #fan, #relu6, __E, __D>)
+        };
+        fields.push((format_ident!("hidden"), ty));
+    }
+    let n = lit(model.representation);
+    let gate = match model.gate {
+        GateKind::None => None,
+        GateKind::ContextGating => Some(quote_spanned!(model.gate_span=> #nn::ContextGating<#n, __E, __D>)),
+        GateKind::BiasedContextGating => {
+            Some(quote_spanned!(model.gate_span=> #nn::BiasedContextGating<#n, __E, __D>))
+        }
+        GateKind::Glu => Some(quote_spanned!(model.gate_span=> #nn::Glu<#n, __E, __D>)),
+    };
+    if let Some(gate) = gate {
+        fields.push((format_ident!("gating"), gate));
+    }
+    let v = lit(model.classes);
+    let classifier = match model.classifier {
+        ResolvedClassifier::Moe { experts, .. } => {
+            let m = lit(experts);
+            quote_spanned!(model.classifier_span=> #nn::MixtureOfExperts<#n, #v, #m, __E, __D>)
+        }
+        ResolvedClassifier::Logistic { .. } => quote_spanned!(model.classifier_span=> #nn::Logistic<#n, #v, __E, __D>),
+    };
+    fields.push((format_ident!("classifier"), classifier));
+    if model.output_gating {
+        fields.push((
+            format_ident!("output_gating"),
+            quote_spanned!(model.output_gate_span=> #nn::ProbabilityGating<#v, __E, __D>),
+        ));
+    }
+    fields
+}
+
+/// One arm per pooling kind.
+fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
+    let p = private();
+    let (d, k, out) = (lit(pool.input), lit(pool.clusters), lit(pool.output));
+    match pool.kind {
+        PoolingKind::NetVlad => quote_spanned!(pool.span=> #p::nn::NetVlad<#d, #k, #out, __E, __D>),
+        PoolingKind::NetRvlad => quote_spanned!(pool.span=> #p::nn::NetRvlad<#d, #k, #out, __E, __D>),
+        PoolingKind::NetFv => quote_spanned!(pool.span=> #p::nn::NetFv<#d, #k, #out, __E, __D>),
+        PoolingKind::SoftBow => quote_spanned!(pool.span=> #p::nn::SoftBow<#d, #k, __E, __D>),
+        // Parameter-free: one type is builder and layer, no dtype or device.
+        PoolingKind::Average => quote_spanned!(pool.span=> #p::nn::AveragePooling<#d>),
+        PoolingKind::Max => quote_spanned!(pool.span=> #p::nn::MaxPooling<#d>),
+    }
+}
+
+fn generics() -> TokenStream {
+    let p = private();
+    quote!(__E: #p::LayerDtype, __D: #p::LayerDevice<__E>)
+}
+
+fn gen_built_struct(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStream {
+    let vis = &item.vis;
+    let name = &item.ident;
+    let generics = generics();
+    let fields = fields(model).into_iter().map(|(name, ty)| {
+        let doc = format!("Checkpoint keys `{name}.*`.");
+        quote!(#[doc = #doc] pub #name: #ty,)
+    });
+    let doc = format!(
+        "The built form of [`{name}`] (`dev.build_module::<{name}, f32>()`): {} frames of {} values in, {} class probabilities out.",
+        model.frames, model.features, model.classes
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+        #vis struct #built<#generics> {
+            #(#fields)*
+        }
+    }
+}
+
+fn gen_build_on_device(item: &ItemStruct, built: &Ident) -> TokenStream {
+    let p = private();
+    let name = &item.ident;
+    let generics = generics();
+    quote! {
+        #[automatically_derived]
+        impl<#generics> #p::BuildOnDevice<__D, __E> for #name {
+            type Built = #built<__E, __D>;
+            fn try_build_on_device(
+                __device: &__D,
+            ) -> ::core::result::Result<Self::Built, <__D as #p::HasErr>::Err> {
+                <#built<__E, __D> as #p::BuildModule<__D, __E>>::try_build(__device)
+            }
+        }
+    }
+}
+
+/// dfdx implements `ModuleFields` for tuples of up to 6: group longer lists in nested
+/// tuples (the closure destructures the same shape).
+fn nest(items: &[TokenStream]) -> TokenStream {
+    if items.len() <= 6 {
+        return quote!((#(#items,)*));
+    }
+    let groups: Vec<TokenStream> = items.chunks(6).map(nest).collect();
+    nest(&groups)
+}
+
+fn gen_tensor_collection(built: &Ident, model: &Model) -> TokenStream {
+    let p = private();
+    let generics = generics();
+    let names: Vec<Ident> = fields(model).into_iter().map(|(name, _)| name).collect();
+    let visits: Vec<TokenStream> = names
+        .iter()
+        .map(|name| {
+            let key = name.to_string();
+            let key = key.strip_prefix("r#").unwrap_or(&key);
+            quote!(Self::module(#key, |__s| &__s.#name, |__s| &mut __s.#name))
+        })
+        .collect();
+    let locals: Vec<Ident> = (0..names.len()).map(|i| format_ident!("__field_{}", i)).collect();
+    let binds: Vec<TokenStream> = locals.iter().map(|n| quote!(#n)).collect();
+    let visits = nest(&visits);
+    let binds = nest(&binds);
+    quote! {
+        #[automatically_derived]
+        impl<#generics> #p::TensorCollection<__E, __D> for #built<__E, __D> {
+            type To<__E2: #p::Dtype, __D2: #p::Device<__E2>> = #built<__E2, __D2>;
+
+            fn iter_tensors<__V: #p::ModuleVisitor<Self, __E, __D>>(
+                __visitor: &mut __V,
+            ) -> ::core::result::Result<::core::option::Option<Self::To<__V::E2, __V::D2>>, __V::Err> {
+                __visitor.visit_fields(#visits, |#binds| #built { #(#names: #locals),* })
+            }
+        }
+    }
+}
+
+/// The forward pass, shared by evaluation (`Module`, `train` false) and training
+/// (`ModuleMut`): `__x` is the input, `tape` the tape type for `retaped`.
+fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
+    let p = private();
+    let call = |field: &Ident, arg: TokenStream| {
+        if train {
+            quote!(#p::ModuleMut::try_forward_mut(&mut self.#field, #arg)?)
+        } else {
+            quote!(#p::Module::try_forward(&self.#field, #arg)?)
+        }
+    };
+    let mut body = Vec::new();
+    let input = format_ident!("input");
+    let first = call(&input, quote!(__x));
+    body.push(quote!(let __x = #first;));
+    let x = if model.early.is_some() {
+        let pooled = call(&format_ident!("pooling"), quote!(__x));
+        body.push(quote!(let __x = #pooled;));
+        quote!(__x)
+    } else {
+        // One slice per stream; every use but the last gets a fresh tape (the original
+        // one, holding the input layer's backward, goes to the last stream).
+        let n = model.streams.len();
+        let mut pooled = Vec::new();
+        for (i, s) in model.streams.iter().enumerate() {
+            let (start, len) = (lit(s.start), lit(s.features));
+            let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
+            let name = format_ident!("__pooled_{}", i);
+            let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
+            let pool = call(&s.name, slice);
+            body.push(quote!(let #name = #pool;));
+            pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));
+        }
+        // The validator guarantees at least one stream under late fusion.
+        let Some(((acc, first_size), rest)) = pooled.split_first() else {
+            return quote!(::core::compile_error!("video_model: no stream to pool"));
+        };
+        let mut size = *first_size;
+        for (name, out) in rest {
+            let total = size + out;
+            let (a, b, c) = (lit(size), lit(*out), lit(total));
+            body.push(quote!(let #acc = #p::concat::<#a, #b, #c, _, _, _, _>(#acc, #name)?;));
+            size = total;
+        }
+        quote!(#acc)
+    };
+    let mut x = x;
+    for field in ["hidden", "gating", "classifier", "output_gating"] {
+        let present = match field {
+            "hidden" => model.hidden.is_some(),
+            "gating" => model.gate != GateKind::None,
+            "output_gating" => model.output_gating,
+            _ => true,
+        };
+        if present {
+            let step = call(&format_ident!("{}", field), x);
+            body.push(quote!(let __x = #step;));
+            x = quote!(__x);
+        }
+    }
+    quote! {
+        #(#body)*
+        ::core::result::Result::Ok(#x)
+    }
+}
+
+fn gen_module(built: &Ident, model: &Model) -> TokenStream {
+    let p = private();
+    let generics = generics();
+    let tape = quote!(#p::NoneTape);
+    let input = input_type(model, &tape);
+    let output = output_type(model, &tape);
+    let body = forward_body(model, false, &tape);
+    quote! {
+        /// Evaluation: batch norms use their running averages, no tape.
+        #[automatically_derived]
+        impl<#generics> #p::Module<#input> for #built<__E, __D> {
+            type Output = #output;
+            type Error = <__D as #p::HasErr>::Err;
+            fn try_forward(&self, __x: #input) -> ::core::result::Result<Self::Output, Self::Error> {
+                #body
+            }
+        }
+    }
+}
+
+fn gen_module_mut(built: &Ident, model: &Model) -> TokenStream {
+    let p = private();
+    let generics = generics();
+    let tape = quote!(__T);
+    let input = input_type(model, &tape);
+    let output = output_type(model, &tape);
+    let body = forward_body(model, true, &tape);
+    quote! {
+        /// Training: batch statistics, running averages updated; any tape.
+        #[automatically_derived]
+        impl<#generics, __T: #p::Tape<__E, __D>> #p::ModuleMut<#input> for #built<__E, __D> {
+            type Output = #output;
+            type Error = <__D as #p::HasErr>::Err;
+            fn try_forward_mut(&mut self, __x: #input) -> ::core::result::Result<Self::Output, Self::Error> {
+                #body
+            }
+        }
+    }
+}
+
+fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
+    let p = private();
+    let string = |s: &str| quote!(::std::string::String::from(#s));
+    let name = string(&item.ident.to_string());
+    let streams = model.streams.iter().map(|s| {
+        let stream_name = s.name.to_string();
+        let stream_name = string(stream_name.strip_prefix("r#").unwrap_or(&stream_name));
+        let features = lit(s.features);
+        let (pooling, clusters, output) = match &s.pooling {
+            Some(pool) => (pool.kind.keyword(), pool.clusters, pool.output),
+            None => ("none", 0, s.features),
+        };
+        let pooling = string(pooling);
+        let clusters = if clusters > 0 {
+            let c = lit(clusters);
+            quote!(::core::option::Option::Some(#c))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let output = lit(output);
+        quote! {
+            #p::StreamDescription {
+                name: #stream_name,
+                features: #features,
+                pooling: #pooling,
+                clusters: #clusters,
+                output: #output,
+            }
+        }
+    });
+    let fusion = string(if model.early.is_some() { "early" } else { "late" });
+    let hidden = match &model.hidden {
+        Some(h) => {
+            let s = lit(h.size);
+            quote!(::core::option::Option::Some(#s))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let after_pooling = string(match model.gate {
+        GateKind::None => "none",
+        GateKind::ContextGating => "context_gating",
+        GateKind::BiasedContextGating => "biased_context_gating",
+        GateKind::Glu => "glu",
+    });
+    let (classifier, experts) = match model.classifier {
+        ResolvedClassifier::Moe { experts, .. } => ("moe", experts),
+        ResolvedClassifier::Logistic { .. } => ("logistic", 0),
+    };
+    let classifier = string(classifier);
+    let experts = lit(experts);
+    let after_classifier = string(if model.output_gating { "probability_gating" } else { "none" });
+    let (frames, classes) = (lit(model.frames), lit(model.classes));
+    let l2 = Literal::f64_suffixed(model.classifier.l2());
+    quote! {
+        #p::ModelDescription {
+            name: #name,
+            streams: ::std::vec![#(#streams),*],
+            fusion: #fusion,
+            frames: #frames,
+            hidden: #hidden,
+            after_pooling: #after_pooling,
+            classifier: #classifier,
+            experts: #experts,
+            after_classifier: #after_classifier,
+            classes: #classes,
+            classifier_l2: #l2,
+        }
+    }
+}
+
+fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStream {
+    let p = private();
+    let generics = generics();
+    let (frames, features, classes) = (lit(model.frames), lit(model.features), lit(model.classes));
+    let owned = quote!(#p::OwnedTape<__E, __D>);
+    let none = quote!(#p::NoneTape);
+    let (train_in, train_out) = (input_type(model, &owned), output_type(model, &owned));
+    let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
+    let description = gen_description(item, model);
+    quote! {
+        #[automatically_derived]
+        impl<#generics> #p::VideoModel<__E, __D> for #built<__E, __D> {
+            type Frames = #p::Const<#frames>;
+            type Features = #p::Const<#features>;
+            type Classes = #p::Const<#classes>;
+            const FRAMES: ::core::primitive::usize = #frames;
+            const FEATURES: ::core::primitive::usize = #features;
+            const CLASSES: ::core::primitive::usize = #classes;
+
+            fn describe() -> #p::ModelDescription {
+                #description
+            }
+
+            fn try_forward_train(
+                &mut self,
+                __frames: #train_in,
+            ) -> ::core::result::Result<#train_out, <__D as #p::HasErr>::Err> {
+                #p::ModuleMut::try_forward_mut(self, __frames)
+            }
+
+            fn try_forward_eval(
+                &self,
+                __frames: #eval_in,
+            ) -> ::core::result::Result<#eval_out, <__D as #p::HasErr>::Err> {
+                #p::Module::try_forward(self, __frames)
+            }
+
+            fn try_l2_penalty(
+                &self,
+            ) -> ::core::result::Result<#p::Tensor<(), __E, __D, #owned>, <__D as #p::HasErr>::Err> {
+                #p::ClassifierPenalty::try_l2_penalty::<#owned>(&self.classifier)
+            }
+        }
+    }
+}

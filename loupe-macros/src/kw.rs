@@ -1,0 +1,46 @@
+//! Every keyword of the `#[video_model]` grammar, defined once.
+
+// Top-level keys.
+syn::custom_keyword!(frames);
+syn::custom_keyword!(fusion);
+syn::custom_keyword!(streams);
+syn::custom_keyword!(hidden);
+syn::custom_keyword!(after_pooling);
+syn::custom_keyword!(classifier);
+syn::custom_keyword!(after_classifier);
+syn::custom_keyword!(classes);
+
+// Stream keys.
+syn::custom_keyword!(features);
+syn::custom_keyword!(pooling);
+
+// Fusion.
+syn::custom_keyword!(early);
+syn::custom_keyword!(late);
+
+// Pooling kinds and their keys.
+syn::custom_keyword!(netvlad);
+syn::custom_keyword!(netrvlad);
+syn::custom_keyword!(netfv);
+syn::custom_keyword!(soft_bow);
+syn::custom_keyword!(average);
+syn::custom_keyword!(max);
+syn::custom_keyword!(clusters);
+
+// Hidden layer.
+syn::custom_keyword!(fc);
+syn::custom_keyword!(size);
+syn::custom_keyword!(batch_norm);
+syn::custom_keyword!(relu6);
+
+// Gates.
+syn::custom_keyword!(none);
+syn::custom_keyword!(context_gating);
+syn::custom_keyword!(biased_context_gating);
+syn::custom_keyword!(glu);
+
+// Classifiers.
+syn::custom_keyword!(moe);
+syn::custom_keyword!(experts);
+syn::custom_keyword!(logistic);
+syn::custom_keyword!(l2);

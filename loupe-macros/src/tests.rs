@@ -1,0 +1,223 @@
+//! Unit tests of the parser and the validator, on specs built with `parse_quote!`.
+
+use crate::attr::parse_spec;
+use crate::valid::{validate, Model, ResolvedClassifier};
+use proc_macro2::TokenStream;
+use syn::parse_quote;
+
+fn check(args: TokenStream) -> Result<Model, Vec<String>> {
+    let mut errors = crate::attr::Errors::default();
+    let spec = parse_spec(args, &mut errors);
+    let model = validate(&spec, &mut errors);
+    match model {
+        Some(model) if errors.is_empty() => Ok(model),
+        _ => Err(errors.into_vec().iter().map(ToString::to_string).collect()),
+    }
+}
+
+fn errors(args: TokenStream) -> Vec<String> {
+    match check(args) {
+        Ok(_) => panic!("spec unexpectedly valid"),
+        Err(e) => e,
+    }
+}
+
+fn gated_netvlad() -> TokenStream {
+    parse_quote! {
+        frames = 300,
+        streams = [
+            rgb(features = 1024, pooling = netvlad(clusters = 256)),
+            audio(features = 128, pooling = netvlad(clusters = 128)),
+        ],
+        hidden = 1024,
+        after_pooling = context_gating,
+        classifier = moe(experts = 2, l2 = 1e-6),
+        after_classifier = context_gating,
+        classes = 3862,
+    }
+}
+
+#[test]
+fn paper_gated_netvlad_sizes() {
+    let m = check(gated_netvlad()).unwrap();
+    assert_eq!(m.frames, 300);
+    assert_eq!(m.features, 1152);
+    assert_eq!(m.streams[1].start, 1024);
+    assert_eq!(m.pooled, 256 * 1024 + 128 * 128);
+    assert_eq!(m.pooled, 278528);
+    let h = m.hidden.as_ref().unwrap();
+    assert_eq!((h.size, h.fan, h.batch_norm, h.relu6), (1024, 256, false, false));
+    assert_eq!(m.representation, 1024);
+    assert!(matches!(m.classifier, ResolvedClassifier::Moe { experts: 2, l2 } if l2 == 1e-6));
+    assert!(m.output_gating);
+    assert_eq!(m.classes, 3862);
+}
+
+#[test]
+fn netfv_doubles_and_soft_bow_is_k() {
+    let m = check(parse_quote! {
+        frames = 10,
+        streams = [a(features = 8, pooling = netfv(clusters = 4)), b(features = 2, pooling = soft_bow(clusters = 16))],
+        classifier = logistic,
+        classes = 3,
+    })
+    .unwrap();
+    assert_eq!(m.pooled, 2 * 4 * 8 + 16);
+    assert_eq!(m.representation, m.pooled);
+    assert!(matches!(m.classifier, ResolvedClassifier::Logistic { l2 } if l2 == crate::valid::DEFAULT_L2));
+}
+
+#[test]
+fn early_fusion_pools_the_concatenation() {
+    let m = check(parse_quote! {
+        frames = 300,
+        fusion = early(pooling = netvlad(clusters = 256)),
+        streams = [rgb(features = 1024), audio(features = 128)],
+        hidden = fc(size = 1024, batch_norm = true, relu6 = true),
+        classifier = moe(experts = 2),
+        classes = 3862,
+    })
+    .unwrap();
+    assert_eq!(m.pooled, 256 * 1152);
+    let h = m.hidden.as_ref().unwrap();
+    assert_eq!((h.fan, h.batch_norm, h.relu6), (256, true, true));
+    assert!(m.streams.iter().all(|s| s.pooling.is_none()));
+}
+
+#[test]
+fn unknown_key_lists_the_keys() {
+    let e = errors(parse_quote!(frames = 3, clases = 4));
+    assert!(e[0].starts_with("expected one of: `frames`, `fusion`, `streams`"), "{e:?}");
+}
+
+#[test]
+fn unknown_pooling_lists_the_kinds() {
+    let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = vlad(clusters = 2))]));
+    assert!(
+        e.iter().any(|e| e == "expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_value_that_fails_to_parse_is_not_also_missing() {
+    let e = errors(parse_quote! {
+        frames = 300,
+        streams = [rgb(features = 1024, pooling = netvald(clusters = 64))],
+        classifier = moe(experts = 2),
+        clases = 3,
+    });
+    assert_eq!(e.len(), 2, "{e:?}");
+}
+
+#[test]
+fn duplicate_key_is_reported() {
+    let e = errors(parse_quote!(frames = 3, frames = 4));
+    assert!(e.iter().any(|e| e.starts_with("duplicate key `frames`")), "{e:?}");
+}
+
+#[test]
+fn missing_keys_are_all_reported() {
+    let e = errors(parse_quote!(frames = 3));
+    for key in ["classes", "streams", "classifier"] {
+        assert!(e.iter().any(|e| e.starts_with(&format!("missing required key `{key}`"))), "{key}: {e:?}");
+    }
+}
+
+#[test]
+fn zero_and_absurd_sizes() {
+    let e = errors(parse_quote! {
+        frames = 0,
+        streams = [rgb(features = 99999999999999999999999, pooling = netvlad(clusters = 0))],
+        classifier = moe(experts = 1000),
+        classes = 5,
+    });
+    assert!(e.iter().any(|e| e == "`frames` must be at least 1"), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("`features` = 99999999999999999999999 is too large")), "{e:?}");
+    assert!(e.iter().any(|e| e == "`clusters` must be at least 1"), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("`experts` = 1000 is too large")), "{e:?}");
+}
+
+#[test]
+fn several_mistakes_are_all_reported() {
+    let e = errors(parse_quote! {
+        frame = 300,
+        streams = [rgb(features = 1024, pooling = netvlad(clusters = 256)), rgb(features = 128, pooling = nope)],
+        classifier = moe(experts = 2),
+        classes = 0,
+    });
+    assert!(e.len() >= 4, "{e:?}");
+}
+
+#[test]
+fn gate_on_a_huge_representation_needs_a_hidden_layer() {
+    let e = errors(parse_quote! {
+        frames = 300,
+        streams = [rgb(features = 1024, pooling = netvlad(clusters = 256))],
+        after_pooling = context_gating,
+        classifier = logistic,
+        classes = 10,
+    });
+    assert!(e.iter().any(|e| e.contains("add a `hidden` layer")), "{e:?}");
+}
+
+#[test]
+fn stream_rules() {
+    let e = errors(parse_quote! {
+        frames = 3,
+        streams = [hidden(features = 4, pooling = average), b(pooling = max), c(features = 2)],
+        classifier = logistic,
+        classes = 2,
+    });
+    assert!(e.iter().any(|e| e.starts_with("`hidden` names one of the model's own layers")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("stream `b` needs its feature size")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("stream `c` needs a pooling")), "{e:?}");
+    let e = errors(parse_quote! {
+        frames = 3,
+        fusion = early(pooling = average),
+        streams = [a(features = 4, pooling = average)],
+        classifier = logistic,
+        classes = 2,
+    });
+    assert!(e.iter().any(|e| e.starts_with("with `fusion = early` the streams are pooled together")), "{e:?}");
+}
+
+#[test]
+fn pooling_arguments() {
+    let e = errors(parse_quote! {
+        frames = 3,
+        streams = [a(features = 4, pooling = average(clusters = 3)), b(features = 4, pooling = netvlad)],
+        classifier = logistic(experts = 2),
+        classes = 2,
+    });
+    assert!(e.iter().any(|e| e == "`average` pooling has no clusters"), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("`netvlad` needs a cluster count")), "{e:?}");
+    assert!(e.iter().any(|e| e == "`logistic` has no experts"), "{e:?}");
+}
+
+#[test]
+fn expansion_of_the_paper_model_parses_as_items() {
+    let out = crate::video_model_impl(gated_netvlad(), parse_quote!(pub struct GatedNetVlad;));
+    let file: syn::File = syn::parse2(out).unwrap();
+    // The struct, its consts, the built struct and five trait impls.
+    assert_eq!(file.items.len(), 8);
+    let text = quote::quote!(#file).to_string();
+    assert!(text.contains("NetVlad < 1024 , 256 , 262144 , __E , __D >"), "{text}");
+    assert!(text.contains("Hidden < 278528 , 1024 , 256 , false , __E , __D >"), "{text}");
+    assert!(!text.contains("compile_error"));
+}
+
+#[test]
+fn errors_keep_the_item() {
+    let out = crate::video_model_impl(parse_quote!(frames = 0), parse_quote!(pub struct M;));
+    let text = out.to_string();
+    assert!(text.starts_with("pub struct M ;"), "{text}");
+    assert!(text.contains("compile_error"));
+}
+
+#[test]
+fn generics_and_fields_are_rejected() {
+    let out = crate::video_model_impl(gated_netvlad(), parse_quote!(pub struct M<E> { x: E }));
+    let text = out.to_string();
+    assert!(text.contains("takes no generics") && text.contains("is a unit struct"), "{text}");
+}

@@ -1,0 +1,11 @@
+use loupe::video_model;
+
+#[video_model(
+    frames = 300,
+    streams = [rgb(features = 1024, pooling = netvlad(clusters = 64))],
+    hidden = 1024,
+    classifier = moe(experts = 2),
+)]
+pub struct Model;
+
+fn main() {}
