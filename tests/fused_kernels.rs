@@ -217,3 +217,18 @@ fn fused_adam_matches_composed_for_every_clipping() {
         }
     }
 }
+
+#[test]
+fn soft_assignment_eval_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(14);
+    let mut a = dev.build_module::<builder::SoftAssignment<5, 4>, f64>();
+    a.bn.scale = dev.sample_uniform_like(&a.bn.scale) + 0.5;
+    a.bn.running_mean = dev.sample_normal_like(&a.bn.running_mean);
+    a.bn.running_var = dev.sample_uniform_like(&a.bn.running_var) + 0.1;
+    let x = frames::<5>(&dev, 3, 4);
+    let fused = a.forward(x.clone()).as_vec();
+    set_fused(false);
+    let composed = a.forward(x).as_vec();
+    set_fused(true);
+    assert_close(&fused, &composed, 1e-12, "evaluation assignment");
+}

@@ -53,6 +53,10 @@ pub struct PhaseTiming {
     pub ms: f64,
     /// Fastest step, milliseconds.
     pub min_ms: f64,
+    /// Mean CPU time (user + system, all threads) per step, milliseconds, from
+    /// `/proc/self/stat` (10 ms ticks; `None` off Linux). Less sensitive than wall time to
+    /// other processes competing for the cores.
+    pub cpu_ms: Option<f64>,
     pub videos_per_s: f64,
     /// Matmul FLOPs of the phase, counted analytically ([`matmul_flops`]), in GFLOP.
     pub gflop: f64,
@@ -92,15 +96,16 @@ impl BenchReport {
             if self.fused_kernels { "on" } else { "off" },
         );
         s.push_str(&format!(
-            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
-            "phase", "ms/step", "min ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul"
+            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
+            "phase", "ms/step", "min ms", "CPU ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul"
         ));
         for p in &self.phases {
             s.push_str(&format!(
-                "{:<18} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.0}%\n",
+                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}%\n",
                 p.phase,
                 p.ms,
                 p.min_ms,
+                p.cpu_ms.map_or("-".to_string(), |c| format!("{c:.0}")),
                 p.videos_per_s,
                 p.gflop,
                 p.gflops,
@@ -190,23 +195,40 @@ pub fn machine_matmul_gflops(dev: &Cpu, n: usize) -> f64 {
     2.0 * (n as f64).powi(3) / best.as_secs_f64() / 1e9
 }
 
-fn median_and_min(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(samples[samples.len() / 2]), ms(samples[0]))
+/// CPU time (user + system) this process has used, in milliseconds, if known.
+pub fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every mainstream platform.
+    Some((utime + stime) * 10.0)
 }
 
-fn time(warmup: usize, iterations: usize, mut f: impl FnMut() -> Result<(), TrainError>) -> Result<(f64, f64), TrainError> {
+/// Median and fastest wall milliseconds, and mean CPU milliseconds, per call of `f`.
+type Timing = (f64, f64, Option<f64>);
+
+fn time(warmup: usize, iterations: usize, mut f: impl FnMut() -> Result<(), TrainError>) -> Result<Timing, TrainError> {
     for _ in 0..warmup {
         f()?;
     }
-    let mut samples = Vec::with_capacity(iterations.max(1));
-    for _ in 0..iterations.max(1) {
+    let n = iterations.max(1);
+    let mut samples = Vec::with_capacity(n);
+    let cpu_start = process_cpu_ms();
+    for _ in 0..n {
         let t = Instant::now();
         f()?;
         samples.push(t.elapsed());
     }
-    Ok(median_and_min(samples))
+    let cpu = match (cpu_start, process_cpu_ms()) {
+        (Some(a), Some(b)) => Some((b - a) / n as f64),
+        _ => None,
+    };
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok((ms(samples[n / 2]), ms(samples[0]), cpu))
 }
 
 fn device_error<Err: std::fmt::Debug>(e: Err) -> TrainError {
@@ -247,12 +269,13 @@ where
 
     let forward_flops = matmul_flops(&description, batch);
     let mut phases = Vec::new();
-    let mut record = |phase: &str, (ms, min_ms): (f64, f64), flops: f64| {
+    let mut record = |phase: &str, (ms, min_ms, cpu_ms): Timing, flops: f64| {
         let gflops = flops / 1e9 / (ms / 1e3);
         phases.push(PhaseTiming {
             phase: phase.to_string(),
             ms,
             min_ms,
+            cpu_ms,
             videos_per_s: batch as f64 / (ms / 1e3),
             gflop: flops / 1e9,
             gflops,

@@ -20,7 +20,7 @@ mod math;
 mod ops;
 mod view;
 
-pub(crate) use ops::{try_batch_norm_train, try_l2_normalize_rows, try_vlad_normalize};
+pub(crate) use ops::{try_batch_norm_eval_softmax, try_batch_norm_train, try_l2_normalize_rows, try_vlad_normalize};
 pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
 pub(crate) use math::{adam_update, squared_norm, Real};
 

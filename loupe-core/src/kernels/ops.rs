@@ -37,7 +37,8 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
     softmax: bool,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, mut tape) = x.split_tape();
-    if slice::<F, _, _, _>(&x).is_none() || x.shape().num_elements() % C != 0 || slice::<F, _, _, _>(&bn.scale).is_none() {
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    if !channel_last || slice::<F, _, _, _>(&x).is_none() || slice::<F, _, _, _>(&bn.scale).is_none() {
         return Ok(Err(x.put_tape(tape)));
     }
     let gamma: Vec<F> = expect_view(slice::<F, _, _, _>(&bn.scale)).to_vec();
@@ -83,6 +84,44 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
             restore_grad(grads, &out_keep, gy)
         });
     }
+    Ok(Ok(out.put_tape(tape)))
+}
+
+/// Evaluation-mode batch norm (running averages) over the last axis followed by a
+/// softmax over the channels, without a tape (inference): one pass instead of ~8.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_batch_norm_eval_softmax<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    if T::OWNS_TAPE {
+        return Ok(Err(x));
+    }
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => batch_norm_eval_softmax::<f32, _, _, _, _, C>(bn, x),
+        Some(CpuFloat::F64) => batch_norm_eval_softmax::<f64, _, _, _, _, C>(bn, x),
+        None => Ok(Err(x)),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    let (x, tape) = x.split_tape();
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    let params = [&bn.scale, &bn.shift, &bn.running_mean, &bn.running_var].map(|t| slice::<F, _, _, _>(t));
+    let (true, Some(xs), [Some(gamma), Some(beta), Some(mean), Some(var)]) =
+        (channel_last, slice::<F, _, _, _>(&x), params)
+    else {
+        return Ok(Err(x.put_tape(tape)));
+    };
+    let eps = F::from_f64(BATCH_NORM_EPSILON).expect("epsilon fits");
+    let scale: Vec<F> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
+    let offset: Vec<F> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    math::normalize_rows(xs, C, &scale, &offset, true, expect_view(slice_mut::<F, _, _, _>(&mut out)));
     Ok(Ok(out.put_tape(tape)))
 }
 
