@@ -2,6 +2,9 @@
 //! reference point (B=32 videos, S=300 frames, D=1024 features, K=64 clusters; about
 //! 170 ms on the 2-core dev machine per DFDX_NOTES.md) and at a small size.
 //!
+//! Each layer runs twice: with loupe's fused CPU kernels (`fused`) and with the composed
+//! dfdx ops they replace (`composed`, `loupe::kernels::set_fused(false)`), the "before".
+//!
 //! Run: `cargo bench --bench pooling` (or `-- NetVlad` for one layer, `--quick` for a
 //! fast estimate).
 
@@ -19,31 +22,39 @@ fn device() -> Dev {
 /// One training step's worth of pooling work: forward with a tape, backward of the sum.
 macro_rules! bench_layer {
     ($c:expr, $name:literal, $builder:ty, b = $b:expr, s = $s:expr, f = $f:literal, k = $k:literal) => {{
-        let dev = device();
-        let mut layer = dev.build_module::<$builder, f32>();
-        let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
-        let mut grads = Some(layer.alloc_grads());
-        let mut group = $c.benchmark_group(format!("{}/{DEVICE}", $name));
-        group.throughput(Throughput::Elements($b as u64));
-        if $b * $s * $f > 1_000_000 {
-            group.sample_size(10);
+        for fused in [true, false] {
+            loupe::kernels::set_fused(fused);
+            let dev = device();
+            let mut layer = dev.build_module::<$builder, f32>();
+            let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
+            let mut grads = Some(layer.alloc_grads());
+            let kernels = if fused { "fused" } else { "composed" };
+            let mut group = $c.benchmark_group(format!("{}/{DEVICE}/{kernels}", $name));
+            group.throughput(Throughput::Elements($b as u64));
+            if $b * $s * $f > 1_000_000 {
+                group.sample_size(10);
+            }
+            let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
+            group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+                bench.iter(|| {
+                    let y = layer.forward_mut(x.trace(grads.take().unwrap()));
+                    let mut g = y.sum().backward();
+                    layer.zero_grads(&mut g);
+                    grads = Some(g);
+                    // Cpu ops are synchronous; a Cuda device would synchronise here.
+                })
+            });
+            group.finish();
         }
-        let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
-        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
-            bench.iter(|| {
-                let y = layer.forward_mut(x.trace(grads.take().unwrap()));
-                let mut g = y.sum().backward();
-                layer.zero_grads(&mut g);
-                grads = Some(g);
-                // Cpu ops are synchronous; a Cuda device would synchronise here.
-            })
-        });
-        group.finish();
+        loupe::kernels::set_fused(true);
     }};
 }
 
 fn pooling(c: &mut Criterion) {
     bench_layer!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    // The paper's video stream (K = 256) and audio stream (D = 128, K = 128), batch 80.
+    bench_layer!(c, "NetVlad", builder::NetVlad<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
+    bench_layer!(c, "NetVlad", builder::NetVlad<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
     bench_layer!(c, "NetVlad", builder::NetVlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
     bench_layer!(c, "NetRvlad", builder::NetRvlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
     bench_layer!(c, "NetRvlad", builder::NetRvlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);

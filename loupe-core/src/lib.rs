@@ -6,10 +6,12 @@
 //! generic over, and [`gradcheck`], the finite-difference gradient checker every layer
 //! is tested with.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod ensemble;
 pub mod gradcheck;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod nn;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod ensemble;
 mod eval;
 mod inspect;
@@ -48,6 +49,8 @@ enum Command {
     Ensemble(ensemble::EnsembleArgs),
     /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP).
     Score(score::ScoreArgs),
+    /// Time a zoo model: forward, forward + backward, training step; GFLOP/s and memory.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure of a subcommand: a message and the error that caused it, if any.
@@ -191,6 +194,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),
         Command::Ensemble(args) => ensemble::run(args, &mut out),
+        Command::Bench(args) => bench::run(args, &mut out),
     }
     .and_then(|()| out.flush());
     match result {

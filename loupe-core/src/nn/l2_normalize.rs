@@ -38,6 +38,10 @@ where
     D: Device<E>,
     T: Tape<E, D>,
 {
+    let x = match crate::kernels::try_l2_normalize_rows(x)? {
+        Ok(y) => return Ok(y),
+        Err(x) => x,
+    };
     let shape = *x.shape();
     let inv_norm = x
         .retaped::<T>()

@@ -82,7 +82,13 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
         let () = Self::CHECK;
-        let intra = try_intra_normalize(try_assignment_weighted_sum(a, x)?)?;
+        let weighted = try_assignment_weighted_sum(a, x)?;
+        // Both normalisations and flattening as one fused op where available.
+        let weighted = match crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None)? {
+            Ok(pooled) => return Ok(pooled),
+            Err((weighted, _)) => weighted,
+        };
+        let intra = try_intra_normalize(weighted)?;
         try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
     }
 }

@@ -170,8 +170,15 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let () = Self::CHECK;
         let b = x.shape().0;
         let shape = (b, Const::<F>, Const::<K>);
-        let mass = try_assignment_mass(a.retaped::<T>())?.try_broadcast_like::<_, Axis<1>>(&shape)?;
+        let mass_source = a.retaped::<T>();
         let weighted = try_assignment_weighted_sum(a, x)?;
+        // Residual, both normalisations and flattening as one fused op where available.
+        let (weighted, mass_source) =
+            match crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(weighted, Some((mass_source, &self.centers)))? {
+                Ok(pooled) => return Ok(pooled),
+                Err((weighted, mass_source)) => (weighted, mass_source.expect("handed back")),
+            };
+        let mass = try_assignment_mass(mass_source)?.try_broadcast_like::<_, Axis<1>>(&shape)?;
         let centers = self.centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
         let vlad = weighted.try_sub(mass.try_mul(centers)?)?;
         let intra = try_intra_normalize(vlad)?;

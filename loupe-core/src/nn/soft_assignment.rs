@@ -126,7 +126,11 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
             // running averages clean.
             self.bn.try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
         } else {
-            self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?
+            // Batch norm and softmax as one fused op where the device has it.
+            match crate::kernels::try_batch_norm_train(&mut self.bn, logits, true)? {
+                Ok(assignment) => return Ok(assignment),
+                Err(logits) => self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?,
+            }
         };
         normalised.try_softmax::<Axis<2>>()
     }
@@ -138,6 +142,10 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
         let logits = x.try_matmul(self.weights.retaped::<T>())?;
+        let logits = match crate::kernels::try_batch_norm_eval_softmax(&self.bn, logits)? {
+            Ok(assignment) => return Ok(assignment),
+            Err(logits) => logits,
+        };
         self.bn
             .try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
             .try_softmax::<Axis<2>>()

@@ -3,6 +3,8 @@
 
 use dfdx::prelude::*;
 
+use crate::kernels::{self, CpuFloat, Real};
+
 /// How gradients are clipped before the update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum GradientClipping {
@@ -94,8 +96,24 @@ fn squared_norm<S: Shape, E: Dtype, D: Device<E>>(g: &Tensor<S, E, D>) -> Result
     Ok(g.clone().try_square()?.try_sum::<Rank0, _>()?.as_vec()[0].to_f64().unwrap_or(f64::NAN))
 }
 
+/// Where [`Update`] reads gradients from: shared (copied out per variable) or owned
+/// (read in place by the fused kernel).
+enum GradientSource<'g, E: Dtype, D: Device<E>> {
+    Shared(&'g Gradients<E, D>),
+    Owned(&'g mut Gradients<E, D>),
+}
+
+impl<E: Dtype, D: Device<E>> GradientSource<'_, E, D> {
+    fn get<S: Shape>(&self, p: &Tensor<S, E, D>) -> Tensor<S, E, D> {
+        match self {
+            GradientSource::Shared(g) => g.get(p),
+            GradientSource::Owned(g) => g.get(p),
+        }
+    }
+}
+
 struct Update<'g, E: Dtype, D: Device<E>> {
-    grads: &'g Gradients<E, D>,
+    grads: GradientSource<'g, E, D>,
     config: AdamConfig,
     /// Global clipping factor, when clipping globally.
     global_scale: f64,
@@ -114,6 +132,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
     ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         if !opts.do_gradient_update {
             return Ok(None);
+        }
+        match kernels::cpu_float::<E, D>() {
+            Some(CpuFloat::F32) => return self.fused::<f32, S>(p, m, v).map(|()| None),
+            Some(CpuFloat::F64) => return self.fused::<f64, S>(p, m, v).map(|()| None),
+            None => {}
         }
         let mut g = self.grads.get(p);
         let scale = match self.config.clipping {
@@ -138,6 +161,44 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
     }
 }
 
+impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
+    /// The whole update of one variable as one multithreaded pass (plus one for the
+    /// norm when clipping per variable), in place on `p`, `m`, `v`.
+    fn fused<F: Real, S: Shape>(
+        &mut self,
+        p: &mut Tensor<S, E, D>,
+        m: &mut Tensor<S, E, D>,
+        v: &mut Tensor<S, E, D>,
+    ) -> Result<(), D::Err> {
+        let c = self.config;
+        let step_size = self.step_size;
+        let copied;
+        let g: &[F] = match &mut self.grads {
+            GradientSource::Owned(grads) => kernels::grad_mut::<F, _, _, _>(grads, p)?,
+            GradientSource::Shared(grads) => {
+                copied = grads.get(p);
+                kernels::slice::<F, _, _, _>(&copied).expect("gradients are contiguous")
+            }
+        };
+        let norm = || kernels::squared_norm(g);
+        let scale = match c.clipping {
+            GradientClipping::PerVariable(limit) => {
+                let n = norm().sqrt();
+                if n > limit { limit / n } else { 1.0 }
+            }
+            GradientClipping::GlobalNorm(_) => self.global_scale,
+            GradientClipping::None => 1.0,
+        };
+        let (Some(p), Some(m), Some(v)) =
+            (kernels::slice_mut::<F, _, _, _>(p), kernels::slice_mut::<F, _, _, _>(m), kernels::slice_mut::<F, _, _, _>(v))
+        else {
+            unreachable!("parameters and moments are contiguous Cpu tensors")
+        };
+        kernels::adam_update(p, m, v, g, scale, c.beta1, c.beta2, c.epsilon, step_size);
+        Ok(())
+    }
+}
+
 impl<M> Adam<M> {
     /// Applies one update with learning rate `lr` from `grads` (as returned by
     /// `backward()` on a loss traced with `model.alloc_grads()`). Returns the global
@@ -146,6 +207,18 @@ impl<M> Adam<M> {
         &mut self,
         model: &mut M,
         grads: &Gradients<E, D>,
+        lr: f64,
+    ) -> Result<f64, D::Err>
+    where
+        M: TensorCollection<E, D> + Clone,
+    {
+        self.apply(model, GradientSource::Shared(grads), lr)
+    }
+
+    fn apply<E: Dtype, D: Device<E>>(
+        &mut self,
+        model: &mut M,
+        grads: GradientSource<'_, E, D>,
         lr: f64,
     ) -> Result<f64, D::Err>
     where
@@ -160,7 +233,11 @@ impl<M> Adam<M> {
         }
         let (global_norm, global_scale) = match self.config.clipping {
             GradientClipping::GlobalNorm(c) => {
-                let mut norm = SquaredNorm { grads, total: 0.0 };
+                let shared = match &grads {
+                    GradientSource::Shared(g) => &**g,
+                    GradientSource::Owned(g) => &**g,
+                };
+                let mut norm = SquaredNorm { grads: shared, total: 0.0 };
                 M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut norm })?;
                 let n = norm.total.sqrt();
                 (n, if n > c { c / n } else { 1.0 })
@@ -175,5 +252,19 @@ impl<M> Adam<M> {
         let mut update = Update { grads, config: c, global_scale, step_size };
         M::iter_tensors(&mut RecursiveWalker { m: (model, m, v), f: &mut update })?;
         Ok(global_norm)
+    }
+
+    /// [`Adam::update`] reading the gradients in place (no copy of each gradient on the
+    /// fused CPU path); `grads` is left unchanged.
+    pub fn update_in_place<E: Dtype, D: Device<E>>(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<E, D>,
+        lr: f64,
+    ) -> Result<f64, D::Err>
+    where
+        M: TensorCollection<E, D> + Clone,
+    {
+        self.apply(model, GradientSource::Owned(grads), lr)
     }
 }

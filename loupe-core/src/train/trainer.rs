@@ -132,9 +132,9 @@ where
         if !loss_value.is_finite() {
             return Err(TrainError::NonFiniteLoss { step: next_step, loss: loss_value });
         }
-        let grads = loss.try_backward().map_err(device_error)?;
+        let mut grads = loss.try_backward().map_err(device_error)?;
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
-        self.adam.update(&mut self.model, &grads, learning_rate).map_err(device_error)?;
+        self.adam.update_in_place(&mut self.model, &mut grads, learning_rate).map_err(device_error)?;
         self.grads = Some(grads);
         self.step = next_step;
         self.examples_seen += batch as u64;

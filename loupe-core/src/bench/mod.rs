@@ -1,0 +1,317 @@
+//! Timing of any [`VideoModel`] on the `Cpu`: forward, forward + backward and a full
+//! optimizer step, with achieved GFLOP/s against the machine's own matmul rate measured
+//! in the same run, and peak memory. `loupe bench MODEL` prints this for the zoo; call
+//! [`bench_model`] for a model of your own.
+//!
+//! ```no_run
+//! use loupe_core::bench::{bench_model, BenchConfig};
+//! use loupe_core::dfdx::prelude::{BuildModule, Cpu};
+//! use loupe_core::model::VideoModel;
+//!
+//! fn bench_mine<M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone>() {
+//!     let report = bench_model::<M>(&BenchConfig { batch: 8, ..BenchConfig::default() }).unwrap();
+//!     println!("{}", report.table());
+//! }
+//! ```
+
+use std::time::{Duration, Instant};
+
+use dfdx::prelude::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::model::{ModelDescription, VideoModel};
+use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
+
+/// What to time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchConfig {
+    /// Videos per batch.
+    pub batch: usize,
+    /// Untimed iterations before timing each phase.
+    pub warmup: usize,
+    /// Timed iterations of each phase (the median is reported).
+    pub iterations: usize,
+    /// Size `n` of the `n x n x n` matmul that measures the machine's rate.
+    pub matmul_size: usize,
+    /// Seed of the weights and the random batch.
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig { batch: 80, warmup: 1, iterations: 3, matmul_size: 2048, seed: 0 }
+    }
+}
+
+/// One timed phase.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PhaseTiming {
+    /// `forward` (evaluation mode, no tape), `forward_backward` (training mode, loss and
+    /// backward) or `train_step` (forward, backward and the Adam update).
+    pub phase: String,
+    /// Median milliseconds per step.
+    pub ms: f64,
+    /// Fastest step, milliseconds.
+    pub min_ms: f64,
+    /// Mean CPU time (user + system, all threads) per step, milliseconds, from
+    /// `/proc/self/stat` (10 ms ticks; `None` off Linux). Less sensitive than wall time to
+    /// other processes competing for the cores.
+    pub cpu_ms: Option<f64>,
+    pub videos_per_s: f64,
+    /// Matmul FLOPs of the phase, counted analytically ([`matmul_flops`]), in GFLOP.
+    pub gflop: f64,
+    /// `gflop / median seconds`.
+    pub gflops: f64,
+    /// `gflops` as a fraction of [`BenchReport::machine_matmul_gflops`].
+    pub fraction_of_matmul: f64,
+}
+
+/// Everything [`bench_model`] measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub batch: usize,
+    pub frames: usize,
+    pub threads: usize,
+    pub parameters: usize,
+    /// Whether the fused CPU kernels were on ([`crate::kernels::set_fused`]).
+    pub fused_kernels: bool,
+    pub phases: Vec<PhaseTiming>,
+    /// The machine's single-precision matmul rate (`n x n x n`, same threads), GFLOP/s.
+    pub machine_matmul_gflops: f64,
+    /// Peak resident memory of the process so far (VmHWM), bytes; `None` off Linux.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl BenchReport {
+    /// A plain-text table, one row per phase.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{}: batch {}, {} frames, {} threads, {:.1}M parameters, fused kernels {}\n",
+            self.model,
+            self.batch,
+            self.frames,
+            self.threads,
+            self.parameters as f64 / 1e6,
+            if self.fused_kernels { "on" } else { "off" },
+        );
+        s.push_str(&format!(
+            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
+            "phase", "ms/step", "min ms", "CPU ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul"
+        ));
+        for p in &self.phases {
+            s.push_str(&format!(
+                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}%\n",
+                p.phase,
+                p.ms,
+                p.min_ms,
+                p.cpu_ms.map_or("-".to_string(), |c| format!("{c:.0}")),
+                p.videos_per_s,
+                p.gflop,
+                p.gflops,
+                100.0 * p.fraction_of_matmul
+            ));
+        }
+        s.push_str(&format!("machine sgemm rate: {:.1} GFLOP/s\n", self.machine_matmul_gflops));
+        match self.peak_memory_bytes {
+            Some(b) => s.push_str(&format!("peak memory (VmHWM): {:.2} GiB\n", b as f64 / (1u64 << 30) as f64)),
+            None => s.push_str("peak memory: unavailable\n"),
+        }
+        s
+    }
+}
+
+/// Forward matmul FLOPs of one batch of `model` (multiply-adds counted as 2):
+/// per clustering stream the assignment `X W` (`2 B T F K`) and the aggregation `X^T a`
+/// (`2 B T F K`, twice for NetFV's two statistics, none for soft BoW; gated soft BoW's
+/// own gate adds `2 B K (1024 + K)` roughly, not counted), the hidden layer
+/// (`2 B P H`), context gating (`2 B H H`) or GLU (`4 B H H`), the classifier
+/// (`2 B H V (2M + 1)` for the MoE, `2 B H V` logistic) and the probability gating
+/// (`2 B V V`). A backward pass costs twice its forward (input and weight gradients).
+pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
+    let (b, t) = (batch as f64, d.frames as f64);
+    let mut flops = 0.0;
+    let mut pooled = 0.0;
+    for s in &d.streams {
+        let f = s.features as f64;
+        let k = s.clusters.unwrap_or(0) as f64;
+        let aggregations = match s.pooling.as_str() {
+            "netvlad" | "netrvlad" => 1.0,
+            "netfv" => 2.0,
+            _ => 0.0,
+        };
+        flops += 2.0 * b * t * f * k * (1.0 + aggregations);
+        pooled += s.output as f64;
+    }
+    let top = match d.hidden {
+        Some(h) => {
+            let h = h as f64;
+            flops += 2.0 * b * pooled * h;
+            flops += match d.after_pooling.as_str() {
+                "context_gating" => 2.0 * b * h * h,
+                "glu" => 4.0 * b * h * h,
+                _ => 0.0,
+            };
+            h
+        }
+        None => pooled,
+    };
+    let v = d.classes as f64;
+    flops += match d.classifier.as_str() {
+        "moe" => 2.0 * b * top * v * (2.0 * d.experts as f64 + 1.0),
+        _ => 2.0 * b * top * v,
+    };
+    if d.after_classifier != "none" {
+        flops += 2.0 * b * v * v;
+    }
+    flops
+}
+
+/// Peak resident set size of this process (`VmHWM` of `/proc/self/status`), bytes.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The machine's single-precision matmul rate in GFLOP/s: the best of a few `n x n x n`
+/// products through dfdx (gemm, all threads of the current rayon pool).
+pub fn machine_matmul_gflops(dev: &Cpu, n: usize) -> f64 {
+    let a: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&(n, n));
+    let b: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&(n, n));
+    let _ = a.clone().matmul(b.clone());
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let c = a.clone().matmul(b.clone());
+            dev.synchronize();
+            let e = t.elapsed();
+            drop(c);
+            e
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    2.0 * (n as f64).powi(3) / best.as_secs_f64() / 1e9
+}
+
+/// CPU time (user + system) this process has used, in milliseconds, if known.
+pub fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every mainstream platform.
+    Some((utime + stime) * 10.0)
+}
+
+/// Median and fastest wall milliseconds, and mean CPU milliseconds, per call of `f`.
+type Timing = (f64, f64, Option<f64>);
+
+fn time(warmup: usize, iterations: usize, mut f: impl FnMut() -> Result<(), TrainError>) -> Result<Timing, TrainError> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let n = iterations.max(1);
+    let mut samples = Vec::with_capacity(n);
+    let cpu_start = process_cpu_ms();
+    for _ in 0..n {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed());
+    }
+    let cpu = match (cpu_start, process_cpu_ms()) {
+        (Some(a), Some(b)) => Some((b - a) / n as f64),
+        _ => None,
+    };
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok((ms(samples[n / 2]), ms(samples[0]), cpu))
+}
+
+fn device_error<Err: std::fmt::Debug>(e: Err) -> TrainError {
+    TrainError::Device(format!("{e:?}"))
+}
+
+/// Times `M` on a random batch (uniform frames, ~3 random labels per video) after
+/// warm-up: forward (evaluation), forward + backward (training mode, the training loss)
+/// and [`Trainer::train_step`] (paper's Adam). Runs on the calling thread's rayon pool.
+pub fn bench_model<M>(config: &BenchConfig) -> Result<BenchReport, TrainError>
+where
+    M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone,
+{
+    let dev = crate::device::cpu_seeded(config.seed);
+    let machine = machine_matmul_gflops(&dev, config.matmul_size);
+    let description = M::describe();
+    let batch = config.batch.max(1);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let frames: Vec<f32> = (0..batch * M::FRAMES * M::FEATURES).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut labels = vec![0.0f32; batch * M::CLASSES];
+    for video in labels.chunks_mut(M::CLASSES) {
+        for _ in 0..3 {
+            video[rng.gen_range(0..M::CLASSES)] = 1.0;
+        }
+    }
+    let train_config = TrainConfig {
+        schedule: Default::default(),
+        adam: Default::default(),
+        classifier_l2: description.classifier_l2,
+    };
+    let mut trainer = Trainer::<M, f32, Cpu>::new(dev.clone(), train_config)?;
+    let parameters = trainer.model.num_params();
+    let x: Tensor<(usize, M::Frames, M::Features), f32, Cpu> = dev
+        .try_tensor_from_vec(frames.clone(), (batch, Default::default(), Default::default()))
+        .map_err(device_error)?;
+    let y: Tensor<(usize, M::Classes), f32, Cpu> =
+        dev.try_tensor_from_vec(labels.clone(), (batch, Default::default())).map_err(device_error)?;
+
+    let forward_flops = matmul_flops(&description, batch);
+    let mut phases = Vec::new();
+    let mut record = |phase: &str, (ms, min_ms, cpu_ms): Timing, flops: f64| {
+        let gflops = flops / 1e9 / (ms / 1e3);
+        phases.push(PhaseTiming {
+            phase: phase.to_string(),
+            ms,
+            min_ms,
+            cpu_ms,
+            videos_per_s: batch as f64 / (ms / 1e3),
+            gflop: flops / 1e9,
+            gflops,
+            fraction_of_matmul: gflops / machine,
+        });
+    };
+
+    let timing = time(config.warmup, config.iterations, || {
+        trainer.model.try_forward_eval(x.clone()).map(drop).map_err(device_error)
+    })?;
+    record("forward", timing, forward_flops);
+
+    let mut grads = Some(trainer.model.try_alloc_grads().map_err(device_error)?);
+    let timing = time(config.warmup, config.iterations, || {
+        let mut g = grads.take().expect("gradients are put back");
+        trainer.model.try_zero_grads(&mut g).map_err(device_error)?;
+        let p = trainer.model.try_forward_train(x.clone().traced(g)).map_err(device_error)?;
+        let loss = try_cross_entropy_loss(p, y.clone()).map_err(device_error)?;
+        grads = Some(loss.try_backward().map_err(device_error)?);
+        Ok(())
+    })?;
+    record("forward_backward", timing, 3.0 * forward_flops);
+    drop(grads);
+
+    let timing = time(config.warmup, config.iterations, || trainer.train_step(&frames, &labels).map(drop))?;
+    record("train_step", timing, 3.0 * forward_flops);
+
+    Ok(BenchReport {
+        model: description.name.clone(),
+        batch,
+        frames: M::FRAMES,
+        threads: rayon::current_num_threads(),
+        parameters,
+        fused_kernels: crate::kernels::fused_enabled(),
+        phases,
+        machine_matmul_gflops: machine,
+        peak_memory_bytes: peak_memory_bytes(),
+    })
+}

@@ -1,0 +1,419 @@
+//! The fused kernels themselves: plain loops over row-major slices, parallel over rows
+//! with rayon. Each forward has a backward that accumulates (`+=`) into the gradient
+//! buffers, as dfdx's own ops do.
+
+use rayon::prelude::*;
+
+/// The floating-point types the kernels run on (`f32`, `f64`).
+pub(crate) trait Real:
+    num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + dfdx::dtypes::Unit
+{
+}
+impl Real for f32 {}
+impl Real for f64 {}
+
+fn real<F: Real>(v: f64) -> F {
+    F::from_f64(v).expect("constant fits the float type")
+}
+
+/// Rows per rayon task: enough work per task (>= ~32k elements) to amortise scheduling.
+pub(crate) fn rows_per_task(rows: usize, row_len: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_work = (32 * 1024 / row_len.max(1)).max(1);
+    let by_threads = rows.div_ceil(threads * 4).max(1);
+    by_work.max(by_threads.min(by_work * 64)).min(rows.max(1))
+}
+
+fn add_into<F: Real>(acc: &mut [F], v: &[F]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a = *a + *b;
+    }
+}
+
+/// Per-channel sums of `f(row, channel value)` over the rows of `x` (`rows x c`).
+fn column_sums<F: Real>(x: &[F], c: usize, f: impl Fn(usize, &[F], &mut [F]) + Sync) -> Vec<F> {
+    let rows = x.len() / c;
+    let chunk = rows_per_task(rows, c);
+    x.par_chunks(chunk * c)
+        .enumerate()
+        .map(|(i, block)| {
+            let mut acc = vec![F::zero(); c];
+            for (r, row) in block.chunks_exact(c).enumerate() {
+                f(i * chunk + r, row, &mut acc);
+            }
+            acc
+        })
+        .reduce(
+            || vec![F::zero(); c],
+            |mut a, b| {
+                add_into(&mut a, &b);
+                a
+            },
+        )
+}
+
+/// Statistics a batch norm forward keeps for its backward.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchNormStats<F> {
+    pub mean: Vec<F>,
+    /// Biased variance.
+    pub var: Vec<F>,
+    pub inv_std: Vec<F>,
+}
+
+/// Training-mode batch norm over the rows of `x` (`rows x c`, channel last), optionally
+/// followed by a softmax over each row's `c` values: `y = softmax(gamma (x - mean) /
+/// sqrt(var + eps) + beta)`. Writes `y`, returns the batch statistics.
+pub(crate) fn batch_norm_forward<F: Real>(
+    x: &[F],
+    c: usize,
+    gamma: &[F],
+    beta: &[F],
+    eps: f64,
+    softmax: bool,
+    y: &mut [F],
+) -> BatchNormStats<F> {
+    let rows = x.len() / c;
+    let n = F::from_usize(rows).expect("row count fits the float type");
+    let mean: Vec<F> = column_sums(x, c, |_, row, acc| add_into(acc, row)).into_iter().map(|s| s / n).collect();
+    let var: Vec<F> = column_sums(x, c, |_, row, acc| {
+        for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
+            *a = *a + (v - m) * (v - m);
+        }
+    })
+    .into_iter()
+    .map(|s| s / n)
+    .collect();
+    let inv_std: Vec<F> = var.iter().map(|&v| F::one() / (v + real(eps)).sqrt()).collect();
+    let scale: Vec<F> = gamma.iter().zip(&inv_std).map(|(&g, &s)| g * s).collect();
+    let offset: Vec<F> = beta.iter().zip(&mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    normalize_rows(x, c, &scale, &offset, softmax, y);
+    BatchNormStats { mean, var, inv_std }
+}
+
+/// `y = x * scale + offset` per channel, then optionally a softmax per row.
+pub(crate) fn normalize_rows<F: Real>(x: &[F], c: usize, scale: &[F], offset: &[F], softmax: bool, y: &mut [F]) {
+    let chunk = rows_per_task(x.len() / c, c) * c;
+    y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yb, xb)| {
+        for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
+            for (((o, &v), &s), &b) in yr.iter_mut().zip(xr).zip(scale).zip(offset) {
+                *o = v * s + b;
+            }
+            if softmax {
+                let max = yr.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
+                let mut sum = F::zero();
+                for o in yr.iter_mut() {
+                    *o = (*o - max).exp();
+                    sum = sum + *o;
+                }
+                let inv = F::one() / sum;
+                for o in yr.iter_mut() {
+                    *o = *o * inv;
+                }
+            }
+        }
+    });
+}
+
+/// Backward of [`batch_norm_forward`]: `gy` is the output's gradient, `y` the output
+/// (same length as `x`; read only with `softmax`). Accumulates into `gx`, `ggamma`, `gbeta`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_backward<F: Real>(
+    x: &[F],
+    y: &[F],
+    gy: &[F],
+    c: usize,
+    gamma: &[F],
+    stats: &BatchNormStats<F>,
+    softmax: bool,
+    gx: &mut [F],
+    ggamma: &mut [F],
+    gbeta: &mut [F],
+) {
+    let rows = x.len() / c;
+    let n = F::from_usize(rows).expect("row count fits the float type");
+    let chunk = rows_per_task(rows, c) * c;
+    // Gradient w.r.t. the batch norm's output z (before the softmax), and the two
+    // per-channel sums the batch norm backward needs: sum dz and sum dz * xhat.
+    let mut gz = vec![F::zero(); x.len()];
+    let (sum_gz, sum_gz_xhat) = gz
+        .par_chunks_mut(chunk)
+        .zip(gy.par_chunks(chunk))
+        .zip(y.par_chunks(chunk))
+        .zip(x.par_chunks(chunk))
+        .map(|(((gzb, gyb), yb), xb)| {
+            let mut s1 = vec![F::zero(); c];
+            let mut s2 = vec![F::zero(); c];
+            for (r, (gzr, gyr)) in gzb.chunks_exact_mut(c).zip(gyb.chunks_exact(c)).enumerate() {
+                if softmax {
+                    let yr = &yb[r * c..(r + 1) * c];
+                    let dot: F = yr.iter().zip(gyr).map(|(&a, &g)| a * g).sum();
+                    for ((o, &a), &g) in gzr.iter_mut().zip(yr).zip(gyr) {
+                        *o = a * (g - dot);
+                    }
+                } else {
+                    gzr.copy_from_slice(gyr);
+                }
+                let xr = &xb[r * c..(r + 1) * c];
+                for k in 0..c {
+                    let xhat = (xr[k] - stats.mean[k]) * stats.inv_std[k];
+                    s1[k] = s1[k] + gzr[k];
+                    s2[k] = s2[k] + gzr[k] * xhat;
+                }
+            }
+            (s1, s2)
+        })
+        .reduce(
+            || (vec![F::zero(); c], vec![F::zero(); c]),
+            |(mut a1, mut a2), (b1, b2)| {
+                add_into(&mut a1, &b1);
+                add_into(&mut a2, &b2);
+                (a1, a2)
+            },
+        );
+    add_into(ggamma, &sum_gz_xhat);
+    add_into(gbeta, &sum_gz);
+    let coef: Vec<F> = gamma.iter().zip(&stats.inv_std).map(|(&g, &s)| g * s / n).collect();
+    gx.par_chunks_mut(chunk).zip(gz.par_chunks(chunk)).zip(x.par_chunks(chunk)).for_each(|((gxb, gzb), xb)| {
+        for ((gxr, gzr), xr) in gxb.chunks_exact_mut(c).zip(gzb.chunks_exact(c)).zip(xb.chunks_exact(c)) {
+            for k in 0..c {
+                let xhat = (xr[k] - stats.mean[k]) * stats.inv_std[k];
+                gxr[k] = gxr[k] + coef[k] * (n * gzr[k] - sum_gz[k] - xhat * sum_gz_xhat[k]);
+            }
+        }
+    });
+}
+
+/// L2 normalisation of each row of `x` (`rows x c`) with the squared-norm floor: writes
+/// `y`, returns each row's `sqrt(max(sum x^2, floor))`.
+pub(crate) fn l2_rows_forward<F: Real>(x: &[F], c: usize, floor: f64, y: &mut [F]) -> Vec<F> {
+    let rows = x.len() / c;
+    let mut norms = vec![F::zero(); rows];
+    let per = rows_per_task(rows, c);
+    y.par_chunks_mut(per * c).zip(x.par_chunks(per * c)).zip(norms.par_chunks_mut(per)).for_each(|((yb, xb), nb)| {
+        for ((yr, xr), n) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).zip(nb.iter_mut()) {
+            let sq: F = xr.iter().map(|&v| v * v).sum();
+            *n = sq.max(real(floor)).sqrt();
+            let inv = F::one() / *n;
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = v * inv;
+            }
+        }
+    });
+    norms
+}
+
+/// Backward of [`l2_rows_forward`]: `gx += (gy - y (gy . y) [if above the floor]) / n`.
+pub(crate) fn l2_rows_backward<F: Real>(y: &[F], gy: &[F], norms: &[F], c: usize, floor: f64, gx: &mut [F]) {
+    let rows = y.len() / c;
+    let per = rows_per_task(rows, c);
+    let floor_norm: F = real::<F>(floor).sqrt();
+    gx.par_chunks_mut(per * c)
+        .zip(y.par_chunks(per * c))
+        .zip(gy.par_chunks(per * c))
+        .zip(norms.par_chunks(per))
+        .for_each(|(((gxb, yb), gyb), nb)| {
+            for (((gxr, yr), gyr), &n) in gxb.chunks_exact_mut(c).zip(yb.chunks_exact(c)).zip(gyb.chunks_exact(c)).zip(nb) {
+                let dot: F = if n > floor_norm { yr.iter().zip(gyr).map(|(&a, &g)| a * g).sum() } else { F::zero() };
+                let inv = F::one() / n;
+                for ((o, &a), &g) in gxr.iter_mut().zip(yr).zip(gyr) {
+                    *o = *o + (g - a * dot) * inv;
+                }
+            }
+        });
+}
+
+/// What the VLAD normalisation forward keeps for its backward.
+#[derive(Debug, Clone)]
+pub(crate) struct VladStats<F> {
+    /// Per item and cluster: `sum_t a[t,k]` (empty without centres).
+    pub mass: Vec<F>,
+    /// Per item and cluster: the intra norm.
+    pub intra: Vec<F>,
+    /// Per item: the global norm.
+    pub global: Vec<F>,
+}
+
+/// NetVLAD's tail for `b` items: `v[d,k] = w[d,k] - mass[k] c[d,k]` (without `centers`:
+/// `v = w`), intra-normalisation over `d` for each `k`, global L2 over the whole `f x k`
+/// descriptor. `w`, `y` are `b x f x k`; `a` is `b x s x k` (only read with centres).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vlad_forward<F: Real>(
+    w: &[F],
+    a: Option<&[F]>,
+    centers: Option<&[F]>,
+    f: usize,
+    k: usize,
+    floor: f64,
+    y: &mut [F],
+) -> VladStats<F> {
+    let items = w.len() / (f * k);
+    let s = a.map(|a| a.len() / (items * k)).unwrap_or(0);
+    let floor_f: F = real(floor);
+    let results: Vec<(Vec<F>, Vec<F>, F)> = y
+        .par_chunks_mut(f * k)
+        .zip(w.par_chunks(f * k))
+        .enumerate()
+        .map(|(b, (yb, wb))| {
+            let mut mass = vec![F::zero(); k];
+            if let (Some(a), Some(c)) = (a, centers) {
+                for row in a[b * s * k..(b + 1) * s * k].chunks_exact(k) {
+                    add_into(&mut mass, row);
+                }
+                for ((yr, wr), cr) in yb.chunks_exact_mut(k).zip(wb.chunks_exact(k)).zip(c.chunks_exact(k)) {
+                    for j in 0..k {
+                        yr[j] = wr[j] - mass[j] * cr[j];
+                    }
+                }
+            } else {
+                yb.copy_from_slice(wb);
+            }
+            let mut sq = vec![F::zero(); k];
+            for yr in yb.chunks_exact(k) {
+                for j in 0..k {
+                    sq[j] = sq[j] + yr[j] * yr[j];
+                }
+            }
+            let intra: Vec<F> = sq.iter().map(|&q| q.max(floor_f).sqrt()).collect();
+            let inv: Vec<F> = intra.iter().map(|&n| F::one() / n).collect();
+            // The intra-normalised descriptor's squared norm, without another pass.
+            let total: F = sq.iter().zip(&inv).map(|(&q, &i)| q * i * i).sum();
+            let global = total.max(floor_f).sqrt();
+            let g_inv = F::one() / global;
+            let scale: Vec<F> = inv.iter().map(|&i| i * g_inv).collect();
+            for yr in yb.chunks_exact_mut(k) {
+                for j in 0..k {
+                    yr[j] = yr[j] * scale[j];
+                }
+            }
+            (if centers.is_some() { mass } else { Vec::new() }, intra, global)
+        })
+        .collect();
+    let mut stats = VladStats { mass: Vec::new(), intra: Vec::with_capacity(items * k), global: Vec::new() };
+    for (m, n, g) in results {
+        stats.mass.extend(m);
+        stats.intra.extend(n);
+        stats.global.push(g);
+    }
+    stats
+}
+
+/// Backward of [`vlad_forward`]. Accumulates into `gw` (`b x f x k`), and with centres
+/// into `ga` (`b x s x k`) and `gc` (`f x k`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vlad_backward<F: Real>(
+    y: &[F],
+    gy: &[F],
+    centers: Option<&[F]>,
+    stats: &VladStats<F>,
+    f: usize,
+    k: usize,
+    floor: f64,
+    gw: &mut [F],
+    ga: Option<&mut [F]>,
+    gc: Option<&mut [F]>,
+) {
+    let items = y.len() / (f * k);
+    let floor_norm: F = real::<F>(floor).sqrt();
+    // gv: the gradient w.r.t. the residual descriptor v (before both normalisations).
+    let mut gv = vec![F::zero(); y.len()];
+    gv.par_chunks_mut(f * k).zip(y.par_chunks(f * k)).zip(gy.par_chunks(f * k)).enumerate().for_each(
+        |(b, ((gvb, yb), gyb))| {
+            let global = stats.global[b];
+            let intra = &stats.intra[b * k..(b + 1) * k];
+            // Global L2: u = y * global; gu = (gy - y (gy . y)) / global.
+            let dot: F =
+                if global > floor_norm { yb.iter().zip(gyb).map(|(&a, &g)| a * g).sum() } else { F::zero() };
+            let g_inv = F::one() / global;
+            // Intra L2 per cluster: gv = (gu - u_k (gu_k . u_k)) / intra_k, u = y * global.
+            let mut t = vec![F::zero(); k];
+            for ((gvr, yr), gyr) in gvb.chunks_exact_mut(k).zip(yb.chunks_exact(k)).zip(gyb.chunks_exact(k)) {
+                for j in 0..k {
+                    let gu = (gyr[j] - yr[j] * dot) * g_inv;
+                    gvr[j] = gu;
+                    t[j] = t[j] + gu * yr[j] * global;
+                }
+            }
+            for j in 0..k {
+                if intra[j] <= floor_norm {
+                    t[j] = F::zero();
+                }
+            }
+            let inv: Vec<F> = intra.iter().map(|&n| F::one() / n).collect();
+            for (gvr, yr) in gvb.chunks_exact_mut(k).zip(yb.chunks_exact(k)) {
+                for j in 0..k {
+                    gvr[j] = (gvr[j] - yr[j] * global * t[j]) * inv[j];
+                }
+            }
+        },
+    );
+    gw.par_chunks_mut(f * k).zip(gv.par_chunks(f * k)).for_each(|(o, g)| add_into(o, g));
+    let (Some(c), Some(ga), Some(gc)) = (centers, ga, gc) else {
+        return;
+    };
+    let s = ga.len() / (items * k);
+    // d mass[b,k] = -sum_d c[d,k] gv[b,d,k], spread over the frames: a[b,t,k] feeds mass.
+    ga.par_chunks_mut(s * k).zip(gv.par_chunks(f * k)).for_each(|(gab, gvb)| {
+        let mut gmass = vec![F::zero(); k];
+        for (gvr, cr) in gvb.chunks_exact(k).zip(c.chunks_exact(k)) {
+            for j in 0..k {
+                gmass[j] = gmass[j] - cr[j] * gvr[j];
+            }
+        }
+        for row in gab.chunks_exact_mut(k) {
+            add_into(row, &gmass);
+        }
+    });
+    // d c[d,k] = -sum_b mass[b,k] gv[b,d,k].
+    let per = rows_per_task(f, k * items);
+    gc.par_chunks_mut(per * k).enumerate().for_each(|(i, gcb)| {
+        for b in 0..items {
+            let mass = &stats.mass[b * k..(b + 1) * k];
+            let base = b * f * k + i * per * k;
+            for (r, gcr) in gcb.chunks_exact_mut(k).enumerate() {
+                let gvr = &gv[base + r * k..base + (r + 1) * k];
+                for j in 0..k {
+                    gcr[j] = gcr[j] - mass[j] * gvr[j];
+                }
+            }
+        }
+    });
+}
+
+/// Adam step on one variable (TensorFlow's form), with a gradient scale (clipping):
+/// `m = b1 m + (1-b1) g s`, `v = b2 v + (1-b2) (g s)^2`, `p -= step m / (sqrt(v) + eps)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn adam_update<F: Real>(
+    p: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+    g: &[F],
+    grad_scale: f64,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    step_size: f64,
+) {
+    let (s, b1, b2, eps, lr) = (real::<F>(grad_scale), real::<F>(beta1), real::<F>(beta2), real::<F>(epsilon), real::<F>(step_size));
+    let (c1, c2) = (F::one() - b1, F::one() - b2);
+    const CHUNK: usize = 64 * 1024;
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = g * s;
+                *m = b1 * *m + c1 * g;
+                *v = b2 * *v + c2 * g * g;
+                *p = *p - lr * (*m / (v.sqrt() + eps));
+            }
+        });
+}
+
+/// `sum g^2`, in parallel, accumulated in f64.
+pub(crate) fn squared_norm<F: Real>(g: &[F]) -> f64 {
+    g.par_chunks(64 * 1024)
+        .map(|c| c.iter().map(|&v| v * v).sum::<F>().to_f64().unwrap_or(f64::NAN))
+        .sum()
+}

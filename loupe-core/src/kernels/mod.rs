@@ -1,0 +1,61 @@
+//! Fused CPU kernels with their own backward, and the switch between them and the
+//! composed dfdx path.
+//!
+//! dfdx 0.13 runs every elementwise op and reduction as its own single-threaded pass;
+//! only matmul is multithreaded. The layers' elementwise work (batch norm, softmax, the
+//! NetVLAD residual and its two L2 normalisations, L2 normalisation of frames) is done
+//! here instead as one multithreaded (rayon) pass forward and one or two backward, each
+//! recorded on the tape with `add_backward_op` like a dfdx op. Matrix products stay dfdx's
+//! (gemm).
+//!
+//! Dispatch is by type at run time, so no layer gains a trait bound: on `Cpu` with `f32`
+//! or `f64` the fused kernels run; on any other device (`Cuda`) or dtype the layers use
+//! the composed dfdx ops, which remain the reference every fused kernel is tested against
+//! (`tests/fused_kernels.rs`: outputs, all gradients, finite differences).
+//!
+//! [`set_fused`] turns the kernels off for the calling thread (tests and "before"
+//! benchmarks); the environment variable `LOUPE_FUSED=0` turns them off by default.
+
+mod math;
+mod ops;
+mod view;
+
+pub(crate) use ops::{try_batch_norm_eval_softmax, try_batch_norm_train, try_l2_normalize_rows, try_vlad_normalize};
+pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
+pub(crate) use math::{adam_update, squared_norm, Real};
+
+use std::cell::Cell;
+
+thread_local! {
+    static FUSED: Cell<bool> = Cell::new(std::env::var("LOUPE_FUSED").map_or(true, |v| v != "0"));
+}
+
+/// Turns the fused CPU kernels on or off for the calling thread (on by default, off when
+/// the environment has `LOUPE_FUSED=0`). Off, every layer runs its composed dfdx ops.
+pub fn set_fused(enabled: bool) {
+    FUSED.with(|f| f.set(enabled));
+}
+
+/// Whether the fused CPU kernels are on for the calling thread.
+pub fn fused_enabled() -> bool {
+    FUSED.with(|f| f.get())
+}
+
+/// Which float the fused kernels run in for `(E, D)`, if they run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CpuFloat {
+    F32,
+    F64,
+}
+
+pub(crate) fn cpu_float<E: 'static, D: 'static>() -> Option<CpuFloat> {
+    if !fused_enabled() {
+        None
+    } else if is_cpu::<f32, E, D>() {
+        Some(CpuFloat::F32)
+    } else if is_cpu::<f64, E, D>() {
+        Some(CpuFloat::F64)
+    } else {
+        None
+    }
+}

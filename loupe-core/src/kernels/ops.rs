@@ -1,0 +1,284 @@
+//! Tensor-level fused ops: split the tape, run a kernel of [`super::math`] on the
+//! buffers, record its backward, put the tape back. Each returns `Ok(Err(inputs))`
+//! untouched when the fused kernel does not apply (device, dtype, layout, switch off),
+//! so the caller continues with the composed dfdx ops.
+
+use dfdx::prelude::*;
+
+use super::math::{self, Real};
+use super::view::{grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::{cpu_float, CpuFloat};
+use crate::nn::{batch_norm_decay, BatchNorm, BATCH_NORM_EPSILON, L2_NORM_FLOOR};
+
+fn expect_view<T>(v: Option<T>) -> T {
+    v.expect("fused kernel: layout checked before the op ran")
+}
+
+/// Training-mode batch norm over the last axis (`C` channels, every other axis a row),
+/// followed by a softmax over the channels when `softmax` is set. Updates `bn`'s running
+/// averages exactly as [`BatchNorm::try_forward_train`] does.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_batch_norm_train<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &mut BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+    softmax: bool,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => batch_norm_train::<f32, _, _, _, _, C>(bn, x, softmax),
+        Some(CpuFloat::F64) => batch_norm_train::<f64, _, _, _, _, C>(bn, x, softmax),
+        None => Ok(Err(x)),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &mut BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+    softmax: bool,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    let (x, mut tape) = x.split_tape();
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    if !channel_last || slice::<F, _, _, _>(&x).is_none() || slice::<F, _, _, _>(&bn.scale).is_none() {
+        return Ok(Err(x.put_tape(tape)));
+    }
+    let gamma: Vec<F> = expect_view(slice::<F, _, _, _>(&bn.scale)).to_vec();
+    let beta: Vec<F> = expect_view(slice::<F, _, _, _>(&bn.shift)).to_vec();
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let stats = math::batch_norm_forward(
+        expect_view(slice::<F, _, _, _>(&x)),
+        C,
+        &gamma,
+        &beta,
+        BATCH_NORM_EPSILON,
+        softmax,
+        expect_view(slice_mut::<F, _, _, _>(&mut out)),
+    );
+    // The running averages' decay follows the layer's update count, as in the composed path.
+    let updates = bn.updates.as_vec()[0].to_f64().unwrap_or(0.0);
+    let decay = F::from_f64(batch_norm_decay(updates)).expect("decay fits");
+    bn.updates = bn.updates.clone().try_add(E::ONE)?;
+    for (running, batch) in [(&mut bn.running_mean, &stats.mean), (&mut bn.running_var, &stats.var)] {
+        if let Some(r) = slice_mut::<F, _, _, _>(running) {
+            for (r, &b) in r.iter_mut().zip(batch) {
+                *r = decay * *r + (F::one() - decay) * b;
+            }
+        }
+    }
+    if T::OWNS_TAPE {
+        let (x_keep, out_keep, scale, shift) = (x.clone(), out.clone(), bn.scale.clone(), bn.shift.clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
+            let mut g_scale = take_grad::<F, _, _, _>(grads, &scale)?;
+            let mut g_shift = take_grad::<F, _, _, _>(grads, &shift)?;
+            math::batch_norm_backward(
+                expect_view(slice::<F, _, _, _>(&x_keep)),
+                expect_view(slice::<F, _, _, _>(&out_keep)),
+                &gy,
+                C,
+                &gamma,
+                &stats,
+                softmax,
+                grad_mut::<F, _, _, _>(grads, &x_keep)?,
+                &mut g_scale,
+                &mut g_shift,
+            );
+            restore_grad(grads, &scale, g_scale)?;
+            restore_grad(grads, &shift, g_shift)?;
+            restore_grad(grads, &out_keep, gy)
+        });
+    }
+    Ok(Ok(out.put_tape(tape)))
+}
+
+/// Evaluation-mode batch norm (running averages) over the last axis followed by a
+/// softmax over the channels, without a tape (inference): one pass instead of ~8.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_batch_norm_eval_softmax<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    if T::OWNS_TAPE {
+        return Ok(Err(x));
+    }
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => batch_norm_eval_softmax::<f32, _, _, _, _, C>(bn, x),
+        Some(CpuFloat::F64) => batch_norm_eval_softmax::<f64, _, _, _, _, C>(bn, x),
+        None => Ok(Err(x)),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+    bn: &BatchNorm<C, E, D>,
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    let (x, tape) = x.split_tape();
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    let params = [&bn.scale, &bn.shift, &bn.running_mean, &bn.running_var].map(|t| slice::<F, _, _, _>(t));
+    let (true, Some(xs), [Some(gamma), Some(beta), Some(mean), Some(var)]) =
+        (channel_last, slice::<F, _, _, _>(&x), params)
+    else {
+        return Ok(Err(x.put_tape(tape)));
+    };
+    let eps = F::from_f64(BATCH_NORM_EPSILON).expect("epsilon fits");
+    let scale: Vec<F> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
+    let offset: Vec<F> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    math::normalize_rows(xs, C, &scale, &offset, true, expect_view(slice_mut::<F, _, _, _>(&mut out)));
+    Ok(Ok(out.put_tape(tape)))
+}
+
+/// L2 normalisation of the last axis with the reference's floor,
+/// `x / sqrt(max(sum x^2, 1e-12))`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_l2_normalize_rows<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => l2_rows::<f32, _, _, _, _>(x),
+        Some(CpuFloat::F64) => l2_rows::<f64, _, _, _, _>(x),
+        None => Ok(Err(x)),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+    let (x, mut tape) = x.split_tape();
+    if S::NUM_DIMS == 0 || slice::<F, _, _, _>(&x).is_none() {
+        return Ok(Err(x.put_tape(tape)));
+    }
+    let c = x.shape().concrete()[S::NUM_DIMS - 1];
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let norms = math::l2_rows_forward(
+        expect_view(slice::<F, _, _, _>(&x)),
+        c,
+        L2_NORM_FLOOR,
+        expect_view(slice_mut::<F, _, _, _>(&mut out)),
+    );
+    if T::OWNS_TAPE {
+        let (x_keep, out_keep) = (x.clone(), out.clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
+            math::l2_rows_backward(
+                expect_view(slice::<F, _, _, _>(&out_keep)),
+                &gy,
+                &norms,
+                c,
+                L2_NORM_FLOOR,
+                grad_mut::<F, _, _, _>(grads, &x_keep)?,
+            );
+            restore_grad(grads, &out_keep, gy)
+        });
+    }
+    Ok(Ok(out.put_tape(tape)))
+}
+
+/// Inputs handed back when [`try_vlad_normalize`] does not apply.
+pub(crate) type VladInputs<B, S, const F: usize, const K: usize, E, D, T> =
+    (Tensor<(B, Const<F>, Const<K>), E, D, T>, Option<Tensor<(B, S, Const<K>), E, D, T>>);
+
+/// The tail of NetVLAD / NetRVLAD in one op: from the aggregated `w = X^T a`
+/// (`(B, F, K)`), optionally the residual `v = w - (sum_t a) c` (given `a` and centres
+/// `c`), intra-normalisation over `F` per cluster, d-major flattening and the global L2.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_vlad_normalize<
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    const OUT: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
+    w: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+    residual: Option<(Tensor<(B, S, Const<K>), E, D, T>, &Tensor<Rank2<F, K>, E, D>)>,
+) -> Result<Result<Tensor<(B, Const<OUT>), E, D, T>, VladInputs<B, S, F, K, E, D, T>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => vlad::<f32, B, S, F, K, OUT, E, D, T>(w, residual),
+        Some(CpuFloat::F64) => vlad::<f64, B, S, F, K, OUT, E, D, T>(w, residual),
+        None => Ok(Err((w, residual.map(|(a, _)| a)))),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn vlad<
+    R: Real,
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    const OUT: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
+    w: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+    residual: Option<(Tensor<(B, S, Const<K>), E, D, T>, &Tensor<Rank2<F, K>, E, D>)>,
+) -> Result<Result<Tensor<(B, Const<OUT>), E, D, T>, VladInputs<B, S, F, K, E, D, T>>, D::Err> {
+    assert_eq!(OUT, F * K, "VLAD output size must be F * K");
+    let (w, mut tape) = w.split_tape();
+    let (a, centers) = match residual {
+        Some((a, c)) => {
+            let (a, a_tape) = a.split_tape();
+            tape = tape.merge(a_tape);
+            (Some(a), Some(c.clone()))
+        }
+        None => (None, None),
+    };
+    let applies = slice::<R, _, _, _>(&w).is_some()
+        && a.as_ref().map_or(true, |a| slice::<R, _, _, _>(a).is_some())
+        && centers.as_ref().map_or(true, |c| slice::<R, _, _, _>(c).is_some());
+    if !applies || w.shape().num_elements() == 0 {
+        // Give the whole tape back with `w`; `a` continues on an empty one.
+        return Ok(Err((w.put_tape(tape), a.map(|a| a.put_tape(T::default())))));
+    }
+    let b = w.shape().0;
+    let mut out = w.device().try_zeros_like(&(b, Const::<OUT>))?;
+    let stats = math::vlad_forward(
+        expect_view(slice::<R, _, _, _>(&w)),
+        a.as_ref().map(|a| expect_view(slice::<R, _, _, _>(a))),
+        centers.as_ref().map(|c| expect_view(slice::<R, _, _, _>(c))),
+        F,
+        K,
+        L2_NORM_FLOOR,
+        expect_view(slice_mut::<R, _, _, _>(&mut out)),
+    );
+    if T::OWNS_TAPE {
+        let out_keep = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+            let centers_data = centers.as_ref().map(|c| expect_view(slice::<R, _, _, _>(c)));
+            let mut ga = match &a {
+                Some(a) => Some(take_grad::<R, _, _, _>(grads, a)?),
+                None => None,
+            };
+            let mut gc = match &centers {
+                Some(c) => Some(take_grad::<R, _, _, _>(grads, c)?),
+                None => None,
+            };
+            math::vlad_backward(
+                expect_view(slice::<R, _, _, _>(&out_keep)),
+                &gy,
+                centers_data,
+                &stats,
+                F,
+                K,
+                L2_NORM_FLOOR,
+                grad_mut::<R, _, _, _>(grads, &w)?,
+                ga.as_deref_mut(),
+                gc.as_deref_mut(),
+            );
+            if let (Some(a), Some(ga)) = (&a, ga) {
+                restore_grad(grads, a, ga)?;
+            }
+            if let (Some(c), Some(gc)) = (&centers, gc) {
+                restore_grad(grads, c, gc)?;
+            }
+            restore_grad(grads, &out_keep, gy)
+        });
+    }
+    Ok(Ok(out.put_tape(tape)))
+}

@@ -1,0 +1,234 @@
+//! Every fused CPU kernel (`loupe::kernels`) against the composed dfdx ops it replaces:
+//! outputs, running statistics and every gradient (input and parameters), plus finite
+//! differences through the fused path. The composed path is selected per thread with
+//! `kernels::set_fused(false)`.
+
+use dfdx::prelude::*;
+use loupe::gradcheck::{check_gradients, named_params, Tolerance};
+use loupe::kernels::set_fused;
+use loupe::nn::{builder, l2_normalize, BatchNorm, FrameInput, NetRvlad, NetVlad, SoftAssignment};
+use loupe::train::{Adam, AdamConfig, GradientClipping};
+
+type Tape64 = OwnedTape<f64, Cpu>;
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: fused {x} vs composed {y}");
+    }
+}
+
+/// Runs one training-mode forward + backward of `sum(out * r)` and returns the output,
+/// the input gradient, and every parameter (values after the step, i.e. running stats)
+/// with its gradient.
+fn run<M, S: Shape, O: Shape>(
+    fused: bool,
+    mut model: M,
+    x: &Tensor<S, f64, Cpu>,
+) -> (Vec<f64>, Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>)
+where
+    M: TensorCollection<f64, Cpu> + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
+{
+    set_fused(fused);
+    let out = model.forward_mut(x.clone().traced(Gradients::leaky()));
+    let dev = x.device().clone();
+    let r: Tensor<O, f64, Cpu> = {
+        let n = out.shape().num_elements();
+        let mut t = dev.zeros_like(out.shape());
+        t.copy_from(&(0..n).map(|i| ((i * 7919) % 13) as f64 / 6.0 - 1.0).collect::<Vec<_>>());
+        t
+    };
+    let values = out.retaped::<NoneTape>().as_vec();
+    let grads = (out * r).sum::<Rank0, _>().backward();
+    set_fused(true);
+    let gx = grads.get(x).as_vec();
+    let gradients = param_grads(&model, &grads);
+    let params = named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
+    (values, gx, params)
+}
+
+/// Each tensor's gradient in visiting order (empty for untrained tensors).
+fn param_grads<M: TensorCollection<f64, Cpu>>(model: &M, grads: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
+    struct Collect<'g>(&'g Gradients<f64, Cpu>, Vec<Vec<f64>>);
+    impl TensorVisitor<f64, Cpu> for Collect<'_> {
+        type Viewer = ViewTensorRef;
+        type Err = <Cpu as HasErr>::Err;
+        type E2 = f64;
+        type D2 = Cpu;
+        fn visit<S: Shape>(
+            &mut self,
+            opts: TensorOptions<S, f64, Cpu>,
+            t: &Tensor<S, f64, Cpu>,
+        ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
+            self.1.push(if opts.do_gradient_update { self.0.get(t).as_vec() } else { Vec::new() });
+            Ok(None)
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut c }).unwrap();
+    c.1
+}
+
+fn compare<M, S: Shape, O: Shape>(model: M, x: Tensor<S, f64, Cpu>, tol: f64)
+where
+    M: Clone + TensorCollection<f64, Cpu> + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
+{
+    let (y1, gx1, p1) = run(true, model.clone(), &x);
+    let (y0, gx0, p0) = run(false, model, &x);
+    assert_close(&y1, &y0, tol, "output");
+    assert_close(&gx1, &gx0, tol, "input gradient");
+    assert_eq!(p1.len(), p0.len());
+    for ((name, v1, g1), (_, v0, g0)) in p1.iter().zip(&p0) {
+        assert_close(v1, v0, tol, name);
+        assert_close(g1, g0, tol, &format!("d/d {name}"));
+    }
+}
+
+fn frames<const F: usize>(dev: &Cpu, b: usize, s: usize) -> Tensor<(usize, usize, Const<F>), f64, Cpu> {
+    dev.sample_normal_like(&(b, s, Const))
+}
+
+#[test]
+fn net_vlad_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(1);
+    let mut vlad = dev.build_module::<builder::NetVlad<6, 4, 24>, f64>();
+    // Non-trivial batch-norm parameters, so their gradients are exercised fully.
+    vlad.assignment.bn.scale = dev.sample_uniform_like(&vlad.assignment.bn.scale) + 0.5;
+    vlad.assignment.bn.shift = dev.sample_normal_like(&vlad.assignment.bn.shift);
+    compare::<NetVlad<6, 4, 24, f64, Cpu>, _, _>(vlad, frames::<6>(&dev, 3, 7), 1e-10);
+}
+
+#[test]
+fn net_rvlad_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(2);
+    let rvlad = dev.build_module::<builder::NetRvlad<5, 3, 15>, f64>();
+    compare::<NetRvlad<5, 3, 15, f64, Cpu>, _, _>(rvlad, frames::<5>(&dev, 2, 9), 1e-10);
+}
+
+#[test]
+fn soft_assignment_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(3);
+    let a = dev.build_module::<builder::SoftAssignment<5, 4>, f64>();
+    compare::<SoftAssignment<5, 4, f64, Cpu>, _, _>(a, frames::<5>(&dev, 3, 4), 1e-10);
+}
+
+#[test]
+fn batch_norm_fused_matches_composed_on_rows_and_frames() {
+    let dev = loupe::device::cpu_seeded(4);
+    let mut bn = dev.build_module::<builder::BatchNorm<5>, f64>();
+    bn.scale = dev.sample_uniform_like(&bn.scale) + 0.5;
+    bn.shift = dev.sample_normal_like(&bn.shift);
+    let rows: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(7, Const));
+    compare::<BatchNorm<5, f64, Cpu>, _, _>(bn.clone(), rows, 1e-10);
+    compare::<BatchNorm<5, f64, Cpu>, _, _>(bn, frames::<5>(&dev, 2, 3), 1e-10);
+}
+
+#[test]
+fn frame_input_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(5);
+    let input = dev.build_module::<builder::FrameInput<6>, f64>();
+    let mut x = frames::<6>(&dev, 2, 4).as_vec();
+    x[..6].iter_mut().for_each(|v| *v = 0.0); // an all-zero frame hits the L2 floor
+    let x = dev.tensor_from_vec(x, (2usize, 4usize, Const::<6>));
+    compare::<FrameInput<6, f64, Cpu>, _, _>(input, x, 1e-10);
+}
+
+#[test]
+fn l2_normalize_fused_matches_composed_with_zero_rows() {
+    let dev = loupe::device::cpu_seeded(6);
+    let x: Tensor<(usize, Const<4>), f64, Cpu> =
+        dev.tensor_from_vec(vec![3.0, 4.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 2.0, 0.5, 0.25], (3, Const));
+    let r: Tensor<(usize, Const<4>), f64, Cpu> =
+        dev.tensor_from_vec(vec![0.3, -1.0, 2.0, 0.5, 1.0, 1.0, 1.0, 1.0, -0.5, 0.2, 0.1, 0.7], (3, Const));
+    let mut results = Vec::new();
+    for fused in [true, false] {
+        set_fused(fused);
+        let y = l2_normalize(x.leaky_trace());
+        let values = y.retaped::<NoneTape>().as_vec();
+        let g = (y * r.clone()).sum::<Rank0, _>().backward().get(&x).as_vec();
+        results.push((values, g));
+    }
+    set_fused(true);
+    assert_close(&results[0].0, &results[1].0, 1e-12, "l2 output");
+    assert_close(&results[0].1, &results[1].1, 1e-12, "l2 gradient");
+}
+
+#[test]
+fn fused_net_vlad_passes_finite_differences() {
+    let dev = loupe::device::cpu_seeded(7);
+    let mut vlad = dev.build_module::<builder::NetVlad<4, 3, 12>, f64>();
+    vlad.assignment.bn.scale = dev.sample_uniform_like(&vlad.assignment.bn.scale) + 0.5;
+    let x: Tensor<(usize, Const<5>, Const<4>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
+    set_fused(true);
+    let report = check_gradients(&mut vlad, x, Tolerance::default(), 11).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert!(report.checked.len() >= 5, "{:?}", report.checked);
+}
+
+#[test]
+fn fused_net_rvlad_passes_finite_differences() {
+    let dev = loupe::device::cpu_seeded(8);
+    let mut rvlad = dev.build_module::<builder::NetRvlad<4, 3, 12>, f64>();
+    let x: Tensor<(usize, Const<5>, Const<4>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
+    set_fused(true);
+    check_gradients(&mut rvlad, x, Tolerance::default(), 12).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
+fn fused_frame_input_passes_finite_differences() {
+    let dev = loupe::device::cpu_seeded(9);
+    let mut input = dev.build_module::<builder::FrameInput<5>, f64>();
+    let x: Tensor<(usize, Const<3>, Const<5>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
+    set_fused(true);
+    check_gradients(&mut input, x, Tolerance::default(), 13).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
+fn fused_adam_matches_composed_for_every_clipping() {
+    for clipping in [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None] {
+        let dev = loupe::device::cpu_seeded(10);
+        let model0 = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
+        let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
+        let mut results = Vec::new();
+        for (fused, in_place) in [(true, true), (true, false), (false, false)] {
+            set_fused(fused);
+            let mut model = model0.clone();
+            let mut adam = Adam::new(AdamConfig { clipping, ..AdamConfig::default() });
+            for step in 0..3 {
+                let y = model.forward(x.clone().trace(model.alloc_grads()));
+                let mut grads = (y.square().sum::<Rank0, _>() * (1.0 + step as f64)).backward();
+                if in_place {
+                    adam.update_in_place(&mut model, &mut grads, 0.01).unwrap();
+                } else {
+                    adam.update(&mut model, &grads, 0.01).unwrap();
+                }
+            }
+            let (m, v) = adam.moments.as_ref().unwrap();
+            let all: Vec<Vec<f64>> = [&model, m, v]
+                .into_iter()
+                .flat_map(|t| named_params(t).into_iter().map(|p| p.values))
+                .collect();
+            results.push(all);
+        }
+        set_fused(true);
+        for other in &results[1..] {
+            for (a, b) in results[0].iter().zip(other) {
+                assert_close(a, b, 1e-12, &format!("{clipping:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn soft_assignment_eval_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(14);
+    let mut a = dev.build_module::<builder::SoftAssignment<5, 4>, f64>();
+    a.bn.scale = dev.sample_uniform_like(&a.bn.scale) + 0.5;
+    a.bn.running_mean = dev.sample_normal_like(&a.bn.running_mean);
+    a.bn.running_var = dev.sample_uniform_like(&a.bn.running_var) + 0.1;
+    let x = frames::<5>(&dev, 3, 4);
+    let fused = a.forward(x.clone()).as_vec();
+    set_fused(false);
+    let composed = a.forward(x).as_vec();
+    set_fused(true);
+    assert_close(&fused, &composed, 1e-12, "evaluation assignment");
+}
