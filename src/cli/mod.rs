@@ -129,7 +129,7 @@ impl Error for ChainLink {
 /// Prints evaluation metrics as one JSON object or as a line of text.
 pub fn print_metrics(out: &mut Output, m: &loupe::metrics::MetricsSummary, json: bool) -> Result<(), CliError> {
     if json {
-        out.line(serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos}))
+        out.line(serde_json::to_value(m).map_err(|e| CliError::context("serialising metrics", e))?)
     } else {
         out.line(format!(
             "GAP {:.4}  Hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",

@@ -124,7 +124,11 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
         let models: serde_json::Map<String, serde_json::Value> = results
             .iter()
             .map(|(name, (m, seconds, _))| {
-                (name.to_string(), serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos, "seconds": seconds}))
+                {
+                let mut v = serde_json::to_value(m).unwrap_or_default();
+                v["seconds"] = serde_json::json!(seconds);
+                (name.to_string(), v)
+            }
             })
             .collect();
         return out.line(serde_json::Value::Object(models));

@@ -252,7 +252,7 @@ impl CpuJob for TrainJob {
 
 pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) -> Result<(), CliError> {
     if json {
-        let metrics = s.metrics.map(|m| serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos}));
+        let metrics = s.metrics.map(|m| serde_json::to_value(m).unwrap_or_default());
         return out.line(serde_json::json!({
             "model": model,
             "steps": s.steps,

@@ -199,7 +199,7 @@ where
 }
 
 fn metrics_json(m: &MetricsSummary) -> serde_json::Value {
-    serde_json::json!({"gap": m.gap, "hit_at_1": m.hit_at_1, "perr": m.perr, "map": m.map, "videos": m.videos})
+    serde_json::to_value(m).unwrap_or_default()
 }
 
 /// Trains a new model of type `M` on `device` (or resumes one) as `config` says.
