@@ -1,7 +1,7 @@
-//! Timing of any [`VideoModel`] on the `Cpu`: forward, forward + backward and a full
-//! optimizer step, with achieved GFLOP/s against the machine's own matmul rate measured
-//! in the same run, and peak memory. `loupe bench MODEL` prints this for the zoo; call
-//! [`bench_model`] for a model of your own.
+//! Timing of any [`VideoModel`] on the `Cpu` (or any dfdx device, [`bench_model_on`]):
+//! forward, forward + backward and a full optimizer step, with achieved GFLOP/s against
+//! the device's own matmul rate measured in the same run, and peak memory. `loupe bench
+//! MODEL` prints this for the zoo; call [`bench_model`] for a model of your own.
 //!
 //! ```no_run
 //! use loupe_core::bench::{bench_model, BenchConfig};
@@ -73,6 +73,8 @@ pub struct BenchReport {
     pub batch: usize,
     pub frames: usize,
     pub threads: usize,
+    /// `cpu`, or `cuda` for dfdx's `Cuda` device.
+    pub device: String,
     pub parameters: usize,
     /// Whether the fused CPU kernels were on ([`crate::kernels::set_fused`]).
     pub fused_kernels: bool,
@@ -81,14 +83,18 @@ pub struct BenchReport {
     pub machine_matmul_gflops: f64,
     /// Peak resident memory of the process so far (VmHWM), bytes; `None` off Linux.
     pub peak_memory_bytes: Option<u64>,
+    /// On a GPU: its memory in use after the timed steps (total minus free), bytes. dfdx's
+    /// allocation cache keeps freed buffers, so this is close to the step's peak.
+    pub gpu_memory_bytes: Option<u64>,
 }
 
 impl BenchReport {
     /// A plain-text table, one row per phase.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{}: batch {}, {} frames, {} threads, {:.1}M parameters, fused kernels {}\n",
+            "{} on {}: batch {}, {} frames, {} threads, {:.1}M parameters, fused kernels {}\n",
             self.model,
+            self.device,
             self.batch,
             self.frames,
             self.threads,
@@ -112,10 +118,14 @@ impl BenchReport {
                 100.0 * p.fraction_of_matmul
             ));
         }
-        s.push_str(&format!("machine sgemm rate: {:.1} GFLOP/s\n", self.machine_matmul_gflops));
+        s.push_str(&format!("{} sgemm rate: {:.1} GFLOP/s\n", self.device, self.machine_matmul_gflops));
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match self.peak_memory_bytes {
-            Some(b) => s.push_str(&format!("peak memory (VmHWM): {:.2} GiB\n", b as f64 / (1u64 << 30) as f64)),
-            None => s.push_str("peak memory: unavailable\n"),
+            Some(b) => s.push_str(&format!("peak host memory (VmHWM): {:.2} GiB\n", gib(b))),
+            None => s.push_str("peak host memory: unavailable\n"),
+        }
+        if let Some(b) = self.gpu_memory_bytes {
+            s.push_str(&format!("GPU memory in use after the steps: {:.2} GiB\n", gib(b)));
         }
         s
     }
@@ -175,12 +185,14 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The machine's single-precision matmul rate in GFLOP/s: the best of a few `n x n x n`
-/// products through dfdx (gemm, all threads of the current rayon pool).
-pub fn machine_matmul_gflops(dev: &Cpu, n: usize) -> f64 {
-    let a: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&(n, n));
-    let b: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&(n, n));
+/// The device's single-precision matmul rate in GFLOP/s: the best of a few `n x n x n`
+/// products through dfdx (on the `Cpu`: gemm, all threads of the current rayon pool; on
+/// `Cuda`: cuBLAS).
+pub fn machine_matmul_gflops<D: Device<f32> + Synchronize>(dev: &D, n: usize) -> f64 {
+    let a: Tensor<(usize, usize), f32, D> = dev.sample_uniform_like(&(n, n));
+    let b: Tensor<(usize, usize), f32, D> = dev.sample_uniform_like(&(n, n));
     let _ = a.clone().matmul(b.clone());
+    dev.synchronize();
     let best = (0..5)
         .map(|_| {
             let t = Instant::now();
@@ -237,12 +249,39 @@ fn device_error<Err: std::fmt::Debug>(e: Err) -> TrainError {
 
 /// Times `M` on a random batch (uniform frames, ~3 random labels per video) after
 /// warm-up: forward (evaluation), forward + backward (training mode, the training loss)
-/// and [`Trainer::train_step`] (paper's Adam). Runs on the calling thread's rayon pool.
+/// and [`Trainer::train_step`] (paper's Adam), on the `Cpu` seeded with `config.seed`.
+/// Runs on the calling thread's rayon pool.
 pub fn bench_model<M>(config: &BenchConfig) -> Result<BenchReport, TrainError>
 where
     M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone,
 {
-    let dev = crate::device::cpu_seeded(config.seed);
+    bench_model_on::<M, Cpu>(crate::device::cpu_seeded(config.seed), config)
+}
+
+/// What the GPU holds now, if `D` is dfdx's `Cuda`.
+fn gpu_memory_bytes<D: 'static>() -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    if std::any::TypeId::of::<D>() == std::any::TypeId::of::<Cuda>() {
+        return crate::device::cuda_memory_in_use();
+    }
+    None
+}
+
+fn device_name<D: 'static>() -> &'static str {
+    if std::any::TypeId::of::<D>() == std::any::TypeId::of::<Cpu>() {
+        "cpu"
+    } else {
+        "cuda"
+    }
+}
+
+/// [`bench_model`] on any device `dev` (e.g. `loupe_core::device::cuda(0, seed)` with the
+/// `cuda` feature); every timed step ends with `dev.synchronize()`.
+pub fn bench_model_on<M, D>(dev: D, config: &BenchConfig) -> Result<BenchReport, TrainError>
+where
+    D: Device<f32> + Synchronize,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
     let machine = machine_matmul_gflops(&dev, config.matmul_size);
     let description = M::describe();
     let batch = config.batch.max(1);
@@ -259,12 +298,12 @@ where
         adam: Default::default(),
         classifier_l2: description.classifier_l2,
     };
-    let mut trainer = Trainer::<M, f32, Cpu>::new(dev.clone(), train_config)?;
+    let mut trainer = Trainer::<M, f32, D>::new(dev.clone(), train_config)?;
     let parameters = trainer.model.num_params();
-    let x: Tensor<(usize, M::Frames, M::Features), f32, Cpu> = dev
+    let x: Tensor<(usize, M::Frames, M::Features), f32, D> = dev
         .try_tensor_from_vec(frames.clone(), (batch, Default::default(), Default::default()))
         .map_err(device_error)?;
-    let y: Tensor<(usize, M::Classes), f32, Cpu> =
+    let y: Tensor<(usize, M::Classes), f32, D> =
         dev.try_tensor_from_vec(labels.clone(), (batch, Default::default())).map_err(device_error)?;
 
     let forward_flops = matmul_flops(&description, batch);
@@ -284,7 +323,10 @@ where
     };
 
     let timing = time(config.warmup, config.iterations, || {
-        trainer.model.try_forward_eval(x.clone()).map(drop).map_err(device_error)
+        let p = trainer.model.try_forward_eval(x.clone()).map_err(device_error)?;
+        dev.try_synchronize().map_err(device_error)?;
+        drop(p);
+        Ok(())
     })?;
     record("forward", timing, forward_flops);
 
@@ -295,12 +337,15 @@ where
         let p = trainer.model.try_forward_train(x.clone().traced(g)).map_err(device_error)?;
         let loss = try_cross_entropy_loss(p, y.clone()).map_err(device_error)?;
         grads = Some(loss.try_backward().map_err(device_error)?);
-        Ok(())
+        dev.try_synchronize().map_err(device_error)
     })?;
     record("forward_backward", timing, 3.0 * forward_flops);
     drop(grads);
 
-    let timing = time(config.warmup, config.iterations, || trainer.train_step(&frames, &labels).map(drop))?;
+    let timing = time(config.warmup, config.iterations, || {
+        trainer.train_step(&frames, &labels)?;
+        dev.try_synchronize().map_err(device_error)
+    })?;
     record("train_step", timing, 3.0 * forward_flops);
 
     Ok(BenchReport {
@@ -308,10 +353,12 @@ where
         batch,
         frames: M::FRAMES,
         threads: rayon::current_num_threads(),
+        device: device_name::<D>().to_string(),
         parameters,
         fused_kernels: crate::kernels::fused_enabled(),
         phases,
         machine_matmul_gflops: machine,
         peak_memory_bytes: peak_memory_bytes(),
+        gpu_memory_bytes: gpu_memory_bytes::<D>(),
     })
 }
