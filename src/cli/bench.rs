@@ -2,10 +2,12 @@
 //! step (see `loupe_core::bench`) and prints a table, or one JSON object with `--json`.
 
 use clap::Args;
-use loupe::bench::{bench_model, BenchConfig, BenchReport};
-use loupe::dfdx::prelude::{BuildOnDevice, Cpu};
+use loupe::bench::{bench_model_on, BenchConfig, BenchReport};
+use loupe::dfdx::nn::BuildModule;
+use loupe::model::VideoModel;
 use loupe::train::TrainError;
 
+use super::job::{on_model, DeviceChoice, Job, JobDevice};
 use super::{CliError, Output};
 
 #[derive(Debug, Args)]
@@ -37,36 +39,27 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// `cpu`, `cuda` or `cuda:N` (GPU N; needs a loupe built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
 }
 
 fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
-/// The zoo's names, as the cause of an unknown-model error.
-#[derive(Debug)]
-struct KnownModels;
+struct Bench(BenchConfig);
 
-impl std::fmt::Display for KnownModels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "known models: {}", loupe::zoo::NAMES.join(", "))
+impl Job for Bench {
+    type Output = Result<BenchReport, TrainError>;
+    fn run<M, D>(self, device: D) -> Self::Output
+    where
+        D: JobDevice,
+        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    {
+        bench_model_on::<M, D>(device, &self.0)
     }
 }
-
-impl std::error::Error for KnownModels {}
-
-macro_rules! bench_by_name {
-    ($($name:literal => $model:path),* $(,)?) => {
-        /// Benchmarks the zoo model called `name`; `None` for an unknown name.
-        fn bench_named(name: &str, config: &BenchConfig) -> Option<Result<BenchReport, TrainError>> {
-            match name {
-                $($name => Some(bench_model::<<$model as BuildOnDevice<Cpu, f32>>::Built>(config)),)*
-                _ => None,
-            }
-        }
-    };
-}
-loupe::for_each_model!(bench_by_name);
 
 pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
     let mut pool = rayon::ThreadPoolBuilder::new();
@@ -82,16 +75,13 @@ pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
         seed: args.seed,
     };
     let composed = args.composed;
+    // The device is built inside the pool: a CUDA context is bound to the thread that
+    // makes it, and the phases run there too.
     let report = pool.install(|| {
         loupe::kernels::set_fused(!composed);
-        bench_named(&args.model, &config)
-    });
-    let report = match report {
-        None => {
-            return Err(CliError::context(format!("unknown model `{}`", args.model), KnownModels))
-        }
-        Some(r) => r.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?,
-    };
+        on_model(&args.model, args.device.build(args.seed)?, Bench(config))
+    })?;
+    let report = report.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?;
     if args.json {
         let json = serde_json::to_string(&report).map_err(|e| CliError::context("writing JSON", e))?;
         out.line(json)

@@ -11,13 +11,13 @@ use loupe::ensemble::{
     Predictions, Selection, SelectionOptions,
 };
 use loupe::metrics::MetricsSummary;
-use loupe::model::{ModelDescription, VideoModel};
+use loupe::model::VideoModel;
 use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluation_dataset, load_model};
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
-use loupe::zoo::{self, ModelVisitor, ZooModel};
 
+use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
 use super::{CliError, Output};
 
 #[derive(Debug, Args)]
@@ -74,6 +74,9 @@ pub struct EnsembleArgs {
     /// `--validation`), `videos`, `members` (name, weight, gap), `steps`.
     #[arg(long)]
     json: bool,
+    /// Where the checkpoints predict.
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
@@ -94,7 +97,7 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
             _ => return Err(CliError::message("--checkpoints need --data (or --validation) to predict")),
         };
         for path in &args.checkpoints {
-            members.push(checkpoint_member(path, &data, keep)?);
+            members.push(checkpoint_member(path, &data, keep, &args.device)?);
         }
     }
 
@@ -203,30 +206,13 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Predicts `data` with the zoo model whose description matches the checkpoint's.
-fn checkpoint_member(path: &Path, data: &[PathBuf], keep: Keep) -> Result<Predictions, CliError> {
-    let (_, meta) = read_meta(path).map_err(|e| CliError::context(format!("reading checkpoint {}", path.display()), e))?;
-    let name = zoo::NAMES.iter().copied().find(|name| zoo::visit(name, Describe) == Some(meta.model.clone()));
-    let Some(name) = name else {
-        return Err(CliError::message(format!(
-            "checkpoint {}: its model `{}` is not one of the zoo's ({})",
-            path.display(),
-            meta.model.name,
-            zoo::NAMES.join(", ")
-        )));
-    };
-    let visitor = PredictCheckpoint { path, data, keep, l2: meta.model.classifier_l2 };
-    zoo::visit(name, visitor).unwrap_or_else(|| Err(CliError::message(format!("no zoo model `{name}`"))))
-}
-
-/// The description of a zoo model.
-struct Describe;
-
-impl ModelVisitor<f32, Cpu> for Describe {
-    type Output = ModelDescription;
-    fn visit<M: ZooModel<f32, Cpu>>(self) -> ModelDescription {
-        <M::Model as VideoModel<f32, Cpu>>::describe()
-    }
+/// Predicts `data` with the zoo model the checkpoint was trained as, on `device`.
+fn checkpoint_member(path: &Path, data: &[PathBuf], keep: Keep, device: &DeviceArgs) -> Result<Predictions, CliError> {
+    let what = || format!("checkpoint {}", path.display());
+    let (_, meta) = read_meta(path).map_err(|e| CliError::context(format!("reading {}", what()), e))?;
+    let name = zoo_name_of(&meta).map_err(|e| CliError::context(what(), e))?;
+    let job = PredictCheckpoint { path, data, keep, l2: meta.model.classifier_l2 };
+    on_model(&name, device.build()?, job)?
 }
 
 /// Loads a checkpoint into the zoo model and predicts the data's videos.
@@ -237,16 +223,19 @@ struct PredictCheckpoint<'a> {
     l2: f64,
 }
 
-impl ModelVisitor<f32, Cpu> for PredictCheckpoint<'_> {
+impl Job for PredictCheckpoint<'_> {
     type Output = Result<Predictions, CliError>;
-    fn visit<M: ZooModel<f32, Cpu>>(self) -> Self::Output {
+    fn run<M, D>(self, device: D) -> Self::Output
+    where
+        D: JobDevice,
+        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    {
         let what = || format!("checkpoint {}", self.path.display());
         let optim = TrainConfig { schedule: LearningRateSchedule::default(), adam: AdamConfig::default(), classifier_l2: self.l2 };
-        let (trainer, _) = load_model::<M::Model, Cpu>(loupe::device::cpu(), self.path, optim)
-            .map_err(|e| CliError::context(what(), e))?;
+        let (trainer, _) = load_model::<M, D>(device, self.path, optim).map_err(|e| CliError::context(what(), e))?;
         let (format, spec) = loupe::data::detect_file_layout(&self.data[0])?;
         let decoder = loupe::data::VideoDecoder::new(format, spec);
-        let dataset = evaluation_dataset::<M::Model, Cpu>(self.data.to_vec(), decoder, 64, false)
+        let dataset = evaluation_dataset::<M, D>(self.data.to_vec(), decoder, 64, false)
             .map_err(|e| CliError::context(what(), e))?;
         model_predictions(&trainer, &dataset, self.path.display().to_string(), self.keep)
             .map_err(|e| CliError::context(what(), e))

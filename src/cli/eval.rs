@@ -5,14 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::{VideoDecoder, Vocabulary};
-use loupe::dfdx::tensor::Cpu;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluate, evaluation_dataset, load_model, predict, RunError};
 use loupe::train::TrainConfig;
 
-use super::job::{files, on_model, zoo_name_of, CpuJob, DeviceArgs, LayoutArgs};
+use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
 use super::{print_metrics, CliError, Output};
 
 #[derive(Debug, Args)]
@@ -65,7 +64,6 @@ pub struct PredictArgs {
 }
 
 struct EvalJob {
-    device: Cpu,
     checkpoint: PathBuf,
     files: Vec<PathBuf>,
     decoder: VideoDecoder,
@@ -74,14 +72,15 @@ struct EvalJob {
     skip_corrupt: bool,
 }
 
-impl CpuJob for EvalJob {
+impl Job for EvalJob {
     type Output = Result<MetricsSummary, RunError>;
-    fn run<M>(self) -> Self::Output
+    fn run<M, D>(self, device: D) -> Self::Output
     where
-        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+        D: JobDevice,
+        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
-        let (trainer, _) = load_model::<M, Cpu>(self.device, &self.checkpoint, TrainConfig::default_for_inference())?;
-        let dataset = evaluation_dataset::<M, Cpu>(self.files, self.decoder, self.batch_size, self.skip_corrupt)?;
+        let (trainer, _) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
+        let dataset = evaluation_dataset::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt)?;
         evaluate(&trainer, &dataset, self.top_k)
     }
 }
@@ -92,15 +91,16 @@ struct PredictJob<W> {
     vocabulary: Option<Vocabulary>,
 }
 
-impl<W: Write> CpuJob for PredictJob<W> {
+impl<W: Write> Job for PredictJob<W> {
     type Output = Result<usize, RunError>;
-    fn run<M>(self) -> Self::Output
+    fn run<M, D>(self, device: D) -> Self::Output
     where
-        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+        D: JobDevice,
+        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let e = self.eval;
-        let (trainer, _) = load_model::<M, Cpu>(e.device, &e.checkpoint, TrainConfig::default_for_inference())?;
-        let dataset = evaluation_dataset::<M, Cpu>(e.files, e.decoder, e.batch_size, e.skip_corrupt)?;
+        let (trainer, _) = load_model::<M, D>(device, &e.checkpoint, TrainConfig::default_for_inference())?;
+        let dataset = evaluation_dataset::<M, D>(e.files, e.decoder, e.batch_size, e.skip_corrupt)?;
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
             vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
@@ -110,7 +110,7 @@ impl<W: Write> CpuJob for PredictJob<W> {
     }
 }
 
-fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs, device: &DeviceArgs, batch_size: usize, top_k: usize) -> Result<(String, EvalJob), CliError> {
+fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs, device: &DeviceArgs, batch_size: usize, top_k: usize) -> Result<(String, RunDevice, EvalJob), CliError> {
     if batch_size == 0 || top_k == 0 {
         return Err(CliError::message("--batch-size and --top-k must be at least 1"));
     }
@@ -118,25 +118,25 @@ fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs
     let model = zoo_name_of(&meta)?;
     let files = files(flag, patterns)?;
     let decoder = layout.decoder(&files)?;
-    let device = device.cpu()?;
-    Ok((model, EvalJob { device, checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
+    let device = device.build()?;
+    Ok((model, device, EvalJob { checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
 }
 
 pub fn run_eval(args: EvalArgs, out: &mut Output) -> Result<(), CliError> {
-    let (model, job) = job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
-    let summary = on_model(&model, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
+    let (model, device, job) = job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+    let summary = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
     print_metrics(out, &summary, args.json)
 }
 
 pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> {
-    let (model, eval) = job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+    let (model, device, eval) = job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
     let written = match &args.output_file {
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
             let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            let n = on_model(&model, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
+            let n = on_model(&model, device, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
                 .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("wrote {n} videos to {}", path.display());
@@ -144,7 +144,7 @@ pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> 
         }
         None => {
             let mut buffer = Vec::new();
-            let n = on_model(&model, PredictJob { eval, out: &mut buffer, vocabulary })?
+            let n = on_model(&model, device, PredictJob { eval, out: &mut buffer, vocabulary })?
                 .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;

@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use loupe::__private::LayerDevice;
 use loupe::data::{detect_file_layout, expand_patterns, DataFormat, FeatureSpec, VideoDecoder};
-use loupe::model::{ModelDescription, VideoModel};
+use loupe::dfdx::nn::BuildModule;
+use loupe::dfdx::tensor::{Cpu, Synchronize};
+use loupe::model::{count_params, ModelDescription, VideoModel};
 use loupe::zoo::{self, ModelVisitor, ZooModel};
 
 use super::CliError;
@@ -35,7 +38,7 @@ impl std::str::FromStr for DeviceChoice {
 /// The device flags.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda` or `cuda:N` (GPU N; needs a loupe built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
     /// Seed of the device's random generator (weight initialisation).
@@ -43,15 +46,35 @@ pub struct DeviceArgs {
     pub init_seed: Option<u64>,
 }
 
-impl DeviceArgs {
-    /// The CPU device, or an error saying how to get the requested one.
-    pub fn cpu(&self) -> Result<loupe::dfdx::tensor::Cpu, CliError> {
-        match self.device {
-            DeviceChoice::Cpu => Ok(loupe::device::cpu_seeded(self.init_seed.unwrap_or(0))),
-            DeviceChoice::Cuda(n) => Err(CliError::message(format!(
-                "--device cuda:{n}: this loupe was built without CUDA; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit"
-            ))),
+/// A built device: what a [`Job`] runs on.
+pub enum RunDevice {
+    Cpu(Cpu),
+    #[cfg(feature = "cuda")]
+    Cuda(loupe::dfdx::tensor::Cuda),
+}
+
+impl DeviceChoice {
+    /// Builds the device, weights initialised from `seed`; a clear error (never a panic)
+    /// for CUDA without the feature, a driver or the GPU asked for.
+    pub fn build(self, seed: u64) -> Result<RunDevice, CliError> {
+        match self {
+            DeviceChoice::Cpu => Ok(RunDevice::Cpu(loupe::device::cpu_seeded(seed))),
+            #[cfg(feature = "cuda")]
+            DeviceChoice::Cuda(n) => loupe::device::cuda(n, seed)
+                .map(RunDevice::Cuda)
+                .map_err(|e| CliError::context(format!("--device cuda:{n}"), e)),
+            #[cfg(not(feature = "cuda"))]
+            DeviceChoice::Cuda(n) => {
+                Err(CliError::context(format!("--device cuda:{n}"), loupe::device::DeviceError::NoCudaSupport))
+            }
         }
+    }
+}
+
+impl DeviceArgs {
+    /// The requested device, seeded with `--init-seed` (default 0).
+    pub fn build(&self) -> Result<RunDevice, CliError> {
+        self.device.build(self.init_seed.unwrap_or(0))
     }
 }
 
@@ -99,41 +122,53 @@ pub fn files(flag: &str, patterns: &[String]) -> Result<Vec<PathBuf>, CliError> 
     expand_patterns(patterns).map_err(|e| CliError::context(format!("{flag}"), e))
 }
 
-/// A job that runs on any zoo model on the CPU.
-pub trait CpuJob {
+/// What a job's device must offer: the layers' ops and a way to wait for queued work.
+pub trait JobDevice: LayerDevice<f32> + Synchronize {}
+impl<D: LayerDevice<f32> + Synchronize> JobDevice for D {}
+
+/// A job that runs on any zoo model on any device.
+pub trait Job {
     type Output;
-    fn run<M>(self) -> Self::Output
+    fn run<M, D>(self, device: D) -> Self::Output
     where
-        M: VideoModel<f32, loupe::dfdx::tensor::Cpu>
-            + loupe::dfdx::nn::BuildModule<loupe::dfdx::tensor::Cpu, f32>
-            + Clone;
+        D: JobDevice,
+        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone;
 }
 
-struct Dispatch<J>(J);
+struct Dispatch<J, D>(J, D);
 
-impl<J: CpuJob> ModelVisitor<f32, loupe::dfdx::tensor::Cpu> for Dispatch<J> {
+impl<J: Job, D: JobDevice> ModelVisitor<f32, D> for Dispatch<J, D> {
     type Output = J::Output;
-    fn visit<M: ZooModel<f32, loupe::dfdx::tensor::Cpu>>(self) -> J::Output {
-        self.0.run::<M::Model>()
+    fn visit<M: ZooModel<f32, D>>(self) -> J::Output {
+        self.0.run::<M::Model, D>(self.1)
     }
 }
 
-/// Runs `job` on the zoo model called `name`, or says which names exist.
-pub fn on_model<J: CpuJob>(name: &str, job: J) -> Result<J::Output, CliError> {
-    zoo::visit(name, Dispatch(job)).ok_or_else(|| {
-        CliError::message(format!("unknown model `{name}`; `loupe models` lists them: {}", zoo::NAMES.join(", ")))
-    })
+fn unknown_model(name: &str) -> CliError {
+    CliError::message(format!("unknown model `{name}`; `loupe models` lists them: {}", zoo::NAMES.join(", ")))
 }
 
-struct Describe;
-impl CpuJob for Describe {
-    type Output = ModelDescription;
-    fn run<M>(self) -> ModelDescription
-    where
-        M: VideoModel<f32, loupe::dfdx::tensor::Cpu> + loupe::dfdx::nn::BuildModule<loupe::dfdx::tensor::Cpu, f32> + Clone,
-    {
-        M::describe()
+/// Runs `job` on the zoo model called `name` on `device`, or says which names exist.
+pub fn on_model<J: Job>(name: &str, device: RunDevice, job: J) -> Result<J::Output, CliError> {
+    let output = match device {
+        RunDevice::Cpu(dev) => zoo::visit(name, Dispatch(job, dev)),
+        #[cfg(feature = "cuda")]
+        RunDevice::Cuda(dev) => zoo::visit(name, Dispatch(job, dev)),
+    };
+    output.ok_or_else(|| unknown_model(name))
+}
+
+struct Card;
+impl ModelVisitor<f32, Cpu> for Card {
+    type Output = (ModelDescription, usize);
+    fn visit<M: ZooModel<f32, Cpu>>(self) -> Self::Output {
+        (<M::Model as VideoModel<f32, Cpu>>::describe(), count_params::<f32, Cpu, M::Model>())
     }
+}
+
+/// The description and trainable parameter count of the zoo model called `name`.
+pub fn describe(name: &str) -> Result<(ModelDescription, usize), CliError> {
+    zoo::visit(name, Card).ok_or_else(|| unknown_model(name))
 }
 
 /// The zoo name of the model a checkpoint was trained as: the name the trainer stored,
@@ -145,7 +180,7 @@ pub fn zoo_name_of(meta: &loupe::train::checkpoint::CheckpointMeta) -> Result<St
         }
     }
     for name in zoo::NAMES {
-        if on_model(name, Describe)? == meta.model {
+        if describe(name)?.0 == meta.model {
             return Ok(name.to_string());
         }
     }

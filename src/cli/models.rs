@@ -1,10 +1,9 @@
 //! `loupe models`: the zoo with parameter counts.
 
 use clap::Args;
-use loupe::dfdx::tensor::Cpu;
-use loupe::model::{count_params, ModelDescription, VideoModel};
+use loupe::model::ModelDescription;
 
-use super::job::{on_model, CpuJob};
+use super::job::describe;
 use super::{CliError, Output};
 
 #[derive(Debug, Args)]
@@ -12,17 +11,6 @@ pub struct ModelsArgs {
     /// One JSON line per model (name, parameters, description).
     #[arg(long)]
     json: bool,
-}
-
-struct Card;
-impl CpuJob for Card {
-    type Output = (ModelDescription, usize);
-    fn run<M>(self) -> Self::Output
-    where
-        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
-    {
-        (M::describe(), count_params::<f32, Cpu, M>())
-    }
 }
 
 fn pooling(d: &ModelDescription) -> String {
@@ -41,7 +29,7 @@ pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
         out.line(format!("{:<22} {:>13}  {:<5} {:<40} {}", "name", "parameters", "fusion", "pooling", "head"))?;
     }
     for name in loupe::zoo::NAMES {
-        let (d, params) = on_model(name, Card)?;
+        let (d, params) = describe(name)?;
         if args.json {
             let description = serde_json::to_value(&d).map_err(|e| CliError::context("serialising", e))?;
             out.line(serde_json::json!({"name": name, "parameters": params, "description": description}))?;

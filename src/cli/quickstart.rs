@@ -7,13 +7,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::{generate, DataFormat, SynthConfig, VideoDecoder, FeatureSpec, Vocabulary};
-use loupe::dfdx::tensor::Cpu;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
 
-use super::job::{on_model, CpuJob};
+use super::job::{on_model, DeviceChoice, Job as RunJob, JobDevice};
 use super::{CliError, Output};
 
 /// The two models the quick start compares (zoo names).
@@ -33,13 +32,15 @@ pub struct QuickstartArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// `cpu`, `cuda` or `cuda:N` (GPU N; needs a loupe built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
     /// Print one JSON object with both models' metrics.
     #[arg(long)]
     json: bool,
 }
 
 struct Job {
-    seed: u64,
     config: RunConfig,
     /// `(id, true labels, top predictions)` of the first validation videos.
     show: usize,
@@ -47,16 +48,17 @@ struct Job {
 
 type Outcome = (MetricsSummary, f64, Vec<(String, Vec<u32>, Vec<(u32, f32)>)>);
 
-impl CpuJob for Job {
+impl RunJob for Job {
     type Output = Result<Outcome, RunError>;
-    fn run<M>(mut self) -> Self::Output
+    fn run<M, D>(mut self, device: D) -> Self::Output
     where
-        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+        D: JobDevice,
+        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         self.config.optim.classifier_l2 = M::describe().classifier_l2;
-        let (trainer, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(self.seed), &self.config)?;
+        let (trainer, summary) = train::<M, D>(device, &self.config)?;
         let metrics = summary.metrics.ok_or_else(|| RunError::Config("no validation data".into()))?;
-        let dataset = evaluation_dataset::<M, Cpu>(self.config.validate_files.clone(), self.config.decoder.clone(), self.show, false)?;
+        let dataset = evaluation_dataset::<M, D>(self.config.validate_files.clone(), self.config.decoder.clone(), self.show, false)?;
         let mut examples = Vec::new();
         if let Some(batch) = dataset.frame_batches()?.next() {
             let batch = batch?;
@@ -116,7 +118,7 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
             },
             description: serde_json::json!({"model": name, "quickstart": true, "seed": args.seed}),
         };
-        let outcome = on_model(name, Job { seed: args.seed, config, show: 4 })?
+        let outcome = on_model(name, args.device.build(args.seed)?, Job { config, show: 4 })?
             .map_err(|e| CliError::context(format!("training {name}"), e))?;
         results.push((name, outcome));
     }

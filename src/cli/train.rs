@@ -7,13 +7,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::dfdx::tensor::Cpu;
 use loupe::model::VideoModel;
 use loupe::train::run::{train, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
 use serde::Deserialize;
 
-use super::job::{files, on_model, CpuJob, DeviceArgs, LayoutArgs};
+use super::job::{files, on_model, DeviceArgs, Job, JobDevice, LayoutArgs};
 use super::{print_metrics, CliError, Output};
 
 #[derive(Debug, Args)]
@@ -232,21 +231,21 @@ impl TrainArgs {
     }
 }
 
-/// Trains the planned model on `device`.
+/// Trains the planned model.
 pub struct TrainJob {
-    pub device: Cpu,
     pub plan: TrainPlan,
 }
 
-impl CpuJob for TrainJob {
+impl Job for TrainJob {
     type Output = Result<RunSummary, loupe::train::run::RunError>;
-    fn run<M>(mut self) -> Self::Output
+    fn run<M, D>(mut self, device: D) -> Self::Output
     where
-        M: VideoModel<f32, Cpu> + loupe::dfdx::nn::BuildModule<Cpu, f32> + Clone,
+        D: JobDevice,
+        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         self.plan.config.optim.classifier_l2 =
             self.plan.regularization_penalty.unwrap_or(M::describe().classifier_l2);
-        train::<M, Cpu>(self.device, &self.plan.config).map(|(_, summary)| summary)
+        train::<M, D>(device, &self.plan.config).map(|(_, summary)| summary)
     }
 }
 
@@ -280,10 +279,10 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
 }
 
 pub fn run(args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
-    let device = args.device.cpu()?;
+    let device = args.device.build()?;
     let json = args.json;
     let plan = args.plan()?;
     let model = plan.model.clone();
-    let summary = on_model(&model, TrainJob { device, plan })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
+    let summary = on_model(&model, device, TrainJob { plan })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
     print_summary(out, &model, &summary, json)
 }

@@ -1,0 +1,54 @@
+//! `--device`: every command that runs a model takes it, and a device this build or this
+//! machine cannot provide is a clear error with exit code 1, never a panic.
+
+use std::process::{Command, Output};
+
+fn loupe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loupe")).args(args).output().unwrap()
+}
+
+/// What the error must say when CUDA is asked for here.
+fn expected_cuda_error() -> &'static [&'static str] {
+    if cfg!(feature = "cuda") {
+        // A CUDA build on a machine without a GPU (CI) or with one GPU (asking for 7).
+        &["CUDA driver could not be initialised", "GPU 7 requested but this machine has"]
+    } else {
+        &["built without CUDA"]
+    }
+}
+
+#[test]
+fn unavailable_cuda_device_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("loupe-cli-device-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["bench", "small-average", "--batch", "2", "--device", "cuda:7"],
+        vec!["train", "--model", "small-average", "--train-data-pattern", "missing/*.tfrecord", "--device", "cuda:7"],
+        vec!["quickstart", "--dir", d, "--epochs", "1", "--quiet", "--device", "cuda:7"],
+    ];
+    for args in commands {
+        let out = loupe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // `train` may fail on the missing data first; then the device is not reached.
+        if args[0] == "train" && stderr.contains("missing/*.tfrecord") {
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains("--device cuda:7"), "{args:?} names the flag: {stderr}");
+        assert!(expected_cuda_error().iter().any(|e| stderr.contains(e)), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn malformed_device_is_a_usage_error() {
+    for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1"] {
+        let out = loupe(&["bench", "small-average", "--device", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("expected `cpu`, `cuda` or `cuda:N`"), "{bad}: {stderr}");
+    }
+}
