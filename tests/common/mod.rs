@@ -21,7 +21,7 @@ pub fn device() -> TestDevice {
     }
     #[cfg(feature = "cuda")]
     {
-        Cuda::seed_from_u64(0)
+        loupe::device::cuda(0, 0).unwrap_or_else(|e| panic!("the cuda tests need a GPU: {e}"))
     }
 }
 
