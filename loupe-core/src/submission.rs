@@ -54,7 +54,8 @@ pub fn write_submission<W: Write>(
         }
         writeln!(out)?;
     }
-    Ok(())
+    // A buffered writer's last block is written here, so its failure is reported.
+    out.flush()
 }
 
 /// Reads a submission file, checking the header, every row's pairs, label range

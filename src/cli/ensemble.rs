@@ -158,9 +158,12 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
     };
 
     if let Some(path) = &args.out {
-        let file = std::fs::File::create(path).map_err(|e| CliError::context(format!("creating {}", path.display()), e))?;
+        // Written next to the target and renamed, so a failed run leaves no half file.
+        let tmp = path.with_extension("csv.tmp");
+        let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("creating {}", tmp.display()), e))?;
         write_submission(std::io::BufWriter::new(file), ensemble.to_rows(args.top_k), None)
-            .map_err(|e| CliError::context(format!("writing {}", path.display()), e))?;
+            .map_err(|e| CliError::context(format!("writing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
     }
 
     let gap = |m: &Option<MetricsSummary>| m.map(|m| m.gap);
