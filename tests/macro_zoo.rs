@@ -174,11 +174,11 @@ fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
     assert_eq!(d.pooling_summary(), "rgb + audio lstm(8)");
 
     let d = <zoo::SmallSoftBow as BuildOnDevice<Cpu, f32>>::Built::describe();
-    assert_eq!((d.early_pooling, d.hidden_batch_norm, d.hidden_relu6), (None, true, true));
+    assert_eq!((&d.early_pooling, d.hidden_batch_norm, d.hidden_relu6), (&None, true, true));
     assert_eq!(d.pooling_summary(), "rgb soft_bow(32) + audio soft_bow(4)");
 
     let d = <zoo::VideoMoe as BuildOnDevice<Cpu, f32>>::Built::describe();
-    assert_eq!((d.input.as_str(), d.fusion.as_str(), d.frames, d.early_pooling), ("video_level", "none", 1, None));
+    assert_eq!((d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling), ("video_level", "none", 1, &None));
     assert_eq!(d.pooling_summary(), "mean_rgb + mean_audio, not pooled");
     assert_eq!(d.classifier_l2, 1e-8);
 }
