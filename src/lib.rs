@@ -54,8 +54,9 @@ pub mod zoo;
 ///
 /// | key | required | value |
 /// |---|---|---|
-/// | `frames` | yes | frames sampled per video (`Const` dim of the input) |
-/// | `streams` | yes | `[name(features = N, pooling = P), ...]` in the frames' channel order |
+/// | `input` | no (`frames`) | `frames`: frame-level features, pooled over time; `video_level`: one vector per video |
+/// | `frames` | yes (not with `video_level`) | frames sampled per video (`Const` dim of the input) |
+/// | `streams` | yes | `[name(features = N, pooling = P), ...]` in the frames' channel order (no `pooling` with `video_level`) |
 /// | `fusion` | no (`late`) | `late`: pool each stream, concatenate; `early(pooling = P)`: concatenate the frames, pool once |
 /// | `hidden` | no (none) | `N` or `fc(size = N, batch_norm = bool, relu6 = bool)`: fully connected layer to N values |
 /// | `after_pooling` | no (`none`) | `context_gating`, `biased_context_gating`, `glu`, `none` |
@@ -107,6 +108,30 @@ pub mod zoo;
 /// pub struct EarlyVlad;
 /// ```
 ///
+/// **`input`**: `video_level` declares a model on YouTube-8M's video-level records (one
+/// `mean_rgb` and one `mean_audio` vector per video), as the starter code's
+/// `LogisticModel` and `MoeModel`: the streams are concatenated and L2-normalised (no input
+/// batch norm, no pooling) and the head (`hidden`, gates, classifier) sits on that vector.
+/// `FRAMES` is 1: the input is `Tensor<(usize, Const<1>, Const<FEATURES>), ..>`, which is
+/// how the data layer feeds video-level records. `frames`, `fusion` and stream poolings
+/// are compile errors.
+///
+/// ```
+/// # use loupe::video_model;
+/// # use loupe::model::VideoModel;
+/// # use loupe::dfdx::prelude::*;
+/// #[video_model(
+///     input = video_level,
+///     streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+///     classifier = moe(experts = 2, l2 = 1e-8),
+///     classes = 3862,
+/// )]
+/// pub struct VideoMoe;
+/// assert_eq!((VideoMoe::FRAMES, VideoMoe::FEATURES), (1, 1152));
+/// let d = <VideoMoeModel<f32, Cpu> as VideoModel<f32, Cpu>>::describe();
+/// assert_eq!((d.input.as_str(), d.fusion.as_str()), ("video_level", "none"));
+/// ```
+///
 /// **`hidden`**: `N` is a fully connected layer with bias (the released models: weights
 /// N(0, 1/sqrt(K)) with K the first stream's clusters, no activation); `fc(...)` selects
 /// batch norm instead of the bias and a ReLU6 (the reference code's other option).
@@ -134,7 +159,8 @@ pub mod zoo;
 ///
 /// # Checkpoint keys
 /// The built type's fields, which are the `TensorCollection` names: `input` (per-frame
-/// L2 normalisation and input batch norm), one field per stream named after it (late
+/// L2 normalisation and input batch norm; L2 normalisation only for recurrent pooling
+/// and video-level input), one field per stream named after it (late
 /// fusion) or `pooling` (early fusion), `hidden`, `gating`, `classifier`, `output_gating`;
 /// absent layers have no field. Stream names may not be one of these.
 ///
@@ -172,12 +198,12 @@ pub mod __private {
     pub use ::dfdx::shapes::{Const, Dtype};
     pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
-    pub use ::loupe_core::model::{ModelDescription, StreamDescription, VideoModel};
+    pub use ::loupe_core::model::{ModelDescription, PoolingDescription, StreamDescription, VideoModel};
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;
 
-    use ::dfdx::shapes::Axis;
-    use ::dfdx::tensor_ops::{RealizeTo, TryConcatAlong};
+    use ::dfdx::shapes::{Axis, HasShape};
+    use ::dfdx::tensor_ops::{RealizeTo, ReshapeTo, TryConcatAlong};
 
     /// The dtypes generated models are generic over: whatever the layers need.
     pub trait LayerDtype: Dtype {}
@@ -204,6 +230,16 @@ pub mod __private {
         let b = realized(b.try_realize::<(usize, usize)>());
         let c = (a, b).try_concat_along(Axis::<1>)?;
         Ok(realized(c.try_realize::<(usize, Const<C>)>()))
+    }
+
+    /// A video-level model's input, `(B, 1, F) -> (B, F)`: the one vector per video that
+    /// YouTube-8M's video-level records hold (the data layer feeds it as one frame).
+    #[allow(clippy::type_complexity)]
+    pub fn video_vector<const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+        x: Tensor<(usize, Const<1>, Const<F>), E, D, T>,
+    ) -> Result<Tensor<(usize, Const<F>), E, D, T>, D::Err> {
+        let batch = x.shape().0;
+        x.try_reshape_like(&(batch, Const::<F>))
     }
 
     struct ConcatSizes<const A: usize, const B: usize, const C: usize>;

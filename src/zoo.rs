@@ -2,7 +2,9 @@
 //! sizes, plus small variants for tests and quick runs on synthetic data.
 //!
 //! Every model takes the YouTube-8M frame features (rgb 1024 then audio 128 per frame,
-//! 300 frames sampled per video) and predicts the 3862 classes of the 2018+ vocabulary.
+//! 300 frames sampled per video) and predicts the 3862 classes of the 2018+ vocabulary;
+//! the `video-*` models take the video-level features instead (`mean_rgb` 1024 then
+//! `mean_audio` 128 per video), for users who only have those.
 //! Sizes, clusters and L2 coefficients are those of REFERENCE.md sections 4-5 (released
 //! commands); where the paper and the released code differ, the item says which it follows.
 //!
@@ -27,6 +29,9 @@
 //! | `gated-netvlad-128` | [`GatedNetVlad128`] | Table 2 |
 //! | `gated-netvlad-early` | [`GatedNetVladEarly`] | Table 3 |
 //! | `netvlad-128-early` | [`NetVlad128Early`] | Table 3 |
+//! | `video-logistic` | [`VideoLogistic`] | video-level (starter code) |
+//! | `video-moe` | [`VideoMoe`] | video-level (starter code) |
+//! | `video-moe-cg` | [`VideoMoeCg`] | video-level |
 //! | `small-gated-netvlad` | [`SmallGatedNetVlad`] | small |
 //! | `small-gated-netfv` | [`SmallGatedNetFv`] | small |
 //! | `small-soft-bow` | [`SmallSoftBow`] | small |
@@ -35,6 +40,7 @@
 //! | `small-lstm` | [`SmallLstm`] | small |
 //! | `small-gru` | [`SmallGru`] | small |
 //! | `small-nextvlad` | [`SmallNeXtVlad`] | small (Lin et al. 2018) |
+//! | `small-video-moe` | [`SmallVideoMoe`] | small, video-level |
 //! | `quickstart-gated-netvlad` | [`QuickstartGatedNetVlad`] | quick start |
 //! | `quickstart-average` | [`QuickstartAverage`] | quick start |
 //!
@@ -122,6 +128,9 @@ macro_rules! for_each_model {
             "gated-netvlad-128" => $crate::zoo::GatedNetVlad128,
             "gated-netvlad-early" => $crate::zoo::GatedNetVladEarly,
             "netvlad-128-early" => $crate::zoo::NetVlad128Early,
+            "video-logistic" => $crate::zoo::VideoLogistic,
+            "video-moe" => $crate::zoo::VideoMoe,
+            "video-moe-cg" => $crate::zoo::VideoMoeCg,
             "small-gated-netvlad" => $crate::zoo::SmallGatedNetVlad,
             "small-gated-netfv" => $crate::zoo::SmallGatedNetFv,
             "small-soft-bow" => $crate::zoo::SmallSoftBow,
@@ -130,6 +139,7 @@ macro_rules! for_each_model {
             "small-lstm" => $crate::zoo::SmallLstm,
             "small-gru" => $crate::zoo::SmallGru,
             "small-nextvlad" => $crate::zoo::SmallNeXtVlad,
+            "small-video-moe" => $crate::zoo::SmallVideoMoe,
             "quickstart-gated-netvlad" => $crate::zoo::QuickstartGatedNetVlad,
             "quickstart-average" => $crate::zoo::QuickstartAverage,
         }
@@ -445,6 +455,46 @@ pub struct GatedNetVladEarly;
 pub struct NetVlad128Early;
 
 // ---------------------------------------------------------------------------------------
+// Video-level models: the YouTube-8M starter code's `LogisticModel` and `MoeModel` on
+// video-level records (one `mean_rgb` + `mean_audio` vector per video). As in its
+// `train.py`, the concatenated 1152 values are L2-normalised and nothing else: no input
+// batch norm, no pooling. Train them on the `video/` shards (`loupe synth` writes both).
+
+/// The starter code's video-level `LogisticModel`: one linear layer and a sigmoid on the
+/// L2-normalised 1152 values, L2 penalty 1e-8.
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = logistic(l2 = 1e-8),
+    classes = 3862,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoLogistic;
+
+/// The starter code's video-level `MoeModel` at its defaults: 2 experts (plus the dummy
+/// expert of the gates' softmax), L2 penalty 1e-8.
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 3862,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoMoe;
+
+/// [`VideoMoe`] with Context Gating on the input vector (the video-level counterpart of
+/// Table 1's "Avg + MoE + CG"; not in the starter code).
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 3862,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoMoeCg;
+
+// ---------------------------------------------------------------------------------------
 // Small variants: same architectures, sizes for tests and quick starts on synthetic data
 // (16 rgb + 8 audio features, 10 frames, 10 classes).
 
@@ -554,6 +604,16 @@ pub struct SmallGru;
 )]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SmallNeXtVlad;
+
+/// [`VideoMoe`] at toy size: 16 + 8 video-level features, 10 classes.
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 16), mean_audio(features = 8)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 10,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmallVideoMoe;
 // ---------------------------------------------------------------------------------------
 // The quick start's pair (`loupe quickstart`): the default synthetic dataset's layout
 // (rgb 1024 + audio 128 per frame, 64 classes), 32 frames sampled per video. Both share

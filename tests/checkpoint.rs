@@ -19,10 +19,14 @@ fn scratch(name: &str) -> PathBuf {
 fn description(hidden: usize) -> ModelDescription {
     ModelDescription {
         name: "Tiny".into(),
+        input: "frames".into(),
         streams: vec![],
         fusion: "late".into(),
+        early_pooling: None,
         frames: 1,
         hidden: Some(hidden),
+        hidden_batch_norm: false,
+        hidden_relu6: false,
         after_pooling: "none".into(),
         classifier: "logistic".into(),
         experts: 0,
@@ -129,5 +133,35 @@ fn loading_into_another_architecture_names_the_difference() {
 
     let err = load_checkpoint(&dir.join("nothing"), &description(4), &mut wide, None).unwrap_err();
     assert!(matches!(err, CheckpointError::NotFound { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sidecars_written_before_the_added_description_fields_still_load() {
+    let dir = scratch("added-fields");
+    let dev = loupe::device::cpu_seeded(4);
+    let model = dev.build_module::<Tiny, f32>();
+    let sidecar = save_checkpoint(&dir, &model, &Adam::new(AdamConfig::default()), &meta(1, 4), 1).unwrap();
+
+    // The architecture grew a ReLU6 on its hidden layer: no weight tells, the description does.
+    let mut relu6 = description(4);
+    relu6.hidden_relu6 = true;
+    let mut restored = dev.build_module::<Tiny, f32>();
+    let err = load_checkpoint(&dir, &relu6, &mut restored, None).unwrap_err();
+    assert!(err.to_string().contains("hidden_relu6: false vs true"), "{err}");
+
+    // A sidecar from before the fields existed does not record them: they are not compared,
+    // every field it does record still is.
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let recorded = json["model"].as_object_mut().unwrap();
+    for field in ModelDescription::ADDED_FIELDS {
+        assert!(recorded.remove(*field).is_some(), "{field}");
+    }
+    std::fs::write(&sidecar, serde_json::to_vec(&json).unwrap()).unwrap();
+    let m = load_checkpoint(&dir, &relu6, &mut restored, None).unwrap();
+    assert_eq!((m.model.input.as_str(), m.model.hidden_relu6, m.model.early_pooling.clone()), ("frames", false, None));
+    assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
+    let err = load_checkpoint(&dir, &description(5), &mut restored, None).unwrap_err();
+    assert!(err.to_string().contains("hidden: 4 vs 5"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

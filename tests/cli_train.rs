@@ -121,3 +121,75 @@ fn bad_settings_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint here"));
     let _ = std::fs::remove_dir_all(&data.dir);
 }
+
+/// GAP of the best label-blind submission: every video gets the same scores, each class's
+/// frequency among `truth`'s videos (an oracle prior), scored by `loupe score`.
+fn prior_gap(truth: &str, dir: &Path, classes: usize) -> f64 {
+    let out = loupe(&["inspect", truth, "--json", "--per-video"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let videos: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|v: &serde_json::Value| v["id"].is_string()).collect();
+    let mut counts = vec![0usize; classes];
+    for v in &videos {
+        for label in v["labels"].as_array().unwrap() {
+            counts[label.as_u64().unwrap() as usize] += 1;
+        }
+    }
+    let pairs: Vec<String> = counts.iter().enumerate().map(|(c, n)| format!("{c} {:.6}", *n as f64 / videos.len() as f64)).collect();
+    let mut csv = String::from("VideoId,LabelConfidencePairs\n");
+    for v in &videos {
+        csv.push_str(&format!("{},{}\n", v["id"].as_str().unwrap(), pairs.join(" ")));
+    }
+    let path = dir.join("prior.csv");
+    std::fs::write(&path, csv).unwrap();
+    let classes = classes.to_string();
+    ok(loupe(&["score", "--submission", path.to_str().unwrap(), "--truth", truth, "--classes", &classes, "--json"]))["gap"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The starter code's video-level MoE at full size (1152 inputs, 3862 classes) trains on
+/// video-level records (`mean_rgb`, `mean_audio`) and evaluates well above a label prior;
+/// the checkpoint evaluates again to the same GAP; frame-level files are refused.
+#[test]
+fn video_level_moe_trains_on_video_level_records() {
+    let dir = scratch("video-level");
+    let out = dir.join("data");
+    ok(loupe(&[
+        "synth", "--out", out.to_str().unwrap(), "--seed", "5", "--classes", "10", "--train-videos", "400",
+        "--validate-videos", "100", "--shards", "1", "--min-frames", "5", "--max-frames", "10",
+    ]));
+    let (train_data, validate) = (
+        out.join("video/train*.tfrecord").to_str().unwrap().to_string(),
+        out.join("video/validate*.tfrecord").to_str().unwrap().to_string(),
+    );
+    let data = Data { dir: dir.clone(), train: train_data, validate: validate.clone() };
+    let run = dir.join("video-moe");
+    let summary = train(&data, "video-moe", &run, &["--num-epochs", "2"]);
+    let gap = summary["metrics"]["gap"].as_f64().unwrap();
+    let prior = prior_gap(&validate, &dir, 10);
+    assert!(gap > 0.75 && gap > prior + 0.3, "video-moe GAP {gap}, label prior {prior}");
+    assert_eq!(summary["metrics"]["videos"], 100);
+
+    let checkpoints = run.join("checkpoints");
+    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &validate, "--json"]));
+    assert_eq!(eval["gap"].as_f64().unwrap(), gap);
+
+    // A video-level model on frame-level files, and a frame-level model on video-level ones.
+    let frames = out.join("frame/train*.tfrecord");
+    let refused = loupe(&[
+        "train", "--model", "video-moe", "--train-data-pattern", frames.to_str().unwrap(), "--train-dir",
+        dir.join("refused").to_str().unwrap(), "--quiet",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("reads video-level records") && stderr.contains("frame-level"), "{stderr}");
+    let refused = loupe(&[
+        "train", "--model", "avg-logistic", "--train-data-pattern", &data.train, "--train-dir",
+        dir.join("refused").to_str().unwrap(), "--quiet",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("video-level data has one vector per video"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -73,3 +73,36 @@ fn early_fusion_and_three_streams_agree() {
     let x: Tensor<(usize, Const<5>, Const<12>), f32, Cpu> = dev.sample_normal_like(&(4, Const, Const));
     same(&three.try_forward_eval(x.clone()).unwrap().as_vec(), &hand.forward_eval(x).as_vec());
 }
+
+/// A video-level model is the starter code's: the classifier on the L2-normalised
+/// concatenation of `mean_rgb` and `mean_audio`, with no batch norm or pooling in between,
+/// in evaluation and in training; and every parameter's gradient reaches it.
+#[test]
+fn video_level_model_is_the_classifier_on_the_normalised_vector() {
+    use loupe::gradcheck::{check_gradients, Tolerance};
+    use loupe::zoo::SmallVideoMoe;
+
+    let dev = loupe::device::cpu_seeded(13);
+    let mut model = dev.build_module::<SmallVideoMoe, f32>();
+    let x: Tensor<(usize, Const<1>, Const<24>), f32, Cpu> = dev.sample_normal_like(&(5, Const, Const));
+    let vectors: Tensor<(usize, Const<24>), f32, Cpu> = x.clone().reshape_like(&(5, Const));
+    let expected = model.classifier.forward(loupe::nn::l2_normalize(vectors)).as_vec();
+    same(&model.try_forward_eval(x.clone()).unwrap().as_vec(), &expected);
+    let trained = model.try_forward_train(x.traced(model.alloc_grads())).unwrap();
+    same(&trained.as_vec(), &expected);
+
+    let mut model = dev.build_module::<SmallVideoMoe, f64>();
+    let x: Tensor<(usize, Const<1>, Const<24>), f64, Cpu> = dev.sample_normal_like(&(4, Const, Const));
+    let report = check_gradients(&mut model, x, Tolerance::default(), 5).unwrap_or_else(|e| panic!("{e:?}"));
+    let names: Vec<&str> = report.checked.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "input",
+            "classifier.gate_weight",
+            "classifier.dummy_gate_weight",
+            "classifier.expert_weight",
+            "classifier.expert_bias"
+        ]
+    );
+}

@@ -87,7 +87,7 @@ fn every_name_is_registered_once_and_describes_itself() {
         assert_eq!(features, if name.starts_with("small-") { 24 } else { 1152 }, "{name}");
     }
     assert!(zoo::visit::<f32, Cpu, _>("gated-netvald", Describe).is_none());
-    assert_eq!(paper().count(), 19);
+    assert_eq!(paper().count(), 22);
 }
 
 /// Trainable parameters of the paper-size models (batch norm running averages excluded).
@@ -116,6 +116,12 @@ const PAPER_PARAMS: &[(&str, usize)] = &[
     ("gated-netvlad-128", 178_643_132),
     ("gated-netvlad-early", 338_338_108),
     ("netvlad-128-early", 171_074_604),
+    // The starter code's video-level models: no input batch norm, nothing pooled.
+    // Logistic 1152x3862 + 3862; MoE gates 1152x3862x3 (no bias), experts 1152x3862x2 + bias.
+    ("video-logistic", 4_452_886),
+    ("video-moe", 22_252_844),
+    // Plus Context Gating on the 1152 inputs: 1152^2 + batch norm 2x1152.
+    ("video-moe-cg", 23_582_252),
 ];
 
 /// Counts every paper-size model's parameters from its type.
@@ -145,5 +151,61 @@ fn paper_models_train_and_evaluate() {
     let dev = loupe::device::cpu_seeded(3);
     for name in paper() {
         zoo::visit(name, Step { dev: &dev, batch: 2 }).unwrap();
+    }
+}
+
+/// The description names every architectural choice, so that `loupe models` can show it
+/// and a checkpoint of another variant is refused: the early fusion's pooling, the hidden
+/// layer's batch norm and ReLU6, video-level input.
+#[test]
+fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
+    use loupe::model::PoolingDescription;
+    let d = <zoo::GatedNetVladEarly as BuildOnDevice<Cpu, f32>>::Built::describe();
+    assert_eq!(d.fusion, "early");
+    let netvlad = PoolingDescription { kind: "netvlad".into(), clusters: Some(256), size: None, output: 256 * 1152 };
+    assert_eq!(d.early_pooling, Some(netvlad));
+    assert_eq!(d.pooling_summary(), "rgb + audio netvlad(256)");
+    assert!(d.streams.iter().all(|s| s.pooling == "none"));
+    assert_eq!((d.input.as_str(), d.hidden, d.hidden_batch_norm, d.hidden_relu6), ("frames", Some(1024), false, false));
+
+    let d = <zoo::SmallLstm as BuildOnDevice<Cpu, f32>>::Built::describe();
+    let lstm = PoolingDescription { kind: "lstm".into(), clusters: None, size: Some(8), output: 32 };
+    assert_eq!(d.early_pooling, Some(lstm));
+    assert_eq!(d.pooling_summary(), "rgb + audio lstm(8)");
+
+    let d = <zoo::SmallSoftBow as BuildOnDevice<Cpu, f32>>::Built::describe();
+    assert_eq!((&d.early_pooling, d.hidden_batch_norm, d.hidden_relu6), (&None, true, true));
+    assert_eq!(d.pooling_summary(), "rgb soft_bow(32) + audio soft_bow(4)");
+
+    let d = <zoo::VideoMoe as BuildOnDevice<Cpu, f32>>::Built::describe();
+    assert_eq!((d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling), ("video_level", "none", 1, &None));
+    assert_eq!(d.pooling_summary(), "mean_rgb + mean_audio, not pooled");
+    assert_eq!(d.classifier_l2, 1e-8);
+}
+
+/// The README's table of what each pooling costs ("The model zoo and what each pooling
+/// costs"), formula by formula, against the parameters counted from the layers' types, at
+/// D = 24 features, K = 4 clusters, H = 3 cells, G = 4 groups, expansion 2.
+#[test]
+fn readme_pooling_costs_match_the_layers() {
+    use loupe::model::count_params;
+    use loupe::nn;
+    let (d, k, h, g, l) = (24usize, 4usize, 3usize, 4usize, 2usize);
+    let rows: [(&str, usize, usize); 8] = [
+        ("netvlad", count_params::<f32, Cpu, nn::NetVlad<24, 4, 96, f32, Cpu>>(), 2 * d * k + 2 * k),
+        ("netrvlad", count_params::<f32, Cpu, nn::NetRvlad<24, 4, 96, f32, Cpu>>(), d * k + 2 * k),
+        ("netfv", count_params::<f32, Cpu, nn::NetFv<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
+        ("soft_bow", count_params::<f32, Cpu, nn::SoftBow<24, 4, f32, Cpu>>(), d * k + 2 * k),
+        ("average", count_params::<f32, Cpu, nn::AveragePooling<24>>(), 0),
+        ("lstm", count_params::<f32, Cpu, nn::Lstm<24, 3, 12, f32, Cpu>>(), 4 * h * (d + h) + 4 * h + 8 * h * h + 4 * h),
+        ("gru", count_params::<f32, Cpu, nn::Gru<24, 3, 6, f32, Cpu>>(), 3 * h * (d + h) + 3 * h + 6 * h * h + 3 * h),
+        (
+            "nextvlad",
+            count_params::<f32, Cpu, nn::NeXtVlad<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
+            l * d * d + l * d + g * (l * d + 1) + l * d * g * k + 2 * g * k + (l * d / g) * k + 2 * (l * d / g) * k,
+        ),
+    ];
+    for (kind, counted, readme) in rows {
+        assert_eq!(counted, readme, "{kind}");
     }
 }

@@ -53,18 +53,39 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
 
 /// A model's spec in words and numbers: stored in checkpoints, printed by `loupe models`,
 /// compared when a checkpoint is loaded into an architecture.
+///
+/// Fields in [`ModelDescription::ADDED_FIELDS`] came after the first checkpoints: a
+/// sidecar without them reads them as their defaults, and [`load_checkpoint`] compares
+/// only the fields a sidecar records.
+///
+/// [`load_checkpoint`]: crate::train::checkpoint::load_checkpoint
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelDescription {
     /// The model's type name (e.g. `GatedNetVlad`).
     pub name: String,
+    /// `"frames"` (frame-level features, pooled over time) or `"video_level"` (one vector
+    /// per video, YouTube-8M's `mean_rgb` and `mean_audio`; `frames` is 1).
+    #[serde(default = "frames_input")]
+    pub input: String,
     /// Input streams in frame order.
     pub streams: Vec<StreamDescription>,
-    /// `"early"` (one pooling over the concatenated frames) or `"late"` (one per stream).
+    /// `"early"` (one pooling over the concatenated frames), `"late"` (one per stream) or
+    /// `"none"` (video-level input: nothing is pooled).
     pub fusion: String,
+    /// The pooling of the concatenated frames under early fusion (under late fusion each
+    /// stream's is in [`streams`](Self::streams)).
+    #[serde(default)]
+    pub early_pooling: Option<PoolingDescription>,
     /// Frames fed to pooling.
     pub frames: usize,
     /// Hidden size, if there is a hidden fully connected layer.
     pub hidden: Option<usize>,
+    /// Whether the hidden layer has batch norm instead of a bias.
+    #[serde(default)]
+    pub hidden_batch_norm: bool,
+    /// Whether the hidden layer ends in a ReLU6.
+    #[serde(default)]
+    pub hidden_relu6: bool,
     /// What follows pooling/hidden: `"context_gating"`, `"glu"` or `"none"`.
     pub after_pooling: String,
     /// `"moe"` or `"logistic"`.
@@ -94,19 +115,67 @@ pub struct StreamDescription {
     pub output: usize,
 }
 
+/// The pooling of a [`ModelDescription`]'s early fusion.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PoolingDescription {
+    /// Pooling kind (`netvlad`, `lstm`, `nextvlad`, ...).
+    pub kind: String,
+    /// Cluster count, where the pooling has clusters.
+    pub clusters: Option<usize>,
+    /// Cells per layer, for the recurrent kinds.
+    pub size: Option<usize>,
+    /// Size of the pooled representation.
+    pub output: usize,
+}
+
+fn frames_input() -> String {
+    "frames".to_string()
+}
+
 impl ModelDescription {
+    /// Fields added after the first checkpoint format; sidecars written before lack them.
+    pub const ADDED_FIELDS: &'static [&'static str] = &["input", "early_pooling", "hidden_batch_norm", "hidden_relu6"];
+
     /// What differs between two descriptions, one line per field (`field: a vs b`);
     /// empty when they describe the same architecture.
     pub fn differences(&self, other: &ModelDescription) -> Vec<String> {
+        self.differences_in(other, |_| true)
+    }
+
+    /// [`differences`](Self::differences) restricted to the fields `compared` accepts.
+    pub fn differences_in(&self, other: &ModelDescription, compared: impl Fn(&str) -> bool) -> Vec<String> {
         let a = serde_json::to_value(self).unwrap_or_default();
         let b = serde_json::to_value(other).unwrap_or_default();
         let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
             return vec!["descriptions are not objects".to_string()];
         };
         a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .filter(|(k, v)| compared(k) && b.get(*k) != Some(*v))
             .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
             .collect()
+    }
+
+    /// The pooling in words: each stream's (`rgb netvlad(256) + audio netvlad(128)`), the
+    /// early fusion's (`rgb + audio netvlad(256)`), or none for video-level input
+    /// (`mean_rgb + mean_audio, not pooled`).
+    pub fn pooling_summary(&self) -> String {
+        let names = || self.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" + ");
+        let sized = |kind: &str, n: Option<usize>| match n {
+            Some(n) => format!("{kind}({n})"),
+            None => kind.to_string(),
+        };
+        if self.input == "video_level" {
+            return format!("{}, not pooled", names());
+        }
+        match &self.early_pooling {
+            Some(p) => format!("{} {}", names(), sized(&p.kind, p.clusters.or(p.size))),
+            None => self
+                .streams
+                .iter()
+                .map(|s| format!("{} {}", s.name, sized(&s.pooling, s.clusters)))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        }
     }
 }
 

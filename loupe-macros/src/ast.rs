@@ -30,6 +30,7 @@ impl Size {
 /// The whole spec: one slot per top-level key.
 #[derive(Default)]
 pub struct Spec {
+    pub input: Option<Keyed<Input>>,
     pub frames: Option<Keyed<Size>>,
     pub fusion: Option<Keyed<Fusion>>,
     pub streams: Option<Keyed<Vec<Stream>>>,
@@ -38,6 +39,12 @@ pub struct Spec {
     pub classifier: Option<Keyed<Classifier>>,
     pub after_classifier: Option<Keyed<OutputGate>>,
     pub classes: Option<Keyed<Size>>,
+}
+
+/// `input = frames` (frame-level features, the default) or `input = video_level`
+/// (one vector per video: YouTube-8M's `mean_rgb` and `mean_audio`).
+pub struct Input {
+    pub video_level: bool,
 }
 
 /// `fusion = late` or `fusion = early(pooling = <pooling>)`.

@@ -5,8 +5,8 @@
 //! all reported (the caller combines them).
 
 use crate::ast::{
-    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Keyed, OutputGate, Pooling, PoolingKind, Size, Spec,
-    Stream,
+    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Input, Keyed, OutputGate, Pooling, PoolingKind, Size,
+    Spec, Stream,
 };
 use crate::kw;
 use proc_macro2::{TokenStream, TokenTree};
@@ -164,6 +164,10 @@ fn top_level_key(input: ParseStream, spec: &mut Spec, errors: &mut Errors) -> sy
         let key = key!(input, classes);
         let value = eq_then(input, parse_size)?;
         set(&mut spec.classes, key, value, errors);
+    } else if la.peek(kw::input) {
+        let key = key!(input, input);
+        let value = eq_then(input, parse_input)?;
+        set(&mut spec.input, key, value, errors);
     } else {
         return Err(la.error());
     }
@@ -191,6 +195,19 @@ fn parse_bool(input: ParseStream) -> syn::Result<LitBool> {
     let la = input.lookahead1();
     if la.peek(LitBool) {
         input.parse()
+    } else {
+        Err(la.error())
+    }
+}
+
+fn parse_input(input: ParseStream) -> syn::Result<Input> {
+    let la = input.lookahead1();
+    if la.peek(kw::frames) {
+        input.parse::<kw::frames>()?;
+        Ok(Input { video_level: false })
+    } else if la.peek(kw::video_level) {
+        input.parse::<kw::video_level>()?;
+        Ok(Input { video_level: true })
     } else {
         Err(la.error())
     }

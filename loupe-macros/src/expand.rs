@@ -83,8 +83,9 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
     let nn = quote!(#p::nn);
     let mut fields = Vec::new();
     let features = lit(model.features);
-    // Recurrent poolings read the L2-normalised frames without the input batch norm.
-    if model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
+    // Recurrent poolings read the L2-normalised frames without the input batch norm; so do
+    // video-level models (the starter code L2-normalises the concatenated vector only).
+    if model.video_level || model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
         fields.push((format_ident!("input"), quote!(#nn::L2Normalize)));
     } else {
         fields.push((format_ident!("input"), quote!(#nn::FrameInput<#features, __E, __D>)));
@@ -263,7 +264,11 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
     let input = format_ident!("input");
     let first = call(&input, quote!(__x));
     body.push(quote!(let __x = #first;));
-    let x = if model.early.is_some() {
+    let x = if model.video_level {
+        let features = lit(model.features);
+        body.push(quote!(let __x = #p::video_vector::<#features, _, _, _>(__x)?;));
+        quote!(__x)
+    } else if model.early.is_some() {
         let pooled = call(&format_ident!("pooling"), quote!(__x));
         body.push(quote!(let __x = #pooled;));
         quote!(__x)
@@ -354,6 +359,16 @@ fn gen_module_mut(built: &Ident, model: &Model) -> TokenStream {
     }
 }
 
+/// `Some(n)` for a size the layer has, `None` for 0 (the kinds without it).
+fn option(n: usize) -> TokenStream {
+    if n > 0 {
+        let n = lit(n);
+        quote!(::core::option::Option::Some(#n))
+    } else {
+        quote!(::core::option::Option::None)
+    }
+}
+
 fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
     let p = private();
     let string = |s: &str| quote!(::std::string::String::from(#s));
@@ -367,12 +382,7 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             None => ("none", 0, s.features),
         };
         let pooling = string(pooling);
-        let clusters = if clusters > 0 {
-            let c = lit(clusters);
-            quote!(::core::option::Option::Some(#c))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let clusters = option(clusters);
         let output = lit(output);
         quote! {
             #p::StreamDescription {
@@ -384,7 +394,28 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             }
         }
     });
-    let fusion = string(if model.early.is_some() { "early" } else { "late" });
+    let fusion = string(match (&model.early, model.video_level) {
+        (_, true) => "none",
+        (Some(_), false) => "early",
+        (None, false) => "late",
+    });
+    let input = string(if model.video_level { "video_level" } else { "frames" });
+    let early_pooling = match &model.early {
+        Some(pool) => {
+            let kind = string(pool.kind.keyword());
+            let clusters = option(pool.clusters);
+            let size = option(pool.cells);
+            let output = lit(pool.output);
+            quote!(::core::option::Option::Some(#p::PoolingDescription {
+                kind: #kind,
+                clusters: #clusters,
+                size: #size,
+                output: #output,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (hidden_batch_norm, hidden_relu6) = model.hidden.as_ref().map_or((false, false), |h| (h.batch_norm, h.relu6));
     let hidden = match &model.hidden {
         Some(h) => {
             let s = lit(h.size);
@@ -410,10 +441,14 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
     quote! {
         #p::ModelDescription {
             name: #name,
+            input: #input,
             streams: ::std::vec![#(#streams),*],
             fusion: #fusion,
+            early_pooling: #early_pooling,
             frames: #frames,
             hidden: #hidden,
+            hidden_batch_norm: #hidden_batch_norm,
+            hidden_relu6: #hidden_relu6,
             after_pooling: #after_pooling,
             classifier: #classifier,
             experts: #experts,

@@ -9,6 +9,10 @@ syn::custom_keyword!(after_pooling);
 syn::custom_keyword!(classifier);
 syn::custom_keyword!(after_classifier);
 syn::custom_keyword!(classes);
+syn::custom_keyword!(input);
+
+// Input kinds (`frames` is also a key).
+syn::custom_keyword!(video_level);
 
 // Stream keys.
 syn::custom_keyword!(features);

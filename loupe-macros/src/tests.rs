@@ -85,6 +85,52 @@ fn early_fusion_pools_the_concatenation() {
 }
 
 #[test]
+fn video_level_input_is_the_concatenated_vector() {
+    let m = check(parse_quote! {
+        input = video_level,
+        streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+        hidden = 256,
+        after_pooling = context_gating,
+        classifier = moe(experts = 2),
+        classes = 3862,
+    })
+    .unwrap();
+    assert!(m.video_level);
+    assert_eq!((m.frames, m.features, m.pooled, m.representation), (1, 1152, 1152, 256));
+    assert!(m.early.is_none() && m.streams.iter().all(|s| s.pooling.is_none()));
+    // No clusters to size the hidden layer's initialisation by: the input's size.
+    assert_eq!(m.hidden.as_ref().unwrap().fan, 1152);
+    let m = check(parse_quote! {
+        input = frames,
+        frames = 3,
+        streams = [rgb(features = 4, pooling = average)],
+        classifier = logistic,
+        classes = 2,
+    })
+    .unwrap();
+    assert!(!m.video_level);
+    assert_eq!(m.frames, 3);
+}
+
+#[test]
+fn video_level_input_takes_no_frames_fusion_or_pooling() {
+    let e = errors(parse_quote! {
+        input = video_level,
+        frames = 300,
+        fusion = early(pooling = netvlad(clusters = 8)),
+        streams = [mean_rgb(features = 1024, pooling = average), mean_audio(features = 128)],
+        classifier = logistic,
+        classes = 2,
+    });
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("`input = video_level` reads one vector per video")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("`input = video_level` has no frames to pool")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("with `input = video_level` each stream is one vector")), "{e:?}");
+    let e = errors(parse_quote!(input = video, classes = 2));
+    assert!(e.iter().any(|e| e == "expected `frames` or `video_level`"), "{e:?}");
+}
+
+#[test]
 fn unknown_key_lists_the_keys() {
     let e = errors(parse_quote!(frames = 3, clases = 4));
     assert!(e[0].starts_with("expected one of: `frames`, `fusion`, `streams`"), "{e:?}");

@@ -23,6 +23,8 @@ pub const RESERVED: &[&str] = &["input", "pooling", "hidden", "gating", "classif
 
 /// A validated model: every size resolved.
 pub struct Model {
+    /// `input = video_level`: one vector per video, no pooling, `frames` is 1.
+    pub video_level: bool,
     /// Frames sampled per video.
     pub frames: usize,
     /// Input feature size: the sum of the streams' features.
@@ -75,7 +77,8 @@ pub struct ResolvedPooling {
 pub struct ResolvedHidden {
     pub size: usize,
     /// Fan used by the weight initialisation, N(0, 1/sqrt(fan)): the first (video)
-    /// stream's cluster count in the reference, the input size when it has none.
+    /// stream's cluster count in the reference, the input size when it has none (the
+    /// concatenated features for video-level input).
     pub fan: usize,
     pub batch_norm: bool,
     pub relu6: bool,
@@ -101,8 +104,26 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let before = errors.len();
     let call_site = Span::call_site();
 
-    let frames = required(&spec.frames, "frames", "the number of frames sampled per video, e.g. `frames = 300`", errors)
-        .and_then(|s| size(&s.value, "frames", MAX_DIM, errors));
+    let video_level = spec.input.as_ref().is_some_and(|i| i.value.video_level);
+    let frames = if video_level {
+        // One vector per video (the starter code's video-level models): nothing to pool.
+        if let Some(f) = &spec.frames {
+            errors.push(syn::Error::new(
+                f.key.span(),
+                "`input = video_level` reads one vector per video (`FRAMES` is 1): remove `frames`",
+            ));
+        }
+        if let Some(f) = &spec.fusion {
+            errors.push(syn::Error::new(
+                f.key.span(),
+                "`input = video_level` has no frames to pool: remove `fusion` (the streams are concatenated)",
+            ));
+        }
+        Some(1)
+    } else {
+        required(&spec.frames, "frames", "the number of frames sampled per video, e.g. `frames = 300`", errors)
+            .and_then(|s| size(&s.value, "frames", MAX_DIM, errors))
+    };
     let classes = required(&spec.classes, "classes", "the number of classes, e.g. `classes = 3862`", errors)
         .and_then(|s| size(&s.value, "classes", MAX_CLASSES, errors));
     let streams = required(
@@ -114,7 +135,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let classifier = required(&spec.classifier, "classifier", "one of `moe(experts = 2)`, `logistic`", errors)
         .and_then(|c| classifier(&c.value, errors));
 
-    let early = match spec.fusion.as_ref().map(|f| &f.value) {
+    let early = match spec.fusion.as_ref().map(|f| &f.value).filter(|_| !video_level) {
         Some(Fusion::Early { kw, pooling }) => {
             if pooling.is_none() {
                 errors.missing(syn::Error::new(
@@ -137,7 +158,14 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
             streams_ok = false;
         }
         for (i, stream) in streams.value.iter().enumerate() {
-            match resolve_stream(stream, &streams.value[..i], early.is_some(), start, errors) {
+            let pooled_by = if video_level {
+                PooledBy::Nothing
+            } else if early.is_some() {
+                PooledBy::EarlyFusion
+            } else {
+                PooledBy::Stream
+            };
+            match resolve_stream(stream, &streams.value[..i], pooled_by, start, errors) {
                 Some(s) => {
                     start += s.features;
                     resolved.push(s);
@@ -170,6 +198,8 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     };
     let pooled = if let Some(p) = &early {
         Some(p.output)
+    } else if video_level {
+        streams_ok.then_some(features)
     } else if streams_ok && spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late)) {
         let mut total = 0u64;
         for s in &resolved {
@@ -202,7 +232,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
                         .and_then(|s| s.pooling.as_ref())
                         .or(early.as_ref())
                         .map(|p| if p.clusters > 0 { p.clusters } else { p.input })
-                        .unwrap_or(1);
+                        .unwrap_or(features.max(1));
                     if let Some(pooled) = pooled {
                         check_elements(pooled as u64 * size as u64, s.span(), "the hidden layer's weight", errors);
                     }
@@ -263,6 +293,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let (frames, classes, classifier, pooled, representation) =
         (frames?, classes?, classifier?, pooled?, representation?);
     Some(Model {
+        video_level,
         frames,
         features,
         streams: resolved,
@@ -366,10 +397,21 @@ fn classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClassifier>
     })
 }
 
+/// What pools a stream's frames.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PooledBy {
+    /// Its own `pooling` (late fusion).
+    Stream,
+    /// The pooling of `fusion = early(...)`.
+    EarlyFusion,
+    /// Nothing: `input = video_level` has one vector per video.
+    Nothing,
+}
+
 fn resolve_stream(
     stream: &Stream,
     earlier: &[Stream],
-    early_fusion: bool,
+    pooled_by: PooledBy,
     start: usize,
     errors: &mut Errors,
 ) -> Option<ResolvedStream> {
@@ -399,7 +441,14 @@ fn resolve_stream(
         }
         Some(f) => size(&f.value, "features", MAX_DIM, errors).map(|n| (n, f.value.span())),
     };
-    let pooling = match (&stream.pooling, early_fusion) {
+    let pooling = match (&stream.pooling, pooled_by != PooledBy::Stream) {
+        (Some(p), true) if pooled_by == PooledBy::Nothing => {
+            errors.push(syn::Error::new(
+                p.key.span(),
+                "with `input = video_level` each stream is one vector per video, not pooled: remove `pooling`",
+            ));
+            None
+        }
         (Some(p), true) => {
             errors.push(syn::Error::new(
                 p.key.span(),

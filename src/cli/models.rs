@@ -13,20 +13,16 @@ pub struct ModelsArgs {
     json: bool,
 }
 
-fn pooling(d: &ModelDescription) -> String {
-    d.streams
-        .iter()
-        .map(|s| match s.clusters {
-            Some(k) => format!("{} {}({k})", s.name, s.pooling),
-            None => format!("{} {}", s.name, s.pooling),
-        })
-        .collect::<Vec<_>>()
-        .join(" + ")
+/// `fc 1024`, `fc 32 + bn + relu6`.
+fn hidden(size: usize, d: &ModelDescription) -> String {
+    let bn = if d.hidden_batch_norm { " + bn" } else { "" };
+    let relu6 = if d.hidden_relu6 { " + relu6" } else { "" };
+    format!("fc {size}{bn}{relu6}")
 }
 
 pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
     if !args.json {
-        out.line(format!("{:<22} {:>13}  {:<5} {:<40} {}", "name", "parameters", "fusion", "pooling", "head"))?;
+        out.line(format!("{:<24} {:>13}  {:<5} {:<40} {}", "name", "parameters", "fusion", "pooling", "head"))?;
     }
     for name in loupe::zoo::NAMES {
         let (d, params) = describe(name)?;
@@ -35,17 +31,16 @@ pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
             out.line(serde_json::json!({"name": name, "parameters": params, "description": description}))?;
         } else {
             let head = format!(
-                "{}{} -> {}{} -> {}{} ({} classes, {} frames)",
-                d.hidden.map_or(String::new(), |h| format!("fc {h} -> ")),
+                "{}{} -> {}{} -> {} ({} classes, {})",
+                d.hidden.map_or(String::new(), |h| format!("{} -> ", hidden(h, &d))),
                 d.after_pooling,
                 d.classifier,
                 if d.experts > 0 { format!("({})", d.experts) } else { String::new() },
                 d.after_classifier,
-                "",
                 d.classes,
-                d.frames
+                if d.input == "video_level" { "video-level".to_string() } else { format!("{} frames", d.frames) }
             );
-            out.line(format!("{name:<22} {params:>13}  {:<5} {:<40} {head}", d.fusion, pooling(&d)))?;
+            out.line(format!("{name:<24} {params:>13}  {:<5} {:<40} {head}", d.fusion, d.pooling_summary()))?;
         }
     }
     Ok(())

@@ -38,10 +38,14 @@ impl<E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform, D: Devic
     fn describe() -> ModelDescription {
         ModelDescription {
             name: "AverageLogistic".into(),
+            input: "frames".into(),
             streams: vec![],
             fusion: "early".into(),
+            early_pooling: None,
             frames: FRAMES,
             hidden: None,
+            hidden_batch_norm: false,
+            hidden_relu6: false,
             after_pooling: "none".into(),
             classifier: "logistic".into(),
             experts: 0,

@@ -171,14 +171,22 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, CheckpointError> {
 
 /// Reads the sidecar of the checkpoint at `path` (directory or sidecar).
 pub fn read_meta(path: &Path) -> Result<(PathBuf, CheckpointMeta), CheckpointError> {
+    read_sidecar(path).map(|(sidecar, meta, _)| (sidecar, meta))
+}
+
+/// [`read_meta`], plus the description fields the sidecar records (one written before a
+/// field of [`ModelDescription::ADDED_FIELDS`] existed lacks it).
+fn read_sidecar(path: &Path) -> Result<(PathBuf, CheckpointMeta, Vec<String>), CheckpointError> {
     let sidecar = resolve_checkpoint(path)?;
     let text = fs::read(&sidecar).map_err(io(&sidecar))?;
-    let meta: CheckpointMeta =
-        serde_json::from_slice(&text).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
+    let sidecar_error = |e| CheckpointError::Sidecar { path: sidecar.clone(), source: e };
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(sidecar_error)?;
+    let recorded = value["model"].as_object().map_or_else(Vec::new, |m| m.keys().cloned().collect());
+    let meta: CheckpointMeta = serde_json::from_value(value).map_err(sidecar_error)?;
     if meta.format != CHECKPOINT_FORMAT {
         return Err(CheckpointError::Format { path: sidecar, found: meta.format });
     }
-    Ok((sidecar, meta))
+    Ok((sidecar, meta, recorded))
 }
 
 /// Loads the checkpoint at `path` into `model` (and Adam's state into `adam` when given),
@@ -194,8 +202,11 @@ where
     D: Device<E>,
     M: TensorCollection<E, D> + Clone,
 {
-    let (sidecar, meta) = read_meta(path)?;
-    let differences = meta.model.differences(expected);
+    let (sidecar, meta, recorded) = read_sidecar(path)?;
+    // A field the sidecar predates cannot be compared; the weights' shapes still are.
+    let differences = meta.model.differences_in(expected, |field| {
+        !ModelDescription::ADDED_FIELDS.contains(&field) || recorded.iter().any(|r| r == field)
+    });
     if !differences.is_empty() {
         return Err(CheckpointError::Architecture { path: sidecar, found: meta.model.name.clone(), differences });
     }

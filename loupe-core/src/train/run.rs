@@ -106,6 +106,12 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
             M::FRAMES
         )));
     }
+    if decoder.format() == DataFormat::FrameLevel && M::describe().input == "video_level" {
+        return Err(RunError::Config(format!(
+            "model {} reads video-level records (one mean_rgb and mean_audio vector per video); these files are frame-level",
+            M::describe().name
+        )));
+    }
     Ok(())
 }
 
