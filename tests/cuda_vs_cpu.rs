@@ -71,4 +71,5 @@ fn small_zoo_models_agree_on_cuda_and_cpu() {
     compare::<zoo::SmallLstm>("small-lstm", &gpu);
     compare::<zoo::SmallGru>("small-gru", &gpu);
     compare::<zoo::SmallNeXtVlad>("small-nextvlad", &gpu);
+    compare::<zoo::SmallVideoMoe>("small-video-moe", &gpu);
 }
