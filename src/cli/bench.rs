@@ -1,5 +1,6 @@
 //! `loupe bench MODEL`: times a zoo model's forward, forward + backward and training
-//! step (see `loupe_core::bench`) and prints a table, or one JSON object with `--json`.
+//! step (see `loupe_core::bench`) and prints a table, one JSON object with `--json`, or
+//! one markdown table row under its header with `--markdown` (`benches/zoo_table.sh`).
 
 use clap::Args;
 use loupe::bench::{bench_model, BenchConfig, BenchReport};
@@ -35,8 +36,11 @@ pub struct BenchArgs {
     #[arg(long)]
     composed: bool,
     /// Print one JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print the markdown table header and one row (as `benches/zoo_table.sh` collects).
+    #[arg(long)]
+    markdown: bool,
 }
 
 fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
@@ -92,7 +96,9 @@ pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
         }
         Some(r) => r.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?,
     };
-    if args.json {
+    if args.markdown {
+        out.line(format!("{}{}", BenchReport::markdown_header(), report.markdown_row()))
+    } else if args.json {
         let json = serde_json::to_string(&report).map_err(|e| CliError::context("writing JSON", e))?;
         out.line(json)
     } else {
