@@ -286,6 +286,7 @@ fn vlad<
 /// `|w|^2 / 2` of a parameter on a fresh tape of type `T`, in one multithreaded pass
 /// forward (accumulated in f64) and one backward (`gw += g w`), without the `w^2`
 /// temporary of the composed ops. `None` when the fused kernel does not apply.
+#[allow(clippy::type_complexity)]
 pub(crate) fn try_half_squared_norm<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     w: &Tensor<S, E, D>,
 ) -> Result<Option<Tensor<Rank0, E, D, T>>, D::Err> {
@@ -296,6 +297,7 @@ pub(crate) fn try_half_squared_norm<S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
     }
 }
 
+#[allow(clippy::type_complexity)]
 fn half_squared_norm<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     w: &Tensor<S, E, D>,
 ) -> Result<Option<Tensor<Rank0, E, D, T>>, D::Err> {
