@@ -6,7 +6,10 @@
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, Tolerance};
 use loupe::kernels::set_fused;
-use loupe::nn::{builder, l2_normalize, BatchNorm, FrameInput, NetRvlad, NetVlad, SoftAssignment};
+use loupe::nn::{
+    builder, l2_normalize, BatchNorm, ClassifierPenalty, FrameInput, Logistic, MixtureOfExperts, NetRvlad, NetVlad,
+    SoftAssignment,
+};
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
 type Tape64 = OwnedTape<f64, Cpu>;
@@ -231,4 +234,75 @@ fn soft_assignment_eval_fused_matches_composed() {
     let composed = a.forward(x).as_vec();
     set_fused(true);
     assert_close(&fused, &composed, 1e-12, "evaluation assignment");
+}
+
+/// The classifier's loss with its L2 term (`sum(p) + 0.3 penalty`, as the trainer adds
+/// it) on the fused or composed path: the penalty's value and every parameter gradient.
+fn penalised_loss<M>(fused: bool, model: &M, h: &Tensor<(usize, Const<5>), f64, Cpu>) -> (f64, Vec<Vec<f64>>)
+where
+    M: TensorCollection<f64, Cpu>
+        + ClassifierPenalty<f64, Cpu>
+        + Module<Tensor<(usize, Const<5>), f64, Cpu, Tape64>, Output = Tensor<(usize, Const<4>), f64, Cpu, Tape64>>,
+{
+    set_fused(fused);
+    let p = model.forward(h.clone().traced(model.alloc_grads()));
+    let penalty = model.try_l2_penalty::<Tape64>().unwrap();
+    let value = penalty.retaped::<NoneTape>().as_vec()[0];
+    let grads = (p.sum::<Rank0, _>() + penalty * 0.3).backward();
+    set_fused(true);
+    (value, param_grads(model, &grads))
+}
+
+/// Central differences of the penalty alone, entry by entry, against its fused gradient.
+fn penalty_finite_differences<S: Shape, M: ClassifierPenalty<f64, Cpu>>(
+    model: &mut M,
+    weight: fn(&mut M) -> &mut Tensor<S, f64, Cpu>,
+) {
+    set_fused(true);
+    let analytic = {
+        let penalty = model.try_l2_penalty::<Tape64>().unwrap();
+        let w = weight(model).clone();
+        penalty.backward().get(&w).as_vec()
+    };
+    let h = 1e-5;
+    let base = weight(model).as_vec();
+    for i in (0..base.len()).step_by(7) {
+        let mut at = |delta: f64| {
+            let mut v = base.clone();
+            v[i] += delta;
+            weight(model).copy_from(&v);
+            model.try_l2_penalty::<NoneTape>().unwrap().as_vec()[0]
+        };
+        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        assert!((numeric - analytic[i]).abs() <= 1e-7 * (1.0 + numeric.abs()), "entry {i}: {numeric} vs {}", analytic[i]);
+    }
+    weight(model).copy_from(&base);
+}
+
+#[test]
+fn classifier_penalty_fused_matches_composed_and_finite_differences() {
+    let dev = loupe::device::cpu_seeded(15);
+    let h: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+
+    let mut moe = dev.build_module::<builder::MixtureOfExperts<5, 4, 2>, f64>();
+    moe.expert_bias = dev.sample_normal_like(&moe.expert_bias);
+    let (v1, g1) = penalised_loss(true, &moe, &h);
+    let (v0, g0) = penalised_loss(false, &moe, &h);
+    assert_close(&[v1], &[v0], 1e-12, "MoE penalty");
+    assert!(v1 > 0.0);
+    for (i, (a, b)) in g1.iter().zip(&g0).enumerate() {
+        assert_close(a, b, 1e-12, &format!("MoE loss gradient, tensor {i}"));
+    }
+    penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.gate_weight);
+    penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.dummy_gate_weight);
+    penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.expert_weight);
+
+    let mut logistic = dev.build_module::<builder::Logistic<5, 4>, f64>();
+    let (v1, g1) = penalised_loss(true, &logistic, &h);
+    let (v0, g0) = penalised_loss(false, &logistic, &h);
+    assert_close(&[v1], &[v0], 1e-12, "logistic penalty");
+    for (a, b) in g1.iter().zip(&g0) {
+        assert_close(a, b, 1e-12, "logistic loss gradient");
+    }
+    penalty_finite_differences::<_, Logistic<5, 4, f64, Cpu>>(&mut logistic, |m| &mut m.weight);
 }

@@ -1,5 +1,6 @@
 //! `loupe bench MODEL`: times a zoo model's forward, forward + backward and training
-//! step (see `loupe_core::bench`) and prints a table, or one JSON object with `--json`.
+//! step (see `loupe_core::bench`) and prints a table, one JSON object with `--json`, or
+//! one markdown table row under its header with `--markdown` (`benches/zoo_table.sh`).
 
 use clap::Args;
 use loupe::bench::{bench_model_on, BenchConfig, BenchReport};
@@ -37,8 +38,11 @@ pub struct BenchArgs {
     #[arg(long)]
     composed: bool,
     /// Print one JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print the markdown table header and one row (as `benches/zoo_table.sh` collects).
+    #[arg(long)]
+    markdown: bool,
     /// `cpu`, `cuda` or `cuda:N` (GPU N; needs a loupe built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -81,8 +85,12 @@ pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
         loupe::kernels::set_fused(!composed);
         on_model(&args.model, args.device.build(args.seed)?, Bench(config))
     })?;
-    let report = report.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?;
-    if args.json {
+    let mut report = report.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?;
+    // Rows are named as the user names the model (the zoo name, not the Rust type).
+    report.model = args.model.clone();
+    if args.markdown {
+        out.line(format!("{}{}", BenchReport::markdown_header(), report.markdown_row()))
+    } else if args.json {
         let json = serde_json::to_string(&report).map_err(|e| CliError::context("writing JSON", e))?;
         out.line(json)
     } else {

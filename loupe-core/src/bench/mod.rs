@@ -89,6 +89,40 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// The header (two lines) of the one-row-per-model markdown table that
+    /// [`BenchReport::markdown_row`] fills; `benches/zoo_table.sh` prints the zoo with it.
+    pub fn markdown_header() -> String {
+        concat!(
+            "| model | params | batch | threads | fwd ms | fwd+bwd ms | step ms | step CPU ms | step GFLOP/s | % matmul | peak memory |\n",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        )
+        .to_string()
+    }
+
+    /// This report as one markdown table row (see [`BenchReport::markdown_header`]): median
+    /// ms of each phase, then the training step's CPU ms, GFLOP/s and share of the machine's
+    /// matmul rate, and the peak memory (host VmHWM, or the GPU's memory in use).
+    pub fn markdown_row(&self) -> String {
+        let phase = |name: &str| self.phases.iter().find(|p| p.phase == name);
+        let ms = |name: &str| phase(name).map_or("-".to_string(), |p| format!("{:.1}", p.ms));
+        let step = phase("train_step");
+        let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        format!(
+            "| {} | {:.1}M | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            self.model,
+            self.parameters as f64 / 1e6,
+            self.batch,
+            self.threads,
+            ms("forward"),
+            ms("forward_backward"),
+            ms("train_step"),
+            step.and_then(|p| p.cpu_ms).map_or("-".to_string(), |c| format!("{c:.0}")),
+            step.map_or("-".to_string(), |p| format!("{:.1}", p.gflops)),
+            step.map_or("-".to_string(), |p| format!("{:.0}%", 100.0 * p.fraction_of_matmul)),
+            self.gpu_memory_bytes.or(self.peak_memory_bytes).map_or("-".to_string(), gib),
+        )
+    }
+
     /// A plain-text table, one row per phase.
     pub fn table(&self) -> String {
         let mut s = format!(
@@ -361,4 +395,52 @@ where
         peak_memory_bytes: peak_memory_bytes(),
         gpu_memory_bytes: gpu_memory_bytes::<D>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> BenchReport {
+        let phase = |name: &str, ms: f64| PhaseTiming {
+            phase: name.to_string(),
+            ms,
+            min_ms: ms,
+            cpu_ms: Some(2.0 * ms),
+            videos_per_s: 1.0,
+            gflop: 1.0,
+            gflops: 50.0,
+            fraction_of_matmul: 0.25,
+        };
+        BenchReport {
+            model: "M".to_string(),
+            batch: 4,
+            frames: 10,
+            threads: 2,
+            device: "cpu".to_string(),
+            parameters: 2_500_000,
+            fused_kernels: true,
+            phases: vec![phase("forward", 1.0), phase("forward_backward", 3.0), phase("train_step", 4.5)],
+            machine_matmul_gflops: 200.0,
+            peak_memory_bytes: Some(3 << 30),
+            gpu_memory_bytes: None,
+        }
+    }
+
+    #[test]
+    fn markdown_row_fills_every_column_of_the_header() {
+        let header = BenchReport::markdown_header();
+        let columns = header.lines().next().unwrap().matches('|').count();
+        let row = report().markdown_row();
+        assert_eq!(row.matches('|').count(), columns);
+        assert_eq!(row, "| M | 2.5M | 4 | 2 | 1.0 | 3.0 | 4.5 | 9 | 50.0 | 25% | 3.00 GiB |");
+    }
+
+    #[test]
+    fn markdown_row_prefers_gpu_memory_and_marks_missing_phases() {
+        let mut r = report();
+        r.phases.truncate(1);
+        r.gpu_memory_bytes = Some(1 << 30);
+        assert_eq!(r.markdown_row(), "| M | 2.5M | 4 | 2 | 1.0 | - | - | - | - | - | 1.00 GiB |");
+    }
 }

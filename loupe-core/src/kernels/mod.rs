@@ -3,10 +3,10 @@
 //!
 //! dfdx 0.13 runs every elementwise op and reduction as its own single-threaded pass;
 //! only matmul is multithreaded. The layers' elementwise work (batch norm, softmax, the
-//! NetVLAD residual and its two L2 normalisations, L2 normalisation of frames) is done
-//! here instead as one multithreaded (rayon) pass forward and one or two backward, each
-//! recorded on the tape with `add_backward_op` like a dfdx op. Matrix products stay dfdx's
-//! (gemm).
+//! NetVLAD residual and its two L2 normalisations, L2 normalisation of frames, the
+//! classifier's L2 penalty) is done here instead as one multithreaded (rayon) pass
+//! forward and one or two backward, each recorded on the tape with `add_backward_op` like
+//! a dfdx op. Matrix products stay dfdx's (gemm).
 //!
 //! Dispatch is by type at run time, so no layer gains a trait bound: on `Cpu` with `f32`
 //! or `f64` the fused kernels run; on any other device (`Cuda`) or dtype the layers use
@@ -20,7 +20,9 @@ mod math;
 mod ops;
 mod view;
 
-pub(crate) use ops::{try_batch_norm_eval_softmax, try_batch_norm_train, try_l2_normalize_rows, try_vlad_normalize};
+pub(crate) use ops::{
+    try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows, try_vlad_normalize,
+};
 pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
 pub(crate) use math::{adam_update, squared_norm, Real};
 

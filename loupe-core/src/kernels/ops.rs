@@ -282,3 +282,38 @@ fn vlad<
     }
     Ok(Ok(out.put_tape(tape)))
 }
+
+/// `|w|^2 / 2` of a parameter on a fresh tape of type `T`, in one multithreaded pass
+/// forward (accumulated in f64) and one backward (`gw += g w`), without the `w^2`
+/// temporary of the composed ops. `None` when the fused kernel does not apply.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_half_squared_norm<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    w: &Tensor<S, E, D>,
+) -> Result<Option<Tensor<Rank0, E, D, T>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => half_squared_norm::<f32, _, _, _, _>(w),
+        Some(CpuFloat::F64) => half_squared_norm::<f64, _, _, _, _>(w),
+        None => Ok(None),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn half_squared_norm<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    w: &Tensor<S, E, D>,
+) -> Result<Option<Tensor<Rank0, E, D, T>>, D::Err> {
+    let Some(values) = slice::<F, _, _, _>(w) else {
+        return Ok(None);
+    };
+    let half = E::from_f64(0.5 * math::squared_norm(values)).expect("norm fits the dtype");
+    let out = w.device().try_tensor(half)?;
+    let mut tape = T::default();
+    if T::OWNS_TAPE {
+        let (w_keep, out_keep) = (w.clone(), out.clone());
+        tape.add_backward_op(move |grads| {
+            let g = take_grad::<F, _, _, _>(grads, &out_keep)?;
+            math::scaled_add(grad_mut::<F, _, _, _>(grads, &w_keep)?, g[0], expect_view(slice::<F, _, _, _>(&w_keep)));
+            restore_grad(grads, &out_keep, g)
+        });
+    }
+    Ok(Some(out.put_tape(tape)))
+}
