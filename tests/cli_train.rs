@@ -121,3 +121,22 @@ fn bad_settings_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint here"));
     let _ = std::fs::remove_dir_all(&data.dir);
 }
+
+#[test]
+fn frame_order_flag_reaches_the_run() {
+    let data = synth("order");
+    let meta = |dir: &Path, step: u64| -> serde_json::Value {
+        let path = dir.join(format!("checkpoints/step-{step:08}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let random = data.dir.join("random");
+    assert_eq!(train(&data, "small-lstm", &random, &["--max-steps", "2", "--frame-order", "random"])["steps"], 2);
+    assert_eq!(meta(&random, 2)["training"]["frame_order"], "random");
+    let temporal = data.dir.join("temporal");
+    train(&data, "small-gru", &temporal, &["--max-steps", "1"]);
+    assert_eq!(meta(&temporal, 1)["training"]["frame_order"], "temporal");
+    let out = loupe(&["train", "--model", "small-lstm", "--train-data-pattern", &data.train, "--frame-order", "sideways"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`temporal` or `random`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
