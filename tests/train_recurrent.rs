@@ -225,7 +225,7 @@ fn small_recurrent_models_learn_synthetic_data() {
         let gap = summary.metrics.unwrap().gap;
         println!("{name}: loss {first:.4} -> {last:.4}, GAP {chance:.3} (one step) -> {gap:.3}");
         assert!(last < 0.8 * first, "{name}: loss {first} -> {last}");
-        assert!(gap > chance + 0.2 && gap > 0.5, "{name}: GAP {chance} -> {gap}");
+        assert!(gap > chance + 0.2 && gap > 0.45, "{name}: GAP {chance} -> {gap}");
     }
     learns::<SmallLstmModel<f32, Cpu>>(&data, "small-lstm");
     learns::<SmallGruModel<f32, Cpu>>(&data, "small-gru");

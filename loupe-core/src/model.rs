@@ -51,6 +51,10 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
     /// output depends on frame order (the recurrent poolings) stop reading a video there;
     /// the default ignores `lengths`, right for poolings over frames sampled with
     /// replacement, where every frame is valid.
+    ///
+    /// # Panics
+    /// A model that uses `lengths` may panic when there is not one per video
+    /// ([`crate::train::Trainer`] checks this and returns an error instead).
     #[allow(clippy::type_complexity)]
     fn try_forward_train_lengths(
         &mut self,
