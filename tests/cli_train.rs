@@ -130,8 +130,14 @@ fn frame_order_flag_reaches_the_run() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let random = data.dir.join("random");
-    assert_eq!(train(&data, "small-lstm", &random, &["--max-steps", "2", "--frame-order", "random"])["steps"], 2);
+    let trained = train(&data, "small-lstm", &random, &["--max-steps", "2", "--frame-order", "random"]);
+    assert_eq!(trained["steps"], 2);
     assert_eq!(meta(&random, 2)["training"]["frame_order"], "random");
+    // `loupe eval` samples the frames as the training run's evaluation did (random order
+    // here, not the temporal default), so it repeats that evaluation exactly.
+    let checkpoints = random.join("checkpoints");
+    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]));
+    assert_eq!(eval["gap"], trained["metrics"]["gap"]);
     let temporal = data.dir.join("temporal");
     train(&data, "small-gru", &temporal, &["--max-steps", "1"]);
     assert_eq!(meta(&temporal, 1)["training"]["frame_order"], "temporal");
