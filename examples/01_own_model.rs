@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         skip_corrupt: false,
         progress: true,
         top_k: 20,
+        frame_order: Default::default(),
         optim: TrainConfig {
             schedule: LearningRateSchedule { base: 3e-3, decay: 0.9, decay_examples: 1_000 },
             adam: AdamConfig::default(),

@@ -195,14 +195,14 @@ pub use loupe_macros::video_model;
 #[doc(hidden)]
 pub mod __private {
     pub use ::dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleMut, ModuleVisitor, TensorCollection};
-    pub use ::dfdx::shapes::{Const, Dtype};
+    pub use ::dfdx::shapes::{Const, Dtype, HasShape};
     pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
     pub use ::loupe_core::model::{ModelDescription, PoolingDescription, StreamDescription, VideoModel};
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;
 
-    use ::dfdx::shapes::{Axis, HasShape};
+    use ::dfdx::shapes::Axis;
     use ::dfdx::tensor_ops::{RealizeTo, ReshapeTo, TryConcatAlong};
 
     /// The dtypes generated models are generic over: whatever the layers need.

@@ -45,8 +45,12 @@
 //! | `quickstart-average` | [`QuickstartAverage`] | quick start |
 //!
 //! The recurrent models read each video's frames in temporal order (the data's
-//! `FrameSampling::InOrder`); through [`VideoModel`] they see all `FRAMES` frames as
-//! valid (a short video's frames cycled), as the pooling layers' frames-only input.
+//! `FrameSampling::InOrder`) and stop at its last valid frame: the run loop passes each
+//! batch's valid frame counts ([`FrameBatch::lengths`](crate::data::FrameBatch::lengths))
+//! to [`VideoModel::try_forward_train_lengths`], so the cycled frames that fill a short
+//! video are not read. Through the frames-only methods they see all `FRAMES` frames as
+//! valid. `RunConfig::frame_order` (`loupe train --frame-order random`) feeds them frames
+//! drawn with replacement in random order instead, as the released LSTM was trained.
 //!
 //! # Picking a model by name
 //! [`visit`] hands the builder type registered under a name to a [`ModelVisitor`]; the
@@ -196,8 +200,9 @@ pub struct AveragePoolingMoeCg;
 /// LSTM (Table 1: 81.7 GAP), as released: two stacked LSTM layers of 1024 cells (forget
 /// bias 1) over the L2-normalised early-concat 1152-d frames, no input batch norm; the
 /// MoE sits directly on the final states `[c1, h1, c2, h2]` (4096), no hidden layer, no
-/// gating; 150 frames, MoE L2 1e-8. (The released run fed the 150 frames in random
-/// order; the paper and loupe read them in temporal order.)
+/// gating; 150 frames, MoE L2 1e-8. (The released run fed the 150 frames drawn with
+/// replacement in random order, `loupe train --frame-order random`; the paper and loupe's
+/// default read them in temporal order.)
 #[video_model(
     frames = 150,
     fusion = early(pooling = lstm(size = 1024)),

@@ -193,3 +193,28 @@ fn video_level_moe_trains_on_video_level_records() {
     assert!(stderr.contains("video-level data has one vector per video"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn frame_order_flag_reaches_the_run() {
+    let data = synth("order");
+    let meta = |dir: &Path, step: u64| -> serde_json::Value {
+        let path = dir.join(format!("checkpoints/step-{step:08}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let random = data.dir.join("random");
+    let trained = train(&data, "small-lstm", &random, &["--max-steps", "2", "--frame-order", "random"]);
+    assert_eq!(trained["steps"], 2);
+    assert_eq!(meta(&random, 2)["training"]["frame_order"], "random");
+    // `loupe eval` samples the frames as the training run's evaluation did (random order
+    // here, not the temporal default), so it repeats that evaluation exactly.
+    let checkpoints = random.join("checkpoints");
+    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]));
+    assert_eq!(eval["gap"], trained["metrics"]["gap"]);
+    let temporal = data.dir.join("temporal");
+    train(&data, "small-gru", &temporal, &["--max-steps", "1"]);
+    assert_eq!(meta(&temporal, 1)["training"]["frame_order"], "temporal");
+    let out = loupe(&["train", "--model", "small-lstm", "--train-data-pattern", &data.train, "--frame-order", "sideways"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`temporal` or `random`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&data.dir);
+}

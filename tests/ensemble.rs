@@ -73,6 +73,7 @@ where
         skip_corrupt: false,
         progress: false,
         top_k: 20,
+        frame_order: Default::default(),
         optim: TrainConfig {
             schedule: LearningRateSchedule { base: 0.01, decay: 0.9, decay_examples: 1000 },
             adam: AdamConfig::default(),

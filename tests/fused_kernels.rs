@@ -1,14 +1,15 @@
 //! Every fused CPU kernel (`loupe::kernels`) against the composed dfdx ops it replaces:
 //! outputs, running statistics and every gradient (input and parameters), plus finite
 //! differences through the fused path. The composed path is selected per thread with
-//! `kernels::set_fused(false)`.
+//! `kernels::set_fused(false)`. The recurrent layers' host recurrences (LSTM, GRU) are
+//! compared the same way with their composed per-frame dfdx ops.
 
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, Tolerance};
 use loupe::kernels::set_fused;
 use loupe::nn::{
-    builder, l2_normalize, BatchNorm, ClassifierPenalty, FrameInput, Logistic, MixtureOfExperts, NetRvlad, NetVlad,
-    SoftAssignment,
+    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, Gru, Logistic, Lstm,
+    MixtureOfExperts, NetRvlad, NetVlad, SoftAssignment,
 };
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
@@ -305,4 +306,88 @@ fn classifier_penalty_fused_matches_composed_and_finite_differences() {
         assert_close(a, b, 1e-12, "logistic loss gradient");
     }
     penalty_finite_differences::<_, Logistic<5, 4, f64, Cpu>>(&mut logistic, |m| &mut m.weight);
+}
+
+// ---------------------------------------------------------------------------------------
+// Recurrent layers: host recurrence (one op, own backward) vs composed per-frame dfdx ops.
+
+/// A recurrent layer fed `(tanh(x), mask)`: the tanh makes the layer's input a non-leaf.
+#[derive(Debug, Clone)]
+struct Masked<M> {
+    layer: M,
+    mask: Option<Tensor<(usize, usize), f64, Cpu>>,
+}
+
+impl<M: TensorCollection<f64, Cpu>> TensorCollection<f64, Cpu> for Masked<M> {
+    type To<E2: Dtype, D2: Device<E2>> = M::To<E2, D2>;
+    fn iter_tensors<V: ModuleVisitor<Self, f64, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(Self::module("", |s| &s.layer, |s| &mut s.layer), |m| m)
+    }
+}
+
+type Frames<const F: usize, T> = Tensor<(usize, usize, Const<F>), f64, Cpu, T>;
+
+impl<M, const F: usize, T: Tape<f64, Cpu>, O: Shape> ModuleMut<Frames<F, T>> for Masked<M>
+where
+    M: Module<Frames<F, T>, Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>
+        + Module<(Frames<F, T>, Tensor<(usize, usize), f64, Cpu>), Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>,
+{
+    type Output = Tensor<O, f64, Cpu, T>;
+    type Error = <Cpu as HasErr>::Err;
+    fn try_forward_mut(&mut self, x: Frames<F, T>) -> Result<Self::Output, Self::Error> {
+        let x = x.try_tanh()?;
+        match &self.mask {
+            Some(mask) => self.layer.try_forward((x, mask.clone())),
+            None => self.layer.try_forward(x),
+        }
+    }
+}
+
+/// Host vs composed on 3 videos of 6 frames, all valid and with 6, 2 and 0 valid frames,
+/// then finite differences through the composed path.
+fn recurrent_host_matches_composed<M, O: Shape>(layer: M, dev: &Cpu)
+where
+    M: Clone + TensorCollection<f64, Cpu>,
+    Masked<M>: TensorCollection<f64, Cpu>
+        + ModuleMut<Frames<5, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>
+        + ModuleMut<Frames<5, NoneTape>, Output = Tensor<O, f64, Cpu>>,
+{
+    let x: Tensor<(usize, usize, Const<5>), f64, Cpu> = frames::<5>(dev, 3, 6);
+    let mask = valid_frame_mask(dev, &[6, 2, 0], (3, 6));
+    for mask in [None, Some(mask)] {
+        let fed = Masked { layer: layer.clone(), mask };
+        compare(fed.clone(), x.clone(), 1e-12);
+        // Without a tape (evaluation) both paths agree too.
+        let eval = |fused: bool| {
+            set_fused(fused);
+            let y = fed.clone().forward_mut(x.clone()).as_vec();
+            set_fused(true);
+            y
+        };
+        assert_close(&eval(true), &eval(false), 1e-12, "evaluation output");
+        set_fused(false);
+        let report = check_gradients(&mut fed.clone(), x.clone(), Tolerance::default(), 5);
+        set_fused(true);
+        report.unwrap_or_else(|e| panic!("composed path, finite differences: {e:#?}"));
+    }
+}
+
+#[test]
+fn lstm_host_matches_composed() {
+    let dev = loupe::device::cpu_seeded(15);
+    let lstm: Lstm<5, 4, 16, f64, Cpu> = dev.build_module::<builder::Lstm<5, 4, 16>, f64>();
+    recurrent_host_matches_composed(lstm, &dev);
+}
+
+#[test]
+fn gru_host_matches_composed() {
+    let dev = loupe::device::cpu_seeded(16);
+    let mut gru: Gru<5, 4, 8, f64, Cpu> = dev.build_module::<builder::Gru<5, 4, 8>, f64>();
+    // Biases away from their initial constants, so every bias gradient is exercised.
+    for layer in [&mut gru.layer1.gate_bias, &mut gru.layer2.gate_bias] {
+        *layer = dev.sample_normal_like(layer);
+    }
+    recurrent_host_matches_composed(gru, &dev);
 }

@@ -7,6 +7,7 @@ mod common;
 use common::{assert_close, device, Case, Reference, TestDevice};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, GradReport, NamedParam, Tolerance};
+use loupe::kernels::set_fused;
 use loupe::nn::{builder, valid_frame_mask, Gru, Lstm, NeXtVlad};
 
 // B = 2 videos of S = 5 frames, F = 4 features, H = 3 (recurrent.py's sizes); the
@@ -41,28 +42,36 @@ macro_rules! assert_matches_case {
     }};
 }
 
+/// Both paths on the `Cpu` (the host recurrence, then the composed dfdx ops that other
+/// devices run); on `Cuda` both runs take the composed path.
 #[test]
 fn lstm_matches_reference() {
     let case = Reference::load("recurrent").case("lstm");
     let dev = device();
-    let mut layer: Lstm<4, 3, 12, f64, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f64>();
-    case.load_params(&mut layer);
-    assert_matches_case!(layer, case, f64, 1e-10);
-    let mut layer: Lstm<4, 3, 12, f32, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f32>();
-    case.load_params(&mut layer);
-    assert_matches_case!(layer, case, f32, 1e-5);
+    for fused in [true, false] {
+        set_fused(fused);
+        let mut layer: Lstm<4, 3, 12, f64, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f64>();
+        case.load_params(&mut layer);
+        assert_matches_case!(layer, case, f64, 1e-10);
+        let mut layer: Lstm<4, 3, 12, f32, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f32>();
+        case.load_params(&mut layer);
+        assert_matches_case!(layer, case, f32, 1e-5);
+    }
 }
 
 #[test]
 fn gru_matches_reference() {
     let case = Reference::load("recurrent").case("gru");
     let dev = device();
-    let mut layer: Gru<4, 3, 6, f64, _> = dev.build_module::<builder::Gru<4, 3, 6>, f64>();
-    case.load_params(&mut layer);
-    assert_matches_case!(layer, case, f64, 1e-10);
-    let mut layer: Gru<4, 3, 6, f32, _> = dev.build_module::<builder::Gru<4, 3, 6>, f32>();
-    case.load_params(&mut layer);
-    assert_matches_case!(layer, case, f32, 1e-5);
+    for fused in [true, false] {
+        set_fused(fused);
+        let mut layer: Gru<4, 3, 6, f64, _> = dev.build_module::<builder::Gru<4, 3, 6>, f64>();
+        case.load_params(&mut layer);
+        assert_matches_case!(layer, case, f64, 1e-10);
+        let mut layer: Gru<4, 3, 6, f32, _> = dev.build_module::<builder::Gru<4, 3, 6>, f32>();
+        case.load_params(&mut layer);
+        assert_matches_case!(layer, case, f32, 1e-5);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -390,25 +399,51 @@ fn no_frames_pool_to_zeros() {
     assert_eq!(lstm.forward((x, mask)).as_vec()[..12], [0.0; 12]);
 }
 
-/// Paper-size LSTM (B = 8, S = 150, F = 1152, H = 1024) forward + backward, timed.
+/// Paper-size LSTM (B = 8, S = 150, F = 1152, H = 1024) and GRU (H = 1200) forward +
+/// backward, timed on the `Cpu` path and the composed dfdx path (`LOUPE_RECURRENT=lstm`
+/// or `gru` times one of them only). Wall time and CPU time of the process (all threads;
+/// steadier than wall time on a shared machine).
 /// `cargo test --release --test layers_recurrent -- --ignored --nocapture`.
 #[test]
 #[ignore = "paper size: seconds per pass on a CPU"]
 fn paper_size_recurrent_timing() {
+    use loupe::bench::process_cpu_ms;
     let dev = loupe::device::cpu_seeded(7);
     let x: Tensor<(usize, Const<150>, Const<1152>), f32, _> = dev.sample_normal_like(&(8, Const, Const));
-    let lstm = dev.build_module::<builder::Lstm<1152, 1024, 4096>, f32>();
-    let gru = dev.build_module::<builder::Gru<1152, 1200, 2400>, f32>();
-    for _ in 0..2 {
-        let start = std::time::Instant::now();
-        let y = lstm.forward(x.clone().traced(lstm.alloc_grads()));
-        let forward = start.elapsed();
-        let _ = y.sum().backward();
-        println!("LSTM 2x1024, B=8 S=150: forward {forward:?}, forward+backward {:?}", start.elapsed());
-        let start = std::time::Instant::now();
-        let y = gru.forward(x.clone().traced(gru.alloc_grads()));
-        let forward = start.elapsed();
-        let _ = y.sum().backward();
-        println!("GRU 2x1200, B=8 S=150: forward {forward:?}, forward+backward {:?}", start.elapsed());
+    let only = std::env::var("LOUPE_RECURRENT").unwrap_or_default();
+    let time = |what: &str, f: &dyn Fn()| {
+        let (wall, cpu) = (std::time::Instant::now(), process_cpu_ms());
+        f();
+        let cpu = process_cpu_ms().zip(cpu).map(|(b, a)| b - a);
+        println!("{what}: wall {:.0} ms, cpu {cpu:?} ms", wall.elapsed().as_secs_f64() * 1e3);
+    };
+    // What one layer's forward recurrent products alone cost: 150 (8, 1024) x (1024, 4096).
+    let h: Tensor<(usize, Const<1024>), f32, _> = dev.sample_normal_like(&(8, Const));
+    let u: Tensor<(Const<1024>, usize), f32, _> = dev.sample_normal_like(&(Const, 4096));
+    time("150 matmuls (8, 1024) x (1024, 4096)", &|| {
+        for _ in 0..150 {
+            drop(h.clone().matmul(u.clone()));
+        }
+    });
+    for composed in [false, true] {
+        loupe::kernels::set_fused(!composed);
+        let path = if composed { "composed" } else { "cpu" };
+        if only.is_empty() || only == "lstm" {
+            let lstm = dev.build_module::<builder::Lstm<1152, 1024, 4096>, f32>();
+            for _ in 0..2 {
+                time(&format!("LSTM 2x1024, B=8 S=150, {path}, forward"), &|| drop(lstm.forward(x.clone())));
+                time(&format!("LSTM 2x1024, B=8 S=150, {path}, forward+backward"), &|| {
+                    drop(lstm.forward(x.clone().traced(lstm.alloc_grads())).sum().backward())
+                });
+            }
+        }
+        if only.is_empty() || only == "gru" {
+            let gru = dev.build_module::<builder::Gru<1152, 1200, 2400>, f32>();
+            for _ in 0..2 {
+                time(&format!("GRU 2x1200, B=8 S=150, {path}, forward+backward"), &|| {
+                    drop(gru.forward(x.clone().traced(gru.alloc_grads())).sum().backward())
+                });
+            }
+        }
     }
 }

@@ -22,6 +22,11 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
     const FEATURES: usize;
     /// Number of classes.
     const CLASSES: usize;
+    /// Whether the model reads frames as a sequence (the recurrent poolings): the run loop
+    /// then feeds each video's frames in temporal order by default and tells the model how
+    /// many are valid ([`Self::try_forward_train_lengths`]). Orderless poolings keep the
+    /// default `false` and get frames sampled uniformly with replacement.
+    const READS_FRAMES_IN_ORDER: bool = false;
 
     /// What this model is: the declarative spec it was built from.
     fn describe() -> ModelDescription;
@@ -39,6 +44,38 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
         &self,
         frames: Tensor<(usize, Self::Frames, Self::Features), E, D>,
     ) -> Result<Tensor<(usize, Self::Classes), E, D>, D::Err>;
+
+    /// [`Self::try_forward_train`] given each video's count of valid frames: `lengths[b]`
+    /// (one per video) says that only the first `lengths[b]` frames of video `b` are its
+    /// own, the rest filling (a short video's frames cycled, or zeros). Models whose
+    /// output depends on frame order (the recurrent poolings) stop reading a video there;
+    /// the default ignores `lengths`, right for poolings over frames sampled with
+    /// replacement, where every frame is valid.
+    ///
+    /// # Panics
+    /// A model that uses `lengths` may panic when there is not one per video
+    /// ([`crate::train::Trainer`] checks this and returns an error instead).
+    #[allow(clippy::type_complexity)]
+    fn try_forward_train_lengths(
+        &mut self,
+        frames: Tensor<(usize, Self::Frames, Self::Features), E, D, OwnedTape<E, D>>,
+        lengths: &[usize],
+    ) -> Result<Tensor<(usize, Self::Classes), E, D, OwnedTape<E, D>>, D::Err> {
+        let _ = lengths;
+        self.try_forward_train(frames)
+    }
+
+    /// [`Self::try_forward_eval`] given each video's count of valid frames (see
+    /// [`Self::try_forward_train_lengths`]).
+    #[allow(clippy::type_complexity)]
+    fn try_forward_eval_lengths(
+        &self,
+        frames: Tensor<(usize, Self::Frames, Self::Features), E, D>,
+        lengths: &[usize],
+    ) -> Result<Tensor<(usize, Self::Classes), E, D>, D::Err> {
+        let _ = lengths;
+        self.try_forward_eval(frames)
+    }
 
     /// The classifier's weight penalty `(|Wg|^2 + |We|^2) / 2` (MoE) or `|W|^2 / 2`
     /// (logistic), on a tape so that it can be added to the loss. The training loop

@@ -250,8 +250,10 @@ fn gen_tensor_collection(built: &Ident, model: &Model) -> TokenStream {
 }
 
 /// The forward pass, shared by evaluation (`Module`, `train` false) and training
-/// (`ModuleMut`): `__x` is the input, `tape` the tape type for `retaped`.
-fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
+/// (`ModuleMut`): `__x` is the input, `tape` the tape type for `retaped`. With `lengths`
+/// (recurrent early pooling only) the pooling also gets the mask of the valid frames
+/// made from `__lengths: &[usize]`.
+fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -> TokenStream {
     let p = private();
     let call = |field: &Ident, arg: TokenStream| {
         if train {
@@ -269,7 +271,16 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream) -> TokenStream {
         body.push(quote!(let __x = #p::video_vector::<#features, _, _, _>(__x)?;));
         quote!(__x)
     } else if model.early.is_some() {
-        let pooled = call(&format_ident!("pooling"), quote!(__x));
+        let input = if lengths {
+            body.push(quote! {
+                let __shape = *#p::HasShape::shape(&__x);
+                let __mask = #p::nn::valid_frame_mask(__x.device(), __lengths, (__shape.0, __shape.1));
+            });
+            quote!((__x, __mask))
+        } else {
+            quote!(__x)
+        };
+        let pooled = call(&format_ident!("pooling"), input);
         body.push(quote!(let __x = #pooled;));
         quote!(__x)
     } else {
@@ -325,7 +336,7 @@ fn gen_module(built: &Ident, model: &Model) -> TokenStream {
     let tape = quote!(#p::NoneTape);
     let input = input_type(model, &tape);
     let output = output_type(model, &tape);
-    let body = forward_body(model, false, &tape);
+    let body = forward_body(model, false, &tape, false);
     quote! {
         /// Evaluation: batch norms use their running averages, no tape.
         #[automatically_derived]
@@ -345,7 +356,7 @@ fn gen_module_mut(built: &Ident, model: &Model) -> TokenStream {
     let tape = quote!(__T);
     let input = input_type(model, &tape);
     let output = output_type(model, &tape);
-    let body = forward_body(model, true, &tape);
+    let body = forward_body(model, true, &tape, false);
     quote! {
         /// Training: batch statistics, running averages updated; any tape.
         #[automatically_derived]
@@ -468,6 +479,32 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     let (train_in, train_out) = (input_type(model, &owned), output_type(model, &owned));
     let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
     let description = gen_description(item, model);
+    // Recurrent poolings stop reading a video at its last valid frame.
+    let lengths = if model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
+        let train_body = forward_body(model, true, &owned, true);
+        let eval_body = forward_body(model, false, &none, true);
+        quote! {
+            const READS_FRAMES_IN_ORDER: ::core::primitive::bool = true;
+
+            fn try_forward_train_lengths(
+                &mut self,
+                __x: #train_in,
+                __lengths: &[::core::primitive::usize],
+            ) -> ::core::result::Result<#train_out, <__D as #p::HasErr>::Err> {
+                #train_body
+            }
+
+            fn try_forward_eval_lengths(
+                &self,
+                __x: #eval_in,
+                __lengths: &[::core::primitive::usize],
+            ) -> ::core::result::Result<#eval_out, <__D as #p::HasErr>::Err> {
+                #eval_body
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     quote! {
         #[automatically_derived]
         impl<#generics> #p::VideoModel<__E, __D> for #built<__E, __D> {
@@ -495,6 +532,8 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
             ) -> ::core::result::Result<#eval_out, <__D as #p::HasErr>::Err> {
                 #p::Module::try_forward(self, __frames)
             }
+
+            #lengths
 
             fn try_l2_penalty(
                 &self,

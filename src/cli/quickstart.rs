@@ -111,6 +111,7 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
             skip_corrupt: false,
             progress: !args.quiet,
             top_k: 20,
+            frame_order: Default::default(),
             optim: TrainConfig {
                 schedule: LearningRateSchedule { base: 1e-3, decay: 0.8, decay_examples: 4_000 },
                 adam: AdamConfig::default(),

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use loupe::data::FrameOrder;
 use loupe::model::VideoModel;
 use loupe::train::run::{train, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
@@ -68,6 +69,11 @@ pub struct TrainArgs {
     /// Coefficient of the classifier's L2 penalty (default: the model's).
     #[arg(long)]
     regularization_penalty: Option<f64>,
+    /// Order a recurrent model (lstm, gru) reads each video's frames in: `temporal` (the
+    /// paper, default) or `random` (150 frames drawn with replacement, as the released
+    /// LSTM); orderless poolings always sample with replacement.
+    #[arg(long, value_name = "temporal|random")]
+    frame_order: Option<FrameOrder>,
     /// Seed of the data order and frame sampling.
     #[arg(long)]
     seed: Option<u64>,
@@ -112,6 +118,7 @@ struct TrainFile {
     clip_gradient_norm: Option<f64>,
     clip_global_norm: Option<f64>,
     regularization_penalty: Option<f64>,
+    frame_order: Option<FrameOrder>,
     seed: Option<u64>,
     shuffle_buffer: Option<usize>,
     top_k: Option<usize>,
@@ -194,6 +201,7 @@ impl TrainArgs {
         let checkpoint_every =
             at_least_one("checkpoint-every", self.checkpoint_every.or(file.checkpoint_every).unwrap_or(1000))?;
         let seed = self.seed.or(file.seed).unwrap_or(0);
+        let frame_order = self.frame_order.or(file.frame_order).unwrap_or_default();
         let train_dir = self.train_dir.or(file.train_dir).unwrap_or_else(|| PathBuf::from("loupe-train"));
         let description = serde_json::json!({
             "model": model,
@@ -206,6 +214,7 @@ impl TrainArgs {
             "clipping": format!("{clipping:?}"),
             "regularization_penalty": regularization_penalty,
             "seed": seed,
+            "frame_order": frame_order,
         });
         let config = RunConfig {
             train_files,
@@ -224,6 +233,7 @@ impl TrainArgs {
             skip_corrupt: self.layout.skip_corrupt,
             progress: !self.quiet,
             top_k: at_least_one("top-k", self.top_k.or(file.top_k).unwrap_or(20))?,
+            frame_order,
             optim: TrainConfig { schedule, adam: AdamConfig { clipping, ..AdamConfig::default() }, classifier_l2: 0.0 },
             description,
         };

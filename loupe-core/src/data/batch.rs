@@ -2,7 +2,7 @@
 //! and their assembly from decoded videos.
 
 use super::error::{DataError, Result};
-use super::sampling::{sample_frames, FrameSampling};
+use super::sampling::{sample_frames, valid_rows, FrameSampling};
 use super::video::DecodedVideo;
 
 /// A batch of frame-level videos.
@@ -16,6 +16,11 @@ pub struct FrameBatch {
     /// not capped by `frames_per_video`): a recurrent model reading the in-order
     /// frames runs `min(num_frames, frames_per_video)` steps.
     pub num_frames: Vec<usize>,
+    /// How many of each video's `frames_per_video` rows are valid for a model reading
+    /// them as a sequence ([`valid_rows`](super::sampling::valid_rows)): `min(num_frames, frames_per_video)` in
+    /// order, all rows when sampled with replacement, 0 for a video without frames.
+    /// Pass them to [`crate::train::Trainer::train_step_lengths`].
+    pub lengths: Vec<usize>,
     /// `len x frames_per_video x feature_dim` dequantised frames, as sampled.
     pub frames: Vec<f32>,
     /// `T`, the frames sampled per video.
@@ -125,6 +130,7 @@ impl FrameAssembler {
                 ids: Vec::new(),
                 labels: Vec::new(),
                 num_frames: Vec::new(),
+                lengths: Vec::new(),
                 frames: Vec::new(),
                 frames_per_video,
                 feature_dim,
@@ -140,6 +146,7 @@ impl FrameAssembler {
             ids: Vec::with_capacity(self.batch_size),
             labels: Vec::with_capacity(self.batch_size * self.num_classes),
             num_frames: Vec::with_capacity(self.batch_size),
+            lengths: Vec::with_capacity(self.batch_size),
             frames: Vec::with_capacity(self.batch_size * self.frames_per_video * self.feature_dim),
             frames_per_video: self.frames_per_video,
             feature_dim: self.feature_dim,
@@ -176,6 +183,7 @@ impl Assemble for FrameAssembler {
         batch.labels.resize(label_start + self.num_classes, 0.0);
         set_multi_hot(&video.labels, &mut batch.labels[label_start..]);
         batch.num_frames.push(video.num_frames);
+        batch.lengths.push(valid_rows(self.sampling, video.num_frames, self.frames_per_video));
         batch.ids.push(video.id);
         Ok(())
     }

@@ -40,7 +40,7 @@ pub use error::{DataError, RecordPart, Result, VideoContext};
 pub use labels::read_labels;
 pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
 pub use reader::{detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader};
-pub use sampling::FrameSampling;
+pub use sampling::{valid_rows, FrameOrder, FrameSampling};
 pub use stats::{DatasetStats, StatsAccumulator, VideoSummary};
 pub use synthetic::{generate, SynthConfig, SynthSummary};
 pub use tfrecord::{masked_crc32c, RecordReader, RecordWriter};

@@ -26,6 +26,63 @@ pub enum FrameSampling {
     InOrder,
 }
 
+/// How many of the `count` rows `sampling` fills for a video of `num_frames` frames a
+/// sequence model should read (the rest only fill the batch): `min(num_frames, count)`
+/// in order (the rows after that repeat the video from its start), every row when
+/// sampling with replacement (each row is one of the video's frames), none for a video
+/// without frames (its rows are zeros).
+pub fn valid_rows(sampling: FrameSampling, num_frames: usize, count: usize) -> usize {
+    match sampling {
+        FrameSampling::InOrder => num_frames.min(count),
+        FrameSampling::Random | FrameSampling::PerVideo { .. } if num_frames > 0 => count,
+        FrameSampling::Random | FrameSampling::PerVideo { .. } => 0,
+    }
+}
+
+/// The order a sequence model (the recurrent poolings: LSTM, GRU) reads each video's
+/// frames in (REFERENCE.md section 2). Orderless poolings always sample uniformly with
+/// replacement, whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrameOrder {
+    /// The first `T` frames in temporal order, run to each video's true length (the
+    /// paper; the released GRU).
+    #[default]
+    Temporal,
+    /// `T` frames drawn uniformly with replacement, in random order (the released LSTM).
+    Random,
+}
+
+impl FrameOrder {
+    /// The training sampling for a model that reads frames in order (`sequence`) or not.
+    pub fn training_sampling(self, sequence: bool) -> FrameSampling {
+        match (sequence, self) {
+            (true, FrameOrder::Temporal) => FrameSampling::InOrder,
+            _ => FrameSampling::Random,
+        }
+    }
+
+    /// The deterministic evaluation sampling for a model that reads frames in order
+    /// (`sequence`) or not: in order, or seeded per video.
+    pub fn evaluation_sampling(self, sequence: bool) -> FrameSampling {
+        match (sequence, self) {
+            (true, FrameOrder::Temporal) => FrameSampling::InOrder,
+            _ => FrameSampling::PerVideo { seed: 0 },
+        }
+    }
+}
+
+impl std::str::FromStr for FrameOrder {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "temporal" => Ok(FrameOrder::Temporal),
+            "random" => Ok(FrameOrder::Random),
+            other => Err(format!("frame order is `temporal` or `random`, not `{other}`")),
+        }
+    }
+}
+
 /// Appends `count` frame indices drawn uniformly with replacement from
 /// `0..num_frames` to `out`. Nothing is appended when `num_frames == 0`.
 pub fn sample_uniform<R: Rng + ?Sized>(num_frames: usize, count: usize, rng: &mut R, out: &mut Vec<usize>) {
@@ -138,6 +195,33 @@ mod tests {
         out.clear();
         sample_in_order(10, 4, &mut out);
         assert_eq!(out, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn valid_rows_per_sampling() {
+        assert_eq!(valid_rows(FrameSampling::InOrder, 3, 10), 3);
+        assert_eq!(valid_rows(FrameSampling::InOrder, 30, 10), 10);
+        assert_eq!(valid_rows(FrameSampling::Random, 3, 10), 10);
+        assert_eq!(valid_rows(FrameSampling::PerVideo { seed: 1 }, 3, 10), 10);
+        for sampling in [FrameSampling::InOrder, FrameSampling::Random, FrameSampling::PerVideo { seed: 1 }] {
+            assert_eq!(valid_rows(sampling, 0, 10), 0);
+        }
+    }
+
+    #[test]
+    fn frame_order_picks_the_sampling() {
+        assert_eq!(FrameOrder::default(), FrameOrder::Temporal);
+        assert_eq!(FrameOrder::Temporal.training_sampling(true), FrameSampling::InOrder);
+        assert_eq!(FrameOrder::Random.training_sampling(true), FrameSampling::Random);
+        assert_eq!(FrameOrder::Temporal.evaluation_sampling(true), FrameSampling::InOrder);
+        assert_eq!(FrameOrder::Random.evaluation_sampling(true), FrameSampling::PerVideo { seed: 0 });
+        for order in [FrameOrder::Temporal, FrameOrder::Random] {
+            assert_eq!(order.training_sampling(false), FrameSampling::Random);
+            assert_eq!(order.evaluation_sampling(false), FrameSampling::PerVideo { seed: 0 });
+        }
+        assert_eq!("random".parse::<FrameOrder>(), Ok(FrameOrder::Random));
+        assert_eq!("temporal".parse::<FrameOrder>(), Ok(FrameOrder::Temporal));
+        assert!("shuffled".parse::<FrameOrder>().is_err());
     }
 
     #[test]

@@ -25,9 +25,10 @@ where
 {
     let mut predictions = Predictions::from_sparse(name, M::CLASSES, [], keep)?;
     for batch in batches::<M, D>(dataset)? {
-        let (ids, frames, _) = batch.map_err(crate::train::run::RunError::from)?;
-        let probabilities = trainer.predict(&frames).map_err(crate::train::run::RunError::from)?;
-        predictions.extend_dense(ids, &probabilities, keep)?;
+        let batch = batch.map_err(crate::train::run::RunError::from)?;
+        let probabilities =
+            trainer.predict_lengths(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
+        predictions.extend_dense(batch.ids, &probabilities, keep)?;
     }
     Ok(predictions)
 }

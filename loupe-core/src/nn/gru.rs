@@ -164,10 +164,107 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> GruCell<I, H, E, D>
 }
 
 /// The recurrence of one GRU layer over the projected inputs `pg = x Wg + bg`
-/// (`(B, S, 2H)`) and `pc = x Wc + bc` (`(B, S, H)`), as one op with its own backward;
-/// returns `h_t` for every step.
+/// (`(B, S, 2H)`) and `pc = x Wc + bc` (`(B, S, H)`); returns `h_t` for every step. On
+/// the `Cpu` (f32, f64, fused kernels on) it is one host op with its own backward,
+/// elsewhere composed dfdx ops (see [`super::recurrent`]).
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    pg: Tensor<(B, S, usize), E, D, T>,
+    pc: Tensor<(B, S, Const<H>), E, D, T>,
+    gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
+    candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+    if crate::kernels::cpu_float::<E, D>().is_some() {
+        try_gru_recurrence_host(pg, pc, gate_recurrent, candidate_recurrent, mask)
+    } else {
+        try_gru_recurrence_composed(pg, pc, gate_recurrent, candidate_recurrent, mask)
+    }
+}
+
+/// [`try_gru_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
+/// the frame's projections and each gate are `select`s (never `slice`, whose backward
+/// assigns), the recurrent products dfdx matmuls, the steps' states a `stack`.
+#[allow(clippy::type_complexity)]
+fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    pg: Tensor<(B, S, usize), E, D, T>,
+    pc: Tensor<(B, S, Const<H>), E, D, T>,
+    gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
+    candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+    let (b, s, _) = *pg.shape();
+    let (nb, ns) = (b.size(), s.size());
+    let dev = pg.device().clone();
+    if let Some(m) = mask {
+        assert_eq!(m.shape().concrete(), [nb, ns], "mask shape must be (batch, frames)");
+    }
+    // Every taped value is used through `retaped` copies; the tapes of the originals are
+    // gathered here and put on the output, so no backward op is dropped.
+    let (pg, tape) = pg.split_tape();
+    let (pc, pc_tape) = pc.split_tape();
+    let mut tape = tape.merge(pc_tape);
+    if ns == 0 {
+        return Ok(dev.try_zeros_like(&(b, s, Const::<H>))?.put_tape(tape));
+    }
+    let (ug, ug_tape) = gate_recurrent.retaped::<T>().try_reshape_like(&(Const::<H>, 2 * H))?.split_tape();
+    tape = tape.merge(ug_tape);
+    let uc = candidate_recurrent.retaped::<T>();
+    let index = |v: usize| dev.try_tensor_from_vec(vec![v; nb], (b,));
+    let mut state: Option<Tensor<(B, Const<H>), E, D, T>> = None;
+    let mut hs = Vec::with_capacity(ns);
+    for t in 0..ns {
+        let mut pre = pg.retaped::<T>().try_select(index(t)?)?;
+        if let Some(h) = &state {
+            pre = pre.try_add(h.retaped::<T>().try_matmul(ug.retaped::<T>())?)?;
+        }
+        let gates = pre.try_sigmoid()?.try_reshape_like(&(b, Const::<2>, Const::<H>))?;
+        let u = gates.retaped::<T>().try_select(index(1)?)?;
+        let mut pre_c = pc.retaped::<T>().try_select(index(t)?)?;
+        if let Some(h) = &state {
+            let r = gates.retaped::<T>().try_select(index(0)?)?;
+            pre_c = pre_c.try_add(r.try_mul(h.retaped::<T>())?.try_matmul(uc.retaped::<T>())?)?;
+        }
+        tape = tape.merge(gates.split_tape().1);
+        let c = pre_c.try_tanh()?;
+        // h~ = u h + (1 - u) c = c + u (h - c).
+        let h_new = match &state {
+            None => c.retaped::<T>().try_sub(u.try_mul(c)?)?,
+            Some(h) => c.retaped::<T>().try_add(u.try_mul(h.retaped::<T>().try_sub(c)?)?)?,
+        };
+        let h = match mask {
+            None => h_new,
+            Some(mask) => {
+                let m = mask.clone().try_select(index(t)?)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
+                // h_t = h_{t-1} + m_t (h~ - h_{t-1}): padding carries the state over.
+                match state.take() {
+                    None => h_new.try_mul(m)?,
+                    Some(old) => old.retaped::<T>().try_add(h_new.try_sub(old)?.try_mul(m)?)?,
+                }
+            }
+        };
+        if let Some(old) = state.take() {
+            tape = tape.merge(old.split_tape().1);
+        }
+        hs.push(h.retaped::<T>());
+        state = Some(h);
+    }
+    if let Some(h) = state {
+        tape = tape.merge(h.split_tape().1);
+    }
+    // (S, B, H) -> (B, S, H).
+    let (out, out_tape) = hs
+        .try_stack()?
+        .try_permute::<(B, usize, Const<H>), Axes3<1, 0, 2>>()?
+        .try_reshape_like(&(b, s, Const::<H>))?
+        .split_tape();
+    Ok(out.put_tape(tape.merge(out_tape)))
+}
+
+/// [`try_gru_recurrence`] as one op with its own backward, the recurrence run on host
+/// copies of the values.
+#[allow(clippy::type_complexity)]
+fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
     pc: Tensor<(B, S, Const<H>), E, D, T>,
     gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
@@ -311,8 +408,9 @@ fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T:
 /// after a video's true length does not change its output. A video without valid frames
 /// pools to zeros.
 ///
-/// No batch norm: a [`NonMutableModule`] whose [`Module`] accepts any tape. Each layer's
-/// recurrence is one op with its own backward (backpropagation through time).
+/// No batch norm: a [`NonMutableModule`] whose [`Module`] accepts any tape. On the `Cpu`
+/// each layer's recurrence is one op with its own backward (backpropagation through
+/// time), on other devices dfdx ops frame by frame (see [`super::recurrent`]).
 ///
 /// `OUT` must equal `2 * H` (a wrong `OUT` fails `cargo build`).
 ///

@@ -122,10 +122,101 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> LstmCell<I, H, E, D
     }
 }
 
-/// The recurrence of one LSTM layer over projected inputs `p = x W + b` (`(B, S, 4H)`), as
-/// one op with its own backward; returns `[c_t, h_t]` for every step.
+/// The recurrence of one LSTM layer over projected inputs `p = x W + b` (`(B, S, 4H)`);
+/// returns `[c_t, h_t]` for every step. On the `Cpu` (f32, f64, fused kernels on) it is one
+/// host op with its own backward, elsewhere composed dfdx ops (see [`super::recurrent`]).
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    p: Tensor<(B, S, usize), E, D, T>,
+    recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
+    if crate::kernels::cpu_float::<E, D>().is_some() {
+        try_lstm_recurrence_host::<B, S, H, E, D, T>(p, recurrent, mask)
+    } else {
+        try_lstm_recurrence_composed::<B, S, H, E, D, T>(p, recurrent, mask)
+    }
+}
+
+/// [`try_lstm_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
+/// `p_t` and each gate are `select`s (never `slice`, whose backward assigns), the
+/// recurrent product a dfdx matmul, the steps' states a `stack`.
+#[allow(clippy::type_complexity)]
+fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    p: Tensor<(B, S, usize), E, D, T>,
+    recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
+    mask: Option<&Tensor<(B, S), E, D>>,
+) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
+    let (b, s, _) = *p.shape();
+    let (nb, ns) = (b.size(), s.size());
+    let dev = p.device().clone();
+    if let Some(m) = mask {
+        assert_eq!(m.shape().concrete(), [nb, ns], "mask shape must be (batch, frames)");
+    }
+    // Every taped value is used through `retaped` copies; the tapes of the originals are
+    // gathered here and put on the output, so no backward op is dropped.
+    let (p, mut tape) = p.split_tape();
+    if ns == 0 {
+        return Ok(dev.try_zeros_like(&(b, s, 2 * H))?.put_tape(tape));
+    }
+    let (u, u_tape) = recurrent.retaped::<T>().try_reshape_like(&(Const::<H>, 4 * H))?.split_tape();
+    tape = tape.merge(u_tape);
+    let index = |v: usize| dev.try_tensor_from_vec(vec![v; nb], (b,));
+    let forget_bias: E = from_f64(LSTM_FORGET_BIAS);
+    type State<B, const H: usize, E, D, T> = Tensor<(B, Const<H>), E, D, T>;
+    let mut state: Option<(State<B, H, E, D, T>, State<B, H, E, D, T>)> = None;
+    let (mut cs, mut hs) = (Vec::with_capacity(ns), Vec::with_capacity(ns));
+    for t in 0..ns {
+        let mut pre = p.retaped::<T>().try_select(index(t)?)?;
+        if let Some((_, h)) = &state {
+            pre = pre.try_add(h.retaped::<T>().try_matmul(u.retaped::<T>())?)?;
+        }
+        let pre = pre.try_reshape_like(&(b, Const::<4>, Const::<H>))?;
+        let gate = |g: usize| pre.retaped::<T>().try_select(index(g)?);
+        let (i, j, o) = (gate(0)?.try_sigmoid()?, gate(1)?.try_tanh()?, gate(3)?.try_sigmoid()?);
+        let ij = i.try_mul(j)?;
+        let c_new = match &state {
+            None => ij,
+            Some((c, _)) => gate(2)?.try_add(forget_bias)?.try_sigmoid()?.try_mul(c.retaped::<T>())?.try_add(ij)?,
+        };
+        tape = tape.merge(pre.split_tape().1);
+        let h_new = o.try_mul(c_new.retaped::<T>().try_tanh()?)?;
+        let (c, h) = match mask {
+            None => (c_new, h_new),
+            Some(mask) => {
+                let m = mask.clone().try_select(index(t)?)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
+                // x_t = x_{t-1} + m_t (x~ - x_{t-1}): padding carries the state over.
+                let carry = |new: State<B, H, E, D, T>, old: Option<State<B, H, E, D, T>>| match old {
+                    None => new.try_mul(m.clone()),
+                    Some(old) => old.retaped::<T>().try_add(new.try_sub(old)?.try_mul(m.clone())?),
+                };
+                let (c_prev, h_prev) = state.take().map_or((None, None), |(c, h)| (Some(c), Some(h)));
+                (carry(c_new, c_prev)?, carry(h_new, h_prev)?)
+            }
+        };
+        if let Some((c_prev, h_prev)) = state.take() {
+            tape = tape.merge(c_prev.split_tape().1).merge(h_prev.split_tape().1);
+        }
+        cs.push(c.retaped::<T>().try_reshape_like(&(b, H))?);
+        hs.push(h.retaped::<T>().try_reshape_like(&(b, H))?);
+        state = Some((c, h));
+    }
+    if let Some((c, h)) = state {
+        tape = tape.merge(c.split_tape().1).merge(h.split_tape().1);
+    }
+    // (S, B, H) twice -> (S, B, 2H) -> (B, S, 2H).
+    let (out, out_tape) = (cs.try_stack()?, hs.try_stack()?)
+        .try_concat_along(Axis::<2>)?
+        .try_permute::<(B, usize, usize), Axes3<1, 0, 2>>()?
+        .try_reshape_like(&(b, s, 2 * H))?
+        .split_tape();
+    Ok(out.put_tape(tape.merge(out_tape)))
+}
+
+/// [`try_lstm_recurrence`] as one op with its own backward, the recurrence run on host
+/// copies of the values.
+#[allow(clippy::type_complexity)]
+fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     p: Tensor<(B, S, usize), E, D, T>,
     recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
@@ -256,8 +347,9 @@ fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T
 /// with `sequence_length`, as released). A video without valid frames pools to zeros.
 ///
 /// No batch norm: training and evaluation compute the same function, so this is a
-/// [`NonMutableModule`] whose [`Module`] accepts any tape. Each layer's recurrence is one
-/// op with its own backward (backpropagation through time, see [`LstmCell`]).
+/// [`NonMutableModule`] whose [`Module`] accepts any tape. On the `Cpu` each layer's
+/// recurrence is one op with its own backward (backpropagation through time), on other
+/// devices dfdx ops frame by frame (see [`super::recurrent`]).
 ///
 /// `OUT` must equal `4 * H` (a wrong `OUT` fails `cargo build`, like [`super::NetVlad`]).
 ///

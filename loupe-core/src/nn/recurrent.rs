@@ -3,11 +3,15 @@
 //!
 //! dfdx 0.13 has no recurrent layers, and a recurrence built from its ops records some 20
 //! taped ops per frame and layer (12,000 backward closures and every intermediate kept
-//! for a 300-frame, 2-layer pass). loupe instead runs each layer's whole recurrence as
-//! one op with its own backward (backpropagation through time): the input projection of
-//! all frames is one taped matmul before it, each step's recurrent product is one
-//! untaped `(B, H) x (H, nH)` matmul, the gate arithmetic is a fused loop, and the
-//! backward keeps only the gate activations.
+//! for a 300-frame, 2-layer pass). On the `Cpu` (f32, f64, with the fused kernels on,
+//! [`crate::kernels`]) loupe instead runs each layer's whole recurrence as one op with
+//! its own backward (backpropagation through time): the input projection of all frames
+//! is one taped matmul before it, each step's recurrent product is one untaped
+//! `(B, H) x (H, nH)` matmul, the gate arithmetic is a fused loop, and the backward
+//! keeps only the gate activations. Everywhere else (`Cuda`, other dtypes, or with
+//! `LOUPE_FUSED=0`) the recurrence is composed from dfdx ops frame by frame, so it runs
+//! on the device; `tests/fused_kernels.rs` checks that both paths agree, outputs and
+//! every gradient.
 
 use dfdx::prelude::*;
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
-use crate::data::{DataError, DataFormat, Dataset, FrameSampling, VideoDecoder};
+use crate::data::{DataError, DataFormat, Dataset, FrameOrder, VideoDecoder};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub progress: bool,
     /// Predictions per video kept by the metrics (20 in the competition).
     pub top_k: usize,
+    /// The order a model that reads frames as a sequence (LSTM, GRU) gets them in, in
+    /// training and validation; orderless poolings ignore it.
+    pub frame_order: FrameOrder,
     /// Loss and optimiser settings.
     pub optim: TrainConfig,
     /// Free-form description of the configuration stored in checkpoints.
@@ -115,17 +118,28 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
     Ok(())
 }
 
-/// A stream of `(ids, frames, labels)` batches of either data format.
+/// One batch of either data format, as the model takes it.
+pub(crate) struct ModelBatch {
+    pub ids: Vec<String>,
+    /// `len x FRAMES x FEATURES` values.
+    pub frames: Vec<f32>,
+    /// Valid frames per video ([`crate::data::FrameBatch::lengths`]; 1 for video-level data).
+    pub lengths: Vec<usize>,
+    /// `len x CLASSES` multi-hot labels.
+    pub labels: Vec<f32>,
+}
+
+/// A stream of batches of either data format.
 pub(crate) fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
     dataset: &Dataset,
-) -> Result<Box<dyn Iterator<Item = Result<(Vec<String>, Vec<f32>, Vec<f32>), DataError>>>, RunError> {
+) -> Result<Box<dyn Iterator<Item = Result<ModelBatch, DataError>>>, RunError> {
     Ok(match dataset.decoder().format() {
-        DataFormat::FrameLevel => {
-            Box::new(dataset.frame_batches()?.map(|b| b.map(|b| (b.ids, b.frames, b.labels))))
-        }
-        DataFormat::VideoLevel => {
-            Box::new(dataset.video_batches()?.map(|b| b.map(|b| (b.ids, b.features, b.labels))))
-        }
+        DataFormat::FrameLevel => Box::new(dataset.frame_batches()?.map(|b| {
+            b.map(|b| ModelBatch { ids: b.ids, frames: b.frames, lengths: b.lengths, labels: b.labels })
+        })),
+        DataFormat::VideoLevel => Box::new(dataset.video_batches()?.map(|b| {
+            b.map(|b| ModelBatch { lengths: vec![1; b.ids.len()], ids: b.ids, frames: b.features, labels: b.labels })
+        })),
     })
 }
 
@@ -136,18 +150,31 @@ fn label_lists(labels: &[f32], classes: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// The deterministic evaluation dataset: file order, per-video seeded frame sampling.
+/// The deterministic evaluation dataset: file order, per-video seeded frame sampling, or
+/// for a model that reads frames in order ([`VideoModel::READS_FRAMES_IN_ORDER`]) each
+/// video's frames in temporal order ([`FrameOrder::Temporal`]).
 pub fn evaluation_dataset<M: VideoModel<f32, D>, D: Device<f32>>(
     files: Vec<PathBuf>,
     decoder: VideoDecoder,
     batch_size: usize,
     skip_corrupt: bool,
 ) -> Result<Dataset, RunError> {
+    evaluation_dataset_in_order::<M, D>(files, decoder, batch_size, skip_corrupt, FrameOrder::default())
+}
+
+/// [`evaluation_dataset`] with the frame order a sequence model was trained with.
+pub fn evaluation_dataset_in_order<M: VideoModel<f32, D>, D: Device<f32>>(
+    files: Vec<PathBuf>,
+    decoder: VideoDecoder,
+    batch_size: usize,
+    skip_corrupt: bool,
+    order: FrameOrder,
+) -> Result<Dataset, RunError> {
     check_data_fits::<M, D>(&decoder)?;
     Ok(Dataset::evaluation(files, decoder, M::CLASSES)
         .with_batch_size(batch_size.max(1))
         .with_frames_per_video(M::FRAMES)
-        .with_sampling(FrameSampling::PerVideo { seed: 0 })
+        .with_sampling(order.evaluation_sampling(M::READS_FRAMES_IN_ORDER))
         .with_skip_corrupt(skip_corrupt))
 }
 
@@ -159,8 +186,8 @@ where
 {
     let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
     for batch in batches::<M, D>(dataset)? {
-        let (_, frames, labels) = batch?;
-        trainer.evaluate_batch(&mut metrics, &frames, &label_lists(&labels, M::CLASSES))?;
+        let batch = batch?;
+        trainer.evaluate_batch_lengths(&mut metrics, &batch.frames, &batch.lengths, &label_lists(&batch.labels, M::CLASSES))?;
     }
     Ok(metrics.summary())
 }
@@ -180,8 +207,8 @@ where
 {
     let mut rows = Vec::new();
     for batch in batches::<M, D>(dataset)? {
-        let (ids, frames, _) = batch?;
-        for (id, predictions) in ids.into_iter().zip(trainer.predict_top_k(&frames, top_k)?) {
+        let batch = batch?;
+        for (id, predictions) in batch.ids.into_iter().zip(trainer.predict_top_k_lengths(&batch.frames, &batch.lengths, top_k)?) {
             rows.push(SubmissionRow { id, predictions });
         }
     }
@@ -252,13 +279,20 @@ where
     let train_set = Dataset::training(config.train_files.clone(), config.decoder.clone(), M::CLASSES)
         .with_batch_size(config.batch_size)
         .with_frames_per_video(M::FRAMES)
+        .with_sampling(config.frame_order.training_sampling(M::READS_FRAMES_IN_ORDER))
         .with_shuffle(config.seed, config.shuffle_buffer.max(1))
         .with_epochs(config.epochs)
         .with_skip_corrupt(config.skip_corrupt);
     let validate_set = if config.validate_files.is_empty() {
         None
     } else {
-        Some(evaluation_dataset::<M, D>(config.validate_files.clone(), config.decoder.clone(), config.batch_size, config.skip_corrupt)?)
+        Some(evaluation_dataset_in_order::<M, D>(
+            config.validate_files.clone(),
+            config.decoder.clone(),
+            config.batch_size,
+            config.skip_corrupt,
+            config.frame_order,
+        )?)
     };
     let mut events = EventWriter::create(&config.output_dir.join("events"))?;
     let mut stream = batches::<M, D>(&train_set)?;
@@ -290,8 +324,8 @@ where
             break;
         }
         let Some(batch) = stream.next() else { break };
-        let (_, frames, labels) = batch?;
-        let stats = trainer.train_step(&frames, &labels)?;
+        let batch = batch?;
+        let stats = trainer.train_step_lengths(&batch.frames, &batch.lengths, &batch.labels)?;
         consumed += 1;
         summary.loss_history.push((stats.step, stats.loss));
         events.scalars(stats.step, &[("loss", stats.loss), ("learning_rate", stats.learning_rate)])?;

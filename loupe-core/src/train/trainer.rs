@@ -104,13 +104,34 @@ where
             .map_err(device_error)
     }
 
+    /// `lengths`, when given, must hold one count per video.
+    fn check_lengths(lengths: Option<&[usize]>, batch: usize) -> Result<(), TrainError> {
+        match lengths {
+            Some(l) if l.len() != batch => Err(TrainError::Shape { what: "lengths", expected: batch, got: l.len() }),
+            _ => Ok(()),
+        }
+    }
+
     /// One optimizer step on a batch: `frames` is `batch x FRAMES x FEATURES`, `labels`
-    /// the multi-hot `batch x CLASSES` targets. Batch norm runs in training mode.
+    /// the multi-hot `batch x CLASSES` targets. Batch norm runs in training mode. Every
+    /// frame counts as valid (see [`Self::train_step_lengths`]).
     pub fn train_step(&mut self, frames: &[f32], labels: &[f32]) -> Result<StepStats, TrainError> {
+        self.step_on(frames, None, labels)
+    }
+
+    /// [`Self::train_step`] where only the first `lengths[b]` frames of video `b` are
+    /// valid ([`VideoModel::try_forward_train_lengths`]; the batch's
+    /// [`FrameBatch::lengths`](crate::data::FrameBatch::lengths)).
+    pub fn train_step_lengths(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32]) -> Result<StepStats, TrainError> {
+        self.step_on(frames, Some(lengths), labels)
+    }
+
+    fn step_on(&mut self, frames: &[f32], lengths: Option<&[usize]>, labels: &[f32]) -> Result<StepStats, TrainError> {
         let batch = labels.len() / M::CLASSES.max(1);
         if labels.len() != batch * M::CLASSES || batch == 0 {
             return Err(TrainError::Shape { what: "labels", expected: batch.max(1) * M::CLASSES, got: labels.len() });
         }
+        Self::check_lengths(lengths, batch)?;
         let x = self.frames_tensor(frames, batch)?;
         let y_values: Vec<E> = labels.iter().map(|&v| E::from_f32(v).unwrap()).collect();
         let y = self
@@ -123,7 +144,12 @@ where
             None => self.model.try_alloc_grads().map_err(device_error)?,
         };
         self.model.try_zero_grads(&mut grads).map_err(device_error)?;
-        let p = self.model.try_forward_train(x.traced(grads)).map_err(device_error)?;
+        let x = x.traced(grads);
+        let p = match lengths {
+            Some(lengths) => self.model.try_forward_train_lengths(x, lengths),
+            None => self.model.try_forward_train(x),
+        }
+        .map_err(device_error)?;
         let l2 = E::from_f64(self.config.classifier_l2).unwrap();
         let penalty = self.model.try_l2_penalty().map_err(device_error)?.try_mul(l2).map_err(device_error)?;
         let loss = try_cross_entropy_loss(p, y).map_err(device_error)?.try_add(penalty).map_err(device_error)?;
@@ -144,9 +170,23 @@ where
     /// Class probabilities (`batch x CLASSES`, row-major) in evaluation mode: batch norm
     /// uses its running averages, so a video's scores do not depend on its batch.
     pub fn predict(&self, frames: &[f32]) -> Result<Vec<f32>, TrainError> {
+        self.predict_on(frames, None)
+    }
+
+    /// [`Self::predict`] where only the first `lengths[b]` frames of video `b` are valid.
+    pub fn predict_lengths(&self, frames: &[f32], lengths: &[usize]) -> Result<Vec<f32>, TrainError> {
+        self.predict_on(frames, Some(lengths))
+    }
+
+    fn predict_on(&self, frames: &[f32], lengths: Option<&[usize]>) -> Result<Vec<f32>, TrainError> {
         let batch = frames.len() / (M::FRAMES * M::FEATURES).max(1);
         let x = self.frames_tensor(frames, batch)?;
-        let p = self.model.try_forward_eval(x).map_err(device_error)?;
+        Self::check_lengths(lengths, batch)?;
+        let p = match lengths {
+            Some(lengths) => self.model.try_forward_eval_lengths(x, lengths),
+            None => self.model.try_forward_eval(x),
+        }
+        .map_err(device_error)?;
         Ok(p.as_vec().into_iter().map(|v| v.to_f32().unwrap_or(f32::NAN)).collect())
     }
 
@@ -157,7 +197,29 @@ where
         frames: &[f32],
         labels: &[Vec<u32>],
     ) -> Result<(), TrainError> {
-        let scores = self.predict(frames)?;
+        self.evaluate_on(metrics, frames, None, labels)
+    }
+
+    /// [`Self::evaluate_batch`] where only the first `lengths[b]` frames of video `b` are
+    /// valid.
+    pub fn evaluate_batch_lengths(
+        &self,
+        metrics: &mut EvaluationMetrics,
+        frames: &[f32],
+        lengths: &[usize],
+        labels: &[Vec<u32>],
+    ) -> Result<(), TrainError> {
+        self.evaluate_on(metrics, frames, Some(lengths), labels)
+    }
+
+    fn evaluate_on(
+        &self,
+        metrics: &mut EvaluationMetrics,
+        frames: &[f32],
+        lengths: Option<&[usize]>,
+        labels: &[Vec<u32>],
+    ) -> Result<(), TrainError> {
+        let scores = self.predict_on(frames, lengths)?;
         if scores.len() != labels.len() * M::CLASSES {
             return Err(TrainError::Shape { what: "labels", expected: scores.len() / M::CLASSES, got: labels.len() });
         }
@@ -170,5 +232,11 @@ where
     /// The `k` best `(class, score)` pairs of each video of a batch.
     pub fn predict_top_k(&self, frames: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, TrainError> {
         Ok(self.predict(frames)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
+    }
+
+    /// [`Self::predict_top_k`] where only the first `lengths[b]` frames of video `b` are
+    /// valid.
+    pub fn predict_top_k_lengths(&self, frames: &[f32], lengths: &[usize], k: usize) -> Result<Vec<Vec<(u32, f32)>>, TrainError> {
+        Ok(self.predict_lengths(frames, lengths)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
     }
 }
