@@ -177,15 +177,14 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
     let mut flops = 0.0;
     let mut pooled = 0.0;
     for s in &d.streams {
-        let f = s.features as f64;
-        let k = s.clusters.unwrap_or(0) as f64;
-        let aggregations = match s.pooling.as_str() {
-            "netvlad" | "netrvlad" => 1.0,
-            "netfv" => 2.0,
-            _ => 0.0,
-        };
-        flops += 2.0 * b * t * f * k * (1.0 + aggregations);
+        flops += pooling_flops(&s.pooling, b, t, s.features as f64, s.clusters, None);
         pooled += s.output as f64;
+    }
+    // Early fusion: one pooling over the concatenated frames.
+    if let Some(p) = &d.early_pooling {
+        let f = d.streams.iter().map(|s| s.features as f64).sum();
+        flops += pooling_flops(&p.kind, b, t, f, p.clusters, p.size);
+        pooled = p.output as f64;
     }
     let top = match d.hidden {
         Some(h) => {
@@ -209,6 +208,22 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
         flops += 2.0 * b * v * v;
     }
     flops
+}
+
+/// Forward matmul FLOPs of one pooling over `f`-dimensional frames: the assignment and
+/// aggregation products of the clustering kinds, the input and recurrent products of the
+/// two stacked recurrent layers (`size` cells; 4 gates for the LSTM, 3 for the GRU).
+fn pooling_flops(kind: &str, b: f64, t: f64, f: f64, clusters: Option<usize>, size: Option<usize>) -> f64 {
+    let k = clusters.unwrap_or(0) as f64;
+    let h = size.unwrap_or(0) as f64;
+    match kind {
+        "netvlad" | "netrvlad" => 2.0 * b * t * f * k * 2.0,
+        "netfv" => 2.0 * b * t * f * k * 3.0,
+        "soft_bow" => 2.0 * b * t * f * k,
+        "lstm" => 2.0 * b * t * 4.0 * h * ((f + h) + (h + h)),
+        "gru" => 2.0 * b * t * 3.0 * h * ((f + h) + (h + h)),
+        _ => 0.0,
+    }
 }
 
 /// Peak resident set size of this process (`VmHWM` of `/proc/self/status`), bytes.
