@@ -1,9 +1,9 @@
 //! Ensembles of different trained models beat their best member on synthetic validation
 //! data (issue 8's done-when), through the library.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
+use common::small_data::{small_synthetic, SmallData};
 use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
     evaluate, greedy_selection, model_predictions, weighted_mean, GroundTruth, Keep, MissingVideos, Predictions,
@@ -14,45 +14,16 @@ use loupe::train::run::{evaluation_dataset, train, RunConfig};
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
 use loupe::zoo::{SmallAverageModel, SmallGatedNetVladModel, SmallSoftBowModel};
 
-/// Synthetic shards at the small zoo models' sizes (10 classes, rgb 16 + audio 8).
-struct Data {
-    dir: PathBuf,
-    train: Vec<PathBuf>,
-    validate: Vec<PathBuf>,
-    decoder: VideoDecoder,
-}
-
-fn synthetic(name: &str) -> Data {
-    let dir = std::env::temp_dir().join(format!("loupe-ensemble-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = SynthConfig {
-        seed: 8,
-        num_classes: 10,
-        train_videos: 600,
-        validate_videos: 200,
-        train_shards: 2,
-        validate_shards: 1,
-        min_frames: 10,
-        max_frames: 20,
-        rgb_size: 16,
-        audio_size: 8,
-        video_level: false,
-    };
-    let summary = generate(&dir, &config).unwrap();
-    let (validate, train) = summary.frame_files.iter().cloned().partition(|p| file_name(p).starts_with("validate"));
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8));
-    Data { dir, train, validate, decoder }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
+/// Videos of 10 to 20 frames: every video fills the small models' 10 frames.
+fn synthetic(name: &str) -> SmallData {
+    small_synthetic(&format!("ensemble-{name}"), 8, 10)
 }
 
 /// Trains `M` briefly (3 epochs of 600 videos: members that have not converged, whose
 /// errors differ; fully trained small models reach ~0.95 GAP here and leave little to
 /// gain) and returns its dense validation predictions (every label kept)
 /// and the GAP the training run's own evaluation gives them.
-fn member<M>(data: &Data, name: &str, seed: u64) -> (Predictions, f64)
+fn member<M>(data: &SmallData, name: &str, seed: u64) -> (Predictions, f64)
 where
     M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone,
 {

@@ -3,9 +3,10 @@
 //! its valid frame count, the run loop feeds frames in temporal order with those counts
 //! (or in random order, as the released LSTM), and both models learn synthetic data.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use loupe::data::{generate, DataFormat, Dataset, FeatureSpec, FrameOrder, FrameSampling, SynthConfig, VideoDecoder};
+use common::small_data::{small_synthetic, SmallData};
+use loupe::data::{Dataset, FrameOrder, FrameSampling};
 use loupe::dfdx::prelude::*;
 use loupe::gradcheck::named_params;
 use loupe::model::VideoModel;
@@ -91,38 +92,9 @@ fn lengths_must_match_the_batch() {
 // ---------------------------------------------------------------------------------------
 // Through the run loop, on synthetic data.
 
-struct Data {
-    dir: PathBuf,
-    train: Vec<PathBuf>,
-    validate: Vec<PathBuf>,
-    decoder: VideoDecoder,
-}
-
 /// Videos of 3 to 20 frames: about a third are shorter than the models' 10 frames.
-fn synthetic(name: &str) -> Data {
-    let dir = std::env::temp_dir().join(format!("loupe-train-recurrent-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = SynthConfig {
-        seed: 5,
-        num_classes: 10,
-        train_videos: 600,
-        validate_videos: 200,
-        train_shards: 2,
-        validate_shards: 1,
-        min_frames: 3,
-        max_frames: 20,
-        rgb_size: 16,
-        audio_size: 8,
-        video_level: false,
-    };
-    let summary = generate(&dir, &config).unwrap();
-    let (validate, train) = summary.frame_files.iter().cloned().partition(|p| file_name(p).starts_with("validate"));
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8));
-    Data { dir, train, validate, decoder }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
+fn synthetic(name: &str) -> SmallData {
+    small_synthetic(&format!("train-recurrent-{name}"), 5, 3)
 }
 
 fn optim<M: VideoModel<f32, Cpu>>() -> TrainConfig {
@@ -133,7 +105,7 @@ fn optim<M: VideoModel<f32, Cpu>>() -> TrainConfig {
     }
 }
 
-fn run_config<M: VideoModel<f32, Cpu>>(data: &Data, name: &str, order: FrameOrder, steps: Option<u64>) -> RunConfig {
+fn run_config<M: VideoModel<f32, Cpu>>(data: &SmallData, name: &str, order: FrameOrder, steps: Option<u64>) -> RunConfig {
     RunConfig {
         train_files: data.train.clone(),
         validate_files: if steps.is_some() { Vec::new() } else { data.validate.clone() },
@@ -163,7 +135,7 @@ fn weights<M: TensorCollection<f32, Cpu>>(m: &M) -> Vec<Vec<f32>> {
 
 /// The run loop's steps, replayed by hand: the training set `train` builds with `sampling`,
 /// stepped with or without the batches' lengths.
-fn replay<M>(data: &Data, sampling: FrameSampling, steps: usize, with_lengths: bool) -> Vec<Vec<f32>>
+fn replay<M>(data: &SmallData, sampling: FrameSampling, steps: usize, with_lengths: bool) -> Vec<Vec<f32>>
 where
     M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone,
 {
@@ -213,7 +185,7 @@ fn run_loop_feeds_recurrent_models_in_order_with_lengths() {
 #[test]
 fn small_recurrent_models_learn_synthetic_data() {
     let data = synthetic("learn");
-    fn learns<M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone>(data: &Data, name: &str) {
+    fn learns<M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone>(data: &SmallData, name: &str) {
         let (untrained, _) = train::<M, Cpu>(loupe::device::cpu_seeded(3), &run_config::<M>(data, "untrained", FrameOrder::Temporal, Some(1)))
             .unwrap();
         let set = loupe::train::run::evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
