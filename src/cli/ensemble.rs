@@ -14,7 +14,7 @@ use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluation_dataset, load_model};
+use loupe::train::run::{evaluation_dataset_in_order, load_model};
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
 
 use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
@@ -235,10 +235,10 @@ impl Job for PredictCheckpoint<'_> {
     {
         let what = || format!("checkpoint {}", self.path.display());
         let optim = TrainConfig { schedule: LearningRateSchedule::default(), adam: AdamConfig::default(), classifier_l2: self.l2 };
-        let (trainer, _) = load_model::<M, D>(device, self.path, optim).map_err(|e| CliError::context(what(), e))?;
+        let (trainer, meta) = load_model::<M, D>(device, self.path, optim).map_err(|e| CliError::context(what(), e))?;
         let (format, spec) = loupe::data::detect_file_layout(&self.data[0])?;
         let decoder = loupe::data::VideoDecoder::new(format, spec);
-        let dataset = evaluation_dataset::<M, D>(self.data.to_vec(), decoder, 64, false)
+        let dataset = evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
             .map_err(|e| CliError::context(what(), e))?;
         model_predictions(&trainer, &dataset, self.path.display().to_string(), self.keep)
             .map_err(|e| CliError::context(what(), e))

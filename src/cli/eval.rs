@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::data::{FrameOrder, VideoDecoder, Vocabulary};
+use loupe::data::{VideoDecoder, Vocabulary};
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
-use loupe::train::checkpoint::{read_meta, CheckpointMeta};
+use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluate, evaluation_dataset_in_order, load_model, predict, RunError};
 use loupe::train::TrainConfig;
 
@@ -72,13 +72,6 @@ struct EvalJob {
     skip_corrupt: bool,
 }
 
-/// The frame order the checkpoint's model was trained with (`loupe train --frame-order`,
-/// recorded in the checkpoint's training description; temporal when absent), so that a
-/// recurrent model is evaluated on frames ordered as in training.
-fn trained_frame_order(meta: &CheckpointMeta) -> FrameOrder {
-    serde_json::from_value(meta.training["frame_order"].clone()).unwrap_or_default()
-}
-
 impl Job for EvalJob {
     type Output = Result<MetricsSummary, RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
@@ -87,8 +80,7 @@ impl Job for EvalJob {
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let (trainer, meta) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
-        let order = trained_frame_order(&meta);
-        let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, order)?;
+        let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
         evaluate(&trainer, &dataset, self.top_k)
     }
 }
@@ -108,8 +100,7 @@ impl<W: Write> Job for PredictJob<W> {
     {
         let e = self.eval;
         let (trainer, meta) = load_model::<M, D>(device, &e.checkpoint, TrainConfig::default_for_inference())?;
-        let order = trained_frame_order(&meta);
-        let dataset = evaluation_dataset_in_order::<M, D>(e.files, e.decoder, e.batch_size, e.skip_corrupt, order)?;
+        let dataset = evaluation_dataset_in_order::<M, D>(e.files, e.decoder, e.batch_size, e.skip_corrupt, meta.frame_order())?;
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
             vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())

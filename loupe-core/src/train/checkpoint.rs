@@ -48,6 +48,15 @@ pub struct CheckpointMeta {
     pub rng_state: serde_json::Value,
 }
 
+impl CheckpointMeta {
+    /// The frame order the model was trained with, as `loupe train --frame-order` records
+    /// it in the training description (`frame_order`); temporal when absent. Evaluating and
+    /// predicting with the same order samples frames as training did.
+    pub fn frame_order(&self) -> crate::data::FrameOrder {
+        serde_json::from_value(self.training["frame_order"].clone()).unwrap_or_default()
+    }
+}
+
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
