@@ -196,7 +196,7 @@ pub use loupe_macros::video_model;
 pub mod __private {
     pub use ::dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleMut, ModuleVisitor, TensorCollection};
     pub use ::dfdx::shapes::{Const, Dtype, HasShape};
-    pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, Tape, Tensor};
+    pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, SplitTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
     pub use ::loupe_core::model::{ModelDescription, PoolingDescription, StreamDescription, VideoModel};
     pub use ::loupe_core::nn;

@@ -254,6 +254,20 @@ fn gen_tensor_collection(built: &Ident, model: &Model) -> TokenStream {
 /// (recurrent early pooling only) the pooling also gets the mask of the valid frames
 /// made from `__lengths: &[usize]`.
 fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -> TokenStream {
+    forward_body_with(model, train, tape, lengths, false)
+}
+
+/// The training forward of [`VideoModel::try_forward_train`] for frame-level models
+/// without frame lengths: the frames are data (their gradient is never used), so the
+/// input's tape is split off, the frames are standardised without a tape, and every
+/// pooling gets them through `PoolFrames` with the input batch norm's affine apart
+/// (loupe-core `nn::pool_frames`). Video-level and recurrent-with-lengths models keep
+/// the `ModuleMut` path.
+fn frames_train_body(model: &Model, tape: &TokenStream) -> TokenStream {
+    forward_body_with(model, true, tape, false, true)
+}
+
+fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bool, data_frames: bool) -> TokenStream {
     let p = private();
     let call = |field: &Ident, arg: TokenStream| {
         if train {
@@ -262,10 +276,18 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -
             quote!(#p::Module::try_forward(&self.#field, #arg)?)
         }
     };
+    let pool_frames = |field: &Ident, frames: TokenStream| quote!(#p::nn::PoolFrames::try_pool_frames(&mut self.#field, #frames)?);
     let mut body = Vec::new();
-    let input = format_ident!("input");
-    let first = call(&input, quote!(__x));
-    body.push(quote!(let __x = #first;));
+    if data_frames {
+        body.push(quote! {
+            let (__x, __tape) = #p::SplitTape::split_tape(__x);
+            let __x = self.input.try_standardize_train(__x)?;
+        });
+    } else {
+        let input = format_ident!("input");
+        let first = call(&input, quote!(__x));
+        body.push(quote!(let __x = #first;));
+    }
     let x = if model.video_level {
         let features = lit(model.features);
         body.push(quote!(let __x = #p::video_vector::<#features, _, _, _>(__x)?;));
@@ -280,7 +302,11 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -
         } else {
             quote!(__x)
         };
-        let pooled = call(&format_ident!("pooling"), input);
+        let pooled = if data_frames {
+            pool_frames(&format_ident!("pooling"), quote!(self.input.try_normalized(&__x, __tape)?))
+        } else {
+            call(&format_ident!("pooling"), input)
+        };
         body.push(quote!(let __x = #pooled;));
         quote!(__x)
     } else {
@@ -290,10 +316,16 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -
         let mut pooled = Vec::new();
         for (i, s) in model.streams.iter().enumerate() {
             let (start, len) = (lit(s.start), lit(s.features));
-            let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
             let name = format_ident!("__pooled_{}", i);
-            let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
-            let pool = call(&s.name, slice);
+            let pool = if data_frames {
+                let stream_tape = if i + 1 == n { quote!(__tape) } else { quote!(<#tape as ::core::default::Default>::default()) };
+                let frames = quote_spanned!(s.features_span=> #p::nn::Stream::<#start, #len>.try_normalized(&self.input, &__x, #stream_tape)?);
+                pool_frames(&s.name, frames)
+            } else {
+                let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
+                let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
+                call(&s.name, slice)
+            };
             body.push(quote!(let #name = #pool;));
             pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));
         }
@@ -479,8 +511,14 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     let (train_in, train_out) = (input_type(model, &owned), output_type(model, &owned));
     let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
     let description = gen_description(item, model);
+    let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.is_recurrent());
+    let train_body = if model.video_level || recurrent_early {
+        quote!(#p::ModuleMut::try_forward_mut(self, __x))
+    } else {
+        frames_train_body(model, &owned)
+    };
     // Recurrent poolings stop reading a video at its last valid frame.
-    let lengths = if model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
+    let lengths = if recurrent_early {
         let train_body = forward_body(model, true, &owned, true);
         let eval_body = forward_body(model, false, &none, true);
         quote! {
@@ -521,9 +559,9 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
 
             fn try_forward_train(
                 &mut self,
-                __frames: #train_in,
+                __x: #train_in,
             ) -> ::core::result::Result<#train_out, <__D as #p::HasErr>::Err> {
-                #p::ModuleMut::try_forward_mut(self, __frames)
+                #train_body
             }
 
             fn try_forward_eval(

@@ -202,6 +202,105 @@ pub(crate) fn batch_norm_backward<F: Real>(
     });
 }
 
+/// `y[r,c] = x[r,c] scale[c] + shift[c]` over the rows of `x` (`rows x c`).
+pub(crate) fn affine_rows_forward<F: Real>(x: &[F], c: usize, scale: &[F], shift: &[F], y: &mut [F]) {
+    let chunk = rows_per_task(x.len() / c, c) * c;
+    y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yb, xb)| {
+        for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
+            for (((o, &v), &s), &b) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
+                *o = v * s + b;
+            }
+        }
+    });
+}
+
+/// Backward of [`affine_rows_forward`] for its parameters only (`x` is data):
+/// `gscale[c] += sum_r gy[r,c] x[r,c]`, `gshift[c] += sum_r gy[r,c]`.
+pub(crate) fn affine_rows_backward<F: Real>(x: &[F], gy: &[F], c: usize, gscale: &mut [F], gshift: &mut [F]) {
+    let rows = x.len() / c;
+    let chunk = rows_per_task(rows, c) * c;
+    let (s_scale, s_shift) = x
+        .par_chunks(chunk)
+        .zip(gy.par_chunks(chunk))
+        .map(|(xb, gb)| {
+            let (mut a, mut b) = (vec![F::zero(); c], vec![F::zero(); c]);
+            for (xr, gr) in xb.chunks_exact(c).zip(gb.chunks_exact(c)) {
+                for (((a, b), &x), &g) in a.iter_mut().zip(b.iter_mut()).zip(xr).zip(gr) {
+                    *a = *a + g * x;
+                    *b = *b + g;
+                }
+            }
+            (a, b)
+        })
+        .reduce(
+            || (vec![F::zero(); c], vec![F::zero(); c]),
+            |(mut a1, mut b1), (a2, b2)| {
+                add_into(&mut a1, &a2);
+                add_into(&mut b1, &b2);
+                (a1, b1)
+            },
+        );
+    add_into(gscale, &s_scale);
+    add_into(gshift, &s_shift);
+}
+
+/// `y[b,f,k] = p[b,f,k] scale[f]` for `(B, F, K)` buffers (`f` features of `k` values).
+pub(crate) fn scale_features_forward<F: Real>(p: &[F], f: usize, k: usize, scale: &[F], y: &mut [F]) {
+    let per = rows_per_task(p.len() / k, k);
+    y.par_chunks_mut(per * k).zip(p.par_chunks(per * k)).enumerate().for_each(|(i, (yb, pb))| {
+        for (r, (yr, pr)) in yb.chunks_exact_mut(k).zip(pb.chunks_exact(k)).enumerate() {
+            let s = scale[(i * per + r) % f];
+            for (o, &v) in yr.iter_mut().zip(pr) {
+                *o = v * s;
+            }
+        }
+    });
+}
+
+/// Backward of [`scale_features_forward`]: writes `gp = gy scale[f]` (overwriting) and
+/// accumulates `gscale[f] += sum_{b,k} gy[b,f,k] p[b,f,k]`.
+pub(crate) fn scale_features_backward<F: Real>(p: &[F], gy: &[F], f: usize, k: usize, scale: &[F], gp: &mut [F], gscale: &mut [F]) {
+    let per = rows_per_task(p.len() / k, k);
+    let sums = gp
+        .par_chunks_mut(per * k)
+        .zip(p.par_chunks(per * k))
+        .zip(gy.par_chunks(per * k))
+        .enumerate()
+        .map(|(i, ((gpb, pb), gyb))| {
+            let mut acc = vec![F::zero(); f];
+            for (r, ((gpr, pr), gyr)) in gpb.chunks_exact_mut(k).zip(pb.chunks_exact(k)).zip(gyb.chunks_exact(k)).enumerate() {
+                let feature = (i * per + r) % f;
+                acc[feature] = acc[feature] + dot_product(gyr, pr);
+                let s = scale[feature];
+                for (o, &g) in gpr.iter_mut().zip(gyr) {
+                    *o = g * s;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![F::zero(); f],
+            |mut a, b| {
+                add_into(&mut a, &b);
+                a
+            },
+        );
+    add_into(gscale, &sums);
+}
+
+/// `y[r,c] += bias[c]` over the rows of `y` (`rows x c`).
+pub(crate) fn add_row_bias<F: Real>(y: &mut [F], bias: &[F]) {
+    let c = bias.len();
+    let chunk = rows_per_task(y.len() / c, c) * c;
+    y.par_chunks_mut(chunk).for_each(|yb| {
+        for yr in yb.chunks_exact_mut(c) {
+            for (o, &b) in yr.iter_mut().zip(bias) {
+                *o = *o + b;
+            }
+        }
+    });
+}
+
 /// L2 normalisation of each row of `x` (`rows x c`) with the squared-norm floor: writes
 /// `y`, returns each row's `sqrt(max(sum x^2, floor))`.
 pub(crate) fn l2_rows_forward<F: Real>(x: &[F], c: usize, floor: f64, y: &mut [F]) -> Vec<F> {

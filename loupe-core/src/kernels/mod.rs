@@ -16,10 +16,12 @@
 //! [`set_fused`] turns the kernels off for the calling thread (tests and "before"
 //! benchmarks); the environment variable `LOUPE_FUSED=0` turns them off by default.
 
+mod frames;
 mod math;
 mod ops;
 mod view;
 
+pub(crate) use frames::{try_frames_affine, try_frames_matmul, try_frames_weighted_sum};
 pub(crate) use ops::{
     try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows, try_vlad_normalize,
 };
@@ -41,6 +43,11 @@ pub fn set_fused(enabled: bool) {
 /// Whether the fused CPU kernels are on for the calling thread.
 pub fn fused_enabled() -> bool {
     FUSED.with(|f| f.get())
+}
+
+/// Whether the fused kernels run for `(E, D)` on the calling thread.
+pub(crate) fn fused_for<E: 'static, D: 'static>() -> bool {
+    cpu_float::<E, D>().is_some()
 }
 
 /// Which float the fused kernels run in for `(E, D)`, if they run at all.

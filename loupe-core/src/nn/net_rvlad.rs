@@ -114,3 +114,17 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype,
         Self::try_pool(a, x)
     }
 }
+
+impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    super::PoolFrames<B, S, F, E, D, T> for NetRvlad<F, K, OUT, E, D>
+{
+    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+        if !crate::kernels::fused_for::<E, D>() {
+            return self.try_forward_mut(frames.try_into_frames()?);
+        }
+        // NetRVLAD is NetVLAD without centres: with the shift, the residual's centres are
+        // `-shift`.
+        let () = Self::CHECK;
+        super::NetVlad::<F, K, OUT, E, D>::try_pool_normalized(&mut self.assignment, frames, None)
+    }
+}

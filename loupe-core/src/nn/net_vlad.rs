@@ -167,22 +167,73 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         a: Tensor<(B, S, Const<K>), E, D, T>,
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
-        let () = Self::CHECK;
-        let b = x.shape().0;
-        let shape = (b, Const::<F>, Const::<K>);
         let mass_source = a.retaped::<T>();
         let weighted = try_assignment_weighted_sum(a, x)?;
+        Self::try_residual_tail(weighted, mass_source, self.centers.retaped::<T>())
+    }
+
+    /// From the aggregated `w = X^T a` (`(B, F, K)`): the residual `w - (sum_t a) c` for
+    /// centres `c` (any tensor on the tape), intra-normalisation, d-major flattening and
+    /// the global L2.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_residual_tail<B: Dim, S: Dim, T: Tape<E, D>>(
+        weighted: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+        mass_source: Tensor<(B, S, Const<K>), E, D, T>,
+        centers: Tensor<Rank2<F, K>, E, D, T>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
+        let () = Self::CHECK;
+        let shape = (weighted.shape().0, Const::<F>, Const::<K>);
+        // The centres' own backward (if computed) joins the tape of `weighted`.
+        let (centers, centers_tape) = centers.split_tape();
+        let (weighted, tape) = weighted.split_tape();
+        let weighted = weighted.put_tape(tape.merge(centers_tape));
         // Residual, both normalisations and flattening as one fused op where available.
         let (weighted, mass_source) =
-            match crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(weighted, Some((mass_source, &self.centers)))? {
+            match crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(weighted, Some((mass_source, &centers)))? {
                 Ok(pooled) => return Ok(pooled),
                 Err((weighted, mass_source)) => (weighted, mass_source.expect("handed back")),
             };
         let mass = try_assignment_mass(mass_source)?.try_broadcast_like::<_, Axis<1>>(&shape)?;
-        let centers = self.centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
+        let centers = centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
         let vlad = weighted.try_sub(mass.try_mul(centers)?)?;
         let intra = try_intra_normalize(vlad)?;
         try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
+    }
+
+    /// NetVLAD / NetRVLAD of [`NormalizedFrames`](super::NormalizedFrames) with the input
+    /// affine moved onto the small tensors (module docs of [`super::PoolFrames`]): the
+    /// residual is `scale[d] (xhat^T a)[d,k] - mass[k] (c[d,k] - shift[d])`, with `c = 0`
+    /// for NetRVLAD (`centers` `None`). The frames' gradient is never formed.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_pool_normalized<B: Dim, S: Dim, T: Tape<E, D>>(
+        assignment: &mut SoftAssignment<F, K, E, D>,
+        frames: super::NormalizedFrames<B, S, F, E, D, T>,
+        centers: Option<&Tensor<Rank2<F, K>, E, D>>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
+        let super::NormalizedFrames { standardized, scale, shift } = frames;
+        let a = assignment.try_assign_frames_train(&standardized, scale.retaped::<T>(), &shift)?;
+        let weighted = crate::kernels::try_frames_weighted_sum(a.retaped::<T>(), &standardized, scale)?;
+        let fk = (Const::<F>, Const::<K>);
+        let shift = shift.try_broadcast_like::<_, Axis<1>>(&fk)?;
+        let centers = match centers {
+            Some(c) => c.retaped::<T>().try_sub(shift)?,
+            None => {
+                let zeros: Tensor<Rank2<F, K>, E, D> = a.device().try_zeros_like(&fk)?;
+                zeros.retaped::<T>().try_sub(shift)?
+            }
+        };
+        Self::try_residual_tail(weighted, a, centers)
+    }
+}
+
+impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    super::PoolFrames<B, S, F, E, D, T> for NetVlad<F, K, OUT, E, D>
+{
+    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+        if !crate::kernels::fused_for::<E, D>() {
+            return self.try_forward_mut(frames.try_into_frames()?);
+        }
+        Self::try_pool_normalized(&mut self.assignment, frames, Some(&self.centers))
     }
 }
 

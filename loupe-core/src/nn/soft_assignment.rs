@@ -119,8 +119,40 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         &mut self,
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
-        let (b, s, _) = *x.shape();
         let logits = x.try_matmul(self.weights.retaped::<T>())?;
+        self.try_normalize_train(logits)
+    }
+
+    /// Training-mode assignment of frames that need no gradient, given the input batch
+    /// norm's affine (`scale`, `shift`) apart ([`super::PoolFrames`]): the logits are
+    /// `x (diag(scale) W) + shift^T W`. The last term is the same for every frame, so the
+    /// batch norm removes it from the output (its gradient is zero); it is added without
+    /// a tape, for the running mean.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_assign_frames_train<B: Dim, S: Dim, T: Tape<E, D>>(
+        &mut self,
+        x: &Tensor<(B, S, Const<F>), E, D>,
+        scale: Tensor<Rank1<F>, E, D, T>,
+        shift: &Tensor<Rank1<F>, E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
+        let fk = (Const::<F>, Const::<K>);
+        let weights = self.weights.retaped::<T>().try_mul(scale.try_broadcast_like::<_, Axis<1>>(&fk)?)?;
+        let constant = shift
+            .retaped::<NoneTape>()
+            .try_broadcast_like::<_, Axis<1>>(&fk)?
+            .try_mul(self.weights.clone())?
+            .try_sum::<Rank1<K>, Axis<0>>()?;
+        let logits = crate::kernels::try_frames_matmul(x, weights, Some(&constant))?;
+        self.try_normalize_train(logits)
+    }
+
+    /// Batch norm (training) and softmax over the clusters of the assignment logits.
+    #[allow(clippy::type_complexity)]
+    fn try_normalize_train<B: Dim, S: Dim, T: Tape<E, D>>(
+        &mut self,
+        logits: Tensor<(B, S, Const<K>), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
+        let (b, s, _) = *logits.shape();
         let normalised = if b.size() * s.size() == 0 {
             // No rows: batch statistics are 0/0. The output is empty anyway; keep the
             // running averages clean.

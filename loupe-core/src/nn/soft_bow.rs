@@ -78,3 +78,16 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>>
         try_l2_normalize(try_assignment_mass(self.assignment.try_assign_eval(x)?)?)
     }
 }
+
+impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    super::PoolFrames<B, S, F, E, D, T> for SoftBow<F, K, E, D>
+{
+    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+        if !crate::kernels::fused_for::<E, D>() {
+            return self.try_forward_mut(frames.try_into_frames()?);
+        }
+        let super::NormalizedFrames { standardized, scale, shift } = frames;
+        let a = self.assignment.try_assign_frames_train(&standardized, scale, &shift)?;
+        try_l2_normalize(try_assignment_mass(a)?)
+    }
+}

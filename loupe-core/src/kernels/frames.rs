@@ -1,0 +1,230 @@
+//! Ops whose big operand is a batch of frames that needs no gradient: a model's input.
+//!
+//! A training step never reads the gradient of its input frames, yet dfdx's matmul
+//! computes both operands' gradients. For the clustering poolings those are the two
+//! largest products of the backward pass (`(B*S, K) x (K, F)` for the assignment and
+//! `(S, K) x (K, F)` per video for the aggregation; about 11% of the paper model's
+//! matmul work). These ops record a backward that computes only the gradients of their
+//! taped operands. The frames are passed untaped, by reference.
+//!
+//! On `Cpu` (`f32`, `f64`) the ops record their own backward; elsewhere (or with the
+//! fused kernels switched off) they fall back to dfdx ops, which compute the frames'
+//! gradient too and drop it: same results, less speed.
+
+use dfdx::prelude::*;
+
+use super::math::{self, Real};
+use super::view::{grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::{cpu_float, CpuFloat};
+
+fn expect_view<T>(v: Option<T>) -> T {
+    v.expect("fused kernel: layout checked before the op ran")
+}
+
+/// Whether every view exists (each tensor is a contiguous `Cpu` tensor of dtype `R`).
+fn all_contiguous<R: Real>(views: &[Option<&[R]>]) -> bool {
+    views.iter().all(Option::is_some)
+}
+
+/// `x W (+ bias)`: frames `x` (`(B, S, F)`, data) times weights `w` (`F x K`, taped),
+/// plus an optional constant row `bias` (`K`, no gradient). Backward: `gw += x^T g`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_frames_matmul<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    w: Tensor<Rank2<F, K>, E, D, T>,
+    bias: Option<&Tensor<Rank1<K>, E, D>>,
+) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => frames_matmul::<f32, _, _, F, K, _, _, _>(x, w, bias),
+        Some(CpuFloat::F64) => frames_matmul::<f64, _, _, F, K, _, _, _>(x, w, bias),
+        None => {
+            let (w, tape) = w.split_tape();
+            let y = x.clone().put_tape(tape).try_matmul(w)?;
+            match bias {
+                Some(b) => {
+                    let shape = *y.shape();
+                    y.try_add(b.clone().try_broadcast_like(&shape)?)
+                }
+                None => Ok(y),
+            }
+        }
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn frames_matmul<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    w: Tensor<Rank2<F, K>, E, D, T>,
+    bias: Option<&Tensor<Rank1<K>, E, D>>,
+) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
+    let (w, mut tape) = w.split_tape();
+    let mut out = x.clone().try_matmul(w.clone())?;
+    if let Some(b) = bias {
+        let bias = slice::<R, _, _, _>(b).map(<[R]>::to_vec);
+        match (bias, slice_mut::<R, _, _, _>(&mut out)) {
+            (Some(bias), Some(y)) => math::add_row_bias(y, &bias),
+            _ => {
+                let shape = *out.shape();
+                out = out.try_add(b.clone().try_broadcast_like(&shape)?)?;
+            }
+        }
+    }
+    if T::OWNS_TAPE {
+        let (x_keep, out_keep) = (x.clone(), out.clone());
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&out_keep)?;
+            let g = grads.get(&out_keep);
+            let (b, s, _) = *x_keep.shape();
+            let rows = b.size() * s.size();
+            let xt = x_keep.clone().try_reshape_like(&(rows, Const::<F>))?.try_permute::<_, Axes2<1, 0>>()?;
+            let gw = xt.try_matmul(g.try_reshape_like(&(rows, Const::<K>))?)?;
+            match slice::<R, _, _, _>(&gw) {
+                Some(values) => math::scaled_add(grad_mut::<R, _, _, _>(grads, &w)?, R::one(), values),
+                None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
+            }
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}
+
+/// `out[b,f,k] = scale[f] sum_t x[b,t,f] a[b,t,k]`: the assignment-weighted sum of frames
+/// `x` (`(B, S, F)`, data) with the per-feature `scale` (taped), for assignments `a`
+/// (`(B, S, K)`, taped). Backward: `ga`, `gscale`; never `gx`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_frames_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => frames_weighted_sum::<f32, _, _, F, K, _, _, _>(a, x, scale),
+        Some(CpuFloat::F64) => frames_weighted_sum::<f64, _, _, F, K, _, _, _>(a, x, scale),
+        None => composed_weighted_sum(a, x, scale),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn composed_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err> {
+    let (a, tape) = a.split_tape();
+    let p = x.clone().put_tape(tape).try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a)?;
+    let shape = *p.shape();
+    p.try_mul(scale.try_broadcast_like::<_, Axes2<0, 2>>(&shape)?)
+}
+
+#[allow(clippy::type_complexity)]
+fn frames_weighted_sum<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err> {
+    let (a, a_tape) = a.split_tape();
+    let (scale, scale_tape) = scale.split_tape();
+    let applies = all_contiguous::<R>(&[slice::<R, _, _, _>(&a), slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale)]);
+    if !applies {
+        return composed_weighted_sum(a.put_tape(a_tape), x, scale.put_tape(scale_tape));
+    }
+    let mut tape = a_tape.merge(scale_tape);
+    // p = x^T a per video (kept for the scale's gradient), out = scale[f] p.
+    let p = x.clone().try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a.clone())?;
+    let mut out = p.device().try_zeros_like(p.shape())?;
+    let scale_values: Vec<R> = expect_view(slice::<R, _, _, _>(&scale)).to_vec();
+    match (slice::<R, _, _, _>(&p), slice_mut::<R, _, _, _>(&mut out)) {
+        (Some(pv), Some(ov)) => math::scale_features_forward(pv, F, K, &scale_values, ov),
+        _ => unreachable!("a matmul's output and a fresh tensor are contiguous Cpu tensors"),
+    }
+    if T::OWNS_TAPE {
+        let (x_keep, out_keep) = (x.clone(), out.clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+            // gp = gy scale[f] (into a fresh tensor), gscale += sum gy p.
+            let mut gp = p.device().try_zeros_like(p.shape())?;
+            let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
+            math::scale_features_backward(
+                expect_view(slice::<R, _, _, _>(&p)),
+                &gy,
+                F,
+                K,
+                &scale_values,
+                expect_view(slice_mut::<R, _, _, _>(&mut gp)),
+                &mut gscale,
+            );
+            restore_grad(grads, &scale, gscale)?;
+            restore_grad(grads, &out_keep, gy)?;
+            // ga += x gp per video: (S, F) x (F, K).
+            let ga = x_keep.clone().try_matmul(gp)?;
+            math::scaled_add(grad_mut::<R, _, _, _>(grads, &a)?, R::one(), expect_view(slice::<R, _, _, _>(&ga)));
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}
+
+/// `y = x scale + shift` per channel for frames `x` (`(B, S, F)`, data) and taped `scale`,
+/// `shift` (`F`): the input batch norm's affine applied to standardised frames. Backward:
+/// `gscale`, `gshift`; never `gx`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_frames_affine<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+    shift: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, S, Const<F>), E, D, T>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => frames_affine::<f32, _, _, F, _, _, _>(x, scale, shift),
+        Some(CpuFloat::F64) => frames_affine::<f64, _, _, F, _, _, _>(x, scale, shift),
+        None => composed_affine(x, scale, shift),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn composed_affine<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+    shift: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, S, Const<F>), E, D, T>, D::Err> {
+    let shape = *x.shape();
+    scale
+        .try_broadcast_like::<_, Axes2<0, 1>>(&shape)?
+        .try_mul(x.clone())?
+        .try_add(shift.try_broadcast_like::<_, Axes2<0, 1>>(&shape)?)
+}
+
+#[allow(clippy::type_complexity)]
+fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<(B, S, Const<F>), E, D>,
+    scale: Tensor<Rank1<F>, E, D, T>,
+    shift: Tensor<Rank1<F>, E, D, T>,
+) -> Result<Tensor<(B, S, Const<F>), E, D, T>, D::Err> {
+    let (scale, scale_tape) = scale.split_tape();
+    let (shift, shift_tape) = shift.split_tape();
+    let views = [slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale), slice::<R, _, _, _>(&shift)];
+    if !all_contiguous::<R>(&views) {
+        return composed_affine(x, scale.put_tape(scale_tape), shift.put_tape(shift_tape));
+    }
+    let mut tape = scale_tape.merge(shift_tape);
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    math::affine_rows_forward(
+        expect_view(slice::<R, _, _, _>(x)),
+        F,
+        expect_view(slice::<R, _, _, _>(&scale)),
+        expect_view(slice::<R, _, _, _>(&shift)),
+        expect_view(slice_mut::<R, _, _, _>(&mut out)),
+    );
+    if T::OWNS_TAPE {
+        let (x_keep, out_keep) = (x.clone(), out.clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+            let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
+            let mut gshift = take_grad::<R, _, _, _>(grads, &shift)?;
+            math::affine_rows_backward(expect_view(slice::<R, _, _, _>(&x_keep)), &gy, F, &mut gscale, &mut gshift);
+            restore_grad(grads, &scale, gscale)?;
+            restore_grad(grads, &shift, gshift)?;
+            restore_grad(grads, &out_keep, gy)
+        });
+    }
+    Ok(out.put_tape(tape))
+}
