@@ -133,13 +133,14 @@ pub(crate) fn normalize_rows<F: Real>(x: &[F], c: usize, scale: &[F], offset: &[
     });
 }
 
-/// Backward of [`batch_norm_forward`]: `gy` is the output's gradient, `y` the output
-/// (same length as `x`; read only with `softmax`). Accumulates into `gx`, `ggamma`, `gbeta`.
+/// Backward of [`batch_norm_forward`]: `gy` is the output's gradient (overwritten with the
+/// gradient before the softmax), `y` the output (same length as `x`; read only with
+/// `softmax`). Accumulates into `gx`, `ggamma`, `gbeta`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward<F: Real>(
     x: &[F],
     y: &[F],
-    gy: &[F],
+    gy: &mut [F],
     c: usize,
     gamma: &[F],
     stats: &BatchNormStats<F>,
@@ -151,32 +152,28 @@ pub(crate) fn batch_norm_backward<F: Real>(
     let rows = x.len() / c;
     let n = F::from_usize(rows).expect("row count fits the float type");
     let chunk = rows_per_task(rows, c) * c;
-    // Gradient w.r.t. the batch norm's output z (before the softmax), and the two
-    // per-channel sums the batch norm backward needs: sum dz and sum dz * xhat.
-    let mut gz = vec![F::zero(); x.len()];
-    let (sum_gz, sum_gz_xhat) = gz
+    let (mean, inv_std) = (&stats.mean[..c], &stats.inv_std[..c]);
+    // Gradient w.r.t. the batch norm's output z (before the softmax), written over `gy`,
+    // and the two per-channel sums the batch norm backward needs: sum dz and sum dz xhat.
+    let (sum_gz, sum_gz_xhat) = gy
         .par_chunks_mut(chunk)
-        .zip(gy.par_chunks(chunk))
         .zip(y.par_chunks(chunk))
         .zip(x.par_chunks(chunk))
-        .map(|(((gzb, gyb), yb), xb)| {
+        .map(|((gzb, yb), xb)| {
             let mut s1 = vec![F::zero(); c];
             let mut s2 = vec![F::zero(); c];
-            for (r, (gzr, gyr)) in gzb.chunks_exact_mut(c).zip(gyb.chunks_exact(c)).enumerate() {
+            for ((gzr, yr), xr) in gzb.chunks_exact_mut(c).zip(yb.chunks_exact(c)).zip(xb.chunks_exact(c)) {
                 if softmax {
-                    let yr = &yb[r * c..(r + 1) * c];
-                    let dot = dot_product(yr, gyr);
-                    for ((o, &a), &g) in gzr.iter_mut().zip(yr).zip(gyr) {
-                        *o = a * (g - dot);
+                    let dot = dot_product(yr, gzr);
+                    for (o, &a) in gzr.iter_mut().zip(yr) {
+                        *o = a * (*o - dot);
                     }
-                } else {
-                    gzr.copy_from_slice(gyr);
                 }
-                let xr = &xb[r * c..(r + 1) * c];
-                for k in 0..c {
-                    let xhat = (xr[k] - stats.mean[k]) * stats.inv_std[k];
-                    s1[k] = s1[k] + gzr[k];
-                    s2[k] = s2[k] + gzr[k] * xhat;
+                for ((((s1, s2), &g), &v), (&m, &is)) in
+                    s1.iter_mut().zip(s2.iter_mut()).zip(gzr.iter()).zip(xr).zip(mean.iter().zip(inv_std))
+                {
+                    *s1 = *s1 + g;
+                    *s2 = *s2 + g * ((v - m) * is);
                 }
             }
             (s1, s2)
@@ -191,12 +188,22 @@ pub(crate) fn batch_norm_backward<F: Real>(
         );
     add_into(ggamma, &sum_gz_xhat);
     add_into(gbeta, &sum_gz);
-    let coef: Vec<F> = gamma.iter().zip(&stats.inv_std).map(|(&g, &s)| g * s / n).collect();
+    // gx += coef (n gz - sum gz - xhat sum(gz xhat)) with coef = gamma inv_std / n, as
+    // gx += a gz + b x + d per channel.
+    let mut a = vec![F::zero(); c];
+    let mut b = vec![F::zero(); c];
+    let mut d = vec![F::zero(); c];
+    for k in 0..c {
+        let coef = gamma[k] * inv_std[k] / n;
+        a[k] = coef * n;
+        b[k] = -coef * sum_gz_xhat[k] * inv_std[k];
+        d[k] = -coef * sum_gz[k] + coef * sum_gz_xhat[k] * inv_std[k] * mean[k];
+    }
+    let gz: &[F] = gy;
     gx.par_chunks_mut(chunk).zip(gz.par_chunks(chunk)).zip(x.par_chunks(chunk)).for_each(|((gxb, gzb), xb)| {
         for ((gxr, gzr), xr) in gxb.chunks_exact_mut(c).zip(gzb.chunks_exact(c)).zip(xb.chunks_exact(c)) {
-            for k in 0..c {
-                let xhat = (xr[k] - stats.mean[k]) * stats.inv_std[k];
-                gxr[k] = gxr[k] + coef[k] * (n * gzr[k] - sum_gz[k] - xhat * sum_gz_xhat[k]);
+            for ((((o, &g), &v), &a), (&b, &d)) in gxr.iter_mut().zip(gzr).zip(xr).zip(&a).zip(b.iter().zip(&d)) {
+                *o = *o + a * g + b * v + d;
             }
         }
     });

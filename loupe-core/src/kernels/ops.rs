@@ -67,13 +67,14 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
     if T::OWNS_TAPE {
         let (x_keep, out_keep, scale, shift) = (x.clone(), out.clone(), bn.scale.clone(), bn.shift.clone());
         tape.add_backward_op(move |grads| {
-            let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
+            // The output's gradient is consumed here: the kernel works in its buffer.
+            let mut gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
             let mut g_scale = take_grad::<F, _, _, _>(grads, &scale)?;
             let mut g_shift = take_grad::<F, _, _, _>(grads, &shift)?;
             math::batch_norm_backward(
                 expect_view(slice::<F, _, _, _>(&x_keep)),
                 expect_view(slice::<F, _, _, _>(&out_keep)),
-                &gy,
+                &mut gy,
                 C,
                 &gamma,
                 &stats,
