@@ -399,12 +399,14 @@ pub(crate) fn vlad_backward<F: Real>(
 
 /// Adam step on one variable (TensorFlow's form), with a gradient scale (clipping):
 /// `m = b1 m + (1-b1) g s`, `v = b2 v + (1-b2) (g s)^2`, `p -= step m / (sqrt(v) + eps)`.
+/// Each gradient element is set to zero once read, so `g` leaves the pass zeroed, ready to
+/// accumulate the next backward pass without a separate zeroing pass.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn adam_update<F: Real>(
     p: &mut [F],
     m: &mut [F],
     v: &mut [F],
-    g: &[F],
+    g: &mut [F],
     grad_scale: f64,
     beta1: f64,
     beta2: f64,
@@ -417,10 +419,10 @@ pub(crate) fn adam_update<F: Real>(
     p.par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
-        .zip(g.par_chunks(CHUNK))
+        .zip(g.par_chunks_mut(CHUNK))
         .for_each(|(((p, m), v), g)| {
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                let g = g * s;
+            for (((p, m), v), g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = std::mem::replace(g, F::zero()) * s;
                 *m = b1 * *m + c1 * g;
                 *v = b2 * *v + c2 * g * g;
                 *p = *p - lr * (*m / (v.sqrt() + eps));
