@@ -222,16 +222,17 @@ fn fused_adam_matches_composed_for_every_clipping() {
     }
 }
 
+type TwoLayers = <(Linear<5, 4>, Linear<4, 3>) as BuildOnDevice<Cpu, f64>>::Built;
+
 #[test]
 fn fused_adam_leaves_the_gradients_it_reads_zero() {
-    type Builder = (Linear<5, 4>, Linear<4, 3>);
-    type Model = <Builder as BuildOnDevice<Cpu, f64>>::Built;
+    type Model = TwoLayers;
     let grads_of = |m: &Model, g: &Gradients<f64, Cpu>| {
         [g.get(&m.0.weight).as_vec(), g.get(&m.0.bias).as_vec(), g.get(&m.1.weight).as_vec(), g.get(&m.1.bias).as_vec()]
     };
     for clipping in [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None] {
         let dev = loupe::device::cpu_seeded(11);
-        let model0: Model = dev.build_module::<Builder, f64>();
+        let model0: Model = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
         let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
         for fused in [true, false] {
             set_fused(fused);
@@ -263,6 +264,38 @@ fn fused_adam_leaves_the_gradients_it_reads_zero() {
         }
         set_fused(true);
     }
+}
+
+/// The first fused update writes the new (zero) moments without reading them: the same
+/// bits as an update from moments that are explicitly zero.
+#[test]
+fn fused_adam_first_update_matches_an_update_from_zero_moments() {
+    let dev = loupe::device::cpu_seeded(12);
+    let model0: TwoLayers = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
+    let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
+    set_fused(true);
+    let run = |preset: bool| {
+        let mut model = model0.clone();
+        let mut adam = Adam::new(AdamConfig::default());
+        if preset {
+            let mut zero = model0.clone();
+            zero.0.weight.fill_with_zeros();
+            zero.0.bias.fill_with_zeros();
+            zero.1.weight.fill_with_zeros();
+            zero.1.bias.fill_with_zeros();
+            adam.moments = Some((zero.clone(), zero));
+        }
+        for _ in 0..2 {
+            let mut grads = model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
+            adam.update_in_place(&mut model, &mut grads, 0.01).unwrap();
+        }
+        let (m, v) = adam.moments.as_ref().unwrap();
+        [&model, m, v]
+            .into_iter()
+            .flat_map(|t| named_params(t).into_iter().map(|p| p.values.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(false), run(true));
 }
 
 #[test]

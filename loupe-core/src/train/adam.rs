@@ -71,8 +71,8 @@ pub struct AdamUpdate {
 
 /// Replaces every tensor with a new zero tensor of its shape, so a model's clone becomes
 /// zeroed storage of the same structure without copying the parameters first (the clone
-/// shares their buffers; on `Cpu` the zeros are a fresh zeroed allocation, whose pages
-/// the first update touches in parallel).
+/// shares their buffers; on `Cpu` the zeros are a fresh zeroed allocation, or a cached
+/// buffer filled with zeros, and the first fused update writes them without reading).
 struct ZeroedLike;
 impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for ZeroedLike {
     type Viewer = ViewTensorMut;
@@ -143,6 +143,8 @@ struct Update<'g, E: Dtype, D: Device<E>> {
     /// Global clipping factor, when clipping globally.
     global_scale: f64,
     step_size: f64,
+    /// Whether the moments are all zero (created by this update).
+    moments_zero: bool,
     /// Whether every gradient visited so far was zeroed by the fused kernel.
     zeroed_all: bool,
 }
@@ -224,7 +226,7 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
         else {
             unreachable!("parameters and moments are contiguous Cpu tensors")
         };
-        kernels::adam_update(p, m, v, g, scale, c.beta1, c.beta2, c.epsilon, step_size);
+        kernels::adam_update(p, m, v, g, self.moments_zero, scale, c.beta1, c.beta2, c.epsilon, step_size);
         Ok(())
     }
 }
@@ -255,7 +257,8 @@ impl<M> Adam<M> {
     where
         M: TensorCollection<E, D> + Clone,
     {
-        if self.moments.is_none() {
+        let moments_zero = self.moments.is_none();
+        if moments_zero {
             self.moments = Some((zeroed_like(model)?, zeroed_like(model)?));
         }
         let (global_norm, global_scale) = match self.config.clipping {
@@ -277,7 +280,7 @@ impl<M> Adam<M> {
         let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         let (m, v) = self.moments.as_mut().expect("created above");
         let owned = matches!(grads, GradientSource::Owned(_));
-        let mut update = Update { grads, config: c, global_scale, step_size, zeroed_all: owned };
+        let mut update = Update { grads, config: c, global_scale, step_size, moments_zero, zeroed_all: owned };
         M::iter_tensors(&mut RecursiveWalker { m: (model, m, v), f: &mut update })?;
         Ok(AdamUpdate { global_norm, gradients_zeroed: update.zeroed_all })
     }
