@@ -222,6 +222,82 @@ fn fused_adam_matches_composed_for_every_clipping() {
     }
 }
 
+type TwoLayers = <(Linear<5, 4>, Linear<4, 3>) as BuildOnDevice<Cpu, f64>>::Built;
+
+#[test]
+fn fused_adam_leaves_the_gradients_it_reads_zero() {
+    type Model = TwoLayers;
+    let grads_of = |m: &Model, g: &Gradients<f64, Cpu>| {
+        [g.get(&m.0.weight).as_vec(), g.get(&m.0.bias).as_vec(), g.get(&m.1.weight).as_vec(), g.get(&m.1.bias).as_vec()]
+    };
+    for clipping in [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None] {
+        let dev = loupe::device::cpu_seeded(11);
+        let model0: Model = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
+        let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
+        for fused in [true, false] {
+            set_fused(fused);
+            let mut model = model0.clone();
+            let mut adam = Adam::new(AdamConfig { clipping, ..AdamConfig::default() });
+            for _ in 0..2 {
+                let mut grads = model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
+                let before = grads_of(&model, &grads);
+                assert!(before.iter().flatten().any(|&g| g != 0.0));
+                // `update` reads shared gradients and never changes them.
+                let mut shared_model = model.clone();
+                let mut shared_adam = adam.clone();
+                shared_adam.update(&mut shared_model, &grads, 0.01).unwrap();
+                assert_eq!(grads_of(&model, &grads), before, "{clipping:?}: update changed the gradients");
+
+                let update = adam.update_and_zero_grads(&mut model, &mut grads, 0.01).unwrap();
+                assert_eq!(update.gradients_zeroed, fused, "{clipping:?}");
+                let after = grads_of(&model, &grads);
+                if fused {
+                    assert!(after.iter().flatten().all(|&g| g == 0.0 && g.is_sign_positive()), "{clipping:?}: {after:?}");
+                } else {
+                    assert_eq!(after, before, "{clipping:?}: the composed path changed the gradients");
+                }
+                // Same update whether the gradients were shared or consumed.
+                for (a, b) in named_params(&model).iter().zip(named_params(&shared_model)) {
+                    assert_eq!(a.values, b.values, "{clipping:?} {}", a.name);
+                }
+            }
+        }
+        set_fused(true);
+    }
+}
+
+/// The first fused update writes the new (zero) moments without reading them: the same
+/// bits as an update from moments that are explicitly zero.
+#[test]
+fn fused_adam_first_update_matches_an_update_from_zero_moments() {
+    let dev = loupe::device::cpu_seeded(12);
+    let model0: TwoLayers = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
+    let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
+    set_fused(true);
+    let run = |preset: bool| {
+        let mut model = model0.clone();
+        let mut adam = Adam::new(AdamConfig::default());
+        if preset {
+            let mut zero = model0.clone();
+            zero.0.weight.fill_with_zeros();
+            zero.0.bias.fill_with_zeros();
+            zero.1.weight.fill_with_zeros();
+            zero.1.bias.fill_with_zeros();
+            adam.moments = Some((zero.clone(), zero));
+        }
+        for _ in 0..2 {
+            let mut grads = model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
+            adam.update_in_place(&mut model, &mut grads, 0.01).unwrap();
+        }
+        let (m, v) = adam.moments.as_ref().unwrap();
+        [&model, m, v]
+            .into_iter()
+            .flat_map(|t| named_params(t).into_iter().map(|p| p.values.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(false), run(true));
+}
+
 #[test]
 fn soft_assignment_eval_fused_matches_composed() {
     let dev = loupe::device::cpu_seeded(14);

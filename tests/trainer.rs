@@ -4,10 +4,13 @@ mod common;
 
 use common::tiny_model::{toy_batch, AverageLogistic, CLASSES};
 use dfdx::prelude::*;
+use loupe::gradcheck::named_params;
+use loupe::kernels::set_fused;
 use loupe::metrics::EvaluationMetrics;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
-use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig, TrainError, Trainer};
+use loupe::train::{try_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule, TrainConfig, TrainError, Trainer};
+use loupe::zoo::SmallGatedNetVladModel;
 
 type Model = AverageLogistic<f32, Cpu>;
 
@@ -125,4 +128,81 @@ fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
     assert_eq!(resumed.model.classifier.weight.as_vec(), straight.model.classifier.weight.as_vec());
     assert_eq!(resumed.model.classifier.bias.as_vec(), straight.model.classifier.bias.as_vec());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+type Small = SmallGatedNetVladModel<f32, Cpu>;
+
+/// A deterministic batch for the small zoo models (10 frames of 24 values, 10 classes).
+fn small_batch(seed: u64, batch: usize) -> (Vec<f32>, Vec<f32>) {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let frames = (0..batch * Small::FRAMES * Small::FEATURES).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let labels = (0..batch * Small::CLASSES).map(|_| if rng.gen_bool(0.3) { 1.0 } else { 0.0 }).collect();
+    (frames, labels)
+}
+
+/// The trainer's step written out with the gradients zeroed explicitly every step
+/// (`zero_grads`) and the same gradient buffers kept between steps, as the trainer did
+/// before the update zeroed them.
+struct ExplicitZeroing {
+    model: Small,
+    adam: Adam<Small>,
+    grads: Option<Gradients<f32, Cpu>>,
+    examples_seen: u64,
+}
+
+impl ExplicitZeroing {
+    fn step(&mut self, dev: &Cpu, config: &TrainConfig, frames: &[f32], labels: &[f32]) {
+        let batch = labels.len() / Small::CLASSES;
+        let x = dev.tensor_from_vec(frames.to_vec(), (batch, Const::<10>, Const::<24>));
+        let y = dev.tensor_from_vec(labels.to_vec(), (batch, Const::<10>));
+        let mut grads = self.grads.take().unwrap_or_else(|| self.model.alloc_grads());
+        self.model.zero_grads(&mut grads);
+        let p = self.model.try_forward_train(x.traced(grads)).unwrap();
+        let penalty = self.model.try_l2_penalty().unwrap().try_mul(config.classifier_l2 as f32).unwrap();
+        let loss = try_cross_entropy_loss(p, y).unwrap().try_add(penalty).unwrap();
+        let mut grads = loss.backward();
+        let lr = config.schedule.learning_rate(self.examples_seen);
+        self.adam.update_in_place(&mut self.model, &mut grads, lr).unwrap();
+        self.grads = Some(grads);
+        self.examples_seen += batch as u64;
+    }
+}
+
+fn assert_same_bits(a: &Small, b: &Small, what: &str) {
+    for (x, y) in named_params(a).iter().zip(named_params(b)) {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&x.values), bits(&y.values), "{what}: {}", x.name);
+    }
+}
+
+#[test]
+fn skipping_the_zeroing_after_a_fused_update_matches_explicit_zeroing() {
+    for fused in [true, false] {
+        set_fused(fused);
+        let dev = loupe::device::cpu_seeded(21);
+        let config = config();
+        let mut trainer: Trainer<Small, f32, Cpu> = Trainer::new(dev.clone(), config).unwrap();
+        let mut reference =
+            ExplicitZeroing { model: trainer.model.clone(), adam: Adam::new(config.adam), grads: None, examples_seen: 0 };
+        for step in 0..6 {
+            if step == 3 {
+                // A new model (new tensors) in the middle of training: the kept gradients
+                // are not its gradients, so the trainer must zero (register) them again.
+                let fresh = <Small as BuildModule<Cpu, f32>>::build(&dev);
+                trainer.model = fresh.clone();
+                reference.model = fresh;
+            }
+            let (frames, labels) = small_batch(step, 8);
+            trainer.train_step(&frames, &labels).unwrap();
+            reference.step(&dev, &config, &frames, &labels);
+            assert_eq!(trainer.gradients_zeroed_by_update(), fused, "step {step}");
+            assert_same_bits(&trainer.model, &reference.model, &format!("fused {fused}, step {step}"));
+            let (tm, tv) = trainer.adam.moments.as_ref().unwrap();
+            let (rm, rv) = reference.adam.moments.as_ref().unwrap();
+            assert_same_bits(tm, rm, "first moments");
+            assert_same_bits(tv, rv, "second moments");
+        }
+    }
+    set_fused(true);
 }

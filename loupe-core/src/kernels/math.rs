@@ -505,12 +505,21 @@ pub(crate) fn vlad_backward<F: Real>(
 
 /// Adam step on one variable (TensorFlow's form), with a gradient scale (clipping):
 /// `m = b1 m + (1-b1) g s`, `v = b2 v + (1-b2) (g s)^2`, `p -= step m / (sqrt(v) + eps)`.
+/// Each gradient element is set to zero once read, so `g` leaves the pass zeroed, ready to
+/// accumulate the next backward pass without a separate zeroing pass.
+///
+/// `moments_zero` says that `m` and `v` are all zero (the first update): they are then
+/// written without being read, with the same arithmetic (`b1 * 0 + ...`, so the results
+/// are bit-identical). Freshly allocated zero moments are untouched pages; reading them
+/// first would fault each page twice (the shared zero page on the read, a copy on the
+/// write).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn adam_update<F: Real>(
     p: &mut [F],
     m: &mut [F],
     v: &mut [F],
-    g: &[F],
+    g: &mut [F],
+    moments_zero: bool,
     grad_scale: f64,
     beta1: f64,
     beta2: f64,
@@ -523,13 +532,24 @@ pub(crate) fn adam_update<F: Real>(
     p.par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
-        .zip(g.par_chunks(CHUNK))
+        .zip(g.par_chunks_mut(CHUNK))
         .for_each(|(((p, m), v), g)| {
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                let g = g * s;
-                *m = b1 * *m + c1 * g;
-                *v = b2 * *v + c2 * g * g;
-                *p = *p - lr * (*m / (v.sqrt() + eps));
+            let elements = p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g);
+            if moments_zero {
+                for (((p, m), v), g) in elements {
+                    let g = std::mem::replace(g, F::zero()) * s;
+                    let (m_new, v_new) = (b1 * F::zero() + c1 * g, b2 * F::zero() + c2 * g * g);
+                    *m = m_new;
+                    *v = v_new;
+                    *p = *p - lr * (m_new / (v_new.sqrt() + eps));
+                }
+            } else {
+                for (((p, m), v), g) in elements {
+                    let g = std::mem::replace(g, F::zero()) * s;
+                    *m = b1 * *m + c1 * g;
+                    *v = b2 * *v + c2 * g * g;
+                    *p = *p - lr * (*m / (v.sqrt() + eps));
+                }
             }
         });
 }

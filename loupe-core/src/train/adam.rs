@@ -55,8 +55,26 @@ impl<M> Adam<M> {
     }
 }
 
-struct Zero;
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Zero {
+/// What one [`Adam::update_and_zero_grads`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamUpdate {
+    /// The global gradient norm before clipping, computed only when clipping globally
+    /// (else NaN).
+    pub global_norm: f64,
+    /// Whether the gradient of every parameter the update visited (every tensor of the
+    /// model with `do_gradient_update`, the ones `ZeroGrads::try_zero_grads` zeroes) was
+    /// left zero. True on the fused CPU path (`Cpu`, `f32`/`f64`, fused kernels on); false
+    /// on the composed path (`Cuda`, other dtypes, fused kernels off), which leaves the
+    /// gradients unchanged.
+    pub gradients_zeroed: bool,
+}
+
+/// Replaces every tensor with a new zero tensor of its shape, so a model's clone becomes
+/// zeroed storage of the same structure without copying the parameters first (the clone
+/// shares their buffers; on `Cpu` the zeros are a fresh zeroed allocation, or a cached
+/// buffer filled with zeros, and the first fused update writes them without reading).
+struct ZeroedLike;
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for ZeroedLike {
     type Viewer = ViewTensorMut;
     type Err = D::Err;
     type E2 = E;
@@ -66,9 +84,16 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Zero {
         _: TensorOptions<S, E, D>,
         t: &mut Tensor<S, E, D>,
     ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        t.try_fill_with_zeros()?;
+        *t = t.device().try_zeros_like(t.shape())?;
         Ok(None)
     }
+}
+
+/// A copy of `model` with every tensor zero (Adam's initial moments).
+fn zeroed_like<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clone>(model: &M) -> Result<M, D::Err> {
+    let mut zeros = model.clone();
+    M::iter_tensors(&mut RecursiveWalker { m: &mut zeros, f: &mut ZeroedLike })?;
+    Ok(zeros)
 }
 
 struct SquaredNorm<'g, E: Dtype, D: Device<E>> {
@@ -118,6 +143,10 @@ struct Update<'g, E: Dtype, D: Device<E>> {
     /// Global clipping factor, when clipping globally.
     global_scale: f64,
     step_size: f64,
+    /// Whether the moments are all zero (created by this update).
+    moments_zero: bool,
+    /// Whether every gradient visited so far was zeroed by the fused kernel.
+    zeroed_all: bool,
 }
 
 impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
@@ -138,6 +167,7 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
             Some(CpuFloat::F64) => return self.fused::<f64, S>(p, m, v).map(|()| None),
             None => {}
         }
+        self.zeroed_all = false;
         let mut g = self.grads.get(p);
         let scale = match self.config.clipping {
             GradientClipping::PerVariable(c) => {
@@ -163,7 +193,8 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
 
 impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
     /// The whole update of one variable as one multithreaded pass (plus one for the
-    /// norm when clipping per variable), in place on `p`, `m`, `v`.
+    /// norm when clipping per variable), in place on `p`, `m`, `v`; the pass zeroes the
+    /// gradient as it reads it (in `grads` when owned, else a private copy).
     fn fused<F: Real, S: Shape>(
         &mut self,
         p: &mut Tensor<S, E, D>,
@@ -172,12 +203,13 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
     ) -> Result<(), D::Err> {
         let c = self.config;
         let step_size = self.step_size;
-        let copied;
-        let g: &[F] = match &mut self.grads {
+        let mut copied;
+        let g: &mut [F] = match &mut self.grads {
             GradientSource::Owned(grads) => kernels::grad_mut::<F, _, _, _>(grads, p)?,
             GradientSource::Shared(grads) => {
+                self.zeroed_all = false;
                 copied = grads.get(p);
-                kernels::slice::<F, _, _, _>(&copied).expect("gradients are contiguous")
+                kernels::slice_mut::<F, _, _, _>(&mut copied).expect("gradients are contiguous")
             }
         };
         let norm = || kernels::squared_norm(g);
@@ -194,15 +226,16 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
         else {
             unreachable!("parameters and moments are contiguous Cpu tensors")
         };
-        kernels::adam_update(p, m, v, g, scale, c.beta1, c.beta2, c.epsilon, step_size);
+        kernels::adam_update(p, m, v, g, self.moments_zero, scale, c.beta1, c.beta2, c.epsilon, step_size);
         Ok(())
     }
 }
 
 impl<M> Adam<M> {
     /// Applies one update with learning rate `lr` from `grads` (as returned by
-    /// `backward()` on a loss traced with `model.alloc_grads()`). Returns the global
-    /// gradient norm before clipping, computed only when clipping globally (else NaN).
+    /// `backward()` on a loss traced with `model.alloc_grads()`), which are not changed.
+    /// Returns the global gradient norm before clipping, computed only when clipping
+    /// globally (else NaN).
     pub fn update<E: Dtype, D: Device<E>>(
         &mut self,
         model: &mut M,
@@ -212,7 +245,7 @@ impl<M> Adam<M> {
     where
         M: TensorCollection<E, D> + Clone,
     {
-        self.apply(model, GradientSource::Shared(grads), lr)
+        Ok(self.apply(model, GradientSource::Shared(grads), lr)?.global_norm)
     }
 
     fn apply<E: Dtype, D: Device<E>>(
@@ -220,16 +253,13 @@ impl<M> Adam<M> {
         model: &mut M,
         grads: GradientSource<'_, E, D>,
         lr: f64,
-    ) -> Result<f64, D::Err>
+    ) -> Result<AdamUpdate, D::Err>
     where
         M: TensorCollection<E, D> + Clone,
     {
-        if self.moments.is_none() {
-            let mut m = model.clone();
-            let mut v = model.clone();
-            M::iter_tensors(&mut RecursiveWalker { m: &mut m, f: &mut Zero })?;
-            M::iter_tensors(&mut RecursiveWalker { m: &mut v, f: &mut Zero })?;
-            self.moments = Some((m, v));
+        let moments_zero = self.moments.is_none();
+        if moments_zero {
+            self.moments = Some((zeroed_like(model)?, zeroed_like(model)?));
         }
         let (global_norm, global_scale) = match self.config.clipping {
             GradientClipping::GlobalNorm(c) => {
@@ -249,19 +279,46 @@ impl<M> Adam<M> {
         let c = self.config;
         let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         let (m, v) = self.moments.as_mut().expect("created above");
-        let mut update = Update { grads, config: c, global_scale, step_size };
+        let owned = matches!(grads, GradientSource::Owned(_));
+        let mut update = Update { grads, config: c, global_scale, step_size, moments_zero, zeroed_all: owned };
         M::iter_tensors(&mut RecursiveWalker { m: (model, m, v), f: &mut update })?;
-        Ok(global_norm)
+        Ok(AdamUpdate { global_norm, gradients_zeroed: update.zeroed_all })
     }
 
     /// [`Adam::update`] reading the gradients in place (no copy of each gradient on the
-    /// fused CPU path); `grads` is left unchanged.
+    /// fused CPU path) and consuming them: on the fused CPU path every gradient it reads
+    /// is left zero, elsewhere `grads` is left unchanged
+    /// ([`Adam::update_and_zero_grads`] says which). Returns the global gradient norm as
+    /// [`Adam::update`] does.
     pub fn update_in_place<E: Dtype, D: Device<E>>(
         &mut self,
         model: &mut M,
         grads: &mut Gradients<E, D>,
         lr: f64,
     ) -> Result<f64, D::Err>
+    where
+        M: TensorCollection<E, D> + Clone,
+    {
+        Ok(self.update_and_zero_grads(model, grads, lr)?.global_norm)
+    }
+
+    /// [`Adam::update_in_place`], saying whether it left the gradients zeroed.
+    ///
+    /// The contract: when [`AdamUpdate::gradients_zeroed`] is true, the gradient in
+    /// `grads` of every tensor of `model` with `do_gradient_update` (exactly the set that
+    /// `model.try_zero_grads(grads)` zeroes) is zero, written by the update's own pass as
+    /// it read each gradient, so for gradients returned by `backward()` on a tape traced
+    /// with `model.alloc_grads()` (which hold only those tensors' gradients) `grads` is
+    /// as `try_zero_grads` would leave it and can be traced again directly. Tensors
+    /// without `do_gradient_update` (batch-norm running statistics) are not visited; their
+    /// gradients are never among those. When false, `grads` is unchanged and must be
+    /// zeroed before it accumulates another backward pass.
+    pub fn update_and_zero_grads<E: Dtype, D: Device<E>>(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<E, D>,
+        lr: f64,
+    ) -> Result<AdamUpdate, D::Err>
     where
         M: TensorCollection<E, D> + Clone,
     {

@@ -8,7 +8,7 @@ pub mod run;
 mod schedule;
 mod trainer;
 
-pub use adam::{Adam, AdamConfig, GradientClipping};
+pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
 pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
 pub use schedule::LearningRateSchedule;
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::VideoModel;
 use crate::train::checkpoint::CheckpointError;
@@ -60,7 +61,61 @@ pub struct Trainer<M, E: Dtype, D: Device<E>> {
     /// Training videos seen (drives the learning-rate schedule).
     pub examples_seen: u64,
     device: D,
+    /// The gradient buffers, kept between steps.
     grads: Option<Gradients<E, D>>,
+    /// Set when the last update left every parameter's gradient in `grads` zero (the
+    /// fused Adam pass zeroes what it reads): the addresses and lengths of those gradient
+    /// buffers, in the model's tensor order. The next step skips zeroing only if the
+    /// model's parameters still map to exactly these buffers (see [`gradient_buffers`]).
+    zeroed_grads: Option<Vec<(usize, usize)>>,
+}
+
+/// Collects the address and length of the gradient buffer of every tensor with
+/// `do_gradient_update`, in the collection's order (allocating a zero buffer for a tensor
+/// that has none, as `try_zero_grads` would).
+struct GradientBuffers<'g, E: Dtype, D: Device<E>> {
+    grads: &'g mut Gradients<E, D>,
+    found: Vec<(usize, usize)>,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for GradientBuffers<'_, E, D> {
+    type Viewer = ViewTensorRef;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if opts.do_gradient_update {
+            let buffer = if kernels::is_cpu::<f32, E, D>() {
+                let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
+                (g.as_ptr() as usize, g.len())
+            } else {
+                let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
+                (g.as_ptr() as usize, g.len())
+            };
+            self.found.push(buffer);
+        }
+        Ok(None)
+    }
+}
+
+/// The gradient buffers of `model`'s parameters in `grads` ([`GradientBuffers`]), on `Cpu`
+/// with `f32` or `f64` (the only place the fused update zeroes them); `None` elsewhere or
+/// when a buffer is empty (an empty buffer has no address of its own).
+///
+/// Two readings are equal only if every parameter maps to the same live buffer: a
+/// parameter whose gradient was missing (a replaced model's new tensor ids) gets a new
+/// allocation, which cannot share an address with the live buffers of the first reading.
+fn gradient_buffers<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    model: &M,
+    grads: &mut Gradients<E, D>,
+) -> Result<Option<Vec<(usize, usize)>>, D::Err> {
+    if !kernels::is_cpu::<f32, E, D>() && !kernels::is_cpu::<f64, E, D>() {
+        return Ok(None);
+    }
+    let mut visitor = GradientBuffers { grads, found: Vec::new() };
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut visitor })?;
+    let found = visitor.found;
+    Ok(if found.iter().any(|&(_, len)| len == 0) { None } else { Some(found) })
 }
 
 fn device_error<Err: std::fmt::Debug>(e: Err) -> TrainError {
@@ -81,12 +136,28 @@ where
 
     /// Continues training `model` (e.g. loaded from a checkpoint).
     pub fn from_model(device: D, model: M, config: TrainConfig) -> Self {
-        Trainer { model, adam: Adam::new(config.adam), config, step: 0, examples_seen: 0, device, grads: None }
+        Trainer {
+            model,
+            adam: Adam::new(config.adam),
+            config,
+            step: 0,
+            examples_seen: 0,
+            device,
+            grads: None,
+            zeroed_grads: None,
+        }
     }
 
     /// The device the model lives on.
     pub fn device(&self) -> &D {
         &self.device
+    }
+
+    /// Whether the last step's update left every kept parameter gradient zero (the fused
+    /// CPU Adam pass zeroes the gradients it reads), so that the next step does not zero
+    /// them again, provided the model's parameters are still the same tensors (checked).
+    pub fn gradients_zeroed_by_update(&self) -> bool {
+        self.grads.is_some() && self.zeroed_grads.is_some()
     }
 
     fn frames_tensor(
@@ -139,11 +210,26 @@ where
             .try_tensor_from_vec(y_values, (batch, M::Classes::default()))
             .map_err(device_error)?;
 
-        let mut grads = match self.grads.take() {
-            Some(g) => g,
+        // The gradients start zero: freshly allocated (`try_alloc_grads` zeroes them), or
+        // kept from the last step, where the fused Adam update already zeroed every
+        // parameter's gradient if `zeroed_grads` is set and still describes this model's
+        // parameters (the model is a public field and may have been replaced); otherwise
+        // zeroed here. After `backward()` the kept gradients hold only the parameters'
+        // (the leaves registered by `try_zero_grads`), so nothing else needs zeroing.
+        let zeroed = self.zeroed_grads.take();
+        let grads = match self.grads.take() {
+            Some(mut g) => {
+                let still_zero = match zeroed {
+                    Some(zeroed) => gradient_buffers(&self.model, &mut g).map_err(device_error)? == Some(zeroed),
+                    None => false,
+                };
+                if !still_zero {
+                    self.model.try_zero_grads(&mut g).map_err(device_error)?;
+                }
+                g
+            }
             None => self.model.try_alloc_grads().map_err(device_error)?,
         };
-        self.model.try_zero_grads(&mut grads).map_err(device_error)?;
         let x = x.traced(grads);
         let p = match lengths {
             Some(lengths) => self.model.try_forward_train_lengths(x, lengths),
@@ -160,7 +246,10 @@ where
         }
         let mut grads = loss.try_backward().map_err(device_error)?;
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
-        self.adam.update_in_place(&mut self.model, &mut grads, learning_rate).map_err(device_error)?;
+        let update = self.adam.update_and_zero_grads(&mut self.model, &mut grads, learning_rate).map_err(device_error)?;
+        if update.gradients_zeroed {
+            self.zeroed_grads = gradient_buffers(&self.model, &mut grads).map_err(device_error)?;
+        }
         self.grads = Some(grads);
         self.step = next_step;
         self.examples_seen += batch as u64;
