@@ -5,6 +5,9 @@
 //! Each layer runs twice: with loupe's fused CPU kernels (`fused`) and with the composed
 //! dfdx ops they replace (`composed`, `loupe::kernels::set_fused(false)`), the "before".
 //!
+//! NetVLAD also runs as a model's training step runs it (`frames-as-data`: the frames
+//! need no gradient, `loupe::nn::PoolFrames`).
+//!
 //! Run: `cargo bench --bench pooling` (or `-- NetVlad` for one layer, `--quick` for a
 //! fast estimate).
 
@@ -50,7 +53,41 @@ macro_rules! bench_layer {
     }};
 }
 
+/// The same layer as a model's training step runs it: the frames are data
+/// (`PoolFrames::try_pool_frames` on `NormalizedFrames`), so only the parameters'
+/// gradients are formed (fused kernels on).
+macro_rules! bench_frames {
+    ($c:expr, $name:literal, $builder:ty, b = $b:expr, s = $s:expr, f = $f:literal, k = $k:literal) => {{
+        use loupe::nn::PoolFrames;
+        let dev = device();
+        let mut layer = dev.build_module::<$builder, f32>();
+        let input = dev.build_module::<builder::FrameInput<$f>, f32>();
+        let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
+        let mut grads = Some(layer.alloc_grads());
+        let mut group = $c.benchmark_group(format!("{}/{DEVICE}/frames-as-data", $name));
+        group.throughput(Throughput::Elements($b as u64));
+        if $b * $s * $f > 1_000_000 {
+            group.sample_size(10);
+        }
+        let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
+        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            bench.iter(|| {
+                let (_, tape) = x.clone().traced(grads.take().unwrap()).split_tape();
+                let frames = input.try_normalized(&x, tape).unwrap();
+                let y = layer.try_pool_frames(frames).unwrap();
+                let mut g = y.sum().backward();
+                layer.zero_grads(&mut g);
+                grads = Some(g);
+            })
+        });
+        group.finish();
+    }};
+}
+
 fn pooling(c: &mut Criterion) {
+    bench_frames!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_frames!(c, "NetVlad", builder::NetVlad<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
+    bench_frames!(c, "NetVlad", builder::NetVlad<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
     bench_layer!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
     // The paper's video stream (K = 256) and audio stream (D = 128, K = 128), batch 80.
     bench_layer!(c, "NetVlad", builder::NetVlad<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
