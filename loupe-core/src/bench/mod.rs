@@ -79,7 +79,8 @@ pub struct BenchReport {
     /// Whether the fused CPU kernels were on ([`crate::kernels::set_fused`]).
     pub fused_kernels: bool,
     pub phases: Vec<PhaseTiming>,
-    /// The machine's single-precision matmul rate (`n x n x n`, same threads), GFLOP/s.
+    /// The machine's single-precision matmul rate (`n x n x n`, same threads), GFLOP/s:
+    /// the higher of the rates measured before and after the timed phases.
     pub machine_matmul_gflops: f64,
     /// Peak resident memory of the process so far (VmHWM), bytes; `None` off Linux.
     pub peak_memory_bytes: Option<u64>,
@@ -356,20 +357,8 @@ where
         dev.try_tensor_from_vec(labels.clone(), (batch, Default::default())).map_err(device_error)?;
 
     let forward_flops = matmul_flops(&description, batch);
-    let mut phases = Vec::new();
-    let mut record = |phase: &str, (ms, min_ms, cpu_ms): Timing, flops: f64| {
-        let gflops = flops / 1e9 / (ms / 1e3);
-        phases.push(PhaseTiming {
-            phase: phase.to_string(),
-            ms,
-            min_ms,
-            cpu_ms,
-            videos_per_s: batch as f64 / (ms / 1e3),
-            gflop: flops / 1e9,
-            gflops,
-            fraction_of_matmul: gflops / machine,
-        });
-    };
+    let mut timings: Vec<(&str, Timing, f64)> = Vec::new();
+    let mut record = |phase: &'static str, timing: Timing, flops: f64| timings.push((phase, timing, flops));
 
     let timing = time(config.warmup, config.iterations, || {
         let p = trainer.model.try_forward_eval(x.clone()).map_err(device_error)?;
@@ -396,6 +385,26 @@ where
         dev.try_synchronize().map_err(device_error)
     })?;
     record("train_step", timing, 3.0 * forward_flops);
+
+    // The machine's rate varies over a run (shared or throttled cores): take the higher
+    // of the rates measured before and after the phases, so the ratios are not flattered.
+    let machine = machine.max(machine_matmul_gflops(&dev, config.matmul_size));
+    let phases = timings
+        .into_iter()
+        .map(|(phase, (ms, min_ms, cpu_ms), flops)| {
+            let gflops = flops / 1e9 / (ms / 1e3);
+            PhaseTiming {
+                phase: phase.to_string(),
+                ms,
+                min_ms,
+                cpu_ms,
+                videos_per_s: batch as f64 / (ms / 1e3),
+                gflop: flops / 1e9,
+                gflops,
+                fraction_of_matmul: gflops / machine,
+            }
+        })
+        .collect();
 
     Ok(BenchReport {
         model: description.name.clone(),
