@@ -11,7 +11,8 @@
 //! Run: `cargo bench --bench pooling` (or `-- NetVlad` for one layer, `--quick` for a
 //! fast estimate).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use loupe::dfdx::prelude::*;
 use loupe::nn::builder;
 
@@ -20,6 +21,17 @@ const DEVICE: &str = "cpu";
 
 fn device() -> Dev {
     loupe::device::cpu_seeded(0)
+}
+
+/// The benchmark group `LAYER/DEVICE/PATH` of one size (`[B, S, D, K]`), videos per
+/// second as throughput, 10 samples for the large sizes; and the benchmark's id.
+fn bench_group<'c>(c: &'c mut Criterion, layer: &str, path: &str, [b, s, f, k]: [usize; 4]) -> (BenchmarkGroup<'c, WallTime>, BenchmarkId) {
+    let mut group = c.benchmark_group(format!("{layer}/{DEVICE}/{path}"));
+    group.throughput(Throughput::Elements(b as u64));
+    if b * s * f > 1_000_000 {
+        group.sample_size(10);
+    }
+    (group, BenchmarkId::from_parameter(format!("B{b}_S{s}_D{f}_K{k}")))
 }
 
 /// One training step's worth of pooling work: forward with a tape, backward of the sum.
@@ -32,13 +44,8 @@ macro_rules! bench_layer {
             let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
             let mut grads = Some(layer.alloc_grads());
             let kernels = if fused { "fused" } else { "composed" };
-            let mut group = $c.benchmark_group(format!("{}/{DEVICE}/{kernels}", $name));
-            group.throughput(Throughput::Elements($b as u64));
-            if $b * $s * $f > 1_000_000 {
-                group.sample_size(10);
-            }
-            let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
-            group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            let (mut group, id) = bench_group($c, $name, kernels, [$b, $s, $f, $k]);
+            group.bench_function(id, |bench| {
                 bench.iter(|| {
                     let y = layer.forward_mut(x.trace(grads.take().unwrap()));
                     let mut g = y.sum().backward();
@@ -64,13 +71,8 @@ macro_rules! bench_frames {
         let input = dev.build_module::<builder::FrameInput<$f>, f32>();
         let x: Tensor<(usize, usize, Const<$f>), f32, _> = dev.sample_normal_like(&($b, $s, Const));
         let mut grads = Some(layer.alloc_grads());
-        let mut group = $c.benchmark_group(format!("{}/{DEVICE}/frames-as-data", $name));
-        group.throughput(Throughput::Elements($b as u64));
-        if $b * $s * $f > 1_000_000 {
-            group.sample_size(10);
-        }
-        let id = format!("B{}_S{}_D{}_K{}", $b, $s, $f, $k);
-        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+        let (mut group, id) = bench_group($c, $name, "frames-as-data", [$b, $s, $f, $k]);
+        group.bench_function(id, |bench| {
             bench.iter(|| {
                 let (_, tape) = x.clone().traced(grads.take().unwrap()).split_tape();
                 let frames = input.try_normalized(&x, tape).unwrap();

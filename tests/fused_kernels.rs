@@ -5,7 +5,7 @@
 //! compared the same way with their composed per-frame dfdx ops.
 
 use dfdx::prelude::*;
-use loupe::gradcheck::{check_gradients, named_params, Tolerance};
+use loupe::gradcheck::{check_gradients, named_params, param_grads, Tolerance};
 use loupe::kernels::set_fused;
 use loupe::nn::{
     builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, Gru, Logistic, Lstm,
@@ -49,28 +49,6 @@ where
     let gradients = param_grads(&model, &grads);
     let params = named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
     (values, gx, params)
-}
-
-/// Each tensor's gradient in visiting order (empty for untrained tensors).
-fn param_grads<M: TensorCollection<f64, Cpu>>(model: &M, grads: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
-    struct Collect<'g>(&'g Gradients<f64, Cpu>, Vec<Vec<f64>>);
-    impl TensorVisitor<f64, Cpu> for Collect<'_> {
-        type Viewer = ViewTensorRef;
-        type Err = <Cpu as HasErr>::Err;
-        type E2 = f64;
-        type D2 = Cpu;
-        fn visit<S: Shape>(
-            &mut self,
-            opts: TensorOptions<S, f64, Cpu>,
-            t: &Tensor<S, f64, Cpu>,
-        ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
-            self.1.push(if opts.do_gradient_update { self.0.get(t).as_vec() } else { Vec::new() });
-            Ok(None)
-        }
-    }
-    let mut c = Collect(grads, Vec::new());
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut c }).unwrap();
-    c.1
 }
 
 fn compare<M, S: Shape, O: Shape>(model: M, x: Tensor<S, f64, Cpu>, tol: f64)

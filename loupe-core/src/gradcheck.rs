@@ -61,6 +61,34 @@ pub fn named_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     reader.0
 }
 
+/// Every tensor's gradient in `grads`, in the same visiting order as [`named_params`]:
+/// the gradient of each trainable tensor, an empty vector for the others.
+///
+/// # Panics
+/// When a trainable tensor has no gradient in `grads` (trace with `model.alloc_grads()`,
+/// or allocate them, so a lost gradient reads as zeros).
+pub fn param_grads<M: TensorCollection<f64, Cpu>>(model: &M, grads: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
+    struct GradReader<'g>(&'g Gradients<f64, Cpu>, Vec<Vec<f64>>);
+    impl TensorVisitor<f64, Cpu> for GradReader<'_> {
+        type Viewer = ViewTensorRef;
+        type Err = <Cpu as HasErr>::Err;
+        type E2 = f64;
+        type D2 = Cpu;
+        fn visit<S: Shape>(
+            &mut self,
+            opts: TensorOptions<S, f64, Cpu>,
+            t: &Tensor<S, f64, Cpu>,
+        ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
+            self.1.push(if opts.do_gradient_update { self.0.get(t).as_vec() } else { Vec::new() });
+            Ok(None)
+        }
+    }
+    let mut reader = GradReader(grads, Vec::new());
+    // The reader never fails: it only copies.
+    let _ = M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reader });
+    reader.1
+}
+
 struct Writer<'a, E> {
     name: &'a str,
     values: &'a [E],
@@ -220,26 +248,8 @@ where
     let out = model.forward_mut(x_traced);
     let grads = (out * r.clone()).sum::<Rank0, _>().backward();
     let input_grad = grads.get(&x).as_vec();
-    let analytic_params: Vec<(NamedParam<f64>, Vec<f64>)> = {
-        struct GradReader<'g>(&'g Gradients<f64, Cpu>, Vec<Vec<f64>>);
-        impl TensorVisitor<f64, Cpu> for GradReader<'_> {
-            type Viewer = ViewTensorRef;
-            type Err = <Cpu as HasErr>::Err;
-            type E2 = f64;
-            type D2 = Cpu;
-            fn visit<S: Shape>(
-                &mut self,
-                opts: TensorOptions<S, f64, Cpu>,
-                t: &Tensor<S, f64, Cpu>,
-            ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
-                self.1.push(if opts.do_gradient_update { self.0.get(t).as_vec() } else { Vec::new() });
-                Ok(None)
-            }
-        }
-        let mut reader = GradReader(&grads, Vec::new());
-        let _ = M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut reader });
-        named_params(&*model).into_iter().zip(reader.1).filter(|(p, _)| p.trainable).collect()
-    };
+    let analytic_params: Vec<(NamedParam<f64>, Vec<f64>)> =
+        named_params(&*model).into_iter().zip(param_grads(&*model, &grads)).filter(|(p, _)| p.trainable).collect();
 
     let mut errors = Vec::new();
     let mut report = GradReport { checked: Vec::new(), max_abs_error: 0.0 };

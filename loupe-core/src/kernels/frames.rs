@@ -14,12 +14,8 @@
 use dfdx::prelude::*;
 
 use super::math::{self, Real};
-use super::view::{grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::view::{expect_view, grad_mut, restore_grad, slice, slice_mut, take_grad};
 use super::{cpu_float, CpuFloat};
-
-fn expect_view<T>(v: Option<T>) -> T {
-    v.expect("fused kernel: layout checked before the op ran")
-}
 
 /// Whether every view exists (each tensor is a contiguous `Cpu` tensor of dtype `R`).
 fn all_contiguous<R: Real>(views: &[Option<&[R]>]) -> bool {

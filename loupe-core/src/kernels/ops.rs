@@ -6,13 +6,9 @@
 use dfdx::prelude::*;
 
 use super::math::{self, Real};
-use super::view::{grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::view::{expect_view, grad_mut, restore_grad, slice, slice_mut, take_grad};
 use super::{cpu_float, CpuFloat};
 use crate::nn::{batch_norm_decay, BatchNorm, BATCH_NORM_EPSILON, L2_NORM_FLOOR};
-
-fn expect_view<T>(v: Option<T>) -> T {
-    v.expect("fused kernel: layout checked before the op ran")
-}
 
 /// Training-mode batch norm over the last axis (`C` channels, every other axis a row),
 /// followed by a softmax over the channels when `softmax` is set. Updates `bn`'s running

@@ -74,6 +74,11 @@ pub(crate) fn slice_mut<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(
     Some(unsafe { std::slice::from_raw_parts_mut(first, numel) })
 }
 
+/// Unwraps a view whose layout a fused op checked before it ran.
+pub(crate) fn expect_view<T>(v: Option<T>) -> T {
+    v.expect("fused kernel: layout checked before the op ran")
+}
+
 /// The gradient buffer of `t` in `grads` as `&mut Vec<F>` (allocated zeroed if absent).
 pub(crate) fn grad_mut<'g, F: Unit, S: Shape, E: Dtype, D: Storage<E>>(
     grads: &'g mut Gradients<E, D>,
