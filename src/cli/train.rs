@@ -270,6 +270,7 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
             "final_loss": s.loss_history.last().map(|l| l.1),
             "metrics": metrics,
             "checkpoint": s.checkpoint,
+            "peak_memory_bytes": loupe::bench::peak_memory_bytes(),
         }));
     }
     out.line(format!(
@@ -284,6 +285,9 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     }
     if let Some(c) = &s.checkpoint {
         out.line(format!("checkpoint: {}", c.display()))?;
+    }
+    if let Some(peak) = loupe::bench::peak_memory_bytes() {
+        out.line(format!("peak memory (VmHWM): {:.2} GiB", peak as f64 / (1u64 << 30) as f64))?;
     }
     Ok(())
 }

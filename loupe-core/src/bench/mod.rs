@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use dfdx::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+use crate::device::try_tensor_from_slice;
 use crate::model::{ModelDescription, VideoModel};
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
 
@@ -350,11 +351,10 @@ where
     };
     let mut trainer = Trainer::<M, f32, D>::new(dev.clone(), train_config)?;
     let parameters = trainer.model.num_params();
-    let x: Tensor<(usize, M::Frames, M::Features), f32, D> = dev
-        .try_tensor_from_vec(frames.clone(), (batch, Default::default(), Default::default()))
-        .map_err(device_error)?;
+    let x: Tensor<(usize, M::Frames, M::Features), f32, D> =
+        try_tensor_from_slice(&dev, &frames, (batch, Default::default(), Default::default())).map_err(device_error)?;
     let y: Tensor<(usize, M::Classes), f32, D> =
-        dev.try_tensor_from_vec(labels.clone(), (batch, Default::default())).map_err(device_error)?;
+        try_tensor_from_slice(&dev, &labels, (batch, Default::default())).map_err(device_error)?;
 
     let forward_flops = matmul_flops(&description, batch);
     let mut timings: Vec<(&str, Timing, f64)> = Vec::new();

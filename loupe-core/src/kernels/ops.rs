@@ -302,7 +302,8 @@ fn half_squared_norm<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         return Ok(None);
     };
     let half = E::from_f64(0.5 * math::squared_norm(values)).expect("norm fits the dtype");
-    let out = w.device().try_tensor(half)?;
+    let mut out = w.device().try_zeros_like(&())?;
+    out.copy_from(&[half]);
     let mut tape = T::default();
     if T::OWNS_TAPE {
         let (w_keep, out_keep) = (w.clone(), out.clone());

@@ -4,9 +4,11 @@ use super::initializers::GlorotUniform;
 use super::lstm::try_last_step;
 use super::recurrent::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_weight_gradient,
+    try_pick, try_pick_column, try_weight_gradient,
 };
 use dfdx::prelude::*;
+
+use crate::device::try_tensor_from_slice;
 
 pub mod builder {
     /// Builder of [`super::Gru`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
@@ -183,7 +185,7 @@ fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T:
 }
 
 /// [`try_gru_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
-/// the frame's projections and each gate are `select`s (never `slice`, whose backward
+/// the frame's projections and each gate are picked with one-hot products ([`try_pick`]; never `slice`, whose backward
 /// assigns), the recurrent products dfdx matmuls, the steps' states a `stack`.
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
@@ -210,19 +212,18 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
     let (ug, ug_tape) = gate_recurrent.retaped::<T>().try_reshape_like(&(Const::<H>, 2 * H))?.split_tape();
     tape = tape.merge(ug_tape);
     let uc = candidate_recurrent.retaped::<T>();
-    let index = |v: usize| dev.try_tensor_from_vec(vec![v; nb], (b,));
     let mut state: Option<Tensor<(B, Const<H>), E, D, T>> = None;
     let mut hs = Vec::with_capacity(ns);
     for t in 0..ns {
-        let mut pre = pg.retaped::<T>().try_select(index(t)?)?;
+        let mut pre = try_pick(pg.retaped::<T>(), t)?;
         if let Some(h) = &state {
             pre = pre.try_add(h.retaped::<T>().try_matmul(ug.retaped::<T>())?)?;
         }
         let gates = pre.try_sigmoid()?.try_reshape_like(&(b, Const::<2>, Const::<H>))?;
-        let u = gates.retaped::<T>().try_select(index(1)?)?;
-        let mut pre_c = pc.retaped::<T>().try_select(index(t)?)?;
+        let u = try_pick(gates.retaped::<T>(), 1)?;
+        let mut pre_c = try_pick(pc.retaped::<T>(), t)?;
         if let Some(h) = &state {
-            let r = gates.retaped::<T>().try_select(index(0)?)?;
+            let r = try_pick(gates.retaped::<T>(), 0)?;
             pre_c = pre_c.try_add(r.try_mul(h.retaped::<T>())?.try_matmul(uc.retaped::<T>())?)?;
         }
         tape = tape.merge(gates.split_tape().1);
@@ -235,7 +236,7 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
         let h = match mask {
             None => h_new,
             Some(mask) => {
-                let m = mask.clone().try_select(index(t)?)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
+                let m = try_pick_column(mask, t)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
                 // h_t = h_{t-1} + m_t (h~ - h_{t-1}): padding carries the state over.
                 match state.take() {
                     None => h_new.try_mul(m)?,
@@ -322,7 +323,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             }
         }
     }
-    let out = dev.try_tensor_from_vec(states, (b, s, Const::<H>))?;
+    let out = try_tensor_from_slice(&dev, &states, (b, s, Const::<H>))?;
     if !keep {
         return Ok(out.put_tape(tape));
     }
@@ -390,8 +391,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
         try_accumulate_gradient(grads, &gate_recurrent, dug.try_reshape_like(&(Const, Const, Const))?)?;
         let duc = try_weight_gradient::<H, E, D>(&dev, rh_prev, dpc.clone(), rows, H)?;
         try_accumulate_gradient(grads, &candidate_recurrent, duc.try_reshape_like(&(Const, Const))?)?;
-        try_accumulate_gradient(grads, &pg, dev.try_tensor_from_vec(dpg, (b, s, 2 * H))?)?;
-        try_accumulate_gradient(grads, &pc, dev.try_tensor_from_vec(dpc, (b, s, Const::<H>))?)
+        try_accumulate_gradient(grads, &pg, try_tensor_from_slice(&dev, &dpg, (b, s, 2 * H))?)?;
+        try_accumulate_gradient(grads, &pc, try_tensor_from_slice(&dev, &dpc, (b, s, Const::<H>))?)
     });
     Ok(out.put_tape(tape))
 }

@@ -3,9 +3,11 @@
 use super::initializers::GlorotUniform;
 use super::recurrent::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_weight_gradient,
+    try_pick, try_pick_column, try_weight_gradient,
 };
 use dfdx::prelude::*;
+
+use crate::device::try_tensor_from_slice;
 
 /// Added to the forget gate's pre-activation (TensorFlow's `BasicLSTMCell(forget_bias=1.0)`,
 /// as released): a constant, not a learned initial value.
@@ -139,7 +141,7 @@ fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T
 }
 
 /// [`try_lstm_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
-/// `p_t` and each gate are `select`s (never `slice`, whose backward assigns), the
+/// `p_t` and each gate are picked with one-hot products ([`try_pick`]; never `slice`, whose backward assigns), the
 /// recurrent product a dfdx matmul, the steps' states a `stack`.
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
@@ -161,18 +163,17 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
     }
     let (u, u_tape) = recurrent.retaped::<T>().try_reshape_like(&(Const::<H>, 4 * H))?.split_tape();
     tape = tape.merge(u_tape);
-    let index = |v: usize| dev.try_tensor_from_vec(vec![v; nb], (b,));
     let forget_bias: E = from_f64(LSTM_FORGET_BIAS);
     type State<B, const H: usize, E, D, T> = Tensor<(B, Const<H>), E, D, T>;
     let mut state: Option<(State<B, H, E, D, T>, State<B, H, E, D, T>)> = None;
     let (mut cs, mut hs) = (Vec::with_capacity(ns), Vec::with_capacity(ns));
     for t in 0..ns {
-        let mut pre = p.retaped::<T>().try_select(index(t)?)?;
+        let mut pre = try_pick(p.retaped::<T>(), t)?;
         if let Some((_, h)) = &state {
             pre = pre.try_add(h.retaped::<T>().try_matmul(u.retaped::<T>())?)?;
         }
         let pre = pre.try_reshape_like(&(b, Const::<4>, Const::<H>))?;
-        let gate = |g: usize| pre.retaped::<T>().try_select(index(g)?);
+        let gate = |g: usize| try_pick(pre.retaped::<T>(), g);
         let (i, j, o) = (gate(0)?.try_sigmoid()?, gate(1)?.try_tanh()?, gate(3)?.try_sigmoid()?);
         let ij = i.try_mul(j)?;
         let c_new = match &state {
@@ -184,7 +185,7 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
         let (c, h) = match mask {
             None => (c_new, h_new),
             Some(mask) => {
-                let m = mask.clone().try_select(index(t)?)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
+                let m = try_pick_column(mask, t)?.try_broadcast_like::<_, Axis<1>>(&(b, Const::<H>))?;
                 // x_t = x_{t-1} + m_t (x~ - x_{t-1}): padding carries the state over.
                 let carry = |new: State<B, H, E, D, T>, old: Option<State<B, H, E, D, T>>| match old {
                     None => new.try_mul(m.clone()),
@@ -262,7 +263,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             }
         }
     }
-    let out = dev.try_tensor_from_vec(states, (b, s, 2 * H))?;
+    let out = try_tensor_from_slice(&dev, &states, (b, s, 2 * H))?;
     if !keep {
         return Ok(out.put_tape(tape));
     }
@@ -328,7 +329,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             .collect();
         let du = try_weight_gradient::<H, E, D>(&dev, h_prev, dp.clone(), nb * ns, 4 * H)?;
         try_accumulate_gradient(grads, &recurrent, du.try_reshape_like(&(Const, Const, Const))?)?;
-        let dp = dev.try_tensor_from_vec(dp, (b, s, 4 * H))?;
+        let dp = try_tensor_from_slice(&dev, &dp, (b, s, 4 * H))?;
         try_accumulate_gradient(grads, &p, dp)
     });
     Ok(out.put_tape(tape))
@@ -411,26 +412,15 @@ impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> T
     }
 }
 
-/// `(B, S, N)` states -> `(B, N)`, the state after the last step.
-///
-/// A `select`, not dfdx 0.13's `slice`: `slice`'s backward **assigns** its gradient into
-/// the input's instead of adding, so a sliced tensor that has other uses loses gradient.
+/// `(B, S, N)` states -> `(B, N)`, the state after the last step ([`try_pick`]: no
+/// `usize` index tensor, and not dfdx 0.13's `slice`, whose backward **assigns** its
+/// gradient into the input's instead of adding).
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     states: Tensor<(B, S, N), E, D, T>,
 ) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
-    let (b, s, _) = *states.shape();
-    let last = states.device().try_tensor_from_vec(vec![s.size() - 1; b.size()], (b,))?;
-    states.try_select(last)
-}
-
-/// A `(B, S)` index tensor of ones (selects entry 1 of an axis after `S`).
-fn ones_index<B: Dim, S: Dim, E: Dtype, D: Device<E>, T>(
-    t: &Tensor<(B, S, usize), E, D, T>,
-    b: B,
-    s: S,
-) -> Result<Tensor<(B, S), usize, D>, D::Err> {
-    t.device().try_tensor_from_vec(vec![1; b.size() * s.size()], (b, s))
+    let last = states.shape().1.size() - 1;
+    try_pick(states, last)
 }
 
 impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> Lstm<F, H, OUT, E, D> {
@@ -447,12 +437,10 @@ impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> L
             return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
         }
         let states1 = self.layer1.try_states(x, mask)?;
-        // h_t of every step: [c_t, h_t] read as (B, S, 2, H), entry 1 of axis 2.
-        let second = ones_index(&states1, b, s)?;
-        let h1 = states1
-            .retaped::<T>()
-            .try_reshape_like(&(b, s, Const::<2>, Const::<H>))?
-            .try_select(second)?;
+        // h_t of every step: [c_t, h_t] read as (B S, 2, H), entry 1 of axis 1.
+        let rows = b.size() * s.size();
+        let h1 = try_pick(states1.retaped::<T>().try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?
+            .try_reshape_like(&(b, s, Const::<H>))?;
         let states2 = self.layer2.try_states(h1, mask)?;
         (try_last_step(states1)?, try_last_step(states2)?)
             .try_concat_along(Axis::<1>)?

@@ -15,6 +15,8 @@
 
 use dfdx::prelude::*;
 
+use crate::device::try_tensor_from_slice;
+
 /// The 0/1 mask of valid frames, `(B, S)`: `mask[b][t] = 1` for `t < lengths[b]`, else 0.
 ///
 /// The recurrent layers take `(frames, mask)`; a video's state stops changing at its
@@ -41,7 +43,7 @@ pub fn valid_frame_mask<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
         .iter()
         .flat_map(|&n| (0..s).map(move |t| if t < n { E::ONE } else { E::default() }))
         .collect();
-    dev.tensor_from_vec(values, shape)
+    crate::device::try_tensor_from_slice(dev, &values, shape).expect("allocating the frame mask")
 }
 
 /// Adds `delta` to the gradient of `t` held in `grads`, with dfdx's public API only.
@@ -102,7 +104,7 @@ pub(crate) fn try_host_matmul<const H: usize, E: Dtype, D: Device<E>>(
     batch: usize,
     w: &Tensor<(Const<H>, usize), E, D>,
 ) -> Result<Vec<E>, D::Err> {
-    dev.try_tensor_from_vec(h.to_vec(), (batch, Const::<H>))?
+    try_tensor_from_slice(dev, h, (batch, Const::<H>))?
         .try_matmul(w.clone())
         .map(|t| t.as_vec())
 }
@@ -117,7 +119,7 @@ pub(crate) fn try_host_matmul_transposed<const H: usize, E: Dtype, D: Device<E>>
 ) -> Result<Vec<E>, D::Err> {
     let n = w.shape().1;
     let wt = w.clone().try_permute::<(usize, Const<H>), Axes2<1, 0>>()?;
-    dev.try_tensor_from_vec(d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
+    try_tensor_from_slice(dev, &d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
 }
 
 /// `sum_rows a^T b` for `a (R, H)` and `b (R, N)` given as host values: the gradient of
@@ -129,7 +131,37 @@ pub(crate) fn try_weight_gradient<const H: usize, E: Dtype, D: Device<E>>(
     rows: usize,
     n: usize,
 ) -> Result<Tensor<(Const<H>, usize), E, D>, D::Err> {
-    let a = dev.try_tensor_from_vec(a, (rows, Const::<H>))?;
-    let b = dev.try_tensor_from_vec(b, (rows, n))?;
+    let a = try_tensor_from_slice(dev, &a, (rows, Const::<H>))?;
+    let b = try_tensor_from_slice(dev, &b, (rows, n))?;
     a.try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b)
+}
+
+/// Entry `t` of axis 1 of `x` `(B, S, N)`, as `(B, N)`: `sum_s x[:, s, :] [s = t]`.
+///
+/// A product with a one-hot mask rather than dfdx's `select`, whose `(B,)` index tensor
+/// of `usize` would be built from host memory on every call: dfdx's allocation cache
+/// keeps every dropped buffer but hands out `usize` buffers to nobody, so memory grew by
+/// one index tensor per call (see [`crate::device::try_tensor_from_slice`]). Not `slice`
+/// either, whose backward assigns instead of adding. The result is exact (`x * 1 = x`,
+/// and adding the other entries' `x * 0 = 0` changes nothing), and so is the gradient.
+/// It costs `B S N` products where `select` copies `B N`: the recurrent layers pick once
+/// per frame only on the composed path (devices other than `Cpu`).
+pub(crate) fn try_pick<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<(B, S, N), E, D, T>,
+    t: usize,
+) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
+    let (b, s, n) = *x.shape();
+    let hot: Vec<E> = (0..s.size()).map(|i| if i == t { E::ONE } else { E::default() }).collect();
+    let hot: Tensor<(S,), E, D> = try_tensor_from_slice(x.device(), &hot, (s,))?;
+    x.try_mul(hot.try_broadcast_like::<_, Axes2<0, 2>>(&(b, s, n))?)?.try_sum::<(B, N), Axis<1>>()
+}
+
+/// Column `t` of a `(B, S)` mask, as `(B,)` ([`try_pick`] for an untaped 2-D tensor).
+pub(crate) fn try_pick_column<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
+    mask: &Tensor<(B, S), E, D>,
+    t: usize,
+) -> Result<Tensor<(B,), E, D>, D::Err> {
+    let (b, s) = *mask.shape();
+    let picked = try_pick(mask.clone().try_reshape_like(&(b, s, Const::<1>))?, t)?;
+    picked.try_reshape_like(&(b,))
 }

@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use crate::device::try_tensor_from_f32;
 use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::VideoModel;
@@ -169,10 +170,7 @@ where
         if frames.len() != expected || batch == 0 {
             return Err(TrainError::Shape { what: "frames", expected, got: frames.len() });
         }
-        let values: Vec<E> = frames.iter().map(|&v| E::from_f32(v).unwrap()).collect();
-        self.device
-            .try_tensor_from_vec(values, (batch, M::Frames::default(), M::Features::default()))
-            .map_err(device_error)
+        try_tensor_from_f32(&self.device, frames, (batch, M::Frames::default(), M::Features::default())).map_err(device_error)
     }
 
     /// `lengths`, when given, must hold one count per video.
@@ -204,11 +202,7 @@ where
         }
         Self::check_lengths(lengths, batch)?;
         let x = self.frames_tensor(frames, batch)?;
-        let y_values: Vec<E> = labels.iter().map(|&v| E::from_f32(v).unwrap()).collect();
-        let y = self
-            .device
-            .try_tensor_from_vec(y_values, (batch, M::Classes::default()))
-            .map_err(device_error)?;
+        let y = try_tensor_from_f32(&self.device, labels, (batch, M::Classes::default())).map_err(device_error)?;
 
         // The gradients start zero: freshly allocated (`try_alloc_grads` zeroes them), or
         // kept from the last step, where the fused Adam update already zeroed every
