@@ -47,6 +47,7 @@ fn meta(step: u64, hidden: usize) -> CheckpointMeta {
         metrics: serde_json::json!({"gap": 0.5}),
         vocabulary_size: 2,
         rng_state: serde_json::Value::Null,
+        files: Vec::new(),
     }
 }
 
@@ -71,7 +72,13 @@ fn checkpoint_round_trips_weights_and_optimizer_state() {
 
     let mut restored = dev.build_module::<Tiny, f32>();
     let mut restored_adam = Adam::new(AdamConfig::default());
-    let m = load_checkpoint(&dir, &description(4), &mut restored, Some(&mut restored_adam)).unwrap();
+    let mut m = load_checkpoint(&dir, &description(4), &mut restored, Some(&mut restored_adam)).unwrap();
+    let names: Vec<&str> = m.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["step-00000001.safetensors", "step-00000001.adam.safetensors"]);
+    for f in &m.files {
+        assert_eq!(f.digest.bytes, std::fs::metadata(dir.join(&f.name)).unwrap().len());
+    }
+    m.files.clear();
     assert_eq!(m, meta(1, 4));
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     assert_eq!(restored.1.bias.as_vec(), model.1.bias.as_vec());
@@ -108,6 +115,74 @@ fn latest_always_names_a_complete_checkpoint_and_old_ones_are_pruned() {
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     assert!(!dir.join("step-00000001.json").exists(), "pruned");
     assert!(dir.join("step-00000002.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tensor file changed after its checkpoint was written (one flipped byte, a truncated
+/// file, a missing file) is named when loading, with what differs.
+#[test]
+fn damaged_tensor_files_are_named_when_loading() {
+    let dir = scratch("damaged");
+    let dev = loupe::device::cpu_seeded(3);
+    let mut model = dev.build_module::<Tiny, f32>();
+    let mut adam = Adam::new(AdamConfig::default());
+    trained_step(&mut model, &mut adam, &dev);
+    save_checkpoint(&dir, &model, &adam, &meta(1, 4), 2).unwrap();
+    let weights = dir.join("step-00000001.safetensors");
+    let adam_file = dir.join("step-00000001.adam.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    let load = |with_adam: bool| {
+        let mut restored = dev.build_module::<Tiny, f32>();
+        let mut restored_adam = Adam::new(AdamConfig::default());
+        let adam = if with_adam { Some(&mut restored_adam) } else { None };
+        load_checkpoint(&dir, &description(4), &mut restored, adam).map(|_| ())
+    };
+    load(true).unwrap();
+
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    std::fs::write(&weights, &flipped).unwrap();
+    let err = load(false).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("step-00000001.safetensors") && text.contains("CRC32C"), "{text}");
+
+    std::fs::write(&weights, &good[..good.len() - 4]).unwrap();
+    let text = load(false).unwrap_err().to_string();
+    assert!(text.contains(&format!("{} bytes, expected {}", good.len() - 4, good.len())), "{text}");
+
+    std::fs::write(&weights, &good).unwrap();
+    std::fs::remove_file(&adam_file).unwrap();
+    let text = load(true).unwrap_err().to_string();
+    assert!(text.contains("step-00000001.adam.safetensors: missing"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Saving removes what interrupted writes left: temporary files and tensor files of a
+/// step without a sidecar; complete checkpoints stay.
+#[test]
+fn saving_removes_leftovers_of_interrupted_writes() {
+    let dir = scratch("leftovers");
+    let dev = loupe::device::cpu_seeded(4);
+    let model = dev.build_module::<Tiny, f32>();
+    let adam = Adam::new(AdamConfig::default());
+    save_checkpoint(&dir, &model, &adam, &meta(1, 4), 3).unwrap();
+    let strays = ["step-00000002.safetensors", "step-00000002.adam.safetensors", "step-00000002.json.tmp4242", "latest.tmp17"];
+    for stray in strays {
+        std::fs::write(dir.join(stray), b"partial").unwrap();
+    }
+    assert_eq!(loupe::train::checkpoint::remove_leftovers(&dir).unwrap().len(), strays.len());
+    for stray in strays {
+        std::fs::write(dir.join(stray), b"partial").unwrap();
+    }
+    save_checkpoint(&dir, &model, &adam, &meta(3, 4), 3).unwrap();
+    for stray in strays {
+        assert!(!dir.join(stray).exists(), "{stray} left behind");
+    }
+    for kept in ["step-00000001.json", "step-00000001.safetensors", "step-00000003.json", "step-00000003.safetensors", "latest"] {
+        assert!(dir.join(kept).exists(), "{kept} removed");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

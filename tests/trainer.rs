@@ -112,6 +112,7 @@ fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
         metrics: serde_json::Value::Null,
         vocabulary_size: CLASSES,
         rng_state: serde_json::Value::Null,
+        files: Vec::new(),
     };
     save_checkpoint(&dir, &interrupted.model, &interrupted.adam, &meta, 1).unwrap();
     drop(interrupted);

@@ -19,8 +19,9 @@ use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 use serde::{Deserialize, Serialize};
 
-use crate::gradcheck::named_params;
 use crate::model::ModelDescription;
+use crate::train::safetensors_io::{read_header, tensor_shapes, write_streamed};
+pub use crate::train::safetensors_io::FileDigest;
 use crate::train::Adam;
 
 /// Version of the checkpoint layout.
@@ -46,6 +47,20 @@ pub struct CheckpointMeta {
     pub vocabulary_size: usize,
     /// Random state of the trainer (data order, sampling), to resume exactly.
     pub rng_state: serde_json::Value,
+    /// Size and checksum of each tensor file of the checkpoint, filled in by
+    /// [`save_checkpoint`] and checked by [`load_checkpoint`] (empty in checkpoints written
+    /// before loupe recorded them, which load unchecked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CheckpointFile>,
+}
+
+/// One tensor file of a checkpoint as its sidecar records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    /// File name, in the sidecar's directory.
+    pub name: String,
+    #[serde(flatten)]
+    pub digest: FileDigest,
 }
 
 impl CheckpointMeta {
@@ -78,6 +93,8 @@ pub enum CheckpointError {
     Parameter { path: PathBuf, name: String, problem: String },
     #[error("{path}: no checkpoint here (no `latest` file and not a sidecar .json)")]
     NotFound { path: PathBuf },
+    #[error("{path}: {problem}: the file is damaged or was replaced after its checkpoint was written ({sidecar} records it)")]
+    Corrupt { path: PathBuf, sidecar: PathBuf, problem: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -99,21 +116,24 @@ fn temporary_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Writes `tensors` to `path` (temporary file, fsync, rename) and returns its record.
 fn save_tensors<E: Dtype + SafeDtype, D: Device<E>, M: TensorCollection<E, D>>(
     path: &Path,
     tensors: &M,
-) -> Result<(), CheckpointError> {
+) -> Result<CheckpointFile, CheckpointError> {
     let tmp = temporary_name(path);
-    tensors
-        .save_safetensors(&tmp)
-        .map_err(|e| CheckpointError::Write { path: tmp.clone(), message: format!("{e:?}") })?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    let digest =
+        write_streamed(&tmp, tensors).map_err(|e| CheckpointError::Write { path: tmp.clone(), message: e.to_string() })?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(CheckpointFile { name: path.file_name().unwrap_or_default().to_string_lossy().into_owned(), digest })
 }
 
 /// Saves `model`, `adam` and `meta` as a new checkpoint in `dir` (created if needed) and
-/// points `latest` at it. Keeps the newest `keep` checkpoints (at least 1) and deletes
-/// older ones. Returns the sidecar's path.
+/// points `latest` at it. The tensor files are written first, then the sidecar with their
+/// sizes and checksums ([`CheckpointMeta::files`]), then `latest`: a checkpoint exists
+/// once its sidecar does. Keeps the newest `keep` checkpoints (at least 1) and deletes
+/// older ones and leftovers of interrupted writes ([`remove_leftovers`]). Returns the
+/// sidecar's path.
 pub fn save_checkpoint<E, D, M>(
     dir: &Path,
     model: &M,
@@ -128,12 +148,13 @@ where
 {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let stem = format!("step-{:08}", meta.step);
-    save_tensors(&dir.join(format!("{stem}.safetensors")), model)?;
+    let mut meta = meta.clone();
+    meta.files = vec![save_tensors(&dir.join(format!("{stem}.safetensors")), model)?];
     if let Some((m, v)) = &adam.moments {
-        save_tensors(&dir.join(format!("{stem}.adam.safetensors")), &(m.clone(), v.clone()))?;
+        meta.files.push(save_tensors(&dir.join(format!("{stem}.adam.safetensors")), &(m.clone(), v.clone()))?);
     }
     let sidecar = dir.join(format!("{stem}.json"));
-    let json = serde_json::to_vec_pretty(meta).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
     write_atomically(&sidecar, &json)?;
     write_atomically(&dir.join("latest"), stem.as_bytes())?;
     if let Ok(dir_handle) = fs::File::open(dir) {
@@ -143,20 +164,75 @@ where
     Ok(sidecar)
 }
 
-/// Deletes all but the newest `keep` complete checkpoints, and stray temporary files.
-fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
-    let mut stems: Vec<String> = fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
+/// The file names in `dir`.
+fn file_names(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    Ok(fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+}
+
+/// The checkpoints in `dir` (the stems `step-XXXXXXXX` that have a sidecar), oldest first.
+fn checkpoint_stems(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    let mut stems: Vec<String> = file_names(dir)?
+        .into_iter()
         .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
         .filter(|n| n.starts_with("step-"))
         .collect();
     stems.sort();
+    Ok(stems)
+}
+
+/// Deletes all but the newest `keep` complete checkpoints (each sidecar first, so that
+/// an interrupted deletion leaves unpaired tensor files, never a sidecar without them),
+/// then [`remove_leftovers`].
+fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
+    let stems = checkpoint_stems(dir)?;
     let old = stems.len().saturating_sub(keep);
     for stem in &stems[..old] {
-        for suffix in [".safetensors", ".adam.safetensors", ".json"] {
+        for suffix in [".json", ".safetensors", ".adam.safetensors"] {
             let _ = fs::remove_file(dir.join(format!("{stem}{suffix}")));
+        }
+    }
+    remove_leftovers(dir).map(|_| ())
+}
+
+/// Removes what interrupted writes leave in a checkpoint directory: temporary files
+/// (`*.tmp<pid>`) and tensor files whose step has no sidecar. Only the process that holds
+/// the training directory may call this (another writer's files in progress look the
+/// same). Returns the names removed.
+pub fn remove_leftovers(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let stems = checkpoint_stems(dir)?;
+    let mut removed = Vec::new();
+    for name in file_names(dir)? {
+        let temporary = name.rsplit_once(".tmp").is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()));
+        let unpaired = name.starts_with("step-")
+            && name.ends_with(".safetensors")
+            && !stems.iter().any(|stem| name.strip_prefix(stem.as_str()).is_some_and(|rest| rest.starts_with('.')));
+        if temporary || unpaired {
+            fs::remove_file(dir.join(&name)).map_err(io(&dir.join(&name)))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// Checks the tensor files `meta` records against their sizes and checksums.
+fn verify_files(sidecar: &Path, meta: &CheckpointMeta) -> Result<(), CheckpointError> {
+    let dir = sidecar.parent().unwrap_or(Path::new("."));
+    for file in &meta.files {
+        let path = dir.join(&file.name);
+        let corrupt = |problem: String| CheckpointError::Corrupt { path: path.clone(), sidecar: sidecar.to_path_buf(), problem };
+        let found = match FileDigest::of_file(&path) {
+            Ok(found) => found,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(corrupt("missing".to_string())),
+            Err(e) => return Err(CheckpointError::Io { path, source: e }),
+        };
+        if found.bytes != file.digest.bytes {
+            return Err(corrupt(format!("{} bytes, expected {}", found.bytes, file.digest.bytes)));
+        }
+        if found.crc32c != file.digest.crc32c {
+            return Err(corrupt(format!("CRC32C {:08x}, expected {:08x}", found.crc32c, file.digest.crc32c)));
         }
     }
     Ok(())
@@ -223,6 +299,7 @@ where
     if meta.dtype != dtype {
         return Err(CheckpointError::Dtype { path: sidecar, found: meta.dtype, expected: dtype });
     }
+    verify_files(&sidecar, &meta)?;
     let stem = sidecar.with_extension("");
     let weights = stem.with_extension("safetensors");
     check_shapes(&weights, model, "")?;
@@ -252,21 +329,19 @@ fn check_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
     prefix: &str,
 ) -> Result<(), CheckpointError> {
-    let bytes = fs::read(path).map_err(io(path))?;
-    let file = ::safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| CheckpointError::Weights { path: path.to_path_buf(), message: format!("{e:?}") })?;
-    for p in named_params(model) {
-        let name = format!("{prefix}{}", p.name);
-        match file.tensor(&name) {
-            Ok(t) if t.shape() == p.shape.as_slice() => {}
-            Ok(t) => {
+    let header = read_header(path).map_err(|e| CheckpointError::Weights { path: path.to_path_buf(), message: e.to_string() })?;
+    for (name, shape) in tensor_shapes(model) {
+        let name = format!("{prefix}{name}");
+        match header.get(&name) {
+            Some(t) if t.shape == shape => {}
+            Some(t) => {
                 return Err(CheckpointError::Parameter {
                     path: path.to_path_buf(),
                     name,
-                    problem: format!("shape {:?} in the file, {:?} in the model", t.shape(), p.shape),
+                    problem: format!("shape {:?} in the file, {:?} in the model", t.shape, shape),
                 })
             }
-            Err(_) => {
+            None => {
                 return Err(CheckpointError::Parameter {
                     path: path.to_path_buf(),
                     name,
