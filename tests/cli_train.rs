@@ -60,6 +60,7 @@ fn train_eval_predict_score_and_resume() {
     let (vlad_gap, avg_gap) = (vlad["metrics"]["gap"].as_f64().unwrap(), avg["metrics"]["gap"].as_f64().unwrap());
     assert!(vlad_gap > avg_gap + 0.1, "NetVLAD {vlad_gap} vs average pooling {avg_gap}");
     assert_eq!(vlad["metrics"]["videos"], 200);
+    assert!(vlad["peak_memory_bytes"].as_u64().unwrap() > 1 << 20, "{vlad}");
     assert!(vlad_dir.join("curves.png").exists());
     assert!(std::fs::read_dir(vlad_dir.join("events")).unwrap().count() == 1);
 
@@ -113,6 +114,15 @@ fn bad_settings_are_clear_errors() {
         assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
         assert!(stderr.contains(expected) && !stderr.contains("panicked"), "{extra:?}: {stderr}");
     }
+    // One writer per training directory: while this process holds it, a run fails at
+    // once naming the holder.
+    let lock = loupe::train::TrainDirLock::acquire(&dir).unwrap();
+    let out = loupe(&["train", "--model", "small-average", "--train-data-pattern", &data.train, "--train-dir", dir.to_str().unwrap(), "--max-steps", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("in use by another training process (pid {})", std::process::id())), "{stderr}");
+    assert!(!dir.join("checkpoints").exists(), "the second writer wrote");
+    drop(lock);
     let out = loupe(&["train", "--model", "small-average", "--train-data-pattern", "/nonexistent/*.tfrecord"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/*.tfrecord"));

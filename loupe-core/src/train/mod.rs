@@ -3,12 +3,16 @@
 
 mod adam;
 pub mod checkpoint;
+pub mod interrupt;
+mod lock;
 mod loss;
+mod safetensors_io;
 pub mod run;
 mod schedule;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
+pub use lock::{LockError, TrainDirLock, LOCK_FILE};
 pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
 pub use schedule::LearningRateSchedule;
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

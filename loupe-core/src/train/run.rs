@@ -14,8 +14,8 @@ use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
-use crate::train::checkpoint::{load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
-use crate::train::{TrainConfig, TrainError, Trainer};
+use crate::train::checkpoint::{load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
+use crate::train::{TrainConfig, TrainDirLock, TrainError, Trainer};
 
 /// Everything a training run needs besides the model type and the device.
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub enum RunError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Lock(#[from] crate::train::LockError),
 }
 
 /// What a run did.
@@ -252,7 +254,10 @@ where
     }
     check_data_fits::<M, D>(&config.decoder)?;
     let started = Instant::now();
+    // Held until training returns: one writer per training directory.
+    let _lock = TrainDirLock::acquire(&config.output_dir)?;
     let checkpoints = config.output_dir.join("checkpoints");
+    remove_leftovers(&checkpoints)?;
     let mut trainer = Trainer::<M, f32, D>::new(device, config.optim)?;
     let mut consumed: u64 = 0;
     let mut summary = RunSummary {
@@ -315,6 +320,7 @@ where
             metrics: metrics.map(metrics_json).unwrap_or(serde_json::Value::Null),
             vocabulary_size: M::CLASSES,
             rng_state: serde_json::json!({"seed": config.seed, "batches_consumed": consumed}),
+            files: Vec::new(),
         };
         Ok(save_checkpoint(&checkpoints, &trainer.model, &trainer.adam, &meta, config.keep_checkpoints)?)
     };
