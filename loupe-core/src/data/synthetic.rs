@@ -318,6 +318,7 @@ impl World {
             labels,
             num_frames,
             frames,
+            segments: Vec::new(),
         }
     }
 }
