@@ -6,9 +6,11 @@ pub mod checkpoint;
 mod loss;
 pub mod run;
 mod schedule;
+pub mod segment_tuning;
+pub mod segments;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
-pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
+pub use loss::{cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
 pub use schedule::LearningRateSchedule;
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};
