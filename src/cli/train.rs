@@ -98,7 +98,7 @@ pub struct TrainArgs {
     /// video labels: each rated segment's positive and negative classes are the targets,
     /// unrated classes stay out of the loss, evaluation reports the segment MAP. Starts
     /// from `--init-from`.
-    #[arg(long, requires = "init_from")]
+    #[arg(long, requires = "init_from", conflicts_with = "resume")]
     segment_labels: bool,
     /// With `--segment-labels`: the checkpoint (trained on video labels) to start from;
     /// its model is the one trained (`--model` may be left out).
