@@ -237,3 +237,52 @@ fn ratings_survive_a_write_and_read() {
     assert_eq!(decoder.decode_frames(&bytes, at).unwrap(), video);
     assert_eq!(decoder.decode_frames_prost(&bytes, at).unwrap(), video);
 }
+
+#[test]
+fn synthetic_rated_segments_rate_every_label_on_every_block() {
+    let dir = std::env::temp_dir().join(format!("loupe-synth-rated-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = loupe::data::SynthConfig {
+        num_classes: 10,
+        train_videos: 20,
+        validate_videos: 20,
+        train_shards: 1,
+        min_frames: 3,
+        max_frames: 23,
+        rgb_size: 8,
+        audio_size: 4,
+        video_level: false,
+        rated_segments: true,
+        ..Default::default()
+    };
+    let summary = loupe::data::generate(&dir, &config).unwrap();
+    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 8, 4)).with_num_classes(10);
+    let mut positives = 0;
+    for path in &summary.frame_files {
+        let validate = path.file_name().unwrap().to_string_lossy().starts_with("validate");
+        for video in read_all(path, &decoder).unwrap() {
+            if !validate {
+                assert!(video.segments.is_empty(), "train videos are not rated");
+                continue;
+            }
+            let blocks = video.num_frames.div_ceil(5);
+            assert_eq!(video.segments.len(), video.labels.len() * blocks, "{}", video.id);
+            for block in 0..blocks {
+                let here: Vec<&RatedSegment> = video.segments.iter().filter(|s| s.start as usize == block * 5).collect();
+                assert_eq!(here.len(), video.labels.len());
+                assert!(here.iter().filter(|s| s.is_positive()).count() <= 1, "a block shows at most one class");
+                positives += here.iter().filter(|s| s.is_positive()).count();
+            }
+        }
+    }
+    assert!(positives > 0);
+    // Without the flag the same configuration writes the same train split, unrated validate.
+    let plain = dir.join("plain");
+    let summary = loupe::data::generate(&plain, &loupe::data::SynthConfig { rated_segments: false, ..config }).unwrap();
+    let train = |root: &Path| std::fs::read(root.join("frame/train0000.tfrecord")).unwrap();
+    assert_eq!(train(&dir), train(&plain));
+    for path in &summary.frame_files {
+        assert!(read_all(path, &decoder).unwrap().iter().all(|v| v.segments.is_empty()));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
