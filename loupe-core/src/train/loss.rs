@@ -64,6 +64,7 @@ pub fn try_masked_cross_entropy_loss<B: Dim, V: Dim, E: Dtype, D: Device<E>, T: 
 }
 
 /// `y log(p + eps) + (1 - y) log(1 - p + eps)` per element.
+#[allow(clippy::type_complexity)]
 fn log_likelihoods<B: Dim, V: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     probabilities: Tensor<(B, V), E, D, T>,
     labels: Tensor<(B, V), E, D>,
