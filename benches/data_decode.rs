@@ -34,6 +34,7 @@ fn shard() -> Vec<u8> {
             labels: vec![r as u32 % 3862, 7, 1000],
             num_frames: FRAMES,
             frames: (0..FRAMES * 1152).map(|i| (i * 31 + r) as u8).collect(),
+            segments: Vec::new(),
         };
         writer.write_record(&video.to_sequence_example(&spec, "id").encode_to_vec()).unwrap();
     }

@@ -33,6 +33,7 @@ fn fixture(name: &str) -> Fixture {
         rgb_size: 16,
         audio_size: 8,
         video_level: false,
+        rated_segments: false,
     };
     let summary = generate(&dir, &config).unwrap();
     let (validate, train): (Vec<PathBuf>, Vec<PathBuf>) =

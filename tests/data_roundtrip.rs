@@ -72,6 +72,7 @@ proptest! {
             labels,
             num_frames: frames,
             frames: (0..frames * dim).map(|i| (seed.wrapping_mul(i as u64 + 1) >> 7) as u8).collect(),
+            segments: Vec::new(),
         };
         let bytes = video.to_sequence_example(&spec, "id").encode_to_vec();
         let decoder = VideoDecoder::new(DataFormat::FrameLevel, spec).with_num_classes(100);
@@ -123,6 +124,7 @@ proptest! {
             labels: vec![1, 2],
             num_frames: frames,
             frames: (0..frames * 8).map(|i| i as u8).collect(),
+            segments: Vec::new(),
         };
         let mut bytes = video.to_sequence_example(&spec, "id").encode_to_vec();
         for (at, value) in flips {

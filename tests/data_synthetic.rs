@@ -20,6 +20,7 @@ fn small() -> SynthConfig {
         rgb_size: 16,
         audio_size: 4,
         video_level: true,
+        rated_segments: false,
     }
 }
 

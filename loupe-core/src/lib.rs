@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod report;
+pub mod segment_submission;
 pub mod submission;
 pub mod train;
 

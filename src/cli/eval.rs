@@ -11,6 +11,7 @@ use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluate, evaluation_dataset_in_order, load_model, predict, RunError};
 use loupe::train::TrainConfig;
 
+use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
 use super::{print_metrics, CliError, Output};
 
@@ -54,9 +55,20 @@ pub struct PredictArgs {
     /// `vocabulary.csv`: adds a `LabelNames` column (for reading; Kaggle wants two columns).
     #[arg(long)]
     vocabulary: Option<PathBuf>,
-    /// Videos per forward pass.
+    /// Videos per forward pass (with `--segments`: segments).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Score every 5-frame segment of every video (the 2019 task) and write the
+    /// `Class,Segments` submission instead of video labels.
+    #[arg(long, requires = "segment_classes")]
+    segments: bool,
+    /// With `--segments`: the classes to rank segments for, one index per line
+    /// (`segment_label_ids.csv`).
+    #[arg(long, requires = "segments")]
+    segment_classes: Option<PathBuf>,
+    /// With `--segments`: segments kept per class, best first.
+    #[arg(long, default_value_t = 100_000)]
+    segment_max_pred: usize,
     #[command(flatten)]
     layout: LayoutArgs,
     #[command(flatten)]
@@ -129,6 +141,19 @@ pub fn run_eval(args: EvalArgs, out: &mut Output) -> Result<(), CliError> {
 }
 
 pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> {
+    if let (true, Some(classes)) = (args.segments, &args.segment_classes) {
+        let request = SegmentPredictRequest {
+            checkpoint: &args.checkpoint,
+            patterns: &args.input_data_pattern,
+            classes,
+            max_per_class: args.segment_max_pred,
+            batch_size: args.batch_size,
+            output_file: args.output_file.as_ref(),
+            layout: &args.layout,
+            device: &args.device,
+        };
+        return run_predict_segments(request, out);
+    }
     let (model, device, eval) = job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
     let written = match &args.output_file {

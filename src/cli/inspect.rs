@@ -19,8 +19,8 @@ pub struct InspectArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Print one JSON line per video (id, labels, frames, mean_rgb, mean_audio) instead
-    /// of the summary.
+    /// Print one JSON line per video (id, labels, frames, rated segments, mean_rgb,
+    /// mean_audio) instead of the summary.
     #[arg(long)]
     per_video: bool,
     /// The files hold frame-level SequenceExamples (default: detected from the first record).
@@ -128,6 +128,13 @@ fn print_text(stats: &DatasetStats, spec: &FeatureSpec, vocabulary: Option<&Voca
         })
         .collect();
     out.line(format_args!("most frequent labels (videos): {}", top.join(", ")))?;
+    let rated = stats.segments;
+    if rated.rated_pairs > 0 {
+        out.line(format_args!(
+            "rated segments: {} (segment, class) pairs, {} positive, in {} videos, {} classes",
+            rated.rated_pairs, rated.positive_pairs, rated.videos_rated, rated.rated_classes
+        ))?;
+    }
     if !stats.skipped.is_empty() {
         out.line(format_args!(
             "skipped: {} corrupt records, {} files abandoned",

@@ -17,6 +17,7 @@ mod job;
 mod models;
 mod quickstart;
 mod score;
+mod segments;
 mod synth;
 mod train;
 
@@ -36,7 +37,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a checkpoint: GAP@20, Hit@1, PERR, mAP.
     Eval(eval::EvalArgs),
-    /// Write a Kaggle submission CSV of a checkpoint's predictions.
+    /// Write a Kaggle submission CSV of a checkpoint's predictions (or, with
+    /// `--segments`, the 2019 segment submission).
     Predict(eval::PredictArgs),
     /// List the model zoo with parameter counts.
     Models(models::ModelsArgs),
@@ -47,7 +49,8 @@ enum Command {
     /// Combine several models' predictions (files or checkpoints) into a weighted mean,
     /// optionally choosing members greedily on validation data; evaluate and write a submission.
     Ensemble(ensemble::EnsembleArgs),
-    /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP).
+    /// Score a Kaggle submission CSV against ground-truth TFRecords (GAP@20, Hit@1, PERR, mAP),
+    /// or a segment submission (`--segments`, MAP@N of the 2019 task).
     Score(score::ScoreArgs),
     /// Time a zoo model: forward, forward + backward, training step; GFLOP/s and memory.
     Bench(bench::BenchArgs),

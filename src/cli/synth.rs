@@ -46,6 +46,10 @@ pub struct SynthArgs {
     /// Write only the frame-level shards.
     #[arg(long)]
     no_video_level: bool,
+    /// Give the validate videos segment ratings (the 2019 task): 5-frame blocks that
+    /// each show one of the video's classes or background, every label rated per block.
+    #[arg(long)]
+    rated_segments: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -64,6 +68,7 @@ pub fn run(args: SynthArgs, out: &mut Output) -> Result<(), CliError> {
         rgb_size: args.rgb_size,
         audio_size: args.audio_size,
         video_level: !args.no_video_level,
+        rated_segments: args.rated_segments,
     };
     let start = Instant::now();
     let summary = generate(&args.out, &config)?;

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use clap::Args;
 use loupe::data::FrameOrder;
 use loupe::model::VideoModel;
+use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{train, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
 use serde::Deserialize;
 
-use super::job::{files, on_model, DeviceArgs, Job, JobDevice, LayoutArgs};
+use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
+use super::segments::run_segment_tuning;
 use super::{print_metrics, CliError, Output};
 
 #[derive(Debug, Args)]
@@ -92,6 +94,16 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Fine-tune on the rated segments of the training files (the 2019 task) instead of
+    /// video labels: each rated segment's positive and negative classes are the targets,
+    /// unrated classes stay out of the loss, evaluation reports the segment MAP. Starts
+    /// from `--init-from`.
+    #[arg(long, requires = "init_from", conflicts_with = "resume")]
+    segment_labels: bool,
+    /// With `--segment-labels`: the checkpoint (trained on video labels) to start from;
+    /// its model is the one trained (`--model` may be left out).
+    #[arg(long, requires = "segment_labels")]
+    init_from: Option<PathBuf>,
     #[command(flatten)]
     layout: LayoutArgs,
     #[command(flatten)]
@@ -292,9 +304,16 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     Ok(())
 }
 
-pub fn run(args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
+pub fn run(mut args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
     let device = args.device.build()?;
     let json = args.json;
+    if let (true, Some(init)) = (args.segment_labels, args.init_from.take()) {
+        if args.model.is_none() {
+            let (_, meta) = read_meta(&init).map_err(|e| CliError::context("reading --init-from", e))?;
+            args.model = Some(zoo_name_of(&meta)?);
+        }
+        return run_segment_tuning(args.plan()?, init, device, json, out);
+    }
     let plan = args.plan()?;
     let model = plan.model.clone();
     let summary = on_model(&model, device, TrainJob { plan })?.map_err(|e| CliError::context(format!("training {model}"), e))?;

@@ -31,6 +31,7 @@ pub fn small_synthetic(name: &str, seed: u64, min_frames: usize) -> SmallData {
         rgb_size: 16,
         audio_size: 8,
         video_level: false,
+        rated_segments: false,
     };
     let summary = generate(&dir, &config).unwrap();
     let (validate, train) = summary.frame_files.iter().cloned().partition(|p| file_name(p).starts_with("validate"));

@@ -29,6 +29,7 @@ pub fn small_video(id: &str, labels: &[u32], frames: usize) -> QuantizedVideo {
         labels: labels.to_vec(),
         num_frames: frames,
         frames: (0..frames * dim).map(|i| ((i / dim) * 10 + i % dim) as u8).collect(),
+        segments: Vec::new(),
     }
 }
 

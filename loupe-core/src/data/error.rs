@@ -152,6 +152,27 @@ pub enum DataError {
         num_classes: Option<usize>,
     },
 
+    /// The `segment_*` lists of a record hold different numbers of entries (one entry
+    /// per rated segment is expected in each; a missing key counts as empty).
+    #[error("{path}: record {record}{video}: the segment lists differ in length ({lengths}): expected one entry per rated segment in each")]
+    SegmentListLengths {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        lengths: String,
+    },
+
+    /// One rated segment of a record is invalid.
+    #[error("{path}: record {record}{video}: rated segment {segment}: {problem}")]
+    InvalidSegment {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        /// The entry's 0-based index in the segment lists.
+        segment: usize,
+        problem: SegmentProblem,
+    },
+
     /// The video id bytes are not UTF-8.
     #[error("{path}: record {record}: video id is not UTF-8 (bytes {hex})")]
     IdNotUtf8 {
@@ -194,6 +215,34 @@ pub enum DataError {
     Config(String),
 }
 
+/// What is wrong with a rated segment ([`DataError::InvalidSegment`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SegmentProblem {
+    /// The start is negative or not before the video's stored frame count.
+    StartPastEnd { start: i64, num_frames: usize },
+    /// The end is not after the start.
+    EndNotAfterStart { start: i64, end: i64 },
+    /// The class is negative or not in the vocabulary.
+    LabelOutOfRange { label: i64, num_classes: Option<usize> },
+    /// The rating is not a number in 0..=1.
+    Score { score: f32 },
+}
+
+impl fmt::Display for SegmentProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SegmentProblem::StartPastEnd { start, num_frames } => {
+                write!(f, "start {start} is past the video's end: expected 0..{num_frames} for a video of {num_frames} frames")
+            }
+            SegmentProblem::EndNotAfterStart { start, end } => write!(f, "end {end} is not after start {start}"),
+            SegmentProblem::LabelOutOfRange { label, num_classes } => {
+                write!(f, "class {label} is outside the vocabulary: {}", label_range(num_classes))
+            }
+            SegmentProblem::Score { score } => write!(f, "score {score} is not a rating: expected 1 (positive) or 0 (negative)"),
+        }
+    }
+}
+
 /// The video id, where known, appended to record-level messages as ` (video "id")`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VideoContext(pub Option<String>);
@@ -232,6 +281,8 @@ impl DataError {
                 | DataError::NoFrames { .. }
                 | DataError::LabelOutOfRange { .. }
                 | DataError::IdNotUtf8 { .. }
+                | DataError::SegmentListLengths { .. }
+                | DataError::InvalidSegment { .. }
         )
     }
 }

@@ -18,6 +18,7 @@
 //! | synthetic shards | [`synthetic`] |
 //! | summary statistics (`loupe inspect`) | [`stats`] |
 //! | ground-truth labels (`loupe score`) | [`labels`] |
+//! | segment ratings (2019 task), class whitelist | [`segments`] |
 
 pub mod batch;
 pub mod dataset;
@@ -27,6 +28,7 @@ pub mod labels;
 pub mod proto;
 pub mod reader;
 pub mod sampling;
+pub mod segments;
 pub mod stats;
 pub mod synthetic;
 pub mod tfrecord;
@@ -36,11 +38,12 @@ mod wire;
 
 pub use batch::{FrameBatch, VideoBatch};
 pub use dataset::{Batches, Dataset, ReadOrder};
-pub use error::{DataError, RecordPart, Result, VideoContext};
+pub use error::{DataError, RecordPart, Result, SegmentProblem, VideoContext};
 pub use labels::read_labels;
 pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
 pub use reader::{detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader};
 pub use sampling::{valid_rows, FrameOrder, FrameSampling};
+pub use segments::{read_segment_classes, read_segment_ratings, RatedSegment, VideoRatings, SEGMENT_FRAMES};
 pub use stats::{DatasetStats, StatsAccumulator, VideoSummary};
 pub use synthetic::{generate, SynthConfig, SynthSummary};
 pub use tfrecord::{masked_crc32c, RecordReader, RecordWriter};

@@ -1,9 +1,10 @@
 //! Summary statistics of a set of videos (`loupe inspect`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::features::{DataFormat, FeatureSpec};
 use super::reader::SkipReport;
+use super::segments::RatedSegment;
 use super::video::DecodedVideo;
 
 /// Minimum, mean and maximum of a count.
@@ -47,8 +48,23 @@ pub struct DatasetStats {
     pub max_label: Option<u32>,
     /// The most frequent labels, most frequent first (ties by index).
     pub top_labels: Vec<LabelCount>,
+    /// The rated segments of the 2019 segment-level data (zeros when there are none).
+    pub segments: SegmentStats,
     /// What `--skip-corrupt` skipped.
     pub skipped: SkipReport,
+}
+
+/// Counts of the rated (segment, class) pairs ([`super::segments`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentStats {
+    /// Videos with at least one rated pair.
+    pub videos_rated: u64,
+    /// Rated (segment, class) pairs.
+    pub rated_pairs: u64,
+    /// Pairs rated positive.
+    pub positive_pairs: u64,
+    /// Distinct classes rated.
+    pub rated_classes: usize,
 }
 
 /// Accumulates [`DatasetStats`] one video at a time.
@@ -60,6 +76,8 @@ pub struct StatsAccumulator {
     labels: Counter,
     without_labels: u64,
     label_videos: HashMap<u32, u64>,
+    segments: SegmentStats,
+    segment_classes: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,6 +117,8 @@ impl StatsAccumulator {
             labels: Counter::default(),
             without_labels: 0,
             label_videos: HashMap::new(),
+            segments: SegmentStats::default(),
+            segment_classes: BTreeSet::new(),
         }
     }
 
@@ -116,6 +136,14 @@ impl StatsAccumulator {
         seen.dedup();
         for l in seen {
             *self.label_videos.entry(l).or_default() += 1;
+        }
+        if let DecodedVideo::Frames(v) = video {
+            if !v.segments.is_empty() {
+                self.segments.videos_rated += 1;
+                self.segments.rated_pairs += v.segments.len() as u64;
+                self.segments.positive_pairs += v.segments.iter().filter(|s| s.is_positive()).count() as u64;
+                self.segment_classes.extend(v.segments.iter().map(|s| s.label));
+            }
         }
     }
 
@@ -139,6 +167,7 @@ impl StatsAccumulator {
             distinct_labels: self.label_videos.len(),
             max_label,
             top_labels: counts,
+            segments: SegmentStats { rated_classes: self.segment_classes.len(), ..self.segments },
             skipped,
         }
     }
@@ -155,6 +184,9 @@ pub struct VideoSummary {
     pub labels: Vec<u32>,
     /// Frames kept (1 for video-level).
     pub frames: usize,
+    /// The rated (segment, class) pairs, in stored order (left out when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<RatedSegment>,
     /// `mean_rgb`, `mean_audio`, ...
     #[serde(flatten)]
     pub means: BTreeMap<String, Vec<f64>>,
@@ -196,6 +228,10 @@ impl VideoSummary {
             id: video.id().to_string(),
             labels: video.labels().to_vec(),
             frames: video.num_frames(),
+            segments: match video {
+                DecodedVideo::Frames(v) => v.segments.clone(),
+                DecodedVideo::Mean(_) => Vec::new(),
+            },
             means,
         }
     }

@@ -12,6 +12,12 @@
 //! - **correlated labels**: some classes usually come with a partner class (what
 //!   Context Gating after the classifier can exploit).
 //!
+//! With `rated_segments`, the validate videos carry segment ratings (the 2019 task,
+//! [`super::segments`]): their frames come in 5-frame blocks, each showing one of the
+//! video's classes or only background, in temporal order, and every label of the video
+//! is rated on every block, positive where the block shows it. Correlated labels make
+//! hard negatives: a block showing a class is negative for its usual partner.
+//!
 //! Every video is generated from its own random stream (seed, split, index), so the
 //! output bytes depend on the configuration only, not on timing or shard boundaries.
 
@@ -26,6 +32,7 @@ use rand_distr::StandardNormal;
 use super::error::{DataError, Result};
 use super::features::{quantize, DataFormat, FeatureSpec};
 use super::sampling::id_hash;
+use super::segments::{RatedSegment, SEGMENT_FRAMES};
 use super::tfrecord::RecordWriter;
 use super::video::{QuantizedVideo, Video};
 use super::vocabulary::{Vocabulary, VocabularyEntry};
@@ -66,6 +73,9 @@ pub struct SynthConfig {
     pub audio_size: usize,
     /// Also write the video-level (`Example`) shards.
     pub video_level: bool,
+    /// Give the validate videos segment ratings (module docs); the train split is the
+    /// same either way.
+    pub rated_segments: bool,
 }
 
 impl Default for SynthConfig {
@@ -82,6 +92,7 @@ impl Default for SynthConfig {
             rgb_size: 1024,
             audio_size: 128,
             video_level: true,
+            rated_segments: false,
         }
     }
 }
@@ -148,6 +159,8 @@ const PROTOTYPE_STD: f32 = 0.6;
 const NOISE_STD: f32 = 0.3;
 const SIGNAL_FRACTION: f64 = 0.5;
 const HALF_PAIR_DISTRACTOR_PROBABILITY: f64 = 0.15;
+/// Probability that a block of a rated video shows one of its classes.
+const BLOCK_SIGNAL_PROBABILITY: f64 = 0.6;
 
 /// The prototypes of every class and the background scenes.
 struct World {
@@ -318,6 +331,61 @@ impl World {
             labels,
             num_frames,
             frames,
+            segments: Vec::new(),
+        }
+    }
+}
+
+impl World {
+    /// A validate video with segment ratings (module docs).
+    fn rated_video(&self, id: String, rng: &mut StdRng) -> QuantizedVideo {
+        let cfg = &self.config;
+        let labels = self.labels(rng);
+        let num_frames = rng.gen_range(cfg.min_frames..=cfg.max_frames);
+        let scene = rng.gen_range(0..SCENES);
+        let dim = cfg.rgb_size + cfg.audio_size;
+        let mut frames = vec![0u8; num_frames * dim];
+        let mut shown_in_blocks = Vec::new();
+        for (block, rows) in frames.chunks_mut(SEGMENT_FRAMES * dim).enumerate() {
+            let shown = rng.gen_bool(BLOCK_SIGNAL_PROBABILITY).then(|| labels[rng.gen_range(0..labels.len())] as usize);
+            shown_in_blocks.push(shown);
+            for (t, row) in rows.chunks_exact_mut(dim).enumerate() {
+                let background = &self.scene_rgb[rng.gen_range(0..SCENES)];
+                let rgb: &[f32] = match shown.map(|c| (c, self.kinds[c])) {
+                    Some((c, ClassKind::Visual)) => &self.rgb[c][block % 2],
+                    // Both halves of the pair within the block.
+                    Some((c, ClassKind::CoOccurrence { .. })) => &self.rgb[c][t % 2],
+                    Some((_, ClassKind::Audio)) | None => background,
+                };
+                let audio: &[f32] = match shown.and_then(|c| self.audio[c].as_ref()) {
+                    Some(a) => a,
+                    None => &self.scene_audio[scene],
+                };
+                let (r, a) = row.split_at_mut(cfg.rgb_size);
+                for (out, &p) in r.iter_mut().zip(rgb) {
+                    *out = quantize(p + rng.sample::<f32, _>(StandardNormal) * NOISE_STD);
+                }
+                for (out, &p) in a.iter_mut().zip(audio) {
+                    *out = quantize(p + rng.sample::<f32, _>(StandardNormal) * NOISE_STD);
+                }
+            }
+        }
+        let segments = labels
+            .iter()
+            .flat_map(|&label| {
+                shown_in_blocks.iter().enumerate().map(move |(block, &shown)| {
+                    let start = (block * SEGMENT_FRAMES) as u32;
+                    let score = if shown == Some(label as usize) { 1.0 } else { 0.0 };
+                    RatedSegment { label, start, end: start + SEGMENT_FRAMES as u32, score }
+                })
+            })
+            .collect();
+        QuantizedVideo {
+            id,
+            labels,
+            num_frames,
+            frames,
+            segments,
         }
     }
 }
@@ -416,7 +484,10 @@ pub fn generate(out: impl AsRef<Path>, config: &SynthConfig) -> Result<SynthSumm
             for index in shard * videos / shards..(shard + 1) * videos / shards {
                 let mut rng = StdRng::seed_from_u64(config.seed ^ id_hash(split).rotate_left(17) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let id = video_id(split, index, &mut rng);
-                let video = world.video(id, &mut rng);
+                let video = match split {
+                    "validate" if config.rated_segments => world.rated_video(id, &mut rng),
+                    _ => world.video(id, &mut rng),
+                };
                 summary.frames += video.num_frames as u64;
                 if split == "train" {
                     for &l in &video.labels {

@@ -7,6 +7,7 @@ use prost::Message;
 
 use super::error::{DataError, Result, VideoContext};
 use super::features::{dequantize_into, DataFormat, FeatureSpec, DEFAULT_MAX_FRAMES};
+use super::segments::{rated_segments, RatedSegment, SEGMENT_KEYS};
 use super::wire;
 use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 
@@ -45,6 +46,9 @@ pub struct QuantizedVideo {
     pub num_frames: usize,
     /// `num_frames x feature_dim` quantised bytes, streams concatenated per frame.
     pub frames: Vec<u8>,
+    /// The rated (segment, class) pairs of the 2019 segment-level data, in stored
+    /// order; empty for records without ratings ([`super::segments`]).
+    pub segments: Vec<RatedSegment>,
 }
 
 impl QuantizedVideo {
@@ -89,8 +93,21 @@ impl QuantizedVideo {
                 .collect();
             lists.insert(stream.name.clone(), FeatureList { feature: frames });
         }
+        let mut context = context_features(&self.id, &self.labels, id_key);
+        if !self.segments.is_empty() {
+            let ints = |f: fn(&RatedSegment) -> i64| Feature::int64s(self.segments.iter().map(f).collect());
+            let lists = [
+                ints(|s| i64::from(s.label)),
+                ints(|s| i64::from(s.start)),
+                ints(|s| i64::from(s.end)),
+                Feature::floats(self.segments.iter().map(|s| s.score).collect()),
+            ];
+            for (key, list) in SEGMENT_KEYS.iter().zip(lists) {
+                context.feature.insert((*key).to_string(), list);
+            }
+        }
         SequenceExample {
-            context: Some(context_features(&self.id, &self.labels, id_key)),
+            context: Some(context),
             feature_lists: Some(FeatureLists { feature_list: lists }),
         }
     }
@@ -264,12 +281,17 @@ impl VideoDecoder {
     /// result.
     pub fn decode_frames(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<QuantizedVideo> {
         match wire::decode_regular_frames(payload, &self.spec, self.max_frames) {
-            Some(regular) => Ok(QuantizedVideo {
-                labels: self.check_labels(&regular.labels, &regular.id, at)?,
-                id: regular.id,
-                num_frames: regular.num_frames,
-                frames: regular.frames,
-            }),
+            Some(regular) => {
+                let [a, b, c, d] = &regular.segment_features;
+                let segment_features = [a.as_ref(), b.as_ref(), c.as_ref(), d.as_ref()];
+                Ok(QuantizedVideo {
+                    labels: self.check_labels(&regular.labels, &regular.id, at)?,
+                    segments: rated_segments(segment_features, &regular.id, regular.stored_frames, self.num_classes, at)?,
+                    id: regular.id,
+                    num_frames: regular.num_frames,
+                    frames: regular.frames,
+                })
+            }
             None => self.decode_frames_prost(payload, at),
         }
     }
@@ -285,6 +307,7 @@ impl VideoDecoder {
         })?;
         let context = example.context.unwrap_or_default();
         let (id, labels) = self.id_and_labels(&context, at)?;
+        let segment_features = SEGMENT_KEYS.map(|key| context.feature.get(key));
         let ctx = || VideoContext(Some(id.clone()));
         let lists = example.feature_lists.unwrap_or_default().feature_list;
 
@@ -321,6 +344,7 @@ impl VideoDecoder {
                 video: ctx(),
             });
         }
+        let segments = rated_segments(segment_features, &id, stored_frames, self.num_classes, at)?;
         let num_frames = stored_frames.min(self.max_frames);
         let mut frames = vec![0u8; num_frames * dim];
         for ((offset, stream), list) in self.spec.offsets().zip(&stream_lists) {
@@ -364,6 +388,7 @@ impl VideoDecoder {
             labels,
             num_frames,
             frames,
+            segments,
         })
     }
 

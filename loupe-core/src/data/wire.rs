@@ -10,6 +10,7 @@
 
 use super::features::FeatureSpec;
 use super::proto::{Feature, FeatureList, Message};
+use super::segments::SEGMENT_KEYS;
 use super::video::ID_KEYS;
 
 /// A protobuf field: number and borrowed value.
@@ -260,6 +261,11 @@ pub(crate) struct RegularFrames {
     pub id: String,
     /// Raw labels, to be range-checked by the caller.
     pub labels: Vec<i64>,
+    /// The `segment_*` context features found (in [`SEGMENT_KEYS`] order), to be
+    /// checked by the caller; small, so decoded with prost.
+    pub segment_features: [Option<Feature>; 4],
+    /// Frames stored in the record (before truncation to `max_frames`).
+    pub stored_frames: usize,
     pub num_frames: usize,
     pub frames: Vec<u8>,
 }
@@ -283,9 +289,14 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
         None => Vec::new(),
     };
     // Context features this walk does not use must still be valid protobuf.
+    let mut segment_features: [Option<Feature>; 4] = Default::default();
     for (key, value) in &context {
-        if *key != id_key && *key != "labels" && Feature::decode(*value).is_err() {
-            return None;
+        if *key == id_key || *key == "labels" {
+            continue;
+        }
+        let feature = Feature::decode(*value).ok()?;
+        if let Some(i) = SEGMENT_KEYS.iter().position(|k| k == key) {
+            segment_features[i] = Some(feature);
         }
     }
 
@@ -336,6 +347,8 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
     Some(RegularFrames {
         id,
         labels,
+        segment_features,
+        stored_frames: stored,
         num_frames,
         frames,
     })

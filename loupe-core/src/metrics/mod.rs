@@ -1,4 +1,5 @@
-//! The YouTube-8M competition metrics: GAP@k, Hit@1, PERR and mAP.
+//! The YouTube-8M competition metrics: GAP@k, Hit@1, PERR and mAP; and MAP@N of the
+//! 2019 segment task ([`segments`]).
 //!
 //! Definitions follow REFERENCE.md section 7 (the official evaluation code's behaviour).
 //! [`EvaluationMetrics`] accumulates them over a whole evaluation set video by video,
@@ -11,6 +12,7 @@
 //! exactly whenever there are no tied scores.
 
 mod average_precision;
+pub mod segments;
 mod top_k;
 
 pub use average_precision::average_precision;

@@ -9,10 +9,12 @@ mod loss;
 mod safetensors_io;
 pub mod run;
 mod schedule;
+pub mod segment_tuning;
+pub mod segments;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
 pub use lock::{LockError, TrainDirLock, LOCK_FILE};
-pub use loss::{cross_entropy_loss, try_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
+pub use loss::{cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
 pub use schedule::LearningRateSchedule;
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

@@ -8,7 +8,7 @@ use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::VideoModel;
 use crate::train::checkpoint::CheckpointError;
-use crate::train::{try_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule};
+use crate::train::{try_cross_entropy_loss, try_masked_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule};
 
 /// Optimisation settings of a [`Trainer`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -185,17 +185,27 @@ where
     /// the multi-hot `batch x CLASSES` targets. Batch norm runs in training mode. Every
     /// frame counts as valid (see [`Self::train_step_lengths`]).
     pub fn train_step(&mut self, frames: &[f32], labels: &[f32]) -> Result<StepStats, TrainError> {
-        self.step_on(frames, None, labels)
+        self.step_on(frames, None, labels, None)
     }
 
     /// [`Self::train_step`] where only the first `lengths[b]` frames of video `b` are
     /// valid ([`VideoModel::try_forward_train_lengths`]; the batch's
     /// [`FrameBatch::lengths`](crate::data::FrameBatch::lengths)).
     pub fn train_step_lengths(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32]) -> Result<StepStats, TrainError> {
-        self.step_on(frames, Some(lengths), labels)
+        self.step_on(frames, Some(lengths), labels, None)
     }
 
-    fn step_on(&mut self, frames: &[f32], lengths: Option<&[usize]>, labels: &[f32]) -> Result<StepStats, TrainError> {
+    /// [`Self::train_step_lengths`] where only the classes with `mask = 1` (a
+    /// `batch x CLASSES` buffer like `labels`) enter the loss
+    /// ([`try_masked_cross_entropy_loss`]): segment fine-tuning on rated classes.
+    pub fn train_step_masked(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32], mask: &[f32]) -> Result<StepStats, TrainError> {
+        if mask.len() != labels.len() {
+            return Err(TrainError::Shape { what: "mask", expected: labels.len(), got: mask.len() });
+        }
+        self.step_on(frames, Some(lengths), labels, Some(mask))
+    }
+
+    fn step_on(&mut self, frames: &[f32], lengths: Option<&[usize]>, labels: &[f32], mask: Option<&[f32]>) -> Result<StepStats, TrainError> {
         let batch = labels.len() / M::CLASSES.max(1);
         if labels.len() != batch * M::CLASSES || batch == 0 {
             return Err(TrainError::Shape { what: "labels", expected: batch.max(1) * M::CLASSES, got: labels.len() });
@@ -232,7 +242,14 @@ where
         .map_err(device_error)?;
         let l2 = E::from_f64(self.config.classifier_l2).unwrap();
         let penalty = self.model.try_l2_penalty().map_err(device_error)?.try_mul(l2).map_err(device_error)?;
-        let loss = try_cross_entropy_loss(p, y).map_err(device_error)?.try_add(penalty).map_err(device_error)?;
+        let loss = match mask {
+            Some(mask) => {
+                let mask = try_tensor_from_f32(&self.device, mask, (batch, M::Classes::default())).map_err(device_error)?;
+                try_masked_cross_entropy_loss(p, y, mask)
+            }
+            None => try_cross_entropy_loss(p, y),
+        };
+        let loss = loss.map_err(device_error)?.try_add(penalty).map_err(device_error)?;
         let loss_value = loss.as_vec()[0].to_f64().unwrap_or(f64::NAN);
         let next_step = self.step + 1;
         if !loss_value.is_finite() {
