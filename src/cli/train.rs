@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use clap::Args;
 use loupe::data::FrameOrder;
 use loupe::model::VideoModel;
-use loupe::train::run::{train, RunConfig, RunSummary};
+use loupe::distributed::Collective;
+use loupe::train::run::{train_across, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
 use serde::Deserialize;
 
@@ -241,12 +242,13 @@ impl TrainArgs {
     }
 }
 
-/// Trains the planned model.
-pub struct TrainJob {
+/// Trains the planned model as one rank of `collective`.
+pub struct TrainJob<'c> {
     pub plan: TrainPlan,
+    pub collective: &'c dyn Collective,
 }
 
-impl Job for TrainJob {
+impl Job for TrainJob<'_> {
     type Output = Result<RunSummary, loupe::train::run::RunError>;
     fn run<M, D>(mut self, device: D) -> Self::Output
     where
@@ -255,7 +257,7 @@ impl Job for TrainJob {
     {
         self.plan.config.optim.classifier_l2 =
             self.plan.regularization_penalty.unwrap_or(M::describe().classifier_l2);
-        train::<M, D>(device, &self.plan.config).map(|(_, summary)| summary)
+        train_across::<M, D>(device, &self.plan.config, self.collective).map(|(_, summary)| summary)
     }
 }
 
@@ -288,11 +290,11 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     Ok(())
 }
 
-pub fn run(args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
+pub fn run(args: TrainArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     let device = args.device.build()?;
     let json = args.json;
     let plan = args.plan()?;
     let model = plan.model.clone();
-    let summary = on_model(&model, device, TrainJob { plan })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
+    let summary = on_model(&model, device, TrainJob { plan, collective })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
     print_summary(out, &model, &summary, json)
 }

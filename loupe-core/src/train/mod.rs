@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod loss;
 pub mod run;
 mod schedule;
+mod sharded;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
