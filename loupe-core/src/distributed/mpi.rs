@@ -97,6 +97,13 @@ impl Collective for Mpi {
 
     fn gather_bytes(&self, bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
         let root = self.world.process_at_rank(0);
+        // OpenMPI rejects a rank's empty send buffer in MPI_Gatherv (MPI_ERR_ARG), and a
+        // rank may have nothing to send (no files of its own): every part carries one
+        // extra byte, dropped on rank 0.
+        let mut framed = Vec::with_capacity(bytes.len() + 1);
+        framed.extend_from_slice(bytes);
+        framed.push(0);
+        let bytes = &framed[..];
         let len = self.count(bytes.len());
         if !self.is_root() {
             root.gather_into(&len);
@@ -117,7 +124,7 @@ impl Collective for Mpi {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             root.gather_varcount_into_root(bytes, &mut partition);
         }
-        Some(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec()).collect())
+        Some(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c - 1) as usize].to_vec()).collect())
     }
 
     fn barrier(&self) {
