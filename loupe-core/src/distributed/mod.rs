@@ -101,8 +101,9 @@ pub fn from_environment() -> Result<Box<dyn Collective>, DistributedError> {
         None => Ok(Box::new(SingleProcess)),
         #[cfg(feature = "mpi")]
         Some(_) => Ok(Box::new(Mpi::initialize()?)),
+        // One process, or a PMIx launch that does not say how many: nothing to join.
         #[cfg(not(feature = "mpi"))]
-        Some(1) => Ok(Box::new(SingleProcess)),
+        Some(0 | 1) => Ok(Box::new(SingleProcess)),
         #[cfg(not(feature = "mpi"))]
         Some(n) => Err(DistributedError::NoMpiSupport { processes: n }),
     }
