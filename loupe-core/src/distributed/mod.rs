@@ -8,7 +8,7 @@
 //!
 //! Backends:
 //! - [`SingleProcess`]: one rank, every operation a no-op; the default, no dependency.
-//! - [`Mpi`] (cargo feature `mpi`): the system's MPI through the `mpi` crate. Rank and
+//! - `Mpi` (cargo feature `mpi`): the system's MPI through the `mpi` crate. Rank and
 //!   world size come from the launcher (`mpirun -np 4 loupe train ...`, `srun`), see
 //!   [`from_environment`].
 //! - `nccl` (cargo feature `nccl`, on top of `cuda` and `mpi`): GPU buffers reduced with
@@ -89,7 +89,7 @@ pub trait Collective {
     fn abort(&self, code: i32) -> !;
 }
 
-/// The collective this process was launched into: [`Mpi`] when an MPI launcher started
+/// The collective this process was launched into: `Mpi` when an MPI launcher started
 /// it (OpenMPI's `mpirun`, MPICH's `mpiexec`, Slurm's `srun` with PMI or PMIx) and loupe
 /// was built with the `mpi` feature, else [`SingleProcess`].
 ///
