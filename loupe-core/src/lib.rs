@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod ensemble;
 pub mod gradcheck;
 pub mod kernels;

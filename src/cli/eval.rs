@@ -8,7 +8,8 @@ use loupe::data::{VideoDecoder, Vocabulary};
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluate, evaluation_dataset_in_order, load_model, predict, RunError};
+use loupe::distributed::Collective;
+use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, load_model, predict_across, RunError};
 use loupe::train::TrainConfig;
 
 use super::segments::{run_predict_segments, SegmentPredictRequest};
@@ -75,7 +76,10 @@ pub struct PredictArgs {
     device: DeviceArgs,
 }
 
-struct EvalJob {
+/// Evaluates (or predicts) as one rank of `collective`: every rank loads the checkpoint
+/// and reads its share of the files; rank 0 gets the results.
+struct EvalJob<'c> {
+    collective: &'c dyn Collective,
     checkpoint: PathBuf,
     files: Vec<PathBuf>,
     decoder: VideoDecoder,
@@ -84,7 +88,7 @@ struct EvalJob {
     skip_corrupt: bool,
 }
 
-impl Job for EvalJob {
+impl Job for EvalJob<'_> {
     type Output = Result<MetricsSummary, RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
@@ -93,17 +97,17 @@ impl Job for EvalJob {
     {
         let (trainer, meta) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
         let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
-        evaluate(&trainer, &dataset, self.top_k)
+        evaluate_across(&trainer, &dataset, self.top_k, self.collective)
     }
 }
 
-struct PredictJob<W> {
-    eval: EvalJob,
+struct PredictJob<'c, W> {
+    eval: EvalJob<'c>,
     out: W,
     vocabulary: Option<Vocabulary>,
 }
 
-impl<W: Write> Job for PredictJob<W> {
+impl<W: Write> Job for PredictJob<'_, W> {
     type Output = Result<usize, RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
@@ -118,11 +122,21 @@ impl<W: Write> Job for PredictJob<W> {
             vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
         };
         let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
-        predict(&trainer, &dataset, e.top_k, self.out, names)
+        predict_across(&trainer, &dataset, e.top_k, self.out, names, e.collective)
     }
 }
 
-fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs, device: &DeviceArgs, batch_size: usize, top_k: usize) -> Result<(String, RunDevice, EvalJob), CliError> {
+#[allow(clippy::too_many_arguments)]
+fn job<'c>(
+    checkpoint: PathBuf,
+    patterns: &[String],
+    flag: &str,
+    layout: &LayoutArgs,
+    device: &DeviceArgs,
+    batch_size: usize,
+    top_k: usize,
+    collective: &'c dyn Collective,
+) -> Result<(String, RunDevice, EvalJob<'c>), CliError> {
     if batch_size == 0 || top_k == 0 {
         return Err(CliError::message("--batch-size and --top-k must be at least 1"));
     }
@@ -131,16 +145,17 @@ fn job(checkpoint: PathBuf, patterns: &[String], flag: &str, layout: &LayoutArgs
     let files = files(flag, patterns)?;
     let decoder = layout.decoder(&files)?;
     let device = device.build()?;
-    Ok((model, device, EvalJob { checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
+    Ok((model, device, EvalJob { collective, checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
 }
 
-pub fn run_eval(args: EvalArgs, out: &mut Output) -> Result<(), CliError> {
-    let (model, device, job) = job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
+    let (model, device, job) =
+        job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
     let summary = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
     print_metrics(out, &summary, args.json)
 }
 
-pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> {
+pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     if let (true, Some(classes)) = (args.segments, &args.segment_classes) {
         let request = SegmentPredictRequest {
             checkpoint: &args.checkpoint,
@@ -154,9 +169,13 @@ pub fn run_predict(args: PredictArgs, out: &mut Output) -> Result<(), CliError> 
         };
         return run_predict_segments(request, out);
     }
-    let (model, device, eval) = job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k)?;
+    let (model, device, eval) =
+        job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
     let written = match &args.output_file {
+        // Rank 0 alone writes; the other ranks only send it their rows.
+        Some(_) if !collective.is_root() => on_model(&model, device, PredictJob { eval, out: std::io::sink(), vocabulary })?
+            .map_err(|e| CliError::context(format!("predicting with {model}"), e))?,
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");

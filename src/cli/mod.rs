@@ -156,17 +156,23 @@ fn chain(error: &dyn Error) -> String {
 /// Output to stdout that stops quietly when the reader goes away (`| head`).
 pub struct Output {
     out: io::BufWriter<io::StdoutLock<'static>>,
+    /// Set on every MPI rank but 0: their results are rank 0's.
+    muted: bool,
 }
 
 impl Output {
-    fn new() -> Self {
+    fn new(muted: bool) -> Self {
         Self {
             out: io::BufWriter::new(io::stdout().lock()),
+            muted,
         }
     }
 
-    /// Writes one line.
+    /// Writes one line (nothing on a muted output).
     pub fn line(&mut self, text: impl fmt::Display) -> Result<(), CliError> {
+        if self.muted {
+            return Ok(());
+        }
         writeln!(self.out, "{text}").map_err(|e| CliError::context("writing to stdout", e))
     }
 
@@ -184,14 +190,30 @@ fn is_broken_pipe(error: &CliError) -> bool {
 }
 
 /// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.
+///
+/// Launched as several MPI ranks (`mpirun -np N loupe train ...`), `train`, `eval` and
+/// `predict` run as one job ([`loupe::distributed`]); only rank 0 prints, and an error
+/// on any rank ends every rank (MPI_Abort) after printing it with the rank's number.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: message and exit code 2
-    let mut out = Output::new();
+    let collective = match loupe::distributed::from_environment() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let collective = &*collective;
+    let ranks = collective.world_size();
+    let mut out = Output::new(!collective.is_root());
     let result = match cli.command {
+        Command::Train(args) => train::run(args, &mut out, collective),
+        Command::Eval(args) => eval::run_eval(args, &mut out, collective),
+        Command::Predict(args) => eval::run_predict(args, &mut out, collective),
+        _ if ranks > 1 => Err(CliError::message(format!(
+            "launched as {ranks} MPI ranks: only `train`, `eval` and `predict` run across ranks; start this command as one process"
+        ))),
         Command::Quickstart(args) => quickstart::run(args, &mut out),
-        Command::Train(args) => train::run(args, &mut out),
-        Command::Eval(args) => eval::run_eval(args, &mut out),
-        Command::Predict(args) => eval::run_predict(args, &mut out),
         Command::Models(args) => models::run(args, &mut out),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
@@ -203,6 +225,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if ranks > 1 => {
+            eprintln!("error: rank {} of {ranks}: {}", collective.rank(), chain(&e));
+            // The other ranks may be waiting for this one in a collective call.
+            collective.abort(1)
+        }
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE

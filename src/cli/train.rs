@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use clap::Args;
 use loupe::data::FrameOrder;
 use loupe::model::VideoModel;
+use loupe::distributed::Collective;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{train, RunConfig, RunSummary};
+use loupe::train::run::{train_across, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
 use serde::Deserialize;
 
@@ -253,12 +254,13 @@ impl TrainArgs {
     }
 }
 
-/// Trains the planned model.
-pub struct TrainJob {
+/// Trains the planned model as one rank of `collective`.
+pub struct TrainJob<'c> {
     pub plan: TrainPlan,
+    pub collective: &'c dyn Collective,
 }
 
-impl Job for TrainJob {
+impl Job for TrainJob<'_> {
     type Output = Result<RunSummary, loupe::train::run::RunError>;
     fn run<M, D>(mut self, device: D) -> Self::Output
     where
@@ -267,7 +269,7 @@ impl Job for TrainJob {
     {
         self.plan.config.optim.classifier_l2 =
             self.plan.regularization_penalty.unwrap_or(M::describe().classifier_l2);
-        train::<M, D>(device, &self.plan.config).map(|(_, summary)| summary)
+        train_across::<M, D>(device, &self.plan.config, self.collective).map(|(_, summary)| summary)
     }
 }
 
@@ -304,9 +306,12 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     Ok(())
 }
 
-pub fn run(mut args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
+pub fn run(mut args: TrainArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     let device = args.device.build()?;
     let json = args.json;
+    if args.segment_labels && collective.world_size() > 1 {
+        return Err(CliError::message("fine-tuning on rated segments (--segment-labels) runs as one process; start it without mpirun"));
+    }
     if let (true, Some(init)) = (args.segment_labels, args.init_from.take()) {
         if args.model.is_none() {
             let (_, meta) = read_meta(&init).map_err(|e| CliError::context("reading --init-from", e))?;
@@ -316,6 +321,6 @@ pub fn run(mut args: TrainArgs, out: &mut Output) -> Result<(), CliError> {
     }
     let plan = args.plan()?;
     let model = plan.model.clone();
-    let summary = on_model(&model, device, TrainJob { plan })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
+    let summary = on_model(&model, device, TrainJob { plan, collective })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
     print_summary(out, &model, &summary, json)
 }

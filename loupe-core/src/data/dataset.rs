@@ -153,6 +153,12 @@ impl Dataset {
         self
     }
 
+    /// The same dataset over other shard files (e.g. one rank's share).
+    pub fn with_files(mut self, files: Vec<PathBuf>) -> Self {
+        self.files = files;
+        self
+    }
+
     /// The shard files.
     pub fn files(&self) -> &[PathBuf] {
         &self.files

@@ -104,6 +104,13 @@ impl EvaluationMetrics {
         self.add_ranked(&ranked, labels);
     }
 
+    /// Adds one video from its top `max(k, labels.len())` predictions as [`top_k`]
+    /// returns them for its dense scores: the same as [`Self::add_video`] on those scores
+    /// (how results computed elsewhere, e.g. on other ranks, are added).
+    pub fn add_top_k(&mut self, top: &[(u32, f32)], labels: &[u32]) {
+        self.add_ranked(top, labels);
+    }
+
     /// `ranked`: predictions sorted by descending score, ties by class index.
     fn add_ranked(&mut self, ranked: &[(u32, f32)], labels: &[u32]) {
         let is_label = |c: u32| labels.contains(&c);

@@ -11,6 +11,7 @@ pub mod run;
 mod schedule;
 pub mod segment_tuning;
 pub mod segments;
+mod sharded;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};

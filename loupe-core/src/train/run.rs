@@ -10,12 +10,15 @@ use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
 use crate::data::{DataError, DataFormat, Dataset, FrameOrder, VideoDecoder};
+use crate::distributed::{broadcast_tensors, broadcast_u64, training_shard, Collective, DistributedError, SingleProcess};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
 use crate::train::checkpoint::{load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
 use crate::train::{TrainConfig, TrainDirLock, TrainError, Trainer};
+
+pub use crate::train::sharded::{evaluate_across, predict_across};
 
 /// Everything a training run needs besides the model type and the device.
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ pub enum RunError {
     Config(String),
     #[error(transparent)]
     Lock(#[from] crate::train::LockError),
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
 }
 
 /// What a run did.
@@ -145,7 +150,7 @@ pub(crate) fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
     })
 }
 
-fn label_lists(labels: &[f32], classes: usize) -> Vec<Vec<u32>> {
+pub(crate) fn label_lists(labels: &[f32], classes: usize) -> Vec<Vec<u32>> {
     labels
         .chunks(classes)
         .map(|row| row.iter().enumerate().filter(|(_, &v)| v > 0.5).map(|(c, _)| c as u32).collect())
@@ -215,8 +220,13 @@ where
         }
     }
     let count = rows.len();
-    write_submission(out, rows, names).map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })?;
+    write_rows(out, rows, names)?;
     Ok(count)
+}
+
+/// [`write_submission`] with the error of a run.
+pub(crate) fn write_rows<W: Write>(out: W, rows: Vec<SubmissionRow>, names: Option<&dyn Fn(u32) -> String>) -> Result<(), RunError> {
+    write_submission(out, rows, names).map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })
 }
 
 /// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`.
@@ -243,6 +253,34 @@ where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
 {
+    train_across::<M, D>(device, config, &SingleProcess)
+}
+
+/// [`train`] as one rank of a data-parallel job; every rank of `collective` calls it
+/// with the same `config`.
+///
+/// - Rank 0's weights (and, when resuming, its checkpoint: weights, Adam moments and
+///   counters) are broadcast, so all ranks start equal whatever their device seeds.
+/// - Rank `r` reads `train_files[r]`, `train_files[r + N]`, ... (an error when there are
+///   fewer files than ranks), shuffled with the same seed on every rank.
+/// - Each step, the gradients are averaged over the ranks' batches before clipping and
+///   Adam ([`Trainer::train_step_across`]), so all ranks keep the same weights; the
+///   schedule, `examples_seen` and the progress line count the videos of all ranks.
+///   Training stops when any rank's data ends (the others' last batches are not used).
+/// - Validation files are dealt to ranks the same way ([`evaluate_across`]).
+/// - Only rank 0 writes checkpoints, events, curves and the progress line.
+/// - Resuming with another number of ranks continues from the checkpoint's weights and
+///   counters; each rank skips `examples_seen / ranks` videos of its own stream (the
+///   interrupted run's data order is reproduced exactly only with the same number of
+///   ranks, or when the files are laid out for it; see docs/distributed.md).
+///
+/// An error on one rank leaves the others waiting in their next collective call: end
+/// the job with [`Collective::abort`] (the CLI does).
+pub fn train_across<M, D>(device: D, config: &RunConfig, collective: &dyn Collective) -> Result<(Trainer<M, f32, D>, RunSummary), RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
     if config.batch_size == 0 {
         return Err(RunError::Config("batch size must be at least 1".into()));
     }
@@ -253,13 +291,20 @@ where
         return Err(RunError::Config("give a number of steps or of epochs, or training never ends".into()));
     }
     check_data_fits::<M, D>(&config.decoder)?;
+    let train_files = training_shard(&config.train_files, collective)?;
+    let root = collective.is_root();
+    let ranks = collective.world_size() as u64;
     let started = Instant::now();
-    // Held until training returns: one writer per training directory.
-    let _lock = TrainDirLock::acquire(&config.output_dir)?;
+    // Held until training returns: one writer per training directory (rank 0 writes).
+    let _lock = if root { Some(TrainDirLock::acquire(&config.output_dir)?) } else { None };
     let checkpoints = config.output_dir.join("checkpoints");
-    remove_leftovers(&checkpoints)?;
+    if root {
+        remove_leftovers(&checkpoints)?;
+    }
     let mut trainer = Trainer::<M, f32, D>::new(device, config.optim)?;
     let mut consumed: u64 = 0;
+    // Ranks of the run that wrote the checkpoint resumed from.
+    let mut checkpoint_ranks = ranks;
     let mut summary = RunSummary {
         steps: 0,
         examples_seen: 0,
@@ -269,11 +314,13 @@ where
         gap_history: Vec::new(),
         seconds: 0.0,
     };
-    if config.resume && resolve_checkpoint(&checkpoints).is_ok() {
+    let resume = broadcast_u64(collective, (root && config.resume && resolve_checkpoint(&checkpoints).is_ok()) as u64) == 1;
+    if resume && root {
         let meta = load_checkpoint(&checkpoints, &M::describe(), &mut trainer.model, Some(&mut trainer.adam))?;
         trainer.step = meta.step;
         trainer.examples_seen = meta.examples_seen;
         consumed = meta.rng_state["batches_consumed"].as_u64().unwrap_or(meta.step);
+        checkpoint_ranks = meta.rng_state["ranks"].as_u64().unwrap_or(1).max(1);
         if meta.rng_state["seed"].as_u64() != Some(config.seed) {
             return Err(RunError::Config(format!(
                 "resuming with seed {} but the checkpoint was trained with seed {}: the data order would differ",
@@ -281,7 +328,12 @@ where
             )));
         }
     }
-    let train_set = Dataset::training(config.train_files.clone(), config.decoder.clone(), M::CLASSES)
+    if ranks > 1 {
+        share_state(collective, &mut trainer, resume)?;
+        consumed = broadcast_u64(collective, consumed);
+        checkpoint_ranks = broadcast_u64(collective, checkpoint_ranks);
+    }
+    let train_set = Dataset::training(train_files, config.decoder.clone(), M::CLASSES)
         .with_batch_size(config.batch_size)
         .with_frames_per_video(M::FRAMES)
         .with_sampling(config.frame_order.training_sampling(M::READS_FRAMES_IN_ORDER))
@@ -299,16 +351,23 @@ where
             config.frame_order,
         )?)
     };
-    let mut events = EventWriter::create(&config.output_dir.join("events"))?;
+    let mut events = if root { Some(EventWriter::create(&config.output_dir.join("events"))?) } else { None };
     let mut stream = batches::<M, D>(&train_set)?;
-    // Resuming: the data order is a function of the seed, so skipping the batches already
-    // consumed puts the stream exactly where the interrupted run was.
-    for _ in 0..consumed {
+    // Resuming: the data order is a function of the seed (and the number of ranks), so
+    // skipping the batches already consumed puts the stream exactly where the interrupted
+    // run was. With another number of ranks, each rank skips its share of the videos seen
+    // (exact when the files split evenly, e.g. one rank's file order interleaved).
+    let skip = if checkpoint_ranks == ranks {
+        consumed
+    } else {
+        trainer.examples_seen.div_ceil(ranks * config.batch_size as u64)
+    };
+    for _ in 0..skip {
         if stream.next().transpose()?.is_none() {
             break;
         }
     }
-    let mut progress = Progress::new(config.progress);
+    let mut progress = Progress::new(config.progress && root);
     let save = |trainer: &Trainer<M, f32, D>, consumed: u64, metrics: Option<&MetricsSummary>| -> Result<PathBuf, RunError> {
         let meta = CheckpointMeta {
             format: CHECKPOINT_FORMAT,
@@ -319,7 +378,7 @@ where
             examples_seen: trainer.examples_seen,
             metrics: metrics.map(metrics_json).unwrap_or(serde_json::Value::Null),
             vocabulary_size: M::CLASSES,
-            rng_state: serde_json::json!({"seed": config.seed, "batches_consumed": consumed}),
+            rng_state: serde_json::json!({"seed": config.seed, "batches_consumed": consumed, "ranks": ranks}),
             files: Vec::new(),
         };
         Ok(save_checkpoint(&checkpoints, &trainer.model, &trainer.adam, &meta, config.keep_checkpoints)?)
@@ -329,44 +388,85 @@ where
         if config.max_steps.is_some_and(|max| trainer.step >= max) {
             break;
         }
-        let Some(batch) = stream.next() else { break };
-        let batch = batch?;
-        let stats = trainer.train_step_lengths(&batch.frames, &batch.lengths, &batch.labels)?;
+        let next = stream.next().transpose()?;
+        if ranks > 1 {
+            // Every rank steps, or none: a rank whose data ended would leave the others
+            // waiting in the gradient all-reduce.
+            let mut ready = [next.is_some() as u8 as f64];
+            collective.all_reduce_sum_f64(&mut ready);
+            if ready[0] < ranks as f64 {
+                break;
+            }
+        }
+        let Some(batch) = next else { break };
+        let stats = trainer.train_step_across(&batch.frames, &batch.lengths, &batch.labels, collective)?;
         consumed += 1;
         summary.loss_history.push((stats.step, stats.loss));
-        events.scalars(stats.step, &[("loss", stats.loss), ("learning_rate", stats.learning_rate)])?;
+        if let Some(events) = &mut events {
+            events.scalars(stats.step, &[("loss", stats.loss), ("learning_rate", stats.learning_rate)])?;
+        }
         progress.step(&stats);
         if let (Some(every), Some(set)) = (config.eval_every, &validate_set) {
             if stats.step % every == 0 {
-                let m = evaluate(&trainer, set, config.top_k)?;
-                events.scalars(stats.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+                let m = evaluate_across(&trainer, set, config.top_k, collective)?;
+                if let Some(events) = &mut events {
+                    events.scalars(stats.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+                }
                 summary.gap_history.push((stats.step, m.gap));
                 progress.evaluated(stats.step, &m);
                 last_metrics = Some(m);
             }
         }
-        if config.checkpoint_every.is_some_and(|every| stats.step % every == 0) {
+        if root && config.checkpoint_every.is_some_and(|every| stats.step % every == 0) {
             summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
         }
     }
     progress.finish();
     if let Some(set) = &validate_set {
         if summary.gap_history.last().map(|g| g.0) != Some(trainer.step) {
-            let m = evaluate(&trainer, set, config.top_k)?;
-            events.scalars(trainer.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+            let m = evaluate_across(&trainer, set, config.top_k, collective)?;
+            if let Some(events) = &mut events {
+                events.scalars(trainer.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+            }
             summary.gap_history.push((trainer.step, m.gap));
             last_metrics = Some(m);
         }
     }
-    summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
-    let plot = config.output_dir.join("curves.png");
-    std::fs::write(&plot, training_curves_png(&summary.loss_history, &summary.gap_history))
-        .map_err(|source| RunError::Io { path: plot, source })?;
+    if root {
+        summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
+        let plot = config.output_dir.join("curves.png");
+        std::fs::write(&plot, training_curves_png(&summary.loss_history, &summary.gap_history))
+            .map_err(|source| RunError::Io { path: plot, source })?;
+    }
     summary.metrics = last_metrics;
     summary.steps = trainer.step;
     summary.examples_seen = trainer.examples_seen;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok((trainer, summary))
+}
+
+/// Makes every rank's model, Adam state and counters rank 0's (after rank 0 loaded a
+/// checkpoint when `resumed`).
+fn share_state<M, D>(collective: &dyn Collective, trainer: &mut Trainer<M, f32, D>, resumed: bool) -> Result<(), RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    let device = |e: D::Err| RunError::Train(TrainError::Device(format!("{e:?}")));
+    broadcast_tensors(collective, &mut trainer.model).map_err(device)?;
+    if resumed {
+        let has_moments = broadcast_u64(collective, trainer.adam.moments.is_some() as u64) == 1;
+        if has_moments {
+            // The other ranks' moments take their structure from the model, then rank 0's values.
+            let (m, v) = trainer.adam.moments.get_or_insert_with(|| (trainer.model.clone(), trainer.model.clone()));
+            broadcast_tensors(collective, m).map_err(device)?;
+            broadcast_tensors(collective, v).map_err(device)?;
+        }
+        trainer.adam.step = broadcast_u64(collective, trainer.adam.step);
+        trainer.step = broadcast_u64(collective, trainer.step);
+        trainer.examples_seen = broadcast_u64(collective, trainer.examples_seen);
+    }
+    Ok(())
 }
 
 /// The progress line: step, loss (smoothed), learning rate, videos/s.

@@ -4,6 +4,7 @@
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_f32;
+use crate::distributed::{all_reduce_gradients, Collective, DistributedError, SingleProcess};
 use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::VideoModel;
@@ -35,7 +36,7 @@ pub struct StepStats {
     pub loss: f64,
     /// Learning rate used.
     pub learning_rate: f64,
-    /// Videos in the batch.
+    /// Videos in the batch (over all ranks in a distributed step).
     pub batch: usize,
 }
 
@@ -50,6 +51,8 @@ pub enum TrainError {
     Device(String),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
 }
 
 /// A model being trained: parameters, Adam state, gradient buffers and counters.
@@ -185,14 +188,14 @@ where
     /// the multi-hot `batch x CLASSES` targets. Batch norm runs in training mode. Every
     /// frame counts as valid (see [`Self::train_step_lengths`]).
     pub fn train_step(&mut self, frames: &[f32], labels: &[f32]) -> Result<StepStats, TrainError> {
-        self.step_on(frames, None, labels, None)
+        self.step_on(frames, None, labels, None, &SingleProcess)
     }
 
     /// [`Self::train_step`] where only the first `lengths[b]` frames of video `b` are
     /// valid ([`VideoModel::try_forward_train_lengths`]; the batch's
     /// [`FrameBatch::lengths`](crate::data::FrameBatch::lengths)).
     pub fn train_step_lengths(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32]) -> Result<StepStats, TrainError> {
-        self.step_on(frames, Some(lengths), labels, None)
+        self.step_on(frames, Some(lengths), labels, None, &SingleProcess)
     }
 
     /// [`Self::train_step_lengths`] where only the classes with `mask = 1` (a
@@ -202,10 +205,36 @@ where
         if mask.len() != labels.len() {
             return Err(TrainError::Shape { what: "mask", expected: labels.len(), got: mask.len() });
         }
-        self.step_on(frames, Some(lengths), labels, Some(mask))
+        self.step_on(frames, Some(lengths), labels, Some(mask), &SingleProcess)
     }
 
-    fn step_on(&mut self, frames: &[f32], lengths: Option<&[usize]>, labels: &[f32], mask: Option<&[f32]>) -> Result<StepStats, TrainError> {
+    /// [`Self::train_step_lengths`] as one rank of a data-parallel job: every rank of
+    /// `collective` calls it with its own batch; the gradients are averaged over the
+    /// union of the ranks' batches (weighted by batch size, so ranks may hold different
+    /// numbers of videos) before clipping and Adam, so every rank makes the same update
+    /// as one process stepping on all the batches together would. The returned loss and
+    /// batch are those of the union; the schedule counts the union's videos.
+    ///
+    /// Batch norm normalises with each rank's own batch statistics (as the reference
+    /// code's towers do), so models with batch norm follow one process only approximately.
+    pub fn train_step_across(
+        &mut self,
+        frames: &[f32],
+        lengths: &[usize],
+        labels: &[f32],
+        collective: &dyn Collective,
+    ) -> Result<StepStats, TrainError> {
+        self.step_on(frames, Some(lengths), labels, None, collective)
+    }
+
+    fn step_on(
+        &mut self,
+        frames: &[f32],
+        lengths: Option<&[usize]>,
+        labels: &[f32],
+        mask: Option<&[f32]>,
+        collective: &dyn Collective,
+    ) -> Result<StepStats, TrainError> {
         let batch = labels.len() / M::CLASSES.max(1);
         if labels.len() != batch * M::CLASSES || batch == 0 {
             return Err(TrainError::Shape { what: "labels", expected: batch.max(1) * M::CLASSES, got: labels.len() });
@@ -256,6 +285,15 @@ where
             return Err(TrainError::NonFiniteLoss { step: next_step, loss: loss_value });
         }
         let mut grads = loss.try_backward().map_err(device_error)?;
+        let (loss_value, batch) = if collective.world_size() > 1 {
+            // [videos, videos x mean loss] summed over ranks: the union's size and loss.
+            let mut totals = [batch as f64, batch as f64 * loss_value];
+            collective.all_reduce_sum_f64(&mut totals);
+            all_reduce_gradients(collective, &self.model, &mut grads, batch as f64 / totals[0])?;
+            (totals[1] / totals[0], totals[0] as usize)
+        } else {
+            (loss_value, batch)
+        };
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
         let update = self.adam.update_and_zero_grads(&mut self.model, &mut grads, learning_rate).map_err(device_error)?;
         if update.gradients_zeroed {

@@ -1,0 +1,101 @@
+//! Whole models across ranks: rank 0's tensors copied to every rank, and gradients
+//! averaged over ranks in place.
+
+use dfdx::prelude::*;
+
+use super::{broadcast_values, Collective, DistributedError};
+use crate::kernels;
+
+/// Copies every tensor of `model` (parameters and batch-norm running statistics) from
+/// rank 0 to the other ranks, so that all ranks start from the same weights whatever
+/// their device seeds. Tensors are visited in the model's order, the same on every rank.
+pub fn broadcast_tensors<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    collective: &dyn Collective,
+    model: &mut M,
+) -> Result<(), D::Err> {
+    if collective.world_size() == 1 {
+        return Ok(());
+    }
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut Broadcast { collective } })?;
+    Ok(())
+}
+
+struct Broadcast<'c> {
+    collective: &'c dyn Collective,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Broadcast<'_> {
+    type Viewer = ViewTensorMut;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(&mut self, _opts: TensorOptions<S, E, D>, t: &mut Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        let mut values = t.as_vec();
+        broadcast_values(self.collective, &mut values);
+        t.copy_from(&values);
+        Ok(None)
+    }
+}
+
+/// Whether [`all_reduce_gradients`] can reduce gradients of dtype `E` on device `D`: the
+/// `Cpu` with `f32` or `f64` (the gradient buffers are reduced where they lie).
+pub fn gradients_reducible<E: Dtype, D: Device<E>>() -> bool {
+    kernels::is_cpu::<f32, E, D>() || kernels::is_cpu::<f64, E, D>()
+}
+
+/// Replaces the gradient of every trainable parameter of `model` in `grads` by the sum
+/// over ranks of `weight` times it. With `weight` = this rank's share of the global batch
+/// (`local / global`), and each rank's loss a mean over its own batch, the result is the
+/// gradient of the mean loss over the global batch: what one process computes on the
+/// union of the ranks' batches.
+pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    collective: &dyn Collective,
+    model: &M,
+    grads: &mut Gradients<E, D>,
+    weight: f64,
+) -> Result<(), DistributedError> {
+    if collective.world_size() == 1 && weight == 1.0 {
+        return Ok(());
+    }
+    if !gradients_reducible::<E, D>() {
+        let hint = if cfg!(feature = "nccl") { " or on a GPU through the nccl backend" } else { "" };
+        return Err(DistributedError::UnsupportedDevice { hint });
+    }
+    let mut reduce = Reduce { collective, grads, weight };
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce })
+        .map_err(|e| DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") })?;
+    Ok(())
+}
+
+struct Reduce<'a, E: Dtype, D: Device<E>> {
+    collective: &'a dyn Collective,
+    grads: &'a mut Gradients<E, D>,
+    weight: f64,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
+    type Viewer = ViewTensorRef;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        if kernels::is_cpu::<f32, E, D>() {
+            let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
+            if self.weight != 1.0 {
+                let w = self.weight as f32;
+                g.iter_mut().for_each(|v| *v *= w);
+            }
+            self.collective.all_reduce_sum_f32(g);
+        } else {
+            let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
+            if self.weight != 1.0 {
+                g.iter_mut().for_each(|v| *v *= self.weight);
+            }
+            self.collective.all_reduce_sum_f64(g);
+        }
+        Ok(None)
+    }
+}
