@@ -189,6 +189,15 @@ fn is_broken_pipe(error: &CliError) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
+/// Whether `error` is a training run stopped by a signal after writing its checkpoint.
+fn is_interrupted(error: &CliError) -> bool {
+    error
+        .source
+        .as_deref()
+        .and_then(|s| s.downcast_ref::<loupe::train::run::RunError>())
+        .is_some_and(|e| matches!(e, loupe::train::run::RunError::Interrupted { .. }))
+}
+
 /// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.
 ///
 /// Launched as several MPI ranks (`mpirun -np N loupe train ...`), `train`, `eval` and
@@ -225,6 +234,13 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_interrupted(&e) => {
+            // Every rank stopped after the same step (no abort needed); rank 0 says so.
+            if collective.is_root() {
+                eprintln!("{}", chain(&e));
+            }
+            ExitCode::from(loupe::train::interrupt::INTERRUPTED_EXIT_CODE as u8)
+        }
         Err(e) if ranks > 1 => {
             eprintln!("error: rank {} of {ranks}: {}", collective.rank(), chain(&e));
             // The other ranks may be waiting for this one in a collective call.

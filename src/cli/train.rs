@@ -306,7 +306,22 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     Ok(())
 }
 
+/// The first SIGINT or SIGTERM asks the run to stop after its current step
+/// ([`loupe::train::interrupt`]); a second one, the stop already asked, exits at once.
+fn stop_on_signals() -> Result<(), CliError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = loupe::train::interrupt::stop_flag();
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, loupe::train::interrupt::INTERRUPTED_EXIT_CODE, flag.clone())
+            .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
+            .map_err(|e| CliError::context("installing the SIGINT/SIGTERM handlers", e))?;
+    }
+    Ok(())
+}
+
 pub fn run(mut args: TrainArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
+    stop_on_signals()?;
     let device = args.device.build()?;
     let json = args.json;
     if args.segment_labels && collective.world_size() > 1 {

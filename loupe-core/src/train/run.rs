@@ -16,7 +16,7 @@ use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
 use crate::train::checkpoint::{load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
-use crate::train::{TrainConfig, TrainDirLock, TrainError, Trainer};
+use crate::train::{interrupt, TrainConfig, TrainDirLock, TrainError, Trainer};
 
 pub use crate::train::sharded::{evaluate_across, predict_across};
 
@@ -81,6 +81,8 @@ pub enum RunError {
     Lock(#[from] crate::train::LockError),
     #[error(transparent)]
     Distributed(#[from] DistributedError),
+    #[error("stopped after step {step} as asked (SIGINT or SIGTERM); checkpoint {} written: to continue, run the same command with --resume", .checkpoint.display())]
+    Interrupted { step: u64, checkpoint: PathBuf },
 }
 
 /// What a run did.
@@ -384,6 +386,7 @@ where
         Ok(save_checkpoint(&checkpoints, &trainer.model, &trainer.adam, &meta, config.keep_checkpoints)?)
     };
     let mut last_metrics = None;
+    let mut interrupted = false;
     loop {
         if config.max_steps.is_some_and(|max| trainer.step >= max) {
             break;
@@ -420,9 +423,13 @@ where
         if root && config.checkpoint_every.is_some_and(|every| stats.step % every == 0) {
             summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
         }
+        if stop_agreed(collective) {
+            interrupted = true;
+            break;
+        }
     }
     progress.finish();
-    if let Some(set) = &validate_set {
+    if let (false, Some(set)) = (interrupted, &validate_set) {
         if summary.gap_history.last().map(|g| g.0) != Some(trainer.step) {
             let m = evaluate_across(&trainer, set, config.top_k, collective)?;
             if let Some(events) = &mut events {
@@ -438,11 +445,25 @@ where
         std::fs::write(&plot, training_curves_png(&summary.loss_history, &summary.gap_history))
             .map_err(|source| RunError::Io { path: plot, source })?;
     }
+    if interrupted {
+        let checkpoint = summary.checkpoint.clone().unwrap_or_else(|| checkpoints.clone());
+        return Err(RunError::Interrupted { step: trainer.step, checkpoint });
+    }
     summary.metrics = last_metrics;
     summary.steps = trainer.step;
     summary.examples_seen = trainer.examples_seen;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok((trainer, summary))
+}
+
+/// Whether a stop was asked for ([`interrupt::request_stop`]) on any rank; every rank
+/// calls it after each step, so all stop after the same one.
+fn stop_agreed(collective: &dyn Collective) -> bool {
+    let mut stop = [interrupt::stop_requested() as u8 as f64];
+    if collective.world_size() > 1 {
+        collective.all_reduce_sum_f64(&mut stop);
+    }
+    stop[0] > 0.0
 }
 
 /// Makes every rank's model, Adam state and counters rank 0's (after rank 0 loaded a
