@@ -228,3 +228,98 @@ fn frame_order_flag_reaches_the_run() {
     assert!(!out.status.success() && stderr.contains("`temporal` or `random`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&data.dir);
 }
+
+/// A training process killed (SIGKILL) at seeded random moments always leaves a last
+/// checkpoint that loads, verifies and resumes; the next run removes what the killed one
+/// left half-written.
+#[test]
+fn killed_training_leaves_a_checkpoint_that_resumes() {
+    let data = synth("kill");
+    let dir = data.dir.join("run");
+    let args = |steps: &str| -> Vec<String> {
+        [
+            "train", "--model", "small-gated-netvlad", "--train-data-pattern", &data.train, "--train-dir",
+            dir.to_str().unwrap(), "--batch-size", "16", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+            "--max-steps", steps, "--num-epochs", "100000", "--quiet", "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // A fixed sequence of delays (a linear congruential generator), 40 to 1,000 ms.
+    let mut state: u64 = 0x5eed;
+    let trials = 8;
+    let mut killed_with_checkpoint = 0;
+    for trial in 0..trials {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = 40 + (state >> 33) % 960;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loupe"))
+            .args(args("100000").iter().chain(["--resume".to_string()].iter()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let checkpoints = dir.join("checkpoints");
+        if !checkpoints.join("latest").exists() {
+            continue;
+        }
+        killed_with_checkpoint += 1;
+        let eval = loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]);
+        assert!(eval.status.success(), "trial {trial} ({delay} ms): {}", String::from_utf8_lossy(&eval.stderr));
+    }
+    assert!(killed_with_checkpoint >= trials / 2, "only {killed_with_checkpoint} of {trials} kills came after a checkpoint");
+    // Resuming continues from the last checkpoint and leaves no stray files.
+    let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    let resumed = ok(loupe(&args(&(step + 2).to_string()).iter().map(String::as_str).chain(["--resume"]).collect::<Vec<_>>()));
+    assert_eq!(resumed["steps"], step + 2);
+    let names: Vec<String> =
+        std::fs::read_dir(dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    for name in names.iter().filter(|n| n.ends_with(".safetensors")) {
+        let stem = name.split('.').next().unwrap();
+        assert!(names.contains(&format!("{stem}.json")), "{name} without its sidecar: {names:?}");
+    }
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
+
+/// SIGINT finishes the current step, writes a checkpoint of it and exits with 130 and a
+/// message saying how to resume; resuming then continues from that step.
+#[test]
+fn interrupted_training_checkpoints_and_resumes() {
+    let data = synth("sigint");
+    let dir = data.dir.join("run");
+    let base = [
+        "train", "--model", "small-gated-netvlad", "--train-data-pattern", &data.train, "--train-dir",
+        dir.to_str().unwrap(), "--batch-size", "16", "--quiet", "--json",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args(base.iter().chain(&["--max-steps", "1000000", "--num-epochs", "100000"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it trains (its events file exists), then interrupt it.
+    let events = dir.join("events");
+    let started = std::time::Instant::now();
+    while !events.exists() || std::fs::read_dir(&events).unwrap().count() == 0 {
+        assert!(started.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume") && !stderr.contains("panicked"), "{stderr}");
+    let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step >= 1 && stderr.contains(&format!("step {step}")), "{stderr}");
+    let resumed = ok(loupe(&base.iter().copied().chain(["--max-steps", &(step + 1).to_string(), "--resume"]).collect::<Vec<_>>()));
+    assert_eq!(resumed["steps"], step + 1);
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
