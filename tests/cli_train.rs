@@ -104,7 +104,10 @@ fn bad_settings_are_clear_errors() {
         (vec!["--model", "no-such-model"], "unknown model `no-such-model`"),
         (vec!["--model", "small-average", "--config", config.to_str().unwrap()], "unknown field `learning_rate`"),
         (vec!["--model", "small-average", "--learning-rate-decay", "1.5"], "--learning-rate-decay must be at most 1"),
-        (vec!["--model", "quickstart-average"], "expects 1152 values per frame"),
+        (
+            vec!["--model", "quickstart-average"],
+            "train0000.tfrecord: record 0 has the streams rgb 16 + audio 8 (24 values per frame), but model quickstart-average expects 1152 values per frame",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["train", "--train-data-pattern", &data.train, "--train-dir", dir.to_str().unwrap(), "--quiet"];

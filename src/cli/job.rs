@@ -96,6 +96,16 @@ pub struct LayoutArgs {
 }
 
 impl LayoutArgs {
+    /// The file whose first record gives the streams: the first of `files`, unless the
+    /// flags name the streams.
+    pub fn detected_from<'f>(&self, files: &'f [PathBuf]) -> Option<&'f PathBuf> {
+        if self.feature_names.is_empty() && self.feature_sizes.is_empty() {
+            files.first()
+        } else {
+            None
+        }
+    }
+
     /// The decoder for `files`: format and streams from the flags or the first file.
     pub fn decoder(&self, files: &[PathBuf]) -> Result<VideoDecoder, CliError> {
         let first = files.first().ok_or_else(|| CliError::message("no data files"))?;

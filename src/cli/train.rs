@@ -142,6 +142,8 @@ pub struct TrainPlan {
     pub model: String,
     pub config: RunConfig,
     pub regularization_penalty: Option<f64>,
+    /// The file the streams were detected from (none when the flags name them).
+    pub layout_source: Option<PathBuf>,
 }
 
 fn positive(name: &str, v: f64) -> Result<f64, CliError> {
@@ -179,6 +181,7 @@ impl TrainArgs {
         let train_files = files("--train-data-pattern", &train_patterns)?;
         let validate_files = if eval_patterns.is_empty() { Vec::new() } else { files("--eval-data-pattern", &eval_patterns)? };
         let decoder = self.layout.decoder(&train_files)?;
+        let layout_source = self.layout.detected_from(&train_files).cloned();
 
         let batch_size = at_least_one("batch-size", self.batch_size.or(file.batch_size).unwrap_or(80))?;
         let schedule = LearningRateSchedule {
@@ -250,7 +253,7 @@ impl TrainArgs {
             optim: TrainConfig { schedule, adam: AdamConfig { clipping, ..AdamConfig::default() }, classifier_l2: 0.0 },
             description,
         };
-        Ok(TrainPlan { model, config, regularization_penalty })
+        Ok(TrainPlan { model, config, regularization_penalty, layout_source })
     }
 }
 
@@ -269,6 +272,20 @@ impl Job for TrainJob<'_> {
     {
         self.plan.config.optim.classifier_l2 =
             self.plan.regularization_penalty.unwrap_or(M::describe().classifier_l2);
+        let decoder = &self.plan.config.decoder;
+        if let (Some(source), true) = (&self.plan.layout_source, decoder.feature_dim() != M::FEATURES) {
+            // The library's check would only say the sizes differ; name the file they come from.
+            let streams: Vec<String> = decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect();
+            return Err(loupe::train::run::RunError::Config(format!(
+                "{}: record 0 has the streams {} ({} values per {unit}), but model {} expects {} values per {unit}: a stream is missing or of another size in this file (name the streams with --feature-names and --feature-sizes if they are called differently)",
+                source.display(),
+                streams.join(" + "),
+                decoder.feature_dim(),
+                M::describe().name,
+                M::FEATURES,
+                unit = if decoder.format() == loupe::data::DataFormat::FrameLevel { "frame" } else { "video" },
+            )));
+        }
         train_across::<M, D>(device, &self.plan.config, self.collective).map(|(_, summary)| summary)
     }
 }
