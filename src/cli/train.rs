@@ -281,7 +281,7 @@ impl Job for TrainJob<'_> {
                 source.display(),
                 streams.join(" + "),
                 decoder.feature_dim(),
-                M::describe().name,
+                self.plan.model,
                 M::FEATURES,
                 unit = if decoder.format() == loupe::data::DataFormat::FrameLevel { "frame" } else { "video" },
             )));
