@@ -392,14 +392,14 @@ where
             break;
         }
         let next = stream.next().transpose()?;
-        if ranks > 1 {
-            // Every rank steps, or none: a rank whose data ended would leave the others
-            // waiting in the gradient all-reduce.
-            let mut ready = [next.is_some() as u8 as f64];
-            collective.all_reduce_sum_f64(&mut ready);
-            if ready[0] < ranks as f64 {
-                break;
-            }
+        let (all_have_batches, stop) = agree_on_next_step(collective, next.is_some());
+        if stop {
+            // The batch just read is not consumed: a resumed run reads it again.
+            interrupted = true;
+            break;
+        }
+        if !all_have_batches {
+            break;
         }
         let Some(batch) = next else { break };
         let stats = trainer.train_step_across(&batch.frames, &batch.lengths, &batch.labels, collective)?;
@@ -422,10 +422,6 @@ where
         }
         if root && config.checkpoint_every.is_some_and(|every| stats.step % every == 0) {
             summary.checkpoint = Some(save(&trainer, consumed, last_metrics.as_ref())?);
-        }
-        if stop_agreed(collective) {
-            interrupted = true;
-            break;
         }
     }
     progress.finish();
@@ -456,14 +452,16 @@ where
     Ok((trainer, summary))
 }
 
-/// Whether a stop was asked for ([`interrupt::request_stop`]) on any rank; every rank
-/// calls it after each step, so all stop after the same one.
-fn stop_agreed(collective: &dyn Collective) -> bool {
-    let mut stop = [interrupt::stop_requested() as u8 as f64];
+/// What every rank must agree on before a step, in one all-reduce: whether every rank
+/// has a batch (a rank whose data ended would leave the others waiting in the gradient
+/// all-reduce, so all step or none), and whether a stop was asked for
+/// ([`interrupt::request_stop`]) on any rank (so all stop after the same step).
+fn agree_on_next_step(collective: &dyn Collective, has_batch: bool) -> (bool, bool) {
+    let mut flags = [has_batch as u8 as f64, interrupt::stop_requested() as u8 as f64];
     if collective.world_size() > 1 {
-        collective.all_reduce_sum_f64(&mut stop);
+        collective.all_reduce_sum_f64(&mut flags);
     }
-    stop[0] > 0.0
+    (flags[0] >= collective.world_size() as f64, flags[1] > 0.0)
 }
 
 /// Makes every rank's model, Adam state and counters rank 0's (after rank 0 loaded a
