@@ -104,6 +104,13 @@ const CASES: u32 = 192;
 /// Fewer cases for decoders that go through a file.
 const FILE_CASES: u32 = 64;
 
+/// `cases` per property, or `LOUPE_DECODER_CASES` times as many for a longer hunt
+/// (e.g. `LOUPE_DECODER_CASES=100`).
+fn budget(cases: u32) -> Config {
+    let factor = std::env::var("LOUPE_DECODER_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+    Config { cases: cases.saturating_mul(factor.max(1)), ..Config::default() }
+}
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
@@ -258,7 +265,7 @@ fn decode_payload(payload: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: CASES, ..Config::default() })]
+    #![proptest_config(budget(CASES))]
 
     #[test]
     fn tfrecord_files_of_frames(bytes in bytes_like(read("tf-written/frame/video_id_2017.tfrecord"))) {
@@ -309,7 +316,7 @@ batch_size = 8\nbase_learning_rate = 0.01\nnum_epochs = 2\nframe_order = \"rando
 const SUBMISSION: &str = "VideoId,LabelConfidencePairs\nabcd,3 0.9 7 0.25 1 0.000001\nefgh,0 1\nijkl,\n";
 
 proptest! {
-    #![proptest_config(Config { cases: FILE_CASES, ..Config::default() })]
+    #![proptest_config(budget(FILE_CASES))]
 
     #[test]
     fn submission_csv(text in text_like(SUBMISSION)) {
@@ -382,7 +389,7 @@ fn load_tiny(dir: &Path) {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: FILE_CASES, ..Config::default() })]
+    #![proptest_config(budget(FILE_CASES))]
 
     /// A sidecar of arbitrary or mutated bytes next to intact tensor files.
     #[test]
