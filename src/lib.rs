@@ -10,6 +10,7 @@ extern crate self as loupe;
 
 pub use loupe_core::*;
 
+pub mod config;
 pub mod zoo;
 
 /// Declares a video classification network: a builder type plus a built dfdx model.

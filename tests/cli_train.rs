@@ -326,3 +326,181 @@ fn interrupted_training_checkpoints_and_resumes() {
     assert_eq!(resumed["steps"], step + 1);
     let _ = std::fs::remove_dir_all(&data.dir);
 }
+
+/// A hand-made frame-level record: `id`, `labels`, and `frames` frames of each
+/// `(stream, bytes per frame)`.
+fn frame_record(id: &str, labels: &[i64], streams: &[(&str, usize)], frames: usize) -> Vec<u8> {
+    use loupe::data::proto::{Feature, Message, SequenceExample};
+    let mut example = SequenceExample::default();
+    let context = example.context.get_or_insert_with(Default::default);
+    context.feature.insert("id".into(), Feature::bytes(vec![id.as_bytes().to_vec()]));
+    context.feature.insert("labels".into(), Feature::int64s(labels.to_vec()));
+    let lists = example.feature_lists.get_or_insert_with(Default::default);
+    for &(name, size) in streams {
+        let list = lists.feature_list.entry(name.into()).or_default();
+        list.feature = (0..frames).map(|t| Feature::bytes(vec![vec![(t * 7 % 251) as u8; size]])).collect();
+    }
+    example.encode_to_vec()
+}
+
+/// A hand-made video-level record with `mean_rgb` and `mean_audio` as given.
+fn video_record(id: &str, labels: &[i64], mean_rgb: Vec<f32>, mean_audio: Vec<f32>) -> Vec<u8> {
+    use loupe::data::proto::{Example, Feature, Message};
+    let mut example = Example::default();
+    let features = example.features.get_or_insert_with(Default::default);
+    features.feature.insert("id".into(), Feature::bytes(vec![id.as_bytes().to_vec()]));
+    features.feature.insert("labels".into(), Feature::int64s(labels.to_vec()));
+    features.feature.insert("mean_rgb".into(), Feature::floats(mean_rgb));
+    features.feature.insert("mean_audio".into(), Feature::floats(mean_audio));
+    example.encode_to_vec()
+}
+
+/// The TFRecord bytes of `payloads`, and the offset of each record (8 + 4 bytes of
+/// header, the payload, 4 bytes of footer each).
+fn tfrecord_bytes(payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+    let mut writer = loupe::data::RecordWriter::new(Vec::new());
+    for p in payloads {
+        writer.write_record(p).unwrap();
+    }
+    let offsets = payloads.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + 16 + p.len()))).collect();
+    (writer.finish().unwrap(), offsets)
+}
+
+/// Runs `loupe train` on `patterns` for one epoch and returns its stderr, asserting it
+/// failed with exit code 1 and no panic.
+fn train_fails(model: &str, patterns: &[&str], dir: &Path) -> String {
+    let mut args = vec!["train", "--model", model, "--train-dir", dir.to_str().unwrap(), "--num-epochs", "1", "--quiet"];
+    args.push("--train-data-pattern");
+    args.extend_from_slice(patterns);
+    let out = loupe(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{patterns:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// Issue 18: a bad record in a file after a good one (the streams detected from the good
+/// file) stops training with a message naming the bad file, the record and the video id,
+/// for every kind of problem; non-finite video-level features are caught when decoded.
+#[test]
+fn every_bad_record_is_named_by_file_record_and_video() {
+    let data = synth("named");
+    let good = |i: usize| frame_record(&format!("ok-{i}"), &[1], &[("rgb", 16), ("audio", 8)], 4);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no-audio", frame_record("no-audio", &[2], &[("rgb", 16)], 4), "missing feature `audio`"),
+        ("short-rgb", frame_record("short-rgb", &[2], &[("rgb", 15), ("audio", 8)], 4), "feature `rgb` frame 0 has 15 bytes, expected 16"),
+        ("label-10", frame_record("label-10", &[3, 10], &[("rgb", 16), ("audio", 8)], 4), "label 10 is out of range: expected 0..=9 for 10 classes"),
+        (
+            "extra-depth",
+            frame_record("extra-depth", &[2], &[("rgb", 16), ("audio", 8), ("depth", 4)], 4),
+            "unexpected feature stream `depth`: expected only `rgb`, `audio`",
+        ),
+    ];
+    for (id, record, problem) in cases {
+        let bad = data.dir.join(format!("zz-{id}.tfrecord"));
+        std::fs::write(&bad, tfrecord_bytes(&[good(0), record, good(2)]).0).unwrap();
+        let stderr = train_fails("small-average", &[&data.validate, bad.to_str().unwrap()], &data.dir.join(id));
+        let expected = format!("{}: record 1 (video \"{id}\"): {problem}", bad.display());
+        assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
+    }
+
+    // Video-level: a NaN in mean_rgb, and a mean_rgb of 1000 values, in a later file.
+    let video = data.dir.join("video");
+    ok(loupe(&[
+        "synth", "--out", video.to_str().unwrap(), "--seed", "4", "--classes", "10", "--train-videos", "20",
+        "--validate-videos", "5", "--shards", "1", "--min-frames", "2", "--max-frames", "3",
+    ]));
+    let good_video = video.join("video/train0000.tfrecord");
+    let mut nan = vec![0.25f32; 1024];
+    nan[5] = f32::NAN;
+    let cases = [
+        ("nan-rgb", video_record("nan-rgb", &[1], nan, vec![0.0; 128]), "feature `mean_rgb` value 5 is NaN, expected a finite number"),
+        ("rgb-1000", video_record("rgb-1000", &[1], vec![0.5; 1000], vec![0.0; 128]), "feature `mean_rgb` has 1000 values, expected 1024"),
+    ];
+    for (id, record, problem) in cases {
+        let bad = data.dir.join(format!("zz-{id}.tfrecord"));
+        let fine = video_record("fine", &[1], vec![0.5; 1024], vec![0.0; 128]);
+        std::fs::write(&bad, tfrecord_bytes(&[fine, record]).0).unwrap();
+        let stderr = train_fails("video-moe", &[good_video.to_str().unwrap(), bad.to_str().unwrap()], &data.dir.join(id));
+        let expected = format!("{}: record 1 (video \"{id}\"): {problem}", bad.display());
+        assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
+        assert!(!stderr.contains("loss is NaN"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
+
+/// Issue 18: `--skip-corrupt` skips every kind of bad record (not only framing errors),
+/// uses the good ones, and the summaries of train, eval, predict and inspect count what
+/// was skipped per reason, each bad record once however many epochs read it.
+#[test]
+fn skip_corrupt_uses_the_good_records_and_counts_the_bad_per_reason() {
+    let data = synth("skip");
+    let streams = [("rgb", 16), ("audio", 8)];
+    let payloads = vec![
+        frame_record("good-0", &[1], &streams, 5),
+        frame_record("no-audio", &[2], &[("rgb", 16)], 5),
+        frame_record("short-rgb", &[2], &[("rgb", 15), ("audio", 8)], 5),
+        frame_record("label-10", &[10], &streams, 5),
+        frame_record("extra-depth", &[2], &[("rgb", 16), ("audio", 8), ("depth", 4)], 5),
+        frame_record("good-5", &[3], &streams, 5),
+        frame_record("crc-flipped", &[3], &streams, 5),
+        frame_record("good-7", &[4], &streams, 5),
+        frame_record("truncated", &[4], &streams, 5),
+    ];
+    let (mut bytes, offsets) = tfrecord_bytes(&payloads);
+    bytes[offsets[6] + 12 + 3] ^= 0x10; // a payload byte of record 6: its CRC no longer matches
+    bytes.truncate(offsets[8] + 30); // record 8 ends inside its payload: the file is abandoned there
+    let mixed = data.dir.join("mixed.tfrecord");
+    std::fs::write(&mixed, &bytes).unwrap();
+    let expected = serde_json::json!({
+        "missing_stream": 1, "wrong_size": 1, "label_out_of_range": 1, "extra_stream": 1, "crc": 1, "truncated": 1,
+    });
+    let check = |skipped: &serde_json::Value, what: &str| {
+        assert_eq!(skipped["reasons"], expected, "{what}: {skipped}");
+        assert_eq!(skipped["skipped_records"], 5, "{what}: {skipped}");
+        assert_eq!(skipped["abandoned_files"], 1, "{what}: {skipped}");
+    };
+
+    // Training on the 200 validation videos plus the mixed file for 2 epochs: the 3 good
+    // records are used (2 x 203 videos seen), the 6 bad ones counted once.
+    let run = data.dir.join("run");
+    let trained = train(
+        &Data { dir: data.dir.clone(), train: data.validate.clone(), validate: data.validate.clone() },
+        "small-average",
+        &run,
+        &["--num-epochs", "2", "--skip-corrupt", "--train-data-pattern", &data.validate, mixed.to_str().unwrap()],
+    );
+    assert_eq!(trained["examples_seen"], 2 * 203, "{trained}");
+    check(&trained["skipped"]["training"], "train");
+    assert_eq!(trained["skipped"]["validation"]["skipped_records"], 0, "{trained}");
+    // Without --skip-corrupt the same data stops at the first bad record.
+    let stderr = train_fails("small-average", &[&data.validate, mixed.to_str().unwrap()], &data.dir.join("strict"));
+    assert!(stderr.contains(&format!("{}: record 1 (video \"no-audio\")", mixed.display())), "{stderr}");
+
+    let checkpoints = run.join("checkpoints");
+    let both = [data.validate.as_str(), mixed.to_str().unwrap()];
+    let mut args = vec!["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--json", "--skip-corrupt", "--eval-data-pattern"];
+    args.extend_from_slice(&both);
+    let eval = ok(loupe(&args));
+    assert_eq!(eval["videos"], 203, "{eval}");
+    check(&eval["skipped"], "eval");
+
+    let csv = data.dir.join("predictions.csv");
+    let mut args = vec!["predict", "--checkpoint", checkpoints.to_str().unwrap(), "--output-file", csv.to_str().unwrap()];
+    args.extend_from_slice(&["--skip-corrupt", "--input-data-pattern"]);
+    args.extend_from_slice(&both);
+    let out = loupe(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 203);
+    assert!(rows.contains("\ngood-5,") && !rows.contains("no-audio"), "{rows}");
+    assert!(stderr.contains("input data: skipped 5 records, abandoned 1 file (crc 1, extra_stream 1, label_out_of_range 1"), "{stderr}");
+
+    let out = loupe(&["inspect", mixed.to_str().unwrap(), "--skip-corrupt", "--num-classes", "10", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["videos"], 3, "{stats}");
+    check(&stats["skipped"], "inspect");
+    let _ = std::fs::remove_dir_all(&data.dir);
+}

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::data::{VideoDecoder, Vocabulary};
+use loupe::data::{SkipReport, VideoDecoder, Vocabulary};
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
@@ -14,7 +14,7 @@ use loupe::train::TrainConfig;
 
 use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
-use super::{print_metrics, CliError, Output};
+use super::{print_metrics, report_skipped, CliError, Output};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -89,7 +89,7 @@ struct EvalJob<'c> {
 }
 
 impl Job for EvalJob<'_> {
-    type Output = Result<MetricsSummary, RunError>;
+    type Output = Result<(MetricsSummary, SkipReport), RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
         D: JobDevice,
@@ -97,7 +97,8 @@ impl Job for EvalJob<'_> {
     {
         let (trainer, meta) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
         let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
-        evaluate_across(&trainer, &dataset, self.top_k, self.collective)
+        let metrics = evaluate_across(&trainer, &dataset, self.top_k, self.collective)?;
+        Ok((metrics, dataset.skip_report()))
     }
 }
 
@@ -108,7 +109,7 @@ struct PredictJob<'c, W> {
 }
 
 impl<W: Write> Job for PredictJob<'_, W> {
-    type Output = Result<usize, RunError>;
+    type Output = Result<(usize, SkipReport), RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
         D: JobDevice,
@@ -122,7 +123,8 @@ impl<W: Write> Job for PredictJob<'_, W> {
             vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
         };
         let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
-        predict_across(&trainer, &dataset, e.top_k, self.out, names, e.collective)
+        let written = predict_across(&trainer, &dataset, e.top_k, self.out, names, e.collective)?;
+        Ok((written, dataset.skip_report()))
     }
 }
 
@@ -151,8 +153,14 @@ fn job<'c>(
 pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     let (model, device, job) =
         job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
-    let summary = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
-    print_metrics(out, &summary, args.json)
+    let (summary, skipped) = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
+    report_skipped("evaluation data", &skipped);
+    if args.json {
+        let mut value = serde_json::to_value(summary).map_err(|e| CliError::context("serialising metrics", e))?;
+        value["skipped"] = serde_json::to_value(&skipped).map_err(|e| CliError::context("serialising metrics", e))?;
+        return out.line(value);
+    }
+    print_metrics(out, &summary, false)
 }
 
 pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
@@ -172,7 +180,7 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
     let (model, device, eval) =
         job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
-    let written = match &args.output_file {
+    let (_, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
         Some(_) if !collective.is_root() => on_model(&model, device, PredictJob { eval, out: std::io::sink(), vocabulary })?
             .map_err(|e| CliError::context(format!("predicting with {model}"), e))?,
@@ -180,22 +188,22 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
             let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            let n = on_model(&model, device, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
+            let (n, skipped) = on_model(&model, device, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
                 .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("wrote {n} videos to {}", path.display());
-            n
+            (n, skipped)
         }
         None => {
             let mut buffer = Vec::new();
-            let n = on_model(&model, device, PredictJob { eval, out: &mut buffer, vocabulary })?
+            let result = on_model(&model, device, PredictJob { eval, out: &mut buffer, vocabulary })?
                 .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;
             }
-            n
+            result
         }
     };
-    let _ = written;
+    report_skipped("input data", &skipped);
     Ok(())
 }

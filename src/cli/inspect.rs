@@ -57,7 +57,8 @@ pub fn run(args: InspectArgs, out: &mut Output) -> Result<(), CliError> {
         detected
     };
     let spec = if format == detected { spec } else { FeatureSpec::youtube8m(format) };
-    let mut decoder = VideoDecoder::new(format, spec.clone()).with_max_frames(args.max_frames);
+    let mut decoder =
+        VideoDecoder::new(format, spec.clone()).with_max_frames(args.max_frames).with_exact_streams(format == detected);
     if let Some(n) = args.num_classes {
         decoder = decoder.with_num_classes(n);
     }
@@ -69,11 +70,7 @@ pub fn run(args: InspectArgs, out: &mut Output) -> Result<(), CliError> {
         let mut reader = match VideoReader::open(path, &decoder) {
             Ok(r) => r.skip_corrupt(args.skip_corrupt),
             Err(e) if args.skip_corrupt => {
-                skipped.merge(&SkipReport {
-                    skipped_records: 0,
-                    abandoned_files: 1,
-                    messages: vec![e.to_string()],
-                });
+                skipped.add(&e);
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -136,10 +133,7 @@ fn print_text(stats: &DatasetStats, spec: &FeatureSpec, vocabulary: Option<&Voca
         ))?;
     }
     if !stats.skipped.is_empty() {
-        out.line(format_args!(
-            "skipped: {} corrupt records, {} files abandoned",
-            stats.skipped.skipped_records, stats.skipped.abandoned_files
-        ))?;
+        out.line(format_args!("{}", stats.skipped.summary()))?;
     }
     Ok(())
 }

@@ -110,7 +110,8 @@ impl LayoutArgs {
     pub fn decoder(&self, files: &[PathBuf]) -> Result<VideoDecoder, CliError> {
         let first = files.first().ok_or_else(|| CliError::message("no data files"))?;
         let (format, detected) = detect_file_layout(first)?;
-        let spec = if self.feature_names.is_empty() && self.feature_sizes.is_empty() {
+        let detect = self.feature_names.is_empty() && self.feature_sizes.is_empty();
+        let spec = if detect {
             detected
         } else {
             if self.feature_names.len() != self.feature_sizes.len() {
@@ -122,7 +123,9 @@ impl LayoutArgs {
             }
             FeatureSpec::new(self.feature_names.iter().cloned().zip(self.feature_sizes.iter().copied()))?
         };
-        let decoder = VideoDecoder::new(format, spec);
+        // Streams taken from the first file: a later file with more streams is laid out
+        // differently and is named, not silently read as a subset.
+        let decoder = VideoDecoder::new(format, spec).with_exact_streams(detect);
         Ok(if format == DataFormat::FrameLevel { decoder.with_max_frames(self.max_frames) } else { decoder })
     }
 }

@@ -141,6 +141,19 @@ pub fn print_metrics(out: &mut Output, m: &loupe::metrics::MetricsSummary, json:
     }
 }
 
+/// Prints what `--skip-corrupt` skipped to stderr: one line per kept message, then
+/// `<what>: skipped N records, abandoned M files (reason count, ...)`. Nothing when
+/// nothing was skipped.
+pub fn report_skipped(what: &str, skipped: &loupe::data::SkipReport) {
+    if skipped.is_empty() {
+        return;
+    }
+    for message in &skipped.messages {
+        eprintln!("skipped: {message}");
+    }
+    eprintln!("{what}: {}", skipped.summary());
+}
+
 /// `error` and its causes joined by `: `.
 fn chain(error: &dyn Error) -> String {
     let mut text = error.to_string();

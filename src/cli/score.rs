@@ -51,7 +51,7 @@ pub fn run(args: ScoreArgs, out: &mut Output) -> Result<(), CliError> {
     let files = expand_patterns(&args.truth)?;
     let (truth, skipped) = read_labels(&files, args.skip_corrupt)?;
     if !skipped.is_empty() {
-        eprintln!("warning: skipped {} corrupt records and {} files in the ground truth", skipped.skipped_records, skipped.abandoned_files);
+        eprintln!("warning: in the ground truth, {}", skipped.summary());
     }
     let rows = read_submission(&args.submission, args.classes.unwrap_or(u32::MAX as usize)).map_err(|e| {
         let segments = matches!(&e, SubmissionError::Header { found, .. } if found == SEGMENT_SUBMISSION_HEADER);
@@ -75,7 +75,7 @@ fn run_segments(args: ScoreArgs, out: &mut Output) -> Result<(), CliError> {
     let files = expand_patterns(&args.truth)?;
     let (ratings, skipped) = read_segment_ratings(&files, args.skip_corrupt)?;
     if !skipped.is_empty() {
-        eprintln!("warning: skipped {} corrupt records and {} files in the ground truth", skipped.skipped_records, skipped.abandoned_files);
+        eprintln!("warning: in the ground truth, {}", skipped.summary());
     }
     let mut truth = SegmentTruth::new();
     for video in &ratings {

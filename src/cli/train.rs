@@ -13,11 +13,11 @@ use loupe::distributed::Collective;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{train_across, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
-use serde::Deserialize;
+use loupe::config::TrainFile;
 
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
 use super::segments::run_segment_tuning;
-use super::{print_metrics, CliError, Output};
+use super::{print_metrics, report_skipped, CliError, Output};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -111,32 +111,6 @@ pub struct TrainArgs {
     device: DeviceArgs,
 }
 
-/// The `--config` file: every key optional, unknown keys rejected.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrainFile {
-    model: Option<String>,
-    train_data_pattern: Option<Vec<String>>,
-    eval_data_pattern: Option<Vec<String>>,
-    train_dir: Option<PathBuf>,
-    batch_size: Option<usize>,
-    base_learning_rate: Option<f64>,
-    learning_rate_decay: Option<f64>,
-    learning_rate_decay_examples: Option<u64>,
-    num_epochs: Option<usize>,
-    max_steps: Option<u64>,
-    eval_every: Option<u64>,
-    checkpoint_every: Option<u64>,
-    keep_checkpoints: Option<usize>,
-    clip_gradient_norm: Option<f64>,
-    clip_global_norm: Option<f64>,
-    regularization_penalty: Option<f64>,
-    frame_order: Option<FrameOrder>,
-    seed: Option<u64>,
-    shuffle_buffer: Option<usize>,
-    top_k: Option<usize>,
-}
-
 /// A training setup with every value resolved and validated.
 pub struct TrainPlan {
     pub model: String,
@@ -164,10 +138,10 @@ fn at_least_one<T: PartialOrd + From<u8> + std::fmt::Display>(name: &str, v: T) 
 
 impl TrainArgs {
     pub fn plan(self) -> Result<TrainPlan, CliError> {
-        let file: TrainFile = match &self.config {
+        let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
-                toml::from_str(&text).map_err(|e| CliError::context(format!("{}", path.display()), e))?
+                TrainFile::parse(&text).map_err(|e| CliError::context(format!("{}", path.display()), e))?
             }
             None => TrainFile::default(),
         };
@@ -291,6 +265,8 @@ impl Job for TrainJob<'_> {
 }
 
 pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) -> Result<(), CliError> {
+    report_skipped("training data", &s.skipped_training);
+    report_skipped("validation data", &s.skipped_validation);
     if json {
         let metrics = s.metrics.map(|m| serde_json::to_value(m).unwrap_or_default());
         return out.line(serde_json::json!({
@@ -302,6 +278,7 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
             "metrics": metrics,
             "checkpoint": s.checkpoint,
             "peak_memory_bytes": loupe::bench::peak_memory_bytes(),
+            "skipped": {"training": s.skipped_training, "validation": s.skipped_validation},
         }));
     }
     out.line(format!(
@@ -319,6 +296,11 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     }
     if let Some(peak) = loupe::bench::peak_memory_bytes() {
         out.line(format!("peak memory (VmHWM): {:.2} GiB", peak as f64 / (1u64 << 30) as f64))?;
+    }
+    for (what, skipped) in [("training data", &s.skipped_training), ("validation data", &s.skipped_validation)] {
+        if !skipped.is_empty() {
+            out.line(format!("{what}: {}", skipped.summary()))?;
+        }
     }
     Ok(())
 }

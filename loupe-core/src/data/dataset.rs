@@ -2,6 +2,7 @@
 //! sampling, and batches assembled on a background thread.
 
 use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,6 +73,24 @@ pub struct Dataset {
     epochs: Option<usize>,
     prefetch: usize,
     skip_corrupt: bool,
+    skipped: Arc<Mutex<SkipLog>>,
+}
+
+/// What the streams of a dataset (and of its clones) skipped, each problem counted once
+/// however many epochs or evaluations meet it again.
+#[derive(Debug, Default)]
+struct SkipLog {
+    report: SkipReport,
+    /// The messages counted: each names its file and record.
+    seen: HashSet<String>,
+}
+
+impl SkipLog {
+    fn add(&mut self, error: &DataError) {
+        if self.seen.insert(error.to_string()) {
+            self.report.add(error);
+        }
+    }
 }
 
 impl Dataset {
@@ -90,6 +109,7 @@ impl Dataset {
             epochs: Some(1),
             prefetch: 3,
             skip_corrupt: false,
+            skipped: Arc::default(),
         }
     }
 
@@ -157,6 +177,13 @@ impl Dataset {
     pub fn with_files(mut self, files: Vec<PathBuf>) -> Self {
         self.files = files;
         self
+    }
+
+    /// What `skip_corrupt` skipped in all the batch streams of this dataset and of its
+    /// clones so far, each bad record (or abandoned file) counted once: a second epoch or
+    /// evaluation over the same files does not count it again.
+    pub fn skip_report(&self) -> SkipReport {
+        self.skipped.lock().unwrap_or_else(PoisonError::into_inner).report.clone()
     }
 
     /// The shard files.
@@ -346,9 +373,12 @@ impl<A: Assemble> Worker<A> {
         let mut delivered = 0;
         for path in &files {
             let mut reader = match VideoReader::open(path, &self.dataset.decoder) {
-                Ok(r) => r.skip_corrupt(self.dataset.skip_corrupt),
+                Ok(r) => {
+                    let (report, log) = (Arc::clone(&self.report), Arc::clone(&self.dataset.skipped));
+                    r.skip_corrupt(self.dataset.skip_corrupt).on_skip(move |e| note_skip(&report, &log, e))
+                }
                 Err(e) if self.dataset.skip_corrupt => {
-                    self.note_skips(|r| r.merge(&single_skip(&e)));
+                    self.note_skip(&e);
                     continue;
                 }
                 Err(e) => return self.fail(e),
@@ -369,10 +399,6 @@ impl<A: Assemble> Worker<A> {
                 };
                 self.deliver(out, sample_rng)?;
                 delivered += 1;
-            }
-            let skipped = reader.skip_report().clone();
-            if !skipped.is_empty() {
-                self.note_skips(|r| r.merge(&skipped));
             }
         }
         while !buffer.is_empty() {
@@ -406,15 +432,13 @@ impl<A: Assemble> Worker<A> {
         self.sender.send(item).map_err(|_| Stop)
     }
 
-    fn note_skips(&self, update: impl FnOnce(&mut SkipReport)) {
-        update(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
+    fn note_skip(&self, error: &DataError) {
+        note_skip(&self.report, &self.dataset.skipped, error);
     }
 }
 
-fn single_skip(error: &DataError) -> SkipReport {
-    SkipReport {
-        skipped_records: 0,
-        abandoned_files: 1,
-        messages: vec![error.to_string()],
-    }
+/// Counts a skipped problem in a stream's report and in its dataset's log.
+fn note_skip(report: &Mutex<SkipReport>, log: &Mutex<SkipLog>, error: &DataError) {
+    report.lock().unwrap_or_else(PoisonError::into_inner).add(error);
+    log.lock().unwrap_or_else(PoisonError::into_inner).add(error);
 }

@@ -108,6 +108,29 @@ pub enum DataError {
         found: &'static str,
     },
 
+    /// A record holds a feature stream the decoder was not told about, while it reads
+    /// the streams detected from the first file ([`crate::data::VideoDecoder::with_exact_streams`]):
+    /// this file's layout differs from that one's.
+    #[error("{path}: record {record}{video}: unexpected feature stream `{feature}`: expected only {expected}")]
+    ExtraFeature {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        expected: String,
+    },
+
+    /// A float feature holds NaN or an infinity.
+    #[error("{path}: record {record}{video}: feature `{feature}` value {index} is {value}, expected a finite number")]
+    NonFinite {
+        path: PathBuf,
+        record: u64,
+        video: VideoContext,
+        feature: String,
+        index: usize,
+        value: f32,
+    },
+
     /// A frame of a frame-level feature has a byte length other than the feature size.
     #[error("{path}: record {record}{video}: feature `{feature}` frame {frame} has {found} bytes, expected {expected}")]
     FrameSize {
@@ -278,12 +301,53 @@ impl DataError {
                 | DataError::WrongFeatureType { .. }
                 | DataError::FrameSize { .. }
                 | DataError::FeatureLength { .. }
+                | DataError::ExtraFeature { .. }
+                | DataError::NonFinite { .. }
                 | DataError::NoFrames { .. }
                 | DataError::LabelOutOfRange { .. }
                 | DataError::IdNotUtf8 { .. }
                 | DataError::SegmentListLengths { .. }
                 | DataError::InvalidSegment { .. }
         )
+    }
+}
+
+impl DataError {
+    /// A short name for the kind of problem, under which `skip_corrupt` counts skipped
+    /// records ([`crate::data::SkipReport::reasons`]): `crc`, `truncated`,
+    /// `not_tfrecord`, `too_large`, `io`, `not_protobuf`, `missing_stream`,
+    /// `extra_stream`, `wrong_type`, `wrong_size`, `non_finite`, `no_frames`,
+    /// `label_out_of_range`, `bad_id`, `bad_segment`, `empty_file`, `other`.
+    ///
+    /// ```
+    /// use loupe_core::data::DataError;
+    ///
+    /// let error = DataError::EmptyFile { path: "train0000.tfrecord".into() };
+    /// assert_eq!(error.skip_reason(), "empty_file");
+    /// ```
+    pub fn skip_reason(&self) -> &'static str {
+        match self {
+            DataError::CrcMismatch { .. } => "crc",
+            DataError::Truncated { .. } => "truncated",
+            DataError::NotTfRecord { .. } | DataError::UnknownFormat { .. } => "not_tfrecord",
+            DataError::RecordTooLarge { .. } => "too_large",
+            DataError::Io { .. } => "io",
+            DataError::Decode { .. } => "not_protobuf",
+            DataError::MissingFeature { feature, .. } if feature == "id" => "bad_id",
+            DataError::MissingFeature { .. } => "missing_stream",
+            DataError::ExtraFeature { .. } => "extra_stream",
+            DataError::WrongFeatureType { .. } => "wrong_type",
+            DataError::FrameSize { .. } | DataError::FeatureLength { .. } => "wrong_size",
+            DataError::NonFinite { .. } => "non_finite",
+            DataError::NoFrames { .. } => "no_frames",
+            DataError::LabelOutOfRange { .. } => "label_out_of_range",
+            DataError::IdNotUtf8 { .. } => "bad_id",
+            DataError::SegmentListLengths { .. } | DataError::InvalidSegment { .. } => "bad_segment",
+            DataError::EmptyFile { .. } => "empty_file",
+            DataError::NoMatch { .. } | DataError::Pattern { .. } | DataError::Vocabulary { .. } | DataError::Config(_) => {
+                "other"
+            }
+        }
     }
 }
 

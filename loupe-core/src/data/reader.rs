@@ -1,6 +1,7 @@
 //! Reading the videos of one file, finding shard files, and counting what
 //! `skip_corrupt` skipped.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,16 @@ use super::video::{detect_format, DecodedVideo, RecordLocation, Video, VideoDeco
 pub const SKIP_MESSAGES_KEPT: usize = 32;
 
 /// What `skip_corrupt` skipped.
+///
+/// ```
+/// use loupe_core::data::{DataError, SkipReport};
+///
+/// let mut report = SkipReport::default();
+/// report.add(&DataError::EmptyFile { path: "train0000.tfrecord".into() });
+/// assert_eq!(report.abandoned_files, 1);
+/// assert_eq!(report.reasons["empty_file"], 1);
+/// assert_eq!(report.summary(), "skipped 0 records, abandoned 1 file (empty_file 1)");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SkipReport {
     /// Records skipped whose framing was intact (bad payload CRC, bad protobuf, bad
@@ -22,6 +33,9 @@ pub struct SkipReport {
     /// Files whose remainder was abandoned (truncation, length CRC mismatch, not
     /// TFRecord, I/O error) or that held no record at all.
     pub abandoned_files: u64,
+    /// Skipped records and abandoned files per kind of problem
+    /// ([`DataError::skip_reason`]).
+    pub reasons: BTreeMap<String, u64>,
     /// The first [`SKIP_MESSAGES_KEPT`] error messages.
     pub messages: Vec<String>,
 }
@@ -36,6 +50,9 @@ impl SkipReport {
     pub fn merge(&mut self, other: &SkipReport) {
         self.skipped_records += other.skipped_records;
         self.abandoned_files += other.abandoned_files;
+        for (reason, n) in &other.reasons {
+            *self.reasons.entry(reason.clone()).or_default() += n;
+        }
         for m in &other.messages {
             if self.messages.len() < SKIP_MESSAGES_KEPT {
                 self.messages.push(m.clone());
@@ -43,15 +60,33 @@ impl SkipReport {
         }
     }
 
-    fn note(&mut self, error: &DataError) {
+    /// Counts `error`: a skipped record when it is record-local
+    /// ([`DataError::is_record_local`]), else an abandoned file.
+    pub fn add(&mut self, error: &DataError) {
         if error.is_record_local() {
             self.skipped_records += 1;
         } else {
             self.abandoned_files += 1;
         }
+        *self.reasons.entry(error.skip_reason().to_string()).or_default() += 1;
         if self.messages.len() < SKIP_MESSAGES_KEPT {
             self.messages.push(error.to_string());
         }
+    }
+
+    /// One line for a run's summary: `skipped 3 records, abandoned 1 file (crc 1, ...)`.
+    pub fn summary(&self) -> String {
+        let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let reasons: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let mut line = format!(
+            "skipped {}, abandoned {}",
+            plural(self.skipped_records, "record"),
+            plural(self.abandoned_files, "file")
+        );
+        if !reasons.is_empty() {
+            line.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        line
     }
 }
 
@@ -78,6 +113,7 @@ pub struct VideoReader<R> {
     decoder: VideoDecoder,
     skip_corrupt: bool,
     report: SkipReport,
+    on_skip: Option<Box<dyn FnMut(&DataError) + Send>>,
     saw_record_or_error: bool,
     done: bool,
 }
@@ -98,6 +134,7 @@ impl<R: Read> VideoReader<R> {
             decoder: decoder.clone(),
             skip_corrupt: false,
             report: SkipReport::default(),
+            on_skip: None,
             saw_record_or_error: false,
             done: false,
         }
@@ -107,6 +144,13 @@ impl<R: Read> VideoReader<R> {
     /// [`VideoReader::skip_report`].
     pub fn skip_corrupt(mut self, skip: bool) -> Self {
         self.skip_corrupt = skip;
+        self
+    }
+
+    /// Calls `f` with each problem skipped (after counting it in the report), e.g. to
+    /// collect the reports of many files as they happen.
+    pub fn on_skip(mut self, f: impl FnMut(&DataError) + Send + 'static) -> Self {
+        self.on_skip = Some(Box::new(f));
         self
     }
 
@@ -152,7 +196,10 @@ impl<R: Read> VideoReader<R> {
             if !error.is_record_local() {
                 self.done = true;
             }
-            self.report.note(&error);
+            self.report.add(&error);
+            if let Some(f) = &mut self.on_skip {
+                f(&error);
+            }
         }
         None
     }

@@ -205,6 +205,7 @@ pub struct VideoDecoder {
     spec: FeatureSpec,
     max_frames: usize,
     num_classes: Option<usize>,
+    exact_streams: bool,
 }
 
 impl VideoDecoder {
@@ -216,6 +217,7 @@ impl VideoDecoder {
             spec,
             max_frames: DEFAULT_MAX_FRAMES,
             num_classes: None,
+            exact_streams: false,
         }
     }
 
@@ -233,6 +235,16 @@ impl VideoDecoder {
     /// Rejects labels `>= num_classes`.
     pub fn with_num_classes(mut self, num_classes: usize) -> Self {
         self.num_classes = Some(num_classes);
+        self
+    }
+
+    /// With `true`, a record holding a stream the spec does not name (a frame-level
+    /// feature list, or a video-level float feature) is an error
+    /// ([`DataError::ExtraFeature`]) instead of being ignored. For streams detected from
+    /// one file's first record, this catches a later file laid out differently; leave it
+    /// off when the spec deliberately reads a subset of the streams.
+    pub fn with_exact_streams(mut self, exact: bool) -> Self {
+        self.exact_streams = exact;
         self
     }
 
@@ -280,7 +292,7 @@ impl VideoDecoder {
     /// else is decoded by [`VideoDecoder::decode_frames_prost`], so both give the same
     /// result.
     pub fn decode_frames(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<QuantizedVideo> {
-        match wire::decode_regular_frames(payload, &self.spec, self.max_frames) {
+        match wire::decode_regular_frames(payload, &self.spec, self.max_frames, self.exact_streams) {
             Some(regular) => {
                 let [a, b, c, d] = &regular.segment_features;
                 let segment_features = [a.as_ref(), b.as_ref(), c.as_ref(), d.as_ref()];
@@ -322,6 +334,11 @@ impl VideoDecoder {
                 expected: format!("a feature list of {}-byte frames", stream.size),
             })?;
             stream_lists.push(list);
+        }
+        if self.exact_streams {
+            if let Some(extra) = lists.keys().filter(|k| !self.spec.streams().iter().any(|s| &s.name == *k)).min() {
+                return Err(self.extra_feature(extra, &id, at));
+            }
         }
         let stored_frames = stream_lists.first().map_or(0, |l| l.feature.len());
         for (stream, list) in self.spec.streams().iter().zip(&stream_lists) {
@@ -436,7 +453,30 @@ impl VideoDecoder {
                     found: values.len(),
                 });
             }
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                return Err(DataError::NonFinite {
+                    path: at.path.to_path_buf(),
+                    record: at.record,
+                    video: ctx(),
+                    feature: stream.name.clone(),
+                    index,
+                    value: values[index],
+                });
+            }
             row.extend_from_slice(values);
+        }
+        if self.exact_streams {
+            let extra = features
+                .feature
+                .iter()
+                .filter(|(name, f)| {
+                    matches!(f.kind, Some(Kind::FloatList(_))) && !self.spec.streams().iter().any(|s| &s.name == *name)
+                })
+                .map(|(name, _)| name)
+                .min();
+            if let Some(name) = extra {
+                return Err(self.extra_feature(name, &id, at));
+            }
         }
         Ok(Video {
             id,
@@ -502,6 +542,17 @@ impl VideoDecoder {
             }
         };
         Ok((id, labels))
+    }
+
+    fn extra_feature(&self, feature: &str, id: &str, at: RecordLocation<'_>) -> DataError {
+        let names: Vec<String> = self.spec.streams().iter().map(|s| format!("`{}`", s.name)).collect();
+        DataError::ExtraFeature {
+            path: at.path.to_path_buf(),
+            record: at.record,
+            video: VideoContext(Some(id.to_string())),
+            feature: feature.to_string(),
+            expected: names.join(", "),
+        }
     }
 
     fn check_labels(&self, raw: &[i64], id: &str, at: RecordLocation<'_>) -> Result<Vec<u32>> {

@@ -271,8 +271,9 @@ pub(crate) struct RegularFrames {
 }
 
 /// Decodes a regular frame-level record, keeping up to `max_frames` frames; `None`
-/// means "not regular: decode with prost".
-pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_frames: usize) -> Option<RegularFrames> {
+/// means "not regular: decode with prost". With `exact_streams`, a feature list the spec
+/// does not name is irregular.
+pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_frames: usize, exact_streams: bool) -> Option<RegularFrames> {
     let context = single_bytes(payload, 1)?.unwrap_or(&[]);
     let lists = single_bytes(payload, 2)?.unwrap_or(&[]);
 
@@ -306,7 +307,7 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
         streams.push(lists.iter().find(|(k, _)| *k == stream.name)?.1);
     }
     for (key, value) in &lists {
-        if !spec.streams().iter().any(|s| s.name == *key) && FeatureList::decode(*value).is_err() {
+        if !spec.streams().iter().any(|s| s.name == *key) && (exact_streams || FeatureList::decode(*value).is_err()) {
             return None;
         }
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
-use crate::data::{DataError, DataFormat, Dataset, FrameOrder, VideoDecoder};
+use crate::data::{DataError, DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
 use crate::distributed::{broadcast_tensors, broadcast_u64, training_shard, Collective, DistributedError, SingleProcess};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
@@ -99,6 +99,11 @@ pub struct RunSummary {
     /// Validation GAP per evaluation.
     pub gap_history: Vec<(u64, f64)>,
     pub seconds: f64,
+    /// What `skip_corrupt` skipped in the training files read so far (each bad record
+    /// counted once, however many epochs met it).
+    pub skipped_training: SkipReport,
+    /// What `skip_corrupt` skipped in the validation files.
+    pub skipped_validation: SkipReport,
 }
 
 fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder) -> Result<(), RunError> {
@@ -315,6 +320,8 @@ where
         loss_history: Vec::new(),
         gap_history: Vec::new(),
         seconds: 0.0,
+        skipped_training: SkipReport::default(),
+        skipped_validation: SkipReport::default(),
     };
     let resume = broadcast_u64(collective, (root && config.resume && resolve_checkpoint(&checkpoints).is_ok()) as u64) == 1;
     if resume && root {
@@ -449,6 +456,8 @@ where
     summary.steps = trainer.step;
     summary.examples_seen = trainer.examples_seen;
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.skipped_training = train_set.skip_report();
+    summary.skipped_validation = validate_set.map(|set| set.skip_report()).unwrap_or_default();
     Ok((trainer, summary))
 }
 

@@ -165,7 +165,7 @@ where
         return Err(RunError::Config("the training files hold no rated segment with frames (the 2019 validate files carry ratings)".into()));
     }
     if config.progress && !skipped.is_empty() {
-        eprintln!("skipped {} corrupt records and {} files", skipped.skipped_records, skipped.abandoned_files);
+        eprintln!("training data: {}", skipped.summary());
     }
     let sampling = config.frame_order.evaluation_sampling(M::READS_FRAMES_IN_ORDER);
     let mut events = EventWriter::create(&config.output_dir.join("events"))?;
