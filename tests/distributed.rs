@@ -250,6 +250,20 @@ fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     assert!(run.stderr.contains("train0001.tfrecord"), "the error does not name the file: {}", run.stderr);
     assert!(run.stderr.contains("rank 1 of 2"), "{}", run.stderr);
     assert!(run.seconds < 60.0, "the job took {} s to end", run.seconds);
+    // With --skip-corrupt the job goes on, and its summary counts what rank 1 skipped:
+    // the same as one process reading rank 1's file alone (rank 0's file is intact).
+    let skipping = |files: &[&Path], name: &str| {
+        let mut args = train_args(files, &d.dir.join(name), 4, 8);
+        args.push("--skip-corrupt".into());
+        args
+    };
+    let alone = ok(single(&skipping(&shards[1..], "alone"), &d.dir));
+    let two = ok(two_ranks(&skipping(&shards, "skipping"), [&[], &[]], &d.dir));
+    let (a, t) = (&alone["skipped"]["training"], &two["skipped"]["training"]);
+    let skipped = |v: &serde_json::Value| v["skipped_records"].as_u64().unwrap() + v["abandoned_files"].as_u64().unwrap();
+    assert!(skipped(a) > 0, "the damage went unnoticed: {alone}");
+    assert_eq!((t["skipped_records"].as_u64(), t["abandoned_files"].as_u64(), &t["reasons"]),
+        (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]), "two ranks: {two}");
     // Fewer files than ranks is a clear error too.
     let run = two_ranks(&train_args(&shards[..1], &d.dir.join("few"), 4, 2), [&[], &[]], &d.dir);
     assert!(!run.ok && run.stderr.contains("1 training files for 2 ranks"), "{}", run.stderr);

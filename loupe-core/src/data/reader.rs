@@ -25,7 +25,7 @@ pub const SKIP_MESSAGES_KEPT: usize = 32;
 /// assert_eq!(report.reasons["empty_file"], 1);
 /// assert_eq!(report.summary(), "skipped 0 records, abandoned 1 file (empty_file 1)");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkipReport {
     /// Records skipped whose framing was intact (bad payload CRC, bad protobuf, bad
     /// feature): reading went on with the next record.

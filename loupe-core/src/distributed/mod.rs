@@ -158,6 +158,27 @@ pub fn broadcast_values<E: dfdx::dtypes::Dtype>(collective: &dyn Collective, val
     }
 }
 
+/// The skip reports of every rank added up, on rank 0 (other ranks get their own back):
+/// each rank reads its own files, so a job's summary must count what all of them skipped.
+/// A report that does not survive the trip (it cannot: both ends are this code) counts as
+/// nothing rather than failing the run at its end.
+pub fn sum_skip_reports(collective: &dyn Collective, report: &crate::data::SkipReport) -> crate::data::SkipReport {
+    if collective.world_size() == 1 {
+        return report.clone();
+    }
+    let bytes = serde_json::to_vec(report).unwrap_or_default();
+    let Some(all) = collective.gather_bytes(&bytes) else {
+        return report.clone();
+    };
+    let mut total = crate::data::SkipReport::default();
+    for part in all {
+        if let Ok(r) = serde_json::from_slice::<crate::data::SkipReport>(&part) {
+            total.merge(&r);
+        }
+    }
+    total
+}
+
 /// [`broadcast_values`] for one `u64` (step counters and flags).
 pub fn broadcast_u64(collective: &dyn Collective, value: u64) -> u64 {
     if collective.world_size() == 1 {

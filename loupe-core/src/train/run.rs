@@ -10,7 +10,7 @@ use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
 use crate::data::{DataError, DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
-use crate::distributed::{broadcast_tensors, broadcast_u64, training_shard, Collective, DistributedError, SingleProcess};
+use crate::distributed::{broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, DistributedError, SingleProcess};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
@@ -456,8 +456,9 @@ where
     summary.steps = trainer.step;
     summary.examples_seen = trainer.examples_seen;
     summary.seconds = started.elapsed().as_secs_f64();
-    summary.skipped_training = train_set.skip_report();
-    summary.skipped_validation = validate_set.map(|set| set.skip_report()).unwrap_or_default();
+    summary.skipped_training = sum_skip_reports(collective, &train_set.skip_report());
+    let skipped_validation = validate_set.map(|set| set.skip_report()).unwrap_or_default();
+    summary.skipped_validation = sum_skip_reports(collective, &skipped_validation);
     Ok((trainer, summary))
 }
 
