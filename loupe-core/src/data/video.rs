@@ -153,6 +153,9 @@ pub enum DecodedVideo {
     Frames(QuantizedVideo),
     /// Video-level, one float row.
     Mean(Video),
+    /// Frame-level with float frames (MediaPipe's feature files, [`super::mediapipe`]),
+    /// kept as they were stored.
+    Floats(Video),
 }
 
 impl DecodedVideo {
@@ -160,7 +163,7 @@ impl DecodedVideo {
     pub fn id(&self) -> &str {
         match self {
             DecodedVideo::Frames(v) => &v.id,
-            DecodedVideo::Mean(v) => &v.id,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => &v.id,
         }
     }
 
@@ -168,7 +171,7 @@ impl DecodedVideo {
     pub fn labels(&self) -> &[u32] {
         match self {
             DecodedVideo::Frames(v) => &v.labels,
-            DecodedVideo::Mean(v) => &v.labels,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => &v.labels,
         }
     }
 
@@ -176,7 +179,7 @@ impl DecodedVideo {
     pub fn num_frames(&self) -> usize {
         match self {
             DecodedVideo::Frames(v) => v.num_frames,
-            DecodedVideo::Mean(v) => v.num_frames,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => v.num_frames,
         }
     }
 
@@ -184,7 +187,7 @@ impl DecodedVideo {
     pub fn into_video(self) -> Video {
         match self {
             DecodedVideo::Frames(v) => v.dequantize(),
-            DecodedVideo::Mean(v) => v,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => v,
         }
     }
 }
@@ -205,6 +208,7 @@ pub struct VideoDecoder {
     spec: FeatureSpec,
     max_frames: usize,
     num_classes: Option<usize>,
+    float_frames: bool,
 }
 
 impl VideoDecoder {
@@ -216,6 +220,7 @@ impl VideoDecoder {
             spec,
             max_frames: DEFAULT_MAX_FRAMES,
             num_classes: None,
+            float_frames: false,
         }
     }
 
@@ -234,6 +239,18 @@ impl VideoDecoder {
     pub fn with_num_classes(mut self, num_classes: usize) -> Self {
         self.num_classes = Some(num_classes);
         self
+    }
+
+    /// Reads frame-level feature lists of float frames (MediaPipe's feature files,
+    /// [`super::mediapipe`]) instead of quantised bytes; the values are kept as stored.
+    pub fn with_float_frames(mut self, float_frames: bool) -> Self {
+        self.float_frames = float_frames;
+        self
+    }
+
+    /// Whether frames are read as float lists ([`Self::with_float_frames`]).
+    pub fn float_frames(&self) -> bool {
+        self.float_frames
     }
 
     /// The record format.
@@ -269,6 +286,9 @@ impl VideoDecoder {
     /// Decodes one record payload, keeping frame-level features quantised.
     pub fn decode_record(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<DecodedVideo> {
         match self.format {
+            DataFormat::FrameLevel if self.float_frames => {
+                super::mediapipe::decode_float_frames(self, payload, at).map(DecodedVideo::Floats)
+            }
             DataFormat::FrameLevel => self.decode_frames(payload, at).map(DecodedVideo::Frames),
             DataFormat::VideoLevel => self.decode_mean(payload, at).map(DecodedVideo::Mean),
         }
@@ -447,7 +467,7 @@ impl VideoDecoder {
     }
 
     /// Reads the id (`id` or `video_id`) and the labels (missing key = no labels).
-    fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
+    pub(super) fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
         let found = ID_KEYS
             .iter()
             .find_map(|key| context.feature.get(*key).map(|f| (*key, f)));
