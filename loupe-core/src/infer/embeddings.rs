@@ -118,10 +118,10 @@ pub struct EmbeddingWriter {
     format: EmbeddingFormat,
     size: usize,
     rows: u64,
-    /// `.npy`: the array (header first); `.safetensors`: the rows.
-    data: Part,
-    /// The ids, one per line.
-    ids: Part,
+    /// `.npy`: the array (header first); `.safetensors`: the rows. Taken by `finish`.
+    data: Option<Part>,
+    /// The ids, one per line. Taken by `finish`.
+    ids: Option<Part>,
     id_bytes: u64,
     metadata: Vec<(String, String)>,
 }
@@ -137,7 +137,7 @@ impl EmbeddingWriter {
         }
         let ids = Part::create(temporary(path, ".ids.tmp"))?;
         let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Ok(EmbeddingWriter { path: path.to_path_buf(), format, size, rows: 0, data, ids, id_bytes: 0, metadata })
+        Ok(EmbeddingWriter { path: path.to_path_buf(), format, size, rows: 0, data: Some(data), ids: Some(ids), id_bytes: 0, metadata })
     }
 
     /// Values per row.
@@ -153,10 +153,11 @@ impl EmbeddingWriter {
         if id.contains('\n') {
             return Err(EmbeddingError::Id { id: id.to_string() });
         }
+        let (Some(data), Some(ids)) = (&mut self.data, &mut self.ids) else { unreachable!("taken only by finish") };
         let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.data.write(&bytes)?;
-        self.ids.write(id.as_bytes())?;
-        self.ids.write(b"\n")?;
+        data.write(&bytes)?;
+        ids.write(id.as_bytes())?;
+        ids.write(b"\n")?;
         self.id_bytes += id.len() as u64 + 1;
         self.rows += 1;
         Ok(())
@@ -164,13 +165,14 @@ impl EmbeddingWriter {
 
     /// Completes the output (header with the final count) and moves it into place;
     /// returns the number of rows.
-    pub fn finish(self) -> Result<u64, EmbeddingError> {
+    pub fn finish(mut self) -> Result<u64, EmbeddingError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source: std::io::Error| EmbeddingError::Io { path, source }
         };
-        let (mut data, data_path) = self.data.close()?;
-        let (ids, ids_path_tmp) = self.ids.close()?;
+        let (Some(data), Some(ids)) = (self.data.take(), self.ids.take()) else { unreachable!("taken only here") };
+        let (mut data, data_path) = data.close()?;
+        let (ids, ids_path_tmp) = ids.close()?;
         match self.format {
             EmbeddingFormat::Npy => {
                 data.seek(SeekFrom::Start(0)).map_err(io(&data_path))?;
@@ -213,6 +215,18 @@ impl EmbeddingWriter {
     }
 }
 
+/// A writer dropped before [`EmbeddingWriter::finish`] (an error while computing the rows)
+/// removes its temporary files.
+impl Drop for EmbeddingWriter {
+    fn drop(&mut self) {
+        for part in [self.data.take(), self.ids.take()].into_iter().flatten() {
+            let path = part.path.clone();
+            drop(part);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Writes the representation at `layer` of every video of `dataset` (e.g.
 /// [`evaluation_dataset`](crate::train::run::evaluation_dataset): the frames prediction
 /// samples) to `path`, batch by batch; returns the number of videos.
@@ -242,3 +256,52 @@ where
     Ok(writer.finish()?)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("loupe-embeddings-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_writer_dropped_unfinished_leaves_no_file() {
+        let dir = scratch("dropped");
+        let mut writer = EmbeddingWriter::create(&dir.join("x.safetensors"), 2, &[]).unwrap();
+        writer.push("a", &[1.0, 2.0]).unwrap();
+        assert!(matches!(writer.push("b", &[1.0]), Err(EmbeddingError::RowSize { expected: 2, found: 1, .. })));
+        assert!(matches!(writer.push("c\nd", &[1.0, 2.0]), Err(EmbeddingError::Id { .. })));
+        drop(writer);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(matches!(EmbeddingWriter::create(&dir.join("x.csv"), 2, &[]), Err(EmbeddingError::Format { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn safetensors_holds_rows_ids_and_metadata_in_order() {
+        let dir = scratch("st");
+        let path = dir.join("x.safetensors");
+        let mut writer = EmbeddingWriter::create(&path, 3, &[("layer", "hidden")]).unwrap();
+        for (i, id) in ["v0", "vid-1", "v2"].iter().enumerate() {
+            writer.push(id, &[i as f32, 0.5, -1.0]).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), 3);
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!((8 + n) % 8, 0);
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert_eq!(header["embeddings"]["shape"], serde_json::json!([3, 3]));
+        assert_eq!(header["ids"]["data_offsets"], serde_json::json!([36, 36 + 12]));
+        assert_eq!(header["__metadata__"]["layer"], "hidden");
+        let data = &bytes[8 + n..];
+        assert_eq!(data.len(), 36 + 12);
+        assert_eq!(f32::from_le_bytes(data[24..28].try_into().unwrap()), 2.0);
+        assert_eq!(&data[36..], b"v0\nvid-1\nv2\n");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temporary files removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
