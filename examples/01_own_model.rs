@@ -1,14 +1,16 @@
 //! Declare your own architecture with `#[video_model]` and train it with loupe's
 //! machinery: synthetic YouTube-8M-format data, the training loop, evaluation and a
-//! Kaggle submission, all from a few lines of Rust.
+//! Kaggle submission, all from a few lines of Rust. Inference loads the checkpoint into a
+//! `Predictor` (no optimizer state): probabilities, metrics and each video's vector.
 //!
 //! Run: `cargo run --release --example 01_own_model`
 
 use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
 use loupe::dfdx::prelude::*;
-use loupe::model::VideoModel;
-use loupe::train::run::{evaluation_dataset, predict, train, RunConfig};
-use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
+use loupe::infer::Predictor;
+use loupe::model::{Layer, VideoModel};
+use loupe::train::run::{evaluate, evaluation_dataset, predict, train, RunConfig};
+use loupe::train::{LearningRateSchedule, TrainConfig};
 use loupe::video_model;
 
 /// NetFV on rgb and soft bag-of-words on audio, gated, with a logistic classifier: an
@@ -49,33 +51,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         validate_files: validate_files.clone(),
         decoder: decoder.clone(),
         batch_size: 32,
-        seed: 1,
         shuffle_buffer: 256,
         max_steps: None,
         epochs: Some(4),
         eval_every: Some(50),
-        checkpoint_every: None,
         output_dir: dir.join("run"),
-        keep_checkpoints: 1,
-        resume: false,
-        skip_corrupt: false,
         progress: true,
-        top_k: 20,
-        frame_order: Default::default(),
         optim: TrainConfig {
             schedule: LearningRateSchedule { base: 3e-3, decay: 0.9, decay_examples: 1_000 },
-            adam: AdamConfig::default(),
             classifier_l2: Model::describe().classifier_l2,
+            ..TrainConfig::default()
         },
-        description: serde_json::json!({"example": "01_own_model"}),
+        ..RunConfig::default()
     };
     let (trainer, summary) = train::<Model, Cpu>(loupe::device::cpu_seeded(1), &config)?;
     let m = summary.metrics.expect("validation data was given");
     println!("{} parameters, {} steps: validation GAP {:.4}, Hit@1 {:.4}", trainer.model.num_params(), summary.steps, m.gap, m.hit_at_1);
+    drop(trainer);
 
+    // Inference: the last checkpoint, no Trainer and no optimizer state.
+    let (predictor, _) = Predictor::<Model, Cpu>::load(Cpu::default(), &dir.join("run").join("checkpoints"))?;
     let dataset = evaluation_dataset::<Model, Cpu>(validate_files, decoder, 64, false)?;
+    println!("reloaded checkpoint: validation GAP {:.4}", evaluate(&predictor, &dataset, 20)?.gap);
     let csv = dir.join("predictions.csv");
-    let n = predict(&trainer, &dataset, 20, std::fs::File::create(&csv)?, None)?;
+    let n = predict(&predictor, &dataset, 20, std::fs::File::create(&csv)?, None)?;
     println!("wrote {n} predictions to {}", csv.display());
+    let vectors = dir.join("gated.npy");
+    let n = loupe::infer::embeddings::write_embeddings(&predictor, &dataset, Layer::Gated, &vectors)?;
+    println!("wrote {n} {}-value vectors (after context gating) to {}", Model::describe().hidden.unwrap_or(0), vectors.display());
     Ok(())
 }

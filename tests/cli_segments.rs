@@ -203,8 +203,7 @@ fn rows(text: &str) -> Vec<(u32, Vec<(String, u32)>)> {
 fn predict_segments_ranks_every_segment_by_the_models_score() {
     use loupe::data::{DataFormat, DecodedVideo, VideoDecoder, VideoReader};
     use loupe::dfdx::prelude::Cpu;
-    use loupe::train::run::load_model;
-    use loupe::train::TrainConfig;
+    use loupe::infer::Predictor;
     use loupe::zoo::AveragePoolingLogisticModel;
 
     let dir = std::env::temp_dir().join(format!("loupe-predict-segments-{}", std::process::id()));
@@ -238,7 +237,7 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
     // The order is the model's: recompute each segment's scores from its frames,
     // repeated in order to the model's 300 rows.
     type M = AveragePoolingLogisticModel<f32, Cpu>;
-    let (trainer, _) = load_model::<M, Cpu>(loupe::device::cpu_seeded(0), &checkpoint, TrainConfig::default_for_inference()).unwrap();
+    let (predictor, _) = Predictor::<M, Cpu>::load(loupe::device::cpu_seeded(0), &checkpoint).unwrap();
     let decoder = VideoDecoder::youtube8m(DataFormat::FrameLevel);
     let mut scores = std::collections::HashMap::new();
     for path in loupe::data::expand_glob(&truth_pattern()).unwrap() {
@@ -250,7 +249,7 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
                 let input: Vec<f32> = (0..300)
                     .flat_map(|r| video.frame(frames[r % frames.len()]).iter().map(|&b| loupe::data::dequantize(b)))
                     .collect();
-                scores.insert((video.id.clone(), start as u32), trainer.predict(&input).unwrap());
+                scores.insert((video.id.clone(), start as u32), predictor.predict(&input, &[300]).unwrap());
             }
         }
     }

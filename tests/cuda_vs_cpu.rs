@@ -34,7 +34,7 @@ where
     for video in labels.chunks_mut(classes) {
         video[rng.gen_range(0..classes)] = 1.0;
     }
-    let config = TrainConfig { classifier_l2: 1e-6, ..TrainConfig::default_for_inference() };
+    let config = TrainConfig { classifier_l2: 1e-6, ..TrainConfig::default() };
 
     let cpu_dev = loupe::device::cpu_seeded(3);
     let mut cpu = Trainer::<CpuModel<B>, f32, Cpu>::new(cpu_dev, config).unwrap();

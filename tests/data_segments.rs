@@ -26,7 +26,7 @@ fn read_all(path: &Path, decoder: &VideoDecoder) -> Result<Vec<QuantizedVideo>, 
     std::iter::from_fn(|| reader.next_decoded())
         .map(|v| match v? {
             DecodedVideo::Frames(v) => Ok(v),
-            DecodedVideo::Mean(_) => panic!("the fixtures are frame-level"),
+            DecodedVideo::Mean(_) | DecodedVideo::Floats(_) => panic!("the fixtures are frame-level"),
         })
         .collect()
 }

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use dfdx::prelude::Cpu;
 use loupe::data::{RecordReader, RecordWriter};
 use loupe::gradcheck::named_params;
-use loupe::train::run::load_model;
-use loupe::train::TrainConfig;
+use loupe::infer::Predictor;
 use loupe::zoo::{SmallVideoMoe, ZooModel};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -149,8 +148,8 @@ fn train_args(files: &[&Path], dir: &Path, batch: usize, steps: usize) -> Vec<St
 /// Every tensor of the latest checkpoint in `dir`.
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     type Model = <SmallVideoMoe as ZooModel<f32, Cpu>>::Model;
-    let (trainer, _) = load_model::<Model, Cpu>(Cpu::default(), &dir.join("checkpoints"), TrainConfig::default_for_inference()).unwrap();
-    named_params(&trainer.model).into_iter().map(|p| (p.name, p.values)).collect()
+    let (predictor, _) = Predictor::<Model, Cpu>::load(Cpu::default(), &dir.join("checkpoints")).unwrap();
+    named_params(&predictor.model).into_iter().map(|p| (p.name, p.values)).collect()
 }
 
 /// Asserts equal weights to 1e-5 relative (absolute below 1e-2 in magnitude).

@@ -54,7 +54,7 @@ where
     };
     let (trainer, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(seed), &config).unwrap();
     let dataset = evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
-    let predictions = model_predictions(&trainer, &dataset, name, Keep::All).unwrap();
+    let predictions = model_predictions(&trainer.predictor(), &dataset, name, Keep::All).unwrap();
     (predictions, summary.metrics.unwrap().gap)
 }
 

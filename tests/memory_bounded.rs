@@ -18,7 +18,8 @@ use common::small_data::{small_synthetic, SmallData};
 use loupe::dfdx::prelude::*;
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig};
-use loupe::train::{TrainConfig, Trainer};
+use loupe::infer::Predictor;
+use loupe::train::TrainConfig;
 use loupe::zoo::{SmallGatedNetVladModel, SmallLstmModel};
 
 /// The system allocator, counting the bytes it has handed out and not yet got back.
@@ -100,7 +101,7 @@ fn run_config(data: &SmallData, name: &str, steps: u64) -> RunConfig {
         progress: false,
         top_k: 20,
         frame_order: Default::default(),
-        optim: TrainConfig::default_for_inference(),
+        optim: TrainConfig::default(),
         description: serde_json::Value::Null,
     }
 }
@@ -128,12 +129,12 @@ where
 {
     let files: Vec<_> = (0..passes).flat_map(|_| data.validate.iter().cloned()).collect();
     let set = evaluation_dataset::<M, Cpu>(files, data.decoder.clone(), 32, false).unwrap();
-    let trainer: Trainer<M, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), TrainConfig::default_for_inference()).unwrap();
+    let predictor = Predictor::<M, Cpu>::build(loupe::device::cpu_seeded(1)).unwrap();
     let (peak, videos) = peak_growth(|| {
         let mut videos = 0;
         for batch in set.frame_batches().unwrap() {
             let batch = batch.unwrap();
-            let scores = trainer.predict_lengths(&batch.frames, &batch.lengths).unwrap();
+            let scores = predictor.predict(&batch.frames, &batch.lengths).unwrap();
             videos += scores.len() / M::CLASSES;
         }
         videos

@@ -36,7 +36,7 @@ where
     M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone,
 {
     let dev = loupe::device::cpu_seeded(4);
-    let trainer: Trainer<M, f32, Cpu> = Trainer::new(dev, TrainConfig::default_for_inference()).unwrap();
+    let trainer: Trainer<M, f32, Cpu> = Trainer::new(dev, TrainConfig::default()).unwrap();
     let n = (FRAMES - 4) * FEATURES;
     // The video's frames cycled from its start (what in-order sampling fills), zeros, noise.
     let cycled: Vec<f32> = batch_with_fill(&vec![0.0; n])[..FRAMES * FEATURES].iter().copied().cycle().take(n).collect();
@@ -62,7 +62,7 @@ where
         .iter()
         .map(|fill| {
             let mut t: Trainer<M, f32, Cpu> =
-                Trainer::new(loupe::device::cpu_seeded(4), TrainConfig::default_for_inference()).unwrap();
+                Trainer::new(loupe::device::cpu_seeded(4), TrainConfig::default()).unwrap();
             t.train_step_lengths(&batch_with_fill(fill), &lengths, &labels).unwrap().loss
         })
         .collect();
@@ -81,7 +81,7 @@ fn recurrent_zoo_models_ignore_padding_given_lengths() {
 #[test]
 fn lengths_must_match_the_batch() {
     let mut trainer: Trainer<SmallLstmModel<f32, Cpu>, f32, Cpu> =
-        Trainer::new(loupe::device::cpu_seeded(1), TrainConfig::default_for_inference()).unwrap();
+        Trainer::new(loupe::device::cpu_seeded(1), TrainConfig::default()).unwrap();
     let frames = batch_with_fill(&vec![0.0; (FRAMES - 4) * FEATURES]);
     let err = trainer.predict_lengths(&frames, &[4]).unwrap_err().to_string();
     assert!(err.contains("lengths: expected 2"), "{err}");
@@ -189,7 +189,7 @@ fn small_recurrent_models_learn_synthetic_data() {
         let (untrained, _) = train::<M, Cpu>(loupe::device::cpu_seeded(3), &run_config::<M>(data, "untrained", FrameOrder::Temporal, Some(1)))
             .unwrap();
         let set = loupe::train::run::evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
-        let chance = loupe::train::run::evaluate(&untrained, &set, 20).unwrap().gap;
+        let chance = loupe::train::run::evaluate(&untrained.predictor(), &set, 20).unwrap().gap;
         let (_, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(3), &run_config::<M>(data, name, FrameOrder::Temporal, None)).unwrap();
         let losses: Vec<f64> = summary.loss_history.iter().map(|l| l.1).collect();
         let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;

@@ -82,6 +82,23 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
         self.try_forward_eval(frames)
     }
 
+    /// Each video's vector at `layer` ([`Layer`]: after pooling, the hidden layer or
+    /// context gating), evaluation mode, as a `batch x size` tensor (the size is
+    /// [`ModelDescription::representation_size`]); `None` when the model has no such
+    /// layer. `lengths` as in [`Self::try_forward_eval_lengths`]. Feeding the vector to the
+    /// layers after `layer` gives the model's class probabilities. The default (a
+    /// hand-written model) has no representation.
+    #[allow(clippy::type_complexity)]
+    fn try_representation(
+        &self,
+        frames: Tensor<(usize, Self::Frames, Self::Features), E, D>,
+        lengths: &[usize],
+        layer: Layer,
+    ) -> Result<Option<Tensor<(usize, usize), E, D>>, D::Err> {
+        let _ = (frames, lengths, layer);
+        Ok(None)
+    }
+
     /// The classifier's weight penalty `(|Wg|^2 + |We|^2) / 2` (MoE) or `|W|^2 / 2`
     /// (logistic), on a tape so that it can be added to the loss. The training loop
     /// multiplies it by [`ModelDescription::classifier_l2`].
@@ -90,6 +107,54 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
     /// Number of trainable parameters.
     fn num_params(&self) -> usize {
         self.num_trainable_params()
+    }
+}
+
+/// Where [`VideoModel::try_representation`] stops: the vector a video has after pooling
+/// (the streams' pooled vectors concatenated; the input vector of a video-level model),
+/// after the hidden layer, or after the gating that follows it (context gating or GLU).
+///
+/// ```
+/// use loupe_core::model::Layer;
+/// assert_eq!("hidden".parse::<Layer>(), Ok(Layer::Hidden));
+/// assert_eq!(Layer::Gated.to_string(), "gated");
+/// assert!("logits".parse::<Layer>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// After pooling and the concatenation of the streams.
+    Pooled,
+    /// After the hidden fully connected layer.
+    Hidden,
+    /// After context gating (or GLU) on the hidden layer's output.
+    Gated,
+}
+
+impl Layer {
+    /// Every layer, in network order.
+    pub const ALL: [Layer; 3] = [Layer::Pooled, Layer::Hidden, Layer::Gated];
+
+    /// The name used on the command line (`pooled`, `hidden`, `gated`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Pooled => "pooled",
+            Layer::Hidden => "hidden",
+            Layer::Gated => "gated",
+        }
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Layer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Layer::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| format!("`{s}`: expected one of pooled, hidden, gated"))
     }
 }
 
@@ -195,6 +260,31 @@ impl ModelDescription {
             .filter(|(k, v)| compared(k) && b.get(*k) != Some(*v))
             .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
             .collect()
+    }
+
+    /// Values per video at `layer` ([`VideoModel::try_representation`]), or `None` when
+    /// the model has no such layer (no hidden layer, no gating).
+    ///
+    /// ```
+    /// # use loupe_core::model::{Layer, ModelDescription};
+    /// # fn check(d: &ModelDescription) {
+    /// // The paper's Gated NetVLAD: 256 x 1024 + 128 x 128 pooled values, hidden 1024.
+    /// assert_eq!(d.representation_size(Layer::Pooled), Some(278_528));
+    /// assert_eq!(d.representation_size(Layer::Gated), Some(1024));
+    /// # }
+    /// ```
+    pub fn representation_size(&self, layer: Layer) -> Option<usize> {
+        let pooled = match (&self.early_pooling, self.input.as_str()) {
+            (_, "video_level") => self.streams.iter().map(|s| s.features).sum(),
+            (Some(p), _) => p.output,
+            (None, _) => self.streams.iter().map(|s| s.output).sum(),
+        };
+        match layer {
+            Layer::Pooled => Some(pooled),
+            Layer::Hidden => self.hidden,
+            Layer::Gated if self.after_pooling == "none" => None,
+            Layer::Gated => Some(self.hidden.unwrap_or(pooled)),
+        }
     }
 
     /// The pooling in words: each stream's (`rgb netvlad(256) + audio netvlad(128)`), the

@@ -31,7 +31,7 @@ pub struct SegmentRow {
 /// Why a segment submission could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentSubmissionError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: no class row (expected `{SEGMENT_SUBMISSION_HEADER}` and one row per class)")]
     Empty { path: PathBuf },

@@ -19,7 +19,7 @@ pub struct SubmissionRow {
 /// Why a submission file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmissionError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: empty file, expected the header `{SUBMISSION_HEADER}`")]
     Empty { path: PathBuf },

@@ -254,7 +254,7 @@ fn gen_tensor_collection(built: &Ident, model: &Model) -> TokenStream {
 /// (recurrent early pooling only) the pooling also gets the mask of the valid frames
 /// made from `__lengths: &[usize]`.
 fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -> TokenStream {
-    forward_body_with(model, train, tape, lengths, false)
+    forward_body_with(model, train, tape, lengths, false, false)
 }
 
 /// The training forward of [`VideoModel::try_forward_train`] for frame-level models
@@ -264,11 +264,26 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -
 /// (loupe-core `nn::pool_frames`). Video-level and recurrent-with-lengths models keep
 /// the `ModuleMut` path.
 fn frames_train_body(model: &Model, tape: &TokenStream) -> TokenStream {
-    forward_body_with(model, true, tape, false, true)
+    forward_body_with(model, true, tape, false, true, false)
 }
 
-fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bool, data_frames: bool) -> TokenStream {
+/// The body of [`VideoModel::try_representation`]: the evaluation forward that returns
+/// at `__layer: Layer` (each present layer is a stop) and `None` at the classifier.
+fn representation_body(model: &Model, lengths: bool) -> TokenStream {
     let p = private();
+    forward_body_with(model, false, &quote!(#p::NoneTape), lengths, false, true)
+}
+
+fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bool, data_frames: bool, represent: bool) -> TokenStream {
+    let p = private();
+    let stop = |layer: &str| {
+        let layer = format_ident!("{}", layer);
+        quote! {
+            if ::core::matches!(__layer, #p::Layer::#layer) {
+                return ::core::result::Result::Ok(::core::option::Option::Some(#p::rows(__x)));
+            }
+        }
+    };
     let call = |field: &Ident, arg: TokenStream| {
         if train {
             quote!(#p::ModuleMut::try_forward_mut(&mut self.#field, #arg)?)
@@ -343,7 +358,19 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
         quote!(#acc)
     };
     let mut x = x;
+    if represent {
+        body.push(quote!(let __x = #x;));
+        body.push(stop("Pooled"));
+        x = quote!(__x);
+    }
     for field in ["hidden", "gating", "classifier", "output_gating"] {
+        if represent && field == "classifier" {
+            body.push(quote!(let _ = __x;));
+            return quote! {
+                #(#body)*
+                ::core::result::Result::Ok(::core::option::Option::None)
+            };
+        }
         let present = match field {
             "hidden" => model.hidden.is_some(),
             "gating" => model.gate != GateKind::None,
@@ -354,6 +381,9 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
             let step = call(&format_ident!("{}", field), x);
             body.push(quote!(let __x = #step;));
             x = quote!(__x);
+            if represent {
+                body.push(stop(if field == "hidden" { "Hidden" } else { "Gated" }));
+            }
         }
     }
     quote! {
@@ -517,6 +547,7 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     } else {
         frames_train_body(model, &owned)
     };
+    let representation = representation_body(model, recurrent_early);
     // Recurrent poolings stop reading a video at its last valid frame.
     let lengths = if recurrent_early {
         let train_body = forward_body(model, true, &owned, true);
@@ -572,6 +603,18 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
             }
 
             #lengths
+
+            fn try_representation(
+                &self,
+                __x: #eval_in,
+                __lengths: &[::core::primitive::usize],
+                __layer: #p::Layer,
+            ) -> ::core::result::Result<
+                ::core::option::Option<#p::Tensor<(::core::primitive::usize, ::core::primitive::usize), __E, __D>>,
+                <__D as #p::HasErr>::Err,
+            > {
+                #representation
+            }
 
             fn try_l2_penalty(
                 &self,

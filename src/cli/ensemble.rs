@@ -14,8 +14,8 @@ use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluation_dataset_in_order, load_model};
-use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
+use loupe::infer::Predictor;
+use loupe::train::run::evaluation_dataset_in_order;
 
 use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
 use super::{CliError, Output};
@@ -214,7 +214,7 @@ fn checkpoint_member(path: &Path, data: &[PathBuf], keep: Keep, device: &DeviceA
     let what = || format!("checkpoint {}", path.display());
     let (_, meta) = read_meta(path).map_err(|e| CliError::context(format!("reading {}", what()), e))?;
     let name = zoo_name_of(&meta).map_err(|e| CliError::context(what(), e))?;
-    let job = PredictCheckpoint { path, data, keep, l2: meta.model.classifier_l2 };
+    let job = PredictCheckpoint { path, data, keep };
     on_model(&name, device.build()?, job)?
 }
 
@@ -223,7 +223,6 @@ struct PredictCheckpoint<'a> {
     path: &'a Path,
     data: &'a [PathBuf],
     keep: Keep,
-    l2: f64,
 }
 
 impl Job for PredictCheckpoint<'_> {
@@ -234,13 +233,11 @@ impl Job for PredictCheckpoint<'_> {
         M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
     {
         let what = || format!("checkpoint {}", self.path.display());
-        let optim = TrainConfig { schedule: LearningRateSchedule::default(), adam: AdamConfig::default(), classifier_l2: self.l2 };
-        let (trainer, meta) = load_model::<M, D>(device, self.path, optim).map_err(|e| CliError::context(what(), e))?;
-        let (format, spec) = loupe::data::detect_file_layout(&self.data[0])?;
-        let decoder = loupe::data::VideoDecoder::new(format, spec);
+        let (predictor, meta) = Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
+        let decoder = loupe::data::mediapipe::detect_decoder(&self.data[0])?;
         let dataset = evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
             .map_err(|e| CliError::context(what(), e))?;
-        model_predictions(&trainer, &dataset, self.path.display().to_string(), self.keep)
+        model_predictions(&predictor, &dataset, self.path.display().to_string(), self.keep)
             .map_err(|e| CliError::context(what(), e))
     }
 }

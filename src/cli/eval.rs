@@ -9,8 +9,8 @@ use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::distributed::Collective;
-use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, load_model, predict_across, RunError};
-use loupe::train::TrainConfig;
+use loupe::infer::Predictor;
+use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, predict_across, RunError};
 
 use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
@@ -95,9 +95,9 @@ impl Job for EvalJob<'_> {
         D: JobDevice,
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
-        let (trainer, meta) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
+        let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
         let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
-        let metrics = evaluate_across(&trainer, &dataset, self.top_k, self.collective)?;
+        let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
         Ok((metrics, dataset.skip_report()))
     }
 }
@@ -116,14 +116,14 @@ impl<W: Write> Job for PredictJob<'_, W> {
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let e = self.eval;
-        let (trainer, meta) = load_model::<M, D>(device, &e.checkpoint, TrainConfig::default_for_inference())?;
+        let (predictor, meta) = Predictor::<M, D>::load(device, &e.checkpoint)?;
         let dataset = evaluation_dataset_in_order::<M, D>(e.files, e.decoder, e.batch_size, e.skip_corrupt, meta.frame_order())?;
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
             vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
         };
         let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
-        let written = predict_across(&trainer, &dataset, e.top_k, self.out, names, e.collective)?;
+        let written = predict_across(&predictor, &dataset, e.top_k, self.out, names, e.collective)?;
         Ok((written, dataset.skip_report()))
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::__private::LayerDevice;
+use loupe::data::mediapipe::detect_float_frames;
 use loupe::data::{detect_file_layout, expand_patterns, DataFormat, FeatureSpec, VideoDecoder};
 use loupe::dfdx::nn::BuildModule;
 use loupe::dfdx::tensor::{Cpu, Synchronize};
@@ -81,7 +82,8 @@ impl DeviceArgs {
 /// The data-layout flags (defaults: detected from the first file).
 #[derive(Debug, Clone, Args)]
 pub struct LayoutArgs {
-    /// Feature streams in frame order, comma-separated (default: detected, e.g. `rgb,audio`).
+    /// Feature streams in frame order, comma-separated (default: detected, e.g. `rgb,audio`;
+    /// MediaPipe's feature files: `RGB/feature/floats,AUDIO/feature/floats`).
     #[arg(long, value_delimiter = ',')]
     pub feature_names: Vec<String>,
     /// Sizes of the feature streams, comma-separated (default: detected, e.g. `1024,128`).
@@ -124,8 +126,12 @@ impl LayoutArgs {
             FeatureSpec::new(self.feature_names.iter().cloned().zip(self.feature_sizes.iter().copied()))?
         };
         // Streams taken from the first file: a later file with more streams is laid out
-        // differently and is named, not silently read as a subset.
-        let decoder = VideoDecoder::new(format, spec).with_exact_streams(detect);
+        // differently and is named, not silently read as a subset. MediaPipe's feature
+        // files store float frames (detected from the first record) next to other
+        // feature lists (timestamps), so there only the named streams are read.
+        let float_frames = detect_float_frames(first)?;
+        let decoder =
+            VideoDecoder::new(format, spec).with_float_frames(float_frames).with_exact_streams(detect && !float_frames);
         Ok(if format == DataFormat::FrameLevel { decoder.with_max_frames(self.max_frames) } else { decoder })
     }
 }
@@ -198,7 +204,7 @@ pub fn zoo_name_of(meta: &loupe::train::checkpoint::CheckpointMeta) -> Result<St
         }
     }
     Err(CliError::message(format!(
-        "the checkpoint holds a `{}`, which is not a zoo model; load it from Rust with loupe::train::run::load_model",
+        "the checkpoint holds a `{}`, which is not a zoo model; load it from Rust with loupe::infer::Predictor::load",
         meta.model.name
     )))
 }

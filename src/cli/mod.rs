@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod embed;
 mod ensemble;
 mod eval;
 mod inspect;
@@ -40,6 +41,9 @@ enum Command {
     /// Write a Kaggle submission CSV of a checkpoint's predictions (or, with
     /// `--segments`, the 2019 segment submission).
     Predict(eval::PredictArgs),
+    /// Write each video's vector at a layer (pooled, hidden, gated) of a checkpoint's model
+    /// to a `.npy` (+ ids) or `.safetensors` file.
+    Embed(embed::EmbedArgs),
     /// List the model zoo with parameter counts.
     Models(models::ModelsArgs),
     /// Write a synthetic YouTube-8M-format data set with learnable structure.
@@ -237,6 +241,7 @@ pub fn main() -> ExitCode {
         ))),
         Command::Quickstart(args) => quickstart::run(args, &mut out),
         Command::Models(args) => models::run(args, &mut out),
+        Command::Embed(args) => embed::run(args, &mut out),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use loupe::data::{read_segment_classes, FrameOrder, VideoDecoder};
+use loupe::infer::Predictor;
 use loupe::model::VideoModel;
 use loupe::segment_submission::{write_segment_submission, SegmentRow};
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{load_model, RunError};
 use loupe::train::segment_tuning::{fine_tune_segments, SegmentTuning, SegmentTuningSummary};
 use loupe::train::segments::{predict_segments, SegmentInference};
-use loupe::train::TrainConfig;
 
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
 use super::train::TrainPlan;
@@ -41,9 +41,9 @@ impl Job for SegmentJob {
         D: JobDevice,
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
-        let (trainer, meta) = load_model::<M, D>(device, &self.checkpoint, TrainConfig::default_for_inference())?;
+        let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
         let inference = SegmentInference { order: meta.frame_order(), ..self.inference };
-        predict_segments(&trainer, &inference)
+        predict_segments(&predictor, &inference)
     }
 }
 

@@ -2,6 +2,7 @@
 //! and their assembly from decoded videos.
 
 use super::error::{DataError, Result};
+use super::features::dequantize_into;
 use super::sampling::{sample_frames, valid_rows, FrameSampling};
 use super::video::DecodedVideo;
 
@@ -159,32 +160,37 @@ impl Assemble for FrameAssembler {
     type Batch = FrameBatch;
 
     fn push(&mut self, video: DecodedVideo, rng: &mut dyn rand::RngCore) -> Result<()> {
-        let DecodedVideo::Frames(video) = video else {
-            return Err(DataError::Config("a video-level record reached the frame-level batcher".into()));
+        // Quantised frames (YouTube-8M) or float frames (MediaPipe), as one view.
+        let (id, labels, num_frames, dim, floats, bytes) = match video {
+            DecodedVideo::Frames(v) => (v.id, v.labels, v.num_frames, v.frames.len() / v.num_frames.max(1), Vec::new(), v.frames),
+            DecodedVideo::Floats(v) => (v.id, v.labels, v.num_frames, v.features.len() / v.num_frames.max(1), v.features, Vec::new()),
+            DecodedVideo::Mean(_) => {
+                return Err(DataError::Config("a video-level record reached the frame-level batcher".into()));
+            }
         };
-        if video.feature_dim() != self.feature_dim {
-            return Err(DataError::Config(format!(
-                "video {:?} has {} values per frame, the batch {}",
-                video.id,
-                video.feature_dim(),
-                self.feature_dim
-            )));
+        if dim != self.feature_dim {
+            return Err(DataError::Config(format!("video {id:?} has {dim} values per frame, the batch {}", self.feature_dim)));
         }
         self.indices.clear();
-        sample_frames(self.sampling, &video.id, video.num_frames, self.frames_per_video, rng, &mut self.indices);
+        sample_frames(self.sampling, &id, num_frames, self.frames_per_video, rng, &mut self.indices);
         let batch = &mut self.current;
         let start = batch.frames.len();
         batch.frames.resize(start + self.frames_per_video * self.feature_dim, 0.0);
         let rows = batch.frames[start..].chunks_exact_mut(self.feature_dim);
         for (row, &t) in rows.zip(&self.indices) {
-            video.dequantize_frame_into(t, row);
+            let frame = t * dim..(t + 1) * dim;
+            if floats.is_empty() {
+                dequantize_into(&bytes[frame], row);
+            } else {
+                row.copy_from_slice(&floats[frame]);
+            }
         }
         let label_start = batch.labels.len();
         batch.labels.resize(label_start + self.num_classes, 0.0);
-        set_multi_hot(&video.labels, &mut batch.labels[label_start..]);
-        batch.num_frames.push(video.num_frames);
-        batch.lengths.push(valid_rows(self.sampling, video.num_frames, self.frames_per_video));
-        batch.ids.push(video.id);
+        set_multi_hot(&labels, &mut batch.labels[label_start..]);
+        batch.num_frames.push(num_frames);
+        batch.lengths.push(valid_rows(self.sampling, num_frames, self.frames_per_video));
+        batch.ids.push(id);
         Ok(())
     }
 

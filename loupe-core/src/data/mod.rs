@@ -10,6 +10,7 @@
 //! | protobuf messages | [`proto`] |
 //! | feature streams, (de)quantisation | [`features`] |
 //! | record -> video | [`video`] |
+//! | MediaPipe's float frames | [`mediapipe`] |
 //! | one file's videos, globbing, skip reports | [`reader`] |
 //! | which frames are pooled | [`sampling`] |
 //! | batch layout | [`batch`] |
@@ -25,6 +26,7 @@ pub mod dataset;
 pub mod error;
 pub mod features;
 pub mod labels;
+pub mod mediapipe;
 pub mod proto;
 pub mod reader;
 pub mod sampling;

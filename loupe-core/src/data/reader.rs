@@ -303,6 +303,8 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
             .into_iter()
             .filter_map(|(name, list)| match list.feature.first().and_then(|f| f.kind.as_ref()) {
                 Some(Kind::BytesList(b)) => Some((name, b.value.iter().map(Vec::len).sum())),
+                // MediaPipe's feature files: one float list per frame (`super::mediapipe`).
+                Some(Kind::FloatList(f)) => Some((name, f.value.len())),
                 _ => None,
             })
             .collect(),
@@ -318,8 +320,8 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
             .collect(),
     };
     let rank = |name: &str| match name {
-        "rgb" | "mean_rgb" => 0,
-        "audio" | "mean_audio" => 1,
+        "rgb" | "mean_rgb" | super::mediapipe::RGB_FEATURE => 0,
+        "audio" | "mean_audio" | super::mediapipe::AUDIO_FEATURE => 1,
         _ => 2,
     };
     streams.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));

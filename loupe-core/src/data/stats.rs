@@ -211,6 +211,15 @@ impl VideoSummary {
                     .collect()
             }
             DecodedVideo::Mean(v) => v.features.iter().map(|&x| f64::from(x)).collect(),
+            DecodedVideo::Floats(v) => {
+                let mut sums = vec![0f64; dim];
+                for row in v.features.chunks_exact(dim) {
+                    for (s, &x) in sums.iter_mut().zip(row) {
+                        *s += f64::from(x);
+                    }
+                }
+                sums.iter().map(|&s| s / v.num_frames.max(1) as f64).collect()
+            }
         };
         let means = spec
             .offsets()
@@ -230,7 +239,7 @@ impl VideoSummary {
             frames: video.num_frames(),
             segments: match video {
                 DecodedVideo::Frames(v) => v.segments.clone(),
-                DecodedVideo::Mean(_) => Vec::new(),
+                DecodedVideo::Mean(_) | DecodedVideo::Floats(_) => Vec::new(),
             },
             means,
         }

@@ -153,6 +153,9 @@ pub enum DecodedVideo {
     Frames(QuantizedVideo),
     /// Video-level, one float row.
     Mean(Video),
+    /// Frame-level with float frames (MediaPipe's feature files, [`super::mediapipe`]),
+    /// kept as they were stored.
+    Floats(Video),
 }
 
 impl DecodedVideo {
@@ -160,7 +163,7 @@ impl DecodedVideo {
     pub fn id(&self) -> &str {
         match self {
             DecodedVideo::Frames(v) => &v.id,
-            DecodedVideo::Mean(v) => &v.id,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => &v.id,
         }
     }
 
@@ -168,7 +171,7 @@ impl DecodedVideo {
     pub fn labels(&self) -> &[u32] {
         match self {
             DecodedVideo::Frames(v) => &v.labels,
-            DecodedVideo::Mean(v) => &v.labels,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => &v.labels,
         }
     }
 
@@ -176,7 +179,7 @@ impl DecodedVideo {
     pub fn num_frames(&self) -> usize {
         match self {
             DecodedVideo::Frames(v) => v.num_frames,
-            DecodedVideo::Mean(v) => v.num_frames,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => v.num_frames,
         }
     }
 
@@ -184,7 +187,7 @@ impl DecodedVideo {
     pub fn into_video(self) -> Video {
         match self {
             DecodedVideo::Frames(v) => v.dequantize(),
-            DecodedVideo::Mean(v) => v,
+            DecodedVideo::Mean(v) | DecodedVideo::Floats(v) => v,
         }
     }
 }
@@ -206,6 +209,7 @@ pub struct VideoDecoder {
     max_frames: usize,
     num_classes: Option<usize>,
     exact_streams: bool,
+    float_frames: bool,
 }
 
 impl VideoDecoder {
@@ -218,6 +222,7 @@ impl VideoDecoder {
             max_frames: DEFAULT_MAX_FRAMES,
             num_classes: None,
             exact_streams: false,
+            float_frames: false,
         }
     }
 
@@ -246,6 +251,18 @@ impl VideoDecoder {
     pub fn with_exact_streams(mut self, exact: bool) -> Self {
         self.exact_streams = exact;
         self
+    }
+
+    /// Reads frame-level feature lists of float frames (MediaPipe's feature files,
+    /// [`super::mediapipe`]) instead of quantised bytes; the values are kept as stored.
+    pub fn with_float_frames(mut self, float_frames: bool) -> Self {
+        self.float_frames = float_frames;
+        self
+    }
+
+    /// Whether frames are read as float lists ([`Self::with_float_frames`]).
+    pub fn float_frames(&self) -> bool {
+        self.float_frames
     }
 
     /// The record format.
@@ -281,6 +298,9 @@ impl VideoDecoder {
     /// Decodes one record payload, keeping frame-level features quantised.
     pub fn decode_record(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<DecodedVideo> {
         match self.format {
+            DataFormat::FrameLevel if self.float_frames => {
+                super::mediapipe::decode_float_frames(self, payload, at).map(DecodedVideo::Floats)
+            }
             DataFormat::FrameLevel => self.decode_frames(payload, at).map(DecodedVideo::Frames),
             DataFormat::VideoLevel => self.decode_mean(payload, at).map(DecodedVideo::Mean),
         }
@@ -487,7 +507,7 @@ impl VideoDecoder {
     }
 
     /// Reads the id (`id` or `video_id`) and the labels (missing key = no labels).
-    fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
+    pub(super) fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
         let found = ID_KEYS
             .iter()
             .find_map(|key| context.feature.get(*key).map(|f| (*key, f)));

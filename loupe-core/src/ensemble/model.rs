@@ -5,29 +5,28 @@ use dfdx::prelude::*;
 use crate::data::Dataset;
 use crate::model::VideoModel;
 use crate::train::run::batches;
-use crate::train::Trainer;
+use crate::infer::Predictor;
 
 use super::{EnsembleError, Keep, Predictions};
 
-/// The predictions of `trainer`'s model (evaluation mode) on every video of `dataset`
+/// The predictions of `predictor`'s model on every video of `dataset`
 /// (e.g. [`evaluation_dataset`](crate::train::run::evaluation_dataset)), keeping each
 /// video's best `keep` probabilities: more than a top-20 prediction file holds, so the
 /// mean is closer to the mean of the full probability vectors.
 pub fn model_predictions<M, D>(
-    trainer: &Trainer<M, f32, D>,
+    predictor: &Predictor<M, D>,
     dataset: &Dataset,
     name: impl Into<String>,
     keep: Keep,
 ) -> Result<Predictions, EnsembleError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     let mut predictions = Predictions::from_sparse(name, M::CLASSES, [], keep)?;
     for batch in batches::<M, D>(dataset)? {
         let batch = batch.map_err(crate::train::run::RunError::from)?;
-        let probabilities =
-            trainer.predict_lengths(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
+        let probabilities = predictor.predict(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
         predictions.extend_dense(batch.ids, &probabilities, keep)?;
     }
     Ok(predictions)

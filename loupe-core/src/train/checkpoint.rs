@@ -75,9 +75,9 @@ impl CheckpointMeta {
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a checkpoint sidecar: {source}")]
+    #[error("{path}: not a checkpoint sidecar")]
     Sidecar { path: PathBuf, source: serde_json::Error },
     #[error("{path}: cannot write weights: {message}")]
     Write { path: PathBuf, message: String },

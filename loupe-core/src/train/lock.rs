@@ -19,7 +19,7 @@ pub const LOCK_FILE: &str = "lock";
 pub enum LockError {
     #[error("{dir} is in use by another training process (pid {holder}): wait for it to finish, stop it, or give another --train-dir")]
     Held { dir: PathBuf, holder: String },
-    #[error("{path}: cannot lock the training directory: {source}")]
+    #[error("{path}: cannot lock the training directory")]
     Io { path: PathBuf, source: std::io::Error },
 }
 

@@ -11,6 +11,8 @@ use dfdx::tensor::safetensors::SafeDtype;
 
 use crate::data::{DataError, DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
 use crate::distributed::{broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, DistributedError, SingleProcess};
+use crate::infer::embeddings::EmbeddingError;
+use crate::infer::{PredictError, Predictor};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
@@ -20,7 +22,10 @@ use crate::train::{interrupt, TrainConfig, TrainDirLock, TrainError, Trainer};
 
 pub use crate::train::sharded::{evaluate_across, predict_across};
 
-/// Everything a training run needs besides the model type and the device.
+/// Everything a training run needs besides the model type and the device. The
+/// [`Default`] is `loupe train`'s defaults (no files, YouTube-8M frame-level streams,
+/// batch 80, 1000 steps, a checkpoint every 1000 steps, output in `loupe-run`): set what
+/// differs with `RunConfig { train_files, ..RunConfig::default() }`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Training shards.
@@ -64,6 +69,32 @@ pub struct RunConfig {
     pub description: serde_json::Value,
 }
 
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            train_files: Vec::new(),
+            validate_files: Vec::new(),
+            decoder: VideoDecoder::youtube8m(DataFormat::FrameLevel),
+            batch_size: 80,
+            seed: 0,
+            shuffle_buffer: 512,
+            max_steps: Some(1000),
+            epochs: None,
+            eval_every: None,
+            checkpoint_every: Some(1000),
+            output_dir: PathBuf::from("loupe-run"),
+            keep_checkpoints: 3,
+            resume: false,
+            skip_corrupt: false,
+            progress: false,
+            top_k: 20,
+            frame_order: FrameOrder::default(),
+            optim: TrainConfig::default(),
+            description: serde_json::Value::Null,
+        }
+    }
+}
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -72,8 +103,12 @@ pub enum RunError {
     #[error(transparent)]
     Train(#[from] TrainError),
     #[error(transparent)]
+    Predict(#[from] PredictError),
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
+    #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -192,16 +227,16 @@ pub fn evaluation_dataset_in_order<M: VideoModel<f32, D>, D: Device<f32>>(
         .with_skip_corrupt(skip_corrupt))
 }
 
-/// Evaluates `trainer`'s model (evaluation mode) on `dataset`.
-pub fn evaluate<M, D>(trainer: &Trainer<M, f32, D>, dataset: &Dataset, top_k: usize) -> Result<MetricsSummary, RunError>
+/// Evaluates `predictor`'s model on `dataset`.
+pub fn evaluate<M, D>(predictor: &Predictor<M, D>, dataset: &Dataset, top_k: usize) -> Result<MetricsSummary, RunError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
     for batch in batches::<M, D>(dataset)? {
         let batch = batch?;
-        trainer.evaluate_batch_lengths(&mut metrics, &batch.frames, &batch.lengths, &label_lists(&batch.labels, M::CLASSES))?;
+        predictor.evaluate(&mut metrics, &batch.frames, &batch.lengths, &label_lists(&batch.labels, M::CLASSES))?;
     }
     Ok(metrics.summary())
 }
@@ -209,7 +244,7 @@ where
 /// Writes a Kaggle submission of `dataset`'s videos (top `top_k` labels each) to `out`;
 /// `names` adds a column of label names. Returns the number of videos.
 pub fn predict<M, D, W: Write>(
-    trainer: &Trainer<M, f32, D>,
+    predictor: &Predictor<M, D>,
     dataset: &Dataset,
     top_k: usize,
     out: W,
@@ -217,12 +252,12 @@ pub fn predict<M, D, W: Write>(
 ) -> Result<usize, RunError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     let mut rows = Vec::new();
     for batch in batches::<M, D>(dataset)? {
         let batch = batch?;
-        for (id, predictions) in batch.ids.into_iter().zip(trainer.predict_top_k_lengths(&batch.frames, &batch.lengths, top_k)?) {
+        for (id, predictions) in batch.ids.into_iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, top_k)?) {
             rows.push(SubmissionRow { id, predictions });
         }
     }
@@ -236,7 +271,9 @@ pub(crate) fn write_rows<W: Write>(out: W, rows: Vec<SubmissionRow>, names: Opti
     write_submission(out, rows, names).map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })
 }
 
-/// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`.
+/// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`
+/// to train it further (with `optim`; Adam's moments start afresh). To run a trained
+/// model, load it with [`Predictor::load`].
 pub fn load_model<M, D>(device: D, path: &Path, optim: TrainConfig) -> Result<(Trainer<M, f32, D>, CheckpointMeta), RunError>
 where
     D: Device<f32>,
@@ -418,7 +455,7 @@ where
         progress.step(&stats);
         if let (Some(every), Some(set)) = (config.eval_every, &validate_set) {
             if stats.step % every == 0 {
-                let m = evaluate_across(&trainer, set, config.top_k, collective)?;
+                let m = evaluate_across(&trainer.predictor(), set, config.top_k, collective)?;
                 if let Some(events) = &mut events {
                     events.scalars(stats.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
                 }
@@ -434,7 +471,7 @@ where
     progress.finish();
     if let (false, Some(set)) = (interrupted, &validate_set) {
         if summary.gap_history.last().map(|g| g.0) != Some(trainer.step) {
-            let m = evaluate_across(&trainer, set, config.top_k, collective)?;
+            let m = evaluate_across(&trainer.predictor(), set, config.top_k, collective)?;
             if let Some(events) = &mut events {
                 events.scalars(trainer.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
             }

@@ -28,6 +28,7 @@ use crate::report::{training_curves_png, EventWriter};
 use crate::train::checkpoint::{save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use crate::train::run::RunError;
 use crate::train::segments::{predict_segments, SegmentInference};
+use crate::infer::Predictor;
 use crate::train::Trainer;
 
 /// One rated segment as a training example: a video of the segment's frames whose
@@ -118,7 +119,7 @@ pub struct SegmentTuningSummary {
 
 /// Scores every segment of `files` with the model and returns MAP over all entries
 /// against the ratings of the same files, ranking the classes rated there.
-pub fn evaluate_segments<M, D>(trainer: &Trainer<M, f32, D>, files: &[PathBuf], decoder: &VideoDecoder, order: FrameOrder, skip_corrupt: bool) -> Result<SegmentMetrics, RunError>
+pub fn evaluate_segments<M, D>(predictor: &Predictor<M, D>, files: &[PathBuf], decoder: &VideoDecoder, order: FrameOrder, skip_corrupt: bool) -> Result<SegmentMetrics, RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
@@ -142,7 +143,7 @@ where
         skip_corrupt,
         order,
     };
-    let (rows, _) = predict_segments(trainer, &job)?;
+    let (rows, _) = predict_segments(predictor, &job)?;
     segment_map(&truth, &rows, 0).map_err(|e| RunError::Config(e.to_string()))
 }
 
@@ -183,7 +184,7 @@ where
         if config.validate_files.is_empty() {
             return Ok(());
         }
-        let m = evaluate_segments(trainer, &config.validate_files, &decoder, config.frame_order, config.skip_corrupt)?;
+        let m = evaluate_segments(&trainer.predictor(), &config.validate_files, &decoder, config.frame_order, config.skip_corrupt)?;
         events.scalars(trainer.step, &[("segment_map", m.map)])?;
         if config.progress {
             eprintln!("step {:>7}  validation segment MAP {:.4}  ({} classes)", trainer.step, m.map, m.per_class.len());

@@ -24,7 +24,7 @@ use crate::data::{valid_rows, DataFormat, DecodedVideo, FrameOrder, VideoDecoder
 use crate::model::VideoModel;
 use crate::segment_submission::{SegmentId, SegmentRow};
 use crate::train::run::RunError;
-use crate::train::Trainer;
+use crate::infer::Predictor;
 
 /// One scored segment in a class's top-k.
 #[derive(Debug, Clone, Copy)]
@@ -144,13 +144,13 @@ pub struct SegmentInference {
     pub order: FrameOrder,
 }
 
-/// Scores every segment of every video of `job.files` with `trainer`'s model (evaluation
+/// Scores every segment of every video of `job.files` with `predictor`'s model (evaluation
 /// mode) and returns each whitelisted class's best segments (module docs). Also returns
 /// the number of segments scored.
-pub fn predict_segments<M, D>(trainer: &Trainer<M, f32, D>, job: &SegmentInference) -> Result<(Vec<SegmentRow>, u64), RunError>
+pub fn predict_segments<M, D>(predictor: &Predictor<M, D>, job: &SegmentInference) -> Result<(Vec<SegmentRow>, u64), RunError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     if job.decoder.format() != DataFormat::FrameLevel || M::FRAMES < 1 || M::describe().input == "video_level" {
         return Err(RunError::Config(format!(
@@ -182,7 +182,7 @@ where
         if pending.starts.is_empty() {
             return Ok(());
         }
-        let scores = trainer.predict_lengths(&pending.frames, &pending.lengths)?;
+        let scores = predictor.predict(&pending.frames, &pending.lengths)?;
         for ((video, start), row) in pending.videos.iter().zip(&pending.starts).zip(scores.chunks(M::CLASSES)) {
             if top.videos.last() != Some(video) {
                 top.begin_video(video);
@@ -196,7 +196,17 @@ where
     for path in &job.files {
         let mut reader = VideoReader::open(path, &job.decoder)?.skip_corrupt(job.skip_corrupt);
         while let Some(video) = reader.next_decoded() {
-            let DecodedVideo::Frames(video) = video? else { continue };
+            let video = match video? {
+                DecodedVideo::Frames(video) => video,
+                DecodedVideo::Floats(video) => {
+                    return Err(RunError::Config(format!(
+                        "{}: video {:?} has float frames (a MediaPipe feature file): segment scoring reads the dataset's quantised frames",
+                        path.display(),
+                        video.id
+                    )))
+                }
+                DecodedVideo::Mean(_) => continue,
+            };
             for start in (0..video.num_frames).step_by(SEGMENT_FRAMES) {
                 let valid = segment_rows(&video, start, M::FRAMES, &mut pending.frames);
                 pending.lengths.push(valid_rows(sampling, valid, M::FRAMES));

@@ -12,7 +12,7 @@ use crate::metrics::{top_k, EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::submission::SubmissionRow;
 use crate::train::run::{batches, evaluate, label_lists, predict, write_rows, RunError};
-use crate::train::Trainer;
+use crate::infer::Predictor;
 
 /// The indices into `dataset.files()` this rank reads: `rank`, `rank + world_size`, ...
 fn my_files(dataset: &Dataset, collective: &dyn Collective) -> Vec<usize> {
@@ -59,19 +59,19 @@ where
 /// [`evaluate`] as one rank of `collective`: every rank returns the metrics of all the
 /// dataset's files (computed on rank 0 from the ranks' top-k predictions, added in file
 /// order, then broadcast).
-pub fn evaluate_across<M, D>(trainer: &Trainer<M, f32, D>, dataset: &Dataset, k: usize, collective: &dyn Collective) -> Result<MetricsSummary, RunError>
+pub fn evaluate_across<M, D>(predictor: &Predictor<M, D>, dataset: &Dataset, k: usize, collective: &dyn Collective) -> Result<MetricsSummary, RunError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     if collective.world_size() == 1 {
-        return evaluate(trainer, dataset, k);
+        return evaluate(predictor, dataset, k);
     }
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
         for batch in batches::<M, D>(part)? {
             let batch = batch?;
-            let scores = trainer.predict_lengths(&batch.frames, &batch.lengths)?;
+            let scores = predictor.predict(&batch.frames, &batch.lengths)?;
             for (row, labels) in scores.chunks(M::CLASSES).zip(label_lists(&batch.labels, M::CLASSES)) {
                 out.u32s(&labels);
                 out.pairs(&top_k(row, k.max(labels.len())));
@@ -101,7 +101,7 @@ where
 /// [`predict`] as one rank of `collective`: rank 0 writes the rows of all the dataset's
 /// files to `out`, in file order; every rank returns the number of videos written.
 pub fn predict_across<M, D, W: Write>(
-    trainer: &Trainer<M, f32, D>,
+    predictor: &Predictor<M, D>,
     dataset: &Dataset,
     k: usize,
     out: W,
@@ -110,16 +110,16 @@ pub fn predict_across<M, D, W: Write>(
 ) -> Result<usize, RunError>
 where
     D: Device<f32>,
-    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+    M: VideoModel<f32, D>,
 {
     if collective.world_size() == 1 {
-        return predict(trainer, dataset, k, out, names);
+        return predict(predictor, dataset, k, out, names);
     }
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
         for batch in batches::<M, D>(part)? {
             let batch = batch?;
-            for (id, top) in batch.ids.iter().zip(trainer.predict_top_k_lengths(&batch.frames, &batch.lengths, k)?) {
+            for (id, top) in batch.ids.iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, k)?) {
                 out.str(id);
                 out.pairs(&top);
                 count += 1;

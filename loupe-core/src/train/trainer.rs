@@ -1,9 +1,10 @@
-//! One model, its optimizer and the step counters: the training step and batched
-//! prediction, generic over any [`VideoModel`].
+//! One model, its optimizer and the step counters: the training step, generic over any
+//! [`VideoModel`]. Prediction goes through [`Predictor`] ([`Trainer::predictor`]).
 
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_f32;
+use crate::infer::{PredictError, Predictor};
 use crate::distributed::{all_reduce_gradients, Collective, DistributedError, SingleProcess};
 use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
@@ -11,20 +12,17 @@ use crate::model::VideoModel;
 use crate::train::checkpoint::CheckpointError;
 use crate::train::{try_cross_entropy_loss, try_masked_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule};
 
-/// Optimisation settings of a [`Trainer`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Optimisation settings of a [`Trainer`]. The default is the paper's: Adam with
+/// per-variable clipping at 1, learning rate 2e-4 decayed by 0.8 every 4M videos, and
+/// no classifier penalty (set [`classifier_l2`](Self::classifier_l2) to the model's,
+/// [`ModelDescription::classifier_l2`](crate::model::ModelDescription::classifier_l2),
+/// as `loupe train` does).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TrainConfig {
     pub schedule: LearningRateSchedule,
     pub adam: AdamConfig,
     /// Coefficient of the classifier's L2 penalty in the loss (the model's own by default).
     pub classifier_l2: f64,
-}
-
-impl TrainConfig {
-    /// Settings for a model that is only evaluated or used for prediction.
-    pub fn default_for_inference() -> Self {
-        TrainConfig { schedule: LearningRateSchedule::default(), adam: AdamConfig::default(), classifier_l2: 0.0 }
-    }
 }
 
 /// What one training step did.
@@ -49,6 +47,8 @@ pub enum TrainError {
     Shape { what: &'static str, expected: usize, got: usize },
     #[error("device error: {0}")]
     Device(String),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -304,67 +304,30 @@ where
         self.examples_seen += batch as u64;
         Ok(StepStats { step: next_step, loss: loss_value, learning_rate, batch })
     }
+}
 
-    /// Class probabilities (`batch x CLASSES`, row-major) in evaluation mode: batch norm
-    /// uses its running averages, so a video's scores do not depend on its batch.
+/// Evaluation of the model being trained goes through a [`Predictor`] of it.
+impl<M, D> Trainer<M, f32, D>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D> + Clone,
+{
+    /// A [`Predictor`] of the model as it is now. Cheap: the tensors share their buffers
+    /// with the trainer's until the next update writes them (copy on write), so drop it
+    /// before the next step.
+    pub fn predictor(&self) -> Predictor<M, D> {
+        Predictor::new(self.device.clone(), self.model.clone())
+    }
+
+    /// Class probabilities (`batch x CLASSES`, row-major) in evaluation mode, every frame
+    /// valid ([`Predictor::predict`] takes the valid frames).
     pub fn predict(&self, frames: &[f32]) -> Result<Vec<f32>, TrainError> {
-        self.predict_on(frames, None)
+        Ok(self.predictor().forward(frames, None)?)
     }
 
     /// [`Self::predict`] where only the first `lengths[b]` frames of video `b` are valid.
     pub fn predict_lengths(&self, frames: &[f32], lengths: &[usize]) -> Result<Vec<f32>, TrainError> {
-        self.predict_on(frames, Some(lengths))
-    }
-
-    fn predict_on(&self, frames: &[f32], lengths: Option<&[usize]>) -> Result<Vec<f32>, TrainError> {
-        let batch = frames.len() / (M::FRAMES * M::FEATURES).max(1);
-        let x = self.frames_tensor(frames, batch)?;
-        Self::check_lengths(lengths, batch)?;
-        let p = match lengths {
-            Some(lengths) => self.model.try_forward_eval_lengths(x, lengths),
-            None => self.model.try_forward_eval(x),
-        }
-        .map_err(device_error)?;
-        Ok(p.as_vec().into_iter().map(|v| v.to_f32().unwrap_or(f32::NAN)).collect())
-    }
-
-    /// Predicts a batch and adds it to `metrics`; `labels[i]` are video i's true labels.
-    pub fn evaluate_batch(
-        &self,
-        metrics: &mut EvaluationMetrics,
-        frames: &[f32],
-        labels: &[Vec<u32>],
-    ) -> Result<(), TrainError> {
-        self.evaluate_on(metrics, frames, None, labels)
-    }
-
-    /// [`Self::evaluate_batch`] where only the first `lengths[b]` frames of video `b` are
-    /// valid.
-    pub fn evaluate_batch_lengths(
-        &self,
-        metrics: &mut EvaluationMetrics,
-        frames: &[f32],
-        lengths: &[usize],
-        labels: &[Vec<u32>],
-    ) -> Result<(), TrainError> {
-        self.evaluate_on(metrics, frames, Some(lengths), labels)
-    }
-
-    fn evaluate_on(
-        &self,
-        metrics: &mut EvaluationMetrics,
-        frames: &[f32],
-        lengths: Option<&[usize]>,
-        labels: &[Vec<u32>],
-    ) -> Result<(), TrainError> {
-        let scores = self.predict_on(frames, lengths)?;
-        if scores.len() != labels.len() * M::CLASSES {
-            return Err(TrainError::Shape { what: "labels", expected: scores.len() / M::CLASSES, got: labels.len() });
-        }
-        for (row, truth) in scores.chunks(M::CLASSES).zip(labels) {
-            metrics.add_video(row, truth);
-        }
-        Ok(())
+        Ok(self.predictor().predict(frames, lengths)?)
     }
 
     /// The `k` best `(class, score)` pairs of each video of a batch.
@@ -372,9 +335,16 @@ where
         Ok(self.predict(frames)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
     }
 
-    /// [`Self::predict_top_k`] where only the first `lengths[b]` frames of video `b` are
-    /// valid.
-    pub fn predict_top_k_lengths(&self, frames: &[f32], lengths: &[usize], k: usize) -> Result<Vec<Vec<(u32, f32)>>, TrainError> {
-        Ok(self.predict_lengths(frames, lengths)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
+    /// Predicts a batch (every frame valid) and adds it to `metrics`; `labels[i]` are
+    /// video i's true labels.
+    pub fn evaluate_batch(&self, metrics: &mut EvaluationMetrics, frames: &[f32], labels: &[Vec<u32>]) -> Result<(), TrainError> {
+        let scores = self.predict(frames)?;
+        if scores.len() != labels.len() * M::CLASSES {
+            return Err(TrainError::Shape { what: "labels", expected: scores.len() / M::CLASSES, got: labels.len() });
+        }
+        for (row, truth) in scores.chunks(M::CLASSES).zip(labels) {
+            metrics.add_video(row, truth);
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,93 @@
+//! `loupe embed`: each video's vector at a layer of a checkpoint's model, written as
+//! `.npy` (+ ids) or `.safetensors` ([`loupe::infer::embeddings`]).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use loupe::data::VideoDecoder;
+use loupe::infer::embeddings::{ids_path, write_embeddings, EmbeddingFormat};
+use loupe::infer::Predictor;
+use loupe::model::{Layer, VideoModel};
+use loupe::train::checkpoint::read_meta;
+use loupe::train::run::{evaluation_dataset_in_order, RunError};
+
+use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
+use super::{CliError, Output};
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Checkpoint: a training directory's `checkpoints/`, or a `step-*.json` sidecar.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// TFRecord files or glob patterns of the videos to embed.
+    #[arg(long, required = true, num_args = 1..)]
+    input_data_pattern: Vec<String>,
+    /// Where the vectors are taken: `pooled` (after pooling, the streams concatenated),
+    /// `hidden` (after the hidden layer) or `gated` (after context gating or GLU).
+    #[arg(long)]
+    layer: Layer,
+    /// Output file: `NAME.npy` (float32 `videos x size`, ids in `NAME.ids.txt`, one per
+    /// line) or `NAME.safetensors` (tensors `embeddings` and `ids`).
+    #[arg(long)]
+    output: PathBuf,
+    /// Videos per forward pass (does not change the vectors).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[command(flatten)]
+    layout: LayoutArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+struct EmbedJob {
+    checkpoint: PathBuf,
+    files: Vec<PathBuf>,
+    decoder: VideoDecoder,
+    batch_size: usize,
+    skip_corrupt: bool,
+    layer: Layer,
+    output: PathBuf,
+}
+
+impl Job for EmbedJob {
+    type Output = Result<(u64, usize), RunError>;
+    fn run<M, D>(self, device: D) -> Self::Output
+    where
+        D: JobDevice,
+        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
+    {
+        let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
+        // The frames prediction samples: evaluation order, the training's frame order.
+        let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
+        let videos = write_embeddings(&predictor, &dataset, self.layer, &self.output)?;
+        Ok((videos, M::describe().representation_size(self.layer).unwrap_or(0)))
+    }
+}
+
+pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
+    if args.batch_size == 0 {
+        return Err(CliError::message("--batch-size must be at least 1"));
+    }
+    let format = EmbeddingFormat::of(&args.output).map_err(|e| CliError::context("--output", e))?;
+    let (_, meta) = read_meta(&args.checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
+    let model = zoo_name_of(&meta)?;
+    let files = files("--input-data-pattern", &args.input_data_pattern)?;
+    let decoder = args.layout.decoder(&files)?;
+    let device = args.device.build()?;
+    let job = EmbedJob {
+        checkpoint: args.checkpoint,
+        files,
+        decoder,
+        batch_size: args.batch_size,
+        skip_corrupt: args.layout.skip_corrupt,
+        layer: args.layer,
+        output: args.output.clone(),
+    };
+    let (videos, size) = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("embedding with {model}"), e))?;
+    let ids = match format {
+        EmbeddingFormat::Npy => format!(", ids in {}", ids_path(&args.output).display()),
+        EmbeddingFormat::Safetensors => String::new(),
+    };
+    eprintln!("wrote {videos} vectors of {size} values ({}) to {}{ids}", args.layer, args.output.display());
+    Ok(())
+}
