@@ -1,16 +1,17 @@
 //! A test-only reader of the `.npz` files numpy's `savez` writes: a zip of `.npy`
 //! entries stored uncompressed (numpy forces zip64 headers, so each entry's size is read
 //! from its `.npy` header, not from the zip's). Supports little-endian `f4`, `i4` and
-//! `u1` arrays; other entries (strings) are skipped.
+//! `u1` arrays and unicode strings (`<U n`, in [`Array::text`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-/// One array: its shape and values as `f64`.
+/// One array: its shape and values as `f64` (strings: in `text`, `values` empty).
 #[derive(Debug, Clone)]
 pub struct Array {
     pub shape: Vec<usize>,
     pub values: Vec<f64>,
+    pub text: Vec<String>,
 }
 
 impl Array {
@@ -45,6 +46,21 @@ pub fn read_npz(path: &Path) -> HashMap<String, Array> {
         let shape: Vec<usize> = shape_text.split(',').filter_map(|d| d.trim().parse().ok()).collect();
         let count: usize = shape.iter().product();
         let start = header_start + header_len;
+        if let Some(chars) = descr.strip_prefix("<U").and_then(|n| n.parse::<usize>().ok()) {
+            let text = bytes[start..start + 4 * chars * count]
+                .chunks(4 * chars)
+                .map(|item| {
+                    item.chunks(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                        .take_while(|&c| c != 0)
+                        .filter_map(char::from_u32)
+                        .collect()
+                })
+                .collect();
+            arrays.insert(name.trim_end_matches(".npy").to_string(), Array { shape, values: Vec::new(), text });
+            pos = start + 4 * chars * count;
+            continue;
+        }
         let (width, values): (usize, Option<Vec<f64>>) = match descr {
             "<f4" => (4, Some(bytes[start..start + 4 * count].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect())),
             "<i4" => (4, Some(bytes[start..start + 4 * count].chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect())),
@@ -52,7 +68,7 @@ pub fn read_npz(path: &Path) -> HashMap<String, Array> {
             d => (d.trim_start_matches(['<', '|']).trim_start_matches('U').parse::<usize>().map_or(0, |n| 4 * n), None),
         };
         if let Some(values) = values {
-            arrays.insert(name.trim_end_matches(".npy").to_string(), Array { shape, values });
+            arrays.insert(name.trim_end_matches(".npy").to_string(), Array { shape, values, text: Vec::new() });
         }
         pos = start + width * count;
     }
