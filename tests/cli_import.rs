@@ -211,3 +211,46 @@ fn damaged_checkpoints_exit_with_a_message_naming_file_and_tensor() {
     });
     assert!(err.contains("model.ckpt-20.index: index table: bad magic"), "{err}");
 }
+
+/// A mapping file of the user's own (TOML) fills the model like the built-in one; a
+/// wrong transform or an unreadable file is an error naming it.
+#[test]
+fn a_users_mapping_file_imports_and_bad_ones_are_named() {
+    let dir = scratch("mapping");
+    let ckpt = fixture("starter-video-logistic");
+    let mapping = dir.join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "[[map]]\ntf = \"tower/fully_connected/weights\"\nloupe = \"classifier.weight\"\n\n\
+         [[map]]\ntf = \"tower/fully_connected/biases\"\nloupe = \"classifier.bias\"\ntransform = \"identity\"\n",
+    )
+    .unwrap();
+    let train_dir = dir.join("run");
+    let said = ok(loupe(&[
+        "import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--train-dir",
+        s(&train_dir),
+    ]));
+    assert!(said.contains("imported 2 tensors"), "{said}");
+    let data = fixture("starter-video-logistic/inputs.tfrecord");
+    let csv = dir.join("out.csv");
+    ok(loupe(&[
+        "predict", "--checkpoint", s(&train_dir.join("checkpoints")), "--input-data-pattern", s(&data), "--output-file",
+        s(&csv), "--top-k", "1",
+    ]));
+    let expected = read_npz(&fixture("starter-video-logistic/expected.npz"))["predictions"].f32s();
+    let ids = read_npz(&fixture("starter-video-logistic/inputs.npz"))["video_id"].text.clone();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for (b, id) in ids.iter().enumerate() {
+        let row = text.lines().find(|l| l.starts_with(&format!("{id},"))).unwrap_or_else(|| panic!("{id} in {text}"));
+        let best = expected[b * 20..(b + 1) * 20].iter().cloned().fold(f32::MIN, f32::max);
+        assert!(row.ends_with(&format!(" {best:.6}")), "{row} vs TF's best {best}");
+    }
+
+    std::fs::write(&mapping, "[[map]]\ntf = \"tower/fully_connected/weights\"\nloupe = \"classifier.weight\"\ntransform = \"transpose\"\n").unwrap();
+    let err = fails(loupe(&["import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--dry-run"]));
+    assert!(err.contains("[1152, 20] cannot fill `classifier.weight` [1152, 20] (transpose)"), "{err}");
+    assert!(err.contains("missing: no TF variable is mapped to `classifier.bias` [20]"), "{err}");
+    std::fs::write(&mapping, "[[map]]\ntf = 3\n").unwrap();
+    let err = fails(loupe(&["import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--dry-run"]));
+    assert!(err.contains("mapping.toml: mapping file:"), "{err}");
+}
