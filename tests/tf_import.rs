@@ -275,3 +275,36 @@ fn every_variable_reads_with_the_listed_dtype_and_shape() {
         assert_eq!(ckpt.global_step().unwrap(), listed["global_step"].as_u64());
     }
 }
+
+/// Rewrites the first data block of `index` (`len` bytes at offset 0) with `edit` and a
+/// valid trailer, so that only the edited content is wrong.
+fn edit_first_block(index: &Path, len: usize, edit: impl Fn(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(index).unwrap();
+    edit(&mut bytes);
+    // The trailer's CRC32C covers the block and its compression byte.
+    let scratch = index.with_extension("crc");
+    std::fs::write(&scratch, &bytes[..len + 1]).unwrap();
+    let crc = loupe::train::checkpoint::FileDigest::of_file(&scratch).unwrap().crc32c;
+    bytes[len + 1..len + 5].copy_from_slice(&loupe::tf_checkpoint::table::mask_crc(crc).to_le_bytes());
+    std::fs::write(index, bytes).unwrap();
+}
+
+#[test]
+fn unsupported_dtypes_and_compressed_blocks_are_named() {
+    // starter-video-logistic's index: one data block of 288 bytes at offset 0, whose second
+    // entry is `beta1_power` with its dtype byte (1, float) at 24.
+    let dir = copy_fixture("starter-video-logistic", "dtype");
+    let index = dir.join("model.ckpt-20.index");
+    let original = std::fs::read(&index).unwrap();
+    assert_eq!((&original[12..23], original[23], original[24], original[288]), (&b"beta1_power"[..], 8, 1, 0));
+    edit_first_block(&index, 288, |b| b[24] = 7); // DT_STRING
+    let err = TfCheckpoint::open(&dir).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, TfCheckpointError::Entry { .. }), "{text}");
+    assert!(text.contains("entry `beta1_power`: unsupported dtype 7"), "{text}");
+
+    std::fs::write(&index, &original).unwrap();
+    edit_first_block(&index, 288, |b| b[288] = 1); // snappy
+    let text = TfCheckpoint::open(&dir).unwrap_err().to_string();
+    assert!(text.contains("data block at offset 0: snappy-compressed blocks are not supported"), "{text}");
+}
