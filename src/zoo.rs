@@ -32,6 +32,9 @@
 //! | `video-logistic` | [`VideoLogistic`] | video-level (starter code) |
 //! | `video-moe` | [`VideoMoe`] | video-level (starter code) |
 //! | `video-moe-cg` | [`VideoMoeCg`] | video-level |
+//! | `gated-netvlad-2017` | [`GatedNetVlad2017`] | the authors' released checkpoint (4716 classes) |
+//! | `video-logistic-2017` | [`VideoLogistic2017`] | starter code, 2017 vocabulary |
+//! | `video-moe-2017` | [`VideoMoe2017`] | starter code, 2017 vocabulary |
 //! | `small-gated-netvlad` | [`SmallGatedNetVlad`] | small |
 //! | `small-gated-netfv` | [`SmallGatedNetFv`] | small |
 //! | `small-soft-bow` | [`SmallSoftBow`] | small |
@@ -43,6 +46,9 @@
 //! | `small-video-moe` | [`SmallVideoMoe`] | small, video-level |
 //! | `quickstart-gated-netvlad` | [`QuickstartGatedNetVlad`] | quick start |
 //! | `quickstart-average` | [`QuickstartAverage`] | quick start |
+//! | `fixture-gated-netvlad` | [`FixtureGatedNetVlad`] | the TF fixture `willow-gated-netvlad` |
+//! | `fixture-video-logistic` | [`FixtureVideoLogistic`] | the TF fixture `starter-video-logistic` |
+//! | `fixture-video-moe` | [`FixtureVideoMoe`] | the TF fixture `starter-video-moe` |
 //!
 //! The recurrent models read each video's frames in temporal order (the data's
 //! `FrameSampling::InOrder`) and stop at its last valid frame: the run loop passes each
@@ -135,6 +141,9 @@ macro_rules! for_each_model {
             "video-logistic" => $crate::zoo::VideoLogistic,
             "video-moe" => $crate::zoo::VideoMoe,
             "video-moe-cg" => $crate::zoo::VideoMoeCg,
+            "gated-netvlad-2017" => $crate::zoo::GatedNetVlad2017,
+            "video-logistic-2017" => $crate::zoo::VideoLogistic2017,
+            "video-moe-2017" => $crate::zoo::VideoMoe2017,
             "small-gated-netvlad" => $crate::zoo::SmallGatedNetVlad,
             "small-gated-netfv" => $crate::zoo::SmallGatedNetFv,
             "small-soft-bow" => $crate::zoo::SmallSoftBow,
@@ -146,6 +155,9 @@ macro_rules! for_each_model {
             "small-video-moe" => $crate::zoo::SmallVideoMoe,
             "quickstart-gated-netvlad" => $crate::zoo::QuickstartGatedNetVlad,
             "quickstart-average" => $crate::zoo::QuickstartAverage,
+            "fixture-gated-netvlad" => $crate::zoo::FixtureGatedNetVlad,
+            "fixture-video-logistic" => $crate::zoo::FixtureVideoLogistic,
+            "fixture-video-moe" => $crate::zoo::FixtureVideoMoe,
         }
     };
 }
@@ -500,6 +512,49 @@ pub struct VideoMoe;
 pub struct VideoMoeCg;
 
 // ---------------------------------------------------------------------------------------
+// The 2017 vocabulary (4716 classes; records name the video `video_id`, which the data
+// layer reads like `id`): the configurations of the released TensorFlow checkpoints,
+// for `loupe import` (docs/tf-checkpoints.md).
+
+/// The authors' released Gated NetVLAD (WILLOW `NetVLADModelLF` with `--gating
+/// --moe_prob_gating --netvlad_relu=False`, 256 / 128 clusters, hidden 1024, 300 frames
+/// sampled per video), trained on the 2017 vocabulary of 4716 classes.
+#[video_model(
+    frames = 300,
+    streams = [
+        rgb(features = 1024, pooling = netvlad(clusters = 256)),
+        audio(features = 128, pooling = netvlad(clusters = 128)),
+    ],
+    hidden = 1024,
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-6),
+    after_classifier = context_gating,
+    classes = 4716,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatedNetVlad2017;
+
+/// [`VideoLogistic`] on the 2017 vocabulary (4716 classes).
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = logistic(l2 = 1e-8),
+    classes = 4716,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoLogistic2017;
+
+/// [`VideoMoe`] on the 2017 vocabulary (4716 classes).
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 4716,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoMoe2017;
+
+// ---------------------------------------------------------------------------------------
 // Small variants: same architectures, sizes for tests and quick starts on synthetic data
 // (16 rgb + 8 audio features, 10 frames, 10 classes).
 
@@ -654,3 +709,48 @@ pub struct QuickstartGatedNetVlad;
 )]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuickstartAverage;
+
+// ---------------------------------------------------------------------------------------
+// The architectures of the TensorFlow checkpoints in `tests/fixtures/tf-checkpoints/`,
+// written by the original training code at small sizes (each folder's README has the
+// flags): `loupe import` tests run end to end on them.
+
+/// WILLOW's Gated NetVLAD as the fixture `willow-gated-netvlad` trained it: 8 rgb / 4
+/// audio clusters, hidden 16, Context Gating, MoE(2), probability gating, 20 classes,
+/// 6 frames (`--iterations=6`).
+#[video_model(
+    frames = 6,
+    streams = [
+        rgb(features = 1024, pooling = netvlad(clusters = 8)),
+        audio(features = 128, pooling = netvlad(clusters = 4)),
+    ],
+    hidden = 16,
+    after_pooling = context_gating,
+    classifier = moe(experts = 2, l2 = 1e-6),
+    after_classifier = context_gating,
+    classes = 20,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FixtureGatedNetVlad;
+
+/// The starter code's video-level `LogisticModel` over 20 classes (fixture
+/// `starter-video-logistic`).
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = logistic(l2 = 1e-8),
+    classes = 20,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FixtureVideoLogistic;
+
+/// The starter code's video-level `MoeModel`, 2 mixtures over 20 classes (fixture
+/// `starter-video-moe`).
+#[video_model(
+    input = video_level,
+    streams = [mean_rgb(features = 1024), mean_audio(features = 128)],
+    classifier = moe(experts = 2, l2 = 1e-8),
+    classes = 20,
+)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FixtureVideoMoe;

@@ -20,6 +20,7 @@ pub mod nn;
 pub mod report;
 pub mod segment_submission;
 pub mod submission;
+pub mod tf_checkpoint;
 pub mod train;
 
 pub use dfdx;

@@ -13,7 +13,9 @@ mod bench;
 mod embed;
 mod ensemble;
 mod eval;
+mod import;
 mod inspect;
+mod inspect_checkpoint;
 mod job;
 mod models;
 mod quickstart;
@@ -58,6 +60,12 @@ enum Command {
     Score(score::ScoreArgs),
     /// Time a zoo model: forward, forward + backward, training step; GFLOP/s and memory.
     Bench(bench::BenchArgs),
+    /// Import a TensorFlow checkpoint (the paper's or the starter code's training code)
+    /// into a loupe checkpoint of a zoo model; `--dry-run` prints the mapping,
+    /// `--print-spec` the matching `#[video_model]` spec.
+    Import(import::ImportArgs),
+    /// List a TensorFlow or loupe checkpoint's tensors (name, dtype, shape).
+    InspectCheckpoint(inspect_checkpoint::InspectCheckpointArgs),
 }
 
 /// A failure of a subcommand: a message and the error that caused it, if any.
@@ -247,6 +255,8 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score::run(args, &mut out),
         Command::Ensemble(args) => ensemble::run(args, &mut out),
         Command::Bench(args) => bench::run(args, &mut out),
+        Command::Import(args) => import::run(args, &mut out),
+        Command::InspectCheckpoint(args) => inspect_checkpoint::run(args, &mut out),
     }
     .and_then(|()| out.flush());
     match result {

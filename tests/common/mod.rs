@@ -2,6 +2,7 @@
 //! crate-wide test device, and closeness assertions.
 #![allow(dead_code)]
 
+pub mod npz;
 pub mod small_data;
 pub mod tiny_model;
 

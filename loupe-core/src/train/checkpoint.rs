@@ -352,3 +352,21 @@ fn check_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     }
     Ok(())
 }
+
+/// Every tensor of the checkpoint at `path` (directory or sidecar): `(name, dtype,
+/// shape)`, the model's first, then Adam's moments (`0.<name>`, `1.<name>`) when saved,
+/// prefixed `adam.`. Reads only the files' headers.
+pub fn checkpoint_tensors(path: &Path) -> Result<Vec<(String, String, Vec<usize>)>, CheckpointError> {
+    let sidecar = resolve_checkpoint(path)?;
+    let stem = sidecar.with_extension("");
+    let mut tensors = Vec::new();
+    for (file, prefix) in [(stem.with_extension("safetensors"), ""), (stem.with_extension("adam.safetensors"), "adam.")] {
+        if prefix == "adam." && !file.exists() {
+            continue;
+        }
+        let header =
+            read_header(&file).map_err(|e| CheckpointError::Weights { path: file.clone(), message: e.to_string() })?;
+        tensors.extend(header.into_iter().map(|(name, entry)| (format!("{prefix}{name}"), entry.dtype, entry.shape)));
+    }
+    Ok(tensors)
+}

@@ -1,0 +1,264 @@
+//! Loading a TensorFlow checkpoint's variables into a loupe model through a [`Mapping`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use dfdx::prelude::*;
+
+use super::bundle::TfCheckpoint;
+use super::error::{TfCheckpointError, TfImportError};
+use super::mapping::{Mapping, Transform};
+
+/// One loupe tensor of a model: name, shape, whether it is trained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub trainable: bool,
+}
+
+struct Layout(Vec<ModelTensor>);
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Layout {
+    type Viewer = (ViewTensorName, ViewTensorRef);
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        (name, t): (String, &Tensor<S, E, D>),
+    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
+        let shape = t.shape().concrete().into_iter().collect();
+        self.0.push(ModelTensor { name, shape, trainable: opts.do_gradient_update });
+        Ok(None)
+    }
+}
+
+/// Every tensor of `model`, in visiting order (nothing copied).
+pub fn model_tensors<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M) -> Vec<ModelTensor> {
+    let mut layout = Layout(Vec::new());
+    // The visitor never fails: it only reads shapes.
+    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut layout });
+    layout.0
+}
+
+/// Writes values by tensor name; `zero_others` zeroes every tensor not in `values`.
+struct Fill<'a> {
+    values: &'a HashMap<String, Vec<f64>>,
+    zero_others: bool,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_> {
+    type Viewer = (ViewTensorName, ViewTensorMut);
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, E, D>,
+        (name, t): (String, &mut Tensor<S, E, D>),
+    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
+        match self.values.get(&name) {
+            Some(v) => {
+                let converted: Vec<E> = v.iter().map(|&x| E::from_f64(x).unwrap_or_default()).collect();
+                t.copy_from(&converted);
+            }
+            None if self.zero_others => t.try_fill_with_zeros()?,
+            None => {}
+        }
+        Ok(None)
+    }
+}
+
+fn fill<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    model: &mut M,
+    values: &HashMap<String, Vec<f64>>,
+    zero_others: bool,
+) -> Result<(), D::Err> {
+    let mut f = Fill { values, zero_others };
+    M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut f }).map(|_| ())
+}
+
+/// One row of an import plan: which TF variable fills which loupe tensor.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanRow {
+    /// The TF variable (empty for [`Transform::Step`]).
+    pub tf: String,
+    /// Its shape in the checkpoint.
+    pub tf_shape: Vec<usize>,
+    pub loupe: String,
+    pub loupe_shape: Vec<usize>,
+    pub transform: Transform,
+}
+
+/// What [`plan`] found: the rows, and every problem (missing, mis-shaped, unused).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Plan {
+    pub rows: Vec<PlanRow>,
+    pub problems: Vec<String>,
+    /// Adam's moments: `true` when every trained tensor's variable has both slots
+    /// (`<var>/Adam`, `<var>/Adam_1`).
+    pub adam: bool,
+    /// Trained tensors whose variable lacks an Adam slot, when others have them.
+    pub missing_slots: Vec<String>,
+    /// The optimizer step: `global_step`, else derived from `beta1_power` (TF's Adam keeps
+    /// `0.9^(t+1)`), else 0.
+    pub step: u64,
+}
+
+fn is_bookkeeping(name: &str) -> bool {
+    name == "global_step" || name.ends_with("beta1_power") || name.ends_with("beta2_power")
+}
+
+fn slots(name: &str) -> [String; 2] {
+    [format!("{name}/Adam"), format!("{name}/Adam_1")]
+}
+
+/// Checks `mapping` against the checkpoint and the model's tensors without reading any
+/// tensor but the step: every loupe tensor must have a rule whose variable exists with
+/// a shape the transform accepts, and every variable of the checkpoint (except Adam
+/// slots of mapped variables, the Adam powers and `global_step`) must be used.
+pub fn plan(ckpt: &TfCheckpoint, mapping: &Mapping, tensors: &[ModelTensor]) -> Result<Plan, TfCheckpointError> {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    let mut used = BTreeSet::new();
+    for t in tensors {
+        let Some(rule) = mapping.rule(&t.name) else {
+            problems.push(format!("missing: no TF variable is mapped to `{}` {:?}", t.name, t.shape));
+            continue;
+        };
+        if rule.transform == Transform::Step {
+            rows.push(PlanRow { tf: String::new(), tf_shape: Vec::new(), loupe: t.name.clone(), loupe_shape: t.shape.clone(), transform: Transform::Step });
+            continue;
+        }
+        let Some(entry) = ckpt.entry(&rule.tf) else {
+            problems.push(format!("missing: TF variable `{}` (for `{}` {:?}) is not in the checkpoint", rule.tf, t.name, t.shape));
+            continue;
+        };
+        used.insert(rule.tf.clone());
+        if !rule.transform.accepts(&entry.shape, &t.shape) {
+            problems.push(format!(
+                "mis-shaped: TF `{}` {:?} cannot fill `{}` {:?} ({})",
+                rule.tf,
+                entry.shape,
+                t.name,
+                t.shape,
+                rule.transform.name()
+            ));
+            continue;
+        }
+        rows.push(PlanRow {
+            tf: rule.tf.clone(),
+            tf_shape: entry.shape.clone(),
+            loupe: t.name.clone(),
+            loupe_shape: t.shape.clone(),
+            transform: rule.transform,
+        });
+    }
+    let slot_names: BTreeSet<String> = used.iter().flat_map(|n| slots(n)).collect();
+    for entry in ckpt.entries() {
+        if !used.contains(&entry.name) && !slot_names.contains(&entry.name) && !is_bookkeeping(&entry.name) {
+            let base = entry.name.strip_suffix("/Adam_1").or_else(|| entry.name.strip_suffix("/Adam"));
+            if base.is_some_and(|b| ckpt.entry(b).is_some()) {
+                continue; // reported with its variable
+            }
+            problems.push(format!("unused: TF variable `{}` {:?} fills no tensor of the model", entry.name, entry.shape));
+        }
+    }
+    let trained: Vec<&PlanRow> = rows
+        .iter()
+        .filter(|r| r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable))
+        .collect();
+    let missing_slots: Vec<String> = trained
+        .iter()
+        .filter(|r| slots(&r.tf).iter().any(|s| ckpt.entry(s).is_none()))
+        .map(|r| r.tf.clone())
+        .collect();
+    let adam = !trained.is_empty() && missing_slots.is_empty();
+    let missing_slots = if missing_slots.len() == trained.len() { Vec::new() } else { missing_slots };
+    let step = match ckpt.global_step()? {
+        Some(step) => step,
+        None => match ckpt.entries().find(|e| e.name.ends_with("beta1_power")) {
+            Some(e) => {
+                let power = ckpt.read(&e.name)?.to_f64().first().copied().unwrap_or(1.0);
+                ((power.ln() / 0.9f64.ln()).round() as i64 - 1).max(0) as u64
+            }
+            None => 0,
+        },
+    };
+    Ok(Plan { rows, problems, adam, missing_slots, step })
+}
+
+/// A model's weights imported from a TF checkpoint, with Adam's state when present.
+#[derive(Debug, Clone)]
+pub struct Imported<M> {
+    pub plan: Plan,
+    /// First and second moments, as copies of the model (see `train::Adam`).
+    pub moments: Option<(M, M)>,
+    /// The optimizer step to continue from.
+    pub step: u64,
+}
+
+/// Reads every variable `mapping` names from `ckpt` into `model` (and Adam's slots into
+/// moments when every trained tensor has them). Fails, before changing `model`, with
+/// every missing, mis-shaped and unused variable when the checkpoint does not fit.
+/// Batch norms' update counts are set to the step, so their running averages continue
+/// with TensorFlow's decay.
+///
+/// ```no_run
+/// use loupe_core::tf_checkpoint::{import_checkpoint, Convention, Mapping, TfCheckpoint, model_tensors};
+/// # fn run<M: loupe_core::model::VideoModel<f32, dfdx::prelude::Cpu> + Clone>(model: &mut M) -> Result<(), Box<dyn std::error::Error>> {
+/// let ckpt = TfCheckpoint::open("willow_train_dir".as_ref())?;
+/// let names: Vec<String> = model_tensors(model).into_iter().map(|t| t.name).collect();
+/// let mapping = Mapping::builtin(Convention::Willow, &M::describe(), &names);
+/// let imported = import_checkpoint(&ckpt, &mapping, model)?;
+/// println!("step {}, Adam state: {}", imported.step, imported.moments.is_some());
+/// # Ok(()) }
+/// ```
+pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clone>(
+    ckpt: &TfCheckpoint,
+    mapping: &Mapping,
+    model: &mut M,
+) -> Result<Imported<M>, TfImportError> {
+    let tensors = model_tensors(model);
+    let plan = plan(ckpt, mapping, &tensors)?;
+    if !plan.problems.is_empty() {
+        return Err(TfImportError::Mismatch { prefix: ckpt.prefix().to_path_buf(), problems: plan.problems });
+    }
+    let device_error = |e: D::Err| TfImportError::Mismatch { prefix: ckpt.prefix().to_path_buf(), problems: vec![format!("device: {e:?}")] };
+    let read = |row: &PlanRow, tf: &str| -> Result<Vec<f64>, TfCheckpointError> {
+        Ok(row.transform.apply(&ckpt.read(tf)?.to_f64(), &row.tf_shape, &row.loupe_shape))
+    };
+    let mut values = HashMap::new();
+    for row in &plan.rows {
+        let v = match row.transform {
+            Transform::Step => vec![plan.step as f64; row.loupe_shape.iter().product()],
+            _ => read(row, &row.tf)?,
+        };
+        values.insert(row.loupe.clone(), v);
+    }
+    let moments = if plan.adam {
+        let trained: Vec<&PlanRow> = plan
+            .rows
+            .iter()
+            .filter(|r| r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable))
+            .collect();
+        let (mut m, mut v) = (HashMap::new(), HashMap::new());
+        for row in trained {
+            let [first, second] = slots(&row.tf);
+            m.insert(row.loupe.clone(), read(row, &first)?);
+            v.insert(row.loupe.clone(), read(row, &second)?);
+        }
+        let (mut first, mut second) = (model.clone(), model.clone());
+        fill(&mut first, &m, true).map_err(device_error)?;
+        fill(&mut second, &v, true).map_err(device_error)?;
+        Some((first, second))
+    } else {
+        None
+    };
+    fill(model, &values, false).map_err(device_error)?;
+    let step = plan.step;
+    Ok(Imported { plan, moments, step })
+}
