@@ -53,7 +53,7 @@ pub enum Fusion {
     /// Each stream is pooled on its own and the pooled vectors are concatenated.
     Late,
     /// The streams' frames are concatenated and pooled once.
-    Early { kw: Span, pooling: Option<Keyed<Pooling>> },
+    Early { kw: Span, pooling: Option<Box<Keyed<Pooling>>> },
 }
 
 /// One input stream: `rgb(features = 1024, pooling = netvlad(clusters = 256))`.

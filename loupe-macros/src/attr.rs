@@ -192,7 +192,7 @@ fn parse_fusion(input: ParseStream, errors: &mut Errors) -> syn::Result<Fusion> 
                 Err(la.error())
             }
         });
-        Ok(Fusion::Early { kw: kw.span, pooling })
+        Ok(Fusion::Early { kw: kw.span, pooling: pooling.map(Box::new) })
     } else {
         Err(la.error())
     }

@@ -127,6 +127,10 @@ impl Dims {
     }
 }
 
+/// A constraint between a kind's arguments: `Some((message, argument to point at))` when
+/// they break it.
+pub type Constraint = fn(&Dims) -> Option<(String, ArgKey)>;
+
 /// One pooling kind.
 pub struct PoolingDef {
     /// The keyword that names it in the grammar.
@@ -152,8 +156,7 @@ pub struct PoolingDef {
     pub params_formula: &'static str,
     /// The layer type's const generics (before dtype and device), given its output size.
     pub generics: fn(&Dims, usize) -> Vec<usize>,
-    /// A constraint between the arguments: the message and the argument to point at.
-    pub constraint: Option<fn(&Dims) -> Option<(String, ArgKey)>>,
+    pub constraint: Option<Constraint>,
 }
 
 impl PoolingDef {

@@ -389,6 +389,10 @@ fn docs_hold_the_generated_pooling_table() {
     assert!(facade.contains(&doc), "the docs of `loupe::video_model` (src/lib.rs) need the pooling table:\n{doc}");
     let message = format!("/// error: {}\n", expected_kinds());
     assert!(facade.contains(&message), "the docs of `loupe::video_model` (src/lib.rs) need:\n{message}");
+    let keys = &facade[facade.find("/// # Checkpoint keys").expect("a `# Checkpoint keys` section")..];
+    for field in crate::field::Field::ALL {
+        assert!(keys.contains(&format!("`{}`", field.name())), "the checkpoint keys in src/lib.rs lack `{field:?}`");
+    }
     for (file, text) in [("README.md", include_str!("../../README.md")), ("docs/macro.md", include_str!("../../docs/macro.md"))] {
         assert!(text.contains(&table), "{file} needs the pooling table:\n{table}");
     }

@@ -235,7 +235,7 @@ fn check_fusion<'a>(spec: &'a Spec, video_level: bool, errors: &mut Errors) -> O
                     "`fusion = early` needs the pooling of the concatenated streams: `early(pooling = netvlad(clusters = 256))`",
                 ));
             }
-            Some(pooling.as_ref())
+            Some(pooling.as_deref())
         }
         Some(Fusion::Late) | None => None,
     }
@@ -493,6 +493,7 @@ enum PooledBy {
     Nothing,
 }
 
+/// One stream: its name, its feature size, its pooling where the fusion wants one.
 fn check_stream(
     stream: &Stream,
     earlier: &[Stream],
@@ -502,6 +503,27 @@ fn check_stream(
 ) -> Option<ResolvedStream> {
     let before = errors.len();
     let name = &stream.name;
+    check_stream_name(name, earlier, errors);
+    let features = match &stream.features {
+        None => {
+            errors.missing(syn::Error::new(
+                name.span(),
+                format!("stream `{name}` needs its feature size: `{name}(features = 1024, ...)`"),
+            ));
+            None
+        }
+        Some(f) => size(&f.value, "features", MAX_DIM, errors).map(|n| (n, f.value.span())),
+    };
+    let pooling = check_stream_pooling(stream, pooled_by, features.map(|f| f.0), errors);
+    if errors.len() > before {
+        return None;
+    }
+    let (features, features_span) = features?;
+    Some(ResolvedStream { name: name.clone(), start, features, features_span, pooling })
+}
+
+/// A stream's name: unique, and not one of the model's own fields.
+fn check_stream_name(name: &Ident, earlier: &[Stream], errors: &mut Errors) {
     if earlier.iter().any(|s| s.name == *name) {
         errors.push(syn::Error::new(name.span(), format!("duplicate stream `{name}`: stream names must be unique")));
     }
@@ -516,17 +538,17 @@ fn check_stream(
             ),
         ));
     }
-    let features = match &stream.features {
-        None => {
-            errors.missing(syn::Error::new(
-                name.span(),
-                format!("stream `{name}` needs its feature size: `{name}(features = 1024, ...)`"),
-            ));
-            None
-        }
-        Some(f) => size(&f.value, "features", MAX_DIM, errors).map(|n| (n, f.value.span())),
-    };
-    let pooling = match (&stream.pooling, pooled_by != PooledBy::Stream) {
+}
+
+/// A stream's own pooling: present under late fusion only, of a kind late fusion allows.
+fn check_stream_pooling(
+    stream: &Stream,
+    pooled_by: PooledBy,
+    features: Option<usize>,
+    errors: &mut Errors,
+) -> Option<ResolvedPooling> {
+    let name = &stream.name;
+    match (&stream.pooling, pooled_by != PooledBy::Stream) {
         (Some(p), true) if pooled_by == PooledBy::Nothing => {
             errors.push(syn::Error::new(
                 p.key.span(),
@@ -556,14 +578,9 @@ fn check_stream(
             ));
             None
         }
-        (Some(p), false) => check_pooling(&p.value, features.map(|f| f.0), errors),
+        (Some(p), false) => check_pooling(&p.value, features, errors),
         (None, true) => None,
-    };
-    if errors.len() > before {
-        return None;
     }
-    let (features, features_span) = features?;
-    Some(ResolvedStream { name: name.clone(), start, features, features_span, pooling })
 }
 
 /// Checks a pooling's arguments against its kind's entry in the table and, when the
