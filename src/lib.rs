@@ -72,9 +72,26 @@ pub mod zoo;
 /// **`streams`**: each stream is a name (used as its checkpoint key), its `features` per
 /// frame and, under late fusion, its `pooling`. `FEATURES` is the sum of the streams'
 /// features; stream `i` reads channels `[sum of the earlier features, + its own)`.
-/// Pooling kinds (paper section 3; output size in parentheses):
-/// `netvlad(clusters = K)` (K*D), `netrvlad(clusters = K)` (K*D), `netfv(clusters = K)`
-/// (2*K*D), `soft_bow(clusters = K)` (K), `average` (D), `max` (D).
+/// The pooling kinds (paper section 3, plus NeXtVLAD), over D features per frame:
+///
+/// | pooling | grammar | layer (`loupe::nn`) | fusion | output | parameters |
+/// |---|---|---|---|---|---|
+/// | NetVLAD | `netvlad(clusters = K)` | `NetVlad` | late or early | K·D | 2DK + 2K |
+/// | NetRVLAD | `netrvlad(clusters = K)` | `NetRvlad` | late or early | K·D | DK + 2K |
+/// | NetFV | `netfv(clusters = K)` | `NetFv` | late or early | 2·K·D | 3DK + 2K |
+/// | soft bag of words | `soft_bow(clusters = K)` | `SoftBow` | late or early | K | DK + 2K |
+/// | average | `average` | `AveragePooling` | late or early | D | 0 |
+/// | max | `max` | `MaxPooling` | late or early | D | 0 |
+/// | LSTM, 2 layers of H | `lstm(size = H)` | `Lstm` | early only | 4H ([c1, h1, c2, h2]) | 4H(D+H) + 4H + 8H² + 4H |
+/// | GRU, 2 layers of H | `gru(size = H)` | `Gru` | early only | 2H ([h1, h2]) | 3H(D+H) + 3H + 6H² + 3H |
+/// | NeXtVLAD (Lin et al. 2018) | `nextvlad(clusters = K, groups = G, expansion = λ)` (G = 8, λ = 2 by default) | `NeXtVlad` | late or early | K·λD/G | λD² + λD + G(λD + 1) + λDGK + 2GK + (λD/G)K + 2(λD/G)K |
+///
+/// `K`, `H`, `G` and `λ` are integer literals in `1..=65536`; NeXtVLAD's λD expanded
+/// features must split evenly into its G groups. The recurrent kinds (`lstm`, `gru`)
+/// read the concatenated frames in temporal order, each video up to its last valid
+/// frame, L2-normalised without the input batch norm. This table is generated from the
+/// macro's own table of kinds (`loupe-macros/src/pooling.rs`; `docs/macro.md` says how to
+/// add a kind).
 ///
 /// ```
 /// # use loupe::video_model;
@@ -167,9 +184,16 @@ pub mod zoo;
 ///
 /// # Errors
 /// Mistakes are compile errors on the offending token, all of them at once: unknown or
-/// duplicate keys, missing required keys, sizes that are zero or beyond the limits above
-/// (also any one weight tensor above 2^31 values), unknown pooling kinds
-/// ("expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`").
+/// duplicate keys, missing required keys, sizes that are negative, zero or beyond the
+/// limits above (also any one weight tensor above 2^31 values), unknown pooling kinds:
+///
+/// ```text
+/// error: expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`, `lstm`, `gru`, `nextvlad`
+/// ```
+///
+/// One mistake gives one error: on error the macro still declares the built type, its
+/// impls and the builder's consts (with the sizes the spec gave, where they are valid), so
+/// the code that uses the model does not fail as well.
 /// Shapes are types, so feeding a tensor with another frame count or feature size, or
 /// chaining the model with a layer of the wrong size, does not compile:
 ///

@@ -5,6 +5,7 @@
 //! optional fields are `None` when the key was absent (or failed to parse), and the
 //! validator (`valid.rs`) decides what that means.
 
+use crate::pooling::{ArgKey, PoolingDef};
 use proc_macro2::Span;
 use syn::{Ident, LitBool, LitInt};
 
@@ -52,7 +53,7 @@ pub enum Fusion {
     /// Each stream is pooled on its own and the pooled vectors are concatenated.
     Late,
     /// The streams' frames are concatenated and pooled once.
-    Early { kw: Span, pooling: Option<Keyed<Pooling>> },
+    Early { kw: Span, pooling: Option<Box<Keyed<Pooling>>> },
 }
 
 /// One input stream: `rgb(features = 1024, pooling = netvlad(clusters = 256))`.
@@ -62,72 +63,20 @@ pub struct Stream {
     pub pooling: Option<Keyed<Pooling>>,
 }
 
-/// The pooling kinds. Adding one (LSTM, NeXtVLAD, ...) is one variant here, one arm in
-/// `attr::parse_pooling`, its constraints in `PoolingKind::needs_clusters` and
-/// `valid::pooled_size`, and one arm in `expand::pooling_type`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PoolingKind {
-    NetVlad,
-    NetRvlad,
-    NetFv,
-    SoftBow,
-    Average,
-    Max,
-    /// Two stacked LSTM layers of `size` cells, final states `[c1, h1, c2, h2]`.
-    Lstm,
-    /// Two stacked GRU layers of `size` units, final states `[h1, h2]`.
-    Gru,
-    /// NeXtVLAD with `clusters`, `groups` (default 8) and `expansion` (default 2).
-    NeXtVlad,
-}
-
-impl PoolingKind {
-    /// The keyword that names this kind in the grammar.
-    pub fn keyword(self) -> &'static str {
-        match self {
-            PoolingKind::NetVlad => "netvlad",
-            PoolingKind::NetRvlad => "netrvlad",
-            PoolingKind::NetFv => "netfv",
-            PoolingKind::SoftBow => "soft_bow",
-            PoolingKind::Average => "average",
-            PoolingKind::Max => "max",
-            PoolingKind::Lstm => "lstm",
-            PoolingKind::Gru => "gru",
-            PoolingKind::NeXtVlad => "nextvlad",
-        }
-    }
-
-    /// Whether the kind is a clustering one (takes `clusters = K`).
-    pub fn needs_clusters(self) -> bool {
-        match self {
-            PoolingKind::NetVlad
-            | PoolingKind::NetRvlad
-            | PoolingKind::NetFv
-            | PoolingKind::SoftBow
-            | PoolingKind::NeXtVlad => true,
-            PoolingKind::Average | PoolingKind::Max | PoolingKind::Lstm | PoolingKind::Gru => false,
-        }
-    }
-
-    /// Whether the kind is recurrent (takes `size = H`; reads the L2-normalised frames
-    /// without the input batch norm, REFERENCE.md section 2).
-    pub fn is_recurrent(self) -> bool {
-        matches!(self, PoolingKind::Lstm | PoolingKind::Gru)
-    }
-}
-
-/// `netvlad(clusters = 256)`, `average`, ...
+/// `netvlad(clusters = 256)`, `average`, ...: a kind of the table in `pooling.rs` and the
+/// arguments as written (any kind's arguments parse; the validator checks them).
 pub struct Pooling {
-    pub kind: PoolingKind,
+    pub kind: &'static PoolingDef,
     /// The kind's keyword.
     pub span: Span,
-    pub clusters: Option<Keyed<Size>>,
-    /// Cells per layer of a recurrent kind.
-    pub size: Option<Keyed<Size>>,
-    /// NeXtVLAD's groups.
-    pub groups: Option<Keyed<Size>>,
-    /// NeXtVLAD's expansion factor (lambda).
-    pub expansion: Option<Keyed<Size>>,
+    /// One slot per [`ArgKey`], in [`ArgKey::ALL`] order.
+    pub args: [Option<Keyed<Size>>; 4],
+}
+
+impl Pooling {
+    pub fn arg(&self, key: ArgKey) -> Option<&Keyed<Size>> {
+        self.args[key.index()].as_ref()
+    }
 }
 
 /// `hidden = 1024` or `hidden = fc(size = 1024, batch_norm = true, relu6 = true)`.

@@ -5,58 +5,16 @@
 //! all reported (the caller combines them).
 
 use crate::ast::{
-    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Input, Keyed, OutputGate, Pooling, PoolingKind, Size,
-    Spec, Stream,
+    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Input, Keyed, OutputGate, Pooling, Size, Spec,
+    Stream,
 };
 use crate::kw;
+use crate::pooling::{self, ArgKey};
 use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
 use syn::{bracketed, parenthesized, token, Ident, Lit, LitBool, LitFloat, LitInt, Token};
 
-/// Errors collected while parsing and validating.
-///
-/// A value that failed to parse leaves its key absent from the spec; so that one mistake
-/// gives one error, "missing ..." errors found after a failed parse are counted (the model
-/// is still invalid) but not reported.
-#[derive(Default)]
-pub struct Errors {
-    list: Vec<syn::Error>,
-    suppressed: usize,
-    parse_failed: bool,
-}
-
-impl Errors {
-    pub fn push(&mut self, e: syn::Error) {
-        self.list.push(e);
-    }
-
-    /// An error about something absent, reported only if the parse went cleanly.
-    pub fn missing(&mut self, e: syn::Error) {
-        if self.parse_failed {
-            self.suppressed += 1;
-        } else {
-            self.list.push(e);
-        }
-    }
-
-    /// Marks the end of parsing: from here on, absences may be parse failures.
-    pub fn end_parse(&mut self) {
-        self.parse_failed = !self.list.is_empty();
-    }
-
-    /// Errors found so far, suppressed ones included.
-    pub fn len(&self) -> usize {
-        self.list.len() + self.suppressed
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn into_vec(self) -> Vec<syn::Error> {
-        self.list
-    }
-}
+pub use crate::errors::Errors;
 
 /// Parses the attribute's arguments. The spec holds whatever parsed; `errors` what did not.
 pub fn parse_spec(args: TokenStream, errors: &mut Errors) -> Spec {
@@ -234,7 +192,7 @@ fn parse_fusion(input: ParseStream, errors: &mut Errors) -> syn::Result<Fusion> 
                 Err(la.error())
             }
         });
-        Ok(Fusion::Early { kw: kw.span, pooling })
+        Ok(Fusion::Early { kw: kw.span, pooling: pooling.map(Box::new) })
     } else {
         Err(la.error())
     }
@@ -275,62 +233,22 @@ fn parse_stream(input: ParseStream, errors: &mut Errors) -> syn::Result<Stream> 
     Ok(Stream { name, features, pooling })
 }
 
-/// One arm per pooling kind; the order here is the order of the "expected one of" list.
+/// A kind of the pooling table (`pooling::POOLINGS`, whose order is the order of the
+/// "expected one of" list) and its arguments.
 pub(crate) fn parse_pooling(input: ParseStream, errors: &mut Errors) -> syn::Result<Pooling> {
-    let la = input.lookahead1();
-    let (kind, span) = if la.peek(kw::netvlad) {
-        (PoolingKind::NetVlad, input.parse::<kw::netvlad>()?.span)
-    } else if la.peek(kw::netrvlad) {
-        (PoolingKind::NetRvlad, input.parse::<kw::netrvlad>()?.span)
-    } else if la.peek(kw::netfv) {
-        (PoolingKind::NetFv, input.parse::<kw::netfv>()?.span)
-    } else if la.peek(kw::soft_bow) {
-        (PoolingKind::SoftBow, input.parse::<kw::soft_bow>()?.span)
-    } else if la.peek(kw::average) {
-        (PoolingKind::Average, input.parse::<kw::average>()?.span)
-    } else if la.peek(kw::max) {
-        (PoolingKind::Max, input.parse::<kw::max>()?.span)
-    } else if la.peek(kw::lstm) {
-        (PoolingKind::Lstm, input.parse::<kw::lstm>()?.span)
-    } else if la.peek(kw::gru) {
-        (PoolingKind::Gru, input.parse::<kw::gru>()?.span)
-    } else if la.peek(kw::nextvlad) {
-        (PoolingKind::NeXtVlad, input.parse::<kw::nextvlad>()?.span)
-    } else {
-        return Err(la.error());
-    };
-    let (mut clusters, mut size, mut groups, mut expansion) = (None, None, None, None);
+    let (kind, keyword) = pooling::parse_kind(input)?;
+    let mut args: [Option<Keyed<Size>>; 4] = Default::default();
     if input.peek(token::Paren) {
         let content;
         parenthesized!(content in input);
         keyed_list(&content, errors, |input, errors| {
-            let la = input.lookahead1();
-            if la.peek(kw::clusters) {
-                let key = key!(input, clusters);
-                let value = eq_then(input, parse_size)?;
-                set(&mut clusters, key, value, errors);
-                Ok(())
-            } else if la.peek(kw::size) {
-                let key = key!(input, size);
-                let value = eq_then(input, parse_size)?;
-                set(&mut size, key, value, errors);
-                Ok(())
-            } else if la.peek(kw::groups) {
-                let key = key!(input, groups);
-                let value = eq_then(input, parse_size)?;
-                set(&mut groups, key, value, errors);
-                Ok(())
-            } else if la.peek(kw::expansion) {
-                let key = key!(input, expansion);
-                let value = eq_then(input, parse_size)?;
-                set(&mut expansion, key, value, errors);
-                Ok(())
-            } else {
-                Err(la.error())
-            }
+            let (arg, key) = pooling::parse_one_of(input, &ArgKey::ALL, ArgKey::name)?;
+            let value = eq_then(input, parse_size)?;
+            set(&mut args[arg.index()], key, value, errors);
+            Ok(())
         });
     }
-    Ok(Pooling { kind, span, clusters, size, groups, expansion })
+    Ok(Pooling { kind, span: keyword.span(), args })
 }
 
 fn parse_hidden(input: ParseStream, errors: &mut Errors) -> syn::Result<Hidden> {

@@ -5,15 +5,17 @@
 //! generated code means. Layer types carry the span of the spec token they come from, so
 //! that a const assertion failing in a layer points at the user's line.
 
-use crate::ast::{GateKind, PoolingKind};
+use crate::ast::GateKind;
+use crate::field::Field;
+use crate::pooling::ArgKey;
 use crate::valid::{Model, ResolvedClassifier, ResolvedPooling};
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, ItemStruct};
 
 /// `usize` literal without a suffix (`1024`, not `1024usize`), so that it reads as a
 /// const generic argument in error messages.
-fn lit(n: usize) -> Literal {
+pub(crate) fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
 }
 
@@ -41,29 +43,44 @@ pub fn built_name(builder: &Ident) -> Ident {
 }
 
 /// Paths of the runtime pieces the generated code uses.
-fn private() -> TokenStream {
+pub(crate) fn private() -> TokenStream {
     quote!(::loupe::__private)
 }
 
 /// `Tensor<(usize, Const<FRAMES>, Const<FEATURES>), __E, __D, #tape>`.
 fn input_type(model: &Model, tape: &TokenStream) -> TokenStream {
-    let p = private();
-    let (frames, features) = (lit(model.frames), lit(model.features));
-    let frames_ty = quote_spanned!(model.frames_span=> #p::Const<#frames>);
-    quote!(#p::Tensor<(::core::primitive::usize, #frames_ty, #p::Const<#features>), __E, __D, #tape>)
+    frames_tensor(model.frames, model.features, model.frames_span, tape)
 }
 
 /// `Tensor<(usize, Const<CLASSES>), __E, __D, #tape>`.
 fn output_type(model: &Model, tape: &TokenStream) -> TokenStream {
+    classes_tensor(model.classes, model.classes_span, tape)
+}
+
+/// `Tensor<(usize, Const<frames>, Const<features>), __E, __D, #tape>`.
+pub(crate) fn frames_tensor(frames: usize, features: usize, frames_span: Span, tape: &TokenStream) -> TokenStream {
     let p = private();
-    let classes = lit(model.classes);
-    let classes_ty = quote_spanned!(model.classes_span=> #p::Const<#classes>);
+    let (frames, features) = (lit(frames), lit(features));
+    let frames_ty = quote_spanned!(frames_span=> #p::Const<#frames>);
+    quote!(#p::Tensor<(::core::primitive::usize, #frames_ty, #p::Const<#features>), __E, __D, #tape>)
+}
+
+/// `Tensor<(usize, Const<classes>), __E, __D, #tape>`.
+pub(crate) fn classes_tensor(classes: usize, classes_span: Span, tape: &TokenStream) -> TokenStream {
+    let p = private();
+    let classes = lit(classes);
+    let classes_ty = quote_spanned!(classes_span=> #p::Const<#classes>);
     quote!(#p::Tensor<(::core::primitive::usize, #classes_ty), __E, __D, #tape>)
 }
 
 fn gen_builder_consts(item: &ItemStruct, model: &Model) -> TokenStream {
+    builder_consts(item, model.frames, model.features, model.classes)
+}
+
+/// The builder's `FRAMES`, `FEATURES` and `CLASSES`.
+pub(crate) fn builder_consts(item: &ItemStruct, frames: usize, features: usize, classes: usize) -> TokenStream {
     let name = &item.ident;
-    let (frames, features, classes) = (lit(model.frames), lit(model.features), lit(model.classes));
+    let (frames, features, classes) = (lit(frames), lit(features), lit(classes));
     quote! {
         #[automatically_derived]
         impl #name {
@@ -85,13 +102,13 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
     let features = lit(model.features);
     // Recurrent poolings read the L2-normalised frames without the input batch norm; so do
     // video-level models (the starter code L2-normalises the concatenated vector only).
-    if model.video_level || model.early.as_ref().is_some_and(|p| p.kind.is_recurrent()) {
-        fields.push((format_ident!("input"), quote!(#nn::L2Normalize)));
+    if model.video_level || model.early.as_ref().is_some_and(|p| p.kind.in_order) {
+        fields.push((Field::Input.ident(), quote!(#nn::L2Normalize)));
     } else {
-        fields.push((format_ident!("input"), quote!(#nn::FrameInput<#features, __E, __D>)));
+        fields.push((Field::Input.ident(), quote!(#nn::FrameInput<#features, __E, __D>)));
     }
     if let Some(pool) = &model.early {
-        fields.push((format_ident!("pooling"), pooling_type(pool)));
+        fields.push((Field::Pooling.ident(), pooling_type(pool)));
     }
     for s in &model.streams {
         if let Some(pool) = &s.pooling {
@@ -106,7 +123,7 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
         } else {
             quote_spanned!(h.span=> #nn::Hidden<#i, #o, #fan, #relu6, __E, __D>)
         };
-        fields.push((format_ident!("hidden"), ty));
+        fields.push((Field::Hidden.ident(), ty));
     }
     let n = lit(model.representation);
     let gate = match model.gate {
@@ -118,7 +135,7 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
         GateKind::Glu => Some(quote_spanned!(model.gate_span=> #nn::Glu<#n, __E, __D>)),
     };
     if let Some(gate) = gate {
-        fields.push((format_ident!("gating"), gate));
+        fields.push((Field::Gating.ident(), gate));
     }
     let v = lit(model.classes);
     let classifier = match model.classifier {
@@ -128,45 +145,31 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
         }
         ResolvedClassifier::Logistic { .. } => quote_spanned!(model.classifier_span=> #nn::Logistic<#n, #v, __E, __D>),
     };
-    fields.push((format_ident!("classifier"), classifier));
+    fields.push((Field::Classifier.ident(), classifier));
     if model.output_gating {
         fields.push((
-            format_ident!("output_gating"),
+            Field::OutputGating.ident(),
             quote_spanned!(model.output_gate_span=> #nn::ProbabilityGating<#v, __E, __D>),
         ));
     }
     fields
 }
 
-/// One arm per pooling kind.
+/// The pooling's layer type, from its kind's entry in the table (`pooling.rs`):
+/// `NetVlad<1024, 256, 262144, __E, __D>`, `AveragePooling<1024>`.
 fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
     let p = private();
-    let (d, k, out) = (lit(pool.input), lit(pool.clusters), lit(pool.output));
-    match pool.kind {
-        PoolingKind::NetVlad => quote_spanned!(pool.span=> #p::nn::NetVlad<#d, #k, #out, __E, __D>),
-        PoolingKind::NetRvlad => quote_spanned!(pool.span=> #p::nn::NetRvlad<#d, #k, #out, __E, __D>),
-        PoolingKind::NetFv => quote_spanned!(pool.span=> #p::nn::NetFv<#d, #k, #out, __E, __D>),
-        PoolingKind::SoftBow => quote_spanned!(pool.span=> #p::nn::SoftBow<#d, #k, __E, __D>),
+    let layer = Ident::new(pool.kind.layer, pool.span);
+    let generics = (pool.kind.generics)(&pool.dims, pool.output).into_iter().map(lit);
+    if pool.kind.has_params {
+        quote_spanned!(pool.span=> #p::nn::#layer<#(#generics,)* __E, __D>)
+    } else {
         // Parameter-free: one type is builder and layer, no dtype or device.
-        PoolingKind::Average => quote_spanned!(pool.span=> #p::nn::AveragePooling<#d>),
-        PoolingKind::Max => quote_spanned!(pool.span=> #p::nn::MaxPooling<#d>),
-        PoolingKind::Lstm => {
-            let h = lit(pool.cells);
-            quote_spanned!(pool.span=> #p::nn::Lstm<#d, #h, #out, __E, __D>)
-        }
-        PoolingKind::Gru => {
-            let h = lit(pool.cells);
-            quote_spanned!(pool.span=> #p::nn::Gru<#d, #h, #out, __E, __D>)
-        }
-        PoolingKind::NeXtVlad => {
-            let fe = pool.input * pool.expansion;
-            let (fe, g, gk) = (lit(fe), lit(pool.groups), lit(pool.groups * pool.clusters));
-            quote_spanned!(pool.span=> #p::nn::NeXtVlad<#d, #fe, #g, #k, #gk, #out, __E, __D>)
-        }
+        quote_spanned!(pool.span=> #p::nn::#layer<#(#generics),*>)
     }
 }
 
-fn generics() -> TokenStream {
+pub(crate) fn generics() -> TokenStream {
     let p = private();
     quote!(__E: #p::LayerDtype, __D: #p::LayerDevice<__E>)
 }
@@ -176,7 +179,17 @@ fn gen_built_struct(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStr
     let name = &item.ident;
     let generics = generics();
     let fields = fields(model).into_iter().map(|(name, ty)| {
-        let doc = format!("Checkpoint keys `{name}.*`.");
+        let doc = match field_pooling(model, &name) {
+            Some(pool) => format!(
+                "Checkpoint keys `{name}.*`: {} pooling ({} = {} values out, {} = {} parameters).",
+                pool.kind.name,
+                pool.kind.output_formula,
+                pool.output,
+                pool.kind.params_formula,
+                (pool.kind.params)(&pool.dims)
+            ),
+            None => format!("Checkpoint keys `{name}.*`."),
+        };
         quote!(#[doc = #doc] pub #name: #ty,)
     });
     let doc = format!(
@@ -190,6 +203,14 @@ fn gen_built_struct(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStr
             #(#fields)*
         }
     }
+}
+
+/// The pooling a field of the built type holds, if it holds one.
+fn field_pooling<'a>(model: &'a Model, field: &Ident) -> Option<&'a ResolvedPooling> {
+    if *field == Field::Pooling.ident() {
+        return model.early.as_ref();
+    }
+    model.streams.iter().find(|s| s.name == *field).and_then(|s| s.pooling.as_ref())
 }
 
 fn gen_build_on_device(item: &ItemStruct, built: &Ident) -> TokenStream {
@@ -299,8 +320,7 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
             let __x = self.input.try_standardize_train(__x)?;
         });
     } else {
-        let input = format_ident!("input");
-        let first = call(&input, quote!(__x));
+        let first = call(&Field::Input.ident(), quote!(__x));
         body.push(quote!(let __x = #first;));
     }
     let x = if model.video_level {
@@ -318,9 +338,9 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
             quote!(__x)
         };
         let pooled = if data_frames {
-            pool_frames(&format_ident!("pooling"), quote!(self.input.try_normalized(&__x, __tape)?))
+            pool_frames(&Field::Pooling.ident(), quote!(self.input.try_normalized(&__x, __tape)?))
         } else {
-            call(&format_ident!("pooling"), input)
+            call(&Field::Pooling.ident(), input)
         };
         body.push(quote!(let __x = #pooled;));
         quote!(__x)
@@ -357,33 +377,26 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
         }
         quote!(#acc)
     };
+    // The head, layer by layer.
     let mut x = x;
     if represent {
         body.push(quote!(let __x = #x;));
         body.push(stop("Pooled"));
         x = quote!(__x);
     }
-    for field in ["hidden", "gating", "classifier", "output_gating"] {
-        if represent && field == "classifier" {
+    for field in Field::HEAD.into_iter().filter(|f| model.has(*f)) {
+        if represent && field == Field::Classifier {
             body.push(quote!(let _ = __x;));
             return quote! {
                 #(#body)*
                 ::core::result::Result::Ok(::core::option::Option::None)
             };
         }
-        let present = match field {
-            "hidden" => model.hidden.is_some(),
-            "gating" => model.gate != GateKind::None,
-            "output_gating" => model.output_gating,
-            _ => true,
-        };
-        if present {
-            let step = call(&format_ident!("{}", field), x);
-            body.push(quote!(let __x = #step;));
-            x = quote!(__x);
-            if represent {
-                body.push(stop(if field == "hidden" { "Hidden" } else { "Gated" }));
-            }
+        let step = call(&field.ident(), x);
+        body.push(quote!(let __x = #step;));
+        x = quote!(__x);
+        if represent {
+            body.push(stop(if field == Field::Hidden { "Hidden" } else { "Gated" }));
         }
     }
     quote! {
@@ -432,13 +445,11 @@ fn gen_module_mut(built: &Ident, model: &Model) -> TokenStream {
     }
 }
 
-/// `Some(n)` for a size the layer has, `None` for 0 (the kinds without it).
-fn option(n: usize) -> TokenStream {
-    if n > 0 {
-        let n = lit(n);
-        quote!(::core::option::Option::Some(#n))
-    } else {
-        quote!(::core::option::Option::None)
+/// `Some(n)` for a size the layer has, `None` for the kinds without it.
+fn option(n: Option<usize>) -> TokenStream {
+    match n.map(lit) {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
     }
 }
 
@@ -451,8 +462,8 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
         let stream_name = string(stream_name.strip_prefix("r#").unwrap_or(&stream_name));
         let features = lit(s.features);
         let (pooling, clusters, output) = match &s.pooling {
-            Some(pool) => (pool.kind.keyword(), pool.clusters, pool.output),
-            None => ("none", 0, s.features),
+            Some(pool) => (pool.kind.keyword, pool.arg(ArgKey::Clusters), pool.output),
+            None => ("none", None, s.features),
         };
         let pooling = string(pooling);
         let clusters = option(clusters);
@@ -475,9 +486,9 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
     let input = string(if model.video_level { "video_level" } else { "frames" });
     let early_pooling = match &model.early {
         Some(pool) => {
-            let kind = string(pool.kind.keyword());
-            let clusters = option(pool.clusters);
-            let size = option(pool.cells);
+            let kind = string(pool.kind.keyword);
+            let clusters = option(pool.arg(ArgKey::Clusters));
+            let size = option(pool.arg(ArgKey::Size));
             let output = lit(pool.output);
             quote!(::core::option::Option::Some(#p::PoolingDescription {
                 kind: #kind,
@@ -541,7 +552,7 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     let (train_in, train_out) = (input_type(model, &owned), output_type(model, &owned));
     let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
     let description = gen_description(item, model);
-    let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.is_recurrent());
+    let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
     let train_body = if model.video_level || recurrent_early {
         quote!(#p::ModuleMut::try_forward_mut(self, __x))
     } else {

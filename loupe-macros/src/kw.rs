@@ -1,4 +1,5 @@
-//! Every keyword of the `#[video_model]` grammar, defined once.
+//! Every keyword of the `#[video_model]` grammar but the pooling kinds and their
+//! arguments, which the table in `pooling.rs` holds.
 
 // Top-level keys.
 syn::custom_keyword!(frames);
@@ -22,19 +23,7 @@ syn::custom_keyword!(pooling);
 syn::custom_keyword!(early);
 syn::custom_keyword!(late);
 
-// Pooling kinds and their keys.
-syn::custom_keyword!(netvlad);
-syn::custom_keyword!(netrvlad);
-syn::custom_keyword!(netfv);
-syn::custom_keyword!(soft_bow);
-syn::custom_keyword!(average);
-syn::custom_keyword!(max);
-syn::custom_keyword!(clusters);
-syn::custom_keyword!(lstm);
-syn::custom_keyword!(gru);
-syn::custom_keyword!(nextvlad);
-syn::custom_keyword!(groups);
-syn::custom_keyword!(expansion);
+// Pooling kinds and their arguments: see `pooling.rs` (the table).
 
 // Hidden layer.
 syn::custom_keyword!(fc);

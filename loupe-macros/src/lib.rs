@@ -3,14 +3,28 @@
 //! Use it through the `loupe` facade (`loupe::video_model`), whose documentation holds
 //! the grammar and compiled examples: the generated code refers to `::loupe::__private`.
 //!
-//! Pipeline (thiserror's `impl/` shape): `attr` parses the arguments into the typed spec
-//! of `ast`, collecting every error; `valid` checks the spec and computes the sizes;
-//! `expand` generates the builder's impls and the built type.
+//! Pipeline (the shape of thiserror's `impl/` and serde_derive's `internals/`):
+//!
+//! - `attr` parses the arguments into the typed spec of `ast`, collecting every error
+//!   in `errors::Errors`;
+//! - `valid` checks the spec, one `check_*` function per part, and resolves the sizes
+//!   into a `valid::Model`;
+//! - `expand` generates the builder's impls and the built type; on any error `stub`
+//!   generates stand-ins for them instead, so that one mistake gives one error.
+//!
+//! Two tables are the single source of what they list: `pooling::POOLINGS` (the
+//! pooling kinds: keyword, layer, arguments, fusions, output size, parameters; see
+//! "Adding a pooling kind" in `docs/macro.md`) and `field::Field` (the built type's own
+//! field names). `kw` holds the grammar's other keywords.
 
 mod ast;
 mod attr;
+mod errors;
 mod expand;
+mod field;
 mod kw;
+mod pooling;
+mod stub;
 mod valid;
 
 #[cfg(test)]
@@ -18,7 +32,8 @@ mod tests;
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use quote::ToTokens;
+use errors::Errors;
+use quote::quote;
 
 /// Turns a unit struct into the builder of a video classification network.
 ///
@@ -30,7 +45,7 @@ pub fn video_model(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The whole macro on `proc_macro2` tokens (unit-testable).
 fn video_model_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
-    let mut errors = attr::Errors::default();
+    let mut errors = Errors::default();
     let spec = attr::parse_spec(args, &mut errors);
     let item_struct = match syn::parse2::<syn::ItemStruct>(item.clone()) {
         Ok(item) => item,
@@ -39,19 +54,29 @@ fn video_model_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
                 &item,
                 "`#[video_model]` goes on a unit struct, e.g. `pub struct GatedNetVlad;`",
             ));
-            return with_errors(item, errors.into_vec());
+            let errors = errors.into_compile_error();
+            return quote!(#item #errors);
         }
     };
-    check_item(&item_struct, &mut errors);
+    let item_ok = check_item(&item_struct, &mut errors);
     let model = valid::validate(&spec, &mut errors);
     match model {
         Some(model) if errors.is_empty() => expand::expand(&item_struct, &model),
-        _ => with_errors(item_struct.into_token_stream(), errors.into_vec()),
+        _ => {
+            // The user's item unchanged, stand-ins for what the macro generates (not for
+            // a struct with generics or fields: nothing could stand in for it), and every
+            // error, combined.
+            let stubs = if item_ok { stub::stubs(&item_struct, &valid::outline(&spec)) } else { TokenStream2::new() };
+            let errors = errors.into_compile_error();
+            quote!(#item_struct #stubs #errors)
+        }
     }
 }
 
-/// The builder is a unit struct without generics: the macro injects its own.
-fn check_item(item: &syn::ItemStruct, errors: &mut attr::Errors) {
+/// The builder is a unit struct without generics: the macro injects its own. Returns
+/// whether it is one.
+fn check_item(item: &syn::ItemStruct, errors: &mut Errors) -> bool {
+    let before = errors.len();
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
         errors.push(syn::Error::new_spanned(
             &item.generics,
@@ -64,18 +89,5 @@ fn check_item(item: &syn::ItemStruct, errors: &mut attr::Errors) {
             "a `#[video_model]` struct is a unit struct (`pub struct GatedNetVlad;`): the macro generates the layers",
         ));
     }
-}
-
-/// The user's item unchanged plus every error, combined: one mistake, one error.
-fn with_errors(item: TokenStream2, errors: Vec<syn::Error>) -> TokenStream2 {
-    let mut iter = errors.into_iter();
-    let mut combined = match iter.next() {
-        Some(e) => e,
-        None => return item,
-    };
-    for e in iter {
-        combined.combine(e);
-    }
-    let errors = combined.into_compile_error();
-    quote::quote!(#item #errors)
+    errors.len() == before
 }

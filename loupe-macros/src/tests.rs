@@ -267,3 +267,170 @@ fn generics_and_fields_are_rejected() {
     let text = out.to_string();
     assert!(text.contains("takes no generics") && text.contains("is a unit struct"), "{text}");
 }
+
+#[test]
+fn negative_zero_and_too_large_each_have_their_message() {
+    let e = errors(parse_quote! {
+        frames = -3,
+        streams = [rgb(features = 1024, pooling = netvlad(clusters = -64))],
+        classifier = moe(experts = 0),
+        classes = 99999999,
+    });
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(e.iter().any(|e| e == "`frames` = -3 is negative: it must be at least 1"), "{e:?}");
+    assert!(e.iter().any(|e| e == "`clusters` = -64 is negative: it must be at least 1"), "{e:?}");
+    assert!(e.iter().any(|e| e == "`experts` must be at least 1"), "{e:?}");
+    assert!(e.iter().any(|e| e == "`classes` = 99999999 is too large: at most 1048576 is supported"), "{e:?}");
+}
+
+// The pooling table (`pooling.rs`).
+
+use crate::pooling::{expected_kinds, markdown_table, ArgKey, Dims, PoolingDef, POOLINGS};
+
+fn kind(keyword: &str) -> &'static PoolingDef {
+    POOLINGS.iter().find(|p| p.keyword == keyword).unwrap()
+}
+
+fn dims(input: usize, args: &[(ArgKey, usize)]) -> Dims {
+    let mut dims = Dims::new(input);
+    for (key, value) in args {
+        dims.set(*key, *value);
+    }
+    dims
+}
+
+/// Every entry of the table is a working kind: a spec naming it (under late fusion where
+/// it allows it, early otherwise) validates to the entry's output size and generates its
+/// layer type.
+#[test]
+fn every_table_entry_is_a_kind_of_the_grammar() {
+    for p in POOLINGS {
+        let keyword = syn::Ident::new(p.keyword, proc_macro2::Span::call_site());
+        let args = p.args.iter().filter(|a| a.default.is_none()).map(|a| {
+            let key = syn::Ident::new(a.key.name(), proc_macro2::Span::call_site());
+            quote::quote!(#key = 4)
+        });
+        let pooling = if p.args.is_empty() { quote::quote!(#keyword) } else { quote::quote!(#keyword(#(#args),*)) };
+        let spec = if p.late {
+            quote::quote!(frames = 5, streams = [rgb(features = 8, pooling = #pooling)], classifier = logistic, classes = 2)
+        } else {
+            quote::quote!(frames = 5, fusion = early(pooling = #pooling), streams = [rgb(features = 8)], classifier = logistic, classes = 2)
+        };
+        let m = check(spec.clone()).unwrap_or_else(|e| panic!("{}: {e:?}", p.keyword));
+        let resolved = m.early.as_ref().or(m.streams[0].pooling.as_ref()).unwrap();
+        assert_eq!(resolved.kind.keyword, p.keyword);
+        assert_eq!(m.pooled as u64, (p.output)(&resolved.dims), "{}", p.keyword);
+        let out = crate::video_model_impl(spec, parse_quote!(pub struct M;)).to_string();
+        assert!(out.contains(&format!(":: nn :: {} <", p.layer)), "{}: {out}", p.keyword);
+        assert!(!out.contains("compile_error"), "{}", p.keyword);
+    }
+}
+
+#[test]
+fn recurrent_kinds_need_early_fusion() {
+    let e = errors(parse_quote! {
+        frames = 5,
+        streams = [rgb(features = 8, pooling = gru(size = 4))],
+        classifier = logistic,
+        classes = 2,
+    });
+    assert_eq!(
+        e,
+        ["`gru` reads the concatenated frames (paper, section 2): use `fusion = early(pooling = gru(size = ..))`"]
+    );
+}
+
+/// The table's parameter formulas, summed with the head's, give the paper models' counts
+/// that `tests/macro_zoo.rs` (`PAPER_PARAMS`) asserts against the built layers.
+#[test]
+fn table_parameter_counts_add_up_to_the_zoo_models() {
+    let (k, h) = (ArgKey::Clusters, ArgKey::Size);
+    let moe = |n: u64| n * 3862 * 5 + 3862 * 2;
+    // rgb 1024 + audio 128, late fusion: input batch norm, poolings, `hidden = 1024`, MoE(2).
+    let late = |keyword: &str, k_rgb: usize, k_audio: usize| {
+        let (p, rgb, audio) = (kind(keyword), dims(1024, &[(k, k_rgb)]), dims(128, &[(k, k_audio)]));
+        let pooled = (p.output)(&rgb) + (p.output)(&audio);
+        2 * 1152 + (p.params)(&rgb) + (p.params)(&audio) + pooled * 1024 + 1024 + moe(1024)
+    };
+    assert_eq!(late("netvlad", 256, 128), 305_554_988);
+    assert_eq!(late("netrvlad", 256, 128), 305_276_460);
+    assert_eq!(late("netfv", 128, 64), 305_415_340);
+    assert_eq!(late("soft_bow", 4096, 512), 28_772_140);
+    // Recurrent, early fusion over 1152: L2 normalisation only, MoE on the final states.
+    let early = |keyword: &str, cells: usize| {
+        let (p, d) = (kind(keyword), dims(1152, &[(h, cells)]));
+        (p.params)(&d) + moe((p.output)(&d))
+    };
+    assert_eq!(early("lstm", 1024), 96_411_180);
+    assert_eq!(early("gru", 1200), 63_466_124);
+    // NeXtVLAD over 24 features, G = 4, K = 4, λ = 2, from its fields' shapes: We 24x48,
+    // be 48, Wa 48x4, ba 4, Wg 48x16, batch norm 2x16, centres 48, batch norm 2x48.
+    let d = dims(24, &[(k, 4), (ArgKey::Groups, 4), (ArgKey::Expansion, 2)]);
+    assert_eq!((kind("nextvlad").params)(&d), 24 * 48 + 48 + 48 * 4 + 4 + 48 * 16 + 2 * 16 + 48 + 2 * 48);
+    assert_eq!((kind("nextvlad").output)(&d), 48);
+    assert_eq!((kind("average").params)(&dims(1024, &[])), 0);
+}
+
+#[test]
+fn unknown_pooling_message_comes_from_the_table() {
+    let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = vlad(clusters = 2))]));
+    assert!(e.contains(&expected_kinds()), "{e:?}");
+    let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = netvlad(cluster = 2))]));
+    assert!(e.iter().any(|e| e == "expected one of: `clusters`, `size`, `groups`, `expansion`"), "{e:?}");
+}
+
+/// The docs hold the table generated from `POOLINGS` and the real "expected one of"
+/// message: on failure, paste the printed text in place of the old one.
+#[test]
+fn docs_hold_the_generated_pooling_table() {
+    let table = markdown_table();
+    let facade = include_str!("../../src/lib.rs");
+    let doc: String = table.lines().map(|l| format!("/// {l}\n")).collect();
+    assert!(facade.contains(&doc), "the docs of `loupe::video_model` (src/lib.rs) need the pooling table:\n{doc}");
+    let message = format!("/// error: {}\n", expected_kinds());
+    assert!(facade.contains(&message), "the docs of `loupe::video_model` (src/lib.rs) need:\n{message}");
+    let keys = &facade[facade.find("/// # Checkpoint keys").expect("a `# Checkpoint keys` section")..];
+    for field in crate::field::Field::ALL {
+        assert!(keys.contains(&format!("`{}`", field.name())), "the checkpoint keys in src/lib.rs lack `{field:?}`");
+    }
+    for (file, text) in [("README.md", include_str!("../../README.md")), ("docs/macro.md", include_str!("../../docs/macro.md"))] {
+        assert!(text.contains(&table), "{file} needs the pooling table:\n{table}");
+    }
+}
+
+// Stand-ins on error (`stub.rs`).
+
+/// One mistake: one error, and the generated items still exist with the spec's sizes,
+/// so that the user's code naming them adds no error of its own.
+#[test]
+fn a_spec_error_comes_with_stand_ins_for_the_generated_items() {
+    let out = crate::video_model_impl(
+        parse_quote! {
+            frames = 300,
+            streams = [rgb(features = 1024, pooling = netvald(clusters = 64)), audio(features = 128, pooling = average)],
+            classifier = moe(experts = 2),
+            classes = 3862,
+        },
+        parse_quote!(pub struct M;),
+    );
+    let file: syn::File = syn::parse2(out).unwrap();
+    let text = quote::quote!(#file).to_string();
+    assert_eq!(text.matches("compile_error").count(), 1, "{text}");
+    for item in [
+        "pub struct M ;",
+        "pub const FRAMES : :: core :: primitive :: usize = 300 ;",
+        "pub const FEATURES : :: core :: primitive :: usize = 1152 ;",
+        "pub struct MModel <",
+        "BuildOnDevice < __D , __E > for M",
+        "TensorCollection < __E , __D > for MModel",
+        "Module < :: loupe :: __private :: Tensor",
+        "ModuleMut < :: loupe :: __private :: Tensor",
+        "VideoModel < __E , __D > for MModel",
+        "type Classes = :: loupe :: __private :: Const < 3862 >",
+    ] {
+        assert!(text.contains(item), "{item}: {text}");
+    }
+    // A struct with generics gets no stand-ins: nothing could stand in for it.
+    let out = crate::video_model_impl(parse_quote!(frames = 0), parse_quote!(pub struct M<E>(E);)).to_string();
+    assert!(!out.contains("MModel"), "{out}");
+}

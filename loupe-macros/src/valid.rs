@@ -2,10 +2,13 @@
 //!
 //! `validate` checks every rule it can and reports every violation (spanned on the
 //! offending token) before giving up, and on success returns the resolved [`Model`]:
-//! plain numbers that `expand.rs` turns into const generics.
+//! plain numbers that `expand.rs` turns into const generics. Each part of the spec has
+//! its `check_*` function; the pooling kinds' rules come from the table (`pooling.rs`).
 
-use crate::ast::{Classifier, ClassifierKind, Fusion, GateKind, Keyed, Pooling, PoolingKind, Size, Spec, Stream};
-use crate::attr::Errors;
+use crate::ast::{Classifier, ClassifierKind, Fusion, GateKind, Keyed, Pooling, Size, Spec, Stream};
+use crate::errors::Errors;
+use crate::field::Field;
+use crate::pooling::{ArgKey, Dims, PoolingDef};
 use proc_macro2::Span;
 use syn::Ident;
 
@@ -17,9 +20,6 @@ pub const MAX_CLASSES: u64 = 1 << 20;
 pub const MAX_EXPERTS: u64 = 64;
 /// Largest number of elements in any one weight matrix (8 GiB of `f32`).
 pub const MAX_ELEMENTS: u64 = 1 << 31;
-
-/// Field names the generated model uses for its own layers; streams may not take them.
-pub const RESERVED: &[&str] = &["input", "pooling", "hidden", "gating", "classifier", "output_gating"];
 
 /// A validated model: every size resolved.
 pub struct Model {
@@ -60,18 +60,19 @@ pub struct ResolvedStream {
 
 #[derive(Clone)]
 pub struct ResolvedPooling {
-    pub kind: PoolingKind,
+    pub kind: &'static PoolingDef,
+    /// The kind's keyword.
     pub span: Span,
-    /// Feature size pooled.
-    pub input: usize,
-    /// Cluster count (0 for the kinds without clusters).
-    pub clusters: usize,
-    /// Cells per layer (recurrent kinds; 0 otherwise).
-    pub cells: usize,
-    /// NeXtVLAD's groups and expansion (8 and 2 for the other kinds, unused).
-    pub groups: usize,
-    pub expansion: usize,
+    /// Feature size pooled and the arguments (defaults applied).
+    pub dims: Dims,
     pub output: usize,
+}
+
+impl ResolvedPooling {
+    /// The value of an argument the kind takes (`None` for the others).
+    pub fn arg(&self, key: ArgKey) -> Option<usize> {
+        self.kind.takes(key).then(|| self.dims.get(key))
+    }
 }
 
 pub struct ResolvedHidden {
@@ -91,6 +92,19 @@ pub enum ResolvedClassifier {
     Logistic { l2: f64 },
 }
 
+impl Model {
+    /// Whether the built type has this field.
+    pub fn has(&self, field: Field) -> bool {
+        match field {
+            Field::Input | Field::Classifier => true,
+            Field::Pooling => self.early.is_some(),
+            Field::Hidden => self.hidden.is_some(),
+            Field::Gating => self.gate != GateKind::None,
+            Field::OutputGating => self.output_gating,
+        }
+    }
+}
+
 impl ResolvedClassifier {
     pub fn l2(self) -> f64 {
         match self {
@@ -100,30 +114,14 @@ impl ResolvedClassifier {
 }
 
 /// Checks the spec and resolves its sizes; every problem found lands in `errors`.
+///
+/// The checks run in the spec's reading order (input and sizes, streams, pooling, head),
+/// which is the order of the reported errors.
 pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let before = errors.len();
     let call_site = Span::call_site();
-
     let video_level = spec.input.as_ref().is_some_and(|i| i.value.video_level);
-    let frames = if video_level {
-        // One vector per video (the starter code's video-level models): nothing to pool.
-        if let Some(f) = &spec.frames {
-            errors.push(syn::Error::new(
-                f.key.span(),
-                "`input = video_level` reads one vector per video (`FRAMES` is 1): remove `frames`",
-            ));
-        }
-        if let Some(f) = &spec.fusion {
-            errors.push(syn::Error::new(
-                f.key.span(),
-                "`input = video_level` has no frames to pool: remove `fusion` (the streams are concatenated)",
-            ));
-        }
-        Some(1)
-    } else {
-        required(&spec.frames, "frames", "the number of frames sampled per video, e.g. `frames = 300`", errors)
-            .and_then(|s| size(&s.value, "frames", MAX_DIM, errors))
-    };
+    let frames = check_frames(spec, video_level, errors);
     let classes = required(&spec.classes, "classes", "the number of classes, e.g. `classes = 3862`", errors)
         .and_then(|s| size(&s.value, "classes", MAX_CLASSES, errors));
     let streams = required(
@@ -133,159 +131,31 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
         errors,
     );
     let classifier = required(&spec.classifier, "classifier", "one of `moe(experts = 2)`, `logistic`", errors)
-        .and_then(|c| classifier(&c.value, errors));
-
-    let early = match spec.fusion.as_ref().map(|f| &f.value).filter(|_| !video_level) {
-        Some(Fusion::Early { kw, pooling }) => {
-            if pooling.is_none() {
-                errors.missing(syn::Error::new(
-                    *kw,
-                    "`fusion = early` needs the pooling of the concatenated streams: `early(pooling = netvlad(clusters = 256))`",
-                ));
-            }
-            Some(pooling.as_ref())
-        }
-        Some(Fusion::Late) | None => None,
-    };
-
-    // Streams: unique, unreserved names; sizes; pooling where the fusion wants it.
-    let mut resolved = Vec::new();
-    let mut start = 0usize;
-    let mut streams_ok = true;
-    if let Some(streams) = streams {
-        if streams.value.is_empty() {
-            errors.push(syn::Error::new(streams.key.span(), "`streams` needs at least one stream"));
-            streams_ok = false;
-        }
-        for (i, stream) in streams.value.iter().enumerate() {
-            let pooled_by = if video_level {
-                PooledBy::Nothing
-            } else if early.is_some() {
-                PooledBy::EarlyFusion
-            } else {
-                PooledBy::Stream
-            };
-            match resolve_stream(stream, &streams.value[..i], pooled_by, start, errors) {
-                Some(s) => {
-                    start += s.features;
-                    resolved.push(s);
-                }
-                None => streams_ok = false,
-            }
-        }
+        .and_then(|c| check_classifier(&c.value, errors));
+    let early = check_fusion(spec, video_level, errors);
+    let pooled_by = if video_level {
+        PooledBy::Nothing
+    } else if early.is_some() {
+        PooledBy::EarlyFusion
     } else {
-        streams_ok = false;
-    }
-    let features = start;
-    if streams_ok && features as u64 > MAX_DIM {
-        let span = spec.streams.as_ref().map_or(call_site, |s| s.key.span());
-        errors.push(syn::Error::new(
-            span,
-            format!("the streams add up to {features} features; at most {MAX_DIM} are supported"),
-        ));
-        streams_ok = false;
-    }
-
-    // Pooled size.
+        PooledBy::Stream
+    };
+    let (resolved, features) = check_streams(spec, streams, pooled_by, errors);
     let early = match early {
-        Some(Some(p)) if streams_ok => pooling(&p.value, features, errors),
-        Some(Some(p)) => {
-            // Still check the pooling's own arguments.
-            let _ = pooling(&p.value, 1, errors);
-            None
-        }
+        Some(Some(p)) => check_pooling(&p.value, features.ok(), errors),
         _ => None,
     };
-    let pooled = if let Some(p) = &early {
-        Some(p.output)
-    } else if video_level {
-        streams_ok.then_some(features)
-    } else if streams_ok && spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late)) {
-        let mut total = 0u64;
-        for s in &resolved {
-            if let Some(p) = &s.pooling {
-                total += p.output as u64;
-            }
-        }
-        if total > MAX_ELEMENTS {
-            errors.push(syn::Error::new(
-                spec.streams.as_ref().map_or(call_site, |s| s.key.span()),
-                format!("the pooled streams add up to {total} values; at most {MAX_ELEMENTS} are supported"),
-            ));
-            None
-        } else {
-            Some(total as usize)
-        }
-    } else {
-        None
-    };
-
-    // Hidden layer.
-    let mut hidden = None;
-    if let Some(h) = &spec.hidden {
-        match &h.value.size {
-            None => errors.missing(syn::Error::new(h.value.span, "`fc` needs a `size`: `fc(size = 1024)`")),
-            Some(s) => {
-                if let Some(size) = size(s, "hidden", MAX_DIM, errors) {
-                    let fan = resolved
-                        .first()
-                        .and_then(|s| s.pooling.as_ref())
-                        .or(early.as_ref())
-                        .map(|p| if p.clusters > 0 { p.clusters } else { p.input })
-                        .unwrap_or(features.max(1));
-                    if let Some(pooled) = pooled {
-                        check_elements(pooled as u64 * size as u64, s.span(), "the hidden layer's weight", errors);
-                    }
-                    hidden = Some(ResolvedHidden {
-                        size,
-                        fan,
-                        batch_norm: h.value.batch_norm.as_ref().is_some_and(|b| b.value.value),
-                        relu6: h.value.relu6.as_ref().is_some_and(|b| b.value.value),
-                        span: h.value.span,
-                    });
-                }
-            }
-        }
-    }
+    let pooled = check_pooled(spec, video_level, early.as_ref(), &resolved, features.ok(), errors);
+    let features = features.unwrap_or_else(|partial| partial);
+    let hidden = check_hidden(spec, &resolved, early.as_ref(), features, pooled, errors);
     let representation = match (&spec.hidden, &hidden) {
         (Some(_), Some(h)) => Some(h.size),
         (Some(_), None) => None,
         (None, _) => pooled,
     };
-
-    // Gate after pooling.
-    let (gate, gate_span) = spec
-        .after_pooling
-        .as_ref()
-        .map_or((GateKind::None, call_site), |g| (g.value.kind, g.value.span));
-    if let (Some(n), true) = (representation, gate != GateKind::None) {
-        let weights = if gate == GateKind::Glu { 2 } else { 1 };
-        check_elements(
-            weights * n as u64 * n as u64,
-            gate_span,
-            &format!("gating {n} values (add a `hidden` layer to reduce them)"),
-            errors,
-        );
-    }
-
-    // Classifier weights.
-    if let (Some(i), Some(v), Some(c)) = (representation, classes, classifier) {
-        let per_class = match c {
-            ResolvedClassifier::Moe { experts, .. } => 2 * experts as u64 + 1,
-            ResolvedClassifier::Logistic { .. } => 1,
-        };
-        let span = spec.classifier.as_ref().map_or(call_site, |c| c.key.span());
-        check_elements(i as u64 * v as u64 * per_class, span, "the classifier's weights", errors);
-    }
-
-    // Gate after the classifier.
-    let (output_gating, output_gate_span) = spec
-        .after_classifier
-        .as_ref()
-        .map_or((false, call_site), |g| (g.value.gating, g.value.span));
-    if let (Some(v), true) = (classes, output_gating) {
-        check_elements(v as u64 * v as u64, output_gate_span, "probability gating", errors);
-    }
+    let (gate, gate_span) = check_gate(spec, representation, errors);
+    check_classifier_weights(spec, representation, classes, classifier, errors);
+    let (output_gating, output_gate_span) = check_output_gate(spec, classes, errors);
 
     if errors.len() > before {
         return None;
@@ -313,6 +183,214 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     })
 }
 
+/// The sizes of a spec that may be invalid, as far as they are known, without reporting
+/// anything: what the stubs emitted on error use, so that the user's code that names
+/// the model's types still checks against the right sizes.
+pub struct Outline {
+    pub frames: Option<usize>,
+    pub features: Option<usize>,
+    pub classes: Option<usize>,
+}
+
+pub fn outline(spec: &Spec) -> Outline {
+    let quiet = |s: &Size, max: u64| s.value.filter(|v| (1..=max).contains(v)).and_then(|v| usize::try_from(v).ok());
+    let video_level = spec.input.as_ref().is_some_and(|i| i.value.video_level);
+    let frames = if video_level { Some(1) } else { spec.frames.as_ref().and_then(|f| quiet(&f.value, MAX_DIM)) };
+    let features = spec.streams.as_ref().filter(|s| !s.value.is_empty()).and_then(|streams| {
+        streams.value.iter().map(|s| s.features.as_ref().and_then(|f| quiet(&f.value, MAX_DIM))).sum()
+    });
+    let classes = spec.classes.as_ref().and_then(|c| quiet(&c.value, MAX_CLASSES));
+    Outline { frames, features: features.filter(|f| *f as u64 <= MAX_DIM), classes }
+}
+
+/// `frames`, or its absence under `input = video_level` (and no `fusion` either).
+fn check_frames(spec: &Spec, video_level: bool, errors: &mut Errors) -> Option<usize> {
+    if !video_level {
+        return required(&spec.frames, "frames", "the number of frames sampled per video, e.g. `frames = 300`", errors)
+            .and_then(|s| size(&s.value, "frames", MAX_DIM, errors));
+    }
+    // One vector per video (the starter code's video-level models): nothing to pool.
+    if let Some(f) = &spec.frames {
+        errors.push(syn::Error::new(
+            f.key.span(),
+            "`input = video_level` reads one vector per video (`FRAMES` is 1): remove `frames`",
+        ));
+    }
+    if let Some(f) = &spec.fusion {
+        errors.push(syn::Error::new(
+            f.key.span(),
+            "`input = video_level` has no frames to pool: remove `fusion` (the streams are concatenated)",
+        ));
+    }
+    Some(1)
+}
+
+/// `Some(pooling)` under early fusion (`Some(None)` when its pooling is missing).
+fn check_fusion<'a>(spec: &'a Spec, video_level: bool, errors: &mut Errors) -> Option<Option<&'a Keyed<Pooling>>> {
+    match spec.fusion.as_ref().map(|f| &f.value).filter(|_| !video_level) {
+        Some(Fusion::Early { kw, pooling }) => {
+            if pooling.is_none() {
+                errors.missing(syn::Error::new(
+                    *kw,
+                    "`fusion = early` needs the pooling of the concatenated streams: `early(pooling = netvlad(clusters = 256))`",
+                ));
+            }
+            Some(pooling.as_deref())
+        }
+        Some(Fusion::Late) | None => None,
+    }
+}
+
+/// The streams, each checked (`check_stream`), and their total feature size: `Ok` when
+/// every stream is valid and the total within the limit, `Err(partial sum)` otherwise.
+fn check_streams(
+    spec: &Spec,
+    streams: Option<&Keyed<Vec<Stream>>>,
+    pooled_by: PooledBy,
+    errors: &mut Errors,
+) -> (Vec<ResolvedStream>, Result<usize, usize>) {
+    let mut resolved = Vec::new();
+    let mut start = 0usize;
+    let Some(streams) = streams else {
+        return (resolved, Err(start));
+    };
+    let mut ok = true;
+    if streams.value.is_empty() {
+        errors.push(syn::Error::new(streams.key.span(), "`streams` needs at least one stream"));
+        ok = false;
+    }
+    for (i, stream) in streams.value.iter().enumerate() {
+        match check_stream(stream, &streams.value[..i], pooled_by, start, errors) {
+            Some(s) => {
+                start += s.features;
+                resolved.push(s);
+            }
+            None => ok = false,
+        }
+    }
+    if ok && start as u64 > MAX_DIM {
+        let span = spec.streams.as_ref().map_or(Span::call_site(), |s| s.key.span());
+        errors.push(syn::Error::new(
+            span,
+            format!("the streams add up to {start} features; at most {MAX_DIM} are supported"),
+        ));
+        ok = false;
+    }
+    (resolved, if ok { Ok(start) } else { Err(start) })
+}
+
+/// The pooled representation's size: the early pooling's output, the streams' outputs
+/// concatenated (late fusion), or the streams' features (video-level input).
+fn check_pooled(
+    spec: &Spec,
+    video_level: bool,
+    early: Option<&ResolvedPooling>,
+    streams: &[ResolvedStream],
+    features: Option<usize>,
+    errors: &mut Errors,
+) -> Option<usize> {
+    if let Some(p) = early {
+        return Some(p.output);
+    }
+    if video_level {
+        return features;
+    }
+    let late = spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late));
+    if features.is_none() || !late {
+        return None;
+    }
+    let total: u64 = streams.iter().filter_map(|s| s.pooling.as_ref()).map(|p| p.output as u64).sum();
+    if total > MAX_ELEMENTS {
+        errors.push(syn::Error::new(
+            spec.streams.as_ref().map_or(Span::call_site(), |s| s.key.span()),
+            format!("the pooled streams add up to {total} values; at most {MAX_ELEMENTS} are supported"),
+        ));
+        return None;
+    }
+    Some(total as usize)
+}
+
+/// The hidden layer: its size, and its weight against the element limit.
+fn check_hidden(
+    spec: &Spec,
+    streams: &[ResolvedStream],
+    early: Option<&ResolvedPooling>,
+    features: usize,
+    pooled: Option<usize>,
+    errors: &mut Errors,
+) -> Option<ResolvedHidden> {
+    let h = &spec.hidden.as_ref()?.value;
+    let Some(s) = &h.size else {
+        errors.missing(syn::Error::new(h.span, "`fc` needs a `size`: `fc(size = 1024)`"));
+        return None;
+    };
+    let size = size(s, "hidden", MAX_DIM, errors)?;
+    let fan = streams
+        .first()
+        .and_then(|s| s.pooling.as_ref())
+        .or(early)
+        .map(|p| if p.kind.takes(ArgKey::Clusters) { p.dims.get(ArgKey::Clusters) } else { p.dims.input })
+        .unwrap_or(features.max(1));
+    if let Some(pooled) = pooled {
+        check_elements(pooled as u64 * size as u64, s.span(), "the hidden layer's weight", errors);
+    }
+    Some(ResolvedHidden {
+        size,
+        fan,
+        batch_norm: h.batch_norm.as_ref().is_some_and(|b| b.value.value),
+        relu6: h.relu6.as_ref().is_some_and(|b| b.value.value),
+        span: h.span,
+    })
+}
+
+/// The gate after pooling, and its weight against the element limit.
+fn check_gate(spec: &Spec, representation: Option<usize>, errors: &mut Errors) -> (GateKind, Span) {
+    let (gate, span) = spec
+        .after_pooling
+        .as_ref()
+        .map_or((GateKind::None, Span::call_site()), |g| (g.value.kind, g.value.span));
+    if let (Some(n), true) = (representation, gate != GateKind::None) {
+        let weights = if gate == GateKind::Glu { 2 } else { 1 };
+        check_elements(
+            weights * n as u64 * n as u64,
+            span,
+            &format!("gating {n} values (add a `hidden` layer to reduce them)"),
+            errors,
+        );
+    }
+    (gate, span)
+}
+
+/// The classifier's weights against the element limit.
+fn check_classifier_weights(
+    spec: &Spec,
+    representation: Option<usize>,
+    classes: Option<usize>,
+    classifier: Option<ResolvedClassifier>,
+    errors: &mut Errors,
+) {
+    if let (Some(i), Some(v), Some(c)) = (representation, classes, classifier) {
+        let per_class = match c {
+            ResolvedClassifier::Moe { experts, .. } => 2 * experts as u64 + 1,
+            ResolvedClassifier::Logistic { .. } => 1,
+        };
+        let span = spec.classifier.as_ref().map_or(Span::call_site(), |c| c.key.span());
+        check_elements(i as u64 * v as u64 * per_class, span, "the classifier's weights", errors);
+    }
+}
+
+/// Probability gating after the classifier, and its weight against the element limit.
+fn check_output_gate(spec: &Spec, classes: Option<usize>, errors: &mut Errors) -> (bool, Span) {
+    let (gating, span) = spec
+        .after_classifier
+        .as_ref()
+        .map_or((false, Span::call_site()), |g| (g.value.gating, g.value.span));
+    if let (Some(v), true) = (classes, gating) {
+        check_elements(v as u64 * v as u64, span, "probability gating", errors);
+    }
+    (gating, span)
+}
+
 /// Reports a missing required key on the attribute itself.
 fn required<'a, T>(
     slot: &'a Option<Keyed<T>>,
@@ -329,8 +407,15 @@ fn required<'a, T>(
     slot.as_ref()
 }
 
-/// A size in `1..=max`, reported on its literal otherwise.
+/// A size in `1..=max`, reported on its literal otherwise (negative, zero, too large).
 fn size(s: &Size, what: &str, max: u64, errors: &mut Errors) -> Option<usize> {
+    if s.lit.base10_digits().starts_with('-') && s.value != Some(0) {
+        errors.push(syn::Error::new(
+            s.span(),
+            format!("`{what}` = {} is negative: it must be at least 1", s.lit),
+        ));
+        return None;
+    }
     match s.value {
         Some(0) => {
             errors.push(syn::Error::new(s.span(), format!("`{what}` must be at least 1")));
@@ -359,7 +444,7 @@ fn check_elements(n: u64, span: Span, what: &str, errors: &mut Errors) {
 /// Classifier L2 coefficient when the spec gives none (the reference code's default).
 pub const DEFAULT_L2: f64 = 1e-8;
 
-fn classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClassifier> {
+fn check_classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClassifier> {
     let before = errors.len();
     let kw = match c.kind {
         ClassifierKind::Moe => "moe",
@@ -408,7 +493,8 @@ enum PooledBy {
     Nothing,
 }
 
-fn resolve_stream(
+/// One stream: its name, its feature size, its pooling where the fusion wants one.
+fn check_stream(
     stream: &Stream,
     earlier: &[Stream],
     pooled_by: PooledBy,
@@ -417,20 +503,7 @@ fn resolve_stream(
 ) -> Option<ResolvedStream> {
     let before = errors.len();
     let name = &stream.name;
-    if earlier.iter().any(|s| s.name == *name) {
-        errors.push(syn::Error::new(name.span(), format!("duplicate stream `{name}`: stream names must be unique")));
-    }
-    let plain = name.to_string();
-    let plain = plain.strip_prefix("r#").unwrap_or(&plain);
-    if RESERVED.contains(&plain) {
-        errors.push(syn::Error::new(
-            name.span(),
-            format!(
-                "`{name}` names one of the model's own layers; pick another stream name (reserved: {})",
-                RESERVED.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
+    check_stream_name(name, earlier, errors);
     let features = match &stream.features {
         None => {
             errors.missing(syn::Error::new(
@@ -441,7 +514,41 @@ fn resolve_stream(
         }
         Some(f) => size(&f.value, "features", MAX_DIM, errors).map(|n| (n, f.value.span())),
     };
-    let pooling = match (&stream.pooling, pooled_by != PooledBy::Stream) {
+    let pooling = check_stream_pooling(stream, pooled_by, features.map(|f| f.0), errors);
+    if errors.len() > before {
+        return None;
+    }
+    let (features, features_span) = features?;
+    Some(ResolvedStream { name: name.clone(), start, features, features_span, pooling })
+}
+
+/// A stream's name: unique, and not one of the model's own fields.
+fn check_stream_name(name: &Ident, earlier: &[Stream], errors: &mut Errors) {
+    if earlier.iter().any(|s| s.name == *name) {
+        errors.push(syn::Error::new(name.span(), format!("duplicate stream `{name}`: stream names must be unique")));
+    }
+    let plain = name.to_string();
+    let plain = plain.strip_prefix("r#").unwrap_or(&plain);
+    if Field::is_reserved(plain) {
+        errors.push(syn::Error::new(
+            name.span(),
+            format!(
+                "`{name}` names one of the model's own layers; pick another stream name (reserved: {})",
+                Field::ALL.iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+}
+
+/// A stream's own pooling: present under late fusion only, of a kind late fusion allows.
+fn check_stream_pooling(
+    stream: &Stream,
+    pooled_by: PooledBy,
+    features: Option<usize>,
+    errors: &mut Errors,
+) -> Option<ResolvedPooling> {
+    let name = &stream.name;
+    match (&stream.pooling, pooled_by != PooledBy::Stream) {
         (Some(p), true) if pooled_by == PooledBy::Nothing => {
             errors.push(syn::Error::new(
                 p.key.span(),
@@ -463,104 +570,58 @@ fn resolve_stream(
             ));
             None
         }
-        (Some(p), false) if p.value.kind.is_recurrent() => {
-            let kw = p.value.kind.keyword();
+        (Some(p), false) if !p.value.kind.late => {
+            let (kw, example) = (p.value.kind.keyword, p.value.kind.example());
             errors.push(syn::Error::new(
                 p.value.span,
-                format!("`{kw}` reads the concatenated frames (paper, section 2): use `fusion = early(pooling = {kw}(size = ..))`"),
+                format!("`{kw}` reads the concatenated frames (paper, section 2): use `fusion = early(pooling = {example})`"),
             ));
             None
         }
-        (Some(p), false) => pooling(&p.value, features.map_or(1, |f| f.0), errors),
+        (Some(p), false) => check_pooling(&p.value, features, errors),
         (None, true) => None,
-    };
-    if errors.len() > before {
-        return None;
     }
-    let (features, features_span) = features?;
-    Some(ResolvedStream { name: name.clone(), start, features, features_span, pooling })
 }
 
-/// Checks a pooling's arguments and computes its output size for `input` features.
-fn pooling(p: &Pooling, input: usize, errors: &mut Errors) -> Option<ResolvedPooling> {
-    let kw = p.kind.keyword();
-    let clusters = match (&p.clusters, p.kind.needs_clusters()) {
-        (None, true) => {
-            errors.missing(syn::Error::new(p.span, format!("`{kw}` needs a cluster count: `{kw}(clusters = 64)`")));
-            return None;
-        }
-        (Some(c), false) => {
-            errors.push(syn::Error::new(c.key.span(), format!("`{kw}` pooling has no clusters")));
-            return None;
-        }
-        (Some(c), true) => size(&c.value, "clusters", MAX_DIM, errors)?,
-        (None, false) => 0,
-    };
-    // Recurrent kinds: cells per layer.
-    let cells = match (&p.size, p.kind.is_recurrent()) {
-        (None, true) => {
-            errors.missing(syn::Error::new(p.span, format!("`{kw}` needs the cells per layer: `{kw}(size = 1024)`")));
-            return None;
-        }
-        (Some(s), false) => {
-            errors.push(syn::Error::new(s.key.span(), format!("`{kw}` pooling has no `size`")));
-            return None;
-        }
-        (Some(s), true) => size(&s.value, "size", MAX_DIM, errors)?,
-        (None, false) => 0,
-    };
-    // NeXtVLAD: groups (default 8) and expansion (default 2), as in Lin et al. 2018.
-    let mut extra = |slot: &Option<Keyed<Size>>, what: &str, default: usize| match slot {
-        Some(v) if p.kind != PoolingKind::NeXtVlad => {
-            errors.push(syn::Error::new(v.key.span(), format!("`{kw}` pooling has no `{what}`")));
-            None
-        }
-        Some(v) => size(&v.value, what, MAX_DIM, errors),
-        None => Some(default),
-    };
-    let (groups, expansion) = (extra(&p.groups, "groups", 8)?, extra(&p.expansion, "expansion", 2)?);
-    if p.kind == PoolingKind::NeXtVlad && (input * expansion) % groups != 0 {
-        let span = p.groups.as_ref().map_or(p.span, |g| g.value.span());
-        errors.push(syn::Error::new(
-            span,
-            format!("`nextvlad` splits {input} x {expansion} expanded features into {groups} groups: they must divide evenly"),
-        ));
+/// Checks a pooling's arguments against its kind's entry in the table and, when the
+/// features pooled are known (`input`), computes its output size.
+fn check_pooling(p: &Pooling, input: Option<usize>, errors: &mut Errors) -> Option<ResolvedPooling> {
+    let kind = p.kind;
+    let kw = kind.keyword;
+    let mut dims = Dims::new(input.unwrap_or(0));
+    for key in ArgKey::ALL {
+        let value = match (p.arg(key), kind.arg(key)) {
+            (None, None) => 0,
+            (None, Some(arg)) => match arg.default {
+                Some(default) => default,
+                None => {
+                    errors.missing(syn::Error::new(p.span, key.missing(kw)));
+                    return None;
+                }
+            },
+            (Some(given), None) => {
+                errors.push(syn::Error::new(given.key.span(), key.unexpected(kw)));
+                return None;
+            }
+            (Some(given), Some(_)) => size(&given.value, key.name(), MAX_DIM, errors)?,
+        };
+        dims.set(key, value);
+    }
+    let input = input?;
+    if let Some((message, key)) = kind.constraint.and_then(|constraint| constraint(&dims)) {
+        let span = p.arg(key).map_or(p.span, |a| a.value.span());
+        errors.push(syn::Error::new(span, message));
         return None;
     }
-    let output = match p.kind {
-        PoolingKind::Lstm => 4 * cells as u64,
-        PoolingKind::Gru => 2 * cells as u64,
-        PoolingKind::NeXtVlad => clusters as u64 * (input * expansion / groups) as u64,
-        kind => pooled_size(kind, input as u64, clusters as u64),
-    };
+    let output = (kind.output)(&dims);
     if output > MAX_ELEMENTS {
-        let span = p.clusters.as_ref().map_or(p.span, |c| c.value.span());
+        let span = p.arg(ArgKey::Clusters).map_or(p.span, |c| c.value.span());
+        let clusters = dims.get(ArgKey::Clusters);
         errors.push(syn::Error::new(
             span,
             format!("`{kw}` over {input} features with {clusters} clusters would output {output} values; at most {MAX_ELEMENTS} are supported"),
         ));
         return None;
     }
-    Some(ResolvedPooling {
-        kind: p.kind,
-        span: p.span,
-        input,
-        clusters,
-        cells,
-        groups,
-        expansion,
-        output: output as usize,
-    })
-}
-
-/// Output size of a pooling (paper, section 2).
-pub fn pooled_size(kind: PoolingKind, features: u64, clusters: u64) -> u64 {
-    match kind {
-        PoolingKind::NetVlad | PoolingKind::NetRvlad => clusters * features,
-        PoolingKind::NetFv => 2 * clusters * features,
-        PoolingKind::SoftBow => clusters,
-        PoolingKind::Average | PoolingKind::Max => features,
-        // Sizes set by their own keys (see `pooling`).
-        PoolingKind::Lstm | PoolingKind::Gru | PoolingKind::NeXtVlad => 0,
-    }
+    Some(ResolvedPooling { kind, span: p.span, dims, output: output as usize })
 }
