@@ -5,7 +5,7 @@
 //! 300 frames sampled per video) and predicts the 3862 classes of the 2018+ vocabulary;
 //! the `video-*` models take the video-level features instead (`mean_rgb` 1024 then
 //! `mean_audio` 128 per video), for users who only have those.
-//! Sizes, clusters and L2 coefficients are those of REFERENCE.md sections 4-5 (released
+//! Sizes, clusters and L2 coefficients are those of docs/reference.md sections 4-5 (released
 //! commands); where the paper and the released code differ, the item says which it follows.
 //!
 //! | CLI name | type | paper |
@@ -296,7 +296,7 @@ pub struct NetVlad;
 
 /// Gated soft BoW, 4096 / 512 clusters (Table 1: 82.0 GAP), as the paper describes it:
 /// soft BoW + Context Gating + MoE + probability gating. The released model instead gated
-/// the video histogram with its own context (REFERENCE.md section 2); that variant needs a
+/// the video histogram with its own context (docs/reference.md section 2); that variant needs a
 /// pooling kind of its own.
 #[video_model(
     frames = 300,

@@ -1,4 +1,4 @@
-//! Pooling layers (REFERENCE.md section 2) against `tests/reference/pooling.py`, finite
+//! Pooling layers (docs/reference.md section 2) against `tests/reference/pooling.py`, finite
 //! differences for every parameter, sizes, and degenerate inputs.
 
 mod common;

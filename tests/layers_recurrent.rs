@@ -1,4 +1,4 @@
-//! Recurrent pooling (LSTM, GRU; REFERENCE.md section 2) and NeXtVLAD against
+//! Recurrent pooling (LSTM, GRU; docs/reference.md section 2) and NeXtVLAD against
 //! `tests/reference/recurrent.py`, finite differences for every parameter and the input
 //! (masked and unmasked, and behind a `tanh`), padding invariance, sizes.
 

@@ -6,7 +6,7 @@ Not part of loupe or its CI. Run (any recent torch; the CPU wheel is enough):
     /tmp/torchenv/bin/python benches/pytorch/gated_netvlad.py --threads 2 --batch 80
     /tmp/torchenv/bin/python benches/pytorch/gated_netvlad.py --netvlad-only --batch 32 --clusters 64
 
-Gated NetVLAD as released (REFERENCE.md sections 1-5): input BN over L2-normalised
+Gated NetVLAD as released (docs/reference.md sections 1-5): input BN over L2-normalised
 1152-d frames, video NetVLAD (K=256) and audio NetVLAD (K=128) each with soft
 assignment BN + softmax, residuals, intra and global L2; hidden FC 278528 -> 1024; CG
 (BN); MoE with 2 experts over 3862 classes; probability CG (BN); BCE loss + MoE L2;

@@ -1,7 +1,7 @@
 """Shared helpers of the reference scripts: seeded float64 inputs and a JSON writer.
 
 Each script `<family>.py` in this folder computes the paper's layers in float64 numpy,
-straight from the formulas of REFERENCE.md, and writes `<family>.json`, which the Rust
+straight from the formulas of docs/reference.md, and writes `<family>.json`, which the Rust
 tests `tests/layers_<family>.rs` compare against. Run: `python3 tests/reference/<family>.py`
 (numpy only). The JSON files are committed, so the tests need no Python.
 
@@ -20,7 +20,7 @@ def rng(seed):
 
 
 def l2_normalize(x, axis=-1):
-    """x * rsqrt(max(sum x^2, 1e-12)) along `axis` (REFERENCE.md section 1)."""
+    """x * rsqrt(max(sum x^2, 1e-12)) along `axis` (docs/reference.md section 1)."""
     return x / np.sqrt(np.maximum((x * x).sum(axis=axis, keepdims=True), 1e-12))
 
 

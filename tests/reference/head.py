@@ -1,6 +1,6 @@
 """Reference values for the input, hidden, gating and classifier layers (see common.py).
 
-Straight from REFERENCE.md sections 1, 3 and 4, in float64 numpy. The Mixture of Experts
+Straight from docs/reference.md sections 1, 3 and 4, in float64 numpy. The Mixture of Experts
 is computed from the reference's flat matrices `Wg` (I x V(M+1), gate (v, m) at column
 v(M+1)+m) and `We` (I x VM, column vM+m); the case also stores them rearranged under
 loupe's checkpoint names (gate_weight I x V x M, dummy_gate_weight I x V,

@@ -1,4 +1,4 @@
-"""Reference values of the competition metrics (REFERENCE.md section 7), computed the way
+"""Reference values of the competition metrics (docs/reference.md section 7), computed the way
 the official YouTube-8M evaluation code defines them, on random predictions without ties.
 Writes metrics.json (see common.py for the layout)."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Reference values for the pooling layers (see common.py): REFERENCE.md section 2.
+"""Reference values for the pooling layers (see common.py): docs/reference.md section 2.
 
 Written straight from the formulas with explicit loops over (b, d, k) and sums over t,
 not from loupe's Rust (which uses matmuls and expanded squares). Flattening is d-major

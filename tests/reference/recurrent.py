@@ -1,6 +1,6 @@
 """Reference values for the recurrent pooling layers and NeXtVLAD (see common.py).
 
-Written from the cell equations (TensorFlow's BasicLSTMCell and GRUCell, REFERENCE.md
+Written from the cell equations (TensorFlow's BasicLSTMCell and GRUCell, docs/reference.md
 section 2; NeXtVLAD from Lin et al. 2018 and its released code), one frame at a time
 with `dynamic_rnn`'s `sequence_length` semantics (a video's state stops at its last
 valid frame), not from loupe's Rust (which fuses the recurrence into one op and uses

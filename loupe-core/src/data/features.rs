@@ -2,7 +2,7 @@
 
 use super::error::{DataError, Result};
 
-/// Dequantisation scale: `value = byte * 4/255 + (4/512 - 2)` (REFERENCE.md section 6).
+/// Dequantisation scale: `value = byte * 4/255 + (4/512 - 2)` (docs/reference.md section 6).
 pub const DEQUANTIZE_SCALE: f32 = 4.0 / 255.0;
 /// Dequantisation bias: byte 0 maps to -1.9921875.
 pub const DEQUANTIZE_BIAS: f32 = 4.0 / 512.0 - 2.0;

@@ -1,4 +1,4 @@
-//! Which frames of a video are fed to pooling (REFERENCE.md section 1.3).
+//! Which frames of a video are fed to pooling (docs/reference.md section 1.3).
 //!
 //! Every mode picks only valid frames (indices below the video's frame count): no
 //! padding is ever pooled.
@@ -40,7 +40,7 @@ pub fn valid_rows(sampling: FrameSampling, num_frames: usize, count: usize) -> u
 }
 
 /// The order a sequence model (the recurrent poolings: LSTM, GRU) reads each video's
-/// frames in (REFERENCE.md section 2). Orderless poolings always sample uniformly with
+/// frames in (docs/reference.md section 2). Orderless poolings always sample uniformly with
 /// replacement, whatever this says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

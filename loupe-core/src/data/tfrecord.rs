@@ -1,5 +1,5 @@
 //! TFRecord framing: `u64 length (LE) | u32 masked crc32c(length) | payload |
-//! u32 masked crc32c(payload)` (REFERENCE.md section 6). Both checksums are always
+//! u32 masked crc32c(payload)` (docs/reference.md section 6). Both checksums are always
 //! verified.
 
 use std::fs::File;

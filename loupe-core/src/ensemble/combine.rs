@@ -22,7 +22,7 @@ pub enum MissingVideos {
 }
 
 /// The weighted mean of the members' scores, per video and label: `sum_m w_m s_m / sum_m
-/// w_m`, a label a member does not hold counting as 0 (REFERENCE.md section 8). The
+/// w_m`, a label a member does not hold counting as 0 (docs/reference.md section 8). The
 /// result holds every label any member kept, under the name `ensemble`; videos come in
 /// the first member's order, then those only later members predict.
 ///

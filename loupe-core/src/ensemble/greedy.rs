@@ -1,5 +1,5 @@
 //! Choosing members and weights on a validation set: greedy forward selection (the
-//! paper's, section 8 of REFERENCE.md) and a coordinate search over weights.
+//! paper's, section 8 of docs/reference.md) and a coordinate search over weights.
 
 use crate::metrics::MetricsSummary;
 

@@ -1,6 +1,6 @@
 //! Ensembles: the weighted mean of several models' predictions, evaluated against the
 //! true labels, with members and weights chosen greedily on a validation set
-//! (REFERENCE.md section 8; the paper's winning entry averaged 7 models this way).
+//! (docs/reference.md section 8; the paper's winning entry averaged 7 models this way).
 //!
 //! | concern | module |
 //! |---|---|

@@ -11,7 +11,7 @@ use super::EnsembleError;
 /// How many of a video's labels a member keeps (the best by score).
 ///
 /// Labels not kept count as score 0 when members are averaged, as in the released
-/// averaging script (REFERENCE.md section 8). A top-20 submission file has already lost
+/// averaging script (docs/reference.md section 8). A top-20 submission file has already lost
 /// all but 20 labels; dense model outputs can keep more, which makes the average closer
 /// to the true mean of probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The YouTube-8M competition metrics: GAP@k, Hit@1, PERR and mAP; and MAP@N of the
 //! 2019 segment task ([`segments`]).
 //!
-//! Definitions follow REFERENCE.md section 7 (the official evaluation code's behaviour).
+//! Definitions follow docs/reference.md section 7 (the official evaluation code's behaviour).
 //! [`EvaluationMetrics`] accumulates them over a whole evaluation set video by video,
 //! keeping only each video's top `k` (score, label) pairs: memory is `k` pairs per video,
 //! whatever the number of classes.

@@ -17,7 +17,7 @@ pub enum GradientClipping {
     None,
 }
 
-/// Adam hyper-parameters (REFERENCE.md section 5: 0.9 / 0.999 / 1e-8).
+/// Adam hyper-parameters (docs/reference.md section 5: 0.9 / 0.999 / 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
     pub beta1: f64,

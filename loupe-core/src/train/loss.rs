@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-/// Epsilon inside the logarithms (REFERENCE.md section 5).
+/// Epsilon inside the logarithms (docs/reference.md section 5).
 pub const CROSS_ENTROPY_EPSILON: f64 = 1e-5;
 
 /// `-(y log(p + eps) + (1 - y) log(1 - p + eps))` summed over classes and averaged over

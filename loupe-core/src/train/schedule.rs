@@ -1,6 +1,6 @@
 //! The reference's staircase learning-rate decay.
 
-/// `lr = base * decay ^ floor(examples_seen / decay_examples)` (REFERENCE.md section 5;
+/// `lr = base * decay ^ floor(examples_seen / decay_examples)` (docs/reference.md section 5;
 /// the paper: 2e-4, 0.8 every 4,000,000 examples).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearningRateSchedule {
