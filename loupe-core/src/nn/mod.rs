@@ -61,11 +61,12 @@ mod gru;
 mod lstm;
 mod next_vlad;
 mod recurrent;
+mod shared;
 
 pub use gru::{Gru, GruCell};
 pub use lstm::{Lstm, LstmCell, LSTM_FORGET_BIAS};
 pub use next_vlad::NeXtVlad;
-pub use recurrent::valid_frame_mask;
+pub use recurrent::{valid_frame_mask, Recurrent, RecurrentCell};
 // ==== end recurrent pooling and NeXtVLAD ====
 
 /// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
