@@ -38,7 +38,7 @@ where
     D: Device<E>,
     T: Tape<E, D>,
 {
-    let x = match crate::kernels::try_l2_normalize_rows(x)? {
+    let x = match crate::kernels::try_l2_normalize_rows(x, L2_NORM_FLOOR)? {
         Ok(y) => return Ok(y),
         Err(x) => x,
     };

@@ -84,7 +84,8 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let () = Self::CHECK;
         let weighted = try_assignment_weighted_sum(a, x)?;
         // Both normalisations and flattening as one fused op where available.
-        let weighted = match crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None)? {
+        let fused = crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None, super::L2_NORM_FLOOR)?;
+        let weighted = match fused {
             Ok(pooled) => return Ok(pooled),
             Err((weighted, _)) => weighted,
         };

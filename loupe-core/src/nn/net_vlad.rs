@@ -189,7 +189,11 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let weighted = weighted.put_tape(tape.merge(centers_tape));
         // Residual, both normalisations and flattening as one fused op where available.
         let (weighted, mass_source) =
-            match crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(weighted, Some((mass_source, &centers)))? {
+            match crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(
+                weighted,
+                Some((mass_source, &centers)),
+                L2_NORM_FLOOR,
+            )? {
                 Ok(pooled) => return Ok(pooled),
                 Err((weighted, mass_source)) => (weighted, mass_source.expect("handed back")),
             };

@@ -159,7 +159,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
             self.bn.try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
         } else {
             // Batch norm and softmax as one fused op where the device has it.
-            match crate::kernels::try_batch_norm_train(&mut self.bn, logits, true)? {
+            match self.bn.try_fused_train(logits, true)? {
                 Ok(assignment) => return Ok(assignment),
                 Err(logits) => self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?,
             }
@@ -174,7 +174,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
         let logits = x.try_matmul(self.weights.retaped::<T>())?;
-        let logits = match crate::kernels::try_batch_norm_eval_softmax(&self.bn, logits)? {
+        let logits = match self.bn.try_fused_eval_softmax(logits)? {
             Ok(assignment) => return Ok(assignment),
             Err(logits) => logits,
         };
