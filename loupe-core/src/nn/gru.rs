@@ -1,11 +1,10 @@
 //! GRU pooling, the paper's recurrent baseline (REFERENCE.md section 2).
 
-use super::initializers::GlorotUniform;
-use super::recurrent::{Recurrent, RecurrentCell};
 use super::shared::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_last_step, try_pick, try_pick_column, try_weight_gradient,
+    try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
+use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_slice;

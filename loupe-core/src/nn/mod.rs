@@ -15,7 +15,8 @@ mod batch_norm;
 mod l2_normalize;
 
 pub use batch_norm::{batch_norm_decay, BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
-pub use l2_normalize::{l2_normalize, try_l2_normalize, L2Normalize, L2_NORM_FLOOR};
+pub use l2_normalize::{l2_normalize, L2Normalize};
+pub use shared::{try_l2_normalize, L2_NORM_FLOOR};
 
 // ---- pooling layers (paper section 2) ----
 mod net_fv;
@@ -40,7 +41,6 @@ mod frame_input;
 mod pool_frames;
 mod glu;
 mod hidden;
-mod initializers;
 mod logistic;
 mod mixture_of_experts;
 mod probability_gating;
