@@ -411,3 +411,22 @@ pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: T
     let last = states.shape().1.size() - 1;
     try_pick(states, last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn variance_scaling_redraws_beyond_two_standard_deviations() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let std = (2.6f64 / 10.0).sqrt();
+        let truncated: Vec<f64> = (0..10_000).map(|_| Normal::variance_scaling(10).sample(&mut rng)).collect();
+        assert!(truncated.iter().all(|v| v.abs() <= 2.0 * std));
+        // Untruncated, about 4.6% of the draws of N(0, std) lie beyond two deviations.
+        let plain: Vec<f64> = (0..10_000).map(|_| Normal::new(0.0, std).sample(&mut rng)).collect();
+        let beyond = plain.iter().filter(|v| v.abs() > 2.0 * std).count();
+        assert!((300..700).contains(&beyond), "{beyond} of 10000 beyond two deviations");
+    }
+}
