@@ -10,6 +10,14 @@
 //!
 //! The batch axis is a runtime dimension (`usize`); frames may be runtime or `Const`;
 //! feature sizes, clusters, hidden sizes and classes are const generics.
+//!
+//! One layer per file. What several layers use (initialisers, the affine map, L2
+//! normalisation, the VLAD steps, the recurrences' tape plumbing) lives in the private
+//! `shared` module; a layer file imports helpers from there only, and names another
+//! layer (a `BatchNorm` inside a layer, say) through this module's re-exports. The
+//! recurrent baselines share one two-layer wrapper, `Recurrent`, generic over the cell;
+//! the fused CPU kernels they and the other layers call (`crate::kernels`) take tensors
+//! and constants, and each layer's file holds the glue.
 
 mod batch_norm;
 mod l2_normalize;
