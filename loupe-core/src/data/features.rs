@@ -8,6 +8,8 @@ pub const DEQUANTIZE_SCALE: f32 = 4.0 / 255.0;
 pub const DEQUANTIZE_BIAS: f32 = 4.0 / 512.0 - 2.0;
 /// YouTube-8M readers keep at most this many frames per video.
 pub const DEFAULT_MAX_FRAMES: usize = 300;
+/// The id keys accepted, in order: `id` (2018 and later) and `video_id` (2017).
+pub const ID_KEYS: [&str; 2] = ["id", "video_id"];
 
 /// The float value a quantised byte stands for.
 #[inline]

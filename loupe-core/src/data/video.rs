@@ -11,8 +11,7 @@ use super::segments::{rated_segments, RatedSegment, SEGMENT_KEYS};
 use super::wire;
 use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 
-/// The id keys accepted, in order: `id` (2018 and later) and `video_id` (2017).
-pub const ID_KEYS: [&str; 2] = ["id", "video_id"];
+pub use super::features::ID_KEYS;
 /// The labels key; a record without it has no labels.
 pub const LABELS_KEY: &str = "labels";
 

@@ -8,10 +8,9 @@
 //! give the authoritative result or error. So this walk never changes what a record
 //! decodes to; tests and the fuzz target check it against prost.
 
-use super::features::FeatureSpec;
+use super::features::{FeatureSpec, ID_KEYS};
 use super::proto::{Feature, FeatureList, Message};
 use super::segments::SEGMENT_KEYS;
-use super::video::ID_KEYS;
 
 /// A protobuf field: number and borrowed value.
 enum Value<'a> {

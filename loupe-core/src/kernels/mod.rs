@@ -13,6 +13,10 @@
 //! the composed dfdx ops, which remain the reference every fused kernel is tested against
 //! (`tests/fused_kernels.rs`: outputs, all gradients, finite differences).
 //!
+//! A leaf module: the kernels take tensors, slices and constants, never a layer type, and
+//! import nothing from the layers (`nn`); each layer's file holds the glue that hands its
+//! tensors to them.
+//!
 //! [`set_fused`] turns the kernels off for the calling thread (tests and "before"
 //! benchmarks); the environment variable `LOUPE_FUSED=0` turns them off by default.
 
@@ -24,6 +28,7 @@ mod view;
 pub(crate) use frames::{try_frames_affine, try_frames_matmul, try_frames_weighted_sum};
 pub(crate) use ops::{
     try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows, try_vlad_normalize,
+    BatchNormTensors,
 };
 pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
 pub(crate) use math::{adam_update, squared_norm, Real};

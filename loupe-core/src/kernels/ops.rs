@@ -2,58 +2,74 @@
 //! buffers, record its backward, put the tape back. Each returns `Ok(Err(inputs))`
 //! untouched when the fused kernel does not apply (device, dtype, layout, switch off),
 //! so the caller continues with the composed dfdx ops.
+//!
+//! These ops take tensors and constants, never a layer: the glue that hands a layer's
+//! tensors and constants (epsilon, decay, norm floor) to them lives in the layer's file
+//! in `nn`.
 
 use dfdx::prelude::*;
 
 use super::math::{self, Real};
 use super::view::{expect_view, grad_mut, restore_grad, slice, slice_mut, take_grad};
 use super::{cpu_float, CpuFloat};
-use crate::nn::{batch_norm_decay, BatchNorm, BATCH_NORM_EPSILON, L2_NORM_FLOOR};
+
+/// The tensors of a batch norm over `C` channels, as the batch-norm kernels read them.
+pub(crate) struct BatchNormTensors<'a, const C: usize, E: Dtype, D: Storage<E>> {
+    /// `gamma`, multiplying the normalised values.
+    pub scale: &'a Tensor<Rank1<C>, E, D>,
+    /// `beta`, added after.
+    pub shift: &'a Tensor<Rank1<C>, E, D>,
+    /// `epsilon`, added to the variance.
+    pub epsilon: f64,
+}
 
 /// Training-mode batch norm over the last axis (`C` channels, every other axis a row),
-/// followed by a softmax over the channels when `softmax` is set. Updates `bn`'s running
-/// averages exactly as [`BatchNorm::try_forward_train`] does.
+/// `y = scale (x - mean) / sqrt(var + epsilon) + shift` with the batch mean and biased
+/// variance, followed by a softmax over the channels when `softmax` is set. The running
+/// averages `running = (mean, var)` move towards the batch statistics,
+/// `r = decay r + (1 - decay) batch`; `decay` is asked for only when the kernel applies.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_batch_norm_train<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
-    bn: &mut BatchNorm<C, E, D>,
     x: Tensor<S, E, D, T>,
+    bn: BatchNormTensors<'_, C, E, D>,
+    running: (&mut Tensor<Rank1<C>, E, D>, &mut Tensor<Rank1<C>, E, D>),
+    decay: impl FnOnce() -> f64,
     softmax: bool,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     match cpu_float::<E, D>() {
-        Some(CpuFloat::F32) => batch_norm_train::<f32, _, _, _, _, C>(bn, x, softmax),
-        Some(CpuFloat::F64) => batch_norm_train::<f64, _, _, _, _, C>(bn, x, softmax),
+        Some(CpuFloat::F32) => batch_norm_train::<f32, _, _, _, _, C>(x, bn, running, decay, softmax),
+        Some(CpuFloat::F64) => batch_norm_train::<f64, _, _, _, _, C>(x, bn, running, decay, softmax),
         None => Ok(Err(x)),
     }
 }
 
 #[allow(clippy::type_complexity)]
 fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
-    bn: &mut BatchNorm<C, E, D>,
     x: Tensor<S, E, D, T>,
+    bn: BatchNormTensors<'_, C, E, D>,
+    (running_mean, running_var): (&mut Tensor<Rank1<C>, E, D>, &mut Tensor<Rank1<C>, E, D>),
+    decay: impl FnOnce() -> f64,
     softmax: bool,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, mut tape) = x.split_tape();
     let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
-    if !channel_last || slice::<F, _, _, _>(&x).is_none() || slice::<F, _, _, _>(&bn.scale).is_none() {
+    if !channel_last || slice::<F, _, _, _>(&x).is_none() || slice::<F, _, _, _>(bn.scale).is_none() {
         return Ok(Err(x.put_tape(tape)));
     }
-    let gamma: Vec<F> = expect_view(slice::<F, _, _, _>(&bn.scale)).to_vec();
-    let beta: Vec<F> = expect_view(slice::<F, _, _, _>(&bn.shift)).to_vec();
+    let gamma: Vec<F> = expect_view(slice::<F, _, _, _>(bn.scale)).to_vec();
+    let beta: Vec<F> = expect_view(slice::<F, _, _, _>(bn.shift)).to_vec();
     let mut out = x.device().try_zeros_like(x.shape())?;
     let stats = math::batch_norm_forward(
         expect_view(slice::<F, _, _, _>(&x)),
         C,
         &gamma,
         &beta,
-        BATCH_NORM_EPSILON,
+        bn.epsilon,
         softmax,
         expect_view(slice_mut::<F, _, _, _>(&mut out)),
     );
-    // The running averages' decay follows the layer's update count, as in the composed path.
-    let updates = bn.updates.as_vec()[0].to_f64().unwrap_or(0.0);
-    let decay = F::from_f64(batch_norm_decay(updates)).expect("decay fits");
-    bn.updates = bn.updates.clone().try_add(E::ONE)?;
-    for (running, batch) in [(&mut bn.running_mean, &stats.mean), (&mut bn.running_var, &stats.var)] {
+    let decay = F::from_f64(decay()).expect("decay fits");
+    for (running, batch) in [(running_mean, &stats.mean), (running_var, &stats.var)] {
         if let Some(r) = slice_mut::<F, _, _, _>(running) {
             for (r, &b) in r.iter_mut().zip(batch) {
                 *r = decay * *r + (F::one() - decay) * b;
@@ -87,37 +103,40 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
     Ok(Ok(out.put_tape(tape)))
 }
 
-/// Evaluation-mode batch norm (running averages) over the last axis followed by a
-/// softmax over the channels, without a tape (inference): one pass instead of ~8.
+/// Evaluation-mode batch norm over the last axis with the running averages
+/// `running = (mean, var)`, followed by a softmax over the channels, without a tape
+/// (inference): one pass instead of ~8.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_batch_norm_eval_softmax<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
-    bn: &BatchNorm<C, E, D>,
     x: Tensor<S, E, D, T>,
+    bn: BatchNormTensors<'_, C, E, D>,
+    running: (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     if T::OWNS_TAPE {
         return Ok(Err(x));
     }
     match cpu_float::<E, D>() {
-        Some(CpuFloat::F32) => batch_norm_eval_softmax::<f32, _, _, _, _, C>(bn, x),
-        Some(CpuFloat::F64) => batch_norm_eval_softmax::<f64, _, _, _, _, C>(bn, x),
+        Some(CpuFloat::F32) => batch_norm_eval_softmax::<f32, _, _, _, _, C>(x, bn, running),
+        Some(CpuFloat::F64) => batch_norm_eval_softmax::<f64, _, _, _, _, C>(x, bn, running),
         None => Ok(Err(x)),
     }
 }
 
 #[allow(clippy::type_complexity)]
 fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
-    bn: &BatchNorm<C, E, D>,
     x: Tensor<S, E, D, T>,
+    bn: BatchNormTensors<'_, C, E, D>,
+    (running_mean, running_var): (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, tape) = x.split_tape();
     let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
-    let params = [&bn.scale, &bn.shift, &bn.running_mean, &bn.running_var].map(|t| slice::<F, _, _, _>(t));
+    let params = [bn.scale, bn.shift, running_mean, running_var].map(|t| slice::<F, _, _, _>(t));
     let (true, Some(xs), [Some(gamma), Some(beta), Some(mean), Some(var)]) =
         (channel_last, slice::<F, _, _, _>(&x), params)
     else {
         return Ok(Err(x.put_tape(tape)));
     };
-    let eps = F::from_f64(BATCH_NORM_EPSILON).expect("epsilon fits");
+    let eps = F::from_f64(bn.epsilon).expect("epsilon fits");
     let scale: Vec<F> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
     let offset: Vec<F> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
     let mut out = x.device().try_zeros_like(x.shape())?;
@@ -125,15 +144,16 @@ fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
     Ok(Ok(out.put_tape(tape)))
 }
 
-/// L2 normalisation of the last axis with the reference's floor,
-/// `x / sqrt(max(sum x^2, 1e-12))`.
+/// L2 normalisation of the last axis with a floor on the squared norm,
+/// `x / sqrt(max(sum x^2, floor))`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_l2_normalize_rows<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<S, E, D, T>,
+    floor: f64,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     match cpu_float::<E, D>() {
-        Some(CpuFloat::F32) => l2_rows::<f32, _, _, _, _>(x),
-        Some(CpuFloat::F64) => l2_rows::<f64, _, _, _, _>(x),
+        Some(CpuFloat::F32) => l2_rows::<f32, _, _, _, _>(x, floor),
+        Some(CpuFloat::F64) => l2_rows::<f64, _, _, _, _>(x, floor),
         None => Ok(Err(x)),
     }
 }
@@ -141,6 +161,7 @@ pub(crate) fn try_l2_normalize_rows<S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
 #[allow(clippy::type_complexity)]
 fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<S, E, D, T>,
+    floor: f64,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, mut tape) = x.split_tape();
     if S::NUM_DIMS == 0 || slice::<F, _, _, _>(&x).is_none() {
@@ -151,7 +172,7 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let norms = math::l2_rows_forward(
         expect_view(slice::<F, _, _, _>(&x)),
         c,
-        L2_NORM_FLOOR,
+        floor,
         expect_view(slice_mut::<F, _, _, _>(&mut out)),
     );
     if T::OWNS_TAPE {
@@ -163,7 +184,7 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
                 &gy,
                 &norms,
                 c,
-                L2_NORM_FLOOR,
+                floor,
                 grad_mut::<F, _, _, _>(grads, &x_keep)?,
             );
             restore_grad(grads, &out_keep, gy)
@@ -178,7 +199,8 @@ pub(crate) type VladInputs<B, S, const F: usize, const K: usize, E, D, T> =
 
 /// The tail of NetVLAD / NetRVLAD in one op: from the aggregated `w = X^T a`
 /// (`(B, F, K)`), optionally the residual `v = w - (sum_t a) c` (given `a` and centres
-/// `c`), intra-normalisation over `F` per cluster, d-major flattening and the global L2.
+/// `c`), intra-normalisation over `F` per cluster, d-major flattening and the global L2,
+/// each L2 with `floor` on the squared norm.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_vlad_normalize<
     B: Dim,
@@ -192,10 +214,11 @@ pub(crate) fn try_vlad_normalize<
 >(
     w: Tensor<(B, Const<F>, Const<K>), E, D, T>,
     residual: Option<(Tensor<(B, S, Const<K>), E, D, T>, &Tensor<Rank2<F, K>, E, D>)>,
+    floor: f64,
 ) -> Result<Result<Tensor<(B, Const<OUT>), E, D, T>, VladInputs<B, S, F, K, E, D, T>>, D::Err> {
     match cpu_float::<E, D>() {
-        Some(CpuFloat::F32) => vlad::<f32, B, S, F, K, OUT, E, D, T>(w, residual),
-        Some(CpuFloat::F64) => vlad::<f64, B, S, F, K, OUT, E, D, T>(w, residual),
+        Some(CpuFloat::F32) => vlad::<f32, B, S, F, K, OUT, E, D, T>(w, residual, floor),
+        Some(CpuFloat::F64) => vlad::<f64, B, S, F, K, OUT, E, D, T>(w, residual, floor),
         None => Ok(Err((w, residual.map(|(a, _)| a)))),
     }
 }
@@ -214,6 +237,7 @@ fn vlad<
 >(
     w: Tensor<(B, Const<F>, Const<K>), E, D, T>,
     residual: Option<(Tensor<(B, S, Const<K>), E, D, T>, &Tensor<Rank2<F, K>, E, D>)>,
+    floor: f64,
 ) -> Result<Result<Tensor<(B, Const<OUT>), E, D, T>, VladInputs<B, S, F, K, E, D, T>>, D::Err> {
     assert_eq!(OUT, F * K, "VLAD output size must be F * K");
     let (w, mut tape) = w.split_tape();
@@ -240,7 +264,7 @@ fn vlad<
         centers.as_ref().map(|c| expect_view(slice::<R, _, _, _>(c))),
         F,
         K,
-        L2_NORM_FLOOR,
+        floor,
         expect_view(slice_mut::<R, _, _, _>(&mut out)),
     );
     if T::OWNS_TAPE {
@@ -263,7 +287,7 @@ fn vlad<
                 &stats,
                 F,
                 K,
-                L2_NORM_FLOOR,
+                floor,
                 grad_mut::<R, _, _, _>(grads, &w)?,
                 ga.as_deref_mut(),
                 gc.as_deref_mut(),

@@ -121,7 +121,7 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         S: Shape + HasAxes<Ax> + ReduceShapeTo<Rank1<C>, Ax>,
         T: Tape<E, D>,
     {
-        let x = match crate::kernels::try_batch_norm_train(self, x, false)? {
+        let x = match self.try_fused_train(x, false)? {
             Ok(y) => return Ok(y),
             Err(x) => x,
         };
@@ -148,6 +148,48 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
             .try_broadcast_like(&shape)?;
         let shift = self.shift.retaped::<T>().try_broadcast_like(&shape)?;
         centered.try_mul(scale)?.try_add(shift)
+    }
+
+    /// What the fused batch-norm kernels read of this layer.
+    fn kernel_tensors(&self) -> crate::kernels::BatchNormTensors<'_, C, E, D> {
+        crate::kernels::BatchNormTensors { scale: &self.scale, shift: &self.shift, epsilon: BATCH_NORM_EPSILON }
+    }
+
+    /// Training-mode normalisation (and a softmax over the channels when `softmax` is
+    /// set) by the fused kernel, which updates the running averages as
+    /// [`Self::try_forward_train`] does; `Err(x)` when the kernel does not apply.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_fused_train<S: Shape, T: Tape<E, D>>(
+        &mut self,
+        x: Tensor<S, E, D, T>,
+        softmax: bool,
+    ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+        // Field by field: the running averages are borrowed mutably alongside.
+        let tensors = crate::kernels::BatchNormTensors {
+            scale: &self.scale,
+            shift: &self.shift,
+            epsilon: BATCH_NORM_EPSILON,
+        };
+        let running = (&mut self.running_mean, &mut self.running_var);
+        // The running averages' decay follows the update count, as in the composed path.
+        let updates = &self.updates;
+        let decay = || batch_norm_decay(updates.as_vec()[0].to_f64().unwrap_or(0.0));
+        let y = crate::kernels::try_batch_norm_train(x, tensors, running, decay, softmax)?;
+        if y.is_ok() {
+            self.updates = self.updates.clone().try_add(E::ONE)?;
+        }
+        Ok(y)
+    }
+
+    /// Evaluation-mode normalisation followed by a softmax over the channels by the fused
+    /// kernel (no tape); `Err(x)` when the kernel does not apply.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_fused_eval_softmax<S: Shape, T: Tape<E, D>>(
+        &self,
+        x: Tensor<S, E, D, T>,
+    ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
+        let tensors = self.kernel_tensors();
+        crate::kernels::try_batch_norm_eval_softmax(x, tensors, (&self.running_mean, &self.running_var))
     }
 
     /// Evaluation-mode normalisation with the running averages.

@@ -37,17 +37,3 @@ pub trait ClassifierPenalty<E: Dtype, D: Device<E>> {
     }
 }
 
-/// `|w|^2 / 2` on a fresh tape of type `T` (fused on the `Cpu`, see [`crate::kernels`]).
-pub(crate) fn try_half_squared_norm<S, Ax, E, D, T>(w: &Tensor<S, E, D>) -> Result<Tensor<Rank0, E, D, T>, D::Err>
-where
-    S: Shape + ReduceShapeTo<Rank0, Ax>,
-    Ax: Axes,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-{
-    if let Some(penalty) = crate::kernels::try_half_squared_norm(w)? {
-        return Ok(penalty);
-    }
-    w.retaped::<T>().try_square()?.try_sum::<Rank0, Ax>()?.try_mul(E::from_f64(0.5).unwrap_or_default())
-}

@@ -2,8 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::hidden::try_affine;
-use super::initializers::Normal;
+use super::shared::{try_affine, Normal};
 use super::BatchNorm;
 
 pub mod builder {

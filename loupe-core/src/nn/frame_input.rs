@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::l2_normalize::try_l2_normalize;
+use super::shared::try_l2_normalize;
 use super::BatchNorm;
 
 pub mod builder {

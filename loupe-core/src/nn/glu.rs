@@ -2,8 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::hidden::try_affine;
-use super::initializers::Normal;
+use super::shared::{try_affine, Normal};
 
 pub mod builder {
     /// Builder of [`super::Glu`].
@@ -65,7 +64,7 @@ impl<const N: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Glu<N, E
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal { mean: 0.0, std: 0.01 })),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::new(0.0, 0.01))),
                 ),
                 Self::tensor(
                     "gate_weight",
@@ -77,7 +76,7 @@ impl<const N: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Glu<N, E
                     "gate_bias",
                     |s| &s.gate_bias,
                     |s| &mut s.gate_bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal { mean: 0.0, std: 0.01 })),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::new(0.0, 0.01))),
                 ),
             ),
             |(weight, bias, gate_weight, gate_bias)| Glu { weight, bias, gate_weight, gate_bias },

@@ -1,11 +1,10 @@
 //! GRU pooling, the paper's recurrent baseline (REFERENCE.md section 2).
 
-use super::initializers::GlorotUniform;
-use super::lstm::try_last_step;
-use super::recurrent::{
+use super::shared::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_pick, try_pick_column, try_weight_gradient,
+    try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
+use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_slice;
@@ -27,7 +26,6 @@ where
 {
     type Built = Gru<F, H, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = Gru::<F, H, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -136,11 +134,15 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E,
     }
 }
 
-impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> GruCell<I, H, E, D> {
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D> for GruCell<I, H, E, D> {
+    type Input = Const<I>;
+    type Output = Const<H>;
+    type State = Const<H>;
+    const FINAL: usize = H;
+
     /// Every step's state `h_t` (`(B, S, H)`) for frames `x` and an optional mask (all
     /// frames valid without one).
-    #[allow(clippy::type_complexity)]
-    pub fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
+    fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         x: Tensor<(B, S, Const<I>), E, D, T>,
         mask: Option<&Tensor<(B, S), E, D>>,
@@ -162,6 +164,21 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> GruCell<I, H, E, D>
             .try_matmul(self.candidate_input_weights.retaped::<T>())?
             .try_add(candidate_bias)?;
         try_gru_recurrence(pg, pc, &self.gate_recurrent_weights, &self.candidate_recurrent_weights, mask)
+    }
+
+    /// The states themselves: a GRU's state is its output.
+    fn try_outputs<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, Const<H>), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+        Ok(states)
+    }
+
+    /// `h` after the last step.
+    fn try_final<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, Const<H>), E, D, T>,
+    ) -> Result<Tensor<(B, usize), E, D, T>, D::Err> {
+        let b = states.shape().0;
+        try_last_step(states)?.try_reshape_like(&(b, H))
     }
 }
 
@@ -402,7 +419,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 /// representation is the final state of both layers, `[h1, h2]` (`OUT = 2H`; 2400 for
 /// the paper's `H = 1200`).
 ///
-/// Layer 1 reads the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
+/// The two-layer wrapper is [`Recurrent`] (shared with [`super::Lstm`]): layer 1 reads
+/// the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
 /// video's last valid frame: the input is either frames alone (all `S` frames valid) or
 /// `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it
 /// from lengths); at a masked frame the state is carried over unchanged, so padding
@@ -434,84 +452,5 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 /// let all: Tensor<(usize, Const<6>), f32, _> = gru.forward(x);
 /// # let _ = (y, all);
 /// ```
-#[derive(Debug, Clone)]
-pub struct Gru<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
-    /// First layer, reading the frames.
-    pub layer1: GruCell<F, H, E, D>,
-    /// Second layer, reading the first layer's `h_t`.
-    pub layer2: GruCell<H, H, E, D>,
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> Gru<F, H, OUT, E, D> {
-    /// Fails the build when `OUT != 2 * H`.
-    pub const CHECK: () = assert!(OUT == 2 * H, "Gru<F, H, OUT>: OUT must equal 2 * H");
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> NonMutableModule
-    for Gru<F, H, OUT, E, D>
-{
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
-    for Gru<F, H, OUT, E, D>
-{
-    type To<E2: Dtype, D2: Device<E2>> = Gru<F, H, OUT, E2, D2>;
-
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        let () = Self::CHECK;
-        visitor.visit_fields(
-            (
-                Self::module("layer1", |s| &s.layer1, |s| &mut s.layer1),
-                Self::module("layer2", |s| &s.layer2, |s| &mut s.layer2),
-            ),
-            |(layer1, layer2)| Gru { layer1, layer2 },
-        )
-    }
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> Gru<F, H, OUT, E, D> {
-    #[allow(clippy::type_complexity)]
-    fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
-        &self,
-        x: Tensor<(B, S, Const<F>), E, D, T>,
-        mask: Option<&Tensor<(B, S), E, D>>,
-    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
-        let () = Self::CHECK;
-        let (b, s, _) = *x.shape();
-        if s.size() == 0 {
-            let (x, tape) = x.split_tape();
-            return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
-        }
-        let h1 = self.layer1.try_states(x, mask)?;
-        let h2 = self.layer2.try_states(h1.retaped::<T>(), mask)?;
-        let last = |h: Tensor<(B, S, Const<H>), E, D, T>| try_last_step(h)?.try_reshape_like(&(b, H));
-        (last(h1)?, last(h2)?)
-            .try_concat_along(Axis::<1>)?
-            .try_reshape_like(&(b, Const::<OUT>))
-    }
-}
-
-impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<Tensor<(B, S, Const<F>), E, D, T>> for Gru<F, H, OUT, E, D>
-{
-    type Output = Tensor<(B, Const<OUT>), E, D, T>;
-    type Error = D::Err;
-    fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, None)
-    }
-}
-
-impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)> for Gru<F, H, OUT, E, D>
-{
-    type Output = Tensor<(B, Const<OUT>), E, D, T>;
-    type Error = D::Err;
-    fn try_forward(
-        &self,
-        (x, mask): (Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>),
-    ) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, Some(&mask))
-    }
-}
+pub type Gru<const F: usize, const H: usize, const OUT: usize, E, D> =
+    Recurrent<GruCell<F, H, E, D>, GruCell<H, H, E, D>, OUT>;

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::initializers::Normal;
+use super::shared::{try_affine, Normal};
 use super::BatchNorm;
 
 pub mod builder {
@@ -31,18 +31,6 @@ impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dty
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         Self::Built::try_build(device)
     }
-}
-
-/// `x W + b` for a batch of rows, keeping `x`'s tape.
-#[allow(clippy::type_complexity)]
-pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    x: Tensor<(B, Const<I>), E, D, T>,
-    weight: &Tensor<Rank2<I, O>, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
-) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    let rows = x.shape().0;
-    x.try_matmul(weight.retaped::<T>())?
-        .try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
 }
 
 /// `min(max(x, 0), 6)` when `RELU6`, identity otherwise.
@@ -105,7 +93,7 @@ impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dty
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal { mean: 0.0, std: 0.01 })),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::new(0.0, 0.01))),
                 ),
             ),
             |(weight, bias)| Hidden { weight, bias },

@@ -2,8 +2,7 @@
 
 use dfdx::prelude::*;
 
-/// Floor of the squared norm, as in the reference: `x * rsqrt(max(sum x^2, 1e-12))`.
-pub const L2_NORM_FLOOR: f64 = 1e-12;
+use super::shared::try_l2_normalize;
 
 /// L2-normalises `x` along its last axis: `x / sqrt(max(sum x^2, 1e-12))`.
 ///
@@ -28,29 +27,6 @@ where
     T: Tape<E, D>,
 {
     try_l2_normalize(x).unwrap()
-}
-
-/// Fallible [`l2_normalize`].
-pub fn try_l2_normalize<S, E, D, T>(x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
-where
-    S: Shape + ReduceShape<S::LastAxis>,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-{
-    let x = match crate::kernels::try_l2_normalize_rows(x)? {
-        Ok(y) => return Ok(y),
-        Err(x) => x,
-    };
-    let shape = *x.shape();
-    let inv_norm = x
-        .retaped::<T>()
-        .try_square()?
-        .try_sum::<S::Reduced, S::LastAxis>()?
-        .try_clamp(L2_NORM_FLOOR, f64::INFINITY)?
-        .try_sqrt()?
-        .try_recip()?;
-    x.try_mul(inv_norm.try_broadcast_like(&shape)?)
 }
 
 /// [`l2_normalize`] as a parameter-free layer, for use in dfdx module tuples.

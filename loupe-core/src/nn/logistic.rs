@@ -2,9 +2,8 @@
 
 use dfdx::prelude::*;
 
-use super::classifier_penalty::{try_half_squared_norm, ClassifierPenalty};
-use super::hidden::try_affine;
-use super::initializers::GlorotUniform;
+use super::shared::{try_affine, try_half_squared_norm, GlorotUniform};
+use super::ClassifierPenalty;
 
 pub mod builder {
     /// Builder of [`super::Logistic`].

@@ -1,10 +1,10 @@
 //! LSTM pooling, the paper's recurrent baseline (REFERENCE.md section 2).
 
-use super::initializers::GlorotUniform;
-use super::recurrent::{
+use super::shared::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_pick, try_pick_column, try_weight_gradient,
+    try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
+use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_slice;
@@ -30,7 +30,6 @@ where
 {
     type Built = Lstm<F, H, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = Lstm::<F, H, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -102,11 +101,15 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E,
     }
 }
 
-impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> LstmCell<I, H, E, D> {
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D> for LstmCell<I, H, E, D> {
+    type Input = Const<I>;
+    type Output = Const<H>;
+    type State = usize;
+    const FINAL: usize = 2 * H;
+
     /// Every step's `[c_t, h_t]` (`(B, S, 2H)`, `c` first) for frames `x` and an optional
     /// mask (all frames valid without one).
-    #[allow(clippy::type_complexity)]
-    pub fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
+    fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
         x: Tensor<(B, S, Const<I>), E, D, T>,
         mask: Option<&Tensor<(B, S), E, D>>,
@@ -121,6 +124,22 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> LstmCell<I, H, E, D
             .try_reshape_like(&(4 * H,))?
             .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 4 * H))?;
         try_lstm_recurrence::<B, S, H, E, D, T>(projected.try_add(bias)?, &self.recurrent_weights, mask)
+    }
+
+    /// `h_t` of every step: `[c_t, h_t]` read as `(B S, 2, H)`, entry 1 of axis 1.
+    fn try_outputs<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, usize), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+        let (b, s, _) = *states.shape();
+        let rows = b.size() * s.size();
+        try_pick(states.try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?.try_reshape_like(&(b, s, Const::<H>))
+    }
+
+    /// `[c, h]` after the last step.
+    fn try_final<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, usize), E, D, T>,
+    ) -> Result<Tensor<(B, usize), E, D, T>, D::Err> {
+        try_last_step(states)
     }
 }
 
@@ -340,12 +359,13 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// order given; the representation is the final state of both layers,
 /// `[c1, h1, c2, h2]` (`OUT = 4H`; 4096 for the paper's `H = 1024`).
 ///
-/// Layer 1 reads the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
-/// video's last valid frame: the input is either frames alone (all `S` frames valid) or
-/// `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it
-/// from lengths); at a masked frame the state is carried over unchanged, so padding
-/// after a video's true length does not change its output (TensorFlow's `dynamic_rnn`
-/// with `sequence_length`, as released). A video without valid frames pools to zeros.
+/// The two-layer wrapper is [`Recurrent`] (shared with [`super::Gru`]): layer 1 reads the
+/// frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a video's last valid
+/// frame: the input is either frames alone (all `S` frames valid) or `(frames, mask)`
+/// with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it from lengths); at
+/// a masked frame the state is carried over unchanged, so padding after a video's true
+/// length does not change its output (TensorFlow's `dynamic_rnn` with `sequence_length`,
+/// as released). A video without valid frames pools to zeros.
 ///
 /// No batch norm: training and evaluation compute the same function, so this is a
 /// [`NonMutableModule`] whose [`Module`] accepts any tape. On the `Cpu` each layer's
@@ -375,98 +395,5 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// let all: Tensor<(usize, Const<12>), f32, _> = lstm.forward(x);
 /// # let _ = (y, all);
 /// ```
-#[derive(Debug, Clone)]
-pub struct Lstm<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
-    /// First layer, reading the frames.
-    pub layer1: LstmCell<F, H, E, D>,
-    /// Second layer, reading the first layer's `h_t`.
-    pub layer2: LstmCell<H, H, E, D>,
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> Lstm<F, H, OUT, E, D> {
-    /// Fails the build when `OUT != 4 * H`.
-    pub const CHECK: () = assert!(OUT == 4 * H, "Lstm<F, H, OUT>: OUT must equal 4 * H");
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Storage<E>> NonMutableModule
-    for Lstm<F, H, OUT, E, D>
-{
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
-    for Lstm<F, H, OUT, E, D>
-{
-    type To<E2: Dtype, D2: Device<E2>> = Lstm<F, H, OUT, E2, D2>;
-
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        let () = Self::CHECK;
-        visitor.visit_fields(
-            (
-                Self::module("layer1", |s| &s.layer1, |s| &mut s.layer1),
-                Self::module("layer2", |s| &s.layer2, |s| &mut s.layer2),
-            ),
-            |(layer1, layer2)| Lstm { layer1, layer2 },
-        )
-    }
-}
-
-/// `(B, S, N)` states -> `(B, N)`, the state after the last step ([`try_pick`]: no
-/// `usize` index tensor, and not dfdx 0.13's `slice`, whose backward **assigns** its
-/// gradient into the input's instead of adding).
-#[allow(clippy::type_complexity)]
-pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    states: Tensor<(B, S, N), E, D, T>,
-) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
-    let last = states.shape().1.size() - 1;
-    try_pick(states, last)
-}
-
-impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> Lstm<F, H, OUT, E, D> {
-    #[allow(clippy::type_complexity)]
-    fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
-        &self,
-        x: Tensor<(B, S, Const<F>), E, D, T>,
-        mask: Option<&Tensor<(B, S), E, D>>,
-    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err> {
-        let () = Self::CHECK;
-        let (b, s, _) = *x.shape();
-        if s.size() == 0 {
-            let (x, tape) = x.split_tape();
-            return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
-        }
-        let states1 = self.layer1.try_states(x, mask)?;
-        // h_t of every step: [c_t, h_t] read as (B S, 2, H), entry 1 of axis 1.
-        let rows = b.size() * s.size();
-        let h1 = try_pick(states1.retaped::<T>().try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?
-            .try_reshape_like(&(b, s, Const::<H>))?;
-        let states2 = self.layer2.try_states(h1, mask)?;
-        (try_last_step(states1)?, try_last_step(states2)?)
-            .try_concat_along(Axis::<1>)?
-            .try_reshape_like(&(b, Const::<OUT>))
-    }
-}
-
-impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<Tensor<(B, S, Const<F>), E, D, T>> for Lstm<F, H, OUT, E, D>
-{
-    type Output = Tensor<(B, Const<OUT>), E, D, T>;
-    type Error = D::Err;
-    fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, None)
-    }
-}
-
-impl<B: Dim, S: Dim, const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)> for Lstm<F, H, OUT, E, D>
-{
-    type Output = Tensor<(B, Const<OUT>), E, D, T>;
-    type Error = D::Err;
-    fn try_forward(
-        &self,
-        (x, mask): (Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>),
-    ) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, Some(&mask))
-    }
-}
+pub type Lstm<const F: usize, const H: usize, const OUT: usize, E, D> =
+    Recurrent<LstmCell<F, H, E, D>, LstmCell<H, H, E, D>, OUT>;

@@ -10,12 +10,21 @@
 //!
 //! The batch axis is a runtime dimension (`usize`); frames may be runtime or `Const`;
 //! feature sizes, clusters, hidden sizes and classes are const generics.
+//!
+//! One layer per file. What several layers use (initialisers, the affine map, L2
+//! normalisation, the VLAD steps, the recurrences' tape plumbing) lives in the private
+//! `shared` module; a layer file imports helpers from there only, and names another
+//! layer (a `BatchNorm` inside a layer, say) through this module's re-exports. The
+//! recurrent baselines share one two-layer wrapper, `Recurrent`, generic over the cell;
+//! the fused CPU kernels they and the other layers call (`crate::kernels`) take tensors
+//! and constants, and each layer's file holds the glue.
 
 mod batch_norm;
 mod l2_normalize;
 
 pub use batch_norm::{batch_norm_decay, BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
-pub use l2_normalize::{l2_normalize, try_l2_normalize, L2Normalize, L2_NORM_FLOOR};
+pub use l2_normalize::{l2_normalize, L2Normalize};
+pub use shared::{try_l2_normalize, L2_NORM_FLOOR};
 
 // ---- pooling layers (paper section 2) ----
 mod net_fv;
@@ -40,7 +49,6 @@ mod frame_input;
 mod pool_frames;
 mod glu;
 mod hidden;
-mod initializers;
 mod logistic;
 mod mixture_of_experts;
 mod probability_gating;
@@ -61,11 +69,12 @@ mod gru;
 mod lstm;
 mod next_vlad;
 mod recurrent;
+mod shared;
 
 pub use gru::{Gru, GruCell};
 pub use lstm::{Lstm, LstmCell, LSTM_FORGET_BIAS};
 pub use next_vlad::NeXtVlad;
-pub use recurrent::valid_frame_mask;
+pub use recurrent::{valid_frame_mask, Recurrent, RecurrentCell};
 // ==== end recurrent pooling and NeXtVLAD ====
 
 /// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).

@@ -1,8 +1,9 @@
 //! NetFV pooling: a differentiable Fisher vector (paper section 2).
 
-use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::{try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize};
-use super::soft_assignment::{ScaledNormal, SoftAssignment};
+use super::shared::{
+    try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize, try_l2_normalize, Normal,
+};
+use super::SoftAssignment;
 use dfdx::prelude::*;
 
 /// Added to the squared covariance weights: `sigma = S^2 + 1e-6` (as the reference).
@@ -90,13 +91,13 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
                     "centers",
                     |s| &s.centers,
                     |s| &mut s.centers,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(ScaledNormal::for_fan_in(0.0, F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(0.0, F))),
                 ),
                 Self::tensor(
                     "covariance_weights",
                     |s| &s.covariance_weights,
                     |s| &mut s.covariance_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(ScaledNormal::for_fan_in(1.0, F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(1.0, F))),
                 ),
             ),
             |(assignment, centers, covariance_weights)| NetFv { assignment, centers, covariance_weights },

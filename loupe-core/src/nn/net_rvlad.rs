@@ -1,8 +1,10 @@
 //! NetRVLAD pooling: NetVLAD without centres (paper section 2).
 
-use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::{try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize};
-use super::soft_assignment::SoftAssignment;
+use super::shared::{
+    try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize, try_l2_normalize, try_vlad_of_standardized,
+    L2_NORM_FLOOR,
+};
+use super::SoftAssignment;
 use dfdx::prelude::*;
 
 pub mod builder {
@@ -84,7 +86,8 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let () = Self::CHECK;
         let weighted = try_assignment_weighted_sum(a, x)?;
         // Both normalisations and flattening as one fused op where available.
-        let weighted = match crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None)? {
+        let fused = crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None, L2_NORM_FLOOR)?;
+        let weighted = match fused {
             Ok(pooled) => return Ok(pooled),
             Err((weighted, _)) => weighted,
         };
@@ -125,6 +128,8 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype,
         // NetRVLAD is NetVLAD without centres: with the shift, the residual's centres are
         // `-shift`.
         let () = Self::CHECK;
-        super::NetVlad::<F, K, OUT, E, D>::try_pool_normalized(&mut self.assignment, frames, None)
+        let super::NormalizedFrames { standardized, scale, shift } = frames;
+        let a = self.assignment.try_assign_frames_train(&standardized, scale.retaped::<T>(), &shift)?;
+        try_vlad_of_standardized(a, &standardized, (scale, shift), None)
     }
 }

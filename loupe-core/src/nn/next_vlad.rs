@@ -1,10 +1,9 @@
 //! NeXtVLAD pooling (Lin, Xiao, Fan 2018, "NeXtVLAD: An Efficient Neural Network to
 //! Aggregate Frame-level Features for Large-scale Video Classification").
 
-use super::batch_norm::BatchNorm;
+use super::shared::Normal;
+use super::BatchNorm;
 use dfdx::prelude::*;
-use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 pub mod builder {
     /// Builder of [`super::NeXtVlad`]: `F` features per frame, expanded to `FE`, split into
@@ -24,31 +23,6 @@ where
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         let () = NeXtVlad::<F, FE, G, K, GK, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
-    }
-}
-
-/// The released NeXtVLAD's initialiser (`slim.variance_scaling_initializer()`: factor 2,
-/// fan-in, truncated normal): `N(0, sqrt(1.3 * 2 / fan_in))` redrawn beyond two standard
-/// deviations (1.3 undoes the truncation's shrinking of the spread).
-#[derive(Debug, Clone, Copy)]
-struct VarianceScaling {
-    std: f64,
-}
-
-impl VarianceScaling {
-    fn fan_in(fan_in: usize) -> Self {
-        VarianceScaling { std: (2.6 / fan_in as f64).sqrt() }
-    }
-}
-
-impl<E: Dtype> Distribution<E> for VarianceScaling {
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> E {
-        loop {
-            let z: f64 = rng.sample(StandardNormal);
-            if z.abs() <= 2.0 {
-                return E::from_f64(self.std * z).unwrap_or_default();
-            }
-        }
     }
 }
 
@@ -165,7 +139,7 @@ where
                     "expansion_weights",
                     |s| &s.expansion_weights,
                     |s| &mut s.expansion_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(VarianceScaling::fan_in(F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(F))),
                 ),
                 Self::tensor(
                     "expansion_bias",
@@ -177,7 +151,7 @@ where
                     "attention_weights",
                     |s| &s.attention_weights,
                     |s| &mut s.attention_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(VarianceScaling::fan_in(FE))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
                 ),
                 Self::tensor(
                     "attention_bias",
@@ -189,14 +163,14 @@ where
                     "assignment_weights",
                     |s| &s.assignment_weights,
                     |s| &mut s.assignment_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(VarianceScaling::fan_in(FE))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
                 ),
                 Self::module("assignment_bn", |s| &s.assignment_bn, |s| &mut s.assignment_bn),
                 Self::tensor(
                     "centers",
                     |s| &s.centers,
                     |s| &mut s.centers,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(VarianceScaling::fan_in(FE / G))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE / G))),
                 ),
                 Self::module("vlad_bn", |s| &s.vlad_bn, |s| &mut s.vlad_bn),
             )),

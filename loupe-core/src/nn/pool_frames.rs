@@ -131,7 +131,6 @@ default_pool_frames! {
     super::AveragePooling<F> => [];
     super::MaxPooling<F> => [];
     super::NetFv<F, K, OUT, E, D> => [const K: usize, const OUT: usize,];
-    super::Lstm<F, H, OUT, E, D> => [const H: usize, const OUT: usize,];
-    super::Gru<F, H, OUT, E, D> => [const H: usize, const OUT: usize,];
+    super::Recurrent<L1, L2, OUT> => [L1, L2, const OUT: usize,];
     super::NeXtVlad<F, FE, G, K, GK, OUT, E, D> => [const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize,];
 }

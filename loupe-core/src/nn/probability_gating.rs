@@ -1,6 +1,6 @@
 //! Context Gating after the classifier ("probability gating", REFERENCE.md section 3).
 
-use super::context_gating::ContextGating;
+use super::ContextGating;
 
 pub mod builder {
     /// Builder of [`super::ProbabilityGating`]: the builder of

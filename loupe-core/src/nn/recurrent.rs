@@ -1,5 +1,12 @@
-//! What the recurrent pooling layers ([`super::Lstm`], [`super::Gru`]) share: the
-//! valid-frame mask, and the plumbing of their fused recurrences into dfdx's tape.
+//! Recurrent pooling: [`Recurrent`], two stacked recurrent layers generic over the cell
+//! ([`RecurrentCell`], implemented by [`super::LstmCell`] and [`super::GruCell`]; the
+//! paper's LSTM and GRU baselines are the aliases [`super::Lstm`] and [`super::Gru`]),
+//! and the valid-frame mask they read.
+//!
+//! A new recurrent cell is one file: the cell's parameters (`TensorCollection`), its
+//! recurrence ([`RecurrentCell::try_states`]) and how its per-step states give the next
+//! layer's input and the final state; the two-layer wrapper, the mask handling of the
+//! wrapper, the empty-video case and the output size check come from here.
 //!
 //! dfdx 0.13 has no recurrent layers, and a recurrence built from its ops records some 20
 //! taped ops per frame and layer (12,000 backward closures and every intermediate kept
@@ -13,9 +20,9 @@
 //! on the device; `tests/fused_kernels.rs` checks that both paths agree, outputs and
 //! every gradient.
 
-use dfdx::prelude::*;
+use std::marker::PhantomData;
 
-use crate::device::try_tensor_from_slice;
+use dfdx::prelude::*;
 
 /// The 0/1 mask of valid frames, `(B, S)`: `mask[b][t] = 1` for `t < lengths[b]`, else 0.
 ///
@@ -46,122 +53,160 @@ pub fn valid_frame_mask<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
     crate::device::try_tensor_from_slice(dev, &values, shape).expect("allocating the frame mask")
 }
 
-/// Adds `delta` to the gradient of `t` held in `grads`, with dfdx's public API only.
+/// One recurrent layer as [`Recurrent`] stacks it: a cell that reads `(B, S, Input)` frames
+/// and keeps a state per step.
 ///
-/// dfdx exposes a gradient as its opaque device storage; the one public way to write
-/// chosen values there is to let dfdx's own backward produce them: `d/dz sum(z * v) = v`
-/// exactly (a product with the seed 1), for any device.
-pub(crate) fn try_accumulate_gradient<S: Shape, E: Dtype, D: Device<E>>(
-    grads: &mut Gradients<E, D>,
-    t: &Tensor<S, E, D>,
-    delta: Tensor<S, E, D>,
-) -> Result<(), D::Err> {
-    grads.try_alloc_for(t)?;
-    let total = grads.get(t).try_add(delta)?;
-    let probe: Tensor<S, E, D> = t.device().try_zeros_like(t.shape())?;
-    let mut inner = probe
-        .clone()
-        .traced(Gradients::leaky())
-        .try_mul(total)?
-        .try_sum::<Rank0, _>()?
-        .try_backward()?;
-    let values = inner.get_or_alloc_mut(&probe)?.clone();
-    *grads.get_or_alloc_mut(t)? = values;
-    Ok(())
+/// The tape of the layer's input travels on the states ([`Self::try_states`]);
+/// [`Self::try_outputs`] and [`Self::try_final`] read them, so a caller that needs both
+/// gives one of them a `retaped` copy (as [`Recurrent`] does) and merges the tapes by
+/// combining the results.
+pub trait RecurrentCell<E: Dtype, D: Device<E>>: TensorCollection<E, D> {
+    /// Features per frame the cell reads (`Const<I>`).
+    type Input: Dim;
+    /// Width of the per-step output the next layer reads (`Const<H>`).
+    type Output: Dim;
+    /// Width of the per-step state (LSTM: `[c_t, h_t]`, `2H`; GRU: `h_t`, `H`).
+    type State: Dim;
+    /// Width of the final state the pooling reports for this layer.
+    const FINAL: usize;
+
+    /// Every step's state, `(B, S, State)`, for frames `x` and an optional `(B, S)` mask
+    /// (all frames valid without one; at a masked frame the state carries over).
+    #[allow(clippy::type_complexity)]
+    fn try_states<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Self::Input), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, Self::State), E, D, T>, D::Err>;
+
+    /// Every step's output `h_t`, `(B, S, Output)`, read from the states.
+    #[allow(clippy::type_complexity)]
+    fn try_outputs<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, Self::State), E, D, T>,
+    ) -> Result<Tensor<(B, S, Self::Output), E, D, T>, D::Err>;
+
+    /// The state after the last step, `(B, FINAL)`. Needs at least one step.
+    #[allow(clippy::type_complexity)]
+    fn try_final<B: Dim, S: Dim, T: Tape<E, D>>(
+        states: Tensor<(B, S, Self::State), E, D, T>,
+    ) -> Result<Tensor<(B, usize), E, D, T>, D::Err>;
 }
 
-/// The per-video 0/1 (or any) multipliers of `mask`, or all ones.
-pub(crate) fn mask_values<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
-    mask: Option<&Tensor<(B, S), E, D>>,
-    b: usize,
-    s: usize,
-) -> Vec<f64> {
-    match mask {
-        Some(m) => {
-            assert_eq!(m.shape().concrete(), [b, s], "mask shape must be (batch, frames)");
-            m.as_vec().into_iter().map(to_f64).collect()
-        }
-        None => vec![1.0; b * s],
+/// Two stacked recurrent layers read the frames in the order given; the representation is
+/// the final state of both layers, concatenated (`OUT = L1::FINAL + L2::FINAL`).
+///
+/// Layer 1 reads the frames, layer 2 reads layer 1's per-step output. "Final" is the state
+/// after a video's last valid frame: the input is either frames alone (all `S` frames
+/// valid) or `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`]
+/// makes it from lengths); at a masked frame the state is carried over unchanged, so
+/// padding after a video's true length does not change its output. A video without
+/// frames (`S = 0`) pools to zeros.
+///
+/// No batch norm: training and evaluation compute the same function, so this is a
+/// [`NonMutableModule`] whose [`Module`] accepts any tape. The checkpoint keys are
+/// `layer1.*` and `layer2.*`, then the cell's own names.
+///
+/// `OUT` must equal the sum of both layers' final state sizes; a wrong `OUT` fails
+/// `cargo build` (when the layer is built or run).
+///
+/// The paper's baselines are the aliases [`super::Lstm`] and [`super::Gru`]; their docs
+/// have examples.
+///
+/// # Shapes
+/// - `(B, S, L1::Input) -> (B, OUT)`
+/// - `((B, S, L1::Input), (B, S)) -> (B, OUT)`
+#[derive(Debug, Clone)]
+pub struct Recurrent<L1, L2, const OUT: usize> {
+    /// First layer, reading the frames.
+    pub layer1: L1,
+    /// Second layer, reading the first layer's per-step output.
+    pub layer2: L2,
+}
+
+/// `OUT == L1::FINAL + L2::FINAL`, checked at compile time.
+struct OutputSize<L1, L2, const OUT: usize, E, D>(PhantomData<(L1, L2, E, D)>);
+
+impl<L1: RecurrentCell<E, D>, L2: RecurrentCell<E, D>, const OUT: usize, E: Dtype, D: Device<E>>
+    OutputSize<L1, L2, OUT, E, D>
+{
+    const CHECK: () = assert!(
+        OUT == L1::FINAL + L2::FINAL,
+        "Recurrent<L1, L2, OUT>: OUT must equal the final state sizes of both layers (Lstm: 4 * H, Gru: 2 * H)"
+    );
+}
+
+impl<L1, L2, const OUT: usize> NonMutableModule for Recurrent<L1, L2, OUT> {}
+
+impl<L1: RecurrentCell<E, D>, L2: RecurrentCell<E, D>, const OUT: usize, E: Dtype, D: Device<E>>
+    TensorCollection<E, D> for Recurrent<L1, L2, OUT>
+{
+    type To<E2: Dtype, D2: Device<E2>> =
+        Recurrent<<L1 as TensorCollection<E, D>>::To<E2, D2>, <L2 as TensorCollection<E, D>>::To<E2, D2>, OUT>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let () = OutputSize::<L1, L2, OUT, E, D>::CHECK;
+        visitor.visit_fields(
+            (
+                Self::module("layer1", |s| &s.layer1, |s| &mut s.layer1),
+                Self::module("layer2", |s| &s.layer2, |s| &mut s.layer2),
+            ),
+            |(layer1, layer2)| Recurrent { layer1, layer2 },
+        )
     }
 }
 
-pub(crate) fn to_f64<E: Dtype>(v: E) -> f64 {
-    v.to_f64().unwrap_or(f64::NAN)
+impl<L1, L2, const OUT: usize> Recurrent<L1, L2, OUT> {
+    #[allow(clippy::type_complexity)]
+    fn try_pool<B: Dim, S: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, L1::Input), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err>
+    where
+        L1: RecurrentCell<E, D>,
+        L2: RecurrentCell<E, D, Input = L1::Output>,
+    {
+        let () = OutputSize::<L1, L2, OUT, E, D>::CHECK;
+        let (b, s, _) = *x.shape();
+        if s.size() == 0 {
+            let (x, tape) = x.split_tape();
+            return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
+        }
+        let states1 = self.layer1.try_states(x, mask)?;
+        let states2 = self.layer2.try_states(L1::try_outputs(states1.retaped::<T>())?, mask)?;
+        (L1::try_final(states1)?, L2::try_final(states2)?)
+            .try_concat_along(Axis::<1>)?
+            .try_reshape_like(&(b, Const::<OUT>))
+    }
 }
 
-pub(crate) fn from_f64<E: Dtype>(v: f64) -> E {
-    E::from_f64(v).unwrap_or_default()
+impl<B: Dim, S: Dim, L1, L2, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<Tensor<(B, S, L1::Input), E, D, T>> for Recurrent<L1, L2, OUT>
+where
+    L1: RecurrentCell<E, D>,
+    L2: RecurrentCell<E, D, Input = L1::Output>,
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<(B, S, L1::Input), E, D, T>) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, None)
+    }
 }
 
-pub(crate) fn sigmoid(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
-}
-
-/// `h (B, H) x W (H, N)` as host values, `None` standing for an all-zero `h`.
-pub(crate) fn try_host_matmul<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    h: &[E],
-    batch: usize,
-    w: &Tensor<(Const<H>, usize), E, D>,
-) -> Result<Vec<E>, D::Err> {
-    try_tensor_from_slice(dev, h, (batch, Const::<H>))?
-        .try_matmul(w.clone())
-        .map(|t| t.as_vec())
-}
-
-/// `d (B, N) x W^T (N, H)` as host values: the gradient a recurrent product sends back
-/// to the state.
-pub(crate) fn try_host_matmul_transposed<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    d: Vec<E>,
-    batch: usize,
-    w: &Tensor<(Const<H>, usize), E, D>,
-) -> Result<Vec<E>, D::Err> {
-    let n = w.shape().1;
-    let wt = w.clone().try_permute::<(usize, Const<H>), Axes2<1, 0>>()?;
-    try_tensor_from_slice(dev, &d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
-}
-
-/// `sum_rows a^T b` for `a (R, H)` and `b (R, N)` given as host values: the gradient of
-/// a recurrent weight from every step's state and gate gradient at once.
-pub(crate) fn try_weight_gradient<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    a: Vec<E>,
-    b: Vec<E>,
-    rows: usize,
-    n: usize,
-) -> Result<Tensor<(Const<H>, usize), E, D>, D::Err> {
-    let a = try_tensor_from_slice(dev, &a, (rows, Const::<H>))?;
-    let b = try_tensor_from_slice(dev, &b, (rows, n))?;
-    a.try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b)
-}
-
-/// Entry `t` of axis 1 of `x` `(B, S, N)`, as `(B, N)`: `sum_s x[:, s, :] [s = t]`.
-///
-/// A product with a one-hot mask rather than dfdx's `select`, whose `(B,)` index tensor
-/// of `usize` would be built from host memory on every call: dfdx's allocation cache
-/// keeps every dropped buffer but hands out `usize` buffers to nobody, so memory grew by
-/// one index tensor per call (see [`crate::device::try_tensor_from_slice`]). Not `slice`
-/// either, whose backward assigns instead of adding. The result is exact (`x * 1 = x`,
-/// and adding the other entries' `x * 0 = 0` changes nothing), and so is the gradient.
-/// It costs `B S N` products where `select` copies `B N`: the recurrent layers pick once
-/// per frame only on the composed path (devices other than `Cpu`).
-pub(crate) fn try_pick<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    x: Tensor<(B, S, N), E, D, T>,
-    t: usize,
-) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
-    let (b, s, n) = *x.shape();
-    let hot: Vec<E> = (0..s.size()).map(|i| if i == t { E::ONE } else { E::default() }).collect();
-    let hot: Tensor<(S,), E, D> = try_tensor_from_slice(x.device(), &hot, (s,))?;
-    x.try_mul(hot.try_broadcast_like::<_, Axes2<0, 2>>(&(b, s, n))?)?.try_sum::<(B, N), Axis<1>>()
-}
-
-/// Column `t` of a `(B, S)` mask, as `(B,)` ([`try_pick`] for an untaped 2-D tensor).
-pub(crate) fn try_pick_column<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
-    mask: &Tensor<(B, S), E, D>,
-    t: usize,
-) -> Result<Tensor<(B,), E, D>, D::Err> {
-    let (b, s) = *mask.shape();
-    let picked = try_pick(mask.clone().try_reshape_like(&(b, s, Const::<1>))?, t)?;
-    picked.try_reshape_like(&(b,))
+impl<B: Dim, S: Dim, L1, L2, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<(Tensor<(B, S, L1::Input), E, D, T>, Tensor<(B, S), E, D>)> for Recurrent<L1, L2, OUT>
+where
+    L1: RecurrentCell<E, D>,
+    L2: RecurrentCell<E, D, Input = L1::Output>,
+{
+    type Output = Tensor<(B, Const<OUT>), E, D, T>;
+    type Error = D::Err;
+    fn try_forward(
+        &self,
+        (x, mask): (Tensor<(B, S, L1::Input), E, D, T>, Tensor<(B, S), E, D>),
+    ) -> Result<Self::Output, D::Err> {
+        self.try_pool(x, Some(&mask))
+    }
 }

@@ -1,30 +1,8 @@
 //! Soft assignment of frames to clusters, shared by every clustering pooling layer.
 
-use super::batch_norm::BatchNorm;
+use super::shared::Normal;
+use super::BatchNorm;
 use dfdx::prelude::*;
-use rand_distr::Distribution;
-
-/// `N(mean, std)` for any [`Dtype`]: sampled in `f64` and converted, so initialisers need
-/// no `Float`/`StandardNormal` bounds on `E` (which would spread to every model generic).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ScaledNormal {
-    pub mean: f64,
-    pub std: f64,
-}
-
-impl ScaledNormal {
-    /// The paper's initialiser of assignment weights and centres: `N(mean, 1/sqrt(fan_in))`.
-    pub(crate) fn for_fan_in(mean: f64, fan_in: usize) -> Self {
-        ScaledNormal { mean, std: 1.0 / (fan_in as f64).sqrt() }
-    }
-}
-
-impl<E: Dtype> Distribution<E> for ScaledNormal {
-    fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> E {
-        let z: f64 = rand_distr::StandardNormal.sample(rng);
-        E::from_f64(self.mean + self.std * z).unwrap()
-    }
-}
 
 pub mod builder {
     /// Builder of [`super::SoftAssignment`]: `F` features per frame, `K` clusters.
@@ -103,7 +81,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> TensorCollection<E,
                     "weights",
                     |s| &s.weights,
                     |s| &mut s.weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(ScaledNormal::for_fan_in(0.0, F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(0.0, F))),
                 ),
                 Self::module("bn", |s| &s.bn, |s| &mut s.bn),
             ),
@@ -159,7 +137,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
             self.bn.try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
         } else {
             // Batch norm and softmax as one fused op where the device has it.
-            match crate::kernels::try_batch_norm_train(&mut self.bn, logits, true)? {
+            match self.bn.try_fused_train(logits, true)? {
                 Ok(assignment) => return Ok(assignment),
                 Err(logits) => self.bn.try_forward_train::<_, Axes2<0, 1>, T>(logits)?,
             }
@@ -174,7 +152,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
         let logits = x.try_matmul(self.weights.retaped::<T>())?;
-        let logits = match crate::kernels::try_batch_norm_eval_softmax(&self.bn, logits)? {
+        let logits = match self.bn.try_fused_eval_softmax(logits)? {
             Ok(assignment) => return Ok(assignment),
             Err(logits) => logits,
         };
@@ -250,13 +228,13 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> TensorCollection<E,
                     "weights",
                     |s| &s.weights,
                     |s| &mut s.weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(ScaledNormal::for_fan_in(0.0, F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(0.0, F))),
                 ),
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(ScaledNormal::for_fan_in(0.0, F))),
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(0.0, F))),
                 ),
             ),
             |(weights, bias)| BiasedSoftAssignment { weights, bias },

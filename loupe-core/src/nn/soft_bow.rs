@@ -1,8 +1,7 @@
 //! Soft bag-of-words pooling (paper section 2).
 
-use super::l2_normalize::try_l2_normalize;
-use super::net_vlad::try_assignment_mass;
-use super::soft_assignment::SoftAssignment;
+use super::shared::{try_assignment_mass, try_l2_normalize};
+use super::SoftAssignment;
 use dfdx::prelude::*;
 
 pub mod builder {

@@ -1,0 +1,432 @@
+//! Helpers the layer files share, so that no layer file imports from another: the
+//! weight initialisers (one normal, one Glorot uniform), the affine map, L2
+//! normalisation, the classifier's weight penalty, the VLAD aggregation steps, scalar
+//! conversions, the one-hot picks that stand in for dfdx 0.13's `select` and `slice`,
+//! and the plumbing of the recurrent layers' fused recurrences into dfdx's tape (see
+//! [`super::recurrent`]).
+//!
+//! The glue between these helpers and the fused kernels ([`crate::kernels`]) lives here
+//! too, next to the composed dfdx path it replaces.
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::device::try_tensor_from_slice;
+
+// ---- weight initialisers ----
+
+/// `N(mean, std)`, the one normal initialiser of every layer: TensorFlow's
+/// `random_normal_initializer`, or its truncated normal (draws beyond `truncate` standard
+/// deviations redrawn). Sampled in `f64` and converted, so layers need no
+/// `Float`/`StandardNormal` bounds on `E` (which would spread to every model generic).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Normal {
+    mean: f64,
+    std: f64,
+    truncate: Option<f64>,
+}
+
+impl Normal {
+    /// `N(mean, std)`.
+    pub fn new(mean: f64, std: f64) -> Normal {
+        Normal { mean, std, truncate: None }
+    }
+
+    /// `N(0, 1/sqrt(fan))`, the reference's init of hidden and gating weights.
+    pub fn inverse_sqrt(fan: usize) -> Normal {
+        Normal::for_fan_in(0.0, fan)
+    }
+
+    /// `N(mean, 1/sqrt(fan_in))`, the paper's init of assignment weights and centres.
+    pub fn for_fan_in(mean: f64, fan_in: usize) -> Normal {
+        Normal::new(mean, 1.0 / (fan_in as f64).sqrt())
+    }
+
+    /// The released NeXtVLAD's initialiser (`slim.variance_scaling_initializer()`: factor
+    /// 2, fan-in, truncated normal): `N(0, sqrt(1.3 * 2 / fan_in))` redrawn beyond two
+    /// standard deviations (1.3 undoes the truncation's shrinking of the spread).
+    pub fn variance_scaling(fan_in: usize) -> Normal {
+        Normal { mean: 0.0, std: (2.6 / fan_in as f64).sqrt(), truncate: Some(2.0) }
+    }
+}
+
+impl<E: Dtype> Distribution<E> for Normal {
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> E {
+        loop {
+            let z: f64 = rng.sample(StandardNormal);
+            if self.truncate.map_or(true, |t| z.abs() <= t) {
+                return from_f64(self.mean + self.std * z);
+            }
+        }
+    }
+}
+
+/// Glorot (Xavier) uniform, `U(-a, a)` with `a = sqrt(6 / (fan_in + fan_out))`: TF-slim's
+/// default for `fully_connected` weights, which the reference classifiers use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GlorotUniform {
+    pub bound: f64,
+}
+
+impl GlorotUniform {
+    pub fn new(fan_in: usize, fan_out: usize) -> GlorotUniform {
+        GlorotUniform { bound: (6.0 / (fan_in + fan_out) as f64).sqrt() }
+    }
+}
+
+impl<E: Dtype> Distribution<E> for GlorotUniform {
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> E {
+        from_f64(rng.gen_range(-self.bound..self.bound))
+    }
+}
+
+// ---- affine map, L2 normalisation, weight penalty ----
+
+/// `x W + b` for a batch of rows, keeping `x`'s tape.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<(B, Const<I>), E, D, T>,
+    weight: &Tensor<Rank2<I, O>, E, D>,
+    bias: &Tensor<Rank1<O>, E, D>,
+) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
+    let rows = x.shape().0;
+    x.try_matmul(weight.retaped::<T>())?
+        .try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
+}
+
+/// Floor of the squared norm, as in the reference: `x * rsqrt(max(sum x^2, 1e-12))`.
+pub const L2_NORM_FLOOR: f64 = 1e-12;
+
+/// Fallible [`l2_normalize`](super::l2_normalize).
+pub fn try_l2_normalize<S, E, D, T>(x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
+where
+    S: Shape + ReduceShape<S::LastAxis>,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let x = match crate::kernels::try_l2_normalize_rows(x, L2_NORM_FLOOR)? {
+        Ok(y) => return Ok(y),
+        Err(x) => x,
+    };
+    let shape = *x.shape();
+    let inv_norm = x
+        .retaped::<T>()
+        .try_square()?
+        .try_sum::<S::Reduced, S::LastAxis>()?
+        .try_clamp(L2_NORM_FLOOR, f64::INFINITY)?
+        .try_sqrt()?
+        .try_recip()?;
+    x.try_mul(inv_norm.try_broadcast_like(&shape)?)
+}
+
+/// `|w|^2 / 2` on a fresh tape of type `T` (fused on the `Cpu`, see [`crate::kernels`]).
+pub(crate) fn try_half_squared_norm<S, Ax, E, D, T>(w: &Tensor<S, E, D>) -> Result<Tensor<Rank0, E, D, T>, D::Err>
+where
+    S: Shape + ReduceShapeTo<Rank0, Ax>,
+    Ax: Axes,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    if let Some(penalty) = crate::kernels::try_half_squared_norm(w)? {
+        return Ok(penalty);
+    }
+    w.retaped::<T>().try_square()?.try_sum::<Rank0, Ax>()?.try_mul(E::from_f64(0.5).unwrap_or_default())
+}
+
+// ---- VLAD aggregation (NetVLAD, NetRVLAD, NetFV, soft BoW) ----
+
+// Per-cluster descriptors are kept as `(B, F, K)`, the reference's layout: flattening is
+// then free (d-major) and the intra-normalisation reduces over axis 1.
+
+/// `sum_t a[t,k] x[t,d]` for every batch item, as one batched matmul `X^T a`:
+/// `(B, S, F)` and `(B, S, K)` give `(B, F, K)`. No `(B, S, F, K)` tensor is formed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_assignment_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E, D, T>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+    x: Tensor<(B, S, Const<F>), E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err>
+where
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    x.try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a)
+}
+
+/// `sum_t a[t,k]` (the soft count of cluster `k`): `(B, S, K) -> (B, K)`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_assignment_mass<B: Dim, S: Dim, const K: usize, E, D, T>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+) -> Result<Tensor<(B, Const<K>), E, D, T>, D::Err>
+where
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    a.try_sum::<(B, Const<K>), Axis<1>>()
+}
+
+/// Intra-normalisation: L2 over `d` for each cluster `k` of `(B, F, K)` descriptors, with
+/// the reference's floor, `v / sqrt(max(sum_d v^2, 1e-12))`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_intra_normalize<B: Dim, const F: usize, const K: usize, E, D, T>(
+    v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err>
+where
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let shape = *v.shape();
+    let inv_norm = v
+        .retaped::<T>()
+        .try_square()?
+        .try_sum::<(B, Const<K>), Axis<1>>()?
+        .try_clamp(L2_NORM_FLOOR, f64::INFINITY)?
+        .try_sqrt()?
+        .try_recip()?;
+    v.try_mul(inv_norm.try_broadcast_like::<_, Axis<1>>(&shape)?)
+}
+
+/// Flattens `(B, F, K)` descriptors **d-major**, as the reference does: feature `d` of
+/// cluster `k` lands at index `d * K + k`. Free for the contiguous tensors the layers make.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_flatten_d_major<B: Dim, const F: usize, const K: usize, Out: Dim, E, D, T>(
+    v: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+    out: Out,
+) -> Result<Tensor<(B, Out), E, D, T>, D::Err>
+where
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let b = v.shape().0;
+    v.try_reshape_like(&(b, out))
+}
+
+/// NetVLAD's tail: from the aggregated `w = X^T a` (`(B, F, K)`), the residual
+/// `w - (sum_t a) c` for centres `c` (any tensor on the tape), intra-normalisation,
+/// d-major flattening and the global L2.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_vlad_residual_tail<B, S, const F: usize, const K: usize, const OUT: usize, E, D, T>(
+    weighted: Tensor<(B, Const<F>, Const<K>), E, D, T>,
+    mass_source: Tensor<(B, S, Const<K>), E, D, T>,
+    centers: Tensor<Rank2<F, K>, E, D, T>,
+) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err>
+where
+    B: Dim,
+    S: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    const { assert!(OUT == K * F, "VLAD: OUT must equal K * F") };
+    let shape = (weighted.shape().0, Const::<F>, Const::<K>);
+    // The centres' own backward (if computed) joins the tape of `weighted`.
+    let (centers, centers_tape) = centers.split_tape();
+    let (weighted, tape) = weighted.split_tape();
+    let weighted = weighted.put_tape(tape.merge(centers_tape));
+    // Residual, both normalisations and flattening as one fused op where available.
+    let fused = crate::kernels::try_vlad_normalize::<_, _, F, K, OUT, _, _, _>(
+        weighted,
+        Some((mass_source, &centers)),
+        L2_NORM_FLOOR,
+    )?;
+    let (weighted, mass_source) = match fused {
+        Ok(pooled) => return Ok(pooled),
+        Err((weighted, mass_source)) => (weighted, mass_source.expect("handed back")),
+    };
+    let mass = try_assignment_mass(mass_source)?.try_broadcast_like::<_, Axis<1>>(&shape)?;
+    let centers = centers.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&shape)?;
+    let vlad = weighted.try_sub(mass.try_mul(centers)?)?;
+    let intra = try_intra_normalize(vlad)?;
+    try_l2_normalize(try_flatten_d_major(intra, Const::<OUT>)?)
+}
+
+/// NetVLAD / NetRVLAD of standardised frames with the input affine (`scale`, `shift`)
+/// moved onto the small tensors (module docs of [`super::PoolFrames`]), given their
+/// assignment `a`: the residual is `scale[d] (xhat^T a)[d,k] - mass[k] (c[d,k] -
+/// shift[d])`, with `c = 0` for NetRVLAD (`centers` `None`). The frames' gradient is
+/// never formed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_vlad_of_standardized<B, S, const F: usize, const K: usize, const OUT: usize, E, D, T>(
+    a: Tensor<(B, S, Const<K>), E, D, T>,
+    standardized: &Tensor<(B, S, Const<F>), E, D>,
+    (scale, shift): (Tensor<Rank1<F>, E, D, T>, Tensor<Rank1<F>, E, D, T>),
+    centers: Option<&Tensor<Rank2<F, K>, E, D>>,
+) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err>
+where
+    B: Dim,
+    S: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let weighted = crate::kernels::try_frames_weighted_sum(a.retaped::<T>(), standardized, scale)?;
+    let fk = (Const::<F>, Const::<K>);
+    let shift = shift.try_broadcast_like::<_, Axis<1>>(&fk)?;
+    let centers = match centers {
+        Some(c) => c.retaped::<T>().try_sub(shift)?,
+        None => {
+            let zeros: Tensor<Rank2<F, K>, E, D> = a.device().try_zeros_like(&fk)?;
+            zeros.retaped::<T>().try_sub(shift)?
+        }
+    };
+    try_vlad_residual_tail(weighted, a, centers)
+}
+
+// ---- scalars, picks and the recurrences' tape plumbing ----
+
+/// Adds `delta` to the gradient of `t` held in `grads`, with dfdx's public API only.
+///
+/// dfdx exposes a gradient as its opaque device storage; the one public way to write
+/// chosen values there is to let dfdx's own backward produce them: `d/dz sum(z * v) = v`
+/// exactly (a product with the seed 1), for any device.
+pub(crate) fn try_accumulate_gradient<S: Shape, E: Dtype, D: Device<E>>(
+    grads: &mut Gradients<E, D>,
+    t: &Tensor<S, E, D>,
+    delta: Tensor<S, E, D>,
+) -> Result<(), D::Err> {
+    grads.try_alloc_for(t)?;
+    let total = grads.get(t).try_add(delta)?;
+    let probe: Tensor<S, E, D> = t.device().try_zeros_like(t.shape())?;
+    let mut inner = probe
+        .clone()
+        .traced(Gradients::leaky())
+        .try_mul(total)?
+        .try_sum::<Rank0, _>()?
+        .try_backward()?;
+    let values = inner.get_or_alloc_mut(&probe)?.clone();
+    *grads.get_or_alloc_mut(t)? = values;
+    Ok(())
+}
+
+/// The per-video 0/1 (or any) multipliers of `mask`, or all ones.
+pub(crate) fn mask_values<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
+    mask: Option<&Tensor<(B, S), E, D>>,
+    b: usize,
+    s: usize,
+) -> Vec<f64> {
+    match mask {
+        Some(m) => {
+            assert_eq!(m.shape().concrete(), [b, s], "mask shape must be (batch, frames)");
+            m.as_vec().into_iter().map(to_f64).collect()
+        }
+        None => vec![1.0; b * s],
+    }
+}
+
+pub(crate) fn to_f64<E: Dtype>(v: E) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
+}
+
+pub(crate) fn from_f64<E: Dtype>(v: f64) -> E {
+    // Every float dtype dfdx has converts any finite f64 (possibly rounding).
+    E::from_f64(v).unwrap_or_default()
+}
+
+pub(crate) fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// `h (B, H) x W (H, N)` as host values, `None` standing for an all-zero `h`.
+pub(crate) fn try_host_matmul<const H: usize, E: Dtype, D: Device<E>>(
+    dev: &D,
+    h: &[E],
+    batch: usize,
+    w: &Tensor<(Const<H>, usize), E, D>,
+) -> Result<Vec<E>, D::Err> {
+    try_tensor_from_slice(dev, h, (batch, Const::<H>))?
+        .try_matmul(w.clone())
+        .map(|t| t.as_vec())
+}
+
+/// `d (B, N) x W^T (N, H)` as host values: the gradient a recurrent product sends back
+/// to the state.
+pub(crate) fn try_host_matmul_transposed<const H: usize, E: Dtype, D: Device<E>>(
+    dev: &D,
+    d: Vec<E>,
+    batch: usize,
+    w: &Tensor<(Const<H>, usize), E, D>,
+) -> Result<Vec<E>, D::Err> {
+    let n = w.shape().1;
+    let wt = w.clone().try_permute::<(usize, Const<H>), Axes2<1, 0>>()?;
+    try_tensor_from_slice(dev, &d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
+}
+
+/// `sum_rows a^T b` for `a (R, H)` and `b (R, N)` given as host values: the gradient of
+/// a recurrent weight from every step's state and gate gradient at once.
+pub(crate) fn try_weight_gradient<const H: usize, E: Dtype, D: Device<E>>(
+    dev: &D,
+    a: Vec<E>,
+    b: Vec<E>,
+    rows: usize,
+    n: usize,
+) -> Result<Tensor<(Const<H>, usize), E, D>, D::Err> {
+    let a = try_tensor_from_slice(dev, &a, (rows, Const::<H>))?;
+    let b = try_tensor_from_slice(dev, &b, (rows, n))?;
+    a.try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b)
+}
+
+/// Entry `t` of axis 1 of `x` `(B, S, N)`, as `(B, N)`: `sum_s x[:, s, :] [s = t]`.
+///
+/// A product with a one-hot mask rather than dfdx's `select`, whose `(B,)` index tensor
+/// of `usize` would be built from host memory on every call: dfdx's allocation cache
+/// keeps every dropped buffer but hands out `usize` buffers to nobody, so memory grew by
+/// one index tensor per call (see [`crate::device::try_tensor_from_slice`]). Not `slice`
+/// either, whose backward assigns instead of adding. The result is exact (`x * 1 = x`,
+/// and adding the other entries' `x * 0 = 0` changes nothing), and so is the gradient.
+/// It costs `B S N` products where `select` copies `B N`: the recurrent layers pick once
+/// per frame only on the composed path (devices other than `Cpu`).
+pub(crate) fn try_pick<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<(B, S, N), E, D, T>,
+    t: usize,
+) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
+    let (b, s, n) = *x.shape();
+    let hot: Vec<E> = (0..s.size()).map(|i| if i == t { E::ONE } else { E::default() }).collect();
+    let hot: Tensor<(S,), E, D> = try_tensor_from_slice(x.device(), &hot, (s,))?;
+    x.try_mul(hot.try_broadcast_like::<_, Axes2<0, 2>>(&(b, s, n))?)?.try_sum::<(B, N), Axis<1>>()
+}
+
+/// Column `t` of a `(B, S)` mask, as `(B,)` ([`try_pick`] for an untaped 2-D tensor).
+pub(crate) fn try_pick_column<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
+    mask: &Tensor<(B, S), E, D>,
+    t: usize,
+) -> Result<Tensor<(B,), E, D>, D::Err> {
+    let (b, s) = *mask.shape();
+    let picked = try_pick(mask.clone().try_reshape_like(&(b, s, Const::<1>))?, t)?;
+    picked.try_reshape_like(&(b,))
+}
+
+/// `(B, S, N)` states -> `(B, N)`, the state after the last step ([`try_pick`]: no
+/// `usize` index tensor, and not dfdx 0.13's `slice`, whose backward **assigns** its
+/// gradient into the input's instead of adding).
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    states: Tensor<(B, S, N), E, D, T>,
+) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
+    let last = states.shape().1.size() - 1;
+    try_pick(states, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn variance_scaling_redraws_beyond_two_standard_deviations() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let std = (2.6f64 / 10.0).sqrt();
+        let truncated: Vec<f64> = (0..10_000).map(|_| Normal::variance_scaling(10).sample(&mut rng)).collect();
+        assert!(truncated.iter().all(|v| v.abs() <= 2.0 * std));
+        // Untruncated, about 4.6% of the draws of N(0, std) lie beyond two deviations.
+        let plain: Vec<f64> = (0..10_000).map(|_| Normal::new(0.0, std).sample(&mut rng)).collect();
+        let beyond = plain.iter().filter(|v| v.abs() > 2.0 * std).count();
+        assert!((300..700).contains(&beyond), "{beyond} of 10000 beyond two deviations");
+    }
+}
