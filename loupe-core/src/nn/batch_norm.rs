@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-/// Epsilon added to the variance (REFERENCE.md section 1: 1e-3, not dfdx's 1e-5).
+/// Epsilon added to the variance (docs/reference.md section 1: 1e-3, not dfdx's 1e-5).
 pub const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// Decay of the running averages used at evaluation (0.999).
 pub const BATCH_NORM_DECAY: f64 = 0.999;

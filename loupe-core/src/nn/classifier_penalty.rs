@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 /// for [`MixtureOfExperts`](super::MixtureOfExperts) (every gate weight, the dummy
 /// expert's included, and every expert weight; no bias), `|W|^2 / 2` for
 /// [`Logistic`](super::Logistic). This is TensorFlow's `l2_regularizer(l2)` without the
-/// `l2`: the training loss adds `l2 * penalty` (REFERENCE.md section 3).
+/// `l2`: the training loss adds `l2 * penalty` (docs/reference.md section 3).
 ///
 /// The penalty is returned on a fresh tape of type `T` holding the parameters' own ids,
 /// so adding it to a loss on another tape (`loss + penalty`) merges the tapes and the

@@ -1,4 +1,4 @@
-//! Context Gating (paper section 3.1, REFERENCE.md section 3).
+//! Context Gating (paper section 3.1, docs/reference.md section 3).
 
 use dfdx::prelude::*;
 

@@ -1,4 +1,4 @@
-//! The frame preprocessing of frame-level models (REFERENCE.md section 1).
+//! The frame preprocessing of frame-level models (docs/reference.md section 1).
 
 use dfdx::prelude::*;
 

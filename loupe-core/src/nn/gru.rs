@@ -1,4 +1,4 @@
-//! GRU pooling, the paper's recurrent baseline (REFERENCE.md section 2).
+//! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
     from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,

@@ -1,4 +1,4 @@
-//! The hidden fully connected layer after pooling (REFERENCE.md section 4).
+//! The hidden fully connected layer after pooling (docs/reference.md section 4).
 
 use dfdx::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Mixture of Experts classifier (paper section 4, REFERENCE.md section 3).
+//! Mixture of Experts classifier (paper section 4, docs/reference.md section 3).
 
 use dfdx::prelude::*;
 

@@ -37,7 +37,7 @@ where
 ///   -> intra-normalisation (L2 over `d` for each `k`) -> flatten -> L2;
 /// - `fv2[d,k] = sum_t a[t,k] (x[t,d] - c[d,k])^2 / sigma[d,k]^2 - sum_t a[t,k]`
 ///   -> flatten -> L2 (no intra-normalisation, as the reference). The last term is the
-///   soft count of cluster `k`, subtracted from every `d` (REFERENCE.md writes it outside
+///   soft count of cluster `k`, subtracted from every `d` (docs/reference.md writes it outside
 ///   the first sum, indexed by `k` only; the reference code broadcasts it the same way).
 ///
 /// The output is `[fv1, fv2]`, each flattened **d-major** (index `d * K + k` within its

@@ -1,4 +1,4 @@
-//! Context Gating after the classifier ("probability gating", REFERENCE.md section 3).
+//! Context Gating after the classifier ("probability gating", docs/reference.md section 3).
 
 use super::ContextGating;
 

@@ -184,7 +184,7 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>>
 
 /// Soft assignment without batch norm (paper section 2): `a = softmax_over_K(X W + b)`.
 ///
-/// `W` is `F x K`, initialised `N(0, 1/sqrt(F))`. REFERENCE.md says only that a bias of
+/// `W` is `F x K`, initialised `N(0, 1/sqrt(F))`. docs/reference.md says only that a bias of
 /// size `K` is added; loupe initialises it like `W`, `N(0, 1/sqrt(F))`. Training and
 /// evaluation are the same computation, so this is a [`NonMutableModule`] whose
 /// [`Module`] accepts any tape.

@@ -23,7 +23,7 @@ macro_rules! parameter_free_layer {
 
 /// Average pooling over the frame axis: `y[d] = (1/S) sum_t x[t,d]`.
 ///
-/// The mean of the frames fed to it (the sampled frames: REFERENCE.md section 1 never
+/// The mean of the frames fed to it (the sampled frames: docs/reference.md section 1 never
 /// pools padding). An input without frames pools to zeros rather than `0/0`.
 /// Parameter-free: one type is both builder and layer, and any tape passes through.
 ///
