@@ -20,7 +20,9 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use loupe::data::proto::Message;
-use loupe::data::{DataFormat, FeatureSpec, QuantizedVideo, RecordLocation, RecordReader, RecordWriter, VideoDecoder};
+use loupe::data::{
+    DataFormat, FeatureSpec, QuantizedVideo, RecordLocation, RecordReader, RecordWriter, VideoDecoder,
+};
 
 const RECORDS: usize = 64;
 const FRAMES: usize = 200;

@@ -26,8 +26,13 @@ where
     bench_step_at::<M, N, O>(c, name, module, dev, BATCH)
 }
 
-fn bench_step_at<M, const N: usize, const O: usize>(c: &mut Criterion, name: &str, module: &mut M, dev: &Cpu, batch: usize)
-where
+fn bench_step_at<M, const N: usize, const O: usize>(
+    c: &mut Criterion,
+    name: &str,
+    module: &mut M,
+    dev: &Cpu,
+    batch: usize,
+) where
     M: TensorCollection<f32, Cpu>
         + ModuleMut<
             Tensor<(usize, Const<N>), f32, Cpu, OwnedTape<f32, Cpu>>,

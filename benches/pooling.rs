@@ -25,7 +25,12 @@ fn device() -> Dev {
 
 /// The benchmark group `LAYER/DEVICE/PATH` of one size (`[B, S, D, K]`), videos per
 /// second as throughput, 10 samples for the large sizes; and the benchmark's id.
-fn bench_group<'c>(c: &'c mut Criterion, layer: &str, path: &str, [b, s, f, k]: [usize; 4]) -> (BenchmarkGroup<'c, WallTime>, BenchmarkId) {
+fn bench_group<'c>(
+    c: &'c mut Criterion,
+    layer: &str,
+    path: &str,
+    [b, s, f, k]: [usize; 4],
+) -> (BenchmarkGroup<'c, WallTime>, BenchmarkId) {
     let mut group = c.benchmark_group(format!("{layer}/{DEVICE}/{path}"));
     group.throughput(Throughput::Elements(b as u64));
     if b * s * f > 1_000_000 {

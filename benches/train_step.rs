@@ -30,7 +30,8 @@ where
             adam: Default::default(),
             classifier_l2: M::describe().classifier_l2,
         };
-        let mut trainer = Trainer::<M, f32, Cpu>::new(loupe::device::cpu_seeded(0), config).expect("model builds");
+        let mut trainer =
+            Trainer::<M, f32, Cpu>::new(loupe::device::cpu_seeded(0), config).expect("model builds");
         let mut group = c.benchmark_group("train_step");
         group.sample_size(10).throughput(Throughput::Elements(batch as u64));
         let kernels = if fused { "fused" } else { "composed" };

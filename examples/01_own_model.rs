@@ -41,9 +41,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..SynthConfig::default()
     };
     let data = generate(dir.join("data"), &synth)?;
-    let (train_files, validate_files): (Vec<_>, Vec<_>) =
-        data.frame_files.iter().cloned().partition(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("train")));
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 32, 8));
+    let (train_files, validate_files): (Vec<_>, Vec<_>) = data
+        .frame_files
+        .iter()
+        .cloned()
+        .partition(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("train")));
+    let decoder = VideoDecoder::new(
+        DataFormat::FrameLevel,
+        FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 32, 8),
+    );
 
     type Model = FisherBowModel<f32, Cpu>;
     let config = RunConfig {
@@ -66,7 +72,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (trainer, summary) = train::<Model, Cpu>(loupe::device::cpu_seeded(1), &config)?;
     let m = summary.metrics.expect("validation data was given");
-    println!("{} parameters, {} steps: validation GAP {:.4}, Hit@1 {:.4}", trainer.model.num_params(), summary.steps, m.gap, m.hit_at_1);
+    println!(
+        "{} parameters, {} steps: validation GAP {:.4}, Hit@1 {:.4}",
+        trainer.model.num_params(),
+        summary.steps,
+        m.gap,
+        m.hit_at_1
+    );
     drop(trainer);
 
     // Inference: the last checkpoint, no Trainer and no optimizer state.
@@ -78,6 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("wrote {n} predictions to {}", csv.display());
     let vectors = dir.join("gated.npy");
     let n = loupe::infer::embeddings::write_embeddings(&predictor, &dataset, Layer::Gated, &vectors)?;
-    println!("wrote {n} {}-value vectors (after context gating) to {}", Model::describe().hidden.unwrap_or(0), vectors.display());
+    println!(
+        "wrote {n} {}-value vectors (after context gating) to {}",
+        Model::describe().hidden.unwrap_or(0),
+        vectors.display()
+    );
     Ok(())
 }

@@ -34,7 +34,11 @@ fn main() {
     // Each repeat sums the ranks' values again: (1 + 2 + ... + N) N^(repeats - 1).
     let expected = (ranks * (ranks + 1) / 2) as f64 * (ranks as f64).powi(repeats as i32 - 1);
     if (buffer[floats / 2] as f64 - expected).abs() > 1e-3 * expected {
-        eprintln!("error: rank {}: summed value {} instead of {expected}", collective.rank(), buffer[floats / 2]);
+        eprintln!(
+            "error: rank {}: summed value {} instead of {expected}",
+            collective.rank(),
+            buffer[floats / 2]
+        );
         collective.abort(1);
     }
     if collective.is_root() {

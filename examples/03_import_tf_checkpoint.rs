@@ -47,7 +47,8 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The checkpoint's index and shards, checked; WILLOW's names to the model's tensors.
     let ckpt = TfCheckpoint::open(&dir)?;
     let names: Vec<String> = model_tensors(&model).into_iter().map(|t| t.name).collect();
-    let mapping = Mapping::builtin(Convention::Willow, &SmallGatedNetVladModel::<f32, Cpu>::describe(), &names);
+    let mapping =
+        Mapping::builtin(Convention::Willow, &SmallGatedNetVladModel::<f32, Cpu>::describe(), &names);
     let imported = import_checkpoint(&ckpt, &mapping, &mut model)?;
     println!(
         "imported {} tensors from {} (step {}, Adam moments: {})",

@@ -223,7 +223,9 @@ pub mod __private {
     pub use ::dfdx::shapes::{Const, Dtype, HasShape};
     pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, SplitTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
-    pub use ::loupe_core::model::{Layer, ModelDescription, PoolingDescription, StreamDescription, VideoModel};
+    pub use ::loupe_core::model::{
+        Layer, ModelDescription, PoolingDescription, StreamDescription, VideoModel,
+    };
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;
 
@@ -269,7 +271,9 @@ pub mod __private {
 
     /// A representation, `(B, N) -> (B, N)` with `N` a runtime size
     /// ([`VideoModel::try_representation`]).
-    pub fn rows<const N: usize, E: Dtype, D: Device<E>>(x: Tensor<(usize, Const<N>), E, D>) -> Tensor<(usize, usize), E, D> {
+    pub fn rows<const N: usize, E: Dtype, D: Device<E>>(
+        x: Tensor<(usize, Const<N>), E, D>,
+    ) -> Tensor<(usize, usize), E, D> {
         realized(x.try_realize::<(usize, usize)>())
     }
 

@@ -23,7 +23,8 @@ fn late_and_early_netvlad_count_assignment_aggregation_hidden_and_moe() {
     let b = 80.0;
     // Late: video K=128 over 1024-d frames, audio K=64 over 128-d, hidden 1024.
     let pooled = 128.0 * 1024.0 + 64.0 * 128.0;
-    let late = 2.0 * b * 300.0 * (1024.0 * 128.0 + 128.0 * 64.0) * 2.0 + 2.0 * b * pooled * 1024.0 + moe(b, 1024.0);
+    let late =
+        2.0 * b * 300.0 * (1024.0 * 128.0 + 128.0 * 64.0) * 2.0 + 2.0 * b * pooled * 1024.0 + moe(b, 1024.0);
     let got = matmul_flops(&describe::<zoo::NetVlad128>(), 80);
     assert!((got - late).abs() < 1e-6 * late, "{got} vs {late}");
     // Early: one K=128 NetVLAD over the 1152-d concatenated frames.

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use dfdx::prelude::*;
 use loupe::model::ModelDescription;
-use loupe::train::checkpoint::{load_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
+use loupe::train::checkpoint::{
+    load_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT,
+};
 use loupe::train::{Adam, AdamConfig};
 
 fn scratch(name: &str) -> PathBuf {
@@ -53,7 +55,11 @@ fn meta(step: u64, hidden: usize) -> CheckpointMeta {
 
 type Tiny = (Linear<3, 4>, Linear<4, 2>);
 
-fn trained_step(model: &mut <Tiny as BuildOnDevice<Cpu, f32>>::Built, adam: &mut Adam<<Tiny as BuildOnDevice<Cpu, f32>>::Built>, dev: &Cpu) {
+fn trained_step(
+    model: &mut <Tiny as BuildOnDevice<Cpu, f32>>::Built,
+    adam: &mut Adam<<Tiny as BuildOnDevice<Cpu, f32>>::Built>,
+    dev: &Cpu,
+) {
     let x: Tensor<(usize, Const<3>), f32, _> = dev.sample_normal_like(&(5, Const));
     let loss = model.forward(x.trace(model.alloc_grads())).square().sum::<Rank0, _>();
     let grads = loss.backward();
@@ -168,7 +174,12 @@ fn saving_removes_leftovers_of_interrupted_writes() {
     let model = dev.build_module::<Tiny, f32>();
     let adam = Adam::new(AdamConfig::default());
     save_checkpoint(&dir, &model, &adam, &meta(1, 4), 3).unwrap();
-    let strays = ["step-00000002.safetensors", "step-00000002.adam.safetensors", "step-00000002.json.tmp4242", "latest.tmp17"];
+    let strays = [
+        "step-00000002.safetensors",
+        "step-00000002.adam.safetensors",
+        "step-00000002.json.tmp4242",
+        "latest.tmp17",
+    ];
     for stray in strays {
         std::fs::write(dir.join(stray), b"partial").unwrap();
     }
@@ -180,7 +191,13 @@ fn saving_removes_leftovers_of_interrupted_writes() {
     for stray in strays {
         assert!(!dir.join(stray).exists(), "{stray} left behind");
     }
-    for kept in ["step-00000001.json", "step-00000001.safetensors", "step-00000003.json", "step-00000003.safetensors", "latest"] {
+    for kept in [
+        "step-00000001.json",
+        "step-00000001.safetensors",
+        "step-00000003.json",
+        "step-00000003.safetensors",
+        "latest",
+    ] {
         assert!(dir.join(kept).exists(), "{kept} removed");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -200,7 +217,10 @@ fn loading_into_another_architecture_names_the_difference() {
 
     // Same description but different shapes (a hand-written model lying about itself).
     let err = load_checkpoint(&dir, &description(4), &mut other, None).unwrap_err();
-    assert!(err.to_string().contains("parameter `0.weight`: shape [4, 3] in the file, [5, 3] in the model"), "{err}");
+    assert!(
+        err.to_string().contains("parameter `0.weight`: shape [4, 3] in the file, [5, 3] in the model"),
+        "{err}"
+    );
 
     let mut wide = dev.build_module::<Tiny, f64>();
     let err = load_checkpoint(&dir, &description(4), &mut wide, None).unwrap_err();
@@ -234,7 +254,10 @@ fn sidecars_written_before_the_added_description_fields_still_load() {
     }
     std::fs::write(&sidecar, serde_json::to_vec(&json).unwrap()).unwrap();
     let m = load_checkpoint(&dir, &relu6, &mut restored, None).unwrap();
-    assert_eq!((m.model.input.as_str(), m.model.hidden_relu6, m.model.early_pooling.clone()), ("frames", false, None));
+    assert_eq!(
+        (m.model.input.as_str(), m.model.hidden_relu6, m.model.early_pooling.clone()),
+        ("frames", false, None)
+    );
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     let err = load_checkpoint(&dir, &description(5), &mut restored, None).unwrap_err();
     assert!(err.to_string().contains("hidden: 4 vs 5"), "{err}");

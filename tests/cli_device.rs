@@ -24,7 +24,15 @@ fn unavailable_cuda_device_is_a_clear_error() {
     let d = dir.to_str().unwrap();
     let commands: Vec<Vec<&str>> = vec![
         vec!["bench", "small-average", "--batch", "2", "--device", "cuda:7"],
-        vec!["train", "--model", "small-average", "--train-data-pattern", "missing/*.tfrecord", "--device", "cuda:7"],
+        vec![
+            "train",
+            "--model",
+            "small-average",
+            "--train-data-pattern",
+            "missing/*.tfrecord",
+            "--device",
+            "cuda:7",
+        ],
         vec!["quickstart", "--dir", d, "--epochs", "1", "--quiet", "--device", "cuda:7"],
     ];
     for args in commands {

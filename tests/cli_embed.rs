@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use loupe::data::proto::Message;
 use loupe::data::proto::{Feature, FeatureList, FeatureLists, Features, SequenceExample};
 use loupe::data::{DataFormat, RecordWriter, VideoDecoder, VideoReader};
 use loupe::dfdx::prelude::*;
 use loupe::infer::Predictor;
 use loupe::zoo::SmallGatedNetVladModel;
-use loupe::data::proto::Message;
 
 fn loupe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loupe")).args(args).output().unwrap()
@@ -38,8 +38,27 @@ fn trained(name: &str) -> Trained {
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
     ok(loupe(&[
-        "synth", "--out", s(&data), "--seed", "5", "--classes", "10", "--train-videos", "128", "--validate-videos", "50",
-        "--shards", "1", "--min-frames", "3", "--max-frames", "20", "--rgb-size", "16", "--audio-size", "8",
+        "synth",
+        "--out",
+        s(&data),
+        "--seed",
+        "5",
+        "--classes",
+        "10",
+        "--train-videos",
+        "128",
+        "--validate-videos",
+        "50",
+        "--shards",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "20",
+        "--rgb-size",
+        "16",
+        "--audio-size",
+        "8",
     ]));
     let frame = data.join("frame");
     let file = |prefix: &str| {
@@ -51,8 +70,20 @@ fn trained(name: &str) -> Trained {
     let (train, validate) = (file("train"), file("validate"));
     let run = dir.join("run");
     ok(loupe(&[
-        "train", "--model", "small-gated-netvlad", "--train-data-pattern", s(&train), "--train-dir", s(&run),
-        "--batch-size", "32", "--max-steps", "6", "--base-learning-rate", "0.01", "--quiet",
+        "train",
+        "--model",
+        "small-gated-netvlad",
+        "--train-data-pattern",
+        s(&train),
+        "--train-dir",
+        s(&run),
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "6",
+        "--base-learning-rate",
+        "0.01",
+        "--quiet",
     ]));
     Trained { dir, validate, checkpoint: run.join("checkpoints") }
 }
@@ -67,7 +98,8 @@ fn read_npy(path: &Path) -> ((usize, usize), Vec<f32>) {
     assert!(header.ends_with('\n') && (10 + header_len) % 64 == 0);
     let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let dims: Vec<usize> = shape.split(',').map(|d| d.trim().parse().unwrap()).collect();
-    let values: Vec<f32> = bytes[10 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let values: Vec<f32> =
+        bytes[10 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(values.len(), dims[0] * dims[1]);
     ((dims[0], dims[1]), values)
 }
@@ -97,26 +129,47 @@ fn predictions(csv: &str) -> Vec<(String, Vec<(u32, f32)>)> {
 fn embed_writes_every_videos_vector_as_npy_and_safetensors() {
     let t = trained("main");
     let npy = t.dir.join("gated.npy");
-    let base = ["embed", "--checkpoint", s(&t.checkpoint), "--input-data-pattern", s(&t.validate), "--batch-size", "7"];
+    let base = [
+        "embed",
+        "--checkpoint",
+        s(&t.checkpoint),
+        "--input-data-pattern",
+        s(&t.validate),
+        "--batch-size",
+        "7",
+    ];
     ok(loupe(&[&base[..], &["--layer", "gated", "--output", s(&npy)]].concat()));
     let ((rows, size), gated) = read_npy(&npy);
     assert_eq!((rows, size), (50, 32));
-    let ids: Vec<String> = std::fs::read_to_string(t.dir.join("gated.ids.txt")).unwrap().lines().map(String::from).collect();
+    let ids: Vec<String> =
+        std::fs::read_to_string(t.dir.join("gated.ids.txt")).unwrap().lines().map(String::from).collect();
 
     // The ids and order are prediction's, and the gated vectors carried through the
     // model's classifier and probability gating give its predicted labels and scores.
     let predicted = predictions(&ok(loupe(&[
-        "predict", "--checkpoint", s(&t.checkpoint), "--input-data-pattern", s(&t.validate), "--top-k", "3",
+        "predict",
+        "--checkpoint",
+        s(&t.checkpoint),
+        "--input-data-pattern",
+        s(&t.validate),
+        "--top-k",
+        "3",
     ])));
     assert_eq!(predicted.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), ids);
     type M = SmallGatedNetVladModel<f32, Cpu>;
     let (predictor, _) = Predictor::<M, Cpu>::load(Cpu::default(), &t.checkpoint).unwrap();
     let m = &predictor.model;
     let dev = Cpu::default();
-    let head = m.output_gating.forward(m.classifier.forward(dev.tensor_from_vec(gated.clone(), (rows, Const::<32>))));
+    let head = m
+        .output_gating
+        .forward(m.classifier.forward(dev.tensor_from_vec(gated.clone(), (rows, Const::<32>))));
     for ((_, top), row) in predicted.iter().zip(head.as_vec().chunks(10)) {
         for &(class, score) in top {
-            assert!((row[class as usize] - score).abs() < 1e-5, "class {class}: {} vs {score}", row[class as usize]);
+            assert!(
+                (row[class as usize] - score).abs() < 1e-5,
+                "class {class}: {} vs {score}",
+                row[class as usize]
+            );
         }
     }
 
@@ -130,8 +183,10 @@ fn embed_writes_every_videos_vector_as_npy_and_safetensors() {
     let [a, b] = [0, 1].map(|i| header["ids"]["data_offsets"][i].as_u64().unwrap() as usize);
     let st_ids: Vec<&str> = std::str::from_utf8(&data[a..b]).unwrap().lines().collect();
     assert_eq!(st_ids, ids);
-    let pooled: Vec<f32> = data[..50 * 160 * 4].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let again = m.gating.forward(m.hidden.forward(dev.tensor_from_vec(pooled, (rows, Const::<160>)))).as_vec();
+    let pooled: Vec<f32> =
+        data[..50 * 160 * 4].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let again =
+        m.gating.forward(m.hidden.forward(dev.tensor_from_vec(pooled, (rows, Const::<160>)))).as_vec();
     for (x, y) in again.iter().zip(&gated) {
         assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
     }
@@ -149,7 +204,10 @@ fn embed_writes_every_videos_vector_as_npy_and_safetensors() {
 /// values), timestamps beside them, no labels; the first video keeps no `id`, only
 /// MediaPipe's `clip/data_path`, and the last one's audio is a frame short.
 fn write_mediapipe(from: &Path, to: &Path) -> Vec<String> {
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, loupe::data::FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8));
+    let decoder = VideoDecoder::new(
+        DataFormat::FrameLevel,
+        loupe::data::FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8),
+    );
     let mut writer = RecordWriter::create(to).unwrap();
     let mut ids = Vec::new();
     for (i, video) in VideoReader::open(from, &decoder).unwrap().enumerate() {
@@ -157,7 +215,12 @@ fn write_mediapipe(from: &Path, to: &Path) -> Vec<String> {
         // The last video's audio ends a frame early, as MediaPipe's may.
         let audio_frames = if i == 49 { video.num_frames - 1 } else { video.num_frames };
         let stream = |start: usize, size: usize, frames: usize| FeatureList {
-            feature: video.features.chunks(24).take(frames).map(|f| Feature::floats(f[start..start + size].to_vec())).collect(),
+            feature: video
+                .features
+                .chunks(24)
+                .take(frames)
+                .map(|f| Feature::floats(f[start..start + size].to_vec()))
+                .collect(),
         };
         let mut context = Features::default();
         let id = if i == 0 {
@@ -187,12 +250,17 @@ fn mediapipe_float_features_predict_and_embed_as_the_dataset_s() {
     let mediapipe = t.dir.join("mediapipe.tfrecord");
     let ids = write_mediapipe(&t.validate, &mediapipe);
     let predict = |data: &Path, extra: &[&str]| {
-        let args = [&["predict", "--checkpoint", s(&t.checkpoint), "--input-data-pattern", s(data)][..], extra].concat();
+        let args =
+            [&["predict", "--checkpoint", s(&t.checkpoint), "--input-data-pattern", s(data)][..], extra]
+                .concat();
         predictions(&ok(loupe(&args)))
     };
     let quantised = predict(&t.validate, &[]);
     let floats = predict(&mediapipe, &[]);
-    let named = predict(&mediapipe, &["--feature-names", "RGB/feature/floats,AUDIO/feature/floats", "--feature-sizes", "16,8"]);
+    let named = predict(
+        &mediapipe,
+        &["--feature-names", "RGB/feature/floats,AUDIO/feature/floats", "--feature-sizes", "16,8"],
+    );
     assert_eq!(floats, named);
     assert_eq!(floats.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), ids);
     // Same frames, same sampling (seeded by the id: the first video's differs; the last
@@ -202,21 +270,33 @@ fn mediapipe_float_features_predict_and_embed_as_the_dataset_s() {
 
     let (a, b) = (t.dir.join("a.npy"), t.dir.join("b.npy"));
     for (data, out) in [(&t.validate, &a), (&mediapipe, &b)] {
-        ok(loupe(&["embed", "--checkpoint", s(&t.checkpoint), "--input-data-pattern", s(data), "--layer", "hidden", "--output", s(out)]));
+        ok(loupe(&[
+            "embed",
+            "--checkpoint",
+            s(&t.checkpoint),
+            "--input-data-pattern",
+            s(data),
+            "--layer",
+            "hidden",
+            "--output",
+            s(out),
+        ]));
     }
     let ((_, size), from_bytes) = read_npy(&a);
     let (_, from_floats) = read_npy(&b);
     assert_eq!(from_bytes[size..49 * size], from_floats[size..49 * size]);
 
     // `inspect` reads them too.
-    let summary: serde_json::Value = serde_json::from_str(&ok(loupe(&["inspect", s(&mediapipe), "--json"]))).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(loupe(&["inspect", s(&mediapipe), "--json"]))).unwrap();
     assert_eq!(summary["videos"], 50, "{summary}");
     let _ = std::fs::remove_dir_all(&t.dir);
 }
 
 #[test]
 fn a_missing_file_names_its_os_cause_once() {
-    let missing = std::env::temp_dir().join(format!("loupe-missing-{}", std::process::id())).join("step-00000001.json");
+    let missing =
+        std::env::temp_dir().join(format!("loupe-missing-{}", std::process::id())).join("step-00000001.json");
     let out = loupe(&["eval", "--checkpoint", s(&missing), "--eval-data-pattern", "nothing*.tfrecord"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -227,7 +307,14 @@ fn a_missing_file_names_its_os_cause_once() {
 
     let classes = missing.with_file_name("segment_label_ids.csv");
     let out = loupe(&[
-        "predict", "--segments", "--segment-classes", s(&classes), "--checkpoint", s(&missing), "--input-data-pattern", "x",
+        "predict",
+        "--segments",
+        "--segment-classes",
+        s(&classes),
+        "--checkpoint",
+        s(&missing),
+        "--input-data-pattern",
+        "x",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!((out.status.code(), stderr.matches(&cause).count()), (Some(1), 1), "{stderr}");

@@ -36,8 +36,10 @@ fn fixture(name: &str) -> Fixture {
         rated_segments: false,
     };
     let summary = generate(&dir, &config).unwrap();
-    let (validate, train): (Vec<PathBuf>, Vec<PathBuf>) =
-        summary.frame_files.into_iter().partition(|p| p.file_name().unwrap().to_string_lossy().starts_with("validate"));
+    let (validate, train): (Vec<PathBuf>, Vec<PathBuf>) = summary
+        .frame_files
+        .into_iter()
+        .partition(|p| p.file_name().unwrap().to_string_lossy().starts_with("validate"));
     let truth = read_labels(&validate, false).unwrap().0;
     Fixture { validation: validate[0].display().to_string(), dir, train, truth }
 }
@@ -83,7 +85,15 @@ fn greedy_ensemble_of_two_files_beats_both_and_writes_a_submission() {
     let b = predictions(&f, "b", |i| i % 3 == 0, 0.15);
     let out_csv = f.dir.join("submission.csv");
     let out = loupe(
-        &["--json", "--greedy", "--validation", &f.validation, "--out", &out_csv.display().to_string(), "--predictions"],
+        &[
+            "--json",
+            "--greedy",
+            "--validation",
+            &f.validation,
+            "--out",
+            &out_csv.display().to_string(),
+            "--predictions",
+        ],
         &[&a, &b],
     );
     let j = json(&out);
@@ -113,7 +123,10 @@ fn greedy_ensemble_of_two_files_beats_both_and_writes_a_submission() {
     assert!((json(&scored)["gap"].as_f64().unwrap() - gap).abs() < 1e-4);
 
     // Fixed weights: no selection steps, member weights as given.
-    let j = json(&loupe(&["--json", "--weights", "1", "3", "--validation", &f.validation, "--predictions"], &[&a, &b]));
+    let j = json(&loupe(
+        &["--json", "--weights", "1", "3", "--validation", &f.validation, "--predictions"],
+        &[&a, &b],
+    ));
     assert_eq!(j["members"][1]["weight"], 3.0);
     assert_eq!(j["steps"].as_array().unwrap().len(), 0);
     let _ = std::fs::remove_dir_all(&f.dir);
@@ -137,8 +150,15 @@ fn bad_input_is_a_clear_error() {
     std::fs::write(&short, text.lines().take(30).collect::<Vec<_>>().join("\n")).unwrap();
     let out = loupe(&validation, &[&a, &short]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("but not by") && stderr(&out).contains("(31 such videos)"), "{}", stderr(&out));
-    let j = json(&loupe(&["--json", "--allow-missing", "--validation", &f.validation, "--predictions"], &[&a, &short]));
+    assert!(
+        stderr(&out).contains("but not by") && stderr(&out).contains("(31 such videos)"),
+        "{}",
+        stderr(&out)
+    );
+    let j = json(&loupe(
+        &["--json", "--allow-missing", "--validation", &f.validation, "--predictions"],
+        &[&a, &short],
+    ));
     assert_eq!(j["videos"], 60);
 
     let out = loupe(&["--weights", "1", "--predictions"], &[&a, &short]);
@@ -161,7 +181,10 @@ fn checkpoints_predict_the_validation_videos() {
     let config = RunConfig {
         train_files: f.train.clone(),
         validate_files: vec![],
-        decoder: VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8)),
+        decoder: VideoDecoder::new(
+            DataFormat::FrameLevel,
+            FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8),
+        ),
         batch_size: 32,
         seed: 1,
         shuffle_buffer: 64,

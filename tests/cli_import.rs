@@ -26,7 +26,12 @@ fn ok(out: Output) -> String {
 /// The exit code and stderr of a failing command.
 fn fails(out: Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "stdout: {} stderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {} stderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
@@ -47,22 +52,39 @@ fn s(p: &Path) -> &str {
 }
 
 fn import(model: &str, fixture_name: &str, train_dir: &Path) -> String {
-    ok(loupe(&["import", "--model", model, "--tf-checkpoint", s(&fixture(fixture_name)), "--train-dir", s(train_dir)]))
+    ok(loupe(&[
+        "import",
+        "--model",
+        model,
+        "--tf-checkpoint",
+        s(&fixture(fixture_name)),
+        "--train-dir",
+        s(train_dir),
+    ]))
 }
 
 /// `loupe predict` of the imported starter models on `inputs.tfrecord` gives TensorFlow's
 /// probabilities (the CSV has 6 decimals: within 1e-5 relative or its rounding).
 #[test]
 fn imported_starter_models_predict_tensorflows_probabilities() {
-    for (model, name) in [("fixture-video-moe", "starter-video-moe"), ("fixture-video-logistic", "starter-video-logistic")] {
+    for (model, name) in
+        [("fixture-video-moe", "starter-video-moe"), ("fixture-video-logistic", "starter-video-logistic")]
+    {
         let dir = scratch(name);
         let said = import(model, name, &dir);
         assert!(said.contains("at step 20, with Adam's moments"), "{said}");
         let csv = dir.join("out.csv");
         let data = fixture(&format!("{name}/inputs.tfrecord"));
         ok(loupe(&[
-            "predict", "--checkpoint", s(&dir.join("checkpoints")), "--input-data-pattern", s(&data), "--output-file",
-            s(&csv), "--top-k", "20",
+            "predict",
+            "--checkpoint",
+            s(&dir.join("checkpoints")),
+            "--input-data-pattern",
+            s(&data),
+            "--output-file",
+            s(&csv),
+            "--top-k",
+            "20",
         ]));
         let expected = read_npz(&fixture(&format!("{name}/expected.npz")))["predictions"].f32s();
         let ids = read_npz(&fixture(&format!("{name}/inputs.npz")))["video_id"].text.clone();
@@ -77,13 +99,23 @@ fn imported_starter_models_predict_tensorflows_probabilities() {
             for pair in tokens.chunks(2) {
                 let (class, score): (usize, f32) = (pair[0].parse().unwrap(), pair[1].parse().unwrap());
                 let e = expected[b * 20 + class];
-                assert!((score - e).abs() <= 5e-7 + 1e-5 * e.abs(), "{name} {id} class {class}: {score} vs TF {e}");
+                assert!(
+                    (score - e).abs() <= 5e-7 + 1e-5 * e.abs(),
+                    "{name} {id} class {class}: {score} vs TF {e}"
+                );
             }
             rows += 1;
         }
         assert_eq!(rows, 4, "{text}");
         // eval runs on the same records (labels included).
-        let metrics = ok(loupe(&["eval", "--checkpoint", s(&dir.join("checkpoints")), "--eval-data-pattern", s(&data), "--json"]));
+        let metrics = ok(loupe(&[
+            "eval",
+            "--checkpoint",
+            s(&dir.join("checkpoints")),
+            "--eval-data-pattern",
+            s(&data),
+            "--json",
+        ]));
         assert!(metrics.contains("\"videos\":4"), "{metrics}");
     }
 }
@@ -108,12 +140,20 @@ fn imported_gated_netvlad_checkpoint_holds_tensorflows_model() {
     assert_eq!((meta.step, meta.vocabulary_size), (150, 20));
     let inputs = read_npz(&fixture("willow-gated-netvlad/inputs.npz"));
     let expected = read_npz(&fixture("willow-gated-netvlad/expected.npz"))["predictions"].f32s();
-    let x: Tensor<(usize, Const<6>, Const<1152>), f32, _> = dev.tensor_from_vec(inputs["video_matrix"].f32s(), (4, Const, Const));
+    let x: Tensor<(usize, Const<6>, Const<1152>), f32, _> =
+        dev.tensor_from_vec(inputs["video_matrix"].f32s(), (4, Const, Const));
     for (i, (a, e)) in model.try_forward_eval(x).unwrap().as_vec().iter().zip(&expected).enumerate() {
         assert!((a - e).abs() <= 1e-5 * e.abs(), "prediction {i}: {a} vs TF {e}");
     }
     let data = fixture("willow-gated-netvlad/inputs.tfrecord");
-    let metrics = ok(loupe(&["eval", "--checkpoint", s(&dir.join("checkpoints")), "--eval-data-pattern", s(&data), "--json"]));
+    let metrics = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        s(&dir.join("checkpoints")),
+        "--eval-data-pattern",
+        s(&data),
+        "--json",
+    ]));
     assert!(metrics.contains("\"videos\":4"), "{metrics}");
 
     // inspect-checkpoint lists both sides.
@@ -127,7 +167,13 @@ fn imported_gated_netvlad_checkpoint_holds_tensorflows_model() {
 
     // A second import into the same directory is refused.
     let again = fails(loupe(&[
-        "import", "--model", "fixture-gated-netvlad", "--tf-checkpoint", s(&fixture("willow-gated-netvlad")), "--train-dir", s(&dir),
+        "import",
+        "--model",
+        "fixture-gated-netvlad",
+        "--tf-checkpoint",
+        s(&fixture("willow-gated-netvlad")),
+        "--train-dir",
+        s(&dir),
     ]));
     assert!(again.contains("already holds a checkpoint"), "{again}");
 }
@@ -135,7 +181,14 @@ fn imported_gated_netvlad_checkpoint_holds_tensorflows_model() {
 #[test]
 fn dry_run_prints_the_mapping_and_print_spec_the_matching_spec() {
     let willow = fixture("willow-gated-netvlad");
-    let plan = ok(loupe(&["import", "--model", "fixture-gated-netvlad", "--tf-checkpoint", s(&willow), "--dry-run"]));
+    let plan = ok(loupe(&[
+        "import",
+        "--model",
+        "fixture-gated-netvlad",
+        "--tf-checkpoint",
+        s(&willow),
+        "--dry-run",
+    ]));
     for line in [
         "gates/weights [16, 60] -> classifier.gate_weight [16, 20, 2] (moe_gates)",
         "gates/weights [16, 60] -> classifier.dummy_gate_weight [16, 20] (moe_dummy_gate)",
@@ -147,7 +200,14 @@ fn dry_run_prints_the_mapping_and_print_spec_the_matching_spec() {
         assert!(plan.lines().any(|l| l == line), "no `{line}` in\n{plan}");
     }
     // Into a model of other sizes: every problem listed, exit code 1.
-    let err = fails(loupe(&["import", "--model", "small-gated-netvlad", "--tf-checkpoint", s(&willow), "--dry-run"]));
+    let err = fails(loupe(&[
+        "import",
+        "--model",
+        "small-gated-netvlad",
+        "--tf-checkpoint",
+        s(&willow),
+        "--dry-run",
+    ]));
     assert!(err.contains("cannot fill `rgb.assignment.weights` [16, 8]"), "{err}");
 
     let spec = ok(loupe(&["import", "--print-spec", s(&willow)]));
@@ -163,7 +223,12 @@ fn dry_run_prints_the_mapping_and_print_spec_the_matching_spec() {
         assert!(spec.contains(part), "no `{part}` in\n{spec}");
     }
     let spec = ok(loupe(&["import", "--print-spec", s(&fixture("starter-video-logistic"))]));
-    assert!(spec.contains("input = video_level") && spec.contains("classifier = logistic") && spec.contains("classes = 20,"), "{spec}");
+    assert!(
+        spec.contains("input = video_level")
+            && spec.contains("classifier = logistic")
+            && spec.contains("classes = 20,"),
+        "{spec}"
+    );
 }
 
 /// Adam's moments and the step come along: `train --resume` continues at step 21.
@@ -173,8 +238,20 @@ fn train_resume_continues_from_an_imported_checkpoint() {
     import("fixture-video-moe", "starter-video-moe", &dir);
     let data = fixture("starter-video-moe/inputs.tfrecord");
     let out = ok(loupe(&[
-        "train", "--model", "fixture-video-moe", "--train-data-pattern", s(&data), "--train-dir", s(&dir), "--resume",
-        "--max-steps", "21", "--batch-size", "4", "--quiet", "--json",
+        "train",
+        "--model",
+        "fixture-video-moe",
+        "--train-data-pattern",
+        s(&data),
+        "--train-dir",
+        s(&dir),
+        "--resume",
+        "--max-steps",
+        "21",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--json",
     ]));
     let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(summary["steps"], 21, "{out}");
@@ -188,7 +265,15 @@ fn damaged(tag: &str, damage: impl Fn(&Path)) -> String {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
     damage(&dir);
-    fails(loupe(&["import", "--model", "fixture-video-moe", "--tf-checkpoint", s(&dir), "--train-dir", s(&dir.join("out"))]))
+    fails(loupe(&[
+        "import",
+        "--model",
+        "fixture-video-moe",
+        "--tf-checkpoint",
+        s(&dir),
+        "--train-dir",
+        s(&dir.join("out")),
+    ]))
 }
 
 #[test]
@@ -199,10 +284,18 @@ fn damaged_checkpoints_exit_with_a_message_naming_file_and_tensor() {
         std::fs::write(&path, bytes).unwrap();
     };
     let err = damaged("index", |d| flip(d.join("model.ckpt-20.index"), 12));
-    assert!(err.contains("model.ckpt-20.index: index table: block at offset 0") || err.contains("CRC32C mismatch"), "{err}");
+    assert!(
+        err.contains("model.ckpt-20.index: index table: block at offset 0")
+            || err.contains("CRC32C mismatch"),
+        "{err}"
+    );
     let err = damaged("shard", |d| flip(d.join("model.ckpt-20.data-00000-of-00001"), 4000));
-    assert!(err.contains("model.ckpt-20.data-00000-of-00001: tensor `") && err.contains("CRC32C mismatch"), "{err}");
-    let err = damaged("missing", |d| std::fs::remove_file(d.join("model.ckpt-20.data-00000-of-00001")).unwrap());
+    assert!(
+        err.contains("model.ckpt-20.data-00000-of-00001: tensor `") && err.contains("CRC32C mismatch"),
+        "{err}"
+    );
+    let err =
+        damaged("missing", |d| std::fs::remove_file(d.join("model.ckpt-20.data-00000-of-00001")).unwrap());
     assert!(err.contains("data shard missing"), "{err}");
     let err = damaged("truncated", |d| {
         let p = d.join("model.ckpt-20.index");
@@ -227,30 +320,65 @@ fn a_users_mapping_file_imports_and_bad_ones_are_named() {
     .unwrap();
     let train_dir = dir.join("run");
     let said = ok(loupe(&[
-        "import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--train-dir",
+        "import",
+        "--model",
+        "fixture-video-logistic",
+        "--tf-checkpoint",
+        s(&ckpt),
+        "--mapping",
+        s(&mapping),
+        "--train-dir",
         s(&train_dir),
     ]));
     assert!(said.contains("imported 2 tensors"), "{said}");
     let data = fixture("starter-video-logistic/inputs.tfrecord");
     let csv = dir.join("out.csv");
     ok(loupe(&[
-        "predict", "--checkpoint", s(&train_dir.join("checkpoints")), "--input-data-pattern", s(&data), "--output-file",
-        s(&csv), "--top-k", "1",
+        "predict",
+        "--checkpoint",
+        s(&train_dir.join("checkpoints")),
+        "--input-data-pattern",
+        s(&data),
+        "--output-file",
+        s(&csv),
+        "--top-k",
+        "1",
     ]));
     let expected = read_npz(&fixture("starter-video-logistic/expected.npz"))["predictions"].f32s();
     let ids = read_npz(&fixture("starter-video-logistic/inputs.npz"))["video_id"].text.clone();
     let text = std::fs::read_to_string(&csv).unwrap();
     for (b, id) in ids.iter().enumerate() {
-        let row = text.lines().find(|l| l.starts_with(&format!("{id},"))).unwrap_or_else(|| panic!("{id} in {text}"));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{id},")))
+            .unwrap_or_else(|| panic!("{id} in {text}"));
         let best = expected[b * 20..(b + 1) * 20].iter().cloned().fold(f32::MIN, f32::max);
         assert!(row.ends_with(&format!(" {best:.6}")), "{row} vs TF's best {best}");
     }
 
     std::fs::write(&mapping, "[[map]]\ntf = \"tower/fully_connected/weights\"\nloupe = \"classifier.weight\"\ntransform = \"transpose\"\n").unwrap();
-    let err = fails(loupe(&["import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--dry-run"]));
+    let err = fails(loupe(&[
+        "import",
+        "--model",
+        "fixture-video-logistic",
+        "--tf-checkpoint",
+        s(&ckpt),
+        "--mapping",
+        s(&mapping),
+        "--dry-run",
+    ]));
     assert!(err.contains("[1152, 20] cannot fill `classifier.weight` [1152, 20] (transpose)"), "{err}");
     assert!(err.contains("missing: no TF variable is mapped to `classifier.bias` [20]"), "{err}");
     std::fs::write(&mapping, "[[map]]\ntf = 3\n").unwrap();
-    let err = fails(loupe(&["import", "--model", "fixture-video-logistic", "--tf-checkpoint", s(&ckpt), "--mapping", s(&mapping), "--dry-run"]));
+    let err = fails(loupe(&[
+        "import",
+        "--model",
+        "fixture-video-logistic",
+        "--tf-checkpoint",
+        s(&ckpt),
+        "--mapping",
+        s(&mapping),
+        "--dry-run",
+    ]));
     assert!(err.contains("mapping.toml: mapping file:"), "{err}");
 }

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-const TRUTH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tf-written/video/train000*.tfrecord");
+const TRUTH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tf-written/video/train000*.tfrecord");
 
 fn truth_labels() -> Vec<(String, Vec<u32>)> {
     let files = loupe::data::expand_glob(TRUTH).unwrap();
@@ -32,7 +33,8 @@ fn a_submission_of_the_true_labels_scores_what_the_definition_says() {
     assert_eq!(truth.len(), 24);
     let mut csv = String::from("VideoId,LabelConfidencePairs\n");
     for (id, labels) in &truth {
-        let pairs: Vec<String> = labels.iter().enumerate().map(|(i, l)| format!("{l} {:.4}", 0.99 - 0.01 * i as f64)).collect();
+        let pairs: Vec<String> =
+            labels.iter().enumerate().map(|(i, l)| format!("{l} {:.4}", 0.99 - 0.01 * i as f64)).collect();
         csv.push_str(&format!("{id},{}\n", pairs.join(" ")));
     }
     let out = score(&write("perfect", &csv), &[]);
@@ -55,8 +57,17 @@ fn bad_submissions_fail_with_a_clear_message() {
     let truth = truth_labels();
     let all_rows: String = truth.iter().map(|(id, _)| format!("{id},1 0.5\n")).collect();
     let cases = [
-        ("unknown", format!("VideoId,LabelConfidencePairs\n{all_rows}nosuchvideo,1 0.5\n"), "`nosuchvideo`, which is not in the ground truth"),
-        ("missing", "VideoId,LabelConfidencePairs\n".to_string() + &all_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>(), "1 of 24 ground-truth videos have no row"),
+        (
+            "unknown",
+            format!("VideoId,LabelConfidencePairs\n{all_rows}nosuchvideo,1 0.5\n"),
+            "`nosuchvideo`, which is not in the ground truth",
+        ),
+        (
+            "missing",
+            "VideoId,LabelConfidencePairs\n".to_string()
+                + &all_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>(),
+            "1 of 24 ground-truth videos have no row",
+        ),
         ("malformed", format!("VideoId,LabelConfidencePairs\n{}x,1\n", all_rows), "1 values"),
         ("range", "VideoId,LabelConfidencePairs\na,5000 0.5\n".to_string(), "label 5000 is out of range"),
     ];
@@ -68,7 +79,8 @@ fn bad_submissions_fail_with_a_clear_message() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
     // --allow-missing scores the missing video as empty predictions.
-    let text = "VideoId,LabelConfidencePairs\n".to_string() + &all_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>();
+    let text = "VideoId,LabelConfidencePairs\n".to_string()
+        + &all_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>();
     let out = score(&write("allowed", &text), &["--allow-missing"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

@@ -57,7 +57,11 @@ fn the_sample_submission_scores_the_official_values() {
     let by_top_n = &m["submissions"]["submission.csv"]["by_top_n"];
     for top_n in [0, 5] {
         let found = score_json(&PathBuf::from(FIXTURES).join("submission.csv"), top_n);
-        assert_matches(&found, &by_top_n[top_n.to_string()]["official"], &format!("submission.csv top_n {top_n}"));
+        assert_matches(
+            &found,
+            &by_top_n[top_n.to_string()]["official"],
+            &format!("submission.csv top_n {top_n}"),
+        );
         assert_eq!(found["top_n"], top_n);
         assert_eq!(found["classes_without_row"], serde_json::json!([]));
     }
@@ -70,7 +74,11 @@ fn a_missing_class_row_is_left_out_of_the_mean_and_reported() {
     let path = PathBuf::from(FIXTURES).join("submission_missing_class.csv");
     for top_n in [0, 5] {
         let found = score_json(&path, top_n);
-        assert_matches(&found, &by_top_n[top_n.to_string()]["official"], &format!("missing class top_n {top_n}"));
+        assert_matches(
+            &found,
+            &by_top_n[top_n.to_string()]["official"],
+            &format!("missing class top_n {top_n}"),
+        );
         assert_eq!(found["classes_without_row"], serde_json::json!([1831]));
     }
     let out = score(&path, 0);
@@ -95,13 +103,24 @@ fn rows_of_classes_without_positives_are_skipped_where_google_raises() {
 #[test]
 fn the_text_output_names_n_and_the_class_count() {
     let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
-        .args(["score", "--segments", "--submission", &format!("{FIXTURES}/submission.csv"), "--truth", &truth_pattern()])
+        .args([
+            "score",
+            "--segments",
+            "--submission",
+            &format!("{FIXTURES}/submission.csv"),
+            "--truth",
+            &truth_pattern(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     // Default N is Kaggle's 100000, more than any row holds: the same as N = 0.
-    let want = metrics()["submissions"]["submission.csv"]["by_top_n"]["0"]["official"]["map"].as_f64().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("MAP@100000 {want:.6}  (8 classes averaged)"));
+    let want =
+        metrics()["submissions"]["submission.csv"]["by_top_n"]["0"]["official"]["map"].as_f64().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("MAP@100000 {want:.6}  (8 classes averaged)")
+    );
 }
 
 #[test]
@@ -136,11 +155,15 @@ fn bad_submissions_and_truth_without_ratings_fail_clearly() {
 
 #[test]
 fn inspect_reports_the_ratings() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loupe")).args(["inspect", "--json", &truth_pattern()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args(["inspect", "--json", &truth_pattern()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let gt = &metrics()["ground_truth"];
-    let positives: u64 = gt["positives_per_class"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let positives: u64 =
+        gt["positives_per_class"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(json["segments"]["rated_pairs"], gt["rated_pairs"]);
     assert_eq!(json["segments"]["positive_pairs"], positives);
     // 20 videos, two without ratings (no keys; empty lists); 9 classes incl. 1454.
@@ -151,12 +174,16 @@ fn inspect_reports_the_ratings() {
         .args(["inspect", "--per-video", &format!("{FIXTURES}/validate/validate00.tfrecord")])
         .output()
         .unwrap();
-    let first: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let first: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(first["id"], "FvG5");
-    assert_eq!(first["segments"], serde_json::json!([
-        {"label": 900, "start": 10, "end": 15, "score": 1.0},
-        {"label": 900, "start": 20, "end": 25, "score": 1.0}
-    ]));
+    assert_eq!(
+        first["segments"],
+        serde_json::json!([
+            {"label": 900, "start": 10, "end": 15, "score": 1.0},
+            {"label": 900, "start": 20, "end": 25, "score": 1.0}
+        ])
+    );
 }
 
 /// A checkpoint of `avg-logistic` (1152 features, 3862 classes: the fixtures' layout)
@@ -169,7 +196,8 @@ fn checkpoint_and_classes(dir: &Path) -> (PathBuf, PathBuf) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let truth: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/truth.json")).unwrap()).unwrap();
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/truth.json")).unwrap()).unwrap();
     let mut csv = String::from("Index\n");
     for class in truth["segment_label_ids"].as_array().unwrap() {
         csv.push_str(&format!("{class}\n"));
@@ -216,7 +244,15 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
         .arg(&classes)
         .arg("--checkpoint")
         .arg(&checkpoint)
-        .args(["--input-data-pattern", &truth_pattern(), "--batch-size", "7", "--segment-max-pred", "200", "--output-file"])
+        .args([
+            "--input-data-pattern",
+            &truth_pattern(),
+            "--batch-size",
+            "7",
+            "--segment-max-pred",
+            "200",
+            "--output-file",
+        ])
         .arg(&submission)
         .output()
         .unwrap();
@@ -247,7 +283,9 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
             for start in (0..video.num_frames).step_by(5) {
                 let frames: Vec<usize> = (start..(start + 5).min(video.num_frames)).collect();
                 let input: Vec<f32> = (0..300)
-                    .flat_map(|r| video.frame(frames[r % frames.len()]).iter().map(|&b| loupe::data::dequantize(b)))
+                    .flat_map(|r| {
+                        video.frame(frames[r % frames.len()]).iter().map(|&b| loupe::data::dequantize(b))
+                    })
                     .collect();
                 scores.insert((video.id.clone(), start as u32), predictor.predict(&input, &[300]).unwrap());
             }
@@ -256,7 +294,10 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
     assert_eq!(scores.len(), candidates);
     for (class, entries) in written.iter().step_by(97) {
         let listed: Vec<f32> = entries.iter().map(|e| scores[e][*class as usize]).collect();
-        assert!(listed.windows(2).all(|w| w[0] >= w[1]), "class {class}: not by decreasing score: {listed:?}");
+        assert!(
+            listed.windows(2).all(|w| w[0] >= w[1]),
+            "class {class}: not by decreasing score: {listed:?}"
+        );
     }
 
     // --segment-max-pred keeps each class's best, and the file scores end to end.
@@ -309,7 +350,8 @@ fn predict_segments_rejects_a_whitelist_beyond_the_model() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv: line 3: expected a class index, found `seven`"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("bad.csv: line 3: expected a class index, found `seven`"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -325,7 +367,17 @@ fn fine_tuning_on_the_rated_segments_raises_their_map() {
         .args(["train", "--segment-labels", "--init-from"])
         .arg(&checkpoint)
         .args(["--train-data-pattern", &truth_pattern(), "--eval-data-pattern", &truth_pattern()])
-        .args(["--num-epochs", "15", "--batch-size", "16", "--base-learning-rate", "0.01", "--quiet", "--json", "--train-dir"])
+        .args([
+            "--num-epochs",
+            "15",
+            "--batch-size",
+            "16",
+            "--base-learning-rate",
+            "0.01",
+            "--quiet",
+            "--json",
+            "--train-dir",
+        ])
         .arg(dir.join("tuned"))
         .output()
         .unwrap();
@@ -334,7 +386,9 @@ fn fine_tuning_on_the_rated_segments_raises_their_map() {
     assert_eq!(summary["model"], "avg-logistic");
     // One example per distinct rated (video, start), all inside the 300-frame window.
     let distinct: usize = {
-        let truth: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/truth.json")).unwrap()).unwrap();
+        let truth: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/truth.json")).unwrap())
+                .unwrap();
         let mut starts = std::collections::BTreeSet::new();
         for (name, file) in truth["files"].as_object().unwrap() {
             if !name.starts_with("validate/") {
@@ -382,17 +436,63 @@ fn on_synthetic_rated_segments_fine_tuning_beats_the_video_model_on_held_out_vid
     };
     std::fs::create_dir_all(&dir).unwrap();
     loupe(&[
-        "synth", "--out", "data", "--classes", "10", "--train-videos", "600", "--validate-videos", "300", "--validate-shards", "2",
-        "--rgb-size", "16", "--audio-size", "8", "--min-frames", "10", "--max-frames", "30", "--no-video-level", "--rated-segments",
+        "synth",
+        "--out",
+        "data",
+        "--classes",
+        "10",
+        "--train-videos",
+        "600",
+        "--validate-videos",
+        "300",
+        "--validate-shards",
+        "2",
+        "--rgb-size",
+        "16",
+        "--audio-size",
+        "8",
+        "--min-frames",
+        "10",
+        "--max-frames",
+        "30",
+        "--no-video-level",
+        "--rated-segments",
     ]);
     loupe(&[
-        "train", "--model", "small-average", "--train-data-pattern", "data/frame/train*", "--train-dir", "video",
-        "--num-epochs", "5", "--batch-size", "32", "--base-learning-rate", "0.01", "--quiet",
+        "train",
+        "--model",
+        "small-average",
+        "--train-data-pattern",
+        "data/frame/train*",
+        "--train-dir",
+        "video",
+        "--num-epochs",
+        "5",
+        "--batch-size",
+        "32",
+        "--base-learning-rate",
+        "0.01",
+        "--quiet",
     ]);
     let summary: Value = serde_json::from_slice(&loupe(&[
-        "train", "--segment-labels", "--init-from", "video/checkpoints", "--train-data-pattern", "data/frame/validate0000.tfrecord",
-        "--eval-data-pattern", "data/frame/validate0001.tfrecord", "--train-dir", "segments", "--num-epochs", "3",
-        "--batch-size", "32", "--base-learning-rate", "0.01", "--quiet", "--json",
+        "train",
+        "--segment-labels",
+        "--init-from",
+        "video/checkpoints",
+        "--train-data-pattern",
+        "data/frame/validate0000.tfrecord",
+        "--eval-data-pattern",
+        "data/frame/validate0001.tfrecord",
+        "--train-dir",
+        "segments",
+        "--num-epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--base-learning-rate",
+        "0.01",
+        "--quiet",
+        "--json",
     ]))
     .unwrap();
     let before = summary["initial_segment_map"].as_f64().unwrap();

@@ -30,9 +30,27 @@ fn synth(name: &str) -> Data {
     let dir = scratch(name);
     let out = dir.join("data");
     ok(loupe(&[
-        "synth", "--out", out.to_str().unwrap(), "--seed", "3", "--classes", "10", "--train-videos", "600",
-        "--validate-videos", "200", "--shards", "2", "--min-frames", "10", "--max-frames", "20", "--rgb-size", "16",
-        "--audio-size", "8",
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--classes",
+        "10",
+        "--train-videos",
+        "600",
+        "--validate-videos",
+        "200",
+        "--shards",
+        "2",
+        "--min-frames",
+        "10",
+        "--max-frames",
+        "20",
+        "--rgb-size",
+        "16",
+        "--audio-size",
+        "8",
     ]));
     Data {
         train: out.join("frame/train*.tfrecord").to_str().unwrap().to_string(),
@@ -43,9 +61,25 @@ fn synth(name: &str) -> Data {
 
 fn train(data: &Data, model: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
-        "train", "--model", model, "--train-data-pattern", &data.train, "--eval-data-pattern", &data.validate,
-        "--train-dir", dir.to_str().unwrap(), "--batch-size", "32", "--base-learning-rate", "0.01",
-        "--learning-rate-decay", "0.9", "--learning-rate-decay-examples", "1000", "--quiet", "--json",
+        "train",
+        "--model",
+        model,
+        "--train-data-pattern",
+        &data.train,
+        "--eval-data-pattern",
+        &data.validate,
+        "--train-dir",
+        dir.to_str().unwrap(),
+        "--batch-size",
+        "32",
+        "--base-learning-rate",
+        "0.01",
+        "--learning-rate-decay",
+        "0.9",
+        "--learning-rate-decay-examples",
+        "1000",
+        "--quiet",
+        "--json",
     ];
     args.extend_from_slice(extra);
     ok(loupe(&args))
@@ -57,7 +91,8 @@ fn train_eval_predict_score_and_resume() {
     let vlad_dir = data.dir.join("vlad");
     let vlad = train(&data, "small-gated-netvlad", &vlad_dir, &["--num-epochs", "3"]);
     let avg = train(&data, "small-average", &data.dir.join("avg"), &["--num-epochs", "3"]);
-    let (vlad_gap, avg_gap) = (vlad["metrics"]["gap"].as_f64().unwrap(), avg["metrics"]["gap"].as_f64().unwrap());
+    let (vlad_gap, avg_gap) =
+        (vlad["metrics"]["gap"].as_f64().unwrap(), avg["metrics"]["gap"].as_f64().unwrap());
     assert!(vlad_gap > avg_gap + 0.1, "NetVLAD {vlad_gap} vs average pooling {avg_gap}");
     assert_eq!(vlad["metrics"]["videos"], 200);
     assert!(vlad["peak_memory_bytes"].as_u64().unwrap() > 1 << 20, "{vlad}");
@@ -66,19 +101,40 @@ fn train_eval_predict_score_and_resume() {
 
     // Evaluation of the checkpoint repeats the training run's final evaluation exactly.
     let checkpoints = vlad_dir.join("checkpoints");
-    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]));
+    let eval = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--eval-data-pattern",
+        &data.validate,
+        "--json",
+    ]));
     assert_eq!(eval["gap"].as_f64().unwrap(), vlad_gap);
 
     // Predictions scored against the same videos agree (scores are rounded to 6 digits).
     let csv = data.dir.join("predictions.csv");
     ok(loupe(&[
-        "predict", "--checkpoint", checkpoints.to_str().unwrap(), "--input-data-pattern", &data.validate,
-        "--output-file", csv.to_str().unwrap(),
+        "predict",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--input-data-pattern",
+        &data.validate,
+        "--output-file",
+        csv.to_str().unwrap(),
     ]));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("VideoId,LabelConfidencePairs\n"));
     assert_eq!(text.lines().count(), 201);
-    let score = ok(loupe(&["score", "--submission", csv.to_str().unwrap(), "--truth", &data.validate, "--classes", "10", "--json"]));
+    let score = ok(loupe(&[
+        "score",
+        "--submission",
+        csv.to_str().unwrap(),
+        "--truth",
+        &data.validate,
+        "--classes",
+        "10",
+        "--json",
+    ]));
     assert!((score["gap"].as_f64().unwrap() - vlad_gap).abs() < 1e-3, "{score} vs {vlad_gap}");
 
     // Resuming from step 6 reproduces the weights of an uninterrupted 12-step run.
@@ -110,7 +166,14 @@ fn bad_settings_are_clear_errors() {
         ),
     ];
     for (extra, expected) in cases {
-        let mut args = vec!["train", "--train-data-pattern", &data.train, "--train-dir", dir.to_str().unwrap(), "--quiet"];
+        let mut args = vec![
+            "train",
+            "--train-data-pattern",
+            &data.train,
+            "--train-dir",
+            dir.to_str().unwrap(),
+            "--quiet",
+        ];
         args.extend_from_slice(&extra);
         let out = loupe(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -120,13 +183,27 @@ fn bad_settings_are_clear_errors() {
     // One writer per training directory: while this process holds it, a run fails at
     // once naming the holder.
     let lock = loupe::train::TrainDirLock::acquire(&dir).unwrap();
-    let out = loupe(&["train", "--model", "small-average", "--train-data-pattern", &data.train, "--train-dir", dir.to_str().unwrap(), "--max-steps", "1"]);
+    let out = loupe(&[
+        "train",
+        "--model",
+        "small-average",
+        "--train-data-pattern",
+        &data.train,
+        "--train-dir",
+        dir.to_str().unwrap(),
+        "--max-steps",
+        "1",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("in use by another training process (pid {})", std::process::id())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by another training process (pid {})", std::process::id())),
+        "{stderr}"
+    );
     assert!(!dir.join("checkpoints").exists(), "the second writer wrote");
     drop(lock);
-    let out = loupe(&["train", "--model", "small-average", "--train-data-pattern", "/nonexistent/*.tfrecord"]);
+    let out =
+        loupe(&["train", "--model", "small-average", "--train-data-pattern", "/nonexistent/*.tfrecord"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/*.tfrecord"));
     let out = loupe(&["eval", "--checkpoint", dir.to_str().unwrap(), "--eval-data-pattern", &data.validate]);
@@ -140,15 +217,22 @@ fn bad_settings_are_clear_errors() {
 fn prior_gap(truth: &str, dir: &Path, classes: usize) -> f64 {
     let out = loupe(&["inspect", truth, "--json", "--per-video"]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let videos: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|v: &serde_json::Value| v["id"].is_string()).collect();
+    let videos: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["id"].is_string())
+        .collect();
     let mut counts = vec![0usize; classes];
     for v in &videos {
         for label in v["labels"].as_array().unwrap() {
             counts[label.as_u64().unwrap() as usize] += 1;
         }
     }
-    let pairs: Vec<String> = counts.iter().enumerate().map(|(c, n)| format!("{c} {:.6}", *n as f64 / videos.len() as f64)).collect();
+    let pairs: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(c, n)| format!("{c} {:.6}", *n as f64 / videos.len() as f64))
+        .collect();
     let mut csv = String::from("VideoId,LabelConfidencePairs\n");
     for v in &videos {
         csv.push_str(&format!("{},{}\n", v["id"].as_str().unwrap(), pairs.join(" ")));
@@ -156,7 +240,16 @@ fn prior_gap(truth: &str, dir: &Path, classes: usize) -> f64 {
     let path = dir.join("prior.csv");
     std::fs::write(&path, csv).unwrap();
     let classes = classes.to_string();
-    ok(loupe(&["score", "--submission", path.to_str().unwrap(), "--truth", truth, "--classes", &classes, "--json"]))["gap"]
+    ok(loupe(&[
+        "score",
+        "--submission",
+        path.to_str().unwrap(),
+        "--truth",
+        truth,
+        "--classes",
+        &classes,
+        "--json",
+    ]))["gap"]
         .as_f64()
         .unwrap()
 }
@@ -169,8 +262,23 @@ fn video_level_moe_trains_on_video_level_records() {
     let dir = scratch("video-level");
     let out = dir.join("data");
     ok(loupe(&[
-        "synth", "--out", out.to_str().unwrap(), "--seed", "5", "--classes", "10", "--train-videos", "400",
-        "--validate-videos", "100", "--shards", "1", "--min-frames", "5", "--max-frames", "10",
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--classes",
+        "10",
+        "--train-videos",
+        "400",
+        "--validate-videos",
+        "100",
+        "--shards",
+        "1",
+        "--min-frames",
+        "5",
+        "--max-frames",
+        "10",
     ]));
     let (train_data, validate) = (
         out.join("video/train*.tfrecord").to_str().unwrap().to_string(),
@@ -185,21 +293,40 @@ fn video_level_moe_trains_on_video_level_records() {
     assert_eq!(summary["metrics"]["videos"], 100);
 
     let checkpoints = run.join("checkpoints");
-    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &validate, "--json"]));
+    let eval = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--eval-data-pattern",
+        &validate,
+        "--json",
+    ]));
     assert_eq!(eval["gap"].as_f64().unwrap(), gap);
 
     // A video-level model on frame-level files, and a frame-level model on video-level ones.
     let frames = out.join("frame/train*.tfrecord");
     let refused = loupe(&[
-        "train", "--model", "video-moe", "--train-data-pattern", frames.to_str().unwrap(), "--train-dir",
-        dir.join("refused").to_str().unwrap(), "--quiet",
+        "train",
+        "--model",
+        "video-moe",
+        "--train-data-pattern",
+        frames.to_str().unwrap(),
+        "--train-dir",
+        dir.join("refused").to_str().unwrap(),
+        "--quiet",
     ]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("reads video-level records") && stderr.contains("frame-level"), "{stderr}");
     let refused = loupe(&[
-        "train", "--model", "avg-logistic", "--train-data-pattern", &data.train, "--train-dir",
-        dir.join("refused").to_str().unwrap(), "--quiet",
+        "train",
+        "--model",
+        "avg-logistic",
+        "--train-data-pattern",
+        &data.train,
+        "--train-dir",
+        dir.join("refused").to_str().unwrap(),
+        "--quiet",
     ]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -221,12 +348,27 @@ fn frame_order_flag_reaches_the_run() {
     // `loupe eval` samples the frames as the training run's evaluation did (random order
     // here, not the temporal default), so it repeats that evaluation exactly.
     let checkpoints = random.join("checkpoints");
-    let eval = ok(loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]));
+    let eval = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--eval-data-pattern",
+        &data.validate,
+        "--json",
+    ]));
     assert_eq!(eval["gap"], trained["metrics"]["gap"]);
     let temporal = data.dir.join("temporal");
     train(&data, "small-gru", &temporal, &["--max-steps", "1"]);
     assert_eq!(meta(&temporal, 1)["training"]["frame_order"], "temporal");
-    let out = loupe(&["train", "--model", "small-lstm", "--train-data-pattern", &data.train, "--frame-order", "sideways"]);
+    let out = loupe(&[
+        "train",
+        "--model",
+        "small-lstm",
+        "--train-data-pattern",
+        &data.train,
+        "--frame-order",
+        "sideways",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("`temporal` or `random`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&data.dir);
@@ -241,9 +383,25 @@ fn killed_training_leaves_a_checkpoint_that_resumes() {
     let dir = data.dir.join("run");
     let args = |steps: &str| -> Vec<String> {
         [
-            "train", "--model", "small-gated-netvlad", "--train-data-pattern", &data.train, "--train-dir",
-            dir.to_str().unwrap(), "--batch-size", "16", "--checkpoint-every", "1", "--keep-checkpoints", "2",
-            "--max-steps", steps, "--num-epochs", "100000", "--quiet", "--json",
+            "train",
+            "--model",
+            "small-gated-netvlad",
+            "--train-data-pattern",
+            &data.train,
+            "--train-dir",
+            dir.to_str().unwrap(),
+            "--batch-size",
+            "16",
+            "--checkpoint-every",
+            "1",
+            "--keep-checkpoints",
+            "2",
+            "--max-steps",
+            steps,
+            "--num-epochs",
+            "100000",
+            "--quiet",
+            "--json",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -270,17 +428,35 @@ fn killed_training_leaves_a_checkpoint_that_resumes() {
             continue;
         }
         killed_with_checkpoint += 1;
-        let eval = loupe(&["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--eval-data-pattern", &data.validate, "--json"]);
-        assert!(eval.status.success(), "trial {trial} ({delay} ms): {}", String::from_utf8_lossy(&eval.stderr));
+        let eval = loupe(&[
+            "eval",
+            "--checkpoint",
+            checkpoints.to_str().unwrap(),
+            "--eval-data-pattern",
+            &data.validate,
+            "--json",
+        ]);
+        assert!(
+            eval.status.success(),
+            "trial {trial} ({delay} ms): {}",
+            String::from_utf8_lossy(&eval.stderr)
+        );
     }
-    assert!(killed_with_checkpoint >= trials / 2, "only {killed_with_checkpoint} of {trials} kills came after a checkpoint");
+    assert!(
+        killed_with_checkpoint >= trials / 2,
+        "only {killed_with_checkpoint} of {trials} kills came after a checkpoint"
+    );
     // Resuming continues from the last checkpoint and leaves no stray files.
     let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
     let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
-    let resumed = ok(loupe(&args(&(step + 2).to_string()).iter().map(String::as_str).chain(["--resume"]).collect::<Vec<_>>()));
+    let resumed = ok(loupe(
+        &args(&(step + 2).to_string()).iter().map(String::as_str).chain(["--resume"]).collect::<Vec<_>>(),
+    ));
     assert_eq!(resumed["steps"], step + 2);
-    let names: Vec<String> =
-        std::fs::read_dir(dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
     for name in names.iter().filter(|n| n.ends_with(".safetensors")) {
         let stem = name.split('.').next().unwrap();
@@ -296,8 +472,17 @@ fn interrupted_training_checkpoints_and_resumes() {
     let data = synth("sigint");
     let dir = data.dir.join("run");
     let base = [
-        "train", "--model", "small-gated-netvlad", "--train-data-pattern", &data.train, "--train-dir",
-        dir.to_str().unwrap(), "--batch-size", "16", "--quiet", "--json",
+        "train",
+        "--model",
+        "small-gated-netvlad",
+        "--train-data-pattern",
+        &data.train,
+        "--train-dir",
+        dir.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--json",
     ];
     let child = Command::new(env!("CARGO_BIN_EXE_loupe"))
         .args(base.iter().chain(&["--max-steps", "1000000", "--num-epochs", "100000"]))
@@ -322,7 +507,9 @@ fn interrupted_training_checkpoints_and_resumes() {
     let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).unwrap();
     let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
     assert!(step >= 1 && stderr.contains(&format!("step {step}")), "{stderr}");
-    let resumed = ok(loupe(&base.iter().copied().chain(["--max-steps", &(step + 1).to_string(), "--resume"]).collect::<Vec<_>>()));
+    let resumed = ok(loupe(
+        &base.iter().copied().chain(["--max-steps", &(step + 1).to_string(), "--resume"]).collect::<Vec<_>>(),
+    ));
     assert_eq!(resumed["steps"], step + 1);
     let _ = std::fs::remove_dir_all(&data.dir);
 }
@@ -369,7 +556,8 @@ fn tfrecord_bytes(payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
 /// Runs `loupe train` on `patterns` for one epoch and returns its stderr, asserting it
 /// failed with exit code 1 and no panic.
 fn train_fails(model: &str, patterns: &[&str], dir: &Path) -> String {
-    let mut args = vec!["train", "--model", model, "--train-dir", dir.to_str().unwrap(), "--num-epochs", "1", "--quiet"];
+    let mut args =
+        vec!["train", "--model", model, "--train-dir", dir.to_str().unwrap(), "--num-epochs", "1", "--quiet"];
     args.push("--train-data-pattern");
     args.extend_from_slice(patterns);
     let out = loupe(&args);
@@ -388,8 +576,16 @@ fn every_bad_record_is_named_by_file_record_and_video() {
     let good = |i: usize| frame_record(&format!("ok-{i}"), &[1], &[("rgb", 16), ("audio", 8)], 4);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("no-audio", frame_record("no-audio", &[2], &[("rgb", 16)], 4), "missing feature `audio`"),
-        ("short-rgb", frame_record("short-rgb", &[2], &[("rgb", 15), ("audio", 8)], 4), "feature `rgb` frame 0 has 15 bytes, expected 16"),
-        ("label-10", frame_record("label-10", &[3, 10], &[("rgb", 16), ("audio", 8)], 4), "label 10 is out of range: expected 0..=9 for 10 classes"),
+        (
+            "short-rgb",
+            frame_record("short-rgb", &[2], &[("rgb", 15), ("audio", 8)], 4),
+            "feature `rgb` frame 0 has 15 bytes, expected 16",
+        ),
+        (
+            "label-10",
+            frame_record("label-10", &[3, 10], &[("rgb", 16), ("audio", 8)], 4),
+            "label 10 is out of range: expected 0..=9 for 10 classes",
+        ),
         (
             "extra-depth",
             frame_record("extra-depth", &[2], &[("rgb", 16), ("audio", 8), ("depth", 4)], 4),
@@ -399,7 +595,8 @@ fn every_bad_record_is_named_by_file_record_and_video() {
     for (id, record, problem) in cases {
         let bad = data.dir.join(format!("zz-{id}.tfrecord"));
         std::fs::write(&bad, tfrecord_bytes(&[good(0), record, good(2)]).0).unwrap();
-        let stderr = train_fails("small-average", &[&data.validate, bad.to_str().unwrap()], &data.dir.join(id));
+        let stderr =
+            train_fails("small-average", &[&data.validate, bad.to_str().unwrap()], &data.dir.join(id));
         let expected = format!("{}: record 1 (video \"{id}\"): {problem}", bad.display());
         assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
     }
@@ -407,21 +604,48 @@ fn every_bad_record_is_named_by_file_record_and_video() {
     // Video-level: a NaN in mean_rgb, and a mean_rgb of 1000 values, in a later file.
     let video = data.dir.join("video");
     ok(loupe(&[
-        "synth", "--out", video.to_str().unwrap(), "--seed", "4", "--classes", "10", "--train-videos", "20",
-        "--validate-videos", "5", "--shards", "1", "--min-frames", "2", "--max-frames", "3",
+        "synth",
+        "--out",
+        video.to_str().unwrap(),
+        "--seed",
+        "4",
+        "--classes",
+        "10",
+        "--train-videos",
+        "20",
+        "--validate-videos",
+        "5",
+        "--shards",
+        "1",
+        "--min-frames",
+        "2",
+        "--max-frames",
+        "3",
     ]));
     let good_video = video.join("video/train0000.tfrecord");
     let mut nan = vec![0.25f32; 1024];
     nan[5] = f32::NAN;
     let cases = [
-        ("nan-rgb", video_record("nan-rgb", &[1], nan, vec![0.0; 128]), "feature `mean_rgb` value 5 is NaN, expected a finite number"),
-        ("rgb-1000", video_record("rgb-1000", &[1], vec![0.5; 1000], vec![0.0; 128]), "feature `mean_rgb` has 1000 values, expected 1024"),
+        (
+            "nan-rgb",
+            video_record("nan-rgb", &[1], nan, vec![0.0; 128]),
+            "feature `mean_rgb` value 5 is NaN, expected a finite number",
+        ),
+        (
+            "rgb-1000",
+            video_record("rgb-1000", &[1], vec![0.5; 1000], vec![0.0; 128]),
+            "feature `mean_rgb` has 1000 values, expected 1024",
+        ),
     ];
     for (id, record, problem) in cases {
         let bad = data.dir.join(format!("zz-{id}.tfrecord"));
         let fine = video_record("fine", &[1], vec![0.5; 1024], vec![0.0; 128]);
         std::fs::write(&bad, tfrecord_bytes(&[fine, record]).0).unwrap();
-        let stderr = train_fails("video-moe", &[good_video.to_str().unwrap(), bad.to_str().unwrap()], &data.dir.join(id));
+        let stderr = train_fails(
+            "video-moe",
+            &[good_video.to_str().unwrap(), bad.to_str().unwrap()],
+            &data.dir.join(id),
+        );
         let expected = format!("{}: record 1 (video \"{id}\"): {problem}", bad.display());
         assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
         assert!(!stderr.contains("loss is NaN"), "{stderr}");
@@ -468,25 +692,46 @@ fn skip_corrupt_uses_the_good_records_and_counts_the_bad_per_reason() {
         &Data { dir: data.dir.clone(), train: data.validate.clone(), validate: data.validate.clone() },
         "small-average",
         &run,
-        &["--num-epochs", "2", "--skip-corrupt", "--train-data-pattern", &data.validate, mixed.to_str().unwrap()],
+        &[
+            "--num-epochs",
+            "2",
+            "--skip-corrupt",
+            "--train-data-pattern",
+            &data.validate,
+            mixed.to_str().unwrap(),
+        ],
     );
     assert_eq!(trained["examples_seen"], 2 * 203, "{trained}");
     check(&trained["skipped"]["training"], "train");
     assert_eq!(trained["skipped"]["validation"]["skipped_records"], 0, "{trained}");
     // Without --skip-corrupt the same data stops at the first bad record.
-    let stderr = train_fails("small-average", &[&data.validate, mixed.to_str().unwrap()], &data.dir.join("strict"));
+    let stderr =
+        train_fails("small-average", &[&data.validate, mixed.to_str().unwrap()], &data.dir.join("strict"));
     assert!(stderr.contains(&format!("{}: record 1 (video \"no-audio\")", mixed.display())), "{stderr}");
 
     let checkpoints = run.join("checkpoints");
     let both = [data.validate.as_str(), mixed.to_str().unwrap()];
-    let mut args = vec!["eval", "--checkpoint", checkpoints.to_str().unwrap(), "--json", "--skip-corrupt", "--eval-data-pattern"];
+    let mut args = vec![
+        "eval",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--json",
+        "--skip-corrupt",
+        "--eval-data-pattern",
+    ];
     args.extend_from_slice(&both);
     let eval = ok(loupe(&args));
     assert_eq!(eval["videos"], 203, "{eval}");
     check(&eval["skipped"], "eval");
 
     let csv = data.dir.join("predictions.csv");
-    let mut args = vec!["predict", "--checkpoint", checkpoints.to_str().unwrap(), "--output-file", csv.to_str().unwrap()];
+    let mut args = vec![
+        "predict",
+        "--checkpoint",
+        checkpoints.to_str().unwrap(),
+        "--output-file",
+        csv.to_str().unwrap(),
+    ];
     args.extend_from_slice(&["--skip-corrupt", "--input-data-pattern"]);
     args.extend_from_slice(&both);
     let out = loupe(&args);
@@ -495,7 +740,12 @@ fn skip_corrupt_uses_the_good_records_and_counts_the_bad_per_reason() {
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(rows.lines().count(), 1 + 203);
     assert!(rows.contains("\ngood-5,") && !rows.contains("no-audio"), "{rows}");
-    assert!(stderr.contains("input data: skipped 5 records, abandoned 1 file (crc 1, extra_stream 1, label_out_of_range 1"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "input data: skipped 5 records, abandoned 1 file (crc 1, extra_stream 1, label_out_of_range 1"
+        ),
+        "{stderr}"
+    );
 
     let out = loupe(&["inspect", mixed.to_str().unwrap(), "--skip-corrupt", "--num-classes", "10", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

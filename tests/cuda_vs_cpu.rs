@@ -25,8 +25,11 @@ where
 {
     type CpuModel<B> = <B as ZooModel<f32, Cpu>>::Model;
     type GpuModel<B> = <B as ZooModel<f32, Cuda>>::Model;
-    let (frames_n, features, classes) =
-        (<CpuModel<B> as VideoModel<f32, Cpu>>::FRAMES, <CpuModel<B> as VideoModel<f32, Cpu>>::FEATURES, <CpuModel<B> as VideoModel<f32, Cpu>>::CLASSES);
+    let (frames_n, features, classes) = (
+        <CpuModel<B> as VideoModel<f32, Cpu>>::FRAMES,
+        <CpuModel<B> as VideoModel<f32, Cpu>>::FEATURES,
+        <CpuModel<B> as VideoModel<f32, Cpu>>::CLASSES,
+    );
     let batch = 6;
     let mut rng = StdRng::seed_from_u64(7);
     let frames: Vec<f32> = (0..batch * frames_n * features).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -38,7 +41,8 @@ where
 
     let cpu_dev = loupe::device::cpu_seeded(3);
     let mut cpu = Trainer::<CpuModel<B>, f32, Cpu>::new(cpu_dev, config).unwrap();
-    let weights = std::env::temp_dir().join(format!("loupe-cuda-vs-cpu-{name}-{}.safetensors", std::process::id()));
+    let weights =
+        std::env::temp_dir().join(format!("loupe-cuda-vs-cpu-{name}-{}.safetensors", std::process::id()));
     cpu.model.save_safetensors(&weights).unwrap();
     let mut gpu_model = gpu.build_module::<B, f32>();
     gpu_model.load_safetensors(&weights).unwrap();
@@ -49,8 +53,12 @@ where
     let d = max_difference(&p_cpu, &p_gpu);
     assert!(d < 1e-4, "{name}: evaluation predictions differ by {d}");
     for step in 0..2 {
-        let (l_cpu, l_gpu) = (cpu.train_step(&frames, &labels).unwrap().loss, cuda.train_step(&frames, &labels).unwrap().loss);
-        assert!((l_cpu - l_gpu).abs() < 1e-4 * l_cpu.abs().max(1.0), "{name}: step {step} loss {l_cpu} on Cpu, {l_gpu} on Cuda");
+        let (l_cpu, l_gpu) =
+            (cpu.train_step(&frames, &labels).unwrap().loss, cuda.train_step(&frames, &labels).unwrap().loss);
+        assert!(
+            (l_cpu - l_gpu).abs() < 1e-4 * l_cpu.abs().max(1.0),
+            "{name}: step {step} loss {l_cpu} on Cpu, {l_gpu} on Cuda"
+        );
     }
     let (p_cpu, p_gpu) = (cpu.predict(&frames).unwrap(), cuda.predict(&frames).unwrap());
     let d = max_difference(&p_cpu, &p_gpu);

@@ -95,7 +95,10 @@ fn flipped_byte_in_payload_is_skippable() {
     bytes[offsets[1] + 12 + 5] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     let error = read_all(&path).unwrap_err();
-    assert!(matches!(error, DataError::CrcMismatch { record: 1, part: RecordPart::Payload, .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::CrcMismatch { record: 1, part: RecordPart::Payload, .. }),
+        "{error:?}"
+    );
     assert_names(&error, &path, Some(1));
 
     let (videos, report) = read_skipping(&path);
@@ -114,7 +117,9 @@ fn wrong_frame_byte_length() {
     write_records(&path, &[payload(&small_video("ok", &[0], 2)), bad]);
     let error = read_all(&path).unwrap_err();
     match &error {
-        DataError::FrameSize { record: 1, frame: 1, expected: 6, found: 5, feature, .. } => assert_eq!(feature, "rgb"),
+        DataError::FrameSize { record: 1, frame: 1, expected: 6, found: 5, feature, .. } => {
+            assert_eq!(feature, "rgb")
+        }
         other => panic!("{other:?}"),
     }
     assert_names(&error, &path, Some(1));
@@ -129,7 +134,10 @@ fn label_not_below_the_number_of_classes() {
     let negative = sequence_example(b"y", &[-1], vec![vec![0; 6]], vec![vec![0; 2]]);
     write_records(&path, &[bad, negative]);
     let error = read_all(&path).unwrap_err();
-    assert!(matches!(error, DataError::LabelOutOfRange { record: 0, label: 10, num_classes: Some(10), .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::LabelOutOfRange { record: 0, label: 10, num_classes: Some(10), .. }),
+        "{error:?}"
+    );
     assert_names(&error, &path, Some(0));
     assert!(error.to_string().contains("0..=9"), "{error}");
 
@@ -212,7 +220,10 @@ fn mismatched_frame_counts_and_zero_frames() {
     let path = dir.join("c.tfrecord");
     write_records(&path, &[sequence_example(b"x", &[1], vec![vec![0; 6]; 3], vec![vec![0; 2]; 2])]);
     let error = read_all(&path).unwrap_err();
-    assert!(matches!(error, DataError::FeatureLength { expected: 3, found: 2, unit: "frames", .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::FeatureLength { expected: 3, found: 2, unit: "frames", .. }),
+        "{error:?}"
+    );
 
     let mut empty = small_video("e", &[1], 1).to_sequence_example(&small_spec(), "id");
     for list in empty.feature_lists.as_mut().unwrap().feature_list.values_mut() {

@@ -25,8 +25,28 @@ fn synth_then_inspect_agree_on_counts() {
     let dir = temp_dir("cli-synth");
     let out_dir = dir.display().to_string();
     let synth = loupe(&[
-        "synth", "--out", &out_dir, "--seed", "9", "--classes", "12", "--train-videos", "30", "--validate-videos", "10",
-        "--shards", "3", "--min-frames", "3", "--max-frames", "7", "--rgb-size", "8", "--audio-size", "4", "--json",
+        "synth",
+        "--out",
+        &out_dir,
+        "--seed",
+        "9",
+        "--classes",
+        "12",
+        "--train-videos",
+        "30",
+        "--validate-videos",
+        "10",
+        "--shards",
+        "3",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "7",
+        "--rgb-size",
+        "8",
+        "--audio-size",
+        "4",
+        "--json",
     ]);
     assert!(synth.status.success(), "{}", stderr(&synth));
     let synth: Value = serde_json::from_slice(&synth.stdout).unwrap();
@@ -54,11 +74,8 @@ fn synth_then_inspect_agree_on_counts() {
 fn per_video_lines_carry_means() {
     let out = loupe(&["inspect", &fixture("frame/validate0000.tfrecord"), "--per-video"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 8);
     assert_eq!(lines[5]["id"], "vídeo-ünïcødé-视频-✓");
     assert_eq!(lines[3]["labels"], serde_json::json!([]));

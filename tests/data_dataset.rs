@@ -200,7 +200,8 @@ fn video_level_batches() {
         })
         .collect();
     write_records(&path, &payloads);
-    let eval = Dataset::evaluation(vec![path], VideoDecoder::new(DataFormat::VideoLevel, spec), CLASSES).with_batch_size(2);
+    let eval = Dataset::evaluation(vec![path], VideoDecoder::new(DataFormat::VideoLevel, spec), CLASSES)
+        .with_batch_size(2);
     let batches: Vec<_> = eval.video_batches().unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2, 1]);
     assert_eq!(batches[1].features, [2.0; 5].iter().chain(&[3.0; 5]).copied().collect::<Vec<_>>());

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 fn feature() -> impl Strategy<Value = Feature> {
     prop_oneof![
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4).prop_map(Feature::bytes),
-        prop::collection::vec(any::<f32>().prop_filter("NaN != NaN", |x| !x.is_nan()), 0..20).prop_map(Feature::floats),
+        prop::collection::vec(any::<f32>().prop_filter("NaN != NaN", |x| !x.is_nan()), 0..20)
+            .prop_map(Feature::floats),
         prop::collection::vec(any::<i64>(), 0..20).prop_map(Feature::int64s),
         Just(Feature { kind: None }),
     ]

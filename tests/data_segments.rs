@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use loupe::data::proto::{Feature, Message};
 use loupe::data::segments::{segment_frames, segment_rows};
 use loupe::data::{
-    read_segment_ratings, DataError, DataFormat, DecodedVideo, FeatureSpec, QuantizedVideo, RatedSegment, RecordWriter,
-    VideoDecoder, VideoReader,
+    read_segment_ratings, DataError, DataFormat, DecodedVideo, FeatureSpec, QuantizedVideo, RatedSegment,
+    RecordWriter, VideoDecoder, VideoReader,
 };
 use serde_json::Value;
 
@@ -44,8 +44,13 @@ fn every_fixture_record_reads_with_the_ratings_tensorflow_stored() {
         for (video, record) in videos.iter().zip(records) {
             let what = format!("{name} {:?}", video.id);
             assert_eq!(video.id, record["id"].as_str().unwrap());
-            assert_eq!(video.num_frames as u64, record["num_frames"].as_u64().unwrap().min(300), "{what}: frames kept");
-            let labels: Vec<u32> = record["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as u32).collect();
+            assert_eq!(
+                video.num_frames as u64,
+                record["num_frames"].as_u64().unwrap().min(300),
+                "{what}: frames kept"
+            );
+            let labels: Vec<u32> =
+                record["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as u32).collect();
             assert_eq!(video.labels, labels, "{what}: labels");
             let triples = record["segments"].as_array().unwrap();
             let ends = record["segment_end_times"].as_array().unwrap();
@@ -77,18 +82,39 @@ fn segment_frames_are_the_frames_tensorflow_summed() {
     for (name, file) in truth["files"].as_object().unwrap() {
         let videos = read_all(&fixtures().join(name), &decoder).unwrap();
         for (video, record) in videos.iter().zip(file["records"].as_array().unwrap()) {
-            for (segment, sums) in video.segments.iter().zip(record["segment_frame_sums"].as_array().unwrap()) {
+            for (segment, sums) in video.segments.iter().zip(record["segment_frame_sums"].as_array().unwrap())
+            {
                 let frames = segment_frames(video, segment.start as usize);
-                assert_eq!(frames.len() as u64, sums[0].as_u64().unwrap(), "{} at {}", video.id, segment.start);
+                assert_eq!(
+                    frames.len() as u64,
+                    sums[0].as_u64().unwrap(),
+                    "{} at {}",
+                    video.id,
+                    segment.start
+                );
                 let mut rows = Vec::new();
-                assert_eq!(segment_rows(video, segment.start as usize, frames.len(), &mut rows), frames.len());
+                assert_eq!(
+                    segment_rows(video, segment.start as usize, frames.len(), &mut rows),
+                    frames.len()
+                );
                 let (mut rgb, mut audio) = (0f64, 0f64);
                 for row in rows.chunks_exact(1152) {
                     rgb += row[..1024].iter().map(|&x| f64::from(x)).sum::<f64>();
                     audio += row[1024..].iter().map(|&x| f64::from(x)).sum::<f64>();
                 }
-                assert!((rgb - sums[1].as_f64().unwrap()).abs() < 1e-3, "{} at {}: rgb {rgb} vs {}", video.id, segment.start, sums[1]);
-                assert!((audio - sums[2].as_f64().unwrap()).abs() < 1e-3, "{} at {}: audio", video.id, segment.start);
+                assert!(
+                    (rgb - sums[1].as_f64().unwrap()).abs() < 1e-3,
+                    "{} at {}: rgb {rgb} vs {}",
+                    video.id,
+                    segment.start,
+                    sums[1]
+                );
+                assert!(
+                    (audio - sums[2].as_f64().unwrap()).abs() < 1e-3,
+                    "{} at {}: audio",
+                    video.id,
+                    segment.start
+                );
                 checked += 1;
             }
         }
@@ -131,17 +157,22 @@ fn the_prost_path_reads_the_same_ratings_as_the_fast_path() {
 
 #[test]
 fn ground_truth_ratings_come_from_every_validate_record() {
-    let files = vec![fixtures().join("validate/validate00.tfrecord"), fixtures().join("validate/validate01.tfrecord")];
+    let files = vec![
+        fixtures().join("validate/validate00.tfrecord"),
+        fixtures().join("validate/validate01.tfrecord"),
+    ];
     let (ratings, skipped) = read_segment_ratings(&files, false).unwrap();
     assert!(skipped.is_empty());
     assert_eq!(ratings.len(), 20);
-    let metrics: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("metrics.json")).unwrap()).unwrap();
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("metrics.json")).unwrap()).unwrap();
     let gt = &metrics["ground_truth"];
     let pairs: usize = ratings.iter().map(|v| v.segments.len()).sum();
     assert_eq!(pairs as u64, gt["rated_pairs"].as_u64().unwrap());
     for (class, count) in gt["positives_per_class"].as_object().unwrap() {
         let class: u32 = class.parse().unwrap();
-        let found = ratings.iter().flat_map(|v| &v.segments).filter(|s| s.label == class && s.is_positive()).count();
+        let found =
+            ratings.iter().flat_map(|v| &v.segments).filter(|s| s.label == class && s.is_positive()).count();
         assert_eq!(found as u64, count.as_u64().unwrap(), "positives of class {class}");
     }
 }
@@ -199,22 +230,39 @@ fn invalid_ratings_are_errors_naming_file_record_and_video() {
     let ints = |v: &[i64]| Some(Feature::int64s(v.to_vec()));
     let floats = |v: &[f32]| Some(Feature::floats(v.to_vec()));
 
-    let path = record_with(&dir, "lengths.tfrecord", 10, [ints(&[3, 3]), ints(&[0, 5]), ints(&[5]), floats(&[1.0, 0.0])]);
+    let path = record_with(
+        &dir,
+        "lengths.tfrecord",
+        10,
+        [ints(&[3, 3]), ints(&[0, 5]), ints(&[5]), floats(&[1.0, 0.0])],
+    );
     let text = first_error(&path, 10);
     assert!(text.starts_with(&format!("{}: record 1 (video \"bad1\")", path.display())), "{text}");
     assert!(text.contains("segment_end_times 1"), "{text}");
 
-    let path = record_with(&dir, "past_end.tfrecord", 12, [ints(&[3]), ints(&[15]), ints(&[20]), floats(&[1.0])]);
+    let path =
+        record_with(&dir, "past_end.tfrecord", 12, [ints(&[3]), ints(&[15]), ints(&[20]), floats(&[1.0])]);
     let text = first_error(&path, 10);
-    assert!(text.contains("record 1") && text.contains("rated segment 0: start 15 is past the video's end"), "{text}");
+    assert!(
+        text.contains("record 1") && text.contains("rated segment 0: start 15 is past the video's end"),
+        "{text}"
+    );
 
-    let path = record_with(&dir, "class.tfrecord", 10, [ints(&[3, 10]), ints(&[0, 5]), ints(&[5, 10]), floats(&[1.0, 1.0])]);
+    let path = record_with(
+        &dir,
+        "class.tfrecord",
+        10,
+        [ints(&[3, 10]), ints(&[0, 5]), ints(&[5, 10]), floats(&[1.0, 1.0])],
+    );
     let text = first_error(&path, 10);
     assert!(text.contains("rated segment 1: class 10 is outside the vocabulary"), "{text}");
 
     let path = record_with(&dir, "type.tfrecord", 10, [ints(&[3]), ints(&[0]), ints(&[5]), ints(&[1])]);
     let text = first_error(&path, 10);
-    assert!(text.contains("`segment_scores` has the wrong type: expected float_list, found int64_list"), "{text}");
+    assert!(
+        text.contains("`segment_scores` has the wrong type: expected float_list, found int64_list"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -256,7 +304,9 @@ fn synthetic_rated_segments_rate_every_label_on_every_block() {
         ..Default::default()
     };
     let summary = loupe::data::generate(&dir, &config).unwrap();
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 8, 4)).with_num_classes(10);
+    let decoder =
+        VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 8, 4))
+            .with_num_classes(10);
     let mut positives = 0;
     for path in &summary.frame_files {
         let validate = path.file_name().unwrap().to_string_lossy().starts_with("validate");
@@ -268,9 +318,13 @@ fn synthetic_rated_segments_rate_every_label_on_every_block() {
             let blocks = video.num_frames.div_ceil(5);
             assert_eq!(video.segments.len(), video.labels.len() * blocks, "{}", video.id);
             for block in 0..blocks {
-                let here: Vec<&RatedSegment> = video.segments.iter().filter(|s| s.start as usize == block * 5).collect();
+                let here: Vec<&RatedSegment> =
+                    video.segments.iter().filter(|s| s.start as usize == block * 5).collect();
                 assert_eq!(here.len(), video.labels.len());
-                assert!(here.iter().filter(|s| s.is_positive()).count() <= 1, "a block shows at most one class");
+                assert!(
+                    here.iter().filter(|s| s.is_positive()).count() <= 1,
+                    "a block shows at most one class"
+                );
                 positives += here.iter().filter(|s| s.is_positive()).count();
             }
         }
@@ -278,7 +332,8 @@ fn synthetic_rated_segments_rate_every_label_on_every_block() {
     assert!(positives > 0);
     // Without the flag the same configuration writes the same train split, unrated validate.
     let plain = dir.join("plain");
-    let summary = loupe::data::generate(&plain, &loupe::data::SynthConfig { rated_segments: false, ..config }).unwrap();
+    let summary =
+        loupe::data::generate(&plain, &loupe::data::SynthConfig { rated_segments: false, ..config }).unwrap();
     let train = |root: &Path| std::fs::read(root.join("frame/train0000.tfrecord")).unwrap();
     assert_eq!(train(&dir), train(&plain));
     for path in &summary.frame_files {

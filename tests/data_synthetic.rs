@@ -50,15 +50,23 @@ fn output_is_readable_with_labels_in_range_and_matching_means() {
     let dir = temp_dir("synth-read");
     let config = small();
     let summary = generate(&dir, &config).unwrap();
-    let frame_decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 4))
-        .with_num_classes(config.num_classes);
-    let video_decoder = VideoDecoder::new(DataFormat::VideoLevel, FeatureSpec::youtube8m_sized(DataFormat::VideoLevel, 16, 4))
-        .with_num_classes(config.num_classes);
+    let frame_decoder = VideoDecoder::new(
+        DataFormat::FrameLevel,
+        FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 4),
+    )
+    .with_num_classes(config.num_classes);
+    let video_decoder = VideoDecoder::new(
+        DataFormat::VideoLevel,
+        FeatureSpec::youtube8m_sized(DataFormat::VideoLevel, 16, 4),
+    )
+    .with_num_classes(config.num_classes);
     let mut videos = 0;
     let mut frames_total = 0u64;
     for (frame_file, video_file) in summary.frame_files.iter().zip(&summary.video_files) {
-        let frames: Vec<_> = VideoReader::open(frame_file, &frame_decoder).unwrap().collect::<Result<_, _>>().unwrap();
-        let means: Vec<_> = VideoReader::open(video_file, &video_decoder).unwrap().collect::<Result<_, _>>().unwrap();
+        let frames: Vec<_> =
+            VideoReader::open(frame_file, &frame_decoder).unwrap().collect::<Result<_, _>>().unwrap();
+        let means: Vec<_> =
+            VideoReader::open(video_file, &video_decoder).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(frames.len(), means.len());
         for (f, m) in frames.iter().zip(&means) {
             videos += 1;
@@ -69,7 +77,8 @@ fn output_is_readable_with_labels_in_range_and_matching_means() {
             assert!(f.labels.iter().all(|&l| (l as usize) < config.num_classes));
             assert!((config.min_frames..=config.max_frames).contains(&f.num_frames));
             for d in 0..20 {
-                let mean: f32 = (0..f.num_frames).map(|t| f.features[t * 20 + d]).sum::<f32>() / f.num_frames as f32;
+                let mean: f32 =
+                    (0..f.num_frames).map(|t| f.features[t * 20 + d]).sum::<f32>() / f.num_frames as f32;
                 assert!((mean - m.features[d]).abs() < 1e-4, "{} dim {d}", f.id);
             }
         }

@@ -74,7 +74,8 @@ fn every_fixture_file_reads_as_tensorflow_wrote_it() {
             let what = format!("{name} {:?}", video.id());
             assert_eq!(hex(video.id().as_bytes()), record["id_hex"].as_str().unwrap(), "{what}: id bytes");
             assert_eq!(video.id(), record["id"].as_str().unwrap());
-            let labels: Vec<u32> = record["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as u32).collect();
+            let labels: Vec<u32> =
+                record["labels"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap() as u32).collect();
             assert_eq!(video.labels(), labels.as_slice(), "{what}: labels");
 
             let spec = decoder.spec();
@@ -134,7 +135,11 @@ fn truncation_is_configurable_and_keeps_the_first_frames() {
     assert_close(&rgb, &floats(&record["rgb_mean"]), "full rgb mean");
 
     let short = VideoDecoder::youtube8m(DataFormat::FrameLevel).with_max_frames(300);
-    let cut = VideoReader::open(&path, &short).unwrap().map(Result::unwrap).find(|v| v.id == "long_360_frames").unwrap();
+    let cut = VideoReader::open(&path, &short)
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|v| v.id == "long_360_frames")
+        .unwrap();
     assert_eq!(cut.features[..], long.features[..300 * 1152]);
 }
 
@@ -145,10 +150,8 @@ fn the_2017_video_id_key_is_accepted() {
         ("video/video_id_2017.tfrecord", DataFormat::VideoLevel),
     ] {
         let decoder = VideoDecoder::youtube8m(format);
-        let ids: Vec<String> = VideoReader::open(fixtures().join(name), &decoder)
-            .unwrap()
-            .map(|v| v.unwrap().id)
-            .collect();
+        let ids: Vec<String> =
+            VideoReader::open(fixtures().join(name), &decoder).unwrap().map(|v| v.unwrap().id).collect();
         assert_eq!(ids, ["2017_style_a", "2017_style_b"]);
     }
 }

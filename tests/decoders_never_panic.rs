@@ -23,13 +23,15 @@ use dfdx::prelude::*;
 use loupe::config::TrainFile;
 use loupe::data::proto::{Example, Message, SequenceExample};
 use loupe::data::{
-    detect_format, masked_crc32c, DataError, DataFormat, RecordLocation, RecordReader, VideoDecoder, VideoReader,
-    Vocabulary,
+    detect_format, masked_crc32c, DataError, DataFormat, RecordLocation, RecordReader, VideoDecoder,
+    VideoReader, Vocabulary,
 };
 use loupe::model::ModelDescription;
 use loupe::segment_submission::read_segment_submission;
 use loupe::submission::read_submission;
-use loupe::train::checkpoint::{load_checkpoint, read_meta, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use loupe::train::checkpoint::{
+    load_checkpoint, read_meta, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
+};
 use loupe::train::{Adam, AdamConfig};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -140,13 +142,31 @@ fn first_file(dir: &str) -> String {
 /// One edit of a byte string.
 #[derive(Debug, Clone)]
 enum Edit {
-    Flip { at: usize, bit: u8 },
-    Set { at: usize, byte: u8 },
-    Insert { at: usize, bytes: Vec<u8> },
-    Remove { at: usize, len: usize },
-    Truncate { at: usize },
+    Flip {
+        at: usize,
+        bit: u8,
+    },
+    Set {
+        at: usize,
+        byte: u8,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
+    Remove {
+        at: usize,
+        len: usize,
+    },
+    Truncate {
+        at: usize,
+    },
     /// Copies a span over another place (duplicated length prefixes, tags, ...).
-    Splice { from: usize, to: usize, len: usize },
+    Splice {
+        from: usize,
+        to: usize,
+        len: usize,
+    },
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -246,7 +266,10 @@ fn decode_payload(payload: &[u8]) {
     for format in [DataFormat::FrameLevel, DataFormat::VideoLevel] {
         let decoders = [
             VideoDecoder::youtube8m(format),
-            VideoDecoder::youtube8m(format).with_num_classes(3862).with_exact_streams(true).with_max_frames(3),
+            VideoDecoder::youtube8m(format)
+                .with_num_classes(3862)
+                .with_exact_streams(true)
+                .with_max_frames(3),
         ];
         for decoder in &decoders {
             let _ = decoder.decode_record(payload, at);
@@ -303,7 +326,8 @@ proptest! {
     }
 }
 
-const VOCABULARY: &str = "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription\n\
+const VOCABULARY: &str =
+    "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription\n\
 0,378135,/m/03bt1gh,Game,https://en.wikipedia.org/wiki/Game,Games,,,\"A game, \"\"played\"\".\"\n\
 1,200813,/m/01mw1,Video game,https://en.wikipedia.org/wiki/Video_game,Games,,,Electronic\n";
 
@@ -438,13 +462,20 @@ fn a_record_claiming_2_pow_40_bytes_is_an_error_without_a_large_allocation() {
     let (_, peak) = peak_allocation(|| std::hint::black_box(vec![1u8; 2 * BOUND]).len());
     assert!(peak >= 2 * BOUND, "the counting allocator saw {peak} bytes");
     let bytes = header_claiming(1 << 40, &[7; 100]);
-    let (result, peak) = peak_allocation(|| RecordReader::new(bytes.as_slice()).read_record().map(|r| r.map(<[u8]>::len)));
-    assert!(matches!(result, Err(DataError::RecordTooLarge { record: 0, length, .. }) if length == 1 << 40), "{result:?}");
+    let (result, peak) =
+        peak_allocation(|| RecordReader::new(bytes.as_slice()).read_record().map(|r| r.map(<[u8]>::len)));
+    assert!(
+        matches!(result, Err(DataError::RecordTooLarge { record: 0, length, .. }) if length == 1 << 40),
+        "{result:?}"
+    );
     assert!(peak < BOUND, "allocated {peak} bytes");
 
     // Without a length limit the claim meets the end of the input instead.
     let (result, peak) = peak_allocation(|| {
-        RecordReader::new(bytes.as_slice()).with_max_record_len(u64::MAX).read_record().map(|r| r.map(<[u8]>::len))
+        RecordReader::new(bytes.as_slice())
+            .with_max_record_len(u64::MAX)
+            .read_record()
+            .map(|r| r.map(<[u8]>::len))
     });
     assert!(matches!(result, Err(DataError::Truncated { record: 0, found: 100, .. })), "{result:?}");
     assert!(peak < BOUND, "allocated {peak} bytes");
@@ -464,7 +495,10 @@ fn a_record_claiming_2_pow_40_bytes_is_an_error_without_a_large_allocation() {
     assert!(peak < BOUND, "allocated {peak} bytes");
     assert!(items[0].is_ok() && items.len() == 2, "{items:?}");
     let error = items[1].as_ref().unwrap_err().to_string();
-    assert!(error.contains(&format!("{}: record 1: declared length 1099511627776 exceeds", path.display())), "{error}");
+    assert!(
+        error.contains(&format!("{}: record 1: declared length 1099511627776 exceeds", path.display())),
+        "{error}"
+    );
 }
 
 #[test]

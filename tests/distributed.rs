@@ -42,7 +42,9 @@ fn run(program: &str, args: &[String], scratch: &Path) -> Run {
         .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
         .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (the distributed tests need OpenMPI's mpirun on the PATH)"));
+        .unwrap_or_else(|e| {
+            panic!("{program}: {e} (the distributed tests need OpenMPI's mpirun on the PATH)")
+        });
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -50,7 +52,10 @@ fn run(program: &str, args: &[String], scratch: &Path) -> Run {
         if started.elapsed() > LIMIT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{program} {args:?} still running after {LIMIT:?}: {}", std::fs::read_to_string(&err).unwrap_or_default());
+            panic!(
+                "{program} {args:?} still running after {LIMIT:?}: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -106,9 +111,30 @@ fn data(name: &str) -> Data {
     let out = dir.join("data");
     ok(single(
         &strings(&[
-            "synth", "--out", out.to_str().unwrap(), "--seed", "5", "--classes", "10", "--train-videos", "64",
-            "--validate-videos", "45", "--shards", "2", "--validate-shards", "3", "--min-frames", "2", "--max-frames",
-            "4", "--rgb-size", "16", "--audio-size", "8", "--json",
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--classes",
+            "10",
+            "--train-videos",
+            "64",
+            "--validate-videos",
+            "45",
+            "--shards",
+            "2",
+            "--validate-shards",
+            "3",
+            "--min-frames",
+            "2",
+            "--max-frames",
+            "4",
+            "--rgb-size",
+            "16",
+            "--audio-size",
+            "8",
+            "--json",
         ]),
         &dir,
     ));
@@ -138,9 +164,22 @@ fn train_args(files: &[&Path], dir: &Path, batch: usize, steps: usize) -> Vec<St
     let mut args = strings(&["train", "--model", MODEL, "--train-data-pattern"]);
     args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
     args.extend(strings(&[
-        "--train-dir", dir.to_str().unwrap(), "--batch-size", &batch.to_string(), "--max-steps", &steps.to_string(),
-        "--shuffle-buffer", "1", "--base-learning-rate", "0.05", "--learning-rate-decay", "0.5",
-        "--learning-rate-decay-examples", "16", "--quiet", "--json",
+        "--train-dir",
+        dir.to_str().unwrap(),
+        "--batch-size",
+        &batch.to_string(),
+        "--max-steps",
+        &steps.to_string(),
+        "--shuffle-buffer",
+        "1",
+        "--base-learning-rate",
+        "0.05",
+        "--learning-rate-decay",
+        "0.5",
+        "--learning-rate-decay-examples",
+        "16",
+        "--quiet",
+        "--json",
     ]));
     args
 }
@@ -175,7 +214,11 @@ fn two_ranks_follow_one_process_with_twice_the_batch() {
     let s = ok(single(&train_args(&[&d.combined], &one, 8, 5), &d.dir));
     // Different device seeds per rank: rank 0's weights must be broadcast at the start.
     let two = d.dir.join("two");
-    let t = ok(two_ranks(&train_args(&shards, &two, 4, 5), [&["--init-seed", "0"], &["--init-seed", "7"]], &d.dir));
+    let t = ok(two_ranks(
+        &train_args(&shards, &two, 4, 5),
+        [&["--init-seed", "0"], &["--init-seed", "7"]],
+        &d.dir,
+    ));
     assert_eq!((s["steps"].as_u64(), t["steps"].as_u64()), (Some(5), Some(5)));
     // The schedule counts both ranks' videos.
     assert_eq!((s["examples_seen"].as_u64(), t["examples_seen"].as_u64()), (Some(40), Some(40)));
@@ -212,7 +255,16 @@ fn eval_and_predict_on_two_ranks_equal_one_process() {
     let trained = d.dir.join("trained");
     ok(single(&train_args(&shards, &trained, 8, 6), &d.dir));
     let checkpoint = trained.join("checkpoints");
-    let eval = strings(&["eval", "--checkpoint", checkpoint.to_str().unwrap(), "--eval-data-pattern", &d.validate, "--batch-size", "7", "--json"]);
+    let eval = strings(&[
+        "eval",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--eval-data-pattern",
+        &d.validate,
+        "--batch-size",
+        "7",
+        "--json",
+    ]);
     let (one, two) = (ok(single(&eval, &d.dir)), ok(two_ranks(&eval, [&[], &[]], &d.dir)));
     assert_eq!(two["videos"].as_u64(), Some(45));
     for metric in ["gap", "hit_at_1", "perr", "map"] {
@@ -223,12 +275,23 @@ fn eval_and_predict_on_two_ranks_equal_one_process() {
 
     let csv = |name: &str| d.dir.join(name);
     let predict = |out: &Path| {
-        strings(&["predict", "--checkpoint", checkpoint.to_str().unwrap(), "--input-data-pattern", &d.validate, "--top-k", "5", "--output-file", out.to_str().unwrap()])
+        strings(&[
+            "predict",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--input-data-pattern",
+            &d.validate,
+            "--top-k",
+            "5",
+            "--output-file",
+            out.to_str().unwrap(),
+        ])
     };
     assert!(single(&predict(&csv("one.csv")), &d.dir).ok);
     let two = two_ranks(&predict(&csv("two.csv")), [&[], &[]], &d.dir);
     assert!(two.ok, "{}", two.stderr);
-    let (a, b) = (std::fs::read_to_string(csv("one.csv")).unwrap(), std::fs::read_to_string(csv("two.csv")).unwrap());
+    let (a, b) =
+        (std::fs::read_to_string(csv("one.csv")).unwrap(), std::fs::read_to_string(csv("two.csv")).unwrap());
     assert_eq!(a.lines().count(), 46);
     assert_eq!(a, b, "the two-rank CSV differs");
     let _ = std::fs::remove_dir_all(&d.dir);
@@ -259,10 +322,15 @@ fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     let alone = ok(single(&skipping(&shards[1..], "alone"), &d.dir));
     let two = ok(two_ranks(&skipping(&shards, "skipping"), [&[], &[]], &d.dir));
     let (a, t) = (&alone["skipped"]["training"], &two["skipped"]["training"]);
-    let skipped = |v: &serde_json::Value| v["skipped_records"].as_u64().unwrap() + v["abandoned_files"].as_u64().unwrap();
+    let skipped = |v: &serde_json::Value| {
+        v["skipped_records"].as_u64().unwrap() + v["abandoned_files"].as_u64().unwrap()
+    };
     assert!(skipped(a) > 0, "the damage went unnoticed: {alone}");
-    assert_eq!((t["skipped_records"].as_u64(), t["abandoned_files"].as_u64(), &t["reasons"]),
-        (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]), "two ranks: {two}");
+    assert_eq!(
+        (t["skipped_records"].as_u64(), t["abandoned_files"].as_u64(), &t["reasons"]),
+        (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]),
+        "two ranks: {two}"
+    );
     // Fewer files than ranks is a clear error too.
     let run = two_ranks(&train_args(&shards[..1], &d.dir.join("few"), 4, 2), [&[], &[]], &d.dir);
     assert!(!run.ok && run.stderr.contains("1 training files for 2 ranks"), "{}", run.stderr);
@@ -305,18 +373,50 @@ fn a_model_with_batch_norm_trains_as_well_on_two_ranks() {
     let out = dir.join("data");
     ok(single(
         &strings(&[
-            "synth", "--out", out.to_str().unwrap(), "--seed", "3", "--classes", "10", "--train-videos", "600",
-            "--validate-videos", "200", "--shards", "4", "--min-frames", "10", "--max-frames", "20", "--rgb-size", "16",
-            "--audio-size", "8", "--no-video-level",
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--classes",
+            "10",
+            "--train-videos",
+            "600",
+            "--validate-videos",
+            "200",
+            "--shards",
+            "4",
+            "--min-frames",
+            "10",
+            "--max-frames",
+            "20",
+            "--rgb-size",
+            "16",
+            "--audio-size",
+            "8",
+            "--no-video-level",
         ]),
         &dir,
     ));
     let train = |batch: usize, name: &str| {
         strings(&[
-            "train", "--model", "small-soft-bow", "--train-data-pattern", out.join("frame/train*").to_str().unwrap(),
-            "--eval-data-pattern", out.join("frame/validate*").to_str().unwrap(), "--train-dir",
-            dir.join(name).to_str().unwrap(), "--batch-size", &batch.to_string(), "--num-epochs", "3",
-            "--base-learning-rate", "0.01", "--quiet", "--json",
+            "train",
+            "--model",
+            "small-soft-bow",
+            "--train-data-pattern",
+            out.join("frame/train*").to_str().unwrap(),
+            "--eval-data-pattern",
+            out.join("frame/validate*").to_str().unwrap(),
+            "--train-dir",
+            dir.join(name).to_str().unwrap(),
+            "--batch-size",
+            &batch.to_string(),
+            "--num-epochs",
+            "3",
+            "--base-learning-rate",
+            "0.01",
+            "--quiet",
+            "--json",
         ])
     };
     let one = ok(single(&train(32, "one"), &dir));

@@ -6,8 +6,8 @@ mod common;
 use common::small_data::{small_synthetic, SmallData};
 use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
-    evaluate, greedy_selection, model_predictions, weighted_mean, GroundTruth, Keep, MissingVideos, Predictions,
-    SelectionOptions,
+    evaluate, greedy_selection, model_predictions, weighted_mean, GroundTruth, Keep, MissingVideos,
+    Predictions, SelectionOptions,
 };
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig};
@@ -53,7 +53,8 @@ where
         description: serde_json::Value::Null,
     };
     let (trainer, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(seed), &config).unwrap();
-    let dataset = evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
+    let dataset =
+        evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
     let predictions = model_predictions(&trainer.predictor(), &dataset, name, Keep::All).unwrap();
     (predictions, summary.metrics.unwrap().gap)
 }
@@ -111,7 +112,10 @@ fn an_ensemble_of_different_models_beats_its_best_member() {
         .iter()
         .map(|m| evaluate(m, &held_out, 20, MissingVideos::Empty).unwrap().gap)
         .fold(0.0, f64::max);
-    eprintln!("held out: greedy {held_out_gap:.4} with weights {:?}, best member {held_out_best:.4}", fitted.weights);
+    eprintln!(
+        "held out: greedy {held_out_gap:.4} with weights {:?}, best member {held_out_best:.4}",
+        fitted.weights
+    );
     assert!(held_out_gap > held_out_best, "held out: ensemble {held_out_gap} vs best member {held_out_best}");
     let _ = std::fs::remove_dir_all(&data.dir);
 }

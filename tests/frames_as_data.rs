@@ -12,7 +12,9 @@ use loupe::gradcheck::{named_params, param_grads};
 use loupe::kernels::set_fused;
 use loupe::model::VideoModel;
 use loupe::video_model;
-use loupe::zoo::{SmallAverage, SmallGatedNetFv, SmallGatedNetVlad, SmallNeXtVlad, SmallNetVladEarly, SmallSoftBow};
+use loupe::zoo::{
+    SmallAverage, SmallGatedNetFv, SmallGatedNetVlad, SmallNeXtVlad, SmallNetVladEarly, SmallSoftBow,
+};
 
 /// NetRVLAD has no small zoo row: one here, both streams.
 #[video_model(
@@ -47,7 +49,8 @@ where
     let values = out.retaped::<NoneTape>().as_vec();
     let grads = (out * r).sum::<Rank0, _>().backward();
     let gradients = param_grads(&model, &grads);
-    let params = named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
+    let params =
+        named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
     (values, params)
 }
 

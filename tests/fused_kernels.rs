@@ -31,7 +31,8 @@ fn run<M, S: Shape, O: Shape>(
     x: &Tensor<S, f64, Cpu>,
 ) -> (Vec<f64>, Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>)
 where
-    M: TensorCollection<f64, Cpu> + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
+    M: TensorCollection<f64, Cpu>
+        + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
 {
     set_fused(fused);
     let out = model.forward_mut(x.clone().traced(Gradients::leaky()));
@@ -47,13 +48,16 @@ where
     set_fused(true);
     let gx = grads.get(x).as_vec();
     let gradients = param_grads(&model, &grads);
-    let params = named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
+    let params =
+        named_params(&model).into_iter().zip(gradients).map(|(p, g)| (p.name, p.values, g)).collect();
     (values, gx, params)
 }
 
 fn compare<M, S: Shape, O: Shape>(model: M, x: Tensor<S, f64, Cpu>, tol: f64)
 where
-    M: Clone + TensorCollection<f64, Cpu> + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
+    M: Clone
+        + TensorCollection<f64, Cpu>
+        + ModuleMut<Tensor<S, f64, Cpu, Tape64>, Output = Tensor<O, f64, Cpu, Tape64>>,
 {
     let (y1, gx1, p1) = run(true, model.clone(), &x);
     let (y0, gx0, p0) = run(false, model, &x);
@@ -166,7 +170,9 @@ fn fused_frame_input_passes_finite_differences() {
 
 #[test]
 fn fused_adam_matches_composed_for_every_clipping() {
-    for clipping in [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None] {
+    for clipping in
+        [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None]
+    {
         let dev = loupe::device::cpu_seeded(10);
         let model0 = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
         let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
@@ -206,9 +212,16 @@ type TwoLayers = <(Linear<5, 4>, Linear<4, 3>) as BuildOnDevice<Cpu, f64>>::Buil
 fn fused_adam_leaves_the_gradients_it_reads_zero() {
     type Model = TwoLayers;
     let grads_of = |m: &Model, g: &Gradients<f64, Cpu>| {
-        [g.get(&m.0.weight).as_vec(), g.get(&m.0.bias).as_vec(), g.get(&m.1.weight).as_vec(), g.get(&m.1.bias).as_vec()]
+        [
+            g.get(&m.0.weight).as_vec(),
+            g.get(&m.0.bias).as_vec(),
+            g.get(&m.1.weight).as_vec(),
+            g.get(&m.1.bias).as_vec(),
+        ]
     };
-    for clipping in [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None] {
+    for clipping in
+        [GradientClipping::PerVariable(0.5), GradientClipping::GlobalNorm(0.7), GradientClipping::None]
+    {
         let dev = loupe::device::cpu_seeded(11);
         let model0: Model = dev.build_module::<(Linear<5, 4>, Linear<4, 3>), f64>();
         let x: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(6, Const));
@@ -217,7 +230,8 @@ fn fused_adam_leaves_the_gradients_it_reads_zero() {
             let mut model = model0.clone();
             let mut adam = Adam::new(AdamConfig { clipping, ..AdamConfig::default() });
             for _ in 0..2 {
-                let mut grads = model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
+                let mut grads =
+                    model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
                 let before = grads_of(&model, &grads);
                 assert!(before.iter().flatten().any(|&g| g != 0.0));
                 // `update` reads shared gradients and never changes them.
@@ -230,7 +244,10 @@ fn fused_adam_leaves_the_gradients_it_reads_zero() {
                 assert_eq!(update.gradients_zeroed, fused, "{clipping:?}");
                 let after = grads_of(&model, &grads);
                 if fused {
-                    assert!(after.iter().flatten().all(|&g| g == 0.0 && g.is_sign_positive()), "{clipping:?}: {after:?}");
+                    assert!(
+                        after.iter().flatten().all(|&g| g == 0.0 && g.is_sign_positive()),
+                        "{clipping:?}: {after:?}"
+                    );
                 } else {
                     assert_eq!(after, before, "{clipping:?}: the composed path changed the gradients");
                 }
@@ -264,13 +281,16 @@ fn fused_adam_first_update_matches_an_update_from_zero_moments() {
             adam.moments = Some((zero.clone(), zero));
         }
         for _ in 0..2 {
-            let mut grads = model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
+            let mut grads =
+                model.forward(x.clone().trace(model.alloc_grads())).square().sum::<Rank0, _>().backward();
             adam.update_in_place(&mut model, &mut grads, 0.01).unwrap();
         }
         let (m, v) = adam.moments.as_ref().unwrap();
         [&model, m, v]
             .into_iter()
-            .flat_map(|t| named_params(t).into_iter().map(|p| p.values.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+            .flat_map(|t| {
+                named_params(t).into_iter().map(|p| p.values.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(run(false), run(true));
@@ -297,7 +317,10 @@ fn penalised_loss<M>(fused: bool, model: &M, h: &Tensor<(usize, Const<5>), f64, 
 where
     M: TensorCollection<f64, Cpu>
         + ClassifierPenalty<f64, Cpu>
-        + Module<Tensor<(usize, Const<5>), f64, Cpu, Tape64>, Output = Tensor<(usize, Const<4>), f64, Cpu, Tape64>>,
+        + Module<
+            Tensor<(usize, Const<5>), f64, Cpu, Tape64>,
+            Output = Tensor<(usize, Const<4>), f64, Cpu, Tape64>,
+        >,
 {
     set_fused(fused);
     let p = model.forward(h.clone().traced(model.alloc_grads()));
@@ -329,7 +352,11 @@ fn penalty_finite_differences<S: Shape, M: ClassifierPenalty<f64, Cpu>>(
             model.try_l2_penalty::<NoneTape>().unwrap().as_vec()[0]
         };
         let numeric = (at(h) - at(-h)) / (2.0 * h);
-        assert!((numeric - analytic[i]).abs() <= 1e-7 * (1.0 + numeric.abs()), "entry {i}: {numeric} vs {}", analytic[i]);
+        assert!(
+            (numeric - analytic[i]).abs() <= 1e-7 * (1.0 + numeric.abs()),
+            "entry {i}: {numeric} vs {}",
+            analytic[i]
+        );
     }
     weight(model).copy_from(&base);
 }
@@ -349,7 +376,9 @@ fn classifier_penalty_fused_matches_composed_and_finite_differences() {
         assert_close(a, b, 1e-12, &format!("MoE loss gradient, tensor {i}"));
     }
     penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.gate_weight);
-    penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.dummy_gate_weight);
+    penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| {
+        &mut m.dummy_gate_weight
+    });
     penalty_finite_differences::<_, MixtureOfExperts<5, 4, 2, f64, Cpu>>(&mut moe, |m| &mut m.expert_weight);
 
     let mut logistic = dev.build_module::<builder::Logistic<5, 4>, f64>();
@@ -386,7 +415,11 @@ type Frames<const F: usize, T> = Tensor<(usize, usize, Const<F>), f64, Cpu, T>;
 impl<M, const F: usize, T: Tape<f64, Cpu>, O: Shape> ModuleMut<Frames<F, T>> for Masked<M>
 where
     M: Module<Frames<F, T>, Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>
-        + Module<(Frames<F, T>, Tensor<(usize, usize), f64, Cpu>), Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>,
+        + Module<
+            (Frames<F, T>, Tensor<(usize, usize), f64, Cpu>),
+            Output = Tensor<O, f64, Cpu, T>,
+            Error = <Cpu as HasErr>::Err,
+        >,
 {
     type Output = Tensor<O, f64, Cpu, T>;
     type Error = <Cpu as HasErr>::Err;

@@ -7,8 +7,8 @@ use common::{assert_close, device, Case, Reference, TestDevice};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, GradReport, Tolerance};
 use loupe::nn::{
-    builder, BiasedContextGating, ClassifierPenalty, ContextGating, FrameInput, Glu, Hidden, HiddenBn, Logistic,
-    MixtureOfExperts, ProbabilityGating, Stream,
+    builder, BiasedContextGating, ClassifierPenalty, ContextGating, FrameInput, Glu, Hidden, HiddenBn,
+    Logistic, MixtureOfExperts, ProbabilityGating, Stream,
 };
 
 fn head() -> Reference {
@@ -26,7 +26,6 @@ where
     module
 }
 
-
 // ---------------------------------------------------------------------------------------
 // Reference values, f64 (~1e-10) and f32 (~1e-5).
 
@@ -36,7 +35,8 @@ where
 {
     let case = head().case("frame_input");
     let mut layer: FrameInput<6, E, _> = load::<builder::FrameInput<6>, E>(&case);
-    let x: Tensor<(usize, usize, Const<6>), E, _> = case.tensor(&device(), "input", (2usize, 3usize, Const::<6>));
+    let x: Tensor<(usize, usize, Const<6>), E, _> =
+        case.tensor(&device(), "input", (2usize, 3usize, Const::<6>));
     assert_close(&layer.forward(x.clone()).as_vec(), &case.values("output_eval"), tol, "frame_input eval");
     assert_close(&layer.forward_mut(x).as_vec(), &case.values("output"), tol, "frame_input train");
     assert_close(&layer.bn.running_mean.as_vec(), &case.values("bn.running_mean_after"), tol, "running mean");
@@ -69,7 +69,12 @@ where
     let x = case.tensor(&device(), "input", (5usize, Const::<6>));
     assert_close(&layer.forward(x.clone()).as_vec(), &case.values("output_eval"), tol, "hidden bn eval");
     assert_close(&layer.forward_mut(x).as_vec(), &case.values("output"), tol, "hidden bn train");
-    assert_close(&layer.bn.running_var.as_vec(), &case.values("bn.running_var_after"), tol, "hidden bn running var");
+    assert_close(
+        &layer.bn.running_var.as_vec(),
+        &case.values("bn.running_var_after"),
+        tol,
+        "hidden bn running var",
+    );
 }
 
 #[test]
@@ -88,7 +93,12 @@ where
     let x = case.tensor(&device(), "input", (6usize, Const::<5>));
     assert_close(&layer.forward(x.clone()).as_vec(), &case.values("output_eval"), tol, "cg eval");
     assert_close(&layer.forward_mut(x).as_vec(), &case.values("output"), tol, "cg train");
-    assert_close(&layer.bn.running_mean.as_vec(), &case.values("bn.running_mean_after"), tol, "cg running mean");
+    assert_close(
+        &layer.bn.running_mean.as_vec(),
+        &case.values("bn.running_mean_after"),
+        tol,
+        "cg running mean",
+    );
     assert_close(&layer.bn.running_var.as_vec(), &case.values("bn.running_var_after"), tol, "cg running var");
 
     let case = reference.case("biased_context_gating");
@@ -106,7 +116,12 @@ where
     let p = case.tensor(&device(), "input", (6usize, Const::<7>));
     assert_close(&layer.forward(p.clone()).as_vec(), &case.values("output_eval"), tol, "prob gating eval");
     assert_close(&layer.forward_mut(p).as_vec(), &case.values("output"), tol, "prob gating train");
-    assert_close(&layer.bn.running_var.as_vec(), &case.values("bn.running_var_after"), tol, "prob gating running var");
+    assert_close(
+        &layer.bn.running_var.as_vec(),
+        &case.values("bn.running_var_after"),
+        tol,
+        "prob gating running var",
+    );
 }
 
 #[test]
@@ -127,20 +142,35 @@ where
     let h = case.tensor(&device(), "input", (5usize, Const::<6>));
     assert_close(&moe.forward(h.clone()).as_vec(), &case.values("output"), tol, "moe");
     // Training and evaluation are the same function of the input.
-    assert_close(&moe.forward(h.traced(moe.alloc_grads())).as_vec(), &case.values("output"), tol, "moe taped");
+    assert_close(
+        &moe.forward(h.traced(moe.alloc_grads())).as_vec(),
+        &case.values("output"),
+        tol,
+        "moe taped",
+    );
     assert_close(&[moe.l2_penalty::<NoneTape>().as_vec()[0]], &case.values("penalty"), tol, "moe penalty");
 
     let case = reference.case("moe_three_experts");
     let moe: MixtureOfExperts<3, 2, 3, E, _> = load::<builder::MixtureOfExperts<3, 2, 3>, E>(&case);
     let h = case.tensor(&device(), "input", (4usize, Const::<3>));
     assert_close(&moe.forward(h).as_vec(), &case.values("output"), tol, "moe M=3");
-    assert_close(&[moe.l2_penalty::<NoneTape>().as_vec()[0]], &case.values("penalty"), tol, "moe M=3 penalty");
+    assert_close(
+        &[moe.l2_penalty::<NoneTape>().as_vec()[0]],
+        &case.values("penalty"),
+        tol,
+        "moe M=3 penalty",
+    );
 
     let case = reference.case("logistic");
     let logistic: Logistic<6, 4, E, _> = load::<builder::Logistic<6, 4>, E>(&case);
     let x = case.tensor(&device(), "input", (5usize, Const::<6>));
     assert_close(&logistic.forward(x).as_vec(), &case.values("output"), tol, "logistic");
-    assert_close(&[logistic.l2_penalty::<NoneTape>().as_vec()[0]], &case.values("penalty"), tol, "logistic penalty");
+    assert_close(
+        &[logistic.l2_penalty::<NoneTape>().as_vec()[0]],
+        &case.values("penalty"),
+        tol,
+        "logistic penalty",
+    );
 }
 
 #[test]
@@ -159,7 +189,8 @@ fn moe_storage_is_the_reference_matrices_rearranged() {
     let wg = case.values("reference_gate_matrix");
     let we = case.values("reference_expert_matrix");
     let moe: MixtureOfExperts<6, 4, 2, f64, _> = load::<builder::MixtureOfExperts<6, 4, 2>, f64>(&case);
-    let (gate, dummy, expert) = (moe.gate_weight.as_vec(), moe.dummy_gate_weight.as_vec(), moe.expert_weight.as_vec());
+    let (gate, dummy, expert) =
+        (moe.gate_weight.as_vec(), moe.dummy_gate_weight.as_vec(), moe.expert_weight.as_vec());
     for i in 0..i_n {
         for v in 0..v_n {
             for m in 0..=m_n {
@@ -168,7 +199,11 @@ fn moe_storage_is_the_reference_matrices_rearranged() {
                 assert_eq!(flat, stored, "Wg[{i}, {v}*(M+1)+{m}]");
             }
             for m in 0..m_n {
-                assert_eq!(we[i * v_n * m_n + v * m_n + m], expert[(i * v_n + v) * m_n + m], "We[{i}, {v}*M+{m}]");
+                assert_eq!(
+                    we[i * v_n * m_n + v * m_n + m],
+                    expert[(i * v_n + v) * m_n + m],
+                    "We[{i}, {v}*M+{m}]"
+                );
             }
         }
     }
@@ -237,7 +272,8 @@ fn stream_takes_its_channels_and_its_gradient_flows_back_into_them() {
 fn hidden_gradients_match_finite_differences() {
     let dev = loupe::device::cpu_seeded(23);
     let x: Tensor<(usize, Const<4>), f64, _> = dev.sample_normal_like(&(5, Const));
-    let mut plain: Hidden<4, 3, 2, false, f64, _> = dev.build_module::<builder::Hidden<4, 3, 2, false>, f64>();
+    let mut plain: Hidden<4, 3, 2, false, f64, _> =
+        dev.build_module::<builder::Hidden<4, 3, 2, false>, f64>();
     plain.bias = dev.sample_normal::<Rank1<3>>();
     assert_eq!(names(&gradcheck(&mut plain, x.clone())), ["input", "weight", "bias"]);
 
@@ -252,7 +288,8 @@ fn hidden_gradients_match_finite_differences() {
     let mut bn: HiddenBn<4, 3, 2, true, f64, _> = dev.build_module::<builder::HiddenBn<4, 3, 2, true>, f64>();
     perturb_bn(&mut bn.bn, &dev);
     assert_eq!(names(&gradcheck(&mut bn, x.clone())), ["input", "weight", "bn.scale", "bn.shift"]);
-    let mut bn_linear: HiddenBn<4, 3, 2, false, f64, _> = dev.build_module::<builder::HiddenBn<4, 3, 2, false>, f64>();
+    let mut bn_linear: HiddenBn<4, 3, 2, false, f64, _> =
+        dev.build_module::<builder::HiddenBn<4, 3, 2, false>, f64>();
     perturb_bn(&mut bn_linear.bn, &dev);
     assert_eq!(names(&gradcheck(&mut bn_linear, x)), ["input", "weight", "bn.scale", "bn.shift"]);
 }
@@ -266,7 +303,8 @@ fn gating_gradients_match_finite_differences() {
     perturb_bn(&mut cg.bn, &dev);
     assert_eq!(names(&gradcheck(&mut cg, x.clone())), ["input", "weight", "bn.scale", "bn.shift"]);
 
-    let mut biased: BiasedContextGating<4, f64, _> = dev.build_module::<builder::BiasedContextGating<4>, f64>();
+    let mut biased: BiasedContextGating<4, f64, _> =
+        dev.build_module::<builder::BiasedContextGating<4>, f64>();
     assert_eq!(names(&gradcheck(&mut biased, x.clone())), ["input", "weight", "bias"]);
 
     let mut glu: Glu<4, f64, _> = dev.build_module::<builder::Glu<4>, f64>();
@@ -285,13 +323,15 @@ fn classifier_gradients_match_finite_differences() {
     let dev = loupe::device::cpu_seeded(25);
     let h: Tensor<(usize, Const<3>), f64, _> = dev.sample_normal_like(&(4, Const));
 
-    let mut moe: MixtureOfExperts<3, 2, 2, f64, _> = dev.build_module::<builder::MixtureOfExperts<3, 2, 2>, f64>();
+    let mut moe: MixtureOfExperts<3, 2, 2, f64, _> =
+        dev.build_module::<builder::MixtureOfExperts<3, 2, 2>, f64>();
     moe.expert_bias = dev.sample_normal::<Rank2<2, 2>>();
     assert_eq!(
         names(&gradcheck(&mut moe, h.clone())),
         ["input", "gate_weight", "dummy_gate_weight", "expert_weight", "expert_bias"]
     );
-    let mut moe3: MixtureOfExperts<3, 2, 3, f64, _> = dev.build_module::<builder::MixtureOfExperts<3, 2, 3>, f64>();
+    let mut moe3: MixtureOfExperts<3, 2, 3, f64, _> =
+        dev.build_module::<builder::MixtureOfExperts<3, 2, 3>, f64>();
     moe3.gate_weight = dev.sample_normal::<Rank3<3, 2, 3>>() * 2.0;
     assert_eq!(
         names(&gradcheck(&mut moe3, h.clone())),
@@ -403,11 +443,18 @@ impl<C, const I: usize, const V: usize, T: Tape<f64, Cpu>> ModuleMut<Tensor<(usi
     for WithPenalty<C>
 where
     C: ClassifierPenalty<f64, Cpu>
-        + Module<Tensor<(usize, Const<I>), f64, Cpu, T>, Output = Tensor<(usize, Const<V>), f64, Cpu, T>, Error = <Cpu as HasErr>::Err>,
+        + Module<
+            Tensor<(usize, Const<I>), f64, Cpu, T>,
+            Output = Tensor<(usize, Const<V>), f64, Cpu, T>,
+            Error = <Cpu as HasErr>::Err,
+        >,
 {
     type Output = Tensor<(usize, Const<V>), f64, Cpu, T>;
     type Error = <Cpu as HasErr>::Err;
-    fn try_forward_mut(&mut self, x: Tensor<(usize, Const<I>), f64, Cpu, T>) -> Result<Self::Output, Self::Error> {
+    fn try_forward_mut(
+        &mut self,
+        x: Tensor<(usize, Const<I>), f64, Cpu, T>,
+    ) -> Result<Self::Output, Self::Error> {
         let out = self.0.try_forward(x)?;
         let shape = *out.shape();
         let penalty = self.0.try_l2_penalty::<T>()?;
@@ -439,7 +486,8 @@ fn penalty_gradients_reach_the_parameters_through_another_tape() {
 fn penalty_gradient_is_the_weights() {
     // d/dW |W|^2 / 2 = W, for every gate slot (dummy included) and every expert weight.
     let dev = loupe::device::cpu_seeded(27);
-    let moe: MixtureOfExperts<3, 2, 2, f64, _> = dev.build_module::<builder::MixtureOfExperts<3, 2, 2>, f64>();
+    let moe: MixtureOfExperts<3, 2, 2, f64, _> =
+        dev.build_module::<builder::MixtureOfExperts<3, 2, 2>, f64>();
     let grads = moe.l2_penalty::<OwnedTape<f64, Cpu>>().backward();
     assert_eq!(grads.get(&moe.gate_weight).as_vec(), moe.gate_weight.as_vec());
     assert_eq!(grads.get(&moe.dummy_gate_weight).as_vec(), moe.dummy_gate_weight.as_vec());
@@ -492,17 +540,20 @@ fn initialisations_follow_the_reference() {
     assert_fresh_bn(&input.bn);
 
     // Hidden weights use the cluster count FAN, not I.
-    let hidden: Hidden<64, 128, 16, false, f32, _> = dev.build_module::<builder::Hidden<64, 128, 16, false>, f32>();
+    let hidden: Hidden<64, 128, 16, false, f32, _> =
+        dev.build_module::<builder::Hidden<64, 128, 16, false>, f32>();
     assert_distribution(&hidden.weight.as_vec(), 0.0, 0.25, 0.04, "hidden weight");
     assert_distribution(&hidden.bias.as_vec(), 0.0, 0.01, 0.2, "hidden bias");
-    let hidden_bn: HiddenBn<64, 128, 16, true, f32, _> = dev.build_module::<builder::HiddenBn<64, 128, 16, true>, f32>();
+    let hidden_bn: HiddenBn<64, 128, 16, true, f32, _> =
+        dev.build_module::<builder::HiddenBn<64, 128, 16, true>, f32>();
     assert_distribution(&hidden_bn.weight.as_vec(), 0.0, 0.25, 0.04, "hidden bn weight");
     assert_fresh_bn(&hidden_bn.bn);
 
     let cg: ContextGating<128, f32, _> = dev.build_module::<builder::ContextGating<128>, f32>();
     assert_distribution(&cg.weight.as_vec(), 0.0, 1.0 / 128f64.sqrt(), 0.04, "cg weight");
     assert_fresh_bn(&cg.bn);
-    let biased: BiasedContextGating<128, f32, _> = dev.build_module::<builder::BiasedContextGating<128>, f32>();
+    let biased: BiasedContextGating<128, f32, _> =
+        dev.build_module::<builder::BiasedContextGating<128>, f32>();
     assert_distribution(&biased.weight.as_vec(), 0.0, 1.0 / 128f64.sqrt(), 0.04, "biased cg weight");
     assert_distribution(&biased.bias.as_vec(), 0.0, 1.0 / 128f64.sqrt(), 0.3, "biased cg bias");
     let glu: Glu<128, f32, _> = dev.build_module::<builder::Glu<128>, f32>();
@@ -515,7 +566,8 @@ fn initialisations_follow_the_reference() {
     assert_fresh_bn(&gating.bn);
 
     // Glorot bounds from the reference's full matrices: Wg is I x V(M+1), We is I x VM.
-    let moe: MixtureOfExperts<64, 32, 2, f32, _> = dev.build_module::<builder::MixtureOfExperts<64, 32, 2>, f32>();
+    let moe: MixtureOfExperts<64, 32, 2, f32, _> =
+        dev.build_module::<builder::MixtureOfExperts<64, 32, 2>, f32>();
     let mut all_gates = moe.gate_weight.as_vec();
     all_gates.extend(moe.dummy_gate_weight.as_vec());
     assert_glorot(&all_gates, 64, 32 * 3, "moe gates");
@@ -545,7 +597,8 @@ fn output_sizes_and_parameter_counts() {
     let hidden: Hidden<10, 6, 4, false, f32, _> = dev.build_module::<builder::Hidden<10, 6, 4, false>, f32>();
     assert_eq!(hidden.forward(x.clone()).shape().concrete(), [batch, 6]);
     assert_eq!(hidden.num_trainable_params(), 10 * 6 + 6);
-    let hidden_bn: HiddenBn<10, 6, 4, true, f32, _> = dev.build_module::<builder::HiddenBn<10, 6, 4, true>, f32>();
+    let hidden_bn: HiddenBn<10, 6, 4, true, f32, _> =
+        dev.build_module::<builder::HiddenBn<10, 6, 4, true>, f32>();
     assert_eq!(hidden_bn.forward(x.clone()).shape().concrete(), [batch, 6]);
     assert_eq!(hidden_bn.num_trainable_params(), 10 * 6 + 2 * 6);
 
@@ -559,7 +612,8 @@ fn output_sizes_and_parameter_counts() {
     assert_eq!(glu.forward(x.clone()).shape().concrete(), [batch, 10]);
     assert_eq!(glu.num_trainable_params(), 2 * (10 * 10 + 10));
 
-    let moe: MixtureOfExperts<10, 9, 2, f32, _> = dev.build_module::<builder::MixtureOfExperts<10, 9, 2>, f32>();
+    let moe: MixtureOfExperts<10, 9, 2, f32, _> =
+        dev.build_module::<builder::MixtureOfExperts<10, 9, 2>, f32>();
     let p = moe.forward(x.clone());
     assert_eq!(p.shape().concrete(), [batch, 9]);
     assert_eq!(moe.num_trainable_params(), 10 * 9 * (2 + 1) + 10 * 9 * 2 + 9 * 2);
@@ -574,12 +628,17 @@ fn output_sizes_and_parameter_counts() {
 #[test]
 fn moe_outputs_are_probabilities() {
     let dev = device();
-    let mut moe: MixtureOfExperts<32, 100, 2, f32, _> = dev.build_module::<builder::MixtureOfExperts<32, 100, 2>, f32>();
+    let mut moe: MixtureOfExperts<32, 100, 2, f32, _> =
+        dev.build_module::<builder::MixtureOfExperts<32, 100, 2>, f32>();
     moe.expert_bias = dev.sample_normal::<Rank2<100, 2>>() * 3.0;
     for scale in [0.1f32, 1.0, 10.0] {
         let h: Tensor<(usize, Const<32>), f32, _> = dev.sample_normal_like(&(16, Const)) * scale;
         let p = moe.forward(h).as_vec();
-        assert!(p.iter().all(|&p| p > 0.0 && p < 1.0), "scale {scale}: {:?}", p.iter().find(|&&p| p <= 0.0 || p >= 1.0));
+        assert!(
+            p.iter().all(|&p| p > 0.0 && p < 1.0),
+            "scale {scale}: {:?}",
+            p.iter().find(|&&p| p <= 0.0 || p >= 1.0)
+        );
     }
 }
 

@@ -69,7 +69,8 @@ fn batch_norm_gradients_match_finite_differences() {
 fn l2_normalize_matches_reference_including_zero_and_tiny_rows() {
     let case = Reference::load("norms").case("l2_normalize");
     let dev = device();
-    let x: Tensor<(usize, usize, Const<5>), f64, _> = case.tensor(&dev, "input", (3usize, 2usize, Const::<5>));
+    let x: Tensor<(usize, usize, Const<5>), f64, _> =
+        case.tensor(&dev, "input", (3usize, 2usize, Const::<5>));
     assert_close(&l2_normalize(x).as_vec(), &case.values("output"), 1e-12, "l2");
 }
 
@@ -89,17 +90,21 @@ fn gradient_checker_reports_a_lost_gradient() {
     }
     impl<D: Device<f64>> TensorCollection<f64, D> for Leaky<f64, D> {
         type To<E2: Dtype, D2: Device<E2>> = Leaky<E2, D2>;
-        fn iter_tensors<V: ModuleVisitor<Self, f64, D>>(v: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-            v.visit_fields(
-                Self::tensor("w", |s| &s.w, |s| &mut s.w, TensorOptions::reset_to_ones()),
-                |w| Leaky { w },
-            )
+        fn iter_tensors<V: ModuleVisitor<Self, f64, D>>(
+            v: &mut V,
+        ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+            v.visit_fields(Self::tensor("w", |s| &s.w, |s| &mut s.w, TensorOptions::reset_to_ones()), |w| {
+                Leaky { w }
+            })
         }
     }
     impl<D: Device<f64>, T: Tape<f64, D>> ModuleMut<Tensor<(usize, Const<3>), f64, D, T>> for Leaky<f64, D> {
         type Output = Tensor<(usize, Const<3>), f64, D, T>;
         type Error = D::Err;
-        fn try_forward_mut(&mut self, x: Tensor<(usize, Const<3>), f64, D, T>) -> Result<Self::Output, D::Err> {
+        fn try_forward_mut(
+            &mut self,
+            x: Tensor<(usize, Const<3>), f64, D, T>,
+        ) -> Result<Self::Output, D::Err> {
             // The classic dfdx mistake: an op on the weight is recorded on a tape that is
             // then dropped, so the weight's gradient silently never arrives.
             let shape = *x.shape();
@@ -112,7 +117,9 @@ fn gradient_checker_reports_a_lost_gradient() {
     let x: Tensor<(usize, Const<3>), f64, _> = dev.sample_normal_like(&(2, Const));
     let errors = check_gradients(&mut leaky, x, Tolerance::default(), 5).unwrap_err();
     assert!(
-        errors.iter().any(|e| matches!(e, loupe::gradcheck::GradCheckError::MissingGradient { name, .. } if name == "w")),
+        errors.iter().any(
+            |e| matches!(e, loupe::gradcheck::GradCheckError::MissingGradient { name, .. } if name == "w")
+        ),
         "{errors:#?}"
     );
 }

@@ -7,7 +7,8 @@ use common::{assert_close, device, Case, Reference};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, Tolerance};
 use loupe::nn::{
-    builder, AveragePooling, BiasedSoftAssignment, MaxPooling, NetFv, NetRvlad, NetVlad, SoftAssignment, SoftBow,
+    builder, AveragePooling, BiasedSoftAssignment, MaxPooling, NetFv, NetRvlad, NetVlad, SoftAssignment,
+    SoftBow,
 };
 
 // B = 2 videos, S = 5 frames, D = 4 features, K = 3 clusters (pooling.py's sizes).
@@ -27,7 +28,10 @@ macro_rules! assert_matches_case {
         let (model, x, case, tol) = (&mut $model, $x, &$case, $tol);
         assert_close(&model.forward(x.clone()).as_vec(), &case.values("output_eval"), tol, "eval");
         assert_close(&model.forward_mut(x).as_vec(), &case.values("output"), tol, "train");
-        let after: Vec<_> = named_params(&*model).into_iter().filter(|p| p.name.ends_with("running_mean") || p.name.ends_with("running_var")).collect();
+        let after: Vec<_> = named_params(&*model)
+            .into_iter()
+            .filter(|p| p.name.ends_with("running_mean") || p.name.ends_with("running_var"))
+            .collect();
         assert_eq!(after.len(), 2);
         for p in after {
             let expected = case.values(&format!("{}{}_after", $bn, p.name.rsplit('.').next().unwrap()));
@@ -53,10 +57,12 @@ fn soft_assignment_matches_reference() {
 fn biased_soft_assignment_matches_reference() {
     let case = Reference::load("pooling").case("biased_soft_assignment");
     let dev = device();
-    let mut layer: BiasedSoftAssignment<4, 3, f64, _> = dev.build_module::<builder::BiasedSoftAssignment<4, 3>, f64>();
+    let mut layer: BiasedSoftAssignment<4, 3, f64, _> =
+        dev.build_module::<builder::BiasedSoftAssignment<4, 3>, f64>();
     case.load_params(&mut layer);
     assert_close(&layer.forward(frames5::<f64>(&case, &dev)).as_vec(), &case.values("output"), 1e-10, "f64");
-    let mut layer: BiasedSoftAssignment<4, 3, f32, _> = dev.build_module::<builder::BiasedSoftAssignment<4, 3>, f32>();
+    let mut layer: BiasedSoftAssignment<4, 3, f32, _> =
+        dev.build_module::<builder::BiasedSoftAssignment<4, 3>, f32>();
     case.load_params(&mut layer);
     assert_close(&layer.forward(frames5::<f32>(&case, &dev)).as_vec(), &case.values("output"), 1e-5, "f32");
 }
@@ -103,10 +109,25 @@ fn temporal_pooling_matches_reference() {
     let reference = Reference::load("pooling");
     let dev = device();
     let case = reference.case("average_pooling");
-    assert_close(&AveragePooling::<4>.forward(frames5::<f64>(&case, &dev)).as_vec(), &case.values("output"), 1e-12, "avg");
-    assert_close(&AveragePooling::<4>.forward(frames5::<f32>(&case, &dev)).as_vec(), &case.values("output"), 1e-6, "avg f32");
+    assert_close(
+        &AveragePooling::<4>.forward(frames5::<f64>(&case, &dev)).as_vec(),
+        &case.values("output"),
+        1e-12,
+        "avg",
+    );
+    assert_close(
+        &AveragePooling::<4>.forward(frames5::<f32>(&case, &dev)).as_vec(),
+        &case.values("output"),
+        1e-6,
+        "avg f32",
+    );
     let case = reference.case("max_pooling");
-    assert_close(&MaxPooling::<4>.forward(frames5::<f64>(&case, &dev)).as_vec(), &case.values("output"), 0.0, "max");
+    assert_close(
+        &MaxPooling::<4>.forward(frames5::<f64>(&case, &dev)).as_vec(),
+        &case.values("output"),
+        0.0,
+        "max",
+    );
     let x: Tensor<(usize, usize, Const<4>), f32, _> = case.tensor(&dev, "input", (2, 5, Const));
     assert_close(&MaxPooling::<4>.forward(x).as_vec(), &case.values("output"), 1e-7, "max f32");
 }
@@ -149,9 +170,11 @@ gradient_test!(soft_bow_gradients, "soft_bow", SoftBow<4, 3>, [ASSIGNMENT]);
 fn temporal_pooling_gradients() {
     let dev = loupe::device::cpu_seeded(2);
     let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.sample_normal_like(&(2, 5, Const));
-    let report = check_gradients(&mut AveragePooling::<4>, x.clone(), Tolerance::default(), 8).unwrap_or_else(|e| panic!("{e:#?}"));
+    let report = check_gradients(&mut AveragePooling::<4>, x.clone(), Tolerance::default(), 8)
+        .unwrap_or_else(|e| panic!("{e:#?}"));
     assert_checked(&report, &["input"]);
-    let report = check_gradients(&mut MaxPooling::<4>, x, Tolerance::default(), 9).unwrap_or_else(|e| panic!("{e:#?}"));
+    let report = check_gradients(&mut MaxPooling::<4>, x, Tolerance::default(), 9)
+        .unwrap_or_else(|e| panic!("{e:#?}"));
     assert_checked(&report, &["input"]);
 }
 
@@ -163,8 +186,12 @@ fn net_vlad_gradients_with_as_many_clusters_as_features() {
     layer.assignment.bn.scale = dev.tensor([0.7, 1.3, -0.9]);
     layer.assignment.bn.shift = dev.tensor([0.2, -0.4, 0.1]);
     let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
-    let report = check_gradients(&mut layer, x, Tolerance::default(), 10).unwrap_or_else(|e| panic!("{e:#?}"));
-    assert_checked(&report, &["input", "assignment.weights", "assignment.bn.scale", "assignment.bn.shift", "centers"]);
+    let report =
+        check_gradients(&mut layer, x, Tolerance::default(), 10).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_checked(
+        &report,
+        &["input", "assignment.weights", "assignment.bn.scale", "assignment.bn.shift", "centers"],
+    );
 }
 
 #[test]
@@ -212,7 +239,9 @@ fn output_sizes_and_parameter_counts() {
 #[test]
 fn checkpoint_keys_are_the_field_names() {
     let dev = device();
-    let names = |params: Vec<loupe::gradcheck::NamedParam<f32>>| params.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    let names = |params: Vec<loupe::gradcheck::NamedParam<f32>>| {
+        params.into_iter().map(|p| p.name).collect::<Vec<_>>()
+    };
     let fv = dev.build_module::<builder::NetFv<4, 3, 24>, f32>();
     assert_eq!(
         names(named_params(&fv)),

@@ -33,10 +33,20 @@ macro_rules! assert_matches_case {
         let dev = device();
         let x = frames::<$e>(case, &dev);
         let mask = valid_frame_mask(&dev, &lengths(case), (2, Const::<5>));
-        assert_close(&layer.forward((x.clone(), mask.clone())).as_vec(), &case.values("output"), tol, "eval, masked");
+        assert_close(
+            &layer.forward((x.clone(), mask.clone())).as_vec(),
+            &case.values("output"),
+            tol,
+            "eval, masked",
+        );
         let taped = layer.forward((x.clone().trace(Gradients::leaky()), mask));
         assert_close(&taped.as_vec(), &case.values("output"), tol, "train, masked");
-        assert_close(&layer.forward(x.clone()).as_vec(), &case.values("output_all_frames"), tol, "eval, all frames");
+        assert_close(
+            &layer.forward(x.clone()).as_vec(),
+            &case.values("output_all_frames"),
+            tol,
+            "eval, all frames",
+        );
         let taped = layer.forward(x.trace(Gradients::leaky()));
         assert_close(&taped.as_vec(), &case.values("output_all_frames"), tol, "train, all frames");
     }};
@@ -101,7 +111,11 @@ type Input<T> = Tensor<(usize, Const<5>, Const<4>), f64, Cpu, T>;
 impl<M, T: Tape<f64, Cpu>, O: Shape> ModuleMut<Input<T>> for Fed<M>
 where
     M: ModuleMut<Input<T>, Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>
-        + ModuleMut<(Input<T>, Tensor<(usize, Const<5>), f64, Cpu>), Output = Tensor<O, f64, Cpu, T>, Error = <Cpu as HasErr>::Err>,
+        + ModuleMut<
+            (Input<T>, Tensor<(usize, Const<5>), f64, Cpu>),
+            Output = Tensor<O, f64, Cpu, T>,
+            Error = <Cpu as HasErr>::Err,
+        >,
 {
     type Output = Tensor<O, f64, Cpu, T>;
     type Error = <Cpu as HasErr>::Err;
@@ -131,9 +145,8 @@ where
     let x: Tensor<(usize, Const<5>, Const<4>), f64, _> = case.tensor(&dev, "input", (2, Const, Const));
     let mask = valid_frame_mask(&dev, &lengths(case), (2, Const::<5>));
     let mut checked = None;
-    for (seed, (mask, tanh)) in [(None, false), (Some(mask.clone()), false), (Some(mask), true), (None, true)]
-        .into_iter()
-        .enumerate()
+    for (seed, (mask, tanh)) in
+        [(None, false), (Some(mask.clone()), false), (Some(mask), true), (None, true)].into_iter().enumerate()
     {
         let mut fed = Fed { layer: layer.clone(), mask, tanh };
         let report = check_gradients(&mut fed, x.clone(), Tolerance::default(), seed as u64)
@@ -164,7 +177,8 @@ fn expected_names(cell: &[&str]) -> Vec<String> {
 #[test]
 fn lstm_gradients() {
     let case = Reference::load("recurrent").case("lstm");
-    let mut layer: Lstm<4, 3, 12, f64, Cpu> = loupe::device::cpu().build_module::<builder::Lstm<4, 3, 12>, f64>();
+    let mut layer: Lstm<4, 3, 12, f64, Cpu> =
+        loupe::device::cpu().build_module::<builder::Lstm<4, 3, 12>, f64>();
     case.load_params(&mut layer);
     assert_eq!(check_all(layer, &case), expected_names(&LSTM_CELL));
 }
@@ -195,13 +209,27 @@ where
         let mut layer: NextVlad<E> = dev.build_module::<NextVladBuilder, E>();
         case.load_params(&mut layer);
         let (eval, train) = if suffix.is_empty() {
-            (layer.forward((x.clone(), mask.clone())), layer.forward_mut((x.clone().trace(Gradients::leaky()), mask.clone())))
+            (
+                layer.forward((x.clone(), mask.clone())),
+                layer.forward_mut((x.clone().trace(Gradients::leaky()), mask.clone())),
+            )
         } else {
             (layer.forward(x.clone()), layer.forward_mut(x.clone().trace(Gradients::leaky())))
         };
-        assert_close(&eval.as_vec(), &case.values(&format!("output_eval{suffix}")), tol, &format!("eval{suffix}"));
-        assert_close(&train.as_vec(), &case.values(&format!("output{suffix}")), tol, &format!("train{suffix}"));
-        let running: Vec<NamedParam<E>> = named_params(&layer).into_iter().filter(|p| p.name.contains("running")).collect();
+        assert_close(
+            &eval.as_vec(),
+            &case.values(&format!("output_eval{suffix}")),
+            tol,
+            &format!("eval{suffix}"),
+        );
+        assert_close(
+            &train.as_vec(),
+            &case.values(&format!("output{suffix}")),
+            tol,
+            &format!("train{suffix}"),
+        );
+        let running: Vec<NamedParam<E>> =
+            named_params(&layer).into_iter().filter(|p| p.name.contains("running")).collect();
         assert_eq!(running.len(), 4);
         for p in running {
             assert_close(&p.values, &case.values(&format!("{}_after{suffix}", p.name)), tol, &p.name);
@@ -218,7 +246,8 @@ fn next_vlad_matches_reference() {
 #[test]
 fn next_vlad_gradients() {
     let case = Reference::load("recurrent").case("next_vlad");
-    let mut layer: NeXtVlad<4, 8, 2, 3, 6, 12, f64, Cpu> = loupe::device::cpu().build_module::<NextVladBuilder, f64>();
+    let mut layer: NeXtVlad<4, 8, 2, 3, 6, 12, f64, Cpu> =
+        loupe::device::cpu().build_module::<NextVladBuilder, f64>();
     case.load_params(&mut layer);
     let expected = [
         "input",
@@ -277,7 +306,11 @@ macro_rules! padding_test {
             };
             let alone = layer.forward(short).as_vec();
             let n = alone.len();
-            assert!(alone.iter().zip(&a[n..2 * n]).all(|(p, q)| (p - q).abs() < 1e-12), "{alone:?} vs {:?}", &a[n..2 * n]);
+            assert!(
+                alone.iter().zip(&a[n..2 * n]).all(|(p, q)| (p - q).abs() < 1e-12),
+                "{alone:?} vs {:?}",
+                &a[n..2 * n]
+            );
         }
     };
 }

@@ -6,8 +6,8 @@
 mod hand_written;
 
 use hand_written::{Generated, HandWritten, Input};
-use loupe::dfdx::prelude::*;
 use loupe::dfdx::optim::{Optimizer, Sgd, SgdConfig};
+use loupe::dfdx::prelude::*;
 use loupe::model::VideoModel;
 
 fn same(a: &[f32], b: &[f32]) {

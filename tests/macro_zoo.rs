@@ -124,7 +124,10 @@ const PAPER_PARAMS: &[(&str, usize)] = &[
     ("video-moe-cg", 23_582_252),
     // The 2017 vocabulary, C = 4716: gated-netvlad's count with the MoE's 1024 x C x 5 + 2C
     // and probability gating's C^2 + 2C at 4716 instead of 3862 classes.
-    ("gated-netvlad-2017", 321_528_380 + 1024 * 854 * 5 + 2 * 854 + (4716 * 4716 + 2 * 4716) - (3862 * 3862 + 2 * 3862)),
+    (
+        "gated-netvlad-2017",
+        321_528_380 + 1024 * 854 * 5 + 2 * 854 + (4716 * 4716 + 2 * 4716) - (3862 * 3862 + 2 * 3862),
+    ),
     ("video-logistic-2017", 1152 * 4716 + 4716),
     ("video-moe-2017", 1152 * 4716 * 5 + 2 * 4716),
 ];
@@ -167,11 +170,15 @@ fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
     use loupe::model::PoolingDescription;
     let d = <zoo::GatedNetVladEarly as BuildOnDevice<Cpu, f32>>::Built::describe();
     assert_eq!(d.fusion, "early");
-    let netvlad = PoolingDescription { kind: "netvlad".into(), clusters: Some(256), size: None, output: 256 * 1152 };
+    let netvlad =
+        PoolingDescription { kind: "netvlad".into(), clusters: Some(256), size: None, output: 256 * 1152 };
     assert_eq!(d.early_pooling, Some(netvlad));
     assert_eq!(d.pooling_summary(), "rgb + audio netvlad(256)");
     assert!(d.streams.iter().all(|s| s.pooling == "none"));
-    assert_eq!((d.input.as_str(), d.hidden, d.hidden_batch_norm, d.hidden_relu6), ("frames", Some(1024), false, false));
+    assert_eq!(
+        (d.input.as_str(), d.hidden, d.hidden_batch_norm, d.hidden_relu6),
+        ("frames", Some(1024), false, false)
+    );
 
     let d = <zoo::SmallLstm as BuildOnDevice<Cpu, f32>>::Built::describe();
     let lstm = PoolingDescription { kind: "lstm".into(), clusters: None, size: Some(8), output: 32 };
@@ -183,7 +190,10 @@ fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
     assert_eq!(d.pooling_summary(), "rgb soft_bow(32) + audio soft_bow(4)");
 
     let d = <zoo::VideoMoe as BuildOnDevice<Cpu, f32>>::Built::describe();
-    assert_eq!((d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling), ("video_level", "none", 1, &None));
+    assert_eq!(
+        (d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling),
+        ("video_level", "none", 1, &None)
+    );
     assert_eq!(d.pooling_summary(), "mean_rgb + mean_audio, not pooled");
     assert_eq!(d.classifier_l2, 1e-8);
 }
@@ -202,12 +212,26 @@ fn readme_pooling_costs_match_the_layers() {
         ("netfv", count_params::<f32, Cpu, nn::NetFv<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
         ("soft_bow", count_params::<f32, Cpu, nn::SoftBow<24, 4, f32, Cpu>>(), d * k + 2 * k),
         ("average", count_params::<f32, Cpu, nn::AveragePooling<24>>(), 0),
-        ("lstm", count_params::<f32, Cpu, nn::Lstm<24, 3, 12, f32, Cpu>>(), 4 * h * (d + h) + 4 * h + 8 * h * h + 4 * h),
-        ("gru", count_params::<f32, Cpu, nn::Gru<24, 3, 6, f32, Cpu>>(), 3 * h * (d + h) + 3 * h + 6 * h * h + 3 * h),
+        (
+            "lstm",
+            count_params::<f32, Cpu, nn::Lstm<24, 3, 12, f32, Cpu>>(),
+            4 * h * (d + h) + 4 * h + 8 * h * h + 4 * h,
+        ),
+        (
+            "gru",
+            count_params::<f32, Cpu, nn::Gru<24, 3, 6, f32, Cpu>>(),
+            3 * h * (d + h) + 3 * h + 6 * h * h + 3 * h,
+        ),
         (
             "nextvlad",
             count_params::<f32, Cpu, nn::NeXtVlad<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
-            l * d * d + l * d + g * (l * d + 1) + l * d * g * k + 2 * g * k + (l * d / g) * k + 2 * (l * d / g) * k,
+            l * d * d
+                + l * d
+                + g * (l * d + 1)
+                + l * d * g * k
+                + 2 * g * k
+                + (l * d / g) * k
+                + 2 * (l * d / g) * k,
         ),
     ];
     for (kind, counted, readme) in rows {

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::small_data::{small_synthetic, SmallData};
 use loupe::dfdx::prelude::*;
+use loupe::infer::Predictor;
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig};
-use loupe::infer::Predictor;
 use loupe::train::TrainConfig;
 use loupe::zoo::{SmallGatedNetVladModel, SmallLstmModel};
 
@@ -113,7 +113,8 @@ where
 {
     let run = |steps: u64| {
         let config = run_config(data, &format!("{}-{steps}", M::describe().name), steps);
-        let (peak, out) = peak_growth(|| train::<M, Cpu>(loupe::device::cpu_seeded(1), &config).map(|(_, s)| s.steps));
+        let (peak, out) =
+            peak_growth(|| train::<M, Cpu>(loupe::device::cpu_seeded(1), &config).map(|(_, s)| s.steps));
         assert_eq!(out.unwrap(), steps);
         peak
     };
@@ -152,7 +153,8 @@ fn the_counter_sees_buffers_kept_by_the_allocation_cache() {
     let steps = |n: usize| {
         peak_growth(|| {
             for _ in 0..n {
-                let t: Tensor<(usize, Const<24>), f32, Cpu> = dev.tensor_from_vec(vec![0.5; 320 * 24], (320, Const));
+                let t: Tensor<(usize, Const<24>), f32, Cpu> =
+                    dev.tensor_from_vec(vec![0.5; 320 * 24], (320, Const));
                 drop(t);
             }
         })
@@ -192,8 +194,10 @@ fn memory_does_not_grow_with_videos_read() {
         prediction_peak::<SmallGatedNetVladModel<f32, Cpu>>(&data, 4),
     );
     report.push(("predict small-gated-netvlad", one, four));
-    let (one, four) =
-        (prediction_peak::<SmallLstmModel<f32, Cpu>>(&data, 1), prediction_peak::<SmallLstmModel<f32, Cpu>>(&data, 4));
+    let (one, four) = (
+        prediction_peak::<SmallLstmModel<f32, Cpu>>(&data, 1),
+        prediction_peak::<SmallLstmModel<f32, Cpu>>(&data, 4),
+    );
     report.push(("predict small-lstm", one, four));
 
     for (what, short, long) in &report {

@@ -22,7 +22,9 @@ const BATCH: usize = 3;
 
 /// Deterministic, varied input values.
 fn frames<M: VideoModel<f32, Cpu>>() -> Vec<f32> {
-    (0..BATCH * M::FRAMES * M::FEATURES).map(|i| (((i * 7919) % 211) as f32 / 53.0 - 2.0).sin() * 1.5).collect()
+    (0..BATCH * M::FRAMES * M::FEATURES)
+        .map(|i| (((i * 7919) % 211) as f32 / 53.0 - 2.0).sin() * 1.5)
+        .collect()
 }
 
 fn assert_close(what: &str, a: &[f32], b: &[f32]) {
@@ -45,7 +47,9 @@ fn late_fusion_layers_continue_to_the_probabilities() {
     let (x, lengths) = (frames::<M>(), vec![10; BATCH]);
     let expected = p.predict(&x, &lengths).unwrap();
     let m = &p.model;
-    let head = |gated: Tensor<(usize, Const<32>), f32, Cpu>| m.output_gating.forward(m.classifier.forward(gated)).as_vec();
+    let head = |gated: Tensor<(usize, Const<32>), f32, Cpu>| {
+        m.output_gating.forward(m.classifier.forward(gated)).as_vec()
+    };
     let gated = p.represent(&x, &lengths, Layer::Gated).unwrap();
     assert_close("from gated", &head(rows::<32>(&dev, gated.clone())), &expected);
     let hidden = p.represent(&x, &lengths, Layer::Hidden).unwrap();
@@ -90,7 +94,11 @@ fn video_level_input_is_the_pooled_layer_and_has_no_hidden_one() {
     }
     let gated = p.represent(&x, &lengths, Layer::Gated).unwrap();
     assert_close("gating(pooled)", &m.gating.forward(rows::<24>(&dev, pooled)).as_vec(), &gated);
-    assert_close("from gated", &m.classifier.forward(rows::<24>(&dev, gated)).as_vec(), &p.predict(&x, &lengths).unwrap());
+    assert_close(
+        "from gated",
+        &m.classifier.forward(rows::<24>(&dev, gated)).as_vec(),
+        &p.predict(&x, &lengths).unwrap(),
+    );
     let err = p.represent(&x, &lengths, Layer::Hidden).unwrap_err();
     assert!(matches!(err, PredictError::NoSuchLayer { layer: Layer::Hidden, .. }), "{err}");
     assert_eq!(err.to_string(), "the model `TinyVideoCg` has no `hidden` layer (it has: pooled, gated)");

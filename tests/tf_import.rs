@@ -13,7 +13,8 @@ use common::npz::read_npz;
 use loupe::dfdx::prelude::*;
 use loupe::model::VideoModel;
 use loupe::tf_checkpoint::{
-    import_checkpoint, model_tensors, Convention, Mapping, Rule, TfCheckpoint, TfCheckpointError, TfImportError, Transform,
+    import_checkpoint, model_tensors, Convention, Mapping, Rule, TfCheckpoint, TfCheckpointError,
+    TfImportError, Transform,
 };
 use loupe::video_model;
 
@@ -104,7 +105,8 @@ fn willow_gated_netvlad_predicts_what_tensorflow_predicted() {
     let frames = &inputs["video_matrix"];
     assert_eq!(frames.shape, [4, 6, 1152]);
     let dev = common::device();
-    let x: Tensor<(usize, Const<6>, Const<1152>), f32, _> = dev.tensor_from_vec(frames.f32s(), (4, Const, Const));
+    let x: Tensor<(usize, Const<6>, Const<1152>), f32, _> =
+        dev.tensor_from_vec(frames.f32s(), (4, Const, Const));
     let p = model.try_forward_eval(x).unwrap();
     assert_relative(&p.as_vec(), &expected["predictions"].f32s(), "predictions");
 }
@@ -158,7 +160,12 @@ fn a_checkpoint_of_another_architecture_names_every_variable_with_both_shapes() 
     let err = import_checkpoint(&ckpt, &mapping_for(&model, Convention::Willow), &mut model).unwrap_err();
     let TfImportError::Mismatch { problems, .. } = &err else { panic!("{err}") };
     let text = err.to_string();
-    assert!(text.contains("mis-shaped: TF `gates/weights` [16, 60] cannot fill `classifier.gate_weight` [1152, 20, 2]"), "{text}");
+    assert!(
+        text.contains(
+            "mis-shaped: TF `gates/weights` [16, 60] cannot fill `classifier.gate_weight` [1152, 20, 2]"
+        ),
+        "{text}"
+    );
     assert!(text.contains("unused: TF variable `hidden1_weights` [8704, 16]"), "{text}");
     assert!(text.contains("unused: TF variable `input_bn/moving_mean` [1152]"), "{text}");
     assert!(!text.contains("/Adam"), "slots are reported with their variable: {text}");
@@ -170,7 +177,12 @@ fn a_checkpoint_of_another_architecture_names_every_variable_with_both_shapes() 
     let ckpt = TfCheckpoint::open(&fixture("starter-video-moe")).unwrap();
     let err = import_checkpoint(&ckpt, &mapping_for(&model, Convention::Willow), &mut model).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("missing: TF variable `video_VLAD/cluster_weights` (for `rgb.assignment.weights` [1024, 8])"), "{text}");
+    assert!(
+        text.contains(
+            "missing: TF variable `video_VLAD/cluster_weights` (for `rgb.assignment.weights` [1024, 8])"
+        ),
+        "{text}"
+    );
     assert!(text.contains("unused: TF variable `tower/experts/weights` [1152, 40]"), "{text}");
 }
 
@@ -228,7 +240,12 @@ fn damaged_checkpoints_are_typed_errors_naming_file_and_entry() {
     let err = ckpt.read("tower/experts/weights").unwrap_err();
     assert!(matches!(err, TfCheckpointError::Shard { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("model.ckpt-20.data-00000-of-00001") && text.contains("`tower/experts/weights`") && text.contains("CRC32C mismatch"), "{text}");
+    assert!(
+        text.contains("model.ckpt-20.data-00000-of-00001")
+            && text.contains("`tower/experts/weights`")
+            && text.contains("CRC32C mismatch"),
+        "{text}"
+    );
     assert!(ckpt.read("tower/experts/biases").is_ok());
     let mut model = common::device().build_module::<StarterMoe, f32>();
     let mapping = mapping_for(&model, Convention::Starter);
@@ -260,15 +277,18 @@ fn damaged_checkpoints_are_typed_errors_naming_file_and_entry() {
 #[test]
 fn every_variable_reads_with_the_listed_dtype_and_shape() {
     for name in ["willow-gated-netvlad", "starter-video-moe", "starter-video-logistic"] {
-        let listed: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}/variables.json"))).unwrap()).unwrap();
+        let listed: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("{name}/variables.json"))).unwrap(),
+        )
+        .unwrap();
         let ckpt = TfCheckpoint::open(&fixture(name)).unwrap();
         let vars = listed["variables"].as_array().unwrap();
         assert_eq!(ckpt.entries().count(), vars.len(), "{name}");
         for v in vars {
             let entry = ckpt.entry(v["name"].as_str().unwrap()).unwrap();
             assert_eq!(entry.dtype.name(), v["dtype"].as_str().unwrap());
-            let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape: Vec<usize> =
+                v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
             assert_eq!(entry.shape, shape, "{}", entry.name);
             assert_eq!(ckpt.read(&entry.name).unwrap().to_f64().len(), shape.iter().product::<usize>());
         }
@@ -296,7 +316,10 @@ fn unsupported_dtypes_and_compressed_blocks_are_named() {
     let dir = copy_fixture("starter-video-logistic", "dtype");
     let index = dir.join("model.ckpt-20.index");
     let original = std::fs::read(&index).unwrap();
-    assert_eq!((&original[12..23], original[23], original[24], original[288]), (&b"beta1_power"[..], 8, 1, 0));
+    assert_eq!(
+        (&original[12..23], original[23], original[24], original[288]),
+        (&b"beta1_power"[..], 8, 1, 0)
+    );
     edit_first_block(&index, 288, |b| b[24] = 7); // DT_STRING
     let err = TfCheckpoint::open(&dir).unwrap_err();
     let text = err.to_string();

@@ -39,7 +39,8 @@ where
     let trainer: Trainer<M, f32, Cpu> = Trainer::new(dev, TrainConfig::default()).unwrap();
     let n = (FRAMES - 4) * FEATURES;
     // The video's frames cycled from its start (what in-order sampling fills), zeros, noise.
-    let cycled: Vec<f32> = batch_with_fill(&vec![0.0; n])[..FRAMES * FEATURES].iter().copied().cycle().take(n).collect();
+    let cycled: Vec<f32> =
+        batch_with_fill(&vec![0.0; n])[..FRAMES * FEATURES].iter().copied().cycle().take(n).collect();
     let noise: Vec<f32> = (0..n).map(|i| ((i * 7919) % 101) as f32 / 25.0 - 2.0).collect();
     let fills = [cycled, vec![0.0; n], noise];
     let lengths = [4, FRAMES];
@@ -47,7 +48,13 @@ where
         fills.iter().map(|fill| trainer.predict_lengths(&batch_with_fill(fill), &lengths).unwrap()).collect();
     for other in &outputs[1..] {
         for (a, b) in outputs[0].iter().zip(other) {
-            assert!((a - b).abs() < 1e-6, "{} with lengths: {:?} vs {:?}", M::describe().name, outputs[0], other);
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{} with lengths: {:?} vs {:?}",
+                M::describe().name,
+                outputs[0],
+                other
+            );
         }
     }
     // The padding does reach the model when it is not told the lengths.
@@ -105,7 +112,12 @@ fn optim<M: VideoModel<f32, Cpu>>() -> TrainConfig {
     }
 }
 
-fn run_config<M: VideoModel<f32, Cpu>>(data: &SmallData, name: &str, order: FrameOrder, steps: Option<u64>) -> RunConfig {
+fn run_config<M: VideoModel<f32, Cpu>>(
+    data: &SmallData,
+    name: &str,
+    order: FrameOrder,
+    steps: Option<u64>,
+) -> RunConfig {
     RunConfig {
         train_files: data.train.clone(),
         validate_files: if steps.is_some() { Vec::new() } else { data.validate.clone() },
@@ -167,7 +179,9 @@ fn run_loop_feeds_recurrent_models_in_order_with_lengths() {
     type M = SmallLstmModel<f32, Cpu>;
     let data = synthetic("order");
     let steps = 4;
-    for (order, sampling) in [(FrameOrder::Temporal, FrameSampling::InOrder), (FrameOrder::Random, FrameSampling::Random)] {
+    for (order, sampling) in
+        [(FrameOrder::Temporal, FrameSampling::InOrder), (FrameOrder::Random, FrameSampling::Random)]
+    {
         let config = run_config::<M>(&data, &format!("{order:?}"), order, Some(steps));
         let (trainer, _) = train::<M, Cpu>(loupe::device::cpu_seeded(2), &config).unwrap();
         let ran = weights(&trainer.model);
@@ -186,11 +200,24 @@ fn run_loop_feeds_recurrent_models_in_order_with_lengths() {
 fn small_recurrent_models_learn_synthetic_data() {
     let data = synthetic("learn");
     fn learns<M: VideoModel<f32, Cpu> + BuildModule<Cpu, f32> + Clone>(data: &SmallData, name: &str) {
-        let (untrained, _) = train::<M, Cpu>(loupe::device::cpu_seeded(3), &run_config::<M>(data, "untrained", FrameOrder::Temporal, Some(1)))
-            .unwrap();
-        let set = loupe::train::run::evaluation_dataset::<M, Cpu>(data.validate.clone(), data.decoder.clone(), 64, false).unwrap();
+        let (untrained, _) = train::<M, Cpu>(
+            loupe::device::cpu_seeded(3),
+            &run_config::<M>(data, "untrained", FrameOrder::Temporal, Some(1)),
+        )
+        .unwrap();
+        let set = loupe::train::run::evaluation_dataset::<M, Cpu>(
+            data.validate.clone(),
+            data.decoder.clone(),
+            64,
+            false,
+        )
+        .unwrap();
         let chance = loupe::train::run::evaluate(&untrained.predictor(), &set, 20).unwrap().gap;
-        let (_, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(3), &run_config::<M>(data, name, FrameOrder::Temporal, None)).unwrap();
+        let (_, summary) = train::<M, Cpu>(
+            loupe::device::cpu_seeded(3),
+            &run_config::<M>(data, name, FrameOrder::Temporal, None),
+        )
+        .unwrap();
         let losses: Vec<f64> = summary.loss_history.iter().map(|l| l.1).collect();
         let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
         let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));

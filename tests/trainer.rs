@@ -9,7 +9,9 @@ use loupe::kernels::set_fused;
 use loupe::metrics::EvaluationMetrics;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
-use loupe::train::{try_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule, TrainConfig, TrainError, Trainer};
+use loupe::train::{
+    try_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule, TrainConfig, TrainError, Trainer,
+};
 use loupe::zoo::SmallGatedNetVladModel;
 
 type Model = AverageLogistic<f32, Cpu>;
@@ -83,8 +85,14 @@ fn a_non_finite_loss_stops_training_naming_the_step() {
 fn wrong_batch_sizes_are_errors_not_panics() {
     let mut trainer: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(1), config()).unwrap();
     let (frames, labels, _) = toy_batch(0, 4);
-    assert!(matches!(trainer.train_step(&frames[1..], &labels), Err(TrainError::Shape { what: "frames", .. })));
-    assert!(matches!(trainer.train_step(&frames, &labels[1..]), Err(TrainError::Shape { what: "labels", .. })));
+    assert!(matches!(
+        trainer.train_step(&frames[1..], &labels),
+        Err(TrainError::Shape { what: "frames", .. })
+    ));
+    assert!(matches!(
+        trainer.train_step(&frames, &labels[1..]),
+        Err(TrainError::Shape { what: "labels", .. })
+    ));
     assert!(matches!(trainer.train_step(&[], &[]), Err(TrainError::Shape { .. })));
     assert!(trainer.predict(&frames[..5]).is_err());
 }
@@ -93,8 +101,10 @@ fn wrong_batch_sizes_are_errors_not_panics() {
 fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
     let dir = std::env::temp_dir().join(format!("loupe-test-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut straight: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
-    let mut interrupted: Trainer<Model, f32, Cpu> = Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
+    let mut straight: Trainer<Model, f32, Cpu> =
+        Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
+    let mut interrupted: Trainer<Model, f32, Cpu> =
+        Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
     for s in 0..8 {
         let (frames, labels, _) = toy_batch(s, 8);
         straight.train_step(&frames, &labels).unwrap();
@@ -119,7 +129,8 @@ fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
 
     let dev = loupe::device::cpu_seeded(123);
     let mut resumed: Trainer<Model, f32, Cpu> = Trainer::new(dev, config()).unwrap();
-    let meta = load_checkpoint(&dir, &Model::describe(), &mut resumed.model, Some(&mut resumed.adam)).unwrap();
+    let meta =
+        load_checkpoint(&dir, &Model::describe(), &mut resumed.model, Some(&mut resumed.adam)).unwrap();
     resumed.step = meta.step;
     resumed.examples_seen = meta.examples_seen;
     for s in 4..8 {
@@ -184,8 +195,12 @@ fn skipping_the_zeroing_after_a_fused_update_matches_explicit_zeroing() {
         let dev = loupe::device::cpu_seeded(21);
         let config = config();
         let mut trainer: Trainer<Small, f32, Cpu> = Trainer::new(dev.clone(), config).unwrap();
-        let mut reference =
-            ExplicitZeroing { model: trainer.model.clone(), adam: Adam::new(config.adam), grads: None, examples_seen: 0 };
+        let mut reference = ExplicitZeroing {
+            model: trainer.model.clone(),
+            adam: Adam::new(config.adam),
+            grads: None,
+            examples_seen: 0,
+        };
         for step in 0..6 {
             if step == 3 {
                 // A new model (new tensors) in the middle of training: the kept gradients

@@ -117,7 +117,13 @@ pub fn try_tensor_from_slice<S: Shape, E: Unit, D: ZerosTensor<E> + CopySlice<E>
     values: &[E],
     shape: S,
 ) -> Result<Tensor<S, E, D>, D::Err> {
-    assert_eq!(values.len(), shape.num_elements(), "try_tensor_from_slice: {} values for shape {:?}", values.len(), shape);
+    assert_eq!(
+        values.len(),
+        shape.num_elements(),
+        "try_tensor_from_slice: {} values for shape {:?}",
+        values.len(),
+        shape
+    );
     let mut t = dev.try_zeros_like(&shape)?;
     t.copy_from(values);
     Ok(t)
@@ -129,13 +135,26 @@ pub fn try_tensor_from_slice<S: Shape, E: Unit, D: ZerosTensor<E> + CopySlice<E>
 ///
 /// # Panics
 /// As [`try_tensor_from_slice`].
-pub fn try_tensor_from_f32<S: Shape, E: Dtype, D: Device<E>>(dev: &D, values: &[f32], shape: S) -> Result<Tensor<S, E, D>, D::Err> {
-    assert_eq!(values.len(), shape.num_elements(), "try_tensor_from_f32: {} values for shape {:?}", values.len(), shape);
+pub fn try_tensor_from_f32<S: Shape, E: Dtype, D: Device<E>>(
+    dev: &D,
+    values: &[f32],
+    shape: S,
+) -> Result<Tensor<S, E, D>, D::Err> {
+    assert_eq!(
+        values.len(),
+        shape.num_elements(),
+        "try_tensor_from_f32: {} values for shape {:?}",
+        values.len(),
+        shape
+    );
     let mut t = dev.try_zeros_like(&shape)?;
     match kernels::slice_mut::<f32, _, _, _>(&mut t) {
         Some(buffer) => buffer.copy_from_slice(values),
         None => {
-            let converted: Vec<E> = values.iter().map(|&v| E::from_f32(v).expect("every f32 converts to a float dtype")).collect();
+            let converted: Vec<E> = values
+                .iter()
+                .map(|&v| E::from_f32(v).expect("every f32 converts to a float dtype"))
+                .collect();
             t.copy_from(&converted);
         }
     }

@@ -49,15 +49,10 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reader<E> {
 }
 
 /// Every tensor of `model` with its checkpoint name, in visiting order.
-pub fn named_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
-    model: &M,
-) -> Vec<NamedParam<E>> {
+pub fn named_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M) -> Vec<NamedParam<E>> {
     let mut reader = Reader(Vec::new());
     // The reader never fails: it only copies.
-    let _ = M::iter_tensors(&mut RecursiveWalker {
-        m: (String::new(), model),
-        f: &mut reader,
-    });
+    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut reader });
     reader.0
 }
 
@@ -135,18 +130,11 @@ pub fn set_param<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     values: &[E],
 ) -> Result<(), SetParamError> {
     let mut writer = Writer { name, values, found: None };
-    let _ = M::iter_tensors(&mut RecursiveWalker {
-        m: (String::new(), model),
-        f: &mut writer,
-    });
+    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut writer });
     match writer.found {
         None => Err(SetParamError::UnknownName(name.to_string())),
         Some(Ok(())) => Ok(()),
-        Some(Err((expected, got))) => Err(SetParamError::WrongSize {
-            name: name.to_string(),
-            expected,
-            got,
-        }),
+        Some(Err((expected, got))) => Err(SetParamError::WrongSize { name: name.to_string(), expected, got }),
     }
 }
 
@@ -248,8 +236,11 @@ where
     let out = model.forward_mut(x_traced);
     let grads = (out * r.clone()).sum::<Rank0, _>().backward();
     let input_grad = grads.get(&x).as_vec();
-    let analytic_params: Vec<(NamedParam<f64>, Vec<f64>)> =
-        named_params(&*model).into_iter().zip(param_grads(&*model, &grads)).filter(|(p, _)| p.trainable).collect();
+    let analytic_params: Vec<(NamedParam<f64>, Vec<f64>)> = named_params(&*model)
+        .into_iter()
+        .zip(param_grads(&*model, &grads))
+        .filter(|(p, _)| p.trainable)
+        .collect();
 
     let mut errors = Vec::new();
     let mut report = GradReport { checked: Vec::new(), max_abs_error: 0.0 };
@@ -265,7 +256,12 @@ where
                 let diff = (a - n).abs();
                 report.max_abs_error = report.max_abs_error.max(diff);
                 if diff > tol.abs + tol.rel * a.abs().max(n.abs()) {
-                    errors.push(GradCheckError::Mismatch { name: name.to_string(), index, analytic: a, numeric: n });
+                    errors.push(GradCheckError::Mismatch {
+                        name: name.to_string(),
+                        index,
+                        analytic: a,
+                        numeric: n,
+                    });
                 }
             }
         }

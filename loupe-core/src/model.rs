@@ -154,7 +154,10 @@ impl std::fmt::Display for Layer {
 impl std::str::FromStr for Layer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Layer::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| format!("`{s}`: expected one of pooled, hidden, gated"))
+        Layer::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("`{s}`: expected one of pooled, hidden, gated"))
     }
 }
 
@@ -241,7 +244,8 @@ fn frames_input() -> String {
 
 impl ModelDescription {
     /// Fields added after the first checkpoint format; sidecars written before lack them.
-    pub const ADDED_FIELDS: &'static [&'static str] = &["input", "early_pooling", "hidden_batch_norm", "hidden_relu6"];
+    pub const ADDED_FIELDS: &'static [&'static str] =
+        &["input", "early_pooling", "hidden_batch_norm", "hidden_relu6"];
 
     /// What differs between two descriptions, one line per field (`field: a vs b`);
     /// empty when they describe the same architecture.
@@ -319,7 +323,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for ParamCounter {
     type E2 = E;
     type D2 = D;
 
-    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, _: ()) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        _: (),
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         if opts.do_gradient_update {
             self.0 += opts.shape.num_elements();
         }

@@ -42,7 +42,10 @@ pub enum SegmentSubmissionError {
 }
 
 /// Writes the header and the rows; entries are separated by single spaces.
-pub fn write_segment_submission<W: Write>(mut out: W, rows: impl IntoIterator<Item = SegmentRow>) -> std::io::Result<()> {
+pub fn write_segment_submission<W: Write>(
+    mut out: W,
+    rows: impl IntoIterator<Item = SegmentRow>,
+) -> std::io::Result<()> {
     writeln!(out, "{SEGMENT_SUBMISSION_HEADER}")?;
     for row in rows {
         write!(out, "{},", row.class)?;
@@ -72,16 +75,21 @@ pub fn read_segment_submission(path: &Path) -> Result<Vec<SegmentRow>, SegmentSu
         if line.is_empty() || (number == 1 && line == SEGMENT_SUBMISSION_HEADER) {
             continue;
         }
-        let bad = |problem: String| SegmentSubmissionError::Row { path: path.to_path_buf(), line: number, problem };
-        let (class, entries) = line
-            .split_once(',')
-            .ok_or_else(|| bad(format!("expected `class,vid:start vid:start ...`, found `{}`", shorten(line))))?;
-        let class: u32 = class
-            .trim()
-            .parse()
-            .map_err(|_| bad(format!("expected a class index before the comma, found `{}`", shorten(class))))?;
+        let bad =
+            |problem: String| SegmentSubmissionError::Row { path: path.to_path_buf(), line: number, problem };
+        let (class, entries) = line.split_once(',').ok_or_else(|| {
+            bad(format!("expected `class,vid:start vid:start ...`, found `{}`", shorten(line)))
+        })?;
+        let class: u32 = class.trim().parse().map_err(|_| {
+            bad(format!("expected a class index before the comma, found `{}`", shorten(class)))
+        })?;
         if let Some(first) = lines_of.insert(class, number) {
-            return Err(SegmentSubmissionError::DuplicateClass { path: path.to_path_buf(), line: number, class, first });
+            return Err(SegmentSubmissionError::DuplicateClass {
+                path: path.to_path_buf(),
+                line: number,
+                class,
+                first,
+            });
         }
         let segments = entries
             .split_whitespace()
@@ -89,8 +97,15 @@ pub fn read_segment_submission(path: &Path) -> Result<Vec<SegmentRow>, SegmentSu
                 entry
                     .rsplit_once(':')
                     .filter(|(video, _)| !video.is_empty())
-                    .and_then(|(video, start)| Some(SegmentId { video: video.to_string(), start: start.parse().ok()? }))
-                    .ok_or_else(|| bad(format!("expected `videoid:start` (start a frame index), found `{}`", shorten(entry))))
+                    .and_then(|(video, start)| {
+                        Some(SegmentId { video: video.to_string(), start: start.parse().ok()? })
+                    })
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "expected `videoid:start` (start a frame index), found `{}`",
+                            shorten(entry)
+                        ))
+                    })
             })
             .collect::<Result<_, _>>()?;
         rows.push(SegmentRow { class, segments });
@@ -114,7 +129,11 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Result<Vec<SegmentRow>, SegmentSubmissionError> {
-        let path = std::env::temp_dir().join(format!("loupe-segsub-{}-{:x}.csv", std::process::id(), crate::data::sampling::id_hash(text)));
+        let path = std::env::temp_dir().join(format!(
+            "loupe-segsub-{}-{:x}.csv",
+            std::process::id(),
+            crate::data::sampling::id_hash(text)
+        ));
         std::fs::write(&path, text).unwrap();
         let rows = read_segment_submission(&path);
         std::fs::remove_file(&path).unwrap();
@@ -124,7 +143,13 @@ mod tests {
     #[test]
     fn rows_round_trip_with_and_without_header() {
         let rows = vec![
-            SegmentRow { class: 3, segments: vec![SegmentId { video: "ab:c".into(), start: 5 }, SegmentId { video: "x".into(), start: 0 }] },
+            SegmentRow {
+                class: 3,
+                segments: vec![
+                    SegmentId { video: "ab:c".into(), start: 5 },
+                    SegmentId { video: "x".into(), start: 0 },
+                ],
+            },
             SegmentRow { class: 9, segments: vec![] },
         ];
         let mut text = Vec::new();
@@ -140,7 +165,12 @@ mod tests {
         let e = read("Class,Segments\n3,a:5\n4,a:five\n").unwrap_err().to_string();
         assert!(e.ends_with(":3: expected `videoid:start` (start a frame index), found `a:five`"), "{e}");
         let e = read("3,a:5\n3,b:0\n").unwrap_err().to_string();
-        assert!(e.ends_with(":2: class 3 has a second row (the first is on line 1); one row per class is expected"), "{e}");
+        assert!(
+            e.ends_with(
+                ":2: class 3 has a second row (the first is on line 1); one row per class is expected"
+            ),
+            "{e}"
+        );
         assert!(read("Class,Segments\n").unwrap_err().to_string().contains("no class row"));
         assert!(read("x,a:5\n").unwrap_err().to_string().contains("expected a class index"));
     }

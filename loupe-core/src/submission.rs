@@ -49,7 +49,8 @@ pub fn write_submission<W: Write>(
             write!(out, "{label} {score:.6}")?;
         }
         if let Some(names) = names {
-            let joined: Vec<String> = row.predictions.iter().map(|(l, _)| names(*l).replace([',', '"'], " ")).collect();
+            let joined: Vec<String> =
+                row.predictions.iter().map(|(l, _)| names(*l).replace([',', '"'], " ")).collect();
             write!(out, ",{}", joined.join(" | "))?;
         }
         writeln!(out)?;
@@ -81,8 +82,11 @@ pub fn read_submission(path: &Path, classes: usize) -> Result<Vec<SubmissionRow>
         if line.is_empty() {
             continue;
         }
-        let row = parse_row(line, classes)
-            .map_err(|problem| SubmissionError::Row { path: path.to_path_buf(), line: line_number, problem })?;
+        let row = parse_row(line, classes).map_err(|problem| SubmissionError::Row {
+            path: path.to_path_buf(),
+            line: line_number,
+            problem,
+        })?;
         if !seen.insert(row.id.clone()) {
             return Err(SubmissionError::Row {
                 path: path.to_path_buf(),
@@ -108,11 +112,13 @@ fn parse_row(line: &str, classes: usize) -> Result<SubmissionRow, String> {
     }
     let mut predictions = Vec::with_capacity(tokens.len() / 2);
     for pair in tokens.chunks(2) {
-        let label: u32 = pair[0].parse().map_err(|_| format!("label `{}` is not a non-negative integer", pair[0]))?;
+        let label: u32 =
+            pair[0].parse().map_err(|_| format!("label `{}` is not a non-negative integer", pair[0]))?;
         if label as usize >= classes {
             return Err(format!("label {label} is out of range (classes: {classes})"));
         }
-        let score: f32 = pair[1].parse().map_err(|_| format!("score `{}` of label {label} is not a number", pair[1]))?;
+        let score: f32 =
+            pair[1].parse().map_err(|_| format!("score `{}` of label {label} is not a number", pair[1]))?;
         if !score.is_finite() {
             return Err(format!("score of label {label} is {score}"));
         }
@@ -163,10 +169,15 @@ pub fn score_submission(
         metrics.add_sparse_video(&row.predictions, l);
         scored.insert(row.id.as_str());
     }
-    let missing: Vec<&(String, Vec<u32>)> = truth.iter().filter(|(id, _)| !scored.contains(id.as_str())).collect();
+    let missing: Vec<&(String, Vec<u32>)> =
+        truth.iter().filter(|(id, _)| !scored.contains(id.as_str())).collect();
     if let Some((first, _)) = missing.first() {
         if !allow_missing {
-            return Err(ScoreError::MissingVideos { missing: missing.len(), total: truth.len(), first: first.clone() });
+            return Err(ScoreError::MissingVideos {
+                missing: missing.len(),
+                total: truth.len(),
+                first: first.clone(),
+            });
         }
         for (_, l) in &missing {
             metrics.add_sparse_video(&[], l);

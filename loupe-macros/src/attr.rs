@@ -5,8 +5,8 @@
 //! all reported (the caller combines them).
 
 use crate::ast::{
-    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Input, Keyed, OutputGate, Pooling, Size, Spec,
-    Stream,
+    Classifier, ClassifierKind, Coefficient, Fusion, Gate, GateKind, Hidden, Input, Keyed, OutputGate,
+    Pooling, Size, Spec, Stream,
 };
 use crate::kw;
 use crate::pooling::{self, ArgKey};
@@ -71,10 +71,7 @@ fn skip_to_comma(input: ParseStream) {
 /// Stores a value in its slot, or reports a duplicate key on the second occurrence.
 fn set<T>(slot: &mut Option<Keyed<T>>, key: Ident, value: T, errors: &mut Errors) {
     if slot.is_some() {
-        errors.push(syn::Error::new(
-            key.span(),
-            format!("duplicate key `{key}`: each key may appear once"),
-        ));
+        errors.push(syn::Error::new(key.span(), format!("duplicate key `{key}`: each key may appear once")));
     } else {
         *slot = Some(Keyed { key, value });
     }

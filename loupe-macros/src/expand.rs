@@ -58,7 +58,12 @@ fn output_type(model: &Model, tape: &TokenStream) -> TokenStream {
 }
 
 /// `Tensor<(usize, Const<frames>, Const<features>), __E, __D, #tape>`.
-pub(crate) fn frames_tensor(frames: usize, features: usize, frames_span: Span, tape: &TokenStream) -> TokenStream {
+pub(crate) fn frames_tensor(
+    frames: usize,
+    features: usize,
+    frames_span: Span,
+    tape: &TokenStream,
+) -> TokenStream {
     let p = private();
     let (frames, features) = (lit(frames), lit(features));
     let frames_ty = quote_spanned!(frames_span=> #p::Const<#frames>);
@@ -78,7 +83,12 @@ fn gen_builder_consts(item: &ItemStruct, model: &Model) -> TokenStream {
 }
 
 /// The builder's `FRAMES`, `FEATURES` and `CLASSES`.
-pub(crate) fn builder_consts(item: &ItemStruct, frames: usize, features: usize, classes: usize) -> TokenStream {
+pub(crate) fn builder_consts(
+    item: &ItemStruct,
+    frames: usize,
+    features: usize,
+    classes: usize,
+) -> TokenStream {
     let name = &item.ident;
     let (frames, features, classes) = (lit(frames), lit(features), lit(classes));
     quote! {
@@ -143,7 +153,9 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
             let m = lit(experts);
             quote_spanned!(model.classifier_span=> #nn::MixtureOfExperts<#n, #v, #m, __E, __D>)
         }
-        ResolvedClassifier::Logistic { .. } => quote_spanned!(model.classifier_span=> #nn::Logistic<#n, #v, __E, __D>),
+        ResolvedClassifier::Logistic { .. } => {
+            quote_spanned!(model.classifier_span=> #nn::Logistic<#n, #v, __E, __D>)
+        }
     };
     fields.push((Field::Classifier.ident(), classifier));
     if model.output_gating {
@@ -295,7 +307,14 @@ fn representation_body(model: &Model, lengths: bool) -> TokenStream {
     forward_body_with(model, false, &quote!(#p::NoneTape), lengths, false, true)
 }
 
-fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bool, data_frames: bool, represent: bool) -> TokenStream {
+fn forward_body_with(
+    model: &Model,
+    train: bool,
+    tape: &TokenStream,
+    lengths: bool,
+    data_frames: bool,
+    represent: bool,
+) -> TokenStream {
     let p = private();
     let stop = |layer: &str| {
         let layer = format_ident!("{}", layer);
@@ -353,7 +372,11 @@ fn forward_body_with(model: &Model, train: bool, tape: &TokenStream, lengths: bo
             let (start, len) = (lit(s.start), lit(s.features));
             let name = format_ident!("__pooled_{}", i);
             let pool = if data_frames {
-                let stream_tape = if i + 1 == n { quote!(__tape) } else { quote!(<#tape as ::core::default::Default>::default()) };
+                let stream_tape = if i + 1 == n {
+                    quote!(__tape)
+                } else {
+                    quote!(<#tape as ::core::default::Default>::default())
+                };
                 let frames = quote_spanned!(s.features_span=> #p::nn::Stream::<#start, #len>.try_normalized(&self.input, &__x, #stream_tape)?);
                 pool_frames(&s.name, frames)
             } else {
@@ -499,7 +522,8 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let (hidden_batch_norm, hidden_relu6) = model.hidden.as_ref().map_or((false, false), |h| (h.batch_norm, h.relu6));
+    let (hidden_batch_norm, hidden_relu6) =
+        model.hidden.as_ref().map_or((false, false), |h| (h.batch_norm, h.relu6));
     let hidden = match &model.hidden {
         Some(h) => {
             let s = lit(h.size);

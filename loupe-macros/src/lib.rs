@@ -30,9 +30,9 @@ mod valid;
 #[cfg(test)]
 mod tests;
 
+use errors::Errors;
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use errors::Errors;
 use quote::quote;
 
 /// Turns a unit struct into the builder of a video classification network.
@@ -66,7 +66,8 @@ fn video_model_impl(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
             // The user's item unchanged, stand-ins for what the macro generates (not for
             // a struct with generics or fields: nothing could stand in for it), and every
             // error, combined.
-            let stubs = if item_ok { stub::stubs(&item_struct, &valid::outline(&spec)) } else { TokenStream2::new() };
+            let stubs =
+                if item_ok { stub::stubs(&item_struct, &valid::outline(&spec)) } else { TokenStream2::new() };
             let errors = errors.into_compile_error();
             quote!(#item_struct #stubs #errors)
         }

@@ -175,14 +175,19 @@ impl PoolingDef {
         if self.args.is_empty() {
             return self.keyword.to_string();
         }
-        let args: Vec<String> = self.args.iter().map(|a| format!("{} = {}", a.key.name(), a.key.symbol())).collect();
+        let args: Vec<String> =
+            self.args.iter().map(|a| format!("{} = {}", a.key.name(), a.key.symbol())).collect();
         format!("{}({})", self.keyword, args.join(", "))
     }
 
     /// `lstm(size = ..)`: the kind with its required arguments elided.
     pub fn example(&self) -> String {
-        let args: Vec<String> =
-            self.args.iter().filter(|a| a.default.is_none()).map(|a| format!("{} = ..", a.key.name())).collect();
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .filter(|a| a.default.is_none())
+            .map(|a| format!("{} = ..", a.key.name()))
+            .collect();
         if args.is_empty() {
             self.keyword.to_string()
         } else {
@@ -377,7 +382,8 @@ pub fn parse_one_of<T: Copy>(
     });
     match found {
         Some(choice) => {
-            let ident = input.step(|cursor| cursor.ident().ok_or_else(|| cursor.error("expected an identifier")))?;
+            let ident =
+                input.step(|cursor| cursor.ident().ok_or_else(|| cursor.error("expected an identifier")))?;
             Ok((choice, ident))
         }
         None => Err(input.error(expected(choices.iter().map(|c| name(*c))))),
@@ -399,11 +405,8 @@ pub fn markdown_table() -> String {
         "| pooling | grammar | layer (`loupe::nn`) | fusion | output | parameters |\n|---|---|---|---|---|---|\n",
     );
     for p in POOLINGS {
-        let defaults: Vec<String> = p
-            .args
-            .iter()
-            .filter_map(|a| a.default.map(|d| format!("{} = {d}", a.key.symbol())))
-            .collect();
+        let defaults: Vec<String> =
+            p.args.iter().filter_map(|a| a.default.map(|d| format!("{} = {d}", a.key.symbol()))).collect();
         let grammar = if defaults.is_empty() {
             format!("`{}`", p.grammar())
         } else {

@@ -23,9 +23,12 @@ pub fn stubs(item: &ItemStruct, outline: &Outline) -> TokenStream {
     let consts = builder_consts(item, frames, features, classes);
     let (none, owned, any) = (quote!(#p::NoneTape), quote!(#p::OwnedTape<__E, __D>), quote!(__T));
     let span = Span::call_site();
-    let (eval_in, eval_out) = (frames_tensor(frames, features, span, &none), classes_tensor(classes, span, &none));
-    let (train_in, train_out) = (frames_tensor(frames, features, span, &owned), classes_tensor(classes, span, &owned));
-    let (mut_in, mut_out) = (frames_tensor(frames, features, span, &any), classes_tensor(classes, span, &any));
+    let (eval_in, eval_out) =
+        (frames_tensor(frames, features, span, &none), classes_tensor(classes, span, &none));
+    let (train_in, train_out) =
+        (frames_tensor(frames, features, span, &owned), classes_tensor(classes, span, &owned));
+    let (mut_in, mut_out) =
+        (frames_tensor(frames, features, span, &any), classes_tensor(classes, span, &any));
     let (f, fe, c) = (lit(frames), lit(features), lit(classes));
     let err = quote!(<__D as #p::HasErr>::Err);
     let unreachable = quote!(::core::unreachable!("the `#[video_model]` spec has errors"));

@@ -225,7 +225,10 @@ fn stream_rules() {
         classifier = logistic,
         classes = 2,
     });
-    assert!(e.iter().any(|e| e.starts_with("with `fusion = early` the streams are pooled together")), "{e:?}");
+    assert!(
+        e.iter().any(|e| e.starts_with("with `fusion = early` the streams are pooled together")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -243,7 +246,12 @@ fn pooling_arguments() {
 
 #[test]
 fn expansion_of_the_paper_model_parses_as_items() {
-    let out = crate::video_model_impl(gated_netvlad(), parse_quote!(pub struct GatedNetVlad;));
+    let out = crate::video_model_impl(
+        gated_netvlad(),
+        parse_quote!(
+            pub struct GatedNetVlad;
+        ),
+    );
     let file: syn::File = syn::parse2(out).unwrap();
     // The struct, its consts, the built struct and five trait impls.
     assert_eq!(file.items.len(), 8);
@@ -255,7 +263,12 @@ fn expansion_of_the_paper_model_parses_as_items() {
 
 #[test]
 fn errors_keep_the_item() {
-    let out = crate::video_model_impl(parse_quote!(frames = 0), parse_quote!(pub struct M;));
+    let out = crate::video_model_impl(
+        parse_quote!(frames = 0),
+        parse_quote!(
+            pub struct M;
+        ),
+    );
     let text = out.to_string();
     assert!(text.starts_with("pub struct M ;"), "{text}");
     assert!(text.contains("compile_error"));
@@ -263,7 +276,14 @@ fn errors_keep_the_item() {
 
 #[test]
 fn generics_and_fields_are_rejected() {
-    let out = crate::video_model_impl(gated_netvlad(), parse_quote!(pub struct M<E> { x: E }));
+    let out = crate::video_model_impl(
+        gated_netvlad(),
+        parse_quote!(
+            pub struct M<E> {
+                x: E,
+            }
+        ),
+    );
     let text = out.to_string();
     assert!(text.contains("takes no generics") && text.contains("is a unit struct"), "{text}");
 }
@@ -280,7 +300,10 @@ fn negative_zero_and_too_large_each_have_their_message() {
     assert!(e.iter().any(|e| e == "`frames` = -3 is negative: it must be at least 1"), "{e:?}");
     assert!(e.iter().any(|e| e == "`clusters` = -64 is negative: it must be at least 1"), "{e:?}");
     assert!(e.iter().any(|e| e == "`experts` must be at least 1"), "{e:?}");
-    assert!(e.iter().any(|e| e == "`classes` = 99999999 is too large: at most 1048576 is supported"), "{e:?}");
+    assert!(
+        e.iter().any(|e| e == "`classes` = 99999999 is too large: at most 1048576 is supported"),
+        "{e:?}"
+    );
 }
 
 // The pooling table (`pooling.rs`).
@@ -310,7 +333,8 @@ fn every_table_entry_is_a_kind_of_the_grammar() {
             let key = syn::Ident::new(a.key.name(), proc_macro2::Span::call_site());
             quote::quote!(#key = 4)
         });
-        let pooling = if p.args.is_empty() { quote::quote!(#keyword) } else { quote::quote!(#keyword(#(#args),*)) };
+        let pooling =
+            if p.args.is_empty() { quote::quote!(#keyword) } else { quote::quote!(#keyword(#(#args),*)) };
         let spec = if p.late {
             quote::quote!(frames = 5, streams = [rgb(features = 8, pooling = #pooling)], classifier = logistic, classes = 2)
         } else {
@@ -320,7 +344,13 @@ fn every_table_entry_is_a_kind_of_the_grammar() {
         let resolved = m.early.as_ref().or(m.streams[0].pooling.as_ref()).unwrap();
         assert_eq!(resolved.kind.keyword, p.keyword);
         assert_eq!(m.pooled as u64, (p.output)(&resolved.dims), "{}", p.keyword);
-        let out = crate::video_model_impl(spec, parse_quote!(pub struct M;)).to_string();
+        let out = crate::video_model_impl(
+            spec,
+            parse_quote!(
+                pub struct M;
+            ),
+        )
+        .to_string();
         assert!(out.contains(&format!(":: nn :: {} <", p.layer)), "{}: {out}", p.keyword);
         assert!(!out.contains("compile_error"), "{}", p.keyword);
     }
@@ -386,14 +416,23 @@ fn docs_hold_the_generated_pooling_table() {
     let table = markdown_table();
     let facade = include_str!("../../src/lib.rs");
     let doc: String = table.lines().map(|l| format!("/// {l}\n")).collect();
-    assert!(facade.contains(&doc), "the docs of `loupe::video_model` (src/lib.rs) need the pooling table:\n{doc}");
+    assert!(
+        facade.contains(&doc),
+        "the docs of `loupe::video_model` (src/lib.rs) need the pooling table:\n{doc}"
+    );
     let message = format!("/// error: {}\n", expected_kinds());
     assert!(facade.contains(&message), "the docs of `loupe::video_model` (src/lib.rs) need:\n{message}");
     let keys = &facade[facade.find("/// # Checkpoint keys").expect("a `# Checkpoint keys` section")..];
     for field in crate::field::Field::ALL {
-        assert!(keys.contains(&format!("`{}`", field.name())), "the checkpoint keys in src/lib.rs lack `{field:?}`");
+        assert!(
+            keys.contains(&format!("`{}`", field.name())),
+            "the checkpoint keys in src/lib.rs lack `{field:?}`"
+        );
     }
-    for (file, text) in [("README.md", include_str!("../../README.md")), ("docs/macro.md", include_str!("../../docs/macro.md"))] {
+    for (file, text) in [
+        ("README.md", include_str!("../../README.md")),
+        ("docs/macro.md", include_str!("../../docs/macro.md")),
+    ] {
         assert!(text.contains(&table), "{file} needs the pooling table:\n{table}");
     }
 }
@@ -411,7 +450,9 @@ fn a_spec_error_comes_with_stand_ins_for_the_generated_items() {
             classifier = moe(experts = 2),
             classes = 3862,
         },
-        parse_quote!(pub struct M;),
+        parse_quote!(
+            pub struct M;
+        ),
     );
     let file: syn::File = syn::parse2(out).unwrap();
     let text = quote::quote!(#file).to_string();
@@ -431,6 +472,12 @@ fn a_spec_error_comes_with_stand_ins_for_the_generated_items() {
         assert!(text.contains(item), "{item}: {text}");
     }
     // A struct with generics gets no stand-ins: nothing could stand in for it.
-    let out = crate::video_model_impl(parse_quote!(frames = 0), parse_quote!(pub struct M<E>(E);)).to_string();
+    let out = crate::video_model_impl(
+        parse_quote!(frames = 0),
+        parse_quote!(
+            pub struct M<E>(E);
+        ),
+    )
+    .to_string();
     assert!(!out.contains("MModel"), "{out}");
 }

@@ -130,8 +130,9 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
         "the input streams in channel order, e.g. `streams = [rgb(features = 1024, pooling = netvlad(clusters = 256)), audio(...)]`",
         errors,
     );
-    let classifier = required(&spec.classifier, "classifier", "one of `moe(experts = 2)`, `logistic`", errors)
-        .and_then(|c| check_classifier(&c.value, errors));
+    let classifier =
+        required(&spec.classifier, "classifier", "one of `moe(experts = 2)`, `logistic`", errors)
+            .and_then(|c| check_classifier(&c.value, errors));
     let early = check_fusion(spec, video_level, errors);
     let pooled_by = if video_level {
         PooledBy::Nothing
@@ -193,9 +194,11 @@ pub struct Outline {
 }
 
 pub fn outline(spec: &Spec) -> Outline {
-    let quiet = |s: &Size, max: u64| s.value.filter(|v| (1..=max).contains(v)).and_then(|v| usize::try_from(v).ok());
+    let quiet =
+        |s: &Size, max: u64| s.value.filter(|v| (1..=max).contains(v)).and_then(|v| usize::try_from(v).ok());
     let video_level = spec.input.as_ref().is_some_and(|i| i.value.video_level);
-    let frames = if video_level { Some(1) } else { spec.frames.as_ref().and_then(|f| quiet(&f.value, MAX_DIM)) };
+    let frames =
+        if video_level { Some(1) } else { spec.frames.as_ref().and_then(|f| quiet(&f.value, MAX_DIM)) };
     let features = spec.streams.as_ref().filter(|s| !s.value.is_empty()).and_then(|streams| {
         streams.value.iter().map(|s| s.features.as_ref().and_then(|f| quiet(&f.value, MAX_DIM))).sum()
     });
@@ -206,8 +209,13 @@ pub fn outline(spec: &Spec) -> Outline {
 /// `frames`, or its absence under `input = video_level` (and no `fusion` either).
 fn check_frames(spec: &Spec, video_level: bool, errors: &mut Errors) -> Option<usize> {
     if !video_level {
-        return required(&spec.frames, "frames", "the number of frames sampled per video, e.g. `frames = 300`", errors)
-            .and_then(|s| size(&s.value, "frames", MAX_DIM, errors));
+        return required(
+            &spec.frames,
+            "frames",
+            "the number of frames sampled per video, e.g. `frames = 300`",
+            errors,
+        )
+        .and_then(|s| size(&s.value, "frames", MAX_DIM, errors));
     }
     // One vector per video (the starter code's video-level models): nothing to pool.
     if let Some(f) = &spec.frames {
@@ -226,7 +234,11 @@ fn check_frames(spec: &Spec, video_level: bool, errors: &mut Errors) -> Option<u
 }
 
 /// `Some(pooling)` under early fusion (`Some(None)` when its pooling is missing).
-fn check_fusion<'a>(spec: &'a Spec, video_level: bool, errors: &mut Errors) -> Option<Option<&'a Keyed<Pooling>>> {
+fn check_fusion<'a>(
+    spec: &'a Spec,
+    video_level: bool,
+    errors: &mut Errors,
+) -> Option<Option<&'a Keyed<Pooling>>> {
     match spec.fusion.as_ref().map(|f| &f.value).filter(|_| !video_level) {
         Some(Fusion::Early { kw, pooling }) => {
             if pooling.is_none() {
@@ -381,10 +393,8 @@ fn check_classifier_weights(
 
 /// Probability gating after the classifier, and its weight against the element limit.
 fn check_output_gate(spec: &Spec, classes: Option<usize>, errors: &mut Errors) -> (bool, Span) {
-    let (gating, span) = spec
-        .after_classifier
-        .as_ref()
-        .map_or((false, Span::call_site()), |g| (g.value.gating, g.value.span));
+    let (gating, span) =
+        spec.after_classifier.as_ref().map_or((false, Span::call_site()), |g| (g.value.gating, g.value.span));
     if let (Some(v), true) = (classes, gating) {
         check_elements(v as u64 * v as u64, span, "probability gating", errors);
     }
@@ -399,10 +409,7 @@ fn required<'a, T>(
     errors: &mut Errors,
 ) -> Option<&'a Keyed<T>> {
     if slot.is_none() {
-        errors.missing(syn::Error::new(
-            Span::call_site(),
-            format!("missing required key `{key}`: {what}"),
-        ));
+        errors.missing(syn::Error::new(Span::call_site(), format!("missing required key `{key}`: {what}")));
     }
     slot.as_ref()
 }
@@ -455,7 +462,10 @@ fn check_classifier(c: &Classifier, errors: &mut Errors) -> Option<ResolvedClass
         Some(l2) => match l2.value.value {
             Some(v) if v.is_finite() && v >= 0.0 => v,
             _ => {
-                errors.push(syn::Error::new(l2.value.lit.span(), "`l2` must be a finite coefficient >= 0, e.g. `l2 = 1e-6`"));
+                errors.push(syn::Error::new(
+                    l2.value.lit.span(),
+                    "`l2` must be a finite coefficient >= 0, e.g. `l2 = 1e-6`",
+                ));
                 DEFAULT_L2
             }
         },
@@ -525,7 +535,10 @@ fn check_stream(
 /// A stream's name: unique, and not one of the model's own fields.
 fn check_stream_name(name: &Ident, earlier: &[Stream], errors: &mut Errors) {
     if earlier.iter().any(|s| s.name == *name) {
-        errors.push(syn::Error::new(name.span(), format!("duplicate stream `{name}`: stream names must be unique")));
+        errors.push(syn::Error::new(
+            name.span(),
+            format!("duplicate stream `{name}`: stream names must be unique"),
+        ));
     }
     let plain = name.to_string();
     let plain = plain.strip_prefix("r#").unwrap_or(&plain);

@@ -58,7 +58,13 @@ impl Job for EmbedJob {
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
         // The frames prediction samples: evaluation order, the training's frame order.
-        let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
+        let dataset = evaluation_dataset_in_order::<M, D>(
+            self.files,
+            self.decoder,
+            self.batch_size,
+            self.skip_corrupt,
+            meta.frame_order(),
+        )?;
         let videos = write_embeddings(&predictor, &dataset, self.layer, &self.output)?;
         Ok((videos, M::describe().representation_size(self.layer).unwrap_or(0)))
     }
@@ -69,7 +75,8 @@ pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
         return Err(CliError::message("--batch-size must be at least 1"));
     }
     let format = EmbeddingFormat::of(&args.output).map_err(|e| CliError::context("--output", e))?;
-    let (_, meta) = read_meta(&args.checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
+    let (_, meta) =
+        read_meta(&args.checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
     let model = zoo_name_of(&meta)?;
     let files = files("--input-data-pattern", &args.input_data_pattern)?;
     let decoder = args.layout.decoder(&files)?;
@@ -83,7 +90,8 @@ pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
         layer: args.layer,
         output: args.output.clone(),
     };
-    let (videos, size) = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("embedding with {model}"), e))?;
+    let (videos, size) = on_model(&model, device, job)?
+        .map_err(|e| CliError::context(format!("embedding with {model}"), e))?;
     let ids = match format {
         EmbeddingFormat::Npy => format!(", ids in {}", ids_path(&args.output).display()),
         EmbeddingFormat::Safetensors => String::new(),

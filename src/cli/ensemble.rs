@@ -7,14 +7,14 @@ use clap::Args;
 use loupe::data::expand_patterns;
 use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
-    evaluate, greedy_selection, model_predictions, search_weights, weighted_mean, GroundTruth, Keep, MissingVideos,
-    Predictions, Selection, SelectionOptions,
+    evaluate, greedy_selection, model_predictions, search_weights, weighted_mean, GroundTruth, Keep,
+    MissingVideos, Predictions, Selection, SelectionOptions,
 };
+use loupe::infer::Predictor;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
-use loupe::infer::Predictor;
 use loupe::train::run::evaluation_dataset_in_order;
 
 use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
@@ -124,7 +124,10 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
         .map(|m| m.with_classes(classes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::context("members", e))?;
-    let truth = truth.map(|t| t.with_classes(classes)).transpose().map_err(|e| CliError::context("ground truth", e))?;
+    let truth = truth
+        .map(|t| t.with_classes(classes))
+        .transpose()
+        .map_err(|e| CliError::context("ground truth", e))?;
 
     let options = SelectionOptions { max_members: args.max_members as usize, top_k: args.top_k, missing };
     let context = |e| CliError::context("ensembling", e);
@@ -146,7 +149,8 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
         }
     }
     let ensemble = weighted_mean(&members, &weights, missing).map_err(context)?;
-    let metrics = truth.as_ref().map(|t| evaluate(&ensemble, t, args.top_k, missing)).transpose().map_err(context)?;
+    let metrics =
+        truth.as_ref().map(|t| evaluate(&ensemble, t, args.top_k, missing)).transpose().map_err(context)?;
     let member_metrics: Vec<Option<MetricsSummary>> = match (&selection, &truth) {
         (Some(s), _) => s.member_metrics.iter().copied().map(Some).collect(),
         (None, Some(t)) => members
@@ -160,7 +164,8 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
     if let Some(path) = &args.out {
         // Written next to the target and renamed, so a failed run leaves no half file.
         let tmp = path.with_extension("csv.tmp");
-        let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("creating {}", tmp.display()), e))?;
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| CliError::context(format!("creating {}", tmp.display()), e))?;
         write_submission(std::io::BufWriter::new(file), ensemble.to_rows(args.top_k), None)
             .map_err(|e| CliError::context(format!("writing {}", tmp.display()), e))?;
         std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
@@ -177,7 +182,9 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
         let steps: Vec<serde_json::Value> = selection
             .iter()
             .flat_map(|s| &s.steps)
-            .map(|s| serde_json::json!({"member": members[s.member].name(), "weight": s.weight, "gap": s.gap}))
+            .map(
+                |s| serde_json::json!({"member": members[s.member].name(), "weight": s.weight, "gap": s.gap}),
+            )
             .collect();
         return out.line(serde_json::json!({
             "gap": metrics.map(|m| m.gap),
@@ -201,7 +208,9 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
             "ensemble: GAP {:.4}  Hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",
             m.gap, m.hit_at_1, m.perr, m.map, m.videos
         ))?,
-        None => out.line(format_args!("ensemble of {} videos (no --validation: not evaluated)", ensemble.len()))?,
+        None => {
+            out.line(format_args!("ensemble of {} videos (no --validation: not evaluated)", ensemble.len()))?
+        }
     }
     if let Some(path) = &args.out {
         out.line(format_args!("wrote {}", path.display()))?;
@@ -210,7 +219,12 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
 }
 
 /// Predicts `data` with the zoo model the checkpoint was trained as, on `device`.
-fn checkpoint_member(path: &Path, data: &[PathBuf], keep: Keep, device: &DeviceArgs) -> Result<Predictions, CliError> {
+fn checkpoint_member(
+    path: &Path,
+    data: &[PathBuf],
+    keep: Keep,
+    device: &DeviceArgs,
+) -> Result<Predictions, CliError> {
     let what = || format!("checkpoint {}", path.display());
     let (_, meta) = read_meta(path).map_err(|e| CliError::context(format!("reading {}", what()), e))?;
     let name = zoo_name_of(&meta).map_err(|e| CliError::context(what(), e))?;
@@ -233,10 +247,12 @@ impl Job for PredictCheckpoint<'_> {
         M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
     {
         let what = || format!("checkpoint {}", self.path.display());
-        let (predictor, meta) = Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
+        let (predictor, meta) =
+            Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
         let decoder = loupe::data::mediapipe::detect_decoder(&self.data[0])?;
-        let dataset = evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
-            .map_err(|e| CliError::context(what(), e))?;
+        let dataset =
+            evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
+                .map_err(|e| CliError::context(what(), e))?;
         model_predictions(&predictor, &dataset, self.path.display().to_string(), self.keep)
             .map_err(|e| CliError::context(what(), e))
     }

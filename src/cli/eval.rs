@@ -5,15 +5,15 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::{SkipReport, VideoDecoder, Vocabulary};
+use loupe::distributed::Collective;
+use loupe::infer::Predictor;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
-use loupe::distributed::Collective;
-use loupe::infer::Predictor;
 use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, predict_across, RunError};
 
-use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
+use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::{print_metrics, report_skipped, CliError, Output};
 
 #[derive(Debug, Args)]
@@ -96,7 +96,13 @@ impl Job for EvalJob<'_> {
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        let dataset = evaluation_dataset_in_order::<M, D>(self.files, self.decoder, self.batch_size, self.skip_corrupt, meta.frame_order())?;
+        let dataset = evaluation_dataset_in_order::<M, D>(
+            self.files,
+            self.decoder,
+            self.batch_size,
+            self.skip_corrupt,
+            meta.frame_order(),
+        )?;
         let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
         Ok((metrics, dataset.skip_report()))
     }
@@ -117,10 +123,20 @@ impl<W: Write> Job for PredictJob<'_, W> {
     {
         let e = self.eval;
         let (predictor, meta) = Predictor::<M, D>::load(device, &e.checkpoint)?;
-        let dataset = evaluation_dataset_in_order::<M, D>(e.files, e.decoder, e.batch_size, e.skip_corrupt, meta.frame_order())?;
+        let dataset = evaluation_dataset_in_order::<M, D>(
+            e.files,
+            e.decoder,
+            e.batch_size,
+            e.skip_corrupt,
+            meta.frame_order(),
+        )?;
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
-            vocabulary.as_ref().and_then(|v| v.name(label)).map(str::to_string).unwrap_or_else(|| label.to_string())
+            vocabulary
+                .as_ref()
+                .and_then(|v| v.name(label))
+                .map(str::to_string)
+                .unwrap_or_else(|| label.to_string())
         };
         let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
         let written = predict_across(&predictor, &dataset, e.top_k, self.out, names, e.collective)?;
@@ -147,17 +163,40 @@ fn job<'c>(
     let files = files(flag, patterns)?;
     let decoder = layout.decoder(&files)?;
     let device = device.build()?;
-    Ok((model, device, EvalJob { collective, checkpoint, files, decoder, batch_size, top_k, skip_corrupt: layout.skip_corrupt }))
+    Ok((
+        model,
+        device,
+        EvalJob {
+            collective,
+            checkpoint,
+            files,
+            decoder,
+            batch_size,
+            top_k,
+            skip_corrupt: layout.skip_corrupt,
+        },
+    ))
 }
 
 pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
-    let (model, device, job) =
-        job(args.checkpoint, &args.eval_data_pattern, "--eval-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
-    let (summary, skipped) = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
+    let (model, device, job) = job(
+        args.checkpoint,
+        &args.eval_data_pattern,
+        "--eval-data-pattern",
+        &args.layout,
+        &args.device,
+        args.batch_size,
+        args.top_k,
+        collective,
+    )?;
+    let (summary, skipped) =
+        on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
     report_skipped("evaluation data", &skipped);
     if args.json {
-        let mut value = serde_json::to_value(summary).map_err(|e| CliError::context("serialising metrics", e))?;
-        value["skipped"] = serde_json::to_value(&skipped).map_err(|e| CliError::context("serialising metrics", e))?;
+        let mut value =
+            serde_json::to_value(summary).map_err(|e| CliError::context("serialising metrics", e))?;
+        value["skipped"] =
+            serde_json::to_value(&skipped).map_err(|e| CliError::context("serialising metrics", e))?;
         return out.line(value);
     }
     print_metrics(out, &summary, false)
@@ -177,19 +216,34 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
         };
         return run_predict_segments(request, out);
     }
-    let (model, device, eval) =
-        job(args.checkpoint, &args.input_data_pattern, "--input-data-pattern", &args.layout, &args.device, args.batch_size, args.top_k, collective)?;
+    let (model, device, eval) = job(
+        args.checkpoint,
+        &args.input_data_pattern,
+        "--input-data-pattern",
+        &args.layout,
+        &args.device,
+        args.batch_size,
+        args.top_k,
+        collective,
+    )?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
     let (_, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
-        Some(_) if !collective.is_root() => on_model(&model, device, PredictJob { eval, out: std::io::sink(), vocabulary })?
-            .map_err(|e| CliError::context(format!("predicting with {model}"), e))?,
+        Some(_) if !collective.is_root() => {
+            on_model(&model, device, PredictJob { eval, out: std::io::sink(), vocabulary })?
+                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?
+        }
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
-            let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            let (n, skipped) = on_model(&model, device, PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary })?
-                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
+            let (n, skipped) = on_model(
+                &model,
+                device,
+                PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary },
+            )?
+            .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("wrote {n} videos to {}", path.display());
             (n, skipped)

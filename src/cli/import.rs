@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use loupe::model::VideoModel;
-use loupe::tf_checkpoint::{import_checkpoint, infer_spec, model_tensors, plan, Convention, Mapping, Plan, TfCheckpoint, TfImportError};
-use loupe::train::checkpoint::{load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
+use loupe::tf_checkpoint::{
+    import_checkpoint, infer_spec, model_tensors, plan, Convention, Mapping, Plan, TfCheckpoint,
+    TfImportError,
+};
+use loupe::train::checkpoint::{
+    load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
+};
 use loupe::train::{Adam, AdamConfig};
 
 use super::job::{on_model, DeviceArgs, Job, JobDevice};
@@ -79,7 +84,9 @@ impl ImportJob<'_> {
         match &self.mapping {
             Some(m) => m.clone().with_update_counts(&names),
             None => {
-                let convention = self.convention.unwrap_or_else(|| Convention::detect(self.ckpt.entries().map(|e| e.name.as_str())));
+                let convention = self
+                    .convention
+                    .unwrap_or_else(|| Convention::detect(self.ckpt.entries().map(|e| e.name.as_str())));
                 Mapping::builtin(convention, &M::describe(), &names)
             }
         }
@@ -88,8 +95,17 @@ impl ImportJob<'_> {
     fn print_plan(&mut self, plan: &Plan) -> Result<(), CliError> {
         let shape = |s: &[usize]| format!("{s:?}");
         for row in &plan.rows {
-            let tf = if row.tf.is_empty() { "(step)".to_string() } else { format!("{} {}", row.tf, shape(&row.tf_shape)) };
-            self.out.line(format!("{tf} -> {} {} ({})", row.loupe, shape(&row.loupe_shape), row.transform.name()))?;
+            let tf = if row.tf.is_empty() {
+                "(step)".to_string()
+            } else {
+                format!("{} {}", row.tf, shape(&row.tf_shape))
+            };
+            self.out.line(format!(
+                "{tf} -> {} {} ({})",
+                row.loupe,
+                shape(&row.loupe_shape),
+                row.transform.name()
+            ))?;
         }
         let adam = if plan.adam {
             "Adam moments: imported".to_string()
@@ -113,16 +129,21 @@ impl Job for ImportJob<'_> {
         D: JobDevice,
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
-        let mut model = M::try_build(&device).map_err(|e| CliError::message(format!("building `{}`: {e:?}", self.name)))?;
+        let mut model = M::try_build(&device)
+            .map_err(|e| CliError::message(format!("building `{}`: {e:?}", self.name)))?;
         let mapping = self.mapping_for::<M, D>(&model);
         let prefix = self.ckpt.prefix().to_path_buf();
         let Some(train_dir) = self.train_dir.clone() else {
-            let plan = plan(&self.ckpt, &mapping, &model_tensors(&model)).map_err(|e| CliError::context("dry run", e))?;
+            let plan = plan(&self.ckpt, &mapping, &model_tensors(&model))
+                .map_err(|e| CliError::context("dry run", e))?;
             self.print_plan(&plan)?;
             if plan.problems.is_empty() {
                 return Ok(());
             }
-            return Err(CliError::context("dry run", TfImportError::Mismatch { prefix, problems: plan.problems }));
+            return Err(CliError::context(
+                "dry run",
+                TfImportError::Mismatch { prefix, problems: plan.problems },
+            ));
         };
         let checkpoints = train_dir.join("checkpoints");
         if resolve_checkpoint(&checkpoints).is_ok() {
@@ -158,7 +179,8 @@ impl Job for ImportJob<'_> {
         load_checkpoint(&sidecar, &M::describe(), &mut check, Some(&mut check_adam))
             .map_err(|e| CliError::context("verifying the written checkpoint", e))?;
         let tensors = imported.plan.rows.iter().filter(|r| !r.tf.is_empty()).count();
-        let adam_note = if adam.moments.is_some() { ", with Adam's moments" } else { ", without Adam's moments" };
+        let adam_note =
+            if adam.moments.is_some() { ", with Adam's moments" } else { ", without Adam's moments" };
         self.out.line(format!(
             "imported {tensors} tensors of {} into `{}` at step {}{adam_note}: {}",
             prefix.display(),
@@ -172,14 +194,20 @@ impl Job for ImportJob<'_> {
 pub fn run(args: ImportArgs, out: &mut Output) -> Result<(), CliError> {
     if let Some(path) = &args.print_spec {
         let ckpt = TfCheckpoint::open(path).map_err(|e| CliError::context("--print-spec", e))?;
-        let spec = infer_spec(&ckpt, "ImportedModel").map_err(|e| CliError::message(format!("{}: {e}", ckpt.prefix().display())))?;
+        let spec = infer_spec(&ckpt, "ImportedModel")
+            .map_err(|e| CliError::message(format!("{}: {e}", ckpt.prefix().display())))?;
         return out.line(spec);
     }
     let (Some(name), Some(tf)) = (args.model, args.tf_checkpoint) else {
         return Err(CliError::message("give --model and --tf-checkpoint (or --print-spec)"));
     };
     let ckpt = TfCheckpoint::open(&tf).map_err(|e| CliError::context("--tf-checkpoint", e))?;
-    let mapping = args.mapping.as_deref().map(read_mapping).transpose().map_err(|e| CliError::context("--mapping", e))?;
+    let mapping = args
+        .mapping
+        .as_deref()
+        .map(read_mapping)
+        .transpose()
+        .map_err(|e| CliError::context("--mapping", e))?;
     let train_dir = if args.dry_run { None } else { args.train_dir };
     let job = ImportJob { name: name.clone(), ckpt, mapping, convention: args.convention, train_dir, out };
     on_model(&name, args.device.build()?, job)?

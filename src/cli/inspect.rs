@@ -97,14 +97,21 @@ pub fn run(args: InspectArgs, out: &mut Output) -> Result<(), CliError> {
         return Ok(());
     }
     if args.json {
-        let mut value = serde_json::to_value(&stats).map_err(|e| CliError::context("serialising the summary", e))?;
-        value["streams"] = serde_json::to_value(spec.streams()).map_err(|e| CliError::context("serialising the streams", e))?;
+        let mut value =
+            serde_json::to_value(&stats).map_err(|e| CliError::context("serialising the summary", e))?;
+        value["streams"] = serde_json::to_value(spec.streams())
+            .map_err(|e| CliError::context("serialising the streams", e))?;
         return out.line(value);
     }
     print_text(&stats, &spec, vocabulary.as_ref(), out)
 }
 
-fn print_text(stats: &DatasetStats, spec: &FeatureSpec, vocabulary: Option<&Vocabulary>, out: &mut Output) -> Result<(), CliError> {
+fn print_text(
+    stats: &DatasetStats,
+    spec: &FeatureSpec,
+    vocabulary: Option<&Vocabulary>,
+    out: &mut Output,
+) -> Result<(), CliError> {
     let streams: Vec<String> = spec.streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect();
     out.line(format_args!("format: {} ({})", stats.format, streams.join(", ")))?;
     out.line(format_args!("files: {}", stats.files))?;

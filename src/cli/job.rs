@@ -65,9 +65,10 @@ impl DeviceChoice {
                 .map(RunDevice::Cuda)
                 .map_err(|e| CliError::context(format!("--device cuda:{n}"), e)),
             #[cfg(not(feature = "cuda"))]
-            DeviceChoice::Cuda(n) => {
-                Err(CliError::context(format!("--device cuda:{n}"), loupe::device::DeviceError::NoCudaSupport))
-            }
+            DeviceChoice::Cuda(n) => Err(CliError::context(
+                format!("--device cuda:{n}"),
+                loupe::device::DeviceError::NoCudaSupport,
+            )),
         }
     }
 }
@@ -130,8 +131,9 @@ impl LayoutArgs {
         // files store float frames (detected from the first record) next to other
         // feature lists (timestamps), so there only the named streams are read.
         let float_frames = detect_float_frames(first)?;
-        let decoder =
-            VideoDecoder::new(format, spec).with_float_frames(float_frames).with_exact_streams(detect && !float_frames);
+        let decoder = VideoDecoder::new(format, spec)
+            .with_float_frames(float_frames)
+            .with_exact_streams(detect && !float_frames);
         Ok(if format == DataFormat::FrameLevel { decoder.with_max_frames(self.max_frames) } else { decoder })
     }
 }

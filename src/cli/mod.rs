@@ -83,10 +83,7 @@ impl CliError {
 
     /// A failure described by `message`, caused by `source`.
     pub fn context(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
-        Self {
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
+        Self { message: message.into(), source: Some(Box::new(source)) }
     }
 }
 
@@ -106,10 +103,7 @@ impl From<loupe::data::DataError> for CliError {
     fn from(error: loupe::data::DataError) -> Self {
         // The data error names file and record itself; keep it as the message and
         // let its own causes follow.
-        Self {
-            message: error.to_string(),
-            source: error.source().map(|s| Box::new(ChainLink::of(s)) as _),
-        }
+        Self { message: error.to_string(), source: error.source().map(|s| Box::new(ChainLink::of(s)) as _) }
     }
 }
 
@@ -122,10 +116,7 @@ struct ChainLink {
 
 impl ChainLink {
     fn of(error: &(dyn Error + 'static)) -> Self {
-        Self {
-            message: error.to_string(),
-            next: error.source().map(|s| Box::new(ChainLink::of(s))),
-        }
+        Self { message: error.to_string(), next: error.source().map(|s| Box::new(ChainLink::of(s))) }
     }
 }
 
@@ -142,7 +133,11 @@ impl Error for ChainLink {
 }
 
 /// Prints evaluation metrics as one JSON object or as a line of text.
-pub fn print_metrics(out: &mut Output, m: &loupe::metrics::MetricsSummary, json: bool) -> Result<(), CliError> {
+pub fn print_metrics(
+    out: &mut Output,
+    m: &loupe::metrics::MetricsSummary,
+    json: bool,
+) -> Result<(), CliError> {
     if json {
         out.line(serde_json::to_value(m).map_err(|e| CliError::context("serialising metrics", e))?)
     } else {
@@ -187,10 +182,7 @@ pub struct Output {
 
 impl Output {
     fn new(muted: bool) -> Self {
-        Self {
-            out: io::BufWriter::new(io::stdout().lock()),
-            muted,
-        }
+        Self { out: io::BufWriter::new(io::stdout().lock()), muted }
     }
 
     /// Writes one line (nothing on a muted output).

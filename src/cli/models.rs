@@ -22,7 +22,10 @@ fn hidden(size: usize, d: &ModelDescription) -> String {
 
 pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
     if !args.json {
-        out.line(format!("{:<24} {:>13}  {:<5} {:<40} {}", "name", "parameters", "fusion", "pooling", "head"))?;
+        out.line(format!(
+            "{:<24} {:>13}  {:<5} {:<40} {}",
+            "name", "parameters", "fusion", "pooling", "head"
+        ))?;
     }
     for name in loupe::zoo::NAMES {
         let (d, params) = describe(name)?;
@@ -38,7 +41,11 @@ pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
                 if d.experts > 0 { format!("({})", d.experts) } else { String::new() },
                 d.after_classifier,
                 d.classes,
-                if d.input == "video_level" { "video-level".to_string() } else { format!("{} frames", d.frames) }
+                if d.input == "video_level" {
+                    "video-level".to_string()
+                } else {
+                    format!("{} frames", d.frames)
+                }
             );
             out.line(format!("{name:<24} {params:>13}  {:<5} {:<40} {head}", d.fusion, d.pooling_summary()))?;
         }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::data::{generate, DataFormat, SynthConfig, VideoDecoder, FeatureSpec, Vocabulary};
+use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder, Vocabulary};
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
@@ -58,13 +58,24 @@ impl RunJob for Job {
         self.config.optim.classifier_l2 = M::describe().classifier_l2;
         let (trainer, summary) = train::<M, D>(device, &self.config)?;
         let metrics = summary.metrics.ok_or_else(|| RunError::Config("no validation data".into()))?;
-        let dataset = evaluation_dataset::<M, D>(self.config.validate_files.clone(), self.config.decoder.clone(), self.show, false)?;
+        let dataset = evaluation_dataset::<M, D>(
+            self.config.validate_files.clone(),
+            self.config.decoder.clone(),
+            self.show,
+            false,
+        )?;
         let mut examples = Vec::new();
         if let Some(batch) = dataset.frame_batches()?.next() {
             let batch = batch?;
             let top = trainer.predict_top_k(&batch.frames, 3)?;
             for (i, predictions) in top.into_iter().enumerate() {
-                let truth = batch.video_labels(i).iter().enumerate().filter(|(_, &v)| v > 0.5).map(|(c, _)| c as u32).collect();
+                let truth = batch
+                    .video_labels(i)
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v > 0.5)
+                    .map(|(c, _)| c as u32)
+                    .collect();
                 examples.push((batch.ids[i].clone(), truth, predictions));
             }
         }
@@ -127,26 +138,34 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
         let models: serde_json::Map<String, serde_json::Value> = results
             .iter()
             .map(|(name, (m, seconds, _))| {
-                {
                 let mut v = serde_json::to_value(m).unwrap_or_default();
                 v["seconds"] = serde_json::json!(seconds);
                 (name.to_string(), v)
-            }
             })
             .collect();
         return out.line(serde_json::Value::Object(models));
     }
-    out.line(format!("{:<26} {:>8} {:>8} {:>8} {:>8} {:>9}", "model", "GAP", "Hit@1", "PERR", "mAP", "seconds"))?;
+    out.line(format!(
+        "{:<26} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "model", "GAP", "Hit@1", "PERR", "mAP", "seconds"
+    ))?;
     for (name, (m, seconds, _)) in &results {
-        out.line(format!("{name:<26} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {seconds:>9.1}", m.gap, m.hit_at_1, m.perr, m.map))?;
+        out.line(format!(
+            "{name:<26} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {seconds:>9.1}",
+            m.gap, m.hit_at_1, m.perr, m.map
+        ))?;
     }
     let label = |c: u32| vocabulary.name(c).map(str::to_string).unwrap_or_else(|| c.to_string());
     let (name, (_, _, examples)) = &results[0];
     out.line(format!("\npredictions of {name} on validation videos:"))?;
     for (id, truth, predictions) in examples {
         let truth: Vec<String> = truth.iter().map(|&c| label(c)).collect();
-        let predicted: Vec<String> = predictions.iter().map(|&(c, s)| format!("{} {s:.2}", label(c))).collect();
+        let predicted: Vec<String> =
+            predictions.iter().map(|&(c, s)| format!("{} {s:.2}", label(c))).collect();
         out.line(format!("  {id}: predicted [{}]  true [{}]", predicted.join(", "), truth.join(", ")))?;
     }
-    out.line(format!("\ncheckpoints, TensorBoard events and curves.png are in {}/<model>/", args.dir.display()))
+    out.line(format!(
+        "\ncheckpoints, TensorBoard events and curves.png are in {}/<model>/",
+        args.dir.display()
+    ))
 }

@@ -54,8 +54,16 @@ pub fn run(args: ScoreArgs, out: &mut Output) -> Result<(), CliError> {
         eprintln!("warning: in the ground truth, {}", skipped.summary());
     }
     let rows = read_submission(&args.submission, args.classes.unwrap_or(u32::MAX as usize)).map_err(|e| {
-        let segments = matches!(&e, SubmissionError::Header { found, .. } if found == SEGMENT_SUBMISSION_HEADER);
-        CliError::context(if segments { "reading the submission (a segment submission: score it with --segments)" } else { "reading the submission" }, e)
+        let segments =
+            matches!(&e, SubmissionError::Header { found, .. } if found == SEGMENT_SUBMISSION_HEADER);
+        CliError::context(
+            if segments {
+                "reading the submission (a segment submission: score it with --segments)"
+            } else {
+                "reading the submission"
+            },
+            e,
+        )
     })?;
     let classes = args.classes.unwrap_or_else(|| {
         let truth_max = truth.iter().flat_map(|(_, l)| l.iter().copied()).max();
@@ -63,7 +71,10 @@ pub fn run(args: ScoreArgs, out: &mut Output) -> Result<(), CliError> {
         truth_max.max(sub_max).map_or(1, |m| m as usize + 1)
     });
     if let Some(bad) = truth.iter().find(|(_, l)| l.iter().any(|&c| c as usize >= classes)) {
-        return Err(CliError::message(format!("ground-truth video `{}` has a label >= --classes {classes}", bad.0)));
+        return Err(CliError::message(format!(
+            "ground-truth video `{}` has a label >= --classes {classes}",
+            bad.0
+        )));
     }
     let summary = score_submission(&rows, &truth, classes, args.top_k, args.allow_missing)
         .map_err(|e| CliError::context(format!("scoring {}", args.submission.display()), e))?;
@@ -87,18 +98,26 @@ fn run_segments(args: ScoreArgs, out: &mut Output) -> Result<(), CliError> {
             ratings.len()
         )));
     }
-    let rows = read_segment_submission(&args.submission).map_err(|e| CliError::context("reading the segment submission", e))?;
+    let rows = read_segment_submission(&args.submission)
+        .map_err(|e| CliError::context("reading the segment submission", e))?;
     let metrics = segment_map(&truth, &rows, args.top_n)
         .map_err(|e| CliError::context(format!("scoring {}", args.submission.display()), e))?;
     let list = |classes: &[u32]| classes.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
     if !metrics.skipped_without_positives.is_empty() {
-        eprintln!("note: rows of classes without positive ratings are not averaged: {}", list(&metrics.skipped_without_positives));
+        eprintln!(
+            "note: rows of classes without positive ratings are not averaged: {}",
+            list(&metrics.skipped_without_positives)
+        );
     }
     if !metrics.classes_without_row.is_empty() {
-        eprintln!("warning: classes with positive ratings but no row are not averaged: {}", list(&metrics.classes_without_row));
+        eprintln!(
+            "warning: classes with positive ratings but no row are not averaged: {}",
+            list(&metrics.classes_without_row)
+        );
     }
     if args.json {
-        return out.line(serde_json::to_value(&metrics).map_err(|e| CliError::context("serialising metrics", e))?);
+        return out
+            .line(serde_json::to_value(&metrics).map_err(|e| CliError::context("serialising metrics", e))?);
     }
     let n = if metrics.top_n == 0 { "all".to_string() } else { metrics.top_n.to_string() };
     out.line(format!("MAP@{n} {:.6}  ({} classes averaged)", metrics.map, metrics.per_class.len()))

@@ -54,7 +54,8 @@ pub fn run_predict_segments(request: SegmentPredictRequest<'_>, out: &mut Output
         return Err(CliError::message("--batch-size and --segment-max-pred must be at least 1"));
     }
     let classes = read_segment_classes(request.classes)?;
-    let (_, meta) = read_meta(request.checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
+    let (_, meta) =
+        read_meta(request.checkpoint).map_err(|e| CliError::context("reading the checkpoint", e))?;
     let model = zoo_name_of(&meta)?;
     let files = files("--input-data-pattern", request.patterns)?;
     let decoder: VideoDecoder = request.layout.decoder(&files)?;
@@ -71,19 +72,23 @@ pub fn run_predict_segments(request: SegmentPredictRequest<'_>, out: &mut Output
             order: FrameOrder::default(),
         },
     };
-    let (rows, scored) = on_model(&model, device, job)?.map_err(|e| CliError::context(format!("scoring segments with {model}"), e))?;
+    let (rows, scored) = on_model(&model, device, job)?
+        .map_err(|e| CliError::context(format!("scoring segments with {model}"), e))?;
     match request.output_file {
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
-            let file = std::fs::File::create(&tmp).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            write_segment_submission(std::io::BufWriter::new(file), rows).map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
+            write_segment_submission(std::io::BufWriter::new(file), rows)
+                .map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("scored {scored} segments; wrote the best per class to {}", path.display());
         }
         None => {
             let mut buffer = Vec::new();
-            write_segment_submission(&mut buffer, rows).map_err(|e| CliError::context("writing the submission", e))?;
+            write_segment_submission(&mut buffer, rows)
+                .map_err(|e| CliError::context("writing the submission", e))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;
             }
@@ -136,7 +141,13 @@ impl Job for SegmentTuningJob {
 }
 
 /// Runs `train --segment-labels` and prints its summary.
-pub fn run_segment_tuning(plan: TrainPlan, init: PathBuf, device: RunDevice, json: bool, out: &mut Output) -> Result<(), CliError> {
+pub fn run_segment_tuning(
+    plan: TrainPlan,
+    init: PathBuf,
+    device: RunDevice,
+    json: bool,
+    out: &mut Output,
+) -> Result<(), CliError> {
     let model = plan.model.clone();
     let s = on_model(&model, device, SegmentTuningJob { plan, init })?
         .map_err(|e| CliError::context(format!("fine-tuning {model} on rated segments"), e))?;

@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use loupe::config::TrainFile;
 use loupe::data::FrameOrder;
-use loupe::model::VideoModel;
 use loupe::distributed::Collective;
+use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{train_across, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
-use loupe::config::TrainFile;
 
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
 use super::segments::run_segment_tuning;
@@ -140,36 +140,59 @@ impl TrainArgs {
     pub fn plan(self) -> Result<TrainPlan, CliError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| CliError::context(format!("{}", path.display()), e))?;
                 TrainFile::parse(&text).map_err(|e| CliError::context(format!("{}", path.display()), e))?
             }
             None => TrainFile::default(),
         };
-        let pick_vec = |flag: Vec<String>, file: Option<Vec<String>>| if flag.is_empty() { file.unwrap_or_default() } else { flag };
-        let model = self.model.or(file.model).ok_or_else(|| CliError::message("--model is required (`loupe models` lists them)"))?;
+        let pick_vec = |flag: Vec<String>, file: Option<Vec<String>>| {
+            if flag.is_empty() {
+                file.unwrap_or_default()
+            } else {
+                flag
+            }
+        };
+        let model = self
+            .model
+            .or(file.model)
+            .ok_or_else(|| CliError::message("--model is required (`loupe models` lists them)"))?;
         let train_patterns = pick_vec(self.train_data_pattern, file.train_data_pattern);
         if train_patterns.is_empty() {
             return Err(CliError::message("--train-data-pattern is required"));
         }
         let eval_patterns = pick_vec(self.eval_data_pattern, file.eval_data_pattern);
         let train_files = files("--train-data-pattern", &train_patterns)?;
-        let validate_files = if eval_patterns.is_empty() { Vec::new() } else { files("--eval-data-pattern", &eval_patterns)? };
+        let validate_files =
+            if eval_patterns.is_empty() { Vec::new() } else { files("--eval-data-pattern", &eval_patterns)? };
         let decoder = self.layout.decoder(&train_files)?;
         let layout_source = self.layout.detected_from(&train_files).cloned();
 
         let batch_size = at_least_one("batch-size", self.batch_size.or(file.batch_size).unwrap_or(80))?;
         let schedule = LearningRateSchedule {
-            base: positive("base-learning-rate", self.base_learning_rate.or(file.base_learning_rate).unwrap_or(2e-4))?,
-            decay: positive("learning-rate-decay", self.learning_rate_decay.or(file.learning_rate_decay).unwrap_or(0.8))?,
+            base: positive(
+                "base-learning-rate",
+                self.base_learning_rate.or(file.base_learning_rate).unwrap_or(2e-4),
+            )?,
+            decay: positive(
+                "learning-rate-decay",
+                self.learning_rate_decay.or(file.learning_rate_decay).unwrap_or(0.8),
+            )?,
             decay_examples: at_least_one(
                 "learning-rate-decay-examples",
                 self.learning_rate_decay_examples.or(file.learning_rate_decay_examples).unwrap_or(4_000_000),
             )?,
         };
         if schedule.decay > 1.0 {
-            return Err(CliError::message(format!("--learning-rate-decay must be at most 1, got {}", schedule.decay)));
+            return Err(CliError::message(format!(
+                "--learning-rate-decay must be at most 1, got {}",
+                schedule.decay
+            )));
         }
-        let clipping = match (self.clip_global_norm.or(file.clip_global_norm), self.clip_gradient_norm.or(file.clip_gradient_norm)) {
+        let clipping = match (
+            self.clip_global_norm.or(file.clip_global_norm),
+            self.clip_gradient_norm.or(file.clip_gradient_norm),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(CliError::message("give --clip-gradient-norm or --clip-global-norm, not both"))
             }
@@ -184,12 +207,17 @@ impl TrainArgs {
                 return Err(CliError::message(format!("--regularization-penalty must be >= 0, got {l2}")));
             }
         }
-        let max_steps = self.max_steps.or(file.max_steps).map(|s| at_least_one("max-steps", s)).transpose()?;
-        let epochs = self.num_epochs.or(file.num_epochs).map(|e| at_least_one("num-epochs", e)).transpose()?;
+        let max_steps =
+            self.max_steps.or(file.max_steps).map(|s| at_least_one("max-steps", s)).transpose()?;
+        let epochs =
+            self.num_epochs.or(file.num_epochs).map(|e| at_least_one("num-epochs", e)).transpose()?;
         let epochs = if max_steps.is_none() && epochs.is_none() { Some(1) } else { epochs };
-        let eval_every = self.eval_every.or(file.eval_every).map(|s| at_least_one("eval-every", s)).transpose()?;
-        let checkpoint_every =
-            at_least_one("checkpoint-every", self.checkpoint_every.or(file.checkpoint_every).unwrap_or(1000))?;
+        let eval_every =
+            self.eval_every.or(file.eval_every).map(|s| at_least_one("eval-every", s)).transpose()?;
+        let checkpoint_every = at_least_one(
+            "checkpoint-every",
+            self.checkpoint_every.or(file.checkpoint_every).unwrap_or(1000),
+        )?;
         let seed = self.seed.or(file.seed).unwrap_or(0);
         let frame_order = self.frame_order.or(file.frame_order).unwrap_or_default();
         let train_dir = self.train_dir.or(file.train_dir).unwrap_or_else(|| PathBuf::from("loupe-train"));
@@ -212,19 +240,29 @@ impl TrainArgs {
             decoder,
             batch_size,
             seed,
-            shuffle_buffer: at_least_one("shuffle-buffer", self.shuffle_buffer.or(file.shuffle_buffer).unwrap_or(512))?,
+            shuffle_buffer: at_least_one(
+                "shuffle-buffer",
+                self.shuffle_buffer.or(file.shuffle_buffer).unwrap_or(512),
+            )?,
             max_steps,
             epochs,
             eval_every,
             checkpoint_every: Some(checkpoint_every),
             output_dir: train_dir,
-            keep_checkpoints: at_least_one("keep-checkpoints", self.keep_checkpoints.or(file.keep_checkpoints).unwrap_or(3))?,
+            keep_checkpoints: at_least_one(
+                "keep-checkpoints",
+                self.keep_checkpoints.or(file.keep_checkpoints).unwrap_or(3),
+            )?,
             resume: self.resume,
             skip_corrupt: self.layout.skip_corrupt,
             progress: !self.quiet,
             top_k: at_least_one("top-k", self.top_k.or(file.top_k).unwrap_or(20))?,
             frame_order,
-            optim: TrainConfig { schedule, adam: AdamConfig { clipping, ..AdamConfig::default() }, classifier_l2: 0.0 },
+            optim: TrainConfig {
+                schedule,
+                adam: AdamConfig { clipping, ..AdamConfig::default() },
+                classifier_l2: 0.0,
+            },
             description,
         };
         Ok(TrainPlan { model, config, regularization_penalty, layout_source })
@@ -249,7 +287,8 @@ impl Job for TrainJob<'_> {
         let decoder = &self.plan.config.decoder;
         if let (Some(source), true) = (&self.plan.layout_source, decoder.feature_dim() != M::FEATURES) {
             // The library's check would only say the sizes differ; name the file they come from.
-            let streams: Vec<String> = decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect();
+            let streams: Vec<String> =
+                decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect();
             return Err(loupe::train::run::RunError::Config(format!(
                 "{}: record 0 has the streams {} ({} values per {unit}), but model {} expects {} values per {unit}: a stream is missing or of another size in this file (name the streams with --feature-names and --feature-sizes if they are called differently)",
                 source.display(),
@@ -297,7 +336,9 @@ pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) 
     if let Some(peak) = loupe::bench::peak_memory_bytes() {
         out.line(format!("peak memory (VmHWM): {:.2} GiB", peak as f64 / (1u64 << 30) as f64))?;
     }
-    for (what, skipped) in [("training data", &s.skipped_training), ("validation data", &s.skipped_validation)] {
+    for (what, skipped) in
+        [("training data", &s.skipped_training), ("validation data", &s.skipped_validation)]
+    {
         if !skipped.is_empty() {
             out.line(format!("{what}: {}", skipped.summary()))?;
         }
@@ -312,9 +353,13 @@ fn stop_on_signals() -> Result<(), CliError> {
     let flag = loupe::train::interrupt::stop_flag();
     for signal in [SIGINT, SIGTERM] {
         // Registered first, so it sees the flag as the previous signal left it.
-        signal_hook::flag::register_conditional_shutdown(signal, loupe::train::interrupt::INTERRUPTED_EXIT_CODE, flag.clone())
-            .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
-            .map_err(|e| CliError::context("installing the SIGINT/SIGTERM handlers", e))?;
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            loupe::train::interrupt::INTERRUPTED_EXIT_CODE,
+            flag.clone(),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
+        .map_err(|e| CliError::context("installing the SIGINT/SIGTERM handlers", e))?;
     }
     Ok(())
 }
@@ -324,7 +369,9 @@ pub fn run(mut args: TrainArgs, out: &mut Output, collective: &dyn Collective) -
     let device = args.device.build()?;
     let json = args.json;
     if args.segment_labels && collective.world_size() > 1 {
-        return Err(CliError::message("fine-tuning on rated segments (--segment-labels) runs as one process; start it without mpirun"));
+        return Err(CliError::message(
+            "fine-tuning on rated segments (--segment-labels) runs as one process; start it without mpirun",
+        ));
     }
     if let (true, Some(init)) = (args.segment_labels, args.init_from.take()) {
         if args.model.is_none() {
@@ -335,6 +382,7 @@ pub fn run(mut args: TrainArgs, out: &mut Output, collective: &dyn Collective) -
     }
     let plan = args.plan()?;
     let model = plan.model.clone();
-    let summary = on_model(&model, device, TrainJob { plan, collective })?.map_err(|e| CliError::context(format!("training {model}"), e))?;
+    let summary = on_model(&model, device, TrainJob { plan, collective })?
+        .map_err(|e| CliError::context(format!("training {model}"), e))?;
     print_summary(out, &model, &summary, json)
 }

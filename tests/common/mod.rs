@@ -38,10 +38,7 @@ impl Reference {
         let path = format!("{}/tests/reference/{family}.json", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        Reference {
-            cases: json["cases"].as_array().expect("cases").clone(),
-            family: family.to_string(),
-        }
+        Reference { cases: json["cases"].as_array().expect("cases").clone(), family: family.to_string() }
     }
 
     pub fn case(&self, name: &str) -> Case {
@@ -104,7 +101,8 @@ impl Case {
     pub fn load_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(&self, model: &mut M) {
         for p in named_params(&*model) {
             if self.has(&p.name) {
-                let values: Vec<E> = self.values(&p.name).into_iter().map(|v| E::from_f64(v).unwrap()).collect();
+                let values: Vec<E> =
+                    self.values(&p.name).into_iter().map(|v| E::from_f64(v).unwrap()).collect();
                 set_param(model, &p.name, &values).unwrap();
             } else {
                 assert!(!p.trainable, "reference case lacks parameter `{}`", p.name);

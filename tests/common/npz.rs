@@ -42,7 +42,8 @@ pub fn read_npz(path: &Path) -> HashMap<String, Array> {
         let header = String::from_utf8_lossy(&bytes[header_start..header_start + header_len]).into_owned();
         let descr = header.split("'descr': '").nth(1).and_then(|s| s.split('\'').next()).unwrap_or_default();
         assert!(header.contains("'fortran_order': False"), "{name}: Fortran order");
-        let shape_text = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).unwrap_or_default();
+        let shape_text =
+            header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).unwrap_or_default();
         let shape: Vec<usize> = shape_text.split(',').filter_map(|d| d.trim().parse().ok()).collect();
         let count: usize = shape.iter().product();
         let start = header_start + header_len;
@@ -57,18 +58,42 @@ pub fn read_npz(path: &Path) -> HashMap<String, Array> {
                         .collect()
                 })
                 .collect();
-            arrays.insert(name.trim_end_matches(".npy").to_string(), Array { shape, values: Vec::new(), text });
+            arrays
+                .insert(name.trim_end_matches(".npy").to_string(), Array { shape, values: Vec::new(), text });
             pos = start + 4 * chars * count;
             continue;
         }
         let (width, values): (usize, Option<Vec<f64>>) = match descr {
-            "<f4" => (4, Some(bytes[start..start + 4 * count].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect())),
-            "<i4" => (4, Some(bytes[start..start + 4 * count].chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect())),
+            "<f4" => (
+                4,
+                Some(
+                    bytes[start..start + 4 * count]
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                        .collect(),
+                ),
+            ),
+            "<i4" => (
+                4,
+                Some(
+                    bytes[start..start + 4 * count]
+                        .chunks(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
+                        .collect(),
+                ),
+            ),
             "|u1" => (1, Some(bytes[start..start + count].iter().map(|&b| b as f64).collect())),
-            d => (d.trim_start_matches(['<', '|']).trim_start_matches('U').parse::<usize>().map_or(0, |n| 4 * n), None),
+            d => (
+                d.trim_start_matches(['<', '|'])
+                    .trim_start_matches('U')
+                    .parse::<usize>()
+                    .map_or(0, |n| 4 * n),
+                None,
+            ),
         };
         if let Some(values) = values {
-            arrays.insert(name.trim_end_matches(".npy").to_string(), Array { shape, values, text: Vec::new() });
+            arrays
+                .insert(name.trim_end_matches(".npy").to_string(), Array { shape, values, text: Vec::new() });
         }
         pos = start + width * count;
     }

@@ -34,8 +34,12 @@ pub fn small_synthetic(name: &str, seed: u64, min_frames: usize) -> SmallData {
         rated_segments: false,
     };
     let summary = generate(&dir, &config).unwrap();
-    let (validate, train) = summary.frame_files.iter().cloned().partition(|p| file_name(p).starts_with("validate"));
-    let decoder = VideoDecoder::new(DataFormat::FrameLevel, FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8));
+    let (validate, train) =
+        summary.frame_files.iter().cloned().partition(|p| file_name(p).starts_with("validate"));
+    let decoder = VideoDecoder::new(
+        DataFormat::FrameLevel,
+        FeatureSpec::youtube8m_sized(DataFormat::FrameLevel, 16, 8),
+    );
     SmallData { dir, train, validate, decoder }
 }
 

@@ -17,11 +17,12 @@ impl<E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform, D: Devic
     for AverageLogistic<E, D>
 {
     type To<E2: Dtype, D2: Device<E2>> = AverageLogistic<E2, D2>;
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(v: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        v.visit_fields(
-            Self::module("classifier", |s| &s.classifier, |s| &mut s.classifier),
-            |classifier| AverageLogistic { classifier },
-        )
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        v: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        v.visit_fields(Self::module("classifier", |s| &s.classifier, |s| &mut s.classifier), |classifier| {
+            AverageLogistic { classifier }
+        })
     }
 }
 
@@ -70,7 +71,12 @@ impl<E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform, D: Devic
     }
 
     fn try_l2_penalty(&self) -> Result<Tensor<Rank0, E, D, OwnedTape<E, D>>, D::Err> {
-        self.classifier.weight.retaped::<OwnedTape<E, D>>().try_square()?.try_sum()?.try_mul(E::from_f64(0.5).unwrap())
+        self.classifier
+            .weight
+            .retaped::<OwnedTape<E, D>>()
+            .try_square()?
+            .try_sum()?
+            .try_mul(E::from_f64(0.5).unwrap())
     }
 }
 

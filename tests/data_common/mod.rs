@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use loupe::data::proto::Message;
 use loupe::data::proto::{Feature, SequenceExample};
 use loupe::data::{DataFormat, FeatureSpec, QuantizedVideo, RecordWriter};
-use loupe::data::proto::Message;
 
 /// A fresh, empty directory under the system temp dir, unique to this process and `name`.
 pub fn temp_dir(name: &str) -> PathBuf {

@@ -64,12 +64,10 @@ impl HandWritten<f32, Cpu> {
         let x = self.input.forward(x);
         let rgb: Tensor<(usize, Const<FRAMES>, Const<64>), f32, Cpu> =
             x.clone().slice((.., .., 0..64)).realize();
-        let audio: Tensor<(usize, Const<FRAMES>, Const<32>), f32, Cpu> =
-            x.slice((.., .., 64..96)).realize();
+        let audio: Tensor<(usize, Const<FRAMES>, Const<32>), f32, Cpu> = x.slice((.., .., 64..96)).realize();
         let rgb = self.rgb.forward(rgb).realize::<(usize, usize)>();
         let audio = self.audio.forward(audio).realize::<(usize, usize)>();
-        let pooled: Tensor<(usize, Const<1280>), f32, Cpu> =
-            (rgb, audio).concat_along(Axis::<1>).realize();
+        let pooled: Tensor<(usize, Const<1280>), f32, Cpu> = (rgb, audio).concat_along(Axis::<1>).realize();
         let h = self.hidden.forward(pooled);
         let h = self.gating.forward(h);
         let p = self.classifier.forward(h);

@@ -273,7 +273,11 @@ pub fn process_cpu_ms() -> Option<f64> {
 /// Median and fastest wall milliseconds, and mean CPU milliseconds, per call of `f`.
 type Timing = (f64, f64, Option<f64>);
 
-fn time(warmup: usize, iterations: usize, mut f: impl FnMut() -> Result<(), TrainError>) -> Result<Timing, TrainError> {
+fn time(
+    warmup: usize,
+    iterations: usize,
+    mut f: impl FnMut() -> Result<(), TrainError>,
+) -> Result<Timing, TrainError> {
     for _ in 0..warmup {
         f()?;
     }
@@ -352,7 +356,8 @@ where
     let mut trainer = Trainer::<M, f32, D>::new(dev.clone(), train_config)?;
     let parameters = trainer.model.num_params();
     let x: Tensor<(usize, M::Frames, M::Features), f32, D> =
-        try_tensor_from_slice(&dev, &frames, (batch, Default::default(), Default::default())).map_err(device_error)?;
+        try_tensor_from_slice(&dev, &frames, (batch, Default::default(), Default::default()))
+            .map_err(device_error)?;
     let y: Tensor<(usize, M::Classes), f32, D> =
         try_tensor_from_slice(&dev, &labels, (batch, Default::default())).map_err(device_error)?;
 

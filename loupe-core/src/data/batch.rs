@@ -162,14 +162,21 @@ impl Assemble for FrameAssembler {
     fn push(&mut self, video: DecodedVideo, rng: &mut dyn rand::RngCore) -> Result<()> {
         // Quantised frames (YouTube-8M) or float frames (MediaPipe), as one view.
         let (id, labels, num_frames, dim, floats, bytes) = match video {
-            DecodedVideo::Frames(v) => (v.id, v.labels, v.num_frames, v.frames.len() / v.num_frames.max(1), Vec::new(), v.frames),
-            DecodedVideo::Floats(v) => (v.id, v.labels, v.num_frames, v.features.len() / v.num_frames.max(1), v.features, Vec::new()),
+            DecodedVideo::Frames(v) => {
+                (v.id, v.labels, v.num_frames, v.frames.len() / v.num_frames.max(1), Vec::new(), v.frames)
+            }
+            DecodedVideo::Floats(v) => {
+                (v.id, v.labels, v.num_frames, v.features.len() / v.num_frames.max(1), v.features, Vec::new())
+            }
             DecodedVideo::Mean(_) => {
                 return Err(DataError::Config("a video-level record reached the frame-level batcher".into()));
             }
         };
         if dim != self.feature_dim {
-            return Err(DataError::Config(format!("video {id:?} has {dim} values per frame, the batch {}", self.feature_dim)));
+            return Err(DataError::Config(format!(
+                "video {id:?} has {dim} values per frame, the batch {}",
+                self.feature_dim
+            )));
         }
         self.indices.clear();
         sample_frames(self.sampling, &id, num_frames, self.frames_per_video, rng, &mut self.indices);
@@ -212,21 +219,11 @@ pub(crate) struct VideoAssembler {
 
 impl VideoAssembler {
     pub(crate) fn new(num_classes: usize, feature_dim: usize) -> Self {
-        Self {
-            num_classes,
-            feature_dim,
-            current: Self::empty(num_classes, feature_dim),
-        }
+        Self { num_classes, feature_dim, current: Self::empty(num_classes, feature_dim) }
     }
 
     fn empty(num_classes: usize, feature_dim: usize) -> VideoBatch {
-        VideoBatch {
-            ids: Vec::new(),
-            labels: Vec::new(),
-            features: Vec::new(),
-            feature_dim,
-            num_classes,
-        }
+        VideoBatch { ids: Vec::new(), labels: Vec::new(), features: Vec::new(), feature_dim, num_classes }
     }
 }
 

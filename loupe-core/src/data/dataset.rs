@@ -1,8 +1,8 @@
 //! A streamed dataset over TFRecord shards: shard and record shuffling, epochs, frame
 //! sampling, and batches assembled on a background thread.
 
-use std::path::PathBuf;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -249,16 +249,9 @@ impl Dataset {
             produced: Arc::clone(&produced),
             report: Arc::clone(&report),
         };
-        let handle = std::thread::Builder::new()
-            .name("loupe-data".into())
-            .spawn(move || worker.run());
+        let handle = std::thread::Builder::new().name("loupe-data".into()).spawn(move || worker.run());
         match handle {
-            Ok(handle) => Batches {
-                receiver: Some(receiver),
-                handle: Some(handle),
-                produced,
-                report,
-            },
+            Ok(handle) => Batches { receiver: Some(receiver), handle: Some(handle), produced, report },
             Err(source) => {
                 // No thread: hand the error out as the only item.
                 let (sender, receiver) = sync_channel(1);
@@ -267,12 +260,7 @@ impl Dataset {
                     action: "spawning",
                     source,
                 }));
-                Batches {
-                    receiver: Some(receiver),
-                    handle: None,
-                    produced,
-                    report,
-                }
+                Batches { receiver: Some(receiver), handle: None, produced, report }
             }
         }
     }

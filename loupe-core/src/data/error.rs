@@ -40,28 +40,14 @@ pub enum DataError {
     },
 
     /// The file ended inside a record.
-    #[error(
-        "{path}: record {record}: truncated {part}: expected {expected} bytes, found {found}"
-    )]
-    Truncated {
-        path: PathBuf,
-        record: u64,
-        part: RecordPart,
-        expected: u64,
-        found: u64,
-    },
+    #[error("{path}: record {record}: truncated {part}: expected {expected} bytes, found {found}")]
+    Truncated { path: PathBuf, record: u64, part: RecordPart, expected: u64, found: u64 },
 
     /// A stored checksum does not match the bytes it protects.
     #[error(
         "{path}: record {record}: CRC-32C mismatch in the {part}: stored {stored:#010x}, computed {computed:#010x}"
     )]
-    CrcMismatch {
-        path: PathBuf,
-        record: u64,
-        part: RecordPart,
-        stored: u32,
-        computed: u32,
-    },
+    CrcMismatch { path: PathBuf, record: u64, part: RecordPart, stored: u32, computed: u32 },
 
     /// The first record's header is not a TFRecord header: the file is not TFRecord
     /// (or its first length header is corrupt, which cannot be told apart).
@@ -70,12 +56,7 @@ pub enum DataError {
 
     /// A record declares a length above the reader's limit.
     #[error("{path}: record {record}: declared length {length} exceeds the limit of {limit} bytes")]
-    RecordTooLarge {
-        path: PathBuf,
-        record: u64,
-        length: u64,
-        limit: u64,
-    },
+    RecordTooLarge { path: PathBuf, record: u64, length: u64, limit: u64 },
 
     /// A payload is not a valid protobuf message of the expected type.
     #[error("{path}: record {record}: payload is not a valid tf.train.{message}")]
@@ -89,13 +70,7 @@ pub enum DataError {
 
     /// A required feature (or the video id) is absent.
     #[error("{path}: record {record}{video}: missing feature `{feature}` (expected {expected})")]
-    MissingFeature {
-        path: PathBuf,
-        record: u64,
-        video: VideoContext,
-        feature: String,
-        expected: String,
-    },
+    MissingFeature { path: PathBuf, record: u64, video: VideoContext, feature: String, expected: String },
 
     /// A feature holds a different list type than expected.
     #[error("{path}: record {record}{video}: feature `{feature}` has the wrong type: expected {expected}, found {found}")]
@@ -111,25 +86,14 @@ pub enum DataError {
     /// A record holds a feature stream the decoder was not told about, while it reads
     /// the streams detected from the first file ([`crate::data::VideoDecoder::with_exact_streams`]):
     /// this file's layout differs from that one's.
-    #[error("{path}: record {record}{video}: unexpected feature stream `{feature}`: expected only {expected}")]
-    ExtraFeature {
-        path: PathBuf,
-        record: u64,
-        video: VideoContext,
-        feature: String,
-        expected: String,
-    },
+    #[error(
+        "{path}: record {record}{video}: unexpected feature stream `{feature}`: expected only {expected}"
+    )]
+    ExtraFeature { path: PathBuf, record: u64, video: VideoContext, feature: String, expected: String },
 
     /// A float feature holds NaN or an infinity.
     #[error("{path}: record {record}{video}: feature `{feature}` value {index} is {value}, expected a finite number")]
-    NonFinite {
-        path: PathBuf,
-        record: u64,
-        video: VideoContext,
-        feature: String,
-        index: usize,
-        value: f32,
-    },
+    NonFinite { path: PathBuf, record: u64, video: VideoContext, feature: String, index: usize, value: f32 },
 
     /// A frame of a frame-level feature has a byte length other than the feature size.
     #[error("{path}: record {record}{video}: feature `{feature}` frame {frame} has {found} bytes, expected {expected}")]
@@ -158,11 +122,7 @@ pub enum DataError {
 
     /// A frame-level video holds no frame (nothing could be sampled from it).
     #[error("{path}: record {record}{video}: no frames (a frame-level video needs at least one)")]
-    NoFrames {
-        path: PathBuf,
-        record: u64,
-        video: VideoContext,
-    },
+    NoFrames { path: PathBuf, record: u64, video: VideoContext },
 
     /// A label is negative, not below the number of classes, or (without a class
     /// count) above `u32::MAX`.
@@ -178,12 +138,7 @@ pub enum DataError {
     /// The `segment_*` lists of a record hold different numbers of entries (one entry
     /// per rated segment is expected in each; a missing key counts as empty).
     #[error("{path}: record {record}{video}: the segment lists differ in length ({lengths}): expected one entry per rated segment in each")]
-    SegmentListLengths {
-        path: PathBuf,
-        record: u64,
-        video: VideoContext,
-        lengths: String,
-    },
+    SegmentListLengths { path: PathBuf, record: u64, video: VideoContext, lengths: String },
 
     /// One rated segment of a record is invalid.
     #[error("{path}: record {record}{video}: rated segment {segment}: {problem}")]
@@ -198,11 +153,7 @@ pub enum DataError {
 
     /// The video id bytes are not UTF-8.
     #[error("{path}: record {record}: video id is not UTF-8 (bytes {hex})")]
-    IdNotUtf8 {
-        path: PathBuf,
-        record: u64,
-        hex: String,
-    },
+    IdNotUtf8 { path: PathBuf, record: u64, hex: String },
 
     /// A file expected to hold videos holds no record at all.
     #[error("{path}: empty file: expected at least one video record, found none")]
@@ -227,11 +178,7 @@ pub enum DataError {
 
     /// A line of `vocabulary.csv` is malformed.
     #[error("{path}: line {line}: {reason}")]
-    Vocabulary {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Vocabulary { path: PathBuf, line: usize, reason: String },
 
     /// A configuration value is unusable (zero batch size, feature size 0, ...).
     #[error("invalid data configuration: {0}")]
@@ -257,11 +204,15 @@ impl fmt::Display for SegmentProblem {
             SegmentProblem::StartPastEnd { start, num_frames } => {
                 write!(f, "start {start} is past the video's end: expected 0..{num_frames} for a video of {num_frames} frames")
             }
-            SegmentProblem::EndNotAfterStart { start, end } => write!(f, "end {end} is not after start {start}"),
+            SegmentProblem::EndNotAfterStart { start, end } => {
+                write!(f, "end {end} is not after start {start}")
+            }
             SegmentProblem::LabelOutOfRange { label, num_classes } => {
                 write!(f, "class {label} is outside the vocabulary: {}", label_range(num_classes))
             }
-            SegmentProblem::Score { score } => write!(f, "score {score} is not a rating: expected 1 (positive) or 0 (negative)"),
+            SegmentProblem::Score { score } => {
+                write!(f, "score {score} is not a rating: expected 1 (positive) or 0 (negative)")
+            }
         }
     }
 }
@@ -293,10 +244,8 @@ impl DataError {
     pub fn is_record_local(&self) -> bool {
         matches!(
             self,
-            DataError::CrcMismatch {
-                part: RecordPart::Payload,
-                ..
-            } | DataError::Decode { .. }
+            DataError::CrcMismatch { part: RecordPart::Payload, .. }
+                | DataError::Decode { .. }
                 | DataError::MissingFeature { .. }
                 | DataError::WrongFeatureType { .. }
                 | DataError::FrameSize { .. }
@@ -344,9 +293,10 @@ impl DataError {
             DataError::IdNotUtf8 { .. } => "bad_id",
             DataError::SegmentListLengths { .. } | DataError::InvalidSegment { .. } => "bad_segment",
             DataError::EmptyFile { .. } => "empty_file",
-            DataError::NoMatch { .. } | DataError::Pattern { .. } | DataError::Vocabulary { .. } | DataError::Config(_) => {
-                "other"
-            }
+            DataError::NoMatch { .. }
+            | DataError::Pattern { .. }
+            | DataError::Vocabulary { .. }
+            | DataError::Config(_) => "other",
         }
     }
 }

@@ -81,10 +81,8 @@ pub struct FeatureSpec {
 impl FeatureSpec {
     /// A spec from `(name, size)` pairs; names must be distinct and sizes non-zero.
     pub fn new<S: Into<String>>(streams: impl IntoIterator<Item = (S, usize)>) -> Result<Self> {
-        let streams: Vec<FeatureStream> = streams
-            .into_iter()
-            .map(|(name, size)| FeatureStream { name: name.into(), size })
-            .collect();
+        let streams: Vec<FeatureStream> =
+            streams.into_iter().map(|(name, size)| FeatureStream { name: name.into(), size }).collect();
         if streams.is_empty() {
             return Err(DataError::Config("a feature spec needs at least one stream".into()));
         }

@@ -34,7 +34,9 @@ pub const DATA_PATH_KEY: &str = "clip/data_path";
 pub fn holds_float_frames(payload: &[u8]) -> bool {
     let Ok(example) = SequenceExample::decode(payload) else { return false };
     let lists = example.feature_lists.unwrap_or_default().feature_list;
-    lists.values().any(|l| matches!(l.feature.first().and_then(|f| f.kind.as_ref()), Some(Kind::FloatList(_))))
+    lists
+        .values()
+        .any(|l| matches!(l.feature.first().and_then(|f| f.kind.as_ref()), Some(Kind::FloatList(_))))
 }
 
 /// Whether the first record of `path` stores float frames ([`holds_float_frames`]): a
@@ -70,14 +72,21 @@ fn fallback_id(context: &Features, at: RecordLocation<'_>) -> Vec<u8> {
     match context.feature.get(DATA_PATH_KEY).and_then(|f| f.kind.as_ref()) {
         Some(Kind::BytesList(b)) if b.value.len() == 1 => b.value[0].clone(),
         _ => {
-            let file = at.path.file_name().map_or_else(|| at.path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let file = at
+                .path
+                .file_name()
+                .map_or_else(|| at.path.display().to_string(), |n| n.to_string_lossy().into_owned());
             format!("{file}:{}", at.record).into_bytes()
         }
     }
 }
 
 /// Decodes a frame-level payload whose frames are float lists into a float [`Video`].
-pub(crate) fn decode_float_frames(decoder: &VideoDecoder, payload: &[u8], at: RecordLocation<'_>) -> Result<Video> {
+pub(crate) fn decode_float_frames(
+    decoder: &VideoDecoder,
+    payload: &[u8],
+    at: RecordLocation<'_>,
+) -> Result<Video> {
     let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
         path: at.path.to_path_buf(),
         record: at.record,

@@ -41,9 +41,11 @@ mod wire;
 pub use batch::{FrameBatch, VideoBatch};
 pub use dataset::{Batches, Dataset, ReadOrder};
 pub use error::{DataError, RecordPart, Result, SegmentProblem, VideoContext};
-pub use labels::read_labels;
 pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
-pub use reader::{detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader};
+pub use labels::read_labels;
+pub use reader::{
+    detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader,
+};
 pub use sampling::{valid_rows, FrameOrder, FrameSampling};
 pub use segments::{read_segment_classes, read_segment_ratings, RatedSegment, VideoRatings, SEGMENT_FRAMES};
 pub use stats::{DatasetStats, StatsAccumulator, VideoSummary};

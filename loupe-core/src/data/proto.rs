@@ -104,23 +104,17 @@ pub struct SequenceExample {
 impl Feature {
     /// A feature holding one bytes list.
     pub fn bytes(values: Vec<Vec<u8>>) -> Self {
-        Feature {
-            kind: Some(feature::Kind::BytesList(BytesList { value: values })),
-        }
+        Feature { kind: Some(feature::Kind::BytesList(BytesList { value: values })) }
     }
 
     /// A feature holding one float list.
     pub fn floats(values: Vec<f32>) -> Self {
-        Feature {
-            kind: Some(feature::Kind::FloatList(FloatList { value: values })),
-        }
+        Feature { kind: Some(feature::Kind::FloatList(FloatList { value: values })) }
     }
 
     /// A feature holding one int64 list.
     pub fn int64s(values: Vec<i64>) -> Self {
-        Feature {
-            kind: Some(feature::Kind::Int64List(Int64List { value: values })),
-        }
+        Feature { kind: Some(feature::Kind::Int64List(Int64List { value: values })) }
     }
 }
 

@@ -166,10 +166,7 @@ impl<R: Read> VideoReader<R> {
             let error = match self.records.read_record() {
                 Ok(Some(payload)) => {
                     self.saw_record_or_error = true;
-                    let at = RecordLocation {
-                        path: &self.path,
-                        record,
-                    };
+                    let at = RecordLocation { path: &self.path, record };
                     match self.decoder.decode_record(payload, at) {
                         Ok(video) => return Some(Ok(video)),
                         Err(e) => e,
@@ -180,9 +177,7 @@ impl<R: Read> VideoReader<R> {
                     if self.saw_record_or_error {
                         return None;
                     }
-                    DataError::EmptyFile {
-                        path: self.path.clone(),
-                    }
+                    DataError::EmptyFile { path: self.path.clone() }
                 }
                 Err(e) => {
                     self.saw_record_or_error = true;
@@ -215,10 +210,8 @@ impl<R: Read> Iterator for VideoReader<R> {
 
 /// The files matching a glob pattern, sorted; an error if none match.
 pub fn expand_glob(pattern: &str) -> Result<Vec<PathBuf>> {
-    let paths = glob::glob(pattern).map_err(|source| DataError::Pattern {
-        pattern: pattern.to_string(),
-        source,
-    })?;
+    let paths =
+        glob::glob(pattern).map_err(|source| DataError::Pattern { pattern: pattern.to_string(), source })?;
     let mut files = Vec::new();
     for entry in paths {
         match entry {
@@ -226,18 +219,12 @@ pub fn expand_glob(pattern: &str) -> Result<Vec<PathBuf>> {
             Ok(_) => {}
             Err(e) => {
                 let path = e.path().to_path_buf();
-                return Err(DataError::Io {
-                    path,
-                    action: "listing",
-                    source: e.into(),
-                });
+                return Err(DataError::Io { path, action: "listing", source: e.into() });
             }
         }
     }
     if files.is_empty() {
-        return Err(DataError::NoMatch {
-            pattern: pattern.to_string(),
-        });
+        return Err(DataError::NoMatch { pattern: pattern.to_string() });
     }
     files.sort();
     Ok(files)
@@ -255,9 +242,7 @@ pub fn expand_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<Vec<PathBuf>> {
         }
     }
     if files.is_empty() {
-        return Err(DataError::NoMatch {
-            pattern: String::new(),
-        });
+        return Err(DataError::NoMatch { pattern: String::new() });
     }
     Ok(files)
 }
@@ -267,12 +252,8 @@ pub fn expand_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<Vec<PathBuf>> {
 pub fn detect_file_format(path: impl AsRef<Path>) -> Result<DataFormat> {
     let path = path.as_ref();
     let mut records = RecordReader::open(path)?;
-    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile {
-        path: path.to_path_buf(),
-    })?;
-    detect_format(payload).ok_or_else(|| DataError::UnknownFormat {
-        path: path.to_path_buf(),
-    })
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile { path: path.to_path_buf() })?;
+    detect_format(payload).ok_or_else(|| DataError::UnknownFormat { path: path.to_path_buf() })
 }
 
 /// Detects the format of the file at `path` and the streams its first record holds:
@@ -286,9 +267,7 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
     let path = path.as_ref();
     let format = detect_file_format(path)?;
     let mut records = RecordReader::open(path)?;
-    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile {
-        path: path.to_path_buf(),
-    })?;
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile { path: path.to_path_buf() })?;
     let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
         path: path.to_path_buf(),
         record: 0,
@@ -325,8 +304,7 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
         _ => 2,
     };
     streams.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
-    let spec = FeatureSpec::new(streams).map_err(|_| DataError::UnknownFormat {
-        path: path.to_path_buf(),
-    })?;
+    let spec =
+        FeatureSpec::new(streams).map_err(|_| DataError::UnknownFormat { path: path.to_path_buf() })?;
     Ok((format, spec))
 }

@@ -126,9 +126,7 @@ pub fn sample_frames<R: Rng + ?Sized>(
 /// FNV-1a 64 of the id bytes: stable across platforms, Rust versions and runs (unlike
 /// `std`'s `DefaultHasher`, whose algorithm is unspecified).
 pub fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -183,7 +181,14 @@ mod tests {
         assert_ne!(a, c);
         // Whatever random state the caller's generator is in does not matter.
         let mut d = Vec::new();
-        sample_frames(FrameSampling::PerVideo { seed: 5 }, "abc", 40, 30, &mut StdRng::seed_from_u64(99), &mut d);
+        sample_frames(
+            FrameSampling::PerVideo { seed: 5 },
+            "abc",
+            40,
+            30,
+            &mut StdRng::seed_from_u64(99),
+            &mut d,
+        );
         assert_eq!(a, d);
     }
 
@@ -228,7 +233,9 @@ mod tests {
     fn never_a_padded_frame() {
         let mut rng = StdRng::seed_from_u64(0);
         for frames in 1..40 {
-            for sampling in [FrameSampling::Random, FrameSampling::PerVideo { seed: 2 }, FrameSampling::InOrder] {
+            for sampling in
+                [FrameSampling::Random, FrameSampling::PerVideo { seed: 2 }, FrameSampling::InOrder]
+            {
                 let mut out = Vec::new();
                 sample_frames(sampling, "v", frames, 64, &mut rng, &mut out);
                 assert_eq!(out.len(), 64);

@@ -26,7 +26,8 @@ pub const SEGMENT_END_TIMES_KEY: &str = "segment_end_times";
 /// Context key of the ratings (float list: 1 positive, 0 negative).
 pub const SEGMENT_SCORES_KEY: &str = "segment_scores";
 /// The four keys, in the order [`SegmentFeatures`] holds them.
-pub const SEGMENT_KEYS: [&str; 4] = [SEGMENT_LABELS_KEY, SEGMENT_START_TIMES_KEY, SEGMENT_END_TIMES_KEY, SEGMENT_SCORES_KEY];
+pub const SEGMENT_KEYS: [&str; 4] =
+    [SEGMENT_LABELS_KEY, SEGMENT_START_TIMES_KEY, SEGMENT_END_TIMES_KEY, SEGMENT_SCORES_KEY];
 /// Frames per segment in the 2019 data (5 seconds, one frame per second).
 pub const SEGMENT_FRAMES: usize = 5;
 
@@ -95,7 +96,12 @@ pub(crate) fn rated_segments(
             path: at.path.to_path_buf(),
             record: at.record,
             video: ctx(),
-            lengths: SEGMENT_KEYS.iter().zip(lengths).map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
+            lengths: SEGMENT_KEYS
+                .iter()
+                .zip(lengths)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     let invalid = |segment: usize, problem: SegmentProblem| DataError::InvalidSegment {
@@ -106,11 +112,14 @@ pub(crate) fn rated_segments(
         problem,
     };
     let mut segments = Vec::with_capacity(labels.len());
-    for (i, (((&label, &start), &end), &score)) in labels.iter().zip(starts).zip(ends).zip(scores).enumerate() {
+    for (i, (((&label, &start), &end), &score)) in labels.iter().zip(starts).zip(ends).zip(scores).enumerate()
+    {
         let class = u32::try_from(label).ok().filter(|&l| num_classes.map_or(true, |n| (l as usize) < n));
-        let class = class.ok_or_else(|| invalid(i, SegmentProblem::LabelOutOfRange { label, num_classes }))?;
+        let class =
+            class.ok_or_else(|| invalid(i, SegmentProblem::LabelOutOfRange { label, num_classes }))?;
         let first = u32::try_from(start).ok().filter(|&s| (s as usize) < stored_frames);
-        let first = first.ok_or_else(|| invalid(i, SegmentProblem::StartPastEnd { start, num_frames: stored_frames }))?;
+        let first = first
+            .ok_or_else(|| invalid(i, SegmentProblem::StartPastEnd { start, num_frames: stored_frames }))?;
         let last = u32::try_from(end).ok().filter(|&e| e > first);
         let last = last.ok_or_else(|| invalid(i, SegmentProblem::EndNotAfterStart { start, end }))?;
         if !(0.0..=1.0).contains(&score) {
@@ -121,7 +130,13 @@ pub(crate) fn rated_segments(
     Ok(segments)
 }
 
-fn wrong_type(at: RecordLocation<'_>, video: VideoContext, key: &str, expected: &'static str, found: Option<&Kind>) -> DataError {
+fn wrong_type(
+    at: RecordLocation<'_>,
+    video: VideoContext,
+    key: &str,
+    expected: &'static str,
+    found: Option<&Kind>,
+) -> DataError {
     DataError::WrongFeatureType {
         path: at.path.to_path_buf(),
         record: at.record,
@@ -166,7 +181,10 @@ pub struct VideoRatings {
 /// The rated segments of every frame-level video in `files`, in file and record order
 /// (videos without ratings included, with none). Frames are not kept (ratings are
 /// checked against each video's stored length all the same).
-pub fn read_segment_ratings(files: &[PathBuf], skip_corrupt: bool) -> Result<(Vec<VideoRatings>, SkipReport)> {
+pub fn read_segment_ratings(
+    files: &[PathBuf],
+    skip_corrupt: bool,
+) -> Result<(Vec<VideoRatings>, SkipReport)> {
     let mut ratings = Vec::new();
     let mut skipped = SkipReport::default();
     for path in files {
@@ -267,7 +285,10 @@ mod tests {
     fn invalid_entries_name_the_segment_and_the_problem() {
         let past = lists(vec![1, 1], vec![0, 10], vec![5, 15], vec![1.0, 1.0]);
         let text = check(&past, 10, None).unwrap_err().to_string();
-        assert!(text.contains("rated segment 1") && text.contains("start 10") && text.contains("10 frames"), "{text}");
+        assert!(
+            text.contains("rated segment 1") && text.contains("start 10") && text.contains("10 frames"),
+            "{text}"
+        );
         let class = lists(vec![3862], vec![0], vec![5], vec![1.0]);
         let text = check(&class, 10, Some(3862)).unwrap_err().to_string();
         assert!(text.contains("class 3862") && text.contains("3862 classes"), "{text}");

@@ -149,11 +149,8 @@ impl StatsAccumulator {
 
     /// The statistics, listing the `top` most frequent labels.
     pub fn finish(self, files: usize, top: usize, skipped: SkipReport) -> DatasetStats {
-        let mut counts: Vec<LabelCount> = self
-            .label_videos
-            .iter()
-            .map(|(&label, &videos)| LabelCount { label, videos })
-            .collect();
+        let mut counts: Vec<LabelCount> =
+            self.label_videos.iter().map(|(&label, &videos)| LabelCount { label, videos }).collect();
         counts.sort_by(|a, b| b.videos.cmp(&a.videos).then(a.label.cmp(&b.label)));
         let max_label = self.label_videos.keys().copied().max();
         counts.truncate(top);
@@ -206,9 +203,7 @@ impl VideoSummary {
                     }
                 }
                 let n = v.num_frames.max(1) as f64;
-                sums.iter()
-                    .map(|&s| s as f64 / n * (4.0 / 255.0) + (4.0 / 512.0 - 2.0))
-                    .collect()
+                sums.iter().map(|&s| s as f64 / n * (4.0 / 255.0) + (4.0 / 512.0 - 2.0)).collect()
             }
             DecodedVideo::Mean(v) => v.features.iter().map(|&x| f64::from(x)).collect(),
             DecodedVideo::Floats(v) => {

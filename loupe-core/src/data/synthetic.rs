@@ -190,7 +190,10 @@ impl World {
         for (c, kind) in kinds.iter().enumerate() {
             match *kind {
                 ClassKind::Visual => {
-                    rgb.push(vec![gaussian(&mut rng, config.rgb_size, PROTOTYPE_STD), gaussian(&mut rng, config.rgb_size, PROTOTYPE_STD)]);
+                    rgb.push(vec![
+                        gaussian(&mut rng, config.rgb_size, PROTOTYPE_STD),
+                        gaussian(&mut rng, config.rgb_size, PROTOTYPE_STD),
+                    ]);
                     audio.push(None);
                 }
                 ClassKind::CoOccurrence { decoy } => {
@@ -212,15 +215,7 @@ impl World {
         let scene_audio = (0..SCENES).map(|_| gaussian(&mut rng, config.audio_size, PROTOTYPE_STD)).collect();
         let mut popularity: Vec<f64> = (0..n).map(|rank| 1.0 / (rank as f64 + 4.0).powf(0.8)).collect();
         popularity.shuffle(&mut rng);
-        Self {
-            config: config.clone(),
-            kinds,
-            rgb,
-            audio,
-            scene_rgb,
-            scene_audio,
-            popularity,
-        }
+        Self { config: config.clone(), kinds, rgb, audio, scene_rgb, scene_audio, popularity }
     }
 
     fn pick_class(&self, rng: &mut StdRng) -> usize {
@@ -279,7 +274,9 @@ impl World {
         }
         // Half of a co-occurrence pair as a distractor: presence of `A` alone is not enough.
         let pair_classes: Vec<usize> = (0..cfg.num_classes)
-            .filter(|&c| matches!(self.kinds[c], ClassKind::CoOccurrence { .. }) && !labels.contains(&(c as u32)))
+            .filter(|&c| {
+                matches!(self.kinds[c], ClassKind::CoOccurrence { .. }) && !labels.contains(&(c as u32))
+            })
             .collect();
         let mut distractors: Vec<&[f32]> = self.scene_rgb.iter().map(Vec::as_slice).collect();
         if !pair_classes.is_empty() && rng.gen_bool(HALF_PAIR_DISTRACTOR_PROBABILITY) {
@@ -326,13 +323,7 @@ impl World {
                 *out = quantize(p + rng.sample::<f32, _>(StandardNormal) * NOISE_STD);
             }
         }
-        QuantizedVideo {
-            id,
-            labels,
-            num_frames,
-            frames,
-            segments: Vec::new(),
-        }
+        QuantizedVideo { id, labels, num_frames, frames, segments: Vec::new() }
     }
 }
 
@@ -347,7 +338,9 @@ impl World {
         let mut frames = vec![0u8; num_frames * dim];
         let mut shown_in_blocks = Vec::new();
         for (block, rows) in frames.chunks_mut(SEGMENT_FRAMES * dim).enumerate() {
-            let shown = rng.gen_bool(BLOCK_SIGNAL_PROBABILITY).then(|| labels[rng.gen_range(0..labels.len())] as usize);
+            let shown = rng
+                .gen_bool(BLOCK_SIGNAL_PROBABILITY)
+                .then(|| labels[rng.gen_range(0..labels.len())] as usize);
             shown_in_blocks.push(shown);
             for (t, row) in rows.chunks_exact_mut(dim).enumerate() {
                 let background = &self.scene_rgb[rng.gen_range(0..SCENES)];
@@ -380,13 +373,7 @@ impl World {
                 })
             })
             .collect();
-        QuantizedVideo {
-            id,
-            labels,
-            num_frames,
-            frames,
-            segments,
-        }
+        QuantizedVideo { id, labels, num_frames, frames, segments }
     }
 }
 
@@ -401,16 +388,9 @@ fn video_level(video: &QuantizedVideo) -> Video {
         }
     }
     let n = video.num_frames.max(1) as f64;
-    let features = sums
-        .iter()
-        .map(|&s| (s as f64 / n * (4.0 / 255.0) + (4.0 / 512.0 - 2.0)) as f32)
-        .collect();
-    Video {
-        id: video.id.clone(),
-        labels: video.labels.clone(),
-        num_frames: 1,
-        features,
-    }
+    let features =
+        sums.iter().map(|&s| (s as f64 / n * (4.0 / 255.0) + (4.0 / 512.0 - 2.0)) as f32).collect();
+    Video { id: video.id.clone(), labels: video.labels.clone(), num_frames: 1, features }
 }
 
 fn video_id(split: &str, index: usize, rng: &mut StdRng) -> String {
@@ -482,7 +462,11 @@ pub fn generate(out: impl AsRef<Path>, config: &SynthConfig) -> Result<SynthSumm
             };
             // Contiguous blocks of videos per shard.
             for index in shard * videos / shards..(shard + 1) * videos / shards {
-                let mut rng = StdRng::seed_from_u64(config.seed ^ id_hash(split).rotate_left(17) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let mut rng = StdRng::seed_from_u64(
+                    config.seed
+                        ^ id_hash(split).rotate_left(17)
+                        ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                );
                 let id = video_id(split, index, &mut rng);
                 let video = match split {
                     "validate" if config.rated_segments => world.rated_video(id, &mut rng),
@@ -496,7 +480,8 @@ pub fn generate(out: impl AsRef<Path>, config: &SynthConfig) -> Result<SynthSumm
                 }
                 frames.write_record(&video.to_sequence_example(&frame_spec, "id").encode_to_vec())?;
                 if let Some(writer) = means.as_mut() {
-                    writer.write_record(&video_level(&video).to_example(&video_spec, "id").encode_to_vec())?;
+                    writer
+                        .write_record(&video_level(&video).to_example(&video_spec, "id").encode_to_vec())?;
                 }
             }
             frames.finish()?;

@@ -196,9 +196,7 @@ impl<R: Read> RecordReader<R> {
             if index == 0 {
                 return Err(DataError::NotTfRecord {
                     path: self.path.clone(),
-                    reason: format!(
-                        "header needs {HEADER_LEN} bytes but the file holds only {found}"
-                    ),
+                    reason: format!("header needs {HEADER_LEN} bytes but the file holds only {found}"),
                 });
             }
             return Err(DataError::Truncated {
@@ -286,11 +284,7 @@ impl<R: Read> RecordReader<R> {
     }
 
     fn io(&self, source: io::Error) -> DataError {
-        DataError::Io {
-            path: self.path.clone(),
-            action: "reading",
-            source,
-        }
+        DataError::Io { path: self.path.clone(), action: "reading", source }
     }
 }
 
@@ -332,11 +326,7 @@ impl<W: Write> RecordWriter<W> {
 
     /// A writer over `inner` whose errors name `path`.
     pub fn with_path(inner: W, path: impl Into<PathBuf>) -> Self {
-        Self {
-            inner,
-            path: path.into(),
-            records: 0,
-        }
+        Self { inner, path: path.into(), records: 0 }
     }
 
     /// Number of records written so far.
@@ -355,11 +345,7 @@ impl<W: Write> RecordWriter<W> {
             .write_all(&header)
             .and_then(|()| self.inner.write_all(payload))
             .and_then(|()| self.inner.write_all(&footer))
-            .map_err(|source| DataError::Io {
-                path: self.path.clone(),
-                action: "writing",
-                source,
-            })?;
+            .map_err(|source| DataError::Io { path: self.path.clone(), action: "writing", source })?;
         self.records += 1;
         Ok(())
     }
@@ -451,11 +437,8 @@ mod tests {
     #[test]
     fn records_around_the_read_ahead_size_survive_any_read_split() {
         let sizes = [0, 5, READ_AHEAD - 20, 3 * READ_AHEAD + 7, 1, READ_AHEAD, 2 * READ_AHEAD, 9, 0];
-        let payloads: Vec<Vec<u8>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(r, &n)| (0..n).map(|i| (i * 7 + r) as u8).collect())
-            .collect();
+        let payloads: Vec<Vec<u8>> =
+            sizes.iter().enumerate().map(|(r, &n)| (0..n).map(|i| (i * 7 + r) as u8).collect()).collect();
         let mut w = RecordWriter::new(Vec::new());
         for p in &payloads {
             w.write_record(p).unwrap();

@@ -7,9 +7,9 @@ use prost::Message;
 
 use super::error::{DataError, Result, VideoContext};
 use super::features::{dequantize_into, DataFormat, FeatureSpec, DEFAULT_MAX_FRAMES};
+use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 use super::segments::{rated_segments, RatedSegment, SEGMENT_KEYS};
 use super::wire;
-use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 
 pub use super::features::ID_KEYS;
 /// The labels key; a record without it has no labels.
@@ -71,12 +71,7 @@ impl QuantizedVideo {
     pub fn dequantize(&self) -> Video {
         let mut features = vec![0.0; self.frames.len()];
         dequantize_into(&self.frames, &mut features);
-        Video {
-            id: self.id.clone(),
-            labels: self.labels.clone(),
-            num_frames: self.num_frames,
-            features,
-        }
+        Video { id: self.id.clone(), labels: self.labels.clone(), num_frames: self.num_frames, features }
     }
 
     /// The `tf.train.SequenceExample` YouTube-8M stores for this video, under the id
@@ -105,10 +100,7 @@ impl QuantizedVideo {
                 context.feature.insert((*key).to_string(), list);
             }
         }
-        SequenceExample {
-            context: Some(context),
-            feature_lists: Some(FeatureLists { feature_list: lists }),
-        }
+        SequenceExample { context: Some(context), feature_lists: Some(FeatureLists { feature_list: lists }) }
     }
 }
 
@@ -126,13 +118,10 @@ impl Video {
 
 fn context_features(id: &str, labels: &[u32], id_key: &str) -> Features {
     let mut features = Features::default();
+    features.feature.insert(id_key.to_string(), Feature::bytes(vec![id.as_bytes().to_vec()]));
     features
         .feature
-        .insert(id_key.to_string(), Feature::bytes(vec![id.as_bytes().to_vec()]));
-    features.feature.insert(
-        LABELS_KEY.to_string(),
-        Feature::int64s(labels.iter().map(|&l| i64::from(l)).collect()),
-    );
+        .insert(LABELS_KEY.to_string(), Feature::int64s(labels.iter().map(|&l| i64::from(l)).collect()));
     features
 }
 
@@ -317,7 +306,13 @@ impl VideoDecoder {
                 let segment_features = [a.as_ref(), b.as_ref(), c.as_ref(), d.as_ref()];
                 Ok(QuantizedVideo {
                     labels: self.check_labels(&regular.labels, &regular.id, at)?,
-                    segments: rated_segments(segment_features, &regular.id, regular.stored_frames, self.num_classes, at)?,
+                    segments: rated_segments(
+                        segment_features,
+                        &regular.id,
+                        regular.stored_frames,
+                        self.num_classes,
+                        at,
+                    )?,
                     id: regular.id,
                     num_frames: regular.num_frames,
                     frames: regular.frames,
@@ -355,7 +350,9 @@ impl VideoDecoder {
             stream_lists.push(list);
         }
         if self.exact_streams {
-            if let Some(extra) = lists.keys().filter(|k| !self.spec.streams().iter().any(|s| &s.name == *k)).min() {
+            if let Some(extra) =
+                lists.keys().filter(|k| !self.spec.streams().iter().any(|s| &s.name == *k)).min()
+            {
                 return Err(self.extra_feature(extra, &id, at));
             }
         }
@@ -374,11 +371,7 @@ impl VideoDecoder {
             }
         }
         if stored_frames == 0 {
-            return Err(DataError::NoFrames {
-                path: at.path.to_path_buf(),
-                record: at.record,
-                video: ctx(),
-            });
+            return Err(DataError::NoFrames { path: at.path.to_path_buf(), record: at.record, video: ctx() });
         }
         let segments = rated_segments(segment_features, &id, stored_frames, self.num_classes, at)?;
         let num_frames = stored_frames.min(self.max_frames);
@@ -419,13 +412,7 @@ impl VideoDecoder {
                 }
             }
         }
-        Ok(QuantizedVideo {
-            id,
-            labels,
-            num_frames,
-            frames,
-            segments,
-        })
+        Ok(QuantizedVideo { id, labels, num_frames, frames, segments })
     }
 
     /// Decodes a video-level `Example` payload.
@@ -489,7 +476,8 @@ impl VideoDecoder {
                 .feature
                 .iter()
                 .filter(|(name, f)| {
-                    matches!(f.kind, Some(Kind::FloatList(_))) && !self.spec.streams().iter().any(|s| &s.name == *name)
+                    matches!(f.kind, Some(Kind::FloatList(_)))
+                        && !self.spec.streams().iter().any(|s| &s.name == *name)
                 })
                 .map(|(name, _)| name)
                 .min();
@@ -497,19 +485,16 @@ impl VideoDecoder {
                 return Err(self.extra_feature(name, &id, at));
             }
         }
-        Ok(Video {
-            id,
-            labels,
-            num_frames: 1,
-            features: row,
-        })
+        Ok(Video { id, labels, num_frames: 1, features: row })
     }
 
     /// Reads the id (`id` or `video_id`) and the labels (missing key = no labels).
-    pub(super) fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
-        let found = ID_KEYS
-            .iter()
-            .find_map(|key| context.feature.get(*key).map(|f| (*key, f)));
+    pub(super) fn id_and_labels(
+        &self,
+        context: &Features,
+        at: RecordLocation<'_>,
+    ) -> Result<(String, Vec<u32>)> {
+        let found = ID_KEYS.iter().find_map(|key| context.feature.get(*key).map(|f| (*key, f)));
         let (key, feature) = found.ok_or_else(|| DataError::MissingFeature {
             path: at.path.to_path_buf(),
             record: at.record,

@@ -64,11 +64,8 @@ impl Vocabulary {
     /// Parses CSV text; `path` is named in errors.
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let error = |line: usize, reason: String| DataError::Vocabulary {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        };
+        let error =
+            |line: usize, reason: String| DataError::Vocabulary { path: path.to_path_buf(), line, reason };
         let mut rows = parse_csv(text).map_err(|(line, reason)| error(line, reason))?.into_iter();
         let (line, header) = rows.next().ok_or_else(|| error(1, "empty file: expected a header".into()))?;
         if header.first().map(|h| h.trim_start_matches('\u{feff}')) != Some(VOCABULARY_HEADER[0])
@@ -77,7 +74,11 @@ impl Vocabulary {
         {
             return Err(error(
                 line,
-                format!("expected the header `{}`, found `{}`", VOCABULARY_HEADER.join(","), header.join(",")),
+                format!(
+                    "expected the header `{}`, found `{}`",
+                    VOCABULARY_HEADER.join(","),
+                    header.join(",")
+                ),
             ));
         }
         let mut entries = BTreeMap::new();
@@ -86,19 +87,15 @@ impl Vocabulary {
                 continue; // blank line
             }
             if fields.len() != header.len() {
-                return Err(error(
-                    line,
-                    format!("expected {} fields, found {}", header.len(), fields.len()),
-                ));
+                return Err(error(line, format!("expected {} fields, found {}", header.len(), fields.len())));
             }
             let index: u32 = fields[0]
                 .trim()
                 .parse()
                 .map_err(|_| error(line, format!("Index `{}` is not a non-negative integer", fields[0])))?;
-            let train_video_count: u64 = fields[1]
-                .trim()
-                .parse()
-                .map_err(|_| error(line, format!("TrainVideoCount `{}` is not a non-negative integer", fields[1])))?;
+            let train_video_count: u64 = fields[1].trim().parse().map_err(|_| {
+                error(line, format!("TrainVideoCount `{}` is not a non-negative integer", fields[1]))
+            })?;
             let entry = VocabularyEntry {
                 index,
                 train_video_count,
@@ -164,9 +161,7 @@ impl Vocabulary {
 
     /// A vocabulary from entries (later duplicates replace earlier ones).
     pub fn from_entries(entries: impl IntoIterator<Item = VocabularyEntry>) -> Self {
-        Self {
-            entries: entries.into_iter().map(|e| (e.index, e)).collect(),
-        }
+        Self { entries: entries.into_iter().map(|e| (e.index, e)).collect() }
     }
 }
 
@@ -249,7 +244,8 @@ fn parse_csv(text: &str) -> std::result::Result<Vec<(usize, Vec<String>)>, (usiz
 mod tests {
     use super::*;
 
-    const HEADER: &str = "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription";
+    const HEADER: &str =
+        "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription";
 
     #[test]
     fn quoted_fields_with_commas_quotes_and_newlines() {

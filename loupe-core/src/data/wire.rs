@@ -247,12 +247,7 @@ fn frame_size(feature: &[u8]) -> Option<usize> {
 /// `lists` can hold: each frame takes its bytes plus at least six bytes of framing
 /// (key and length of the frame, of its `BytesList`, and of one value).
 fn frames_upper_bound(spec: &FeatureSpec, lists: &[&[u8]]) -> usize {
-    spec.streams()
-        .iter()
-        .zip(lists)
-        .map(|(stream, list)| list.len() / (stream.size + 6))
-        .min()
-        .unwrap_or(0)
+    spec.streams().iter().zip(lists).map(|(stream, list)| list.len() / (stream.size + 6)).min().unwrap_or(0)
 }
 
 /// What the fast walk extracted from a regular frame-level record.
@@ -272,7 +267,12 @@ pub(crate) struct RegularFrames {
 /// Decodes a regular frame-level record, keeping up to `max_frames` frames; `None`
 /// means "not regular: decode with prost". With `exact_streams`, a feature list the spec
 /// does not name is irregular.
-pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_frames: usize, exact_streams: bool) -> Option<RegularFrames> {
+pub(crate) fn decode_regular_frames(
+    payload: &[u8],
+    spec: &FeatureSpec,
+    max_frames: usize,
+    exact_streams: bool,
+) -> Option<RegularFrames> {
     let context = single_bytes(payload, 1)?.unwrap_or(&[]);
     let lists = single_bytes(payload, 2)?.unwrap_or(&[]);
 
@@ -306,7 +306,9 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
         streams.push(lists.iter().find(|(k, _)| *k == stream.name)?.1);
     }
     for (key, value) in &lists {
-        if !spec.streams().iter().any(|s| s.name == *key) && (exact_streams || FeatureList::decode(*value).is_err()) {
+        if !spec.streams().iter().any(|s| s.name == *key)
+            && (exact_streams || FeatureList::decode(*value).is_err())
+        {
             return None;
         }
     }
@@ -344,12 +346,5 @@ pub(crate) fn decode_regular_frames(payload: &[u8], spec: &FeatureSpec, max_fram
     }
     let num_frames = stored.min(max_frames);
     debug_assert_eq!(frames.len(), num_frames * dim);
-    Some(RegularFrames {
-        id,
-        labels,
-        segment_features,
-        stored_frames: stored,
-        num_frames,
-        frames,
-    })
+    Some(RegularFrames { id, labels, segment_features, stored_frames: stored, num_frames, frames })
 }

@@ -78,7 +78,10 @@ impl<'a> Decoder<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DistributedError> {
         if self.bytes.len() < n {
-            return Err(DistributedError::Malformed { rank: self.rank, what: format!("{n} more bytes expected, {} left", self.bytes.len()) });
+            return Err(DistributedError::Malformed {
+                rank: self.rank,
+                what: format!("{n} more bytes expected, {} left", self.bytes.len()),
+            });
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
@@ -98,7 +101,10 @@ impl<'a> Decoder<'a> {
     fn len(&mut self, size: usize) -> Result<usize, DistributedError> {
         let n = self.u32()? as usize;
         if n * size > self.bytes.len() {
-            return Err(DistributedError::Malformed { rank: self.rank, what: format!("a list of {n} exceeds the {} bytes left", self.bytes.len()) });
+            return Err(DistributedError::Malformed {
+                rank: self.rank,
+                what: format!("a list of {n} exceeds the {} bytes left", self.bytes.len()),
+            });
         }
         Ok(n)
     }
@@ -121,6 +127,7 @@ impl<'a> Decoder<'a> {
     pub fn str(&mut self) -> Result<String, DistributedError> {
         let n = self.len(1)?;
         let rank = self.rank;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DistributedError::Malformed { rank, what: "a video id is not UTF-8".into() })
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| DistributedError::Malformed { rank, what: "a video id is not UTF-8".into() })
     }
 }

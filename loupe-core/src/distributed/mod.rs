@@ -29,10 +29,10 @@ pub mod nccl;
 mod single;
 mod tensors;
 
-pub use codec::{Decoder, Encoder};
-pub use error::DistributedError;
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
+pub use codec::{Decoder, Encoder};
+pub use error::DistributedError;
 pub use single::SingleProcess;
 pub use tensors::{all_reduce_gradients, broadcast_tensors, gradients_reducible};
 
@@ -130,7 +130,10 @@ pub fn shard_files(files: &[PathBuf], rank: usize, world_size: usize) -> Vec<Pat
 
 /// [`shard_files`] for training, where every rank needs data: an error when there are
 /// fewer files than ranks.
-pub fn training_shard(files: &[PathBuf], collective: &dyn Collective) -> Result<Vec<PathBuf>, DistributedError> {
+pub fn training_shard(
+    files: &[PathBuf],
+    collective: &dyn Collective,
+) -> Result<Vec<PathBuf>, DistributedError> {
     let ranks = collective.world_size();
     if files.len() < ranks {
         return Err(DistributedError::FewerFilesThanRanks { files: files.len(), ranks });
@@ -162,7 +165,10 @@ pub fn broadcast_values<E: dfdx::dtypes::Dtype>(collective: &dyn Collective, val
 /// each rank reads its own files, so a job's summary must count what all of them skipped.
 /// A report that does not survive the trip (it cannot: both ends are this code) counts as
 /// nothing rather than failing the run at its end.
-pub fn sum_skip_reports(collective: &dyn Collective, report: &crate::data::SkipReport) -> crate::data::SkipReport {
+pub fn sum_skip_reports(
+    collective: &dyn Collective,
+    report: &crate::data::SkipReport,
+) -> crate::data::SkipReport {
     if collective.world_size() == 1 {
         return report.clone();
     }

@@ -28,7 +28,8 @@ pub struct Mpi {
 impl Mpi {
     /// Initialises MPI (rank and world size come from the launcher).
     pub fn initialize() -> Result<Self, DistributedError> {
-        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or(DistributedError::MpiInit)?;
+        let (universe, _) =
+            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or(DistributedError::MpiInit)?;
         Ok(Mpi { world: universe.world(), _universe: universe })
     }
 
@@ -56,7 +57,10 @@ impl Mpi {
         match Count::try_from(n) {
             Ok(c) => c,
             Err(_) => {
-                eprintln!("error: rank {}: a gathered result of {n} bytes exceeds MPI's 2 GiB message limit", self.world.rank());
+                eprintln!(
+                    "error: rank {}: a gathered result of {n} bytes exceeds MPI's 2 GiB message limit",
+                    self.world.rank()
+                );
                 self.world.abort(1)
             }
         }
@@ -124,7 +128,13 @@ impl Collective for Mpi {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             root.gather_varcount_into_root(bytes, &mut partition);
         }
-        Some(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c - 1) as usize].to_vec()).collect())
+        Some(
+            counts
+                .iter()
+                .zip(&displs)
+                .map(|(&c, &d)| all[d as usize..(d + c - 1) as usize].to_vec())
+                .collect(),
+        )
     }
 
     fn barrier(&self) {

@@ -29,12 +29,16 @@ impl Nccl {
         collective.broadcast_bytes(&mut bytes);
         let mut internal = [0; 128];
         if bytes.len() != internal.len() {
-            return Err(DistributedError::Nccl(format!("the unique id has {} bytes, expected 128", bytes.len())));
+            return Err(DistributedError::Nccl(format!(
+                "the unique id has {} bytes, expected 128",
+                bytes.len()
+            )));
         }
         for (c, b) in internal.iter_mut().zip(bytes) {
             *c = b as _;
         }
-        let comm = Comm::from_rank(device, collective.rank(), collective.world_size(), Id::uninit(internal)).map_err(nccl_error)?;
+        let comm = Comm::from_rank(device, collective.rank(), collective.world_size(), Id::uninit(internal))
+            .map_err(nccl_error)?;
         Ok(Nccl { comm })
     }
 
@@ -73,14 +77,20 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
     type Err = D::Err;
     type E2 = E;
     type D2 = D;
-    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         if !opts.do_gradient_update || self.failed.is_some() {
             return Ok(None);
         }
         let buffer = self.grads.get_or_alloc_mut(t)?;
         let result = match (buffer as &mut dyn Any).downcast_mut::<CudaSlice<f32>>() {
             Some(g) => self.nccl.all_reduce_sum(g),
-            None => Err(DistributedError::UnsupportedDevice { hint: " (NCCL reduces f32 gradients on a GPU)" }),
+            None => {
+                Err(DistributedError::UnsupportedDevice { hint: " (NCCL reduces f32 gradients on a GPU)" })
+            }
         };
         self.failed = result.err();
         Ok(None)

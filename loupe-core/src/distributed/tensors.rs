@@ -29,7 +29,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Broadcast<'_> {
     type Err = D::Err;
     type E2 = E;
     type D2 = D;
-    fn visit<S: Shape>(&mut self, _opts: TensorOptions<S, E, D>, t: &mut Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        _opts: TensorOptions<S, E, D>,
+        t: &mut Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         let mut values = t.as_vec();
         broadcast_values(self.collective, &mut values);
         t.copy_from(&values);
@@ -62,8 +66,9 @@ pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
         return Err(DistributedError::UnsupportedDevice { hint });
     }
     let mut reduce = Reduce { collective, grads, weight };
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce })
-        .map_err(|e| DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") })?;
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce }).map_err(|e| {
+        DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") }
+    })?;
     Ok(())
 }
 
@@ -78,7 +83,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
     type Err = D::Err;
     type E2 = E;
     type D2 = D;
-    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         if !opts.do_gradient_update {
             return Ok(None);
         }

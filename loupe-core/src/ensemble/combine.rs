@@ -244,7 +244,13 @@ mod tests {
     use super::*;
 
     fn member(name: &str, videos: &[(&str, &[(u32, f32)])]) -> Predictions {
-        Predictions::from_sparse(name, 4, videos.iter().map(|(id, p)| (id.to_string(), p.to_vec())), Keep::All).unwrap()
+        Predictions::from_sparse(
+            name,
+            4,
+            videos.iter().map(|(id, p)| (id.to_string(), p.to_vec())),
+            Keep::All,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -270,7 +276,9 @@ mod tests {
         let b = member("b", &[("v", &[(0, 0.4)])]);
         let members = [a, b];
         let error = weighted_mean(&members, &[1.0, 1.0], MissingVideos::Error).unwrap_err();
-        assert!(matches!(&error, EnsembleError::MissingVideo { member, id, count: 1, .. } if member == "b" && id == "w"));
+        assert!(
+            matches!(&error, EnsembleError::MissingVideo { member, id, count: 1, .. } if member == "b" && id == "w")
+        );
         let mean = weighted_mean(&members, &[1.0, 1.0], MissingVideos::Empty).unwrap();
         assert_eq!(mean.ids(), ["v", "w"]);
         assert_eq!(mean.get("w"), Some(&[(1, 0.3)][..]));
@@ -295,7 +303,8 @@ mod tests {
 
     #[test]
     fn evaluation_checks_coverage_of_the_truth() {
-        let truth = GroundTruth::new(Some(4), [("v".to_string(), vec![0]), ("w".to_string(), vec![1])]).unwrap();
+        let truth =
+            GroundTruth::new(Some(4), [("v".to_string(), vec![0]), ("w".to_string(), vec![1])]).unwrap();
         let partial = member("p", &[("v", &[(0, 0.9)])]);
         let error = evaluate(&partial, &truth, 20, MissingVideos::Error).unwrap_err();
         assert_eq!(
@@ -318,7 +327,8 @@ mod tests {
 
     #[test]
     fn evaluation_matches_the_metrics_on_the_same_scores() {
-        let truth = GroundTruth::new(Some(4), [("v".to_string(), vec![0, 3]), ("w".to_string(), vec![2])]).unwrap();
+        let truth =
+            GroundTruth::new(Some(4), [("v".to_string(), vec![0, 3]), ("w".to_string(), vec![2])]).unwrap();
         let p = member("p", &[("v", &[(0, 0.9), (1, 0.5), (3, 0.1)]), ("w", &[(1, 0.7), (2, 0.6)])]);
         let mut expected = EvaluationMetrics::new(4, 20);
         expected.add_video(&[0.9, 0.5, 0.0, 0.1], &[0, 3]);

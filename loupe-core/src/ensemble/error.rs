@@ -44,7 +44,9 @@ pub enum EnsembleError {
     WeightCount { weights: usize, members: usize },
 
     /// A weight is negative or not finite, or all are zero.
-    #[error("weight {weight} of member `{member}`: weights must be finite and non-negative, and not all zero")]
+    #[error(
+        "weight {weight} of member `{member}`: weights must be finite and non-negative, and not all zero"
+    )]
     BadWeight { member: String, weight: f64 },
 
     /// A video predicted by one member is missing from another (policy

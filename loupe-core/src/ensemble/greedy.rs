@@ -79,7 +79,8 @@ pub fn greedy_selection(
     let classes = check_members(members)?;
     let aligned = align(members, truth, options.missing)?;
     let gap_of = |weights: &[f64]| evaluate_aligned(&aligned, weights, truth, classes, options.top_k);
-    let member_metrics: Vec<MetricsSummary> = (0..members.len()).map(|i| gap_of(&one_hot(members.len(), i))).collect();
+    let member_metrics: Vec<MetricsSummary> =
+        (0..members.len()).map(|i| gap_of(&one_hot(members.len(), i))).collect();
 
     let best = argmax(member_metrics.iter().map(|m| m.gap)).unwrap_or(0);
     let mut weights = one_hot(members.len(), best);
@@ -121,7 +122,8 @@ pub fn search_weights(
     check_weights(members, start)?;
     let aligned = align(members, truth, options.missing)?;
     let gap_of = |weights: &[f64]| evaluate_aligned(&aligned, weights, truth, classes, options.top_k);
-    let member_metrics: Vec<MetricsSummary> = (0..members.len()).map(|i| gap_of(&one_hot(members.len(), i))).collect();
+    let member_metrics: Vec<MetricsSummary> =
+        (0..members.len()).map(|i| gap_of(&one_hot(members.len(), i))).collect();
 
     let mut weights = start.to_vec();
     let mut metrics = gap_of(&weights);
@@ -191,15 +193,22 @@ mod tests {
     /// - `copy` is `good` again, as good alone and adding nothing.
     fn example() -> (Vec<Predictions>, GroundTruth) {
         let ids: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
-        let truth = GroundTruth::new(Some(3), ids.iter().enumerate().map(|(i, id)| (id.clone(), vec![(i % 3) as u32])))
-            .unwrap();
+        let truth = GroundTruth::new(
+            Some(3),
+            ids.iter().enumerate().map(|(i, id)| (id.clone(), vec![(i % 3) as u32])),
+        )
+        .unwrap();
         // `right(i)`: whether the member ranks video i's label first; `miss`: the score
         // of the wrong label it ranks first otherwise.
         let member = |name: &str, right: &dyn Fn(usize) -> bool, miss: f32| {
             let videos = ids.iter().enumerate().map(|(i, id)| {
                 let label = (i % 3) as u32;
                 let wrong = (label + 1) % 3;
-                let pairs = if right(i) { vec![(label, 0.9), (wrong, 0.1)] } else { vec![(label, 0.05), (wrong, miss)] };
+                let pairs = if right(i) {
+                    vec![(label, 0.9), (wrong, 0.1)]
+                } else {
+                    vec![(label, 0.05), (wrong, miss)]
+                };
                 (id.clone(), pairs)
             });
             Predictions::from_sparse(name, 3, videos, Keep::All).unwrap()
@@ -217,7 +226,10 @@ mod tests {
     fn greedy_starts_from_the_best_and_adds_the_complement() {
         let (members, truth) = example();
         let selection = greedy_selection(&members, &truth, &SelectionOptions::default()).unwrap();
-        assert_eq!(selection.steps[0].member, 2, "the best single member, first of the equal `good` and `copy`");
+        assert_eq!(
+            selection.steps[0].member, 2,
+            "the best single member, first of the equal `good` and `copy`"
+        );
         assert_eq!(selection.steps[1].member, 1, "the complement is added");
         // Their mean ranks every true label above every wrong one: nothing to add after.
         assert_eq!(selection.weights, vec![0.0, 1.0, 1.0, 0.0]);

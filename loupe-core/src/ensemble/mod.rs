@@ -42,7 +42,7 @@ pub mod truth;
 
 pub use combine::{evaluate, weighted_mean, MissingVideos};
 pub use error::EnsembleError;
-pub use model::model_predictions;
 pub use greedy::{greedy_selection, search_weights, Selection, SelectionOptions, SelectionStep};
+pub use model::model_predictions;
 pub use predictions::{Keep, Predictions};
 pub use truth::GroundTruth;

@@ -3,9 +3,9 @@
 use dfdx::prelude::*;
 
 use crate::data::Dataset;
+use crate::infer::Predictor;
 use crate::model::VideoModel;
 use crate::train::run::batches;
-use crate::infer::Predictor;
 
 use super::{EnsembleError, Keep, Predictions};
 
@@ -26,7 +26,8 @@ where
     let mut predictions = Predictions::from_sparse(name, M::CLASSES, [], keep)?;
     for batch in batches::<M, D>(dataset)? {
         let batch = batch.map_err(crate::train::run::RunError::from)?;
-        let probabilities = predictor.predict(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
+        let probabilities =
+            predictor.predict(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
         predictions.extend_dense(batch.ids, &probabilities, keep)?;
     }
     Ok(predictions)

@@ -105,7 +105,12 @@ impl Predictions {
     }
 
     /// Adds the videos of one batch of dense probabilities (see [`Predictions::from_dense`]).
-    pub fn extend_dense(&mut self, ids: Vec<String>, probabilities: &[f32], keep: Keep) -> Result<(), EnsembleError> {
+    pub fn extend_dense(
+        &mut self,
+        ids: Vec<String>,
+        probabilities: &[f32],
+        keep: Keep,
+    ) -> Result<(), EnsembleError> {
         if classes_mismatch(probabilities.len(), ids.len(), self.classes) {
             return Err(self.problem(format!(
                 "{} scores for {} videos of {} classes",
@@ -142,7 +147,10 @@ impl Predictions {
 
     fn push(&mut self, id: String, mut pairs: Vec<(u32, f32)>, keep: Keep) -> Result<(), EnsembleError> {
         if let Some(&(label, _)) = pairs.iter().find(|&&(l, _)| l as usize >= self.classes) {
-            return Err(self.problem(format!("video `{id}`: label {label} is out of range (classes: {})", self.classes)));
+            return Err(self.problem(format!(
+                "video `{id}`: label {label} is out of range (classes: {})",
+                self.classes
+            )));
         }
         if let Some(&(label, score)) = pairs.iter().find(|p| !p.1.is_finite()) {
             return Err(self.problem(format!("video `{id}`: score of label {label} is {score}")));
@@ -176,7 +184,9 @@ impl Predictions {
     /// prediction file whose class count was inferred, joining models that know theirs).
     pub fn with_classes(mut self, classes: usize) -> Result<Self, EnsembleError> {
         if classes < self.classes {
-            if let Some(label) = self.scores.iter().flatten().map(|&(l, _)| l).find(|&l| l as usize >= classes) {
+            if let Some(label) =
+                self.scores.iter().flatten().map(|&(l, _)| l).find(|&l| l as usize >= classes)
+            {
                 return Err(self.problem(format!("label {label} is out of range (classes: {classes})")));
             }
         }
@@ -249,8 +259,13 @@ mod tests {
 
     #[test]
     fn keeps_the_best_labels_and_sorts_by_label() {
-        let p = Predictions::from_sparse("m", 5, [("v".to_string(), vec![(4, 0.1), (0, 0.3), (2, 0.9)])], Keep::Top(2))
-            .unwrap();
+        let p = Predictions::from_sparse(
+            "m",
+            5,
+            [("v".to_string(), vec![(4, 0.1), (0, 0.3), (2, 0.9)])],
+            Keep::Top(2),
+        )
+        .unwrap();
         assert_eq!(p.get("v"), Some(&[(0, 0.3), (2, 0.9)][..]));
         assert_eq!(p.top("v", 5), vec![(2, 0.9), (0, 0.3)]);
         assert_eq!(p.to_rows(1), vec![SubmissionRow { id: "v".into(), predictions: vec![(2, 0.9)] }]);
@@ -264,12 +279,18 @@ mod tests {
 
     #[test]
     fn malformed_members_are_errors() {
-        let bad = |pairs: Vec<(u32, f32)>| Predictions::from_sparse("m", 3, [("v".to_string(), pairs)], Keep::All);
+        let bad =
+            |pairs: Vec<(u32, f32)>| Predictions::from_sparse("m", 3, [("v".to_string(), pairs)], Keep::All);
         let text = |r: Result<Predictions, EnsembleError>| r.unwrap_err().to_string();
         assert_eq!(text(bad(vec![(3, 0.5)])), "member `m`: video `v`: label 3 is out of range (classes: 3)");
         assert_eq!(text(bad(vec![(1, f32::NAN)])), "member `m`: video `v`: score of label 1 is NaN");
         assert_eq!(text(bad(vec![(1, 0.5), (1, 0.2)])), "member `m`: video `v`: label 1 appears twice");
-        let twice = Predictions::from_sparse("m", 3, [("v".to_string(), vec![]), ("v".to_string(), vec![])], Keep::All);
+        let twice = Predictions::from_sparse(
+            "m",
+            3,
+            [("v".to_string(), vec![]), ("v".to_string(), vec![])],
+            Keep::All,
+        );
         assert_eq!(text(twice), "member `m`: video `v` appears twice");
         let dense = Predictions::from_dense("m", 3, vec!["v".into()], &[0.5; 4], Keep::All);
         assert_eq!(text(dense), "member `m`: 4 scores for 1 videos of 3 classes");

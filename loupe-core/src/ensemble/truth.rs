@@ -39,9 +39,12 @@ impl GroundTruth {
             if index.insert(id.clone(), ids.len()).is_some() {
                 return Err(EnsembleError::Truth(format!("video `{id}` appears twice")));
             }
-            let out_of_range = classes.and_then(|c| video_labels.iter().find(|&&l| l as usize >= c).map(|&l| (l, c)));
+            let out_of_range =
+                classes.and_then(|c| video_labels.iter().find(|&&l| l as usize >= c).map(|&l| (l, c)));
             if let Some((label, classes)) = out_of_range {
-                return Err(EnsembleError::Truth(format!("video `{id}`: label {label} is out of range (classes: {classes})")));
+                return Err(EnsembleError::Truth(format!(
+                    "video `{id}`: label {label} is out of range (classes: {classes})"
+                )));
             }
             video_labels.sort_unstable();
             video_labels.dedup();
@@ -51,7 +54,8 @@ impl GroundTruth {
         if ids.is_empty() {
             return Err(EnsembleError::Truth("no video".into()));
         }
-        let classes = classes.unwrap_or_else(|| labels.iter().flatten().map(|&l| l as usize + 1).max().unwrap_or(0));
+        let classes =
+            classes.unwrap_or_else(|| labels.iter().flatten().map(|&l| l as usize + 1).max().unwrap_or(0));
         Ok(GroundTruth { classes, ids, index, labels })
     }
 

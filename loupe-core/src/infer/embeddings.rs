@@ -91,7 +91,10 @@ impl Part {
 
     fn close(self) -> Result<(File, PathBuf), EmbeddingError> {
         let path = self.path;
-        let file = self.out.into_inner().map_err(|e| EmbeddingError::Io { path: path.clone(), source: e.into_error() })?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| EmbeddingError::Io { path: path.clone(), source: e.into_error() })?;
         Ok((file, path))
     }
 }
@@ -137,7 +140,16 @@ impl EmbeddingWriter {
         }
         let ids = Part::create(temporary(path, ".ids.tmp"))?;
         let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Ok(EmbeddingWriter { path: path.to_path_buf(), format, size, rows: 0, data: Some(data), ids: Some(ids), id_bytes: 0, metadata })
+        Ok(EmbeddingWriter {
+            path: path.to_path_buf(),
+            format,
+            size,
+            rows: 0,
+            data: Some(data),
+            ids: Some(ids),
+            id_bytes: 0,
+            metadata,
+        })
     }
 
     /// Values per row.
@@ -148,12 +160,18 @@ impl EmbeddingWriter {
     /// Appends one video's row.
     pub fn push(&mut self, id: &str, row: &[f32]) -> Result<(), EmbeddingError> {
         if row.len() != self.size {
-            return Err(EmbeddingError::RowSize { id: id.to_string(), expected: self.size, found: row.len() });
+            return Err(EmbeddingError::RowSize {
+                id: id.to_string(),
+                expected: self.size,
+                found: row.len(),
+            });
         }
         if id.contains('\n') {
             return Err(EmbeddingError::Id { id: id.to_string() });
         }
-        let (Some(data), Some(ids)) = (&mut self.data, &mut self.ids) else { unreachable!("taken only by finish") };
+        let (Some(data), Some(ids)) = (&mut self.data, &mut self.ids) else {
+            unreachable!("taken only by finish")
+        };
         let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
         data.write(&bytes)?;
         ids.write(id.as_bytes())?;
@@ -170,7 +188,9 @@ impl EmbeddingWriter {
             let path = path.to_path_buf();
             move |source: std::io::Error| EmbeddingError::Io { path, source }
         };
-        let (Some(data), Some(ids)) = (self.data.take(), self.ids.take()) else { unreachable!("taken only here") };
+        let (Some(data), Some(ids)) = (self.data.take(), self.ids.take()) else {
+            unreachable!("taken only here")
+        };
         let (mut data, data_path) = data.close()?;
         let (ids, ids_path_tmp) = ids.close()?;
         match self.format {
@@ -245,7 +265,8 @@ where
         Some(size) => size,
         None => return Err(super::predictor::no_such_layer(&description, layer).into()),
     };
-    let mut writer = EmbeddingWriter::create(path, size, &[("layer", layer.name()), ("model", &description.name)])?;
+    let mut writer =
+        EmbeddingWriter::create(path, size, &[("layer", layer.name()), ("model", &description.name)])?;
     for batch in crate::train::run::batches::<M, D>(dataset)? {
         let batch = batch?;
         let rows = predictor.represent(&batch.frames, &batch.lengths, layer)?;
@@ -255,7 +276,6 @@ where
     }
     Ok(writer.finish()?)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -273,11 +293,17 @@ mod tests {
         let dir = scratch("dropped");
         let mut writer = EmbeddingWriter::create(&dir.join("x.safetensors"), 2, &[]).unwrap();
         writer.push("a", &[1.0, 2.0]).unwrap();
-        assert!(matches!(writer.push("b", &[1.0]), Err(EmbeddingError::RowSize { expected: 2, found: 1, .. })));
+        assert!(matches!(
+            writer.push("b", &[1.0]),
+            Err(EmbeddingError::RowSize { expected: 2, found: 1, .. })
+        ));
         assert!(matches!(writer.push("c\nd", &[1.0, 2.0]), Err(EmbeddingError::Id { .. })));
         drop(writer);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-        assert!(matches!(EmbeddingWriter::create(&dir.join("x.csv"), 2, &[]), Err(EmbeddingError::Format { .. })));
+        assert!(matches!(
+            EmbeddingWriter::create(&dir.join("x.csv"), 2, &[]),
+            Err(EmbeddingError::Format { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

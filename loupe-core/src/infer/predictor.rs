@@ -93,13 +93,18 @@ where
 
     /// Checks a batch of `batch` videos and makes it a tensor.
     #[allow(clippy::type_complexity)]
-    fn input(&self, frames: &[f32], batch: usize) -> Result<Tensor<(usize, M::Frames, M::Features), f32, D>, PredictError> {
+    fn input(
+        &self,
+        frames: &[f32],
+        batch: usize,
+    ) -> Result<Tensor<(usize, M::Frames, M::Features), f32, D>, PredictError> {
         let per_video = M::FRAMES * M::FEATURES;
         if batch == 0 || frames.len() != batch * per_video {
             let expected = batch.max(1) * per_video;
             return Err(PredictError::Shape { what: "frames", expected, got: frames.len() });
         }
-        try_tensor_from_f32(&self.device, frames, (batch, M::Frames::default(), M::Features::default())).map_err(device_error)
+        try_tensor_from_f32(&self.device, frames, (batch, M::Frames::default(), M::Features::default()))
+            .map_err(device_error)
     }
 
     /// Class probabilities, `batch x CLASSES` row-major, of a batch of `lengths.len()`
@@ -111,7 +116,11 @@ where
 
     /// [`Self::predict`], or without `lengths` every frame valid
     /// ([`VideoModel::try_forward_eval`]).
-    pub(crate) fn forward(&self, frames: &[f32], lengths: Option<&[usize]>) -> Result<Vec<f32>, PredictError> {
+    pub(crate) fn forward(
+        &self,
+        frames: &[f32],
+        lengths: Option<&[usize]>,
+    ) -> Result<Vec<f32>, PredictError> {
         let batch = match lengths {
             Some(lengths) => {
                 let batch = frames.len() / (M::FRAMES * M::FEATURES).max(1);
@@ -131,12 +140,23 @@ where
     }
 
     /// The `k` best `(class, score)` pairs of each video of a batch, best first.
-    pub fn predict_top_k(&self, frames: &[f32], lengths: &[usize], k: usize) -> Result<Vec<Vec<(u32, f32)>>, PredictError> {
+    pub fn predict_top_k(
+        &self,
+        frames: &[f32],
+        lengths: &[usize],
+        k: usize,
+    ) -> Result<Vec<Vec<(u32, f32)>>, PredictError> {
         Ok(self.predict(frames, lengths)?.chunks(M::CLASSES).map(|row| top_k(row, k)).collect())
     }
 
     /// Predicts a batch and adds it to `metrics`; `labels[b]` are video `b`'s true labels.
-    pub fn evaluate(&self, metrics: &mut EvaluationMetrics, frames: &[f32], lengths: &[usize], labels: &[Vec<u32>]) -> Result<(), PredictError> {
+    pub fn evaluate(
+        &self,
+        metrics: &mut EvaluationMetrics,
+        frames: &[f32],
+        lengths: &[usize],
+        labels: &[Vec<u32>],
+    ) -> Result<(), PredictError> {
         if labels.len() != lengths.len() {
             return Err(PredictError::Shape { what: "labels", expected: lengths.len(), got: labels.len() });
         }
@@ -149,7 +169,12 @@ where
     /// Each video's vector at `layer`, `batch x size` row-major (size:
     /// [`ModelDescription::representation_size`](crate::model::ModelDescription::representation_size)).
     /// An error names the layers the model has when it has not this one.
-    pub fn represent(&self, frames: &[f32], lengths: &[usize], layer: Layer) -> Result<Vec<f32>, PredictError> {
+    pub fn represent(
+        &self,
+        frames: &[f32],
+        lengths: &[usize],
+        layer: Layer,
+    ) -> Result<Vec<f32>, PredictError> {
         if lengths.len() * M::FRAMES * M::FEATURES != frames.len() {
             let expected = lengths.len() * M::FRAMES * M::FEATURES;
             return Err(PredictError::Shape { what: "frames", expected, got: frames.len() });
@@ -164,6 +189,7 @@ where
 
 /// The error for a `layer` the model described by `d` does not have, naming those it has.
 pub(crate) fn no_such_layer(d: &ModelDescription, layer: Layer) -> PredictError {
-    let available: Vec<&str> = Layer::ALL.into_iter().filter(|l| d.representation_size(*l).is_some()).map(Layer::name).collect();
+    let available: Vec<&str> =
+        Layer::ALL.into_iter().filter(|l| d.representation_size(*l).is_some()).map(Layer::name).collect();
     PredictError::NoSuchLayer { model: d.name.clone(), layer, available: available.join(", ") }
 }

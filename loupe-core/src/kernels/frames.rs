@@ -25,7 +25,15 @@ fn all_contiguous<R: Real>(views: &[Option<&[R]>]) -> bool {
 /// `x W (+ bias)`: frames `x` (`(B, S, F)`, data) times weights `w` (`F x K`, taped),
 /// plus an optional constant row `bias` (`K`, no gradient). Backward: `gw += x^T g`.
 #[allow(clippy::type_complexity)]
-pub(crate) fn try_frames_matmul<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub(crate) fn try_frames_matmul<
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
     x: &Tensor<(B, S, Const<F>), E, D>,
     w: Tensor<Rank2<F, K>, E, D, T>,
     bias: Option<&Tensor<Rank1<K>, E, D>>,
@@ -48,7 +56,16 @@ pub(crate) fn try_frames_matmul<B: Dim, S: Dim, const F: usize, const K: usize, 
 }
 
 #[allow(clippy::type_complexity)]
-fn frames_matmul<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+fn frames_matmul<
+    R: Real,
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
     x: &Tensor<(B, S, Const<F>), E, D>,
     w: Tensor<Rank2<F, K>, E, D, T>,
     bias: Option<&Tensor<Rank1<K>, E, D>>,
@@ -88,7 +105,15 @@ fn frames_matmul<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, E: Dty
 /// `x` (`(B, S, F)`, data) with the per-feature `scale` (taped), for assignments `a`
 /// (`(B, S, K)`, taped). Backward: `ga`, `gscale`; never `gx`.
 #[allow(clippy::type_complexity)]
-pub(crate) fn try_frames_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub(crate) fn try_frames_weighted_sum<
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
     x: &Tensor<(B, S, Const<F>), E, D>,
     scale: Tensor<Rank1<F>, E, D, T>,
@@ -101,7 +126,15 @@ pub(crate) fn try_frames_weighted_sum<B: Dim, S: Dim, const F: usize, const K: u
 }
 
 #[allow(clippy::type_complexity)]
-fn composed_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+fn composed_weighted_sum<
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
     x: &Tensor<(B, S, Const<F>), E, D>,
     scale: Tensor<Rank1<F>, E, D, T>,
@@ -113,14 +146,24 @@ fn composed_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtyp
 }
 
 #[allow(clippy::type_complexity)]
-fn frames_weighted_sum<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+fn frames_weighted_sum<
+    R: Real,
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
     x: &Tensor<(B, S, Const<F>), E, D>,
     scale: Tensor<Rank1<F>, E, D, T>,
 ) -> Result<Tensor<(B, Const<F>, Const<K>), E, D, T>, D::Err> {
     let (a, a_tape) = a.split_tape();
     let (scale, scale_tape) = scale.split_tape();
-    let applies = all_contiguous::<R>(&[slice::<R, _, _, _>(&a), slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale)]);
+    let applies =
+        all_contiguous::<R>(&[slice::<R, _, _, _>(&a), slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale)]);
     if !applies {
         return composed_weighted_sum(a.put_tape(a_tape), x, scale.put_tape(scale_tape));
     }
@@ -153,7 +196,11 @@ fn frames_weighted_sum<R: Real, B: Dim, S: Dim, const F: usize, const K: usize, 
             restore_grad(grads, &out_keep, gy)?;
             // ga += x gp per video: (S, F) x (F, K).
             let ga = x_keep.clone().try_matmul(gp)?;
-            math::scaled_add(grad_mut::<R, _, _, _>(grads, &a)?, R::one(), expect_view(slice::<R, _, _, _>(&ga)));
+            math::scaled_add(
+                grad_mut::<R, _, _, _>(grads, &a)?,
+                R::one(),
+                expect_view(slice::<R, _, _, _>(&ga)),
+            );
             Ok(())
         });
     }
@@ -216,7 +263,13 @@ fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>
             let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
             let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
             let mut gshift = take_grad::<R, _, _, _>(grads, &shift)?;
-            math::affine_rows_backward(expect_view(slice::<R, _, _, _>(&x_keep)), &gy, F, &mut gscale, &mut gshift);
+            math::affine_rows_backward(
+                expect_view(slice::<R, _, _, _>(&x_keep)),
+                &gy,
+                F,
+                &mut gscale,
+                &mut gshift,
+            );
             restore_grad(grads, &scale, gscale)?;
             restore_grad(grads, &shift, gshift)?;
             restore_grad(grads, &out_keep, gy)

@@ -93,7 +93,8 @@ pub(crate) fn batch_norm_forward<F: Real>(
 ) -> BatchNormStats<F> {
     let rows = x.len() / c;
     let n = F::from_usize(rows).expect("row count fits the float type");
-    let mean: Vec<F> = column_sums(x, c, |_, row, acc| add_into(acc, row)).into_iter().map(|s| s / n).collect();
+    let mean: Vec<F> =
+        column_sums(x, c, |_, row, acc| add_into(acc, row)).into_iter().map(|s| s / n).collect();
     let var: Vec<F> = column_sums(x, c, |_, row, acc| {
         for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
             *a = *a + (v - m) * (v - m);
@@ -110,7 +111,14 @@ pub(crate) fn batch_norm_forward<F: Real>(
 }
 
 /// `y = x * scale + offset` per channel, then optionally a softmax per row.
-pub(crate) fn normalize_rows<F: Real>(x: &[F], c: usize, scale: &[F], offset: &[F], softmax: bool, y: &mut [F]) {
+pub(crate) fn normalize_rows<F: Real>(
+    x: &[F],
+    c: usize,
+    scale: &[F],
+    offset: &[F],
+    softmax: bool,
+    y: &mut [F],
+) {
     let chunk = rows_per_task(x.len() / c, c) * c;
     y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yb, xb)| {
         for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
@@ -200,13 +208,17 @@ pub(crate) fn batch_norm_backward<F: Real>(
         d[k] = -coef * sum_gz[k] + coef * sum_gz_xhat[k] * inv_std[k] * mean[k];
     }
     let gz: &[F] = gy;
-    gx.par_chunks_mut(chunk).zip(gz.par_chunks(chunk)).zip(x.par_chunks(chunk)).for_each(|((gxb, gzb), xb)| {
-        for ((gxr, gzr), xr) in gxb.chunks_exact_mut(c).zip(gzb.chunks_exact(c)).zip(xb.chunks_exact(c)) {
-            for ((((o, &g), &v), &a), (&b, &d)) in gxr.iter_mut().zip(gzr).zip(xr).zip(&a).zip(b.iter().zip(&d)) {
-                *o = *o + a * g + b * v + d;
+    gx.par_chunks_mut(chunk).zip(gz.par_chunks(chunk)).zip(x.par_chunks(chunk)).for_each(
+        |((gxb, gzb), xb)| {
+            for ((gxr, gzr), xr) in gxb.chunks_exact_mut(c).zip(gzb.chunks_exact(c)).zip(xb.chunks_exact(c)) {
+                for ((((o, &g), &v), &a), (&b, &d)) in
+                    gxr.iter_mut().zip(gzr).zip(xr).zip(&a).zip(b.iter().zip(&d))
+                {
+                    *o = *o + a * g + b * v + d;
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// `y[r,c] = x[r,c] scale[c] + shift[c]` over the rows of `x` (`rows x c`).
@@ -266,7 +278,15 @@ pub(crate) fn scale_features_forward<F: Real>(p: &[F], f: usize, k: usize, scale
 
 /// Backward of [`scale_features_forward`]: writes `gp = gy scale[f]` (overwriting) and
 /// accumulates `gscale[f] += sum_{b,k} gy[b,f,k] p[b,f,k]`.
-pub(crate) fn scale_features_backward<F: Real>(p: &[F], gy: &[F], f: usize, k: usize, scale: &[F], gp: &mut [F], gscale: &mut [F]) {
+pub(crate) fn scale_features_backward<F: Real>(
+    p: &[F],
+    gy: &[F],
+    f: usize,
+    k: usize,
+    scale: &[F],
+    gp: &mut [F],
+    gscale: &mut [F],
+) {
     let per = rows_per_task(p.len() / k, k);
     let sums = gp
         .par_chunks_mut(per * k)
@@ -275,7 +295,9 @@ pub(crate) fn scale_features_backward<F: Real>(p: &[F], gy: &[F], f: usize, k: u
         .enumerate()
         .map(|(i, ((gpb, pb), gyb))| {
             let mut acc = vec![F::zero(); f];
-            for (r, ((gpr, pr), gyr)) in gpb.chunks_exact_mut(k).zip(pb.chunks_exact(k)).zip(gyb.chunks_exact(k)).enumerate() {
+            for (r, ((gpr, pr), gyr)) in
+                gpb.chunks_exact_mut(k).zip(pb.chunks_exact(k)).zip(gyb.chunks_exact(k)).enumerate()
+            {
                 let feature = (i * per + r) % f;
                 acc[feature] = acc[feature] + dot_product(gyr, pr);
                 let s = scale[feature];
@@ -314,16 +336,18 @@ pub(crate) fn l2_rows_forward<F: Real>(x: &[F], c: usize, floor: f64, y: &mut [F
     let rows = x.len() / c;
     let mut norms = vec![F::zero(); rows];
     let per = rows_per_task(rows, c);
-    y.par_chunks_mut(per * c).zip(x.par_chunks(per * c)).zip(norms.par_chunks_mut(per)).for_each(|((yb, xb), nb)| {
-        for ((yr, xr), n) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).zip(nb.iter_mut()) {
-            let sq = dot_product(xr, xr);
-            *n = sq.max(real(floor)).sqrt();
-            let inv = F::one() / *n;
-            for (o, &v) in yr.iter_mut().zip(xr) {
-                *o = v * inv;
+    y.par_chunks_mut(per * c).zip(x.par_chunks(per * c)).zip(norms.par_chunks_mut(per)).for_each(
+        |((yb, xb), nb)| {
+            for ((yr, xr), n) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)).zip(nb.iter_mut()) {
+                let sq = dot_product(xr, xr);
+                *n = sq.max(real(floor)).sqrt();
+                let inv = F::one() / *n;
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = v * inv;
+                }
             }
-        }
-    });
+        },
+    );
     norms
 }
 
@@ -337,7 +361,9 @@ pub(crate) fn l2_rows_backward<F: Real>(y: &[F], gy: &[F], norms: &[F], c: usize
         .zip(gy.par_chunks(per * c))
         .zip(norms.par_chunks(per))
         .for_each(|(((gxb, yb), gyb), nb)| {
-            for (((gxr, yr), gyr), &n) in gxb.chunks_exact_mut(c).zip(yb.chunks_exact(c)).zip(gyb.chunks_exact(c)).zip(nb) {
+            for (((gxr, yr), gyr), &n) in
+                gxb.chunks_exact_mut(c).zip(yb.chunks_exact(c)).zip(gyb.chunks_exact(c)).zip(nb)
+            {
                 let dot = if n > floor_norm { dot_product(yr, gyr) } else { F::zero() };
                 let inv = F::one() / n;
                 for ((o, &a), &g) in gxr.iter_mut().zip(yr).zip(gyr) {
@@ -526,7 +552,8 @@ pub(crate) fn adam_update<F: Real>(
     epsilon: f64,
     step_size: f64,
 ) {
-    let (s, b1, b2, eps, lr) = (real::<F>(grad_scale), real::<F>(beta1), real::<F>(beta2), real::<F>(epsilon), real::<F>(step_size));
+    let (s, b1, b2, eps, lr) =
+        (real::<F>(grad_scale), real::<F>(beta1), real::<F>(beta2), real::<F>(epsilon), real::<F>(step_size));
     let (c1, c2) = (F::one() - b1, F::one() - b2);
     const CHUNK: usize = 64 * 1024;
     p.par_chunks_mut(CHUNK)
@@ -556,9 +583,7 @@ pub(crate) fn adam_update<F: Real>(
 
 /// `sum g^2`, in parallel, accumulated in f64.
 pub(crate) fn squared_norm<F: Real>(g: &[F]) -> f64 {
-    g.par_chunks(64 * 1024)
-        .map(|c| dot_product(c, c).to_f64().unwrap_or(f64::NAN))
-        .sum()
+    g.par_chunks(64 * 1024).map(|c| dot_product(c, c).to_f64().unwrap_or(f64::NAN)).sum()
 }
 
 /// `acc += s * x`, in parallel.

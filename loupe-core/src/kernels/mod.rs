@@ -26,12 +26,12 @@ mod ops;
 mod view;
 
 pub(crate) use frames::{try_frames_affine, try_frames_matmul, try_frames_weighted_sum};
+pub(crate) use math::{adam_update, squared_norm, Real};
 pub(crate) use ops::{
-    try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows, try_vlad_normalize,
-    BatchNormTensors,
+    try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
+    try_vlad_normalize, BatchNormTensors,
 };
 pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
-pub(crate) use math::{adam_update, squared_norm, Real};
 
 use std::cell::Cell;
 

@@ -333,7 +333,11 @@ fn half_squared_norm<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         let (w_keep, out_keep) = (w.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let g = take_grad::<F, _, _, _>(grads, &out_keep)?;
-            math::scaled_add(grad_mut::<F, _, _, _>(grads, &w_keep)?, g[0], expect_view(slice::<F, _, _, _>(&w_keep)));
+            math::scaled_add(
+                grad_mut::<F, _, _, _>(grads, &w_keep)?,
+                g[0],
+                expect_view(slice::<F, _, _, _>(&w_keep)),
+            );
             restore_grad(grads, &out_keep, g)
         });
     }

@@ -9,8 +9,8 @@
 
 use std::any::{Any, TypeId};
 
-use dfdx::prelude::*;
 use dfdx::dtypes::Unit;
+use dfdx::prelude::*;
 
 /// Whether `(E, D)` is `(F, Cpu)`.
 pub(crate) fn is_cpu<F: 'static, E: 'static, D: 'static>() -> bool {

@@ -97,7 +97,9 @@ pub struct SegmentMetrics {
 /// Why no MAP could be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentMetricError {
-    #[error("none of the submission's {rows} class rows is for a class with positive ratings in the ground truth")]
+    #[error(
+        "none of the submission's {rows} class rows is for a class with positive ratings in the ground truth"
+    )]
     NoScoredClass { rows: usize },
 }
 
@@ -120,7 +122,11 @@ pub enum SegmentMetricError {
 /// assert!((segment_map(&truth, &rows, 2)?.map - 0.5).abs() < 1e-12);
 /// # Ok::<(), loupe_core::metrics::segments::SegmentMetricError>(())
 /// ```
-pub fn segment_map(truth: &SegmentTruth, rows: &[SegmentRow], top_n: usize) -> Result<SegmentMetrics, SegmentMetricError> {
+pub fn segment_map(
+    truth: &SegmentTruth,
+    rows: &[SegmentRow],
+    top_n: usize,
+) -> Result<SegmentMetrics, SegmentMetricError> {
     let positives = truth.positives_per_class();
     let mut per_class = Vec::new();
     let mut skipped_without_positives = Vec::new();
@@ -130,18 +136,22 @@ pub fn segment_map(truth: &SegmentTruth, rows: &[SegmentRow], top_n: usize) -> R
             continue;
         };
         let kept = if top_n == 0 { row.segments.len() } else { top_n.min(row.segments.len()) };
-        let ranked: Vec<bool> = row.segments[..kept]
-            .iter()
-            .filter_map(|s| truth.rating(&s.video, s.start, row.class))
-            .collect();
-        per_class.push(ClassAp { class: row.class, ap: average_precision(ranked.iter().copied(), p), positives: p, rated_entries: ranked.len() });
+        let ranked: Vec<bool> =
+            row.segments[..kept].iter().filter_map(|s| truth.rating(&s.video, s.start, row.class)).collect();
+        per_class.push(ClassAp {
+            class: row.class,
+            ap: average_precision(ranked.iter().copied(), p),
+            positives: p,
+            rated_entries: ranked.len(),
+        });
     }
     if per_class.is_empty() {
         return Err(SegmentMetricError::NoScoredClass { rows: rows.len() });
     }
     per_class.sort_by_key(|c| c.class);
     skipped_without_positives.sort_unstable();
-    let classes_without_row = positives.keys().copied().filter(|c| !rows.iter().any(|r| r.class == *c)).collect();
+    let classes_without_row =
+        positives.keys().copied().filter(|c| !rows.iter().any(|r| r.class == *c)).collect();
     let map = per_class.iter().map(|c| c.ap).sum::<f64>() / per_class.len() as f64;
     Ok(SegmentMetrics { map, top_n, per_class, skipped_without_positives, classes_without_row })
 }
@@ -162,7 +172,13 @@ mod tests {
         truth.add_video("b", &[rate(2, 0, 1.0)]);
         // a:5 is positive for class 2, not rated for class 1: dropped from class 1's row.
         let rows = [
-            SegmentRow { class: 1, segments: vec![SegmentId { video: "a".into(), start: 5 }, SegmentId { video: "a".into(), start: 0 }] },
+            SegmentRow {
+                class: 1,
+                segments: vec![
+                    SegmentId { video: "a".into(), start: 5 },
+                    SegmentId { video: "a".into(), start: 0 },
+                ],
+            },
             SegmentRow { class: 2, segments: vec![SegmentId { video: "b".into(), start: 0 }] },
         ];
         let m = segment_map(&truth, &rows, 0).unwrap();

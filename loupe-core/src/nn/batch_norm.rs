@@ -132,27 +132,21 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         let mean = x.retaped::<T>().try_mean::<Rank1<C>, Ax>()?;
         self.running_mean.try_axpy(decay, &mean, 1.0 - decay)?;
         let centered = x.try_sub(mean.try_broadcast_like(&shape)?)?;
-        let var = centered
-            .retaped::<T>()
-            .try_square()?
-            .try_mean::<Rank1<C>, Ax>()?;
+        let var = centered.retaped::<T>().try_square()?.try_mean::<Rank1<C>, Ax>()?;
         self.running_var.try_axpy(decay, &var, 1.0 - decay)?;
-        let inv_std = var
-            .try_add(E::from_f64(BATCH_NORM_EPSILON).unwrap())?
-            .try_sqrt()?
-            .try_recip()?;
-        let scale = self
-            .scale
-            .retaped::<T>()
-            .try_mul(inv_std)?
-            .try_broadcast_like(&shape)?;
+        let inv_std = var.try_add(E::from_f64(BATCH_NORM_EPSILON).unwrap())?.try_sqrt()?.try_recip()?;
+        let scale = self.scale.retaped::<T>().try_mul(inv_std)?.try_broadcast_like(&shape)?;
         let shift = self.shift.retaped::<T>().try_broadcast_like(&shape)?;
         centered.try_mul(scale)?.try_add(shift)
     }
 
     /// What the fused batch-norm kernels read of this layer.
     fn kernel_tensors(&self) -> crate::kernels::BatchNormTensors<'_, C, E, D> {
-        crate::kernels::BatchNormTensors { scale: &self.scale, shift: &self.shift, epsilon: BATCH_NORM_EPSILON }
+        crate::kernels::BatchNormTensors {
+            scale: &self.scale,
+            shift: &self.shift,
+            epsilon: BATCH_NORM_EPSILON,
+        }
     }
 
     /// Training-mode normalisation (and a softmax over the channels when `softmax` is
@@ -193,7 +187,10 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
     }
 
     /// Evaluation-mode normalisation with the running averages.
-    pub fn try_forward_eval<S, Ax: Axes, T>(&self, x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
+    pub fn try_forward_eval<S, Ax: Axes, T>(
+        &self,
+        x: Tensor<S, E, D, T>,
+    ) -> Result<Tensor<S, E, D, T>, D::Err>
     where
         S: Shape + HasAxes<Ax> + ReduceShapeTo<Rank1<C>, Ax>,
         T: Tape<E, D>,
@@ -207,12 +204,8 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
             .try_recip()?;
         let scale = self.scale.clone().try_mul(inv_std)?;
         // y = x * a + (shift - mean * a), one multiply-add per element.
-        let offset = self
-            .shift
-            .clone()
-            .try_sub(self.running_mean.clone().try_mul(scale.clone())?)?;
-        x.try_mul(scale.try_broadcast_like(&shape)?)?
-            .try_add(offset.try_broadcast_like(&shape)?)
+        let offset = self.shift.clone().try_sub(self.running_mean.clone().try_mul(scale.clone())?)?;
+        x.try_mul(scale.try_broadcast_like(&shape)?)?.try_add(offset.try_broadcast_like(&shape)?)
     }
 }
 

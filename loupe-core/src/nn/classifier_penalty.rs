@@ -36,4 +36,3 @@ pub trait ClassifierPenalty<E: Dtype, D: Device<E>> {
         self.try_l2_penalty::<T>().unwrap()
     }
 }
-

@@ -93,7 +93,9 @@ impl<B: Dim, const N: usize, E: Dtype, D: Device<E>, T: Tape<E, D>> ModuleMut<Te
     }
 }
 
-impl<B: Dim, const N: usize, E: Dtype, D: Device<E>> Module<Tensor<(B, Const<N>), E, D>> for ContextGating<N, E, D> {
+impl<B: Dim, const N: usize, E: Dtype, D: Device<E>> Module<Tensor<(B, Const<N>), E, D>>
+    for ContextGating<N, E, D>
+{
     type Output = Tensor<(B, Const<N>), E, D>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, Const<N>), E, D>) -> Result<Self::Output, D::Err> {

@@ -117,21 +117,35 @@ impl<const START: usize, const LEN: usize, const F: usize> StreamBounds<START, L
     );
 }
 
-impl<const START: usize, const LEN: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E> for Stream<START, LEN> {
+impl<const START: usize, const LEN: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
+    for Stream<START, LEN>
+{
     type Built = Stream<START, LEN>;
 }
 
-impl<const START: usize, const LEN: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for Stream<START, LEN> {
+impl<const START: usize, const LEN: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
+    for Stream<START, LEN>
+{
     type To<E2: Dtype, D2: Device<E2>> = Stream<START, LEN>;
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(_: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        _: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         Ok(Some(Stream))
     }
 }
 
 impl<const START: usize, const LEN: usize> NonMutableModule for Stream<START, LEN> {}
 
-impl<B: Dim, S: Dim, const F: usize, const START: usize, const LEN: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<Tensor<(B, S, Const<F>), E, D, T>> for Stream<START, LEN>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const START: usize,
+        const LEN: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > Module<Tensor<(B, S, Const<F>), E, D, T>> for Stream<START, LEN>
 {
     type Output = Tensor<(B, S, Const<LEN>), E, D, T>;
     type Error = D::Err;
@@ -140,8 +154,7 @@ impl<B: Dim, S: Dim, const F: usize, const START: usize, const LEN: usize, E: Dt
         let () = StreamBounds::<START, LEN, F>::CHECK;
         let (rows, frames, _) = *x.shape();
         // The slice is a fresh contiguous tensor: the reshape back to `Const<LEN>` is free.
-        x.try_slice((.., .., START..START + LEN))?
-            .try_reshape_like(&(rows, frames, Const::<LEN>))
+        x.try_slice((.., .., START..START + LEN))?.try_reshape_like(&(rows, frames, Const::<LEN>))
     }
 }
 

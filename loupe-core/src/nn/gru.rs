@@ -1,8 +1,8 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
+    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul,
+    try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -95,7 +95,12 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E,
                     |s| &mut s.gate_recurrent_weights,
                     TensorOptions::reset_with(|t| t.try_fill_with_distr(GlorotUniform::new(I + H, 2 * H))),
                 ),
-                Self::tensor("gate_bias", |s| &s.gate_bias, |s| &mut s.gate_bias, TensorOptions::reset_to_ones()),
+                Self::tensor(
+                    "gate_bias",
+                    |s| &s.gate_bias,
+                    |s| &mut s.gate_bias,
+                    TensorOptions::reset_to_ones(),
+                ),
                 Self::tensor(
                     "candidate_input_weights",
                     |s| &s.candidate_input_weights,
@@ -156,13 +161,9 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
             .try_reshape_like(&(2 * H,))?
             .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 2 * H))?;
         let pg = x.retaped::<T>().try_matmul(wg)?.try_add(gate_bias)?;
-        let candidate_bias = self
-            .candidate_bias
-            .retaped::<T>()
-            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
-        let pc = x
-            .try_matmul(self.candidate_input_weights.retaped::<T>())?
-            .try_add(candidate_bias)?;
+        let candidate_bias =
+            self.candidate_bias.retaped::<T>().try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
+        let pc = x.try_matmul(self.candidate_input_weights.retaped::<T>())?.try_add(candidate_bias)?;
         try_gru_recurrence(pg, pc, &self.gate_recurrent_weights, &self.candidate_recurrent_weights, mask)
     }
 
@@ -314,7 +315,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             let row = (bi * ns + t) * 2 * H;
             for k in 0..H {
                 let pre = |g: usize| {
-                    to_f64(pgv[row + g * H + k]) + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
+                    to_f64(pgv[row + g * H + k])
+                        + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
                 };
                 r[bi * H + k] = sigmoid(pre(0));
                 u[bi * H + k] = sigmoid(pre(1));
@@ -326,7 +328,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             let mt = m[bi * ns + t];
             for k in 0..H {
                 let at = bi * H + k;
-                let c = (to_f64(pcv[(bi * ns + t) * H + k]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
+                let c =
+                    (to_f64(pcv[(bi * ns + t) * H + k]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
                 let h_prev = to_f64(h[at]);
                 let h_new = u[at] * h_prev + (1.0 - u[at]) * c;
                 h[at] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
@@ -351,7 +354,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
         grads.try_alloc_for(&out_ghost)?;
         let dy = grads.get(&out_ghost).as_vec();
         let ys = out_ghost.as_vec();
-        let prev = |bi: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(bi * ns + t - 1) * H + k]) };
+        let prev =
+            |bi: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(bi * ns + t - 1) * H + k]) };
         let mut dpg = vec![E::default(); nb * ns * 2 * H];
         let mut dpc = vec![E::default(); nb * ns * H];
         let mut dh = vec![0.0f64; nb * H];

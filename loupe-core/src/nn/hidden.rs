@@ -66,7 +66,14 @@ fn try_relu6<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const RELU6: bool>
 /// assert_eq!(h.shape().concrete(), [3, 4]);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Hidden<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Storage<E>> {
+pub struct Hidden<
+    const I: usize,
+    const O: usize,
+    const FAN: usize,
+    const RELU6: bool,
+    E: Dtype,
+    D: Storage<E>,
+> {
     /// `W`, `I x O`.
     pub weight: Tensor<Rank2<I, O>, E, D>,
     /// `b`, `O`.
@@ -101,13 +108,21 @@ impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dty
     }
 }
 
-impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Storage<E>> NonMutableModule
-    for Hidden<I, O, FAN, RELU6, E, D>
+impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Storage<E>>
+    NonMutableModule for Hidden<I, O, FAN, RELU6, E, D>
 {
 }
 
-impl<B: Dim, const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    Module<Tensor<(B, Const<I>), E, D, T>> for Hidden<I, O, FAN, RELU6, E, D>
+impl<
+        B: Dim,
+        const I: usize,
+        const O: usize,
+        const FAN: usize,
+        const RELU6: bool,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > Module<Tensor<(B, Const<I>), E, D, T>> for Hidden<I, O, FAN, RELU6, E, D>
 {
     type Output = Tensor<(B, Const<O>), E, D, T>;
     type Error = D::Err;
@@ -139,7 +154,14 @@ impl<B: Dim, const I: usize, const O: usize, const FAN: usize, const RELU6: bool
 /// # let _ = train;
 /// ```
 #[derive(Debug, Clone)]
-pub struct HiddenBn<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Storage<E>> {
+pub struct HiddenBn<
+    const I: usize,
+    const O: usize,
+    const FAN: usize,
+    const RELU6: bool,
+    E: Dtype,
+    D: Storage<E>,
+> {
     /// `W`, `I x O`.
     pub weight: Tensor<Rank2<I, O>, E, D>,
     /// Batch norm of `x W`.
@@ -169,8 +191,16 @@ impl<const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dty
     }
 }
 
-impl<B: Dim, const I: usize, const O: usize, const FAN: usize, const RELU6: bool, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    ModuleMut<Tensor<(B, Const<I>), E, D, T>> for HiddenBn<I, O, FAN, RELU6, E, D>
+impl<
+        B: Dim,
+        const I: usize,
+        const O: usize,
+        const FAN: usize,
+        const RELU6: bool,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > ModuleMut<Tensor<(B, Const<I>), E, D, T>> for HiddenBn<I, O, FAN, RELU6, E, D>
 {
     type Output = Tensor<(B, Const<O>), E, D, T>;
     type Error = D::Err;

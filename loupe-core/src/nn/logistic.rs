@@ -76,7 +76,9 @@ impl<B: Dim, const I: usize, const V: usize, E: Dtype, D: Device<E>, T: Tape<E, 
     }
 }
 
-impl<const I: usize, const V: usize, E: Dtype, D: Device<E>> ClassifierPenalty<E, D> for Logistic<I, V, E, D> {
+impl<const I: usize, const V: usize, E: Dtype, D: Device<E>> ClassifierPenalty<E, D>
+    for Logistic<I, V, E, D>
+{
     fn try_l2_penalty<T: Tape<E, D>>(&self) -> Result<Tensor<Rank0, E, D, T>, D::Err> {
         try_half_squared_norm(&self.weight)
     }

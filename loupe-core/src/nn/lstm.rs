@@ -1,8 +1,8 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul, try_host_matmul_transposed,
-    try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
+    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul,
+    try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -132,7 +132,8 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
     ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
         let (b, s, _) = *states.shape();
         let rows = b.size() * s.size();
-        try_pick(states.try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?.try_reshape_like(&(b, s, Const::<H>))
+        try_pick(states.try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?
+            .try_reshape_like(&(b, s, Const::<H>))
     }
 
     /// `[c, h]` after the last step.
@@ -197,7 +198,9 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
         let ij = i.try_mul(j)?;
         let c_new = match &state {
             None => ij,
-            Some((c, _)) => gate(2)?.try_add(forget_bias)?.try_sigmoid()?.try_mul(c.retaped::<T>())?.try_add(ij)?,
+            Some((c, _)) => {
+                gate(2)?.try_add(forget_bias)?.try_sigmoid()?.try_mul(c.retaped::<T>())?.try_add(ij)?
+            }
         };
         tape = tape.merge(pre.split_tape().1);
         let h_new = o.try_mul(c_new.retaped::<T>().try_tanh()?)?;
@@ -262,9 +265,11 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             let mt = m[bi * ns + t];
             for k in 0..H {
                 let pre = |g: usize| {
-                    to_f64(pv[row + g * H + k]) + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
+                    to_f64(pv[row + g * H + k])
+                        + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
                 };
-                let (i, j, f, o) = (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
+                let (i, j, f, o) =
+                    (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
                 let c_prev = c[bi * H + k];
                 let h_prev = to_f64(h[bi * H + k]);
                 let c_new = f * c_prev + i * j;

@@ -147,10 +147,7 @@ impl<B: Dim, const I: usize, const V: usize, const M: usize, E: Dtype, D: Device
         let gates = gate_logits.try_sub(shift.clone().try_broadcast_like(&per_class)?)?.try_exp()?;
         let dummy_gate = dummy_logits.try_sub(shift)?.try_exp()?;
         let normaliser = gates.retaped::<T>().try_sum::<(B, Const<V>), Axis<2>>()?.try_add(dummy_gate)?;
-        gates
-            .try_mul(experts)?
-            .try_sum::<(B, Const<V>), Axis<2>>()?
-            .try_div(normaliser)
+        gates.try_mul(experts)?.try_sum::<(B, Const<V>), Axis<2>>()?.try_div(normaliser)
     }
 }
 

@@ -46,21 +46,21 @@ pub use temporal_pooling::{AveragePooling, MaxPooling};
 mod classifier_penalty;
 mod context_gating;
 mod frame_input;
-mod pool_frames;
 mod glu;
 mod hidden;
 mod logistic;
 mod mixture_of_experts;
+mod pool_frames;
 mod probability_gating;
 
 pub use classifier_penalty::ClassifierPenalty;
 pub use context_gating::{BiasedContextGating, ContextGating};
 pub use frame_input::{FrameInput, Stream};
-pub use pool_frames::{NormalizedFrames, PoolFrames};
 pub use glu::Glu;
 pub use hidden::{Hidden, HiddenBn};
 pub use logistic::Logistic;
 pub use mixture_of_experts::MixtureOfExperts;
+pub use pool_frames::{NormalizedFrames, PoolFrames};
 pub use probability_gating::ProbabilityGating;
 // --- end of the head layers ---
 

@@ -1,7 +1,8 @@
 //! NetFV pooling: a differentiable Fisher vector (paper section 2).
 
 use super::shared::{
-    try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize, try_l2_normalize, Normal,
+    try_assignment_mass, try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize,
+    try_l2_normalize, Normal,
 };
 use super::SoftAssignment;
 use dfdx::prelude::*;
@@ -142,14 +143,20 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let half = K * F;
         let fv1 = try_l2_normalize(try_flatten_d_major(try_intra_normalize(fv1)?, half)?)?;
         let fv2 = try_l2_normalize(try_flatten_d_major(fv2, half)?)?;
-        (fv1, fv2)
-            .try_concat_along(Axis::<1>)?
-            .try_reshape_like(&(b, Const::<OUT>))
+        (fv1, fv2).try_concat_along(Axis::<1>)?.try_reshape_like(&(b, Const::<OUT>))
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetFv<F, K, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const K: usize,
+        const OUT: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetFv<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;

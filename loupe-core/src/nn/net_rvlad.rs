@@ -1,8 +1,8 @@
 //! NetRVLAD pooling: NetVLAD without centres (paper section 2).
 
 use super::shared::{
-    try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize, try_l2_normalize, try_vlad_of_standardized,
-    L2_NORM_FLOOR,
+    try_assignment_weighted_sum, try_flatten_d_major, try_intra_normalize, try_l2_normalize,
+    try_vlad_of_standardized, L2_NORM_FLOOR,
 };
 use super::SoftAssignment;
 use dfdx::prelude::*;
@@ -86,7 +86,8 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let () = Self::CHECK;
         let weighted = try_assignment_weighted_sum(a, x)?;
         // Both normalisations and flattening as one fused op where available.
-        let fused = crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None, L2_NORM_FLOOR)?;
+        let fused =
+            crate::kernels::try_vlad_normalize::<_, S, F, K, OUT, _, _, _>(weighted, None, L2_NORM_FLOOR)?;
         let weighted = match fused {
             Ok(pooled) => return Ok(pooled),
             Err((weighted, _)) => weighted,
@@ -96,8 +97,16 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetRvlad<F, K, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const K: usize,
+        const OUT: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetRvlad<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;
@@ -118,10 +127,21 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype,
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    super::PoolFrames<B, S, F, E, D, T> for NetRvlad<F, K, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const K: usize,
+        const OUT: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > super::PoolFrames<B, S, F, E, D, T> for NetRvlad<F, K, OUT, E, D>
 {
-    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+    fn try_pool_frames(
+        &mut self,
+        frames: super::NormalizedFrames<B, S, F, E, D, T>,
+    ) -> Result<Self::Output, D::Err> {
         if !crate::kernels::fused_for::<E, D>() {
             return self.try_forward_mut(frames.try_into_frames()?);
         }

@@ -102,13 +102,23 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> N
         let weighted = try_assignment_weighted_sum(a, x)?;
         try_vlad_residual_tail(weighted, mass_source, self.centers.retaped::<T>())
     }
-
 }
 
-impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    super::PoolFrames<B, S, F, E, D, T> for NetVlad<F, K, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const K: usize,
+        const OUT: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > super::PoolFrames<B, S, F, E, D, T> for NetVlad<F, K, OUT, E, D>
 {
-    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+    fn try_pool_frames(
+        &mut self,
+        frames: super::NormalizedFrames<B, S, F, E, D, T>,
+    ) -> Result<Self::Output, D::Err> {
         if !crate::kernels::fused_for::<E, D>() {
             return self.try_forward_mut(frames.try_into_frames()?);
         }
@@ -118,8 +128,16 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype,
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetVlad<F, K, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const K: usize,
+        const OUT: usize,
+        E: Dtype,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetVlad<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;

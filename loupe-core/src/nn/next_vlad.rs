@@ -9,11 +9,26 @@ pub mod builder {
     /// Builder of [`super::NeXtVlad`]: `F` features per frame, expanded to `FE`, split into
     /// `G` groups, `K` clusters; `GK = G * K` and `OUT = K * FE / G`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct NeXtVlad<const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize>;
+    pub struct NeXtVlad<
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+    >;
 }
 
-impl<const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    BuildOnDevice<D, E> for builder::NeXtVlad<F, FE, G, K, GK, OUT>
+impl<
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > BuildOnDevice<D, E> for builder::NeXtVlad<F, FE, G, K, GK, OUT>
 where
     E: Dtype,
     D: Device<E>,
@@ -108,8 +123,16 @@ pub struct NeXtVlad<
     pub vlad_bn: BatchNorm<OUT, E, D>,
 }
 
-impl<const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Storage<E>,
@@ -121,8 +144,16 @@ where
     );
 }
 
-impl<const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    TensorCollection<E, D> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > TensorCollection<E, D> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -134,46 +165,52 @@ where
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         let () = Self::CHECK;
         visitor.visit_fields(
-            ((
-                Self::tensor(
-                    "expansion_weights",
-                    |s| &s.expansion_weights,
-                    |s| &mut s.expansion_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(F))),
+            (
+                (
+                    Self::tensor(
+                        "expansion_weights",
+                        |s| &s.expansion_weights,
+                        |s| &mut s.expansion_weights,
+                        TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(F))),
+                    ),
+                    Self::tensor(
+                        "expansion_bias",
+                        |s| &s.expansion_bias,
+                        |s| &mut s.expansion_bias,
+                        TensorOptions::reset_to_zeros(),
+                    ),
+                    Self::tensor(
+                        "attention_weights",
+                        |s| &s.attention_weights,
+                        |s| &mut s.attention_weights,
+                        TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
+                    ),
+                    Self::tensor(
+                        "attention_bias",
+                        |s| &s.attention_bias,
+                        |s| &mut s.attention_bias,
+                        TensorOptions::reset_to_zeros(),
+                    ),
                 ),
-                Self::tensor(
-                    "expansion_bias",
-                    |s| &s.expansion_bias,
-                    |s| &mut s.expansion_bias,
-                    TensorOptions::reset_to_zeros(),
+                (
+                    Self::tensor(
+                        "assignment_weights",
+                        |s| &s.assignment_weights,
+                        |s| &mut s.assignment_weights,
+                        TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
+                    ),
+                    Self::module("assignment_bn", |s| &s.assignment_bn, |s| &mut s.assignment_bn),
+                    Self::tensor(
+                        "centers",
+                        |s| &s.centers,
+                        |s| &mut s.centers,
+                        TensorOptions::reset_with(|t| {
+                            t.try_fill_with_distr(Normal::variance_scaling(FE / G))
+                        }),
+                    ),
+                    Self::module("vlad_bn", |s| &s.vlad_bn, |s| &mut s.vlad_bn),
                 ),
-                Self::tensor(
-                    "attention_weights",
-                    |s| &s.attention_weights,
-                    |s| &mut s.attention_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
-                ),
-                Self::tensor(
-                    "attention_bias",
-                    |s| &s.attention_bias,
-                    |s| &mut s.attention_bias,
-                    TensorOptions::reset_to_zeros(),
-                )), (
-                Self::tensor(
-                    "assignment_weights",
-                    |s| &s.assignment_weights,
-                    |s| &mut s.assignment_weights,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE))),
-                ),
-                Self::module("assignment_bn", |s| &s.assignment_bn, |s| &mut s.assignment_bn),
-                Self::tensor(
-                    "centers",
-                    |s| &s.centers,
-                    |s| &mut s.centers,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::variance_scaling(FE / G))),
-                ),
-                Self::module("vlad_bn", |s| &s.vlad_bn, |s| &mut s.vlad_bn),
-            )),
+            ),
             |(
                 (expansion_weights, expansion_bias, attention_weights, attention_bias),
                 (assignment_weights, assignment_bn, centers, vlad_bn),
@@ -191,8 +228,16 @@ where
     }
 }
 
-impl<const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -230,21 +275,23 @@ where
             .try_sigmoid()?;
         let attention = match mask {
             Some(mask) => {
-                assert_eq!(mask.shape().concrete(), [b.size(), s.size()], "mask shape must be (batch, frames)");
+                assert_eq!(
+                    mask.shape().concrete(),
+                    [b.size(), s.size()],
+                    "mask shape must be (batch, frames)"
+                );
                 attention.try_mul(mask.clone().try_broadcast_like::<_, Axis<2>>(&attention_shape)?)?
             }
             None => attention,
         };
         // Rows are (frame, group) pairs: (B, S*G, K) assignments, (B, S*G, FE/G) groups.
         let assignment_shape = (b, rows, Const::<K>);
-        let a = normalised
-            .try_reshape_like(&assignment_shape)?
-            .try_softmax::<Axis<2>>()?
-            .try_mul(attention.try_reshape_like(&(b, rows))?.try_broadcast_like::<_, Axis<2>>(&assignment_shape)?)?;
+        let a = normalised.try_reshape_like(&assignment_shape)?.try_softmax::<Axis<2>>()?.try_mul(
+            attention.try_reshape_like(&(b, rows))?.try_broadcast_like::<_, Axis<2>>(&assignment_shape)?,
+        )?;
         let groups = expanded.try_reshape_like(&(b, rows, group))?;
-        let weighted = groups
-            .try_permute::<(B, usize, usize), Axes3<0, 2, 1>>()?
-            .try_matmul(a.retaped::<T>())?;
+        let weighted =
+            groups.try_permute::<(B, usize, usize), Axes3<0, 2, 1>>()?.try_matmul(a.retaped::<T>())?;
         let vlad_shape = (b, group, Const::<K>);
         let mass = a.try_sum::<(B, Const<K>), Axis<1>>()?.try_broadcast_like::<_, Axis<1>>(&vlad_shape)?;
         let centers = self
@@ -300,8 +347,19 @@ where
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D, T>
-    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+        T,
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -314,8 +372,20 @@ where
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D, T>
-    ModuleMut<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+        T,
+    > ModuleMut<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)>
+    for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -331,8 +401,18 @@ where
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    Module<Tensor<(B, S, Const<F>), E, D>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > Module<Tensor<(B, S, Const<F>), E, D>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -344,15 +424,28 @@ where
     }
 }
 
-impl<B: Dim, S: Dim, const F: usize, const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize, E, D>
-    Module<(Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>)> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+impl<
+        B: Dim,
+        S: Dim,
+        const F: usize,
+        const FE: usize,
+        const G: usize,
+        const K: usize,
+        const GK: usize,
+        const OUT: usize,
+        E,
+        D,
+    > Module<(Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>)> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
 {
     type Output = Tensor<(B, Const<OUT>), E, D>;
     type Error = D::Err;
-    fn try_forward(&self, (x, mask): (Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>)) -> Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        (x, mask): (Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>),
+    ) -> Result<Self::Output, D::Err> {
         self.try_pool_eval(x, Some(&mask))
     }
 }

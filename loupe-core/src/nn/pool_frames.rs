@@ -35,7 +35,9 @@ pub struct NormalizedFrames<B: Dim, S: Dim, const F: usize, E: Dtype, D: Storage
     pub shift: Tensor<Rank1<F>, E, D, T>,
 }
 
-impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>> NormalizedFrames<B, S, F, E, D, T> {
+impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    NormalizedFrames<B, S, F, E, D, T>
+{
     /// The frames themselves, `standardized * scale + shift`, on the tape (through the
     /// scale and shift only).
     #[allow(clippy::type_complexity)]
@@ -91,7 +93,9 @@ impl<const START: usize, const LEN: usize> Stream<START, LEN> {
         tape: T,
     ) -> Result<NormalizedFrames<B, S, LEN, E, D, T>, D::Err> {
         let frames = self.try_forward(standardized.clone())?;
-        let channels = |t: Tensor<Rank1<F>, E, D, T>| t.try_slice((START..START + LEN,))?.try_reshape_like(&(Const::<LEN>,));
+        let channels = |t: Tensor<Rank1<F>, E, D, T>| {
+            t.try_slice((START..START + LEN,))?.try_reshape_like(&(Const::<LEN>,))
+        };
         Ok(NormalizedFrames {
             standardized: frames,
             scale: channels(input.bn.scale.clone().put_tape(tape))?,
@@ -110,7 +114,10 @@ pub trait PoolFrames<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: 
     ModuleMut<Tensor<(B, S, Const<F>), E, D, T>, Error = D::Err>
 {
     /// Training-mode pooling of normalised frames.
-    fn try_pool_frames(&mut self, frames: NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+    fn try_pool_frames(
+        &mut self,
+        frames: NormalizedFrames<B, S, F, E, D, T>,
+    ) -> Result<Self::Output, D::Err> {
         let x = frames.try_into_frames()?;
         self.try_forward_mut(x)
     }

@@ -140,8 +140,11 @@ impl<L1, L2, const OUT: usize> NonMutableModule for Recurrent<L1, L2, OUT> {}
 impl<L1: RecurrentCell<E, D>, L2: RecurrentCell<E, D>, const OUT: usize, E: Dtype, D: Device<E>>
     TensorCollection<E, D> for Recurrent<L1, L2, OUT>
 {
-    type To<E2: Dtype, D2: Device<E2>> =
-        Recurrent<<L1 as TensorCollection<E, D>>::To<E2, D2>, <L2 as TensorCollection<E, D>>::To<E2, D2>, OUT>;
+    type To<E2: Dtype, D2: Device<E2>> = Recurrent<
+        <L1 as TensorCollection<E, D>>::To<E2, D2>,
+        <L2 as TensorCollection<E, D>>::To<E2, D2>,
+        OUT,
+    >;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,

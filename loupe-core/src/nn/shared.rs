@@ -91,8 +91,7 @@ pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: De
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
     let rows = x.shape().0;
-    x.try_matmul(weight.retaped::<T>())?
-        .try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
+    x.try_matmul(weight.retaped::<T>())?.try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
 }
 
 /// Floor of the squared norm, as in the reference: `x * rsqrt(max(sum x^2, 1e-12))`.
@@ -122,7 +121,9 @@ where
 }
 
 /// `|w|^2 / 2` on a fresh tape of type `T` (fused on the `Cpu`, see [`crate::kernels`]).
-pub(crate) fn try_half_squared_norm<S, Ax, E, D, T>(w: &Tensor<S, E, D>) -> Result<Tensor<Rank0, E, D, T>, D::Err>
+pub(crate) fn try_half_squared_norm<S, Ax, E, D, T>(
+    w: &Tensor<S, E, D>,
+) -> Result<Tensor<Rank0, E, D, T>, D::Err>
 where
     S: Shape + ReduceShapeTo<Rank0, Ax>,
     Ax: Axes,
@@ -293,12 +294,8 @@ pub(crate) fn try_accumulate_gradient<S: Shape, E: Dtype, D: Device<E>>(
     grads.try_alloc_for(t)?;
     let total = grads.get(t).try_add(delta)?;
     let probe: Tensor<S, E, D> = t.device().try_zeros_like(t.shape())?;
-    let mut inner = probe
-        .clone()
-        .traced(Gradients::leaky())
-        .try_mul(total)?
-        .try_sum::<Rank0, _>()?
-        .try_backward()?;
+    let mut inner =
+        probe.clone().traced(Gradients::leaky()).try_mul(total)?.try_sum::<Rank0, _>()?.try_backward()?;
     let values = inner.get_or_alloc_mut(&probe)?.clone();
     *grads.get_or_alloc_mut(t)? = values;
     Ok(())
@@ -339,9 +336,7 @@ pub(crate) fn try_host_matmul<const H: usize, E: Dtype, D: Device<E>>(
     batch: usize,
     w: &Tensor<(Const<H>, usize), E, D>,
 ) -> Result<Vec<E>, D::Err> {
-    try_tensor_from_slice(dev, h, (batch, Const::<H>))?
-        .try_matmul(w.clone())
-        .map(|t| t.as_vec())
+    try_tensor_from_slice(dev, h, (batch, Const::<H>))?.try_matmul(w.clone()).map(|t| t.as_vec())
 }
 
 /// `d (B, N) x W^T (N, H)` as host values: the gradient a recurrent product sends back
@@ -422,7 +417,8 @@ mod tests {
     fn variance_scaling_redraws_beyond_two_standard_deviations() {
         let mut rng = StdRng::seed_from_u64(7);
         let std = (2.6f64 / 10.0).sqrt();
-        let truncated: Vec<f64> = (0..10_000).map(|_| Normal::variance_scaling(10).sample(&mut rng)).collect();
+        let truncated: Vec<f64> =
+            (0..10_000).map(|_| Normal::variance_scaling(10).sample(&mut rng)).collect();
         assert!(truncated.iter().all(|v| v.abs() <= 2.0 * std));
         // Untruncated, about 4.6% of the draws of N(0, std) lie beyond two deviations.
         let plain: Vec<f64> = (0..10_000).map(|_| Normal::new(0.0, std).sample(&mut rng)).collect();

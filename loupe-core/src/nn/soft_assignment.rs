@@ -156,9 +156,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
             Ok(assignment) => return Ok(assignment),
             Err(logits) => logits,
         };
-        self.bn
-            .try_forward_eval::<_, Axes2<0, 1>, T>(logits)?
-            .try_softmax::<Axis<2>>()
+        self.bn.try_forward_eval::<_, Axes2<0, 1>, T>(logits)?.try_softmax::<Axis<2>>()
     }
 }
 

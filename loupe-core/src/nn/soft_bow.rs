@@ -81,7 +81,10 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>>
 impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
     super::PoolFrames<B, S, F, E, D, T> for SoftBow<F, K, E, D>
 {
-    fn try_pool_frames(&mut self, frames: super::NormalizedFrames<B, S, F, E, D, T>) -> Result<Self::Output, D::Err> {
+    fn try_pool_frames(
+        &mut self,
+        frames: super::NormalizedFrames<B, S, F, E, D, T>,
+    ) -> Result<Self::Output, D::Err> {
         if !crate::kernels::fused_for::<E, D>() {
             return self.try_forward_mut(frames.try_into_frames()?);
         }

@@ -50,8 +50,7 @@ impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
         let frames = x.shape().1.size().max(1);
-        x.try_sum::<(B, Const<F>), Axis<1>>()?
-            .try_mul(E::from_f64(1.0 / frames as f64).unwrap())
+        x.try_sum::<(B, Const<F>), Axis<1>>()?.try_mul(E::from_f64(1.0 / frames as f64).unwrap())
     }
 }
 

@@ -81,7 +81,11 @@ impl Canvas {
                 for col in 0..3 {
                     if bits & (4 >> col) != 0 {
                         for (ox, oy) in (0..scale).flat_map(|a| (0..scale).map(move |b| (a, b))) {
-                            self.set(x + (i as i64 * 4 + col) * scale + ox, y + row as i64 * scale + oy, color);
+                            self.set(
+                                x + (i as i64 * 4 + col) * scale + ox,
+                                y + row as i64 * scale + oy,
+                                color,
+                            );
                         }
                     }
                 }
@@ -101,7 +105,13 @@ fn label(v: f64) -> String {
 const AXIS: [u8; 3] = [60, 60, 60];
 
 /// Draws one series in the rectangle `(x, y, w, h)` with its title and axis labels.
-fn panel(canvas: &mut Canvas, (x, y, w, h): (i64, i64, i64, i64), title: &str, series: &[(u64, f64)], color: [u8; 3]) {
+fn panel(
+    canvas: &mut Canvas,
+    (x, y, w, h): (i64, i64, i64, i64),
+    title: &str,
+    series: &[(u64, f64)],
+    color: [u8; 3],
+) {
     canvas.line((x, y), (x, y + h), AXIS);
     canvas.line((x, y + h), (x + w, y + h), AXIS);
     canvas.text(x, y - 16, title, 2, AXIS);
@@ -157,7 +167,12 @@ mod tests {
     use super::*;
 
     fn pixels(canvas: &Canvas, color: [u8; 3], rows: std::ops::Range<usize>) -> usize {
-        canvas.rgb.chunks(3).enumerate().filter(|(i, p)| *p == color && rows.contains(&(i / canvas.width))).count()
+        canvas
+            .rgb
+            .chunks(3)
+            .enumerate()
+            .filter(|(i, p)| *p == color && rows.contains(&(i / canvas.width)))
+            .count()
     }
 
     #[test]

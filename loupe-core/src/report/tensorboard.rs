@@ -55,7 +55,11 @@ fn now() -> f64 {
 impl EventWriter {
     /// Creates `logdir` if needed and a new event file in it.
     pub fn create(logdir: &Path) -> Result<Self, DataError> {
-        std::fs::create_dir_all(logdir).map_err(|source| DataError::Io { path: logdir.to_path_buf(), action: "creating", source })?;
+        std::fs::create_dir_all(logdir).map_err(|source| DataError::Io {
+            path: logdir.to_path_buf(),
+            action: "creating",
+            source,
+        })?;
         let wall_time = now();
         let path = logdir.join(format!("events.out.tfevents.{}.loupe", wall_time as u64));
         let writer = RecordWriter::create(&path)?;
@@ -75,7 +79,12 @@ impl EventWriter {
             .iter()
             .map(|(tag, v)| SummaryValue { tag: tag.to_string(), simple_value: Some(*v as f32) })
             .collect();
-        self.write(&Event { wall_time: now(), step: step as i64, file_version: None, summary: Some(Summary { value }) })
+        self.write(&Event {
+            wall_time: now(),
+            step: step as i64,
+            file_version: None,
+            summary: Some(Summary { value }),
+        })
     }
 
     fn write(&mut self, event: &Event) -> Result<(), DataError> {

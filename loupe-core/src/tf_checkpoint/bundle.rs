@@ -115,7 +115,11 @@ impl TfCheckpoint {
         let mut entries = BTreeMap::new();
         for (key, value) in read_table(&index, &bytes)? {
             let name = String::from_utf8_lossy(&key).into_owned();
-            let entry_error = |problem: String| TfCheckpointError::Entry { path: index.clone(), entry: name.clone(), problem };
+            let entry_error = |problem: String| TfCheckpointError::Entry {
+                path: index.clone(),
+                entry: name.clone(),
+                problem,
+            };
             if key.is_empty() {
                 let h = BundleHeaderProto::decode(value.as_slice())
                     .map_err(|e| entry_error(format!("undecodable BundleHeaderProto: {e}")))?;
@@ -151,8 +155,16 @@ impl TfCheckpoint {
         for shard in 0..num_shards {
             let path = ckpt.shard_path(shard);
             if !path.is_file() {
-                let entry = ckpt.entries.values().find(|e| e.shard == shard).map_or(String::new(), |e| e.name.clone());
-                return Err(TfCheckpointError::Shard { path, entry, problem: "data shard missing".to_string() });
+                let entry = ckpt
+                    .entries
+                    .values()
+                    .find(|e| e.shard == shard)
+                    .map_or(String::new(), |e| e.name.clone());
+                return Err(TfCheckpointError::Shard {
+                    path,
+                    entry,
+                    problem: "data shard missing".to_string(),
+                });
             }
         }
         Ok(ckpt)
@@ -188,10 +200,16 @@ impl TfCheckpoint {
             problem: "no such tensor in the checkpoint".to_string(),
         })?;
         let path = self.shard_path(entry.shard);
-        let shard_error = |problem: String| TfCheckpointError::Shard { path: path.clone(), entry: name.to_string(), problem };
+        let shard_error = |problem: String| TfCheckpointError::Shard {
+            path: path.clone(),
+            entry: name.to_string(),
+            problem,
+        };
         let mut file = match fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(shard_error("data shard missing".to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(shard_error("data shard missing".to_string()))
+            }
             Err(e) => return Err(TfCheckpointError::Io { path, source: e }),
         };
         let len = file.metadata().map_err(TfCheckpointError::io(&path))?.len();
@@ -216,10 +234,18 @@ impl TfCheckpoint {
         }
         let chunks = bytes.chunks_exact(entry.dtype.width());
         Ok(match entry.dtype {
-            TfDtype::Float32 => TfValues::Float(chunks.map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or_default()))).collect()),
-            TfDtype::Float64 => TfValues::Float(chunks.map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
-            TfDtype::Int32 => TfValues::Int(chunks.map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or_default()))).collect()),
-            TfDtype::Int64 => TfValues::Int(chunks.map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
+            TfDtype::Float32 => TfValues::Float(
+                chunks.map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or_default()))).collect(),
+            ),
+            TfDtype::Float64 => TfValues::Float(
+                chunks.map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+            ),
+            TfDtype::Int32 => TfValues::Int(
+                chunks.map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or_default()))).collect(),
+            ),
+            TfDtype::Int64 => {
+                TfValues::Int(chunks.map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+            }
         })
     }
 
@@ -235,7 +261,10 @@ impl TfCheckpoint {
 fn entry_from_proto(name: &str, proto: &BundleEntryProto) -> Result<TfEntry, String> {
     let _ = name;
     let dtype = TfDtype::from_proto(proto.dtype).ok_or_else(|| {
-        format!("unsupported dtype {} (tensorflow.DataType; loupe reads float32, float64, int32, int64)", proto.dtype)
+        format!(
+            "unsupported dtype {} (tensorflow.DataType; loupe reads float32, float64, int32, int64)",
+            proto.dtype
+        )
     })?;
     if !proto.slices.is_empty() {
         return Err(format!("a partitioned variable ({} slices); save it unpartitioned", proto.slices.len()));
@@ -255,7 +284,10 @@ fn entry_from_proto(name: &str, proto: &BundleEntryProto) -> Result<TfEntry, Str
     };
     let expected = shape.iter().product::<usize>() as u64 * dtype.width() as u64;
     if size != expected {
-        return Err(format!("{size} bytes for a {} tensor of shape {shape:?} ({expected} bytes)", dtype.name()));
+        return Err(format!(
+            "{size} bytes for a {} tensor of shape {shape:?} ({expected} bytes)",
+            dtype.name()
+        ));
     }
     let shard = usize::try_from(proto.shard_id).map_err(|_| format!("shard {}", proto.shard_id))?;
     Ok(TfEntry { name: name.to_string(), dtype, shape, shard, offset, size, crc32c: proto.crc32c })
@@ -275,7 +307,10 @@ pub fn resolve_prefix(path: &Path) -> Result<PathBuf, TfCheckpointError> {
         let text = match fs::read_to_string(&state) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_found("a directory without a `checkpoint` file; give the prefix (`DIR/model.ckpt-N`)".to_string()))
+                return Err(not_found(
+                    "a directory without a `checkpoint` file; give the prefix (`DIR/model.ckpt-N`)"
+                        .to_string(),
+                ))
             }
             Err(e) => return Err(TfCheckpointError::Io { path: state, source: e }),
         };

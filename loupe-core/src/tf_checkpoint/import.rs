@@ -120,7 +120,11 @@ fn slots(name: &str) -> [String; 2] {
 /// tensor but the step: every loupe tensor must have a rule whose variable exists with
 /// a shape the transform accepts, and every variable of the checkpoint (except Adam
 /// slots of mapped variables, the Adam powers and `global_step`) must be used.
-pub fn plan(ckpt: &TfCheckpoint, mapping: &Mapping, tensors: &[ModelTensor]) -> Result<Plan, TfCheckpointError> {
+pub fn plan(
+    ckpt: &TfCheckpoint,
+    mapping: &Mapping,
+    tensors: &[ModelTensor],
+) -> Result<Plan, TfCheckpointError> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
@@ -130,11 +134,20 @@ pub fn plan(ckpt: &TfCheckpoint, mapping: &Mapping, tensors: &[ModelTensor]) -> 
             continue;
         };
         if rule.transform == Transform::Step {
-            rows.push(PlanRow { tf: String::new(), tf_shape: Vec::new(), loupe: t.name.clone(), loupe_shape: t.shape.clone(), transform: Transform::Step });
+            rows.push(PlanRow {
+                tf: String::new(),
+                tf_shape: Vec::new(),
+                loupe: t.name.clone(),
+                loupe_shape: t.shape.clone(),
+                transform: Transform::Step,
+            });
             continue;
         }
         let Some(entry) = ckpt.entry(&rule.tf) else {
-            problems.push(format!("missing: TF variable `{}` (for `{}` {:?}) is not in the checkpoint", rule.tf, t.name, t.shape));
+            problems.push(format!(
+                "missing: TF variable `{}` (for `{}` {:?}) is not in the checkpoint",
+                rule.tf, t.name, t.shape
+            ));
             continue;
         };
         used.insert(rule.tf.clone());
@@ -164,12 +177,17 @@ pub fn plan(ckpt: &TfCheckpoint, mapping: &Mapping, tensors: &[ModelTensor]) -> 
             if base.is_some_and(|b| ckpt.entry(b).is_some()) {
                 continue; // reported with its variable
             }
-            problems.push(format!("unused: TF variable `{}` {:?} fills no tensor of the model", entry.name, entry.shape));
+            problems.push(format!(
+                "unused: TF variable `{}` {:?} fills no tensor of the model",
+                entry.name, entry.shape
+            ));
         }
     }
     let trained: Vec<&PlanRow> = rows
         .iter()
-        .filter(|r| r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable))
+        .filter(|r| {
+            r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable)
+        })
         .collect();
     let missing_slots: Vec<String> = trained
         .iter()
@@ -227,7 +245,10 @@ pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clo
     if !plan.problems.is_empty() {
         return Err(TfImportError::Mismatch { prefix: ckpt.prefix().to_path_buf(), problems: plan.problems });
     }
-    let device_error = |e: D::Err| TfImportError::Mismatch { prefix: ckpt.prefix().to_path_buf(), problems: vec![format!("device: {e:?}")] };
+    let device_error = |e: D::Err| TfImportError::Mismatch {
+        prefix: ckpt.prefix().to_path_buf(),
+        problems: vec![format!("device: {e:?}")],
+    };
     let read = |row: &PlanRow, tf: &str| -> Result<Vec<f64>, TfCheckpointError> {
         Ok(row.transform.apply(&ckpt.read(tf)?.to_f64(), &row.tf_shape, &row.loupe_shape))
     };
@@ -243,7 +264,9 @@ pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clo
         let trained: Vec<&PlanRow> = plan
             .rows
             .iter()
-            .filter(|r| r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable))
+            .filter(|r| {
+                r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable)
+            })
             .collect();
         let (mut m, mut v) = (HashMap::new(), HashMap::new());
         for row in trained {

@@ -50,7 +50,9 @@ impl Transform {
         match self {
             Transform::Identity => tf == loupe,
             Transform::Reshape => count(tf) == count(loupe),
-            Transform::Transpose => tf.len() == 2 && loupe.len() == 2 && tf[0] == loupe[1] && tf[1] == loupe[0],
+            Transform::Transpose => {
+                tf.len() == 2 && loupe.len() == 2 && tf[0] == loupe[1] && tf[1] == loupe[0]
+            }
             Transform::MoeGates => {
                 matches!((tf, loupe), ([i, cols], [li, c, m]) if i == li && *cols == c * (m + 1))
             }
@@ -87,7 +89,9 @@ impl Transform {
                 let (inputs, classes) = (loupe[0], loupe[1]);
                 let cols = tf[1];
                 let slots = cols / classes;
-                (0..inputs).flat_map(|i| (0..classes).map(move |c| values[i * cols + c * slots + slots - 1])).collect()
+                (0..inputs)
+                    .flat_map(|i| (0..classes).map(move |c| values[i * cols + c * slots + slots - 1]))
+                    .collect()
             }
         }
     }
@@ -201,7 +205,8 @@ fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Opt
         Convention::Starter => "tower/",
     };
     let parts: Vec<&str> = name.split('.').collect();
-    let bn = |scope: &str, leaf: &str| batch_norm_leaf(leaf).map(|l| (format!("{prefix}{scope}/{l}"), Identity));
+    let bn =
+        |scope: &str, leaf: &str| batch_norm_leaf(leaf).map(|l| (format!("{prefix}{scope}/{l}"), Identity));
     match parts.as_slice() {
         ["input", "bn", leaf] => bn("input_bn", leaf),
         ["hidden", "weight"] => Some((format!("{prefix}hidden1_weights"), Identity)),

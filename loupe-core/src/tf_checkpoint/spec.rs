@@ -26,7 +26,10 @@ pub fn infer_spec(ckpt: &TfCheckpoint, name: &str) -> Result<String, String> {
     } else if let Some(w) = shape(&format!("{prefix}fully_connected/weights")) {
         ("logistic".to_string(), w[1], w[0])
     } else {
-        return Err("no classifier found (`gates/weights` + `experts/weights`, or `fully_connected/weights`)".to_string());
+        return Err(
+            "no classifier found (`gates/weights` + `experts/weights`, or `fully_connected/weights`)"
+                .to_string(),
+        );
     };
     let pooled_streams: Vec<(String, &str)> = ["video", "audio"]
         .iter()
@@ -40,7 +43,10 @@ pub fn infer_spec(ckpt: &TfCheckpoint, name: &str) -> Result<String, String> {
                     _ => "soft_bow",
                 };
                 let stream = if *side == "video" { "rgb" } else { "audio" };
-                Some((format!("{stream}(features = {}, pooling = {pooling}(clusters = {}))", w[0], w[1]), *side))
+                Some((
+                    format!("{stream}(features = {}, pooling = {pooling}(clusters = {}))", w[0], w[1]),
+                    *side,
+                ))
             })
         })
         .map(|(s, side)| (s, side))
@@ -72,7 +78,9 @@ pub fn infer_spec(ckpt: &TfCheckpoint, name: &str) -> Result<String, String> {
     if shape(&format!("{prefix}gating_weights_2")).is_some() {
         lines.push("    after_pooling = context_gating,".to_string());
     }
-    lines.push(format!("    classifier = {classifier}, // add `l2 = ...` as trained (--moe_l2); not in the checkpoint"));
+    lines.push(format!(
+        "    classifier = {classifier}, // add `l2 = ...` as trained (--moe_l2); not in the checkpoint"
+    ));
     if shape(&format!("{prefix}gating_prob_weights")).is_some() {
         lines.push("    after_classifier = context_gating,".to_string());
     }

@@ -58,7 +58,10 @@ impl BlockHandle {
 pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TfCheckpointError> {
     let table = |problem: String| TfCheckpointError::Table { path: path.to_path_buf(), problem };
     if file.len() < FOOTER_LEN {
-        return Err(table(format!("{} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated?)", file.len())));
+        return Err(table(format!(
+            "{} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated?)",
+            file.len()
+        )));
     }
     let footer = &file[file.len() - FOOTER_LEN..];
     let magic = u64::from_le_bytes(footer[40..48].try_into().unwrap_or_default());
@@ -66,7 +69,8 @@ pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, T
         return Err(table(format!("bad magic {magic:#018x} at the end, expected {TABLE_MAGIC:#018x} (truncated or not an index file)")));
     }
     let mut pos = 0;
-    let handles = BlockHandle::decode(footer, &mut pos).and_then(|m| Some((m, BlockHandle::decode(footer, &mut pos)?)));
+    let handles =
+        BlockHandle::decode(footer, &mut pos).and_then(|m| Some((m, BlockHandle::decode(footer, &mut pos)?)));
     let Some((_meta_index, index)) = handles else {
         return Err(table("footer: undecodable block handles".to_string()));
     };
@@ -75,7 +79,11 @@ pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, T
     for (key, value) in block_entries(path, &index_block, index.offset)? {
         let mut pos = 0;
         let handle = BlockHandle::decode(&value, &mut pos).ok_or_else(|| {
-            table(format!("index block at {}: entry `{}` is not a block handle", index.offset, String::from_utf8_lossy(&key)))
+            table(format!(
+                "index block at {}: entry `{}` is not a block handle",
+                index.offset,
+                String::from_utf8_lossy(&key)
+            ))
         })?;
         let block = read_block(path, file, handle, "data block")?;
         entries.extend(block_entries(path, &block, handle.offset)?);
@@ -84,7 +92,12 @@ pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, T
 }
 
 /// The contents of the block at `handle`, checked against its trailer.
-fn read_block(path: &Path, file: &[u8], handle: BlockHandle, what: &str) -> Result<Vec<u8>, TfCheckpointError> {
+fn read_block(
+    path: &Path,
+    file: &[u8],
+    handle: BlockHandle,
+    what: &str,
+) -> Result<Vec<u8>, TfCheckpointError> {
     let table = |problem: String| TfCheckpointError::Table { path: path.to_path_buf(), problem };
     let end = handle.offset.checked_add(handle.size).and_then(|e| e.checked_add(BLOCK_TRAILER_LEN as u64));
     let data_end = (file.len() - FOOTER_LEN) as u64;
@@ -100,18 +113,31 @@ fn read_block(path: &Path, file: &[u8], handle: BlockHandle, what: &str) -> Resu
     let stored = u32::from_le_bytes(file[start + len + 1..end as usize].try_into().unwrap_or_default());
     let actual = mask_crc(crc32c::crc32c_append(crc32c::crc32c(contents), &[kind]));
     if stored != actual {
-        return Err(table(format!("{what} at offset {}: CRC32C mismatch (stored {stored:#010x}, computed {actual:#010x})", handle.offset)));
+        return Err(table(format!(
+            "{what} at offset {}: CRC32C mismatch (stored {stored:#010x}, computed {actual:#010x})",
+            handle.offset
+        )));
     }
     match kind {
         0 => Ok(contents.to_vec()),
-        1 => Err(table(format!("{what} at offset {}: snappy-compressed blocks are not supported", handle.offset))),
+        1 => Err(table(format!(
+            "{what} at offset {}: snappy-compressed blocks are not supported",
+            handle.offset
+        ))),
         k => Err(table(format!("{what} at offset {}: unknown compression type {k}", handle.offset))),
     }
 }
 
 /// The entries of one block (`offset`: where it lies in the file, for messages).
-fn block_entries(path: &Path, block: &[u8], offset: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TfCheckpointError> {
-    let table = |problem: String| TfCheckpointError::Table { path: path.to_path_buf(), problem: format!("block at offset {offset}: {problem}") };
+fn block_entries(
+    path: &Path,
+    block: &[u8],
+    offset: u64,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TfCheckpointError> {
+    let table = |problem: String| TfCheckpointError::Table {
+        path: path.to_path_buf(),
+        problem: format!("block at offset {offset}: {problem}"),
+    };
     if block.len() < 4 {
         return Err(table(format!("{} bytes, too short for its restart count", block.len())));
     }
@@ -126,17 +152,28 @@ fn block_entries(path: &Path, block: &[u8], offset: u64) -> Result<Vec<(Vec<u8>,
     let mut pos = 0;
     while pos < end {
         let at = pos;
-        let header = (|| Some((read_varint(block, &mut pos)?, read_varint(block, &mut pos)?, read_varint(block, &mut pos)?)))();
+        let header = (|| {
+            Some((
+                read_varint(block, &mut pos)?,
+                read_varint(block, &mut pos)?,
+                read_varint(block, &mut pos)?,
+            ))
+        })();
         let Some((shared, unshared, value_len)) = header else {
             return Err(table(format!("entry at byte {at}: truncated header")));
         };
         if shared as usize > key.len() {
-            return Err(table(format!("entry at byte {at}: shares {shared} key bytes, the previous key has {}", key.len())));
+            return Err(table(format!(
+                "entry at byte {at}: shares {shared} key bytes, the previous key has {}",
+                key.len()
+            )));
         }
         let key_end = pos.checked_add(unshared as usize);
         let value_end = key_end.and_then(|k| k.checked_add(value_len as usize)).filter(|&v| v <= end);
         let (Some(key_end), Some(value_end)) = (key_end, value_end) else {
-            return Err(table(format!("entry at byte {at}: key and value run past the block's {end} bytes of entries")));
+            return Err(table(format!(
+                "entry at byte {at}: key and value run past the block's {end} bytes of entries"
+            )));
         };
         key.truncate(shared as usize);
         key.extend_from_slice(&block[pos..key_end]);

@@ -172,7 +172,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
         let scale = match self.config.clipping {
             GradientClipping::PerVariable(c) => {
                 let norm = squared_norm(&g)?.sqrt();
-                if norm > c { c / norm } else { 1.0 }
+                if norm > c {
+                    c / norm
+                } else {
+                    1.0
+                }
             }
             GradientClipping::GlobalNorm(_) => self.global_scale,
             GradientClipping::None => 1.0,
@@ -183,9 +187,7 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Update<'_, E, D> {
         let c = self.config;
         m.try_axpy(c.beta1, &g, 1.0 - c.beta1)?;
         v.try_axpy(c.beta2, &g.try_square()?, 1.0 - c.beta2)?;
-        let direction = m
-            .clone()
-            .try_div(v.clone().try_sqrt()?.try_add(E::from_f64(c.epsilon).unwrap())?)?;
+        let direction = m.clone().try_div(v.clone().try_sqrt()?.try_add(E::from_f64(c.epsilon).unwrap())?)?;
         p.try_axpy(1.0, &direction, -self.step_size)?;
         Ok(None)
     }
@@ -216,14 +218,20 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
         let scale = match c.clipping {
             GradientClipping::PerVariable(limit) => {
                 let n = norm().sqrt();
-                if n > limit { limit / n } else { 1.0 }
+                if n > limit {
+                    limit / n
+                } else {
+                    1.0
+                }
             }
             GradientClipping::GlobalNorm(_) => self.global_scale,
             GradientClipping::None => 1.0,
         };
-        let (Some(p), Some(m), Some(v)) =
-            (kernels::slice_mut::<F, _, _, _>(p), kernels::slice_mut::<F, _, _, _>(m), kernels::slice_mut::<F, _, _, _>(v))
-        else {
+        let (Some(p), Some(m), Some(v)) = (
+            kernels::slice_mut::<F, _, _, _>(p),
+            kernels::slice_mut::<F, _, _, _>(m),
+            kernels::slice_mut::<F, _, _, _>(v),
+        ) else {
             unreachable!("parameters and moments are contiguous Cpu tensors")
         };
         kernels::adam_update(p, m, v, g, self.moments_zero, scale, c.beta1, c.beta2, c.epsilon, step_size);
@@ -280,7 +288,8 @@ impl<M> Adam<M> {
         let step_size = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         let (m, v) = self.moments.as_mut().expect("created above");
         let owned = matches!(grads, GradientSource::Owned(_));
-        let mut update = Update { grads, config: c, global_scale, step_size, moments_zero, zeroed_all: owned };
+        let mut update =
+            Update { grads, config: c, global_scale, step_size, moments_zero, zeroed_all: owned };
         M::iter_tensors(&mut RecursiveWalker { m: (model, m, v), f: &mut update })?;
         Ok(AdamUpdate { global_norm, gradients_zeroed: update.zeroed_all })
     }

@@ -20,8 +20,8 @@ use dfdx::tensor::safetensors::SafeDtype;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelDescription;
-use crate::train::safetensors_io::{read_header, tensor_shapes, write_streamed};
 pub use crate::train::safetensors_io::FileDigest;
+use crate::train::safetensors_io::{read_header, tensor_shapes, write_streamed};
 use crate::train::Adam;
 
 /// Version of the checkpoint layout.
@@ -122,8 +122,8 @@ fn save_tensors<E: Dtype + SafeDtype, D: Device<E>, M: TensorCollection<E, D>>(
     tensors: &M,
 ) -> Result<CheckpointFile, CheckpointError> {
     let tmp = temporary_name(path);
-    let digest =
-        write_streamed(&tmp, tensors).map_err(|e| CheckpointError::Write { path: tmp.clone(), message: e.to_string() })?;
+    let digest = write_streamed(&tmp, tensors)
+        .map_err(|e| CheckpointError::Write { path: tmp.clone(), message: e.to_string() })?;
     fs::rename(&tmp, path).map_err(io(path))?;
     Ok(CheckpointFile { name: path.file_name().unwrap_or_default().to_string_lossy().into_owned(), digest })
 }
@@ -151,10 +151,12 @@ where
     let mut meta = meta.clone();
     meta.files = vec![save_tensors(&dir.join(format!("{stem}.safetensors")), model)?];
     if let Some((m, v)) = &adam.moments {
-        meta.files.push(save_tensors(&dir.join(format!("{stem}.adam.safetensors")), &(m.clone(), v.clone()))?);
+        meta.files
+            .push(save_tensors(&dir.join(format!("{stem}.adam.safetensors")), &(m.clone(), v.clone()))?);
     }
     let sidecar = dir.join(format!("{stem}.json"));
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
+    let json = serde_json::to_vec_pretty(&meta)
+        .map_err(|e| CheckpointError::Sidecar { path: sidecar.clone(), source: e })?;
     write_atomically(&sidecar, &json)?;
     write_atomically(&dir.join("latest"), stem.as_bytes())?;
     if let Ok(dir_handle) = fs::File::open(dir) {
@@ -166,7 +168,11 @@ where
 
 /// The file names in `dir`.
 fn file_names(dir: &Path) -> Result<Vec<String>, CheckpointError> {
-    Ok(fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+    Ok(fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
 }
 
 /// The checkpoints in `dir` (the stems `step-XXXXXXXX` that have a sidecar), oldest first.
@@ -205,10 +211,13 @@ pub fn remove_leftovers(dir: &Path) -> Result<Vec<String>, CheckpointError> {
     let stems = checkpoint_stems(dir)?;
     let mut removed = Vec::new();
     for name in file_names(dir)? {
-        let temporary = name.rsplit_once(".tmp").is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()));
+        let temporary =
+            name.rsplit_once(".tmp").is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()));
         let unpaired = name.starts_with("step-")
             && name.ends_with(".safetensors")
-            && !stems.iter().any(|stem| name.strip_prefix(stem.as_str()).is_some_and(|rest| rest.starts_with('.')));
+            && !stems
+                .iter()
+                .any(|stem| name.strip_prefix(stem.as_str()).is_some_and(|rest| rest.starts_with('.')));
         if temporary || unpaired {
             fs::remove_file(dir.join(&name)).map_err(io(&dir.join(&name)))?;
             removed.push(name);
@@ -222,7 +231,11 @@ fn verify_files(sidecar: &Path, meta: &CheckpointMeta) -> Result<(), CheckpointE
     let dir = sidecar.parent().unwrap_or(Path::new("."));
     for file in &meta.files {
         let path = dir.join(&file.name);
-        let corrupt = |problem: String| CheckpointError::Corrupt { path: path.clone(), sidecar: sidecar.to_path_buf(), problem };
+        let corrupt = |problem: String| CheckpointError::Corrupt {
+            path: path.clone(),
+            sidecar: sidecar.to_path_buf(),
+            problem,
+        };
         let found = match FileDigest::of_file(&path) {
             Ok(found) => found,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(corrupt("missing".to_string())),
@@ -293,7 +306,11 @@ where
         !ModelDescription::ADDED_FIELDS.contains(&field) || recorded.iter().any(|r| r == field)
     });
     if !differences.is_empty() {
-        return Err(CheckpointError::Architecture { path: sidecar, found: meta.model.name.clone(), differences });
+        return Err(CheckpointError::Architecture {
+            path: sidecar,
+            found: meta.model.name.clone(),
+            differences,
+        });
     }
     let dtype = std::any::type_name::<E>().to_string();
     if meta.dtype != dtype {
@@ -329,7 +346,8 @@ fn check_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
     prefix: &str,
 ) -> Result<(), CheckpointError> {
-    let header = read_header(path).map_err(|e| CheckpointError::Weights { path: path.to_path_buf(), message: e.to_string() })?;
+    let header = read_header(path)
+        .map_err(|e| CheckpointError::Weights { path: path.to_path_buf(), message: e.to_string() })?;
     for (name, shape) in tensor_shapes(model) {
         let name = format!("{prefix}{name}");
         match header.get(&name) {
@@ -360,13 +378,17 @@ pub fn checkpoint_tensors(path: &Path) -> Result<Vec<(String, String, Vec<usize>
     let sidecar = resolve_checkpoint(path)?;
     let stem = sidecar.with_extension("");
     let mut tensors = Vec::new();
-    for (file, prefix) in [(stem.with_extension("safetensors"), ""), (stem.with_extension("adam.safetensors"), "adam.")] {
+    for (file, prefix) in
+        [(stem.with_extension("safetensors"), ""), (stem.with_extension("adam.safetensors"), "adam.")]
+    {
         if prefix == "adam." && !file.exists() {
             continue;
         }
-        let header =
-            read_header(&file).map_err(|e| CheckpointError::Weights { path: file.clone(), message: e.to_string() })?;
-        tensors.extend(header.into_iter().map(|(name, entry)| (format!("{prefix}{name}"), entry.dtype, entry.shape)));
+        let header = read_header(&file)
+            .map_err(|e| CheckpointError::Weights { path: file.clone(), message: e.to_string() })?;
+        tensors.extend(
+            header.into_iter().map(|(name, entry)| (format!("{prefix}{name}"), entry.dtype, entry.shape)),
+        );
     }
     Ok(tensors)
 }

@@ -96,10 +96,16 @@ mod tests {
         let y = dev.tensor([[1.0f64, 0.0, 1.0], [0.0, 1.0, 0.0]]);
         let all = dev.ones_like(&y);
         let full = try_cross_entropy_loss(p.clone(), y.clone()).unwrap().array();
-        assert!((try_masked_cross_entropy_loss(p.clone(), y.clone(), all).unwrap().array() - full).abs() < 1e-12);
+        assert!(
+            (try_masked_cross_entropy_loss(p.clone(), y.clone(), all).unwrap().array() - full).abs() < 1e-12
+        );
         // Masking class 1 of video 0 and class 2 of video 1 removes exactly those terms.
         let mask = dev.tensor([[1.0f64, 0.0, 1.0], [1.0, 1.0, 0.0]]);
-        let kept = -((0.2f64 + 1e-5).ln() + (0.9f64 + 1e-5).ln() + (1.0 - 0.6f64 + 1e-5).ln() + (0.3f64 + 1e-5).ln()) / 2.0;
+        let kept = -((0.2f64 + 1e-5).ln()
+            + (0.9f64 + 1e-5).ln()
+            + (1.0 - 0.6f64 + 1e-5).ln()
+            + (0.3f64 + 1e-5).ln())
+            / 2.0;
         let loss = try_masked_cross_entropy_loss(p.clone().leaky_traced(), y, mask).unwrap();
         assert!((loss.array() - kept).abs() < 1e-12);
         let grads = loss.backward();

@@ -6,8 +6,8 @@ pub mod checkpoint;
 pub mod interrupt;
 mod lock;
 mod loss;
-mod safetensors_io;
 pub mod run;
+mod safetensors_io;
 mod schedule;
 pub mod segment_tuning;
 pub mod segments;
@@ -16,6 +16,8 @@ mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
 pub use lock::{LockError, TrainDirLock, LOCK_FILE};
-pub use loss::{cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON};
+pub use loss::{
+    cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON,
+};
 pub use schedule::LearningRateSchedule;
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

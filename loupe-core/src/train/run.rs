@@ -10,14 +10,20 @@ use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
 use crate::data::{DataError, DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
-use crate::distributed::{broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, DistributedError, SingleProcess};
+use crate::distributed::{
+    broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, DistributedError,
+    SingleProcess,
+};
 use crate::infer::embeddings::EmbeddingError;
 use crate::infer::{PredictError, Predictor};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
-use crate::train::checkpoint::{load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT};
+use crate::train::checkpoint::{
+    load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta,
+    CHECKPOINT_FORMAT,
+};
 use crate::train::{interrupt, TrainConfig, TrainDirLock, TrainError, Trainer};
 
 pub use crate::train::sharded::{evaluate_across, predict_across};
@@ -147,7 +153,13 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
             "model {} expects {} values per frame, the data's streams ({}) give {}",
             M::describe().name,
             M::FEATURES,
-            decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect::<Vec<_>>().join(" + "),
+            decoder
+                .spec()
+                .streams()
+                .iter()
+                .map(|s| format!("{} {}", s.name, s.size))
+                .collect::<Vec<_>>()
+                .join(" + "),
             decoder.feature_dim()
         )));
     }
@@ -187,7 +199,12 @@ pub(crate) fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
             b.map(|b| ModelBatch { ids: b.ids, frames: b.frames, lengths: b.lengths, labels: b.labels })
         })),
         DataFormat::VideoLevel => Box::new(dataset.video_batches()?.map(|b| {
-            b.map(|b| ModelBatch { lengths: vec![1; b.ids.len()], ids: b.ids, frames: b.features, labels: b.labels })
+            b.map(|b| ModelBatch {
+                lengths: vec![1; b.ids.len()],
+                ids: b.ids,
+                frames: b.features,
+                labels: b.labels,
+            })
         })),
     })
 }
@@ -228,7 +245,11 @@ pub fn evaluation_dataset_in_order<M: VideoModel<f32, D>, D: Device<f32>>(
 }
 
 /// Evaluates `predictor`'s model on `dataset`.
-pub fn evaluate<M, D>(predictor: &Predictor<M, D>, dataset: &Dataset, top_k: usize) -> Result<MetricsSummary, RunError>
+pub fn evaluate<M, D>(
+    predictor: &Predictor<M, D>,
+    dataset: &Dataset,
+    top_k: usize,
+) -> Result<MetricsSummary, RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D>,
@@ -236,7 +257,12 @@ where
     let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
     for batch in batches::<M, D>(dataset)? {
         let batch = batch?;
-        predictor.evaluate(&mut metrics, &batch.frames, &batch.lengths, &label_lists(&batch.labels, M::CLASSES))?;
+        predictor.evaluate(
+            &mut metrics,
+            &batch.frames,
+            &batch.lengths,
+            &label_lists(&batch.labels, M::CLASSES),
+        )?;
     }
     Ok(metrics.summary())
 }
@@ -257,7 +283,9 @@ where
     let mut rows = Vec::new();
     for batch in batches::<M, D>(dataset)? {
         let batch = batch?;
-        for (id, predictions) in batch.ids.into_iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, top_k)?) {
+        for (id, predictions) in
+            batch.ids.into_iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, top_k)?)
+        {
             rows.push(SubmissionRow { id, predictions });
         }
     }
@@ -267,14 +295,23 @@ where
 }
 
 /// [`write_submission`] with the error of a run.
-pub(crate) fn write_rows<W: Write>(out: W, rows: Vec<SubmissionRow>, names: Option<&dyn Fn(u32) -> String>) -> Result<(), RunError> {
-    write_submission(out, rows, names).map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })
+pub(crate) fn write_rows<W: Write>(
+    out: W,
+    rows: Vec<SubmissionRow>,
+    names: Option<&dyn Fn(u32) -> String>,
+) -> Result<(), RunError> {
+    write_submission(out, rows, names)
+        .map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })
 }
 
 /// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`
 /// to train it further (with `optim`; Adam's moments start afresh). To run a trained
 /// model, load it with [`Predictor::load`].
-pub fn load_model<M, D>(device: D, path: &Path, optim: TrainConfig) -> Result<(Trainer<M, f32, D>, CheckpointMeta), RunError>
+pub fn load_model<M, D>(
+    device: D,
+    path: &Path,
+    optim: TrainConfig,
+) -> Result<(Trainer<M, f32, D>, CheckpointMeta), RunError>
 where
     D: Device<f32>,
     f32: SafeDtype,
@@ -320,7 +357,11 @@ where
 ///
 /// An error on one rank leaves the others waiting in their next collective call: end
 /// the job with [`Collective::abort`] (the CLI does).
-pub fn train_across<M, D>(device: D, config: &RunConfig, collective: &dyn Collective) -> Result<(Trainer<M, f32, D>, RunSummary), RunError>
+pub fn train_across<M, D>(
+    device: D,
+    config: &RunConfig,
+    collective: &dyn Collective,
+) -> Result<(Trainer<M, f32, D>, RunSummary), RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
@@ -360,9 +401,12 @@ where
         skipped_training: SkipReport::default(),
         skipped_validation: SkipReport::default(),
     };
-    let resume = broadcast_u64(collective, (root && config.resume && resolve_checkpoint(&checkpoints).is_ok()) as u64) == 1;
+    let resume =
+        broadcast_u64(collective, (root && config.resume && resolve_checkpoint(&checkpoints).is_ok()) as u64)
+            == 1;
     if resume && root {
-        let meta = load_checkpoint(&checkpoints, &M::describe(), &mut trainer.model, Some(&mut trainer.adam))?;
+        let meta =
+            load_checkpoint(&checkpoints, &M::describe(), &mut trainer.model, Some(&mut trainer.adam))?;
         trainer.step = meta.step;
         trainer.examples_seen = meta.examples_seen;
         consumed = meta.rng_state["batches_consumed"].as_u64().unwrap_or(meta.step);
@@ -414,7 +458,10 @@ where
         }
     }
     let mut progress = Progress::new(config.progress && root);
-    let save = |trainer: &Trainer<M, f32, D>, consumed: u64, metrics: Option<&MetricsSummary>| -> Result<PathBuf, RunError> {
+    let save = |trainer: &Trainer<M, f32, D>,
+                consumed: u64,
+                metrics: Option<&MetricsSummary>|
+     -> Result<PathBuf, RunError> {
         let meta = CheckpointMeta {
             format: CHECKPOINT_FORMAT,
             model: M::describe(),
@@ -457,7 +504,10 @@ where
             if stats.step % every == 0 {
                 let m = evaluate_across(&trainer.predictor(), set, config.top_k, collective)?;
                 if let Some(events) = &mut events {
-                    events.scalars(stats.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+                    events.scalars(
+                        stats.step,
+                        &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)],
+                    )?;
                 }
                 summary.gap_history.push((stats.step, m.gap));
                 progress.evaluated(stats.step, &m);
@@ -473,7 +523,10 @@ where
         if summary.gap_history.last().map(|g| g.0) != Some(trainer.step) {
             let m = evaluate_across(&trainer.predictor(), set, config.top_k, collective)?;
             if let Some(events) = &mut events {
-                events.scalars(trainer.step, &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)])?;
+                events.scalars(
+                    trainer.step,
+                    &[("gap", m.gap), ("hit_at_1", m.hit_at_1), ("perr", m.perr), ("map", m.map)],
+                )?;
             }
             summary.gap_history.push((trainer.step, m.gap));
             last_metrics = Some(m);
@@ -513,7 +566,11 @@ fn agree_on_next_step(collective: &dyn Collective, has_batch: bool) -> (bool, bo
 
 /// Makes every rank's model, Adam state and counters rank 0's (after rank 0 loaded a
 /// checkpoint when `resumed`).
-fn share_state<M, D>(collective: &dyn Collective, trainer: &mut Trainer<M, f32, D>, resumed: bool) -> Result<(), RunError>
+fn share_state<M, D>(
+    collective: &dyn Collective,
+    trainer: &mut Trainer<M, f32, D>,
+    resumed: bool,
+) -> Result<(), RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
@@ -524,7 +581,8 @@ where
         let has_moments = broadcast_u64(collective, trainer.adam.moments.is_some() as u64) == 1;
         if has_moments {
             // The other ranks' moments take their structure from the model, then rank 0's values.
-            let (m, v) = trainer.adam.moments.get_or_insert_with(|| (trainer.model.clone(), trainer.model.clone()));
+            let (m, v) =
+                trainer.adam.moments.get_or_insert_with(|| (trainer.model.clone(), trainer.model.clone()));
             broadcast_tensors(collective, m).map_err(device)?;
             broadcast_tensors(collective, v).map_err(device)?;
         }
@@ -547,7 +605,14 @@ struct Progress {
 
 impl Progress {
     fn new(enabled: bool) -> Self {
-        Progress { enabled, terminal: std::io::stderr().is_terminal(), started: Instant::now(), videos: 0, smoothed: None, last_print: None }
+        Progress {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            videos: 0,
+            smoothed: None,
+            last_print: None,
+        }
     }
 
     fn step(&mut self, stats: &crate::train::StepStats) {
@@ -557,10 +622,14 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        let due = self.last_print.is_none_or(|t| t.elapsed().as_secs_f64() > if self.terminal { 0.2 } else { 5.0 });
+        let due =
+            self.last_print.is_none_or(|t| t.elapsed().as_secs_f64() > if self.terminal { 0.2 } else { 5.0 });
         if due {
             let rate = self.videos as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-            let line = format!("step {:>7}  loss {s:.4}  lr {:.2e}  {rate:.1} videos/s", stats.step, stats.learning_rate);
+            let line = format!(
+                "step {:>7}  loss {s:.4}  lr {:.2e}  {rate:.1} videos/s",
+                stats.step, stats.learning_rate
+            );
             if self.terminal {
                 eprint!("\r{line}   ");
             } else {
@@ -575,7 +644,10 @@ impl Progress {
             if self.terminal {
                 eprintln!();
             }
-            eprintln!("step {step:>7}  validation GAP {:.4}  hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)", m.gap, m.hit_at_1, m.perr, m.map, m.videos);
+            eprintln!(
+                "step {step:>7}  validation GAP {:.4}  hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",
+                m.gap, m.hit_at_1, m.perr, m.map, m.videos
+            );
         }
     }
 

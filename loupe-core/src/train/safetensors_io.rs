@@ -123,7 +123,11 @@ impl<E: Dtype + SafeDtype, D: Device<E>, W: Write> TensorVisitor<E, D> for Data<
     type E2 = E;
     type D2 = D;
 
-    fn visit<S: Shape>(&mut self, _: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
         if let Some(values) = kernels::slice::<f32, _, _, _>(t) {
             self.write_values(values, |v, out| out.extend_from_slice(&v.to_le_bytes()));
         } else if let Some(values) = kernels::slice::<f64, _, _, _>(t) {
@@ -136,7 +140,9 @@ impl<E: Dtype + SafeDtype, D: Device<E>, W: Write> TensorVisitor<E, D> for Data<
 }
 
 /// Every tensor of `tensors` with its key and shape, in visiting order (no values copied).
-pub(crate) fn tensor_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(tensors: &M) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn tensor_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    tensors: &M,
+) -> Vec<(String, Vec<usize>)> {
     let mut layout = Layout(Vec::new());
     // The visitor never fails: it only reads shapes.
     let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), tensors), f: &mut layout });
@@ -162,7 +168,10 @@ where
     let mut offset = 0u64;
     for (name, shape) in tensor_shapes(tensors) {
         let bytes = shape.iter().product::<usize>() as u64 * width;
-        header.insert(name, HeaderEntry { dtype: dtype.clone(), shape, data_offsets: [offset, offset + bytes] });
+        header.insert(
+            name,
+            HeaderEntry { dtype: dtype.clone(), shape, data_offsets: [offset, offset + bytes] },
+        );
         offset += bytes;
     }
     let header = serde_json::to_vec(&header).map_err(|e| SafetensorsIoError::Header(e.to_string()))?;
@@ -188,15 +197,17 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, HeaderEntry>, 
     let mut file = fs::File::open(path)?;
     let file_len = file.metadata()?.len();
     let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|_| SafetensorsIoError::Header(format!("{file_len} bytes, shorter than the 8-byte header length")))?;
+    file.read_exact(&mut len).map_err(|_| {
+        SafetensorsIoError::Header(format!("{file_len} bytes, shorter than the 8-byte header length"))
+    })?;
     let len = u64::from_le_bytes(len);
     if len > file_len.saturating_sub(8) || len > 100_000_000 {
         return Err(SafetensorsIoError::Header(format!("header of {len} bytes in a file of {file_len}")));
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header)?;
-    let value: serde_json::Value = serde_json::from_slice(&header).map_err(|e| SafetensorsIoError::Header(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| SafetensorsIoError::Header(e.to_string()))?;
     let serde_json::Value::Object(entries) = value else {
         return Err(SafetensorsIoError::Header("the header is not a JSON object".to_string()));
     };
@@ -204,8 +215,8 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, HeaderEntry>, 
         .into_iter()
         .filter(|(name, _)| name != "__metadata__")
         .map(|(name, entry)| {
-            let entry: HeaderEntry =
-                serde_json::from_value(entry).map_err(|e| SafetensorsIoError::Header(format!("entry `{name}`: {e}")))?;
+            let entry: HeaderEntry = serde_json::from_value(entry)
+                .map_err(|e| SafetensorsIoError::Header(format!("entry `{name}`: {e}")))?;
             Ok((name, entry))
         })
         .collect()

@@ -21,14 +21,16 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::data::segments::segment_rows;
-use crate::data::{valid_rows, DataError, DecodedVideo, FrameOrder, QuantizedVideo, SkipReport, VideoDecoder, VideoReader};
+use crate::data::{
+    valid_rows, DataError, DecodedVideo, FrameOrder, QuantizedVideo, SkipReport, VideoDecoder, VideoReader,
+};
+use crate::infer::Predictor;
 use crate::metrics::segments::{segment_map, SegmentMetrics, SegmentTruth};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::train::checkpoint::{save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use crate::train::run::RunError;
 use crate::train::segments::{predict_segments, SegmentInference};
-use crate::infer::Predictor;
 use crate::train::Trainer;
 
 /// One rated segment as a training example: a video of the segment's frames whose
@@ -37,7 +39,11 @@ pub type SegmentExample = QuantizedVideo;
 
 /// The rated segments of `files` as examples (file order), the number of rated segments
 /// skipped because they start past the kept frames, and what `skip_corrupt` skipped.
-pub fn read_segment_examples(files: &[PathBuf], decoder: &VideoDecoder, skip_corrupt: bool) -> Result<(Vec<SegmentExample>, usize, SkipReport), DataError> {
+pub fn read_segment_examples(
+    files: &[PathBuf],
+    decoder: &VideoDecoder,
+    skip_corrupt: bool,
+) -> Result<(Vec<SegmentExample>, usize, SkipReport), DataError> {
     let mut examples = Vec::new();
     let mut outside = 0;
     let mut skipped = SkipReport::default();
@@ -119,7 +125,13 @@ pub struct SegmentTuningSummary {
 
 /// Scores every segment of `files` with the model and returns MAP over all entries
 /// against the ratings of the same files, ranking the classes rated there.
-pub fn evaluate_segments<M, D>(predictor: &Predictor<M, D>, files: &[PathBuf], decoder: &VideoDecoder, order: FrameOrder, skip_corrupt: bool) -> Result<SegmentMetrics, RunError>
+pub fn evaluate_segments<M, D>(
+    predictor: &Predictor<M, D>,
+    files: &[PathBuf],
+    decoder: &VideoDecoder,
+    order: FrameOrder,
+    skip_corrupt: bool,
+) -> Result<SegmentMetrics, RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
@@ -149,7 +161,10 @@ where
 
 /// Fine-tunes `trainer`'s model on the rated segments of `config.train_files` (module
 /// docs), evaluating and checkpointing as `config` says.
-pub fn fine_tune_segments<M, D>(trainer: &mut Trainer<M, f32, D>, config: &SegmentTuning) -> Result<SegmentTuningSummary, RunError>
+pub fn fine_tune_segments<M, D>(
+    trainer: &mut Trainer<M, f32, D>,
+    config: &SegmentTuning,
+) -> Result<SegmentTuningSummary, RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
@@ -161,9 +176,13 @@ where
     // Held until fine-tuning returns: one writer per training directory.
     let _lock = crate::train::TrainDirLock::acquire(&config.output_dir)?;
     let decoder = config.decoder.clone().with_num_classes(M::CLASSES);
-    let (examples, outside_window, skipped) = read_segment_examples(&config.train_files, &decoder, config.skip_corrupt)?;
+    let (examples, outside_window, skipped) =
+        read_segment_examples(&config.train_files, &decoder, config.skip_corrupt)?;
     if examples.is_empty() {
-        return Err(RunError::Config("the training files hold no rated segment with frames (the 2019 validate files carry ratings)".into()));
+        return Err(RunError::Config(
+            "the training files hold no rated segment with frames (the 2019 validate files carry ratings)"
+                .into(),
+        ));
     }
     if config.progress && !skipped.is_empty() {
         eprintln!("training data: {}", skipped.summary());
@@ -180,14 +199,28 @@ where
         checkpoint: None,
         seconds: 0.0,
     };
-    let evaluate = |trainer: &Trainer<M, f32, D>, summary: &mut SegmentTuningSummary, events: &mut EventWriter| -> Result<(), RunError> {
+    let evaluate = |trainer: &Trainer<M, f32, D>,
+                    summary: &mut SegmentTuningSummary,
+                    events: &mut EventWriter|
+     -> Result<(), RunError> {
         if config.validate_files.is_empty() {
             return Ok(());
         }
-        let m = evaluate_segments(&trainer.predictor(), &config.validate_files, &decoder, config.frame_order, config.skip_corrupt)?;
+        let m = evaluate_segments(
+            &trainer.predictor(),
+            &config.validate_files,
+            &decoder,
+            config.frame_order,
+            config.skip_corrupt,
+        )?;
         events.scalars(trainer.step, &[("segment_map", m.map)])?;
         if config.progress {
-            eprintln!("step {:>7}  validation segment MAP {:.4}  ({} classes)", trainer.step, m.map, m.per_class.len());
+            eprintln!(
+                "step {:>7}  validation segment MAP {:.4}  ({} classes)",
+                trainer.step,
+                m.map,
+                m.per_class.len()
+            );
         }
         summary.map_history.push((trainer.step, m.map));
         summary.metrics = Some(m);
@@ -222,7 +255,10 @@ where
             let stats = trainer.train_step_masked(&frames, &lengths, &labels, &mask)?;
             summary.steps += 1;
             summary.loss_history.push((stats.step, stats.loss));
-            events.scalars(stats.step, &[("segment_loss", stats.loss), ("learning_rate", stats.learning_rate)])?;
+            events.scalars(
+                stats.step,
+                &[("segment_loss", stats.loss), ("learning_rate", stats.learning_rate)],
+            )?;
             if config.eval_every.is_some_and(|every| summary.steps % every == 0) {
                 evaluate(trainer, &mut summary, &mut events)?;
             }
@@ -238,12 +274,21 @@ where
         training: config.description.clone(),
         step: trainer.step,
         examples_seen: trainer.examples_seen,
-        metrics: summary.metrics.as_ref().map_or(serde_json::Value::Null, |m| serde_json::json!({"segment_map": m.map})),
+        metrics: summary
+            .metrics
+            .as_ref()
+            .map_or(serde_json::Value::Null, |m| serde_json::json!({"segment_map": m.map})),
         vocabulary_size: M::CLASSES,
         rng_state: serde_json::json!({"seed": config.seed}),
         files: Vec::new(),
     };
-    summary.checkpoint = Some(save_checkpoint(&config.output_dir.join("checkpoints"), &trainer.model, &trainer.adam, &meta, config.keep_checkpoints.max(1))?);
+    summary.checkpoint = Some(save_checkpoint(
+        &config.output_dir.join("checkpoints"),
+        &trainer.model,
+        &trainer.adam,
+        &meta,
+        config.keep_checkpoints.max(1),
+    )?);
     let plot = config.output_dir.join("curves.png");
     std::fs::write(&plot, training_curves_png(&summary.loss_history, &summary.map_history))
         .map_err(|source| RunError::Io { path: plot, source })?;

@@ -20,11 +20,13 @@ use std::path::PathBuf;
 use dfdx::prelude::*;
 
 use crate::data::segments::segment_rows;
-use crate::data::{valid_rows, DataFormat, DecodedVideo, FrameOrder, VideoDecoder, VideoReader, SEGMENT_FRAMES};
+use crate::data::{
+    valid_rows, DataFormat, DecodedVideo, FrameOrder, VideoDecoder, VideoReader, SEGMENT_FRAMES,
+};
+use crate::infer::Predictor;
 use crate::model::VideoModel;
 use crate::segment_submission::{SegmentId, SegmentRow};
 use crate::train::run::RunError;
-use crate::infer::Predictor;
 
 /// One scored segment in a class's top-k.
 #[derive(Debug, Clone, Copy)]
@@ -147,12 +149,16 @@ pub struct SegmentInference {
 /// Scores every segment of every video of `job.files` with `predictor`'s model (evaluation
 /// mode) and returns each whitelisted class's best segments (module docs). Also returns
 /// the number of segments scored.
-pub fn predict_segments<M, D>(predictor: &Predictor<M, D>, job: &SegmentInference) -> Result<(Vec<SegmentRow>, u64), RunError>
+pub fn predict_segments<M, D>(
+    predictor: &Predictor<M, D>,
+    job: &SegmentInference,
+) -> Result<(Vec<SegmentRow>, u64), RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D>,
 {
-    if job.decoder.format() != DataFormat::FrameLevel || M::FRAMES < 1 || M::describe().input == "video_level" {
+    if job.decoder.format() != DataFormat::FrameLevel || M::FRAMES < 1 || M::describe().input == "video_level"
+    {
         return Err(RunError::Config(format!(
             "segment inference needs a frame-level model on frame-level data; {} reads {} and the data is {}",
             M::describe().name,
@@ -169,10 +175,15 @@ where
         )));
     }
     if let Some(&class) = job.classes.iter().find(|&&c| c as usize >= M::CLASSES) {
-        return Err(RunError::Config(format!("segment class {class} is not among the model's {} classes", M::CLASSES)));
+        return Err(RunError::Config(format!(
+            "segment class {class} is not among the model's {} classes",
+            M::CLASSES
+        )));
     }
     if job.batch_size == 0 || job.max_per_class == 0 {
-        return Err(RunError::Config("the batch size and the segments kept per class must be at least 1".into()));
+        return Err(RunError::Config(
+            "the batch size and the segments kept per class must be at least 1".into(),
+        ));
     }
     let sampling = job.order.evaluation_sampling(M::READS_FRAMES_IN_ORDER);
     let mut top = SegmentTopK::new(&job.classes, job.max_per_class);
@@ -183,7 +194,8 @@ where
             return Ok(());
         }
         let scores = predictor.predict(&pending.frames, &pending.lengths)?;
-        for ((video, start), row) in pending.videos.iter().zip(&pending.starts).zip(scores.chunks(M::CLASSES)) {
+        for ((video, start), row) in pending.videos.iter().zip(&pending.starts).zip(scores.chunks(M::CLASSES))
+        {
             if top.videos.last() != Some(video) {
                 top.begin_video(video);
             }
@@ -245,7 +257,9 @@ mod tests {
         top.begin_video("b");
         top.add(0, &[0.2, 9.0, 0.9]);
         let rows = top.into_rows();
-        let ids = |r: &SegmentRow| r.segments.iter().map(|s| format!("{}:{}", s.video, s.start)).collect::<Vec<_>>();
+        let ids = |r: &SegmentRow| {
+            r.segments.iter().map(|s| format!("{}:{}", s.video, s.start)).collect::<Vec<_>>()
+        };
         assert_eq!(rows[0].class, 0);
         assert_eq!(ids(&rows[0]), ["a:5", "b:0"]);
         // a:0 and a:5 tie at 0.5 for class 2: the first scored wins the second place.

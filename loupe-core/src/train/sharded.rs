@@ -8,11 +8,11 @@ use dfdx::prelude::*;
 
 use crate::data::Dataset;
 use crate::distributed::{Collective, Decoder, DistributedError, Encoder};
+use crate::infer::Predictor;
 use crate::metrics::{top_k, EvaluationMetrics, MetricsSummary};
 use crate::model::VideoModel;
 use crate::submission::SubmissionRow;
 use crate::train::run::{batches, evaluate, label_lists, predict, write_rows, RunError};
-use crate::infer::Predictor;
 
 /// The indices into `dataset.files()` this rank reads: `rank`, `rank + world_size`, ...
 fn my_files(dataset: &Dataset, collective: &dyn Collective) -> Vec<usize> {
@@ -22,7 +22,11 @@ fn my_files(dataset: &Dataset, collective: &dyn Collective) -> Vec<usize> {
 /// Runs `per_file` on this rank's files, each as a dataset of its own, encoding each
 /// file's videos with a count in front; gathers the encodings on rank 0 and returns, on
 /// rank 0, a decoder per file in the order of `dataset.files()`.
-fn sharded<F>(dataset: &Dataset, collective: &dyn Collective, mut per_file: F) -> Result<Option<Vec<Vec<u8>>>, RunError>
+fn sharded<F>(
+    dataset: &Dataset,
+    collective: &dyn Collective,
+    mut per_file: F,
+) -> Result<Option<Vec<Vec<u8>>>, RunError>
 where
     F: FnMut(&Dataset, &mut Encoder) -> Result<u32, RunError>,
 {
@@ -51,7 +55,10 @@ where
     let mut ordered = Vec::with_capacity(files.len());
     for i in 0..files.len() {
         let blob = per_rank.get_mut(i % world).and_then(|b| b.get_mut(i / world)).map(std::mem::take);
-        ordered.push(blob.ok_or_else(|| DistributedError::Malformed { rank: i % world, what: format!("no results for {}", files[i].display()) })?);
+        ordered.push(blob.ok_or_else(|| DistributedError::Malformed {
+            rank: i % world,
+            what: format!("no results for {}", files[i].display()),
+        })?);
     }
     Ok(Some(ordered))
 }
@@ -59,7 +66,12 @@ where
 /// [`evaluate`] as one rank of `collective`: every rank returns the metrics of all the
 /// dataset's files (computed on rank 0 from the ranks' top-k predictions, added in file
 /// order, then broadcast).
-pub fn evaluate_across<M, D>(predictor: &Predictor<M, D>, dataset: &Dataset, k: usize, collective: &dyn Collective) -> Result<MetricsSummary, RunError>
+pub fn evaluate_across<M, D>(
+    predictor: &Predictor<M, D>,
+    dataset: &Dataset,
+    k: usize,
+    collective: &dyn Collective,
+) -> Result<MetricsSummary, RunError>
 where
     D: Device<f32>,
     M: VideoModel<f32, D>,
@@ -119,7 +131,9 @@ where
         let mut count = 0;
         for batch in batches::<M, D>(part)? {
             let batch = batch?;
-            for (id, top) in batch.ids.iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, k)?) {
+            for (id, top) in
+                batch.ids.iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, k)?)
+            {
                 out.str(id);
                 out.pairs(&top);
                 count += 1;

@@ -4,13 +4,15 @@
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_f32;
-use crate::infer::{PredictError, Predictor};
 use crate::distributed::{all_reduce_gradients, Collective, DistributedError, SingleProcess};
+use crate::infer::{PredictError, Predictor};
 use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::VideoModel;
 use crate::train::checkpoint::CheckpointError;
-use crate::train::{try_cross_entropy_loss, try_masked_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule};
+use crate::train::{
+    try_cross_entropy_loss, try_masked_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule,
+};
 
 /// Optimisation settings of a [`Trainer`]. The default is the paper's: Adam with
 /// per-variable clipping at 1, learning rate 2e-4 decayed by 0.8 every 4M videos, and
@@ -87,7 +89,11 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for GradientBuffers<'_, E, D> {
     type Err = D::Err;
     type E2 = E;
     type D2 = D;
-    fn visit<S: Shape>(&mut self, opts: TensorOptions<S, E, D>, t: &Tensor<S, E, D>) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
         if opts.do_gradient_update {
             let buffer = if kernels::is_cpu::<f32, E, D>() {
                 let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
@@ -173,13 +179,16 @@ where
         if frames.len() != expected || batch == 0 {
             return Err(TrainError::Shape { what: "frames", expected, got: frames.len() });
         }
-        try_tensor_from_f32(&self.device, frames, (batch, M::Frames::default(), M::Features::default())).map_err(device_error)
+        try_tensor_from_f32(&self.device, frames, (batch, M::Frames::default(), M::Features::default()))
+            .map_err(device_error)
     }
 
     /// `lengths`, when given, must hold one count per video.
     fn check_lengths(lengths: Option<&[usize]>, batch: usize) -> Result<(), TrainError> {
         match lengths {
-            Some(l) if l.len() != batch => Err(TrainError::Shape { what: "lengths", expected: batch, got: l.len() }),
+            Some(l) if l.len() != batch => {
+                Err(TrainError::Shape { what: "lengths", expected: batch, got: l.len() })
+            }
             _ => Ok(()),
         }
     }
@@ -194,14 +203,25 @@ where
     /// [`Self::train_step`] where only the first `lengths[b]` frames of video `b` are
     /// valid ([`VideoModel::try_forward_train_lengths`]; the batch's
     /// [`FrameBatch::lengths`](crate::data::FrameBatch::lengths)).
-    pub fn train_step_lengths(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32]) -> Result<StepStats, TrainError> {
+    pub fn train_step_lengths(
+        &mut self,
+        frames: &[f32],
+        lengths: &[usize],
+        labels: &[f32],
+    ) -> Result<StepStats, TrainError> {
         self.step_on(frames, Some(lengths), labels, None, &SingleProcess)
     }
 
     /// [`Self::train_step_lengths`] where only the classes with `mask = 1` (a
     /// `batch x CLASSES` buffer like `labels`) enter the loss
     /// ([`try_masked_cross_entropy_loss`]): segment fine-tuning on rated classes.
-    pub fn train_step_masked(&mut self, frames: &[f32], lengths: &[usize], labels: &[f32], mask: &[f32]) -> Result<StepStats, TrainError> {
+    pub fn train_step_masked(
+        &mut self,
+        frames: &[f32],
+        lengths: &[usize],
+        labels: &[f32],
+        mask: &[f32],
+    ) -> Result<StepStats, TrainError> {
         if mask.len() != labels.len() {
             return Err(TrainError::Shape { what: "mask", expected: labels.len(), got: mask.len() });
         }
@@ -237,11 +257,16 @@ where
     ) -> Result<StepStats, TrainError> {
         let batch = labels.len() / M::CLASSES.max(1);
         if labels.len() != batch * M::CLASSES || batch == 0 {
-            return Err(TrainError::Shape { what: "labels", expected: batch.max(1) * M::CLASSES, got: labels.len() });
+            return Err(TrainError::Shape {
+                what: "labels",
+                expected: batch.max(1) * M::CLASSES,
+                got: labels.len(),
+            });
         }
         Self::check_lengths(lengths, batch)?;
         let x = self.frames_tensor(frames, batch)?;
-        let y = try_tensor_from_f32(&self.device, labels, (batch, M::Classes::default())).map_err(device_error)?;
+        let y = try_tensor_from_f32(&self.device, labels, (batch, M::Classes::default()))
+            .map_err(device_error)?;
 
         // The gradients start zero: freshly allocated (`try_alloc_grads` zeroes them), or
         // kept from the last step, where the fused Adam update already zeroed every
@@ -253,7 +278,9 @@ where
         let grads = match self.grads.take() {
             Some(mut g) => {
                 let still_zero = match zeroed {
-                    Some(zeroed) => gradient_buffers(&self.model, &mut g).map_err(device_error)? == Some(zeroed),
+                    Some(zeroed) => {
+                        gradient_buffers(&self.model, &mut g).map_err(device_error)? == Some(zeroed)
+                    }
                     None => false,
                 };
                 if !still_zero {
@@ -273,7 +300,8 @@ where
         let penalty = self.model.try_l2_penalty().map_err(device_error)?.try_mul(l2).map_err(device_error)?;
         let loss = match mask {
             Some(mask) => {
-                let mask = try_tensor_from_f32(&self.device, mask, (batch, M::Classes::default())).map_err(device_error)?;
+                let mask = try_tensor_from_f32(&self.device, mask, (batch, M::Classes::default()))
+                    .map_err(device_error)?;
                 try_masked_cross_entropy_loss(p, y, mask)
             }
             None => try_cross_entropy_loss(p, y),
@@ -295,7 +323,10 @@ where
             (loss_value, batch)
         };
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
-        let update = self.adam.update_and_zero_grads(&mut self.model, &mut grads, learning_rate).map_err(device_error)?;
+        let update = self
+            .adam
+            .update_and_zero_grads(&mut self.model, &mut grads, learning_rate)
+            .map_err(device_error)?;
         if update.gradients_zeroed {
             self.zeroed_grads = gradient_buffers(&self.model, &mut grads).map_err(device_error)?;
         }
@@ -337,10 +368,19 @@ where
 
     /// Predicts a batch (every frame valid) and adds it to `metrics`; `labels[i]` are
     /// video i's true labels.
-    pub fn evaluate_batch(&self, metrics: &mut EvaluationMetrics, frames: &[f32], labels: &[Vec<u32>]) -> Result<(), TrainError> {
+    pub fn evaluate_batch(
+        &self,
+        metrics: &mut EvaluationMetrics,
+        frames: &[f32],
+        labels: &[Vec<u32>],
+    ) -> Result<(), TrainError> {
         let scores = self.predict(frames)?;
         if scores.len() != labels.len() * M::CLASSES {
-            return Err(TrainError::Shape { what: "labels", expected: scores.len() / M::CLASSES, got: labels.len() });
+            return Err(TrainError::Shape {
+                what: "labels",
+                expected: scores.len() / M::CLASSES,
+                got: labels.len(),
+            });
         }
         for (row, truth) in scores.chunks(M::CLASSES).zip(labels) {
             metrics.add_video(row, truth);
