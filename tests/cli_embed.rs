@@ -95,7 +95,7 @@ fn read_npy(path: &Path) -> ((usize, usize), Vec<f32>) {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
     assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': ("), "{header}");
-    assert!(header.ends_with('\n') && (10 + header_len) % 64 == 0);
+    assert!(header.ends_with('\n') && (10 + header_len).is_multiple_of(64));
     let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let dims: Vec<usize> = shape.split(',').map(|d| d.trim().parse().unwrap()).collect();
     let values: Vec<f32> =

@@ -78,9 +78,11 @@ where
 
 #[test]
 fn recurrent_zoo_models_ignore_padding_given_lengths() {
-    assert!(<SmallLstmModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
-    assert!(<SmallGruModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
-    assert!(!<SmallGatedNetVladModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
+    const {
+        assert!(<SmallLstmModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
+        assert!(<SmallGruModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
+        assert!(!<SmallGatedNetVladModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
+    }
     padding_is_ignored::<SmallLstmModel<f32, Cpu>>();
     padding_is_ignored::<SmallGruModel<f32, Cpu>>();
 }

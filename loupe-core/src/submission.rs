@@ -107,7 +107,7 @@ fn parse_row(line: &str, classes: usize) -> Result<SubmissionRow, String> {
     }
     let pairs = columns.next().ok_or("expected `VideoId,LabelConfidencePairs`, found one column")?;
     let tokens: Vec<&str> = pairs.split_whitespace().collect();
-    if tokens.len() % 2 != 0 {
+    if !tokens.len().is_multiple_of(2) {
         return Err(format!("{} values: label/score pairs need an even count", tokens.len()));
     }
     let mut predictions = Vec::with_capacity(tokens.len() / 2);

@@ -307,7 +307,7 @@ fn check_pooled(
     if video_level {
         return features;
     }
-    let late = spec.fusion.as_ref().map_or(true, |f| matches!(f.value, Fusion::Late));
+    let late = spec.fusion.as_ref().is_none_or(|f| matches!(f.value, Fusion::Late));
     if features.is_none() || !late {
         return None;
     }

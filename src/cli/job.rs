@@ -140,7 +140,7 @@ impl LayoutArgs {
 
 /// Expands glob patterns, naming the flag in the error.
 pub fn files(flag: &str, patterns: &[String]) -> Result<Vec<PathBuf>, CliError> {
-    expand_patterns(patterns).map_err(|e| CliError::context(format!("{flag}"), e))
+    expand_patterns(patterns).map_err(|e| CliError::context(flag.to_string(), e))
 }
 
 /// What a job's device must offer: the layers' ops and a way to wait for queued work.

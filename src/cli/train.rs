@@ -197,7 +197,7 @@ impl TrainArgs {
                 return Err(CliError::message("give --clip-gradient-norm or --clip-global-norm, not both"))
             }
             (Some(g), None) => GradientClipping::GlobalNorm(positive("clip-global-norm", g)?),
-            (None, Some(c)) if c == 0.0 => GradientClipping::None,
+            (None, Some(0.0)) => GradientClipping::None,
             (None, Some(c)) => GradientClipping::PerVariable(positive("clip-gradient-norm", c)?),
             (None, None) => GradientClipping::PerVariable(1.0),
         };

@@ -313,7 +313,8 @@ where
     bench_model_on::<M, Cpu>(crate::device::cpu_seeded(config.seed), config)
 }
 
-/// What the GPU holds now, if `D` is dfdx's `Cuda`.
+/// What the GPU holds now, if `D` is dfdx's `Cuda` (`D` is read only in a `cuda` build).
+#[allow(clippy::extra_unused_type_parameters)]
 fn gpu_memory_bytes<D: 'static>() -> Option<u64> {
     #[cfg(feature = "cuda")]
     if std::any::TypeId::of::<D>() == std::any::TypeId::of::<Cuda>() {

@@ -333,7 +333,7 @@ impl<A: Assemble> Worker<A> {
         let mut order_rng = StdRng::seed_from_u64(seed);
         let mut sample_rng = StdRng::seed_from_u64(seed ^ SAMPLING_STREAM);
         let mut epoch = 0;
-        while self.dataset.epochs.map_or(true, |e| epoch < e) {
+        while self.dataset.epochs.is_none_or(|e| epoch < e) {
             match self.epoch(&mut order_rng, &mut sample_rng)? {
                 // An epoch without a single video (everything skipped) would spin forever.
                 0 => break,

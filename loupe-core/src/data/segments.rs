@@ -114,7 +114,7 @@ pub(crate) fn rated_segments(
     let mut segments = Vec::with_capacity(labels.len());
     for (i, (((&label, &start), &end), &score)) in labels.iter().zip(starts).zip(ends).zip(scores).enumerate()
     {
-        let class = u32::try_from(label).ok().filter(|&l| num_classes.map_or(true, |n| (l as usize) < n));
+        let class = u32::try_from(label).ok().filter(|&l| num_classes.is_none_or(|n| (l as usize) < n));
         let class =
             class.ok_or_else(|| invalid(i, SegmentProblem::LabelOutOfRange { label, num_classes }))?;
         let first = u32::try_from(start).ok().filter(|&s| (s as usize) < stored_frames);

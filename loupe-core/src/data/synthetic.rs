@@ -151,7 +151,7 @@ impl ClassKind {
 /// The class whose label usually comes with class `c` (for classes `c % 8 == 0`, the
 /// next one), and how often.
 fn partner(c: usize, num_classes: usize) -> Option<usize> {
-    (c % 8 == 0 && c + 1 < num_classes).then_some(c + 1)
+    (c.is_multiple_of(8) && c + 1 < num_classes).then_some(c + 1)
 }
 const PARTNER_PROBABILITY: f64 = 0.7;
 const SCENES: usize = 12;

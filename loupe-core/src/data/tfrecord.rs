@@ -28,7 +28,7 @@ const MASK_DELTA: u32 = 0xa282_ead8;
 /// The masked CRC-32C (Castagnoli) of `bytes`, as stored in TFRecord files.
 pub fn masked_crc32c(bytes: &[u8]) -> u32 {
     let crc = crc32c::crc32c(bytes);
-    ((crc >> 15) | (crc << 17)).wrapping_add(MASK_DELTA)
+    crc.rotate_right(15).wrapping_add(MASK_DELTA)
 }
 
 /// The name used in errors for readers and writers that were given no path.

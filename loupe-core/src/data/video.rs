@@ -562,9 +562,8 @@ impl VideoDecoder {
     fn check_labels(&self, raw: &[i64], id: &str, at: RecordLocation<'_>) -> Result<Vec<u32>> {
         raw.iter()
             .map(|&label| {
-                let in_range = u32::try_from(label)
-                    .ok()
-                    .filter(|&l| self.num_classes.map_or(true, |n| (l as usize) < n));
+                let in_range =
+                    u32::try_from(label).ok().filter(|&l| self.num_classes.is_none_or(|n| (l as usize) < n));
                 in_range.ok_or_else(|| DataError::LabelOutOfRange {
                     path: at.path.to_path_buf(),
                     record: at.record,

@@ -108,10 +108,8 @@ fn single_bytes(message: &[u8], number: u32) -> Option<Option<&[u8]>> {
     let mut found = None;
     for field in Fields::new(message) {
         match field? {
-            (n, Value::Bytes(b)) if n == number => {
-                if found.replace(b).is_some() {
-                    return None;
-                }
+            (n, Value::Bytes(b)) if n == number && found.replace(b).is_some() => {
+                return None;
             }
             (n, _) if n == number => return None,
             _ => {}

@@ -143,6 +143,7 @@ pub fn training_shard(
 
 /// Copies `values` from rank 0 to every rank, for any element type: bit-exact for `f32`
 /// and `f64` (sent as they are), through `f64` for other dtypes.
+#[allow(clippy::ptr_arg)] // a `Vec`, not a slice: it is downcast through `Any`, which needs `Sized`
 pub fn broadcast_values<E: dfdx::dtypes::Dtype>(collective: &dyn Collective, values: &mut Vec<E>) {
     if collective.world_size() == 1 {
         return;

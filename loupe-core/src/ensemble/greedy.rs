@@ -174,7 +174,7 @@ fn one_hot(n: usize, i: usize) -> Vec<f64> {
 fn argmax(values: impl Iterator<Item = f64>) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, v) in values.enumerate() {
-        if best.map_or(true, |(_, b)| v > b) {
+        if best.is_none_or(|(_, b)| v > b) {
             best = Some((i, v));
         }
     }

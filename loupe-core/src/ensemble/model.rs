@@ -24,7 +24,7 @@ where
     M: VideoModel<f32, D>,
 {
     let mut predictions = Predictions::from_sparse(name, M::CLASSES, [], keep)?;
-    for batch in batches::<M, D>(dataset)? {
+    for batch in batches(dataset)? {
         let batch = batch.map_err(crate::train::run::RunError::from)?;
         let probabilities =
             predictor.predict(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;

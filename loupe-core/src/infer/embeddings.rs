@@ -267,7 +267,7 @@ where
     };
     let mut writer =
         EmbeddingWriter::create(path, size, &[("layer", layer.name()), ("model", &description.name)])?;
-    for batch in crate::train::run::batches::<M, D>(dataset)? {
+    for batch in crate::train::run::batches(dataset)? {
         let batch = batch?;
         let rows = predictor.represent(&batch.frames, &batch.lengths, layer)?;
         for (id, row) in batch.ids.iter().zip(rows.chunks(size)) {

@@ -250,8 +250,8 @@ fn vlad<
         None => (None, None),
     };
     let applies = slice::<R, _, _, _>(&w).is_some()
-        && a.as_ref().map_or(true, |a| slice::<R, _, _, _>(a).is_some())
-        && centers.as_ref().map_or(true, |c| slice::<R, _, _, _>(c).is_some());
+        && a.as_ref().is_none_or(|a| slice::<R, _, _, _>(a).is_some())
+        && centers.as_ref().is_none_or(|c| slice::<R, _, _, _>(c).is_some());
     if !applies || w.shape().num_elements() == 0 {
         // Give the whole tape back with `w`; `a` continues on an empty one.
         return Ok(Err((w.put_tape(tape), a.map(|a| a.put_tape(T::default())))));

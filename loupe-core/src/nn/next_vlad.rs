@@ -139,7 +139,7 @@ where
 {
     /// Fails the build unless `G > 0`, `FE % G == 0`, `GK == G * K` and `OUT == K * FE / G`.
     pub const CHECK: () = assert!(
-        G > 0 && FE % G == 0 && GK == G * K && OUT == K * (FE / G),
+        G > 0 && FE.is_multiple_of(G) && GK == G * K && OUT == K * (FE / G),
         "NeXtVlad<F, FE, G, K, GK, OUT>: FE must be a multiple of G, GK = G * K, OUT = K * FE / G"
     );
 }

@@ -55,7 +55,7 @@ impl<E: Dtype> Distribution<E> for Normal {
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> E {
         loop {
             let z: f64 = rng.sample(StandardNormal);
-            if self.truncate.map_or(true, |t| z.abs() <= t) {
+            if self.truncate.is_none_or(|t| z.abs() <= t) {
                 return from_f64(self.mean + self.std * z);
             }
         }

@@ -213,7 +213,7 @@ impl TfCheckpoint {
             Err(e) => return Err(TfCheckpointError::Io { path, source: e }),
         };
         let len = file.metadata().map_err(TfCheckpointError::io(&path))?.len();
-        if entry.offset.checked_add(entry.size).map_or(true, |end| end > len) {
+        if entry.offset.checked_add(entry.size).is_none_or(|end| end > len) {
             return Err(shard_error(format!(
                 "bytes {}..{} lie past the end of the {len}-byte shard (truncated?)",
                 entry.offset,

@@ -49,7 +49,6 @@ pub fn infer_spec(ckpt: &TfCheckpoint, name: &str) -> Result<String, String> {
                 ))
             })
         })
-        .map(|(s, side)| (s, side))
         .collect();
     lines.push("#[video_model(".to_string());
     if pooled_streams.is_empty() {

@@ -191,7 +191,7 @@ pub(crate) struct ModelBatch {
 }
 
 /// A stream of batches of either data format.
-pub(crate) fn batches<M: VideoModel<f32, D>, D: Device<f32>>(
+pub(crate) fn batches(
     dataset: &Dataset,
 ) -> Result<Box<dyn Iterator<Item = Result<ModelBatch, DataError>>>, RunError> {
     Ok(match dataset.decoder().format() {
@@ -255,7 +255,7 @@ where
     M: VideoModel<f32, D>,
 {
     let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
-    for batch in batches::<M, D>(dataset)? {
+    for batch in batches(dataset)? {
         let batch = batch?;
         predictor.evaluate(
             &mut metrics,
@@ -281,7 +281,7 @@ where
     M: VideoModel<f32, D>,
 {
     let mut rows = Vec::new();
-    for batch in batches::<M, D>(dataset)? {
+    for batch in batches(dataset)? {
         let batch = batch?;
         for (id, predictions) in
             batch.ids.into_iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, top_k)?)
@@ -442,7 +442,7 @@ where
         )?)
     };
     let mut events = if root { Some(EventWriter::create(&config.output_dir.join("events"))?) } else { None };
-    let mut stream = batches::<M, D>(&train_set)?;
+    let mut stream = batches(&train_set)?;
     // Resuming: the data order is a function of the seed (and the number of ranks), so
     // skipping the batches already consumed puts the stream exactly where the interrupted
     // run was. With another number of ranks, each rank skips its share of the videos seen

@@ -259,7 +259,7 @@ where
                 stats.step,
                 &[("segment_loss", stats.loss), ("learning_rate", stats.learning_rate)],
             )?;
-            if config.eval_every.is_some_and(|every| summary.steps % every == 0) {
+            if config.eval_every.is_some_and(|every| summary.steps.is_multiple_of(every)) {
                 evaluate(trainer, &mut summary, &mut events)?;
             }
         }

@@ -53,11 +53,11 @@ where
         per_rank.push(blobs);
     }
     let mut ordered = Vec::with_capacity(files.len());
-    for i in 0..files.len() {
+    for (i, file) in files.iter().enumerate() {
         let blob = per_rank.get_mut(i % world).and_then(|b| b.get_mut(i / world)).map(std::mem::take);
         ordered.push(blob.ok_or_else(|| DistributedError::Malformed {
             rank: i % world,
-            what: format!("no results for {}", files[i].display()),
+            what: format!("no results for {}", file.display()),
         })?);
     }
     Ok(Some(ordered))
@@ -81,7 +81,7 @@ where
     }
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
-        for batch in batches::<M, D>(part)? {
+        for batch in batches(part)? {
             let batch = batch?;
             let scores = predictor.predict(&batch.frames, &batch.lengths)?;
             for (row, labels) in scores.chunks(M::CLASSES).zip(label_lists(&batch.labels, M::CLASSES)) {
@@ -129,7 +129,7 @@ where
     }
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
-        for batch in batches::<M, D>(part)? {
+        for batch in batches(part)? {
             let batch = batch?;
             for (id, top) in
                 batch.ids.iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, k)?)
