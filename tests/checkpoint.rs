@@ -13,9 +13,7 @@ use loupe::train::checkpoint::{
 use loupe::train::{Adam, AdamConfig};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch_dir(&format!("checkpoint-{name}"))
 }
 
 fn description(hidden: usize) -> ModelDescription {

@@ -1,6 +1,8 @@
 //! `--device`: every command that runs a model takes it, and a device this build or this
 //! machine cannot provide is a clear error with exit code 1, never a panic.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn loupe(args: &[&str]) -> Output {
@@ -19,8 +21,7 @@ fn expected_cuda_error() -> &'static [&'static str] {
 
 #[test]
 fn unavailable_cuda_device_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("loupe-cli-device-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir("cli-device");
     let d = dir.to_str().unwrap();
     let commands: Vec<Vec<&str>> = vec![
         vec!["bench", "small-average", "--batch", "2", "--device", "cuda:7"],

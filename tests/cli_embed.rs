@@ -2,6 +2,8 @@
 //! float feature files through `predict` and `embed`, and errors that print their cause
 //! once.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -34,8 +36,7 @@ struct Trained {
 }
 
 fn trained(name: &str) -> Trained {
-    let dir = std::env::temp_dir().join(format!("loupe-cli-embed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir(&format!("cli-embed-{name}"));
     let data = dir.join("data");
     ok(loupe(&[
         "synth",

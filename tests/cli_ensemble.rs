@@ -1,6 +1,8 @@
 //! `loupe ensemble` on prediction files and checkpoints over synthetic validation shards:
 //! the JSON it prints, the submission it writes, and errors on bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,8 +21,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let dir = std::env::temp_dir().join(format!("loupe-cli-ensemble-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir(&format!("cli-ensemble-{name}"));
     let config = SynthConfig {
         seed: 3,
         num_classes: 10,

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 const TRUTH: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tf-written/video/train000*.tfrecord");
 
@@ -12,7 +14,7 @@ fn truth_labels() -> Vec<(String, Vec<u32>)> {
 }
 
 fn write(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("loupe-score-{name}-{}.csv", std::process::id()));
+    let path = common::scratch_dir(&format!("score-{name}")).join("submission.csv");
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -3,6 +3,8 @@
 //! score --segments` gives MAP@N equal to the official evaluation's values in
 //! `metrics.json` (and the documented behaviour for extra and missing class rows).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -125,8 +127,7 @@ fn the_text_output_names_n_and_the_class_count() {
 
 #[test]
 fn bad_submissions_and_truth_without_ratings_fail_clearly() {
-    let dir = std::env::temp_dir().join(format!("loupe-score-segments-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("score-segments");
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "Class,Segments\n74,d1pg:10 LwD3\n").unwrap();
     let out = score(&bad, 0);
@@ -234,9 +235,7 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
     use loupe::infer::Predictor;
     use loupe::zoo::AveragePoolingLogisticModel;
 
-    let dir = std::env::temp_dir().join(format!("loupe-predict-segments-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("predict-segments");
     let (checkpoint, classes) = checkpoint_and_classes(&dir);
     let submission = dir.join("segments.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
@@ -323,9 +322,7 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
 
 #[test]
 fn predict_segments_rejects_a_whitelist_beyond_the_model() {
-    let dir = std::env::temp_dir().join(format!("loupe-predict-segments-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("predict-segments-bad");
     let (checkpoint, _) = checkpoint_and_classes(&dir);
     let classes = dir.join("bad.csv");
     std::fs::write(&classes, "Index\n3\n3862\n").unwrap();
@@ -357,9 +354,7 @@ fn predict_segments_rejects_a_whitelist_beyond_the_model() {
 
 #[test]
 fn fine_tuning_on_the_rated_segments_raises_their_map() {
-    let dir = std::env::temp_dir().join(format!("loupe-train-segments-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("train-segments");
     let (checkpoint, classes) = checkpoint_and_classes(&dir);
     // Trained and evaluated on the same rated segments: fitting the targets with the
     // unrated classes masked must rank those segments better than the video model did.
@@ -427,8 +422,7 @@ fn fine_tuning_on_the_rated_segments_raises_their_map() {
 
 #[test]
 fn on_synthetic_rated_segments_fine_tuning_beats_the_video_model_on_held_out_videos() {
-    let dir = std::env::temp_dir().join(format!("loupe-synth-segments-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir("synth-segments");
     let loupe = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_loupe")).current_dir(&dir).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

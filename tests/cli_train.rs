@@ -1,6 +1,8 @@
 //! The main job through the command line, on synthetic data at the small zoo models'
 //! sizes: train, evaluate, predict, score, resume, and clear errors for bad settings.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,9 +17,7 @@ fn ok(out: Output) -> serde_json::Value {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-cli-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch_dir(&format!("cli-train-{name}"))
 }
 
 struct Data {

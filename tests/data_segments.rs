@@ -2,6 +2,8 @@
 //! TensorFlow (tests/fixtures/yt8m-2019-segments, see its README), and the errors of
 //! records whose ratings do not fit together.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use loupe::data::proto::{Feature, Message};
@@ -225,8 +227,7 @@ fn first_error(path: &Path, num_classes: usize) -> String {
 
 #[test]
 fn invalid_ratings_are_errors_naming_file_record_and_video() {
-    let dir = std::env::temp_dir().join(format!("loupe-segments-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("segments");
     let ints = |v: &[i64]| Some(Feature::int64s(v.to_vec()));
     let floats = |v: &[f32]| Some(Feature::floats(v.to_vec()));
 
@@ -288,8 +289,7 @@ fn ratings_survive_a_write_and_read() {
 
 #[test]
 fn synthetic_rated_segments_rate_every_label_on_every_block() {
-    let dir = std::env::temp_dir().join(format!("loupe-synth-rated-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir("synth-rated");
     let config = loupe::data::SynthConfig {
         num_classes: 10,
         train_videos: 20,

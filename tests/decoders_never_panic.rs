@@ -14,6 +14,8 @@
 //! each other's counts).
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Cursor;
@@ -231,9 +233,7 @@ fn text_like(valid: &'static str) -> impl Strategy<Value = String> {
 
 /// A scratch directory unique to this process and `name`.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-never-panic-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir(&format!("never-panic-{name}"));
     dir
 }
 

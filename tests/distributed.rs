@@ -12,6 +12,8 @@
 //! exactly the union of the ranks' batches at every step.
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,9 +107,7 @@ struct Data {
 /// Synthetic video-level data: two training shards of 32 videos, their batch-wise
 /// interleaving (see the module docs), and three validation shards.
 fn data(name: &str) -> Data {
-    let dir = std::env::temp_dir().join(format!("loupe-distributed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir(&format!("distributed-{name}"));
     let out = dir.join("data");
     ok(single(
         &strings(&[
@@ -367,9 +367,7 @@ fn shuffled_two_rank_runs_repeat_and_resume_exactly() {
 fn a_model_with_batch_norm_trains_as_well_on_two_ranks() {
     // Batch norm normalises each rank's batch alone, so the runs differ, but the GAP
     // reached is in the same band.
-    let dir = std::env::temp_dir().join(format!("loupe-distributed-bn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("distributed-bn");
     let out = dir.join("data");
     ok(single(
         &strings(&[

@@ -5,6 +5,8 @@
 
 mod hand_written;
 
+mod common;
+
 use hand_written::{Generated, HandWritten, Input};
 use loupe::dfdx::optim::{Optimizer, Sgd, SgdConfig};
 use loupe::dfdx::prelude::*;
@@ -46,8 +48,7 @@ fn generated_and_hand_written_agree() {
     sgd_b.update(&mut hand, &gb).unwrap();
 
     // Same checkpoint keys, same values after the step.
-    let dir = std::env::temp_dir().join(format!("loupe-macro-equivalence-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("macro-equivalence");
     let (pa, pb) = (dir.join("generated.safetensors"), dir.join("hand.safetensors"));
     generated.save_safetensors(&pa).unwrap();
     hand.save_safetensors(&pb).unwrap();

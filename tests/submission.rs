@@ -1,9 +1,11 @@
 //! Kaggle submission files: write, read back, and clear errors on malformed input.
 
+mod common;
+
 use loupe::submission::{read_submission, write_submission, SubmissionError, SubmissionRow};
 
 fn scratch(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("loupe-sub-{name}-{}.csv", std::process::id()));
+    let path = common::scratch_dir(&format!("submission-{name}")).join("submission.csv");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -48,6 +50,6 @@ fn malformed_submissions_are_errors_naming_the_line() {
         assert!(err.to_string().contains(expected), "{name}: {err}");
         assert!(err.to_string().contains(path.to_str().unwrap()), "{name}: names the file: {err}");
     }
-    let missing = std::env::temp_dir().join("loupe-no-such-file.csv");
+    let missing = common::scratch_dir("submission-missing").join("no-such-file.csv");
     assert!(matches!(read_submission(&missing, 5), Err(SubmissionError::Io { .. })));
 }

@@ -1,14 +1,15 @@
 //! TensorBoard event files: TFRecord framing with valid CRCs and `Event` messages as
 //! TensorBoard's reader expects them.
 
+mod common;
+
 use loupe::data::proto::Message;
 use loupe::data::RecordReader;
 use loupe::report::{Event, EventWriter};
 
 #[test]
 fn event_files_hold_a_version_event_then_scalars() {
-    let dir = std::env::temp_dir().join(format!("loupe-events-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir("events");
     let mut writer = EventWriter::create(&dir).unwrap();
     writer.scalars(1, &[("loss", 0.75), ("learning_rate", 2e-4)]).unwrap();
     writer.scalars(2, &[("loss", 0.5)]).unwrap();

@@ -58,9 +58,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A scratch copy of a fixture folder (to damage).
 fn copy_fixture(name: &str, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-tf-import-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir(&format!("tf-import-{tag}"));
     for entry in std::fs::read_dir(fixture(name)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();

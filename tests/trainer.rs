@@ -99,8 +99,7 @@ fn wrong_batch_sizes_are_errors_not_panics() {
 
 #[test]
 fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
-    let dir = std::env::temp_dir().join(format!("loupe-test-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch_dir("test-resume");
     let mut straight: Trainer<Model, f32, Cpu> =
         Trainer::new(loupe::device::cpu_seeded(5), config()).unwrap();
     let mut interrupted: Trainer<Model, f32, Cpu> =

@@ -3,8 +3,12 @@
 #![allow(dead_code)]
 
 pub mod npz;
+pub mod scratch;
 pub mod small_data;
 pub mod tiny_model;
+
+#[allow(unused_imports)] // not every test binary writes files
+pub use scratch::scratch_dir;
 
 use dfdx::prelude::*;
 use loupe::gradcheck::{named_params, set_param};
