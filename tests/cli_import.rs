@@ -1,9 +1,9 @@
 //! `loupe import` and `loupe inspect-checkpoint` end to end on the TensorFlow fixtures
 //! (`tests/fixtures/tf-checkpoints/`): the imported loupe checkpoint predicts what
-//! TensorFlow predicted through `loupe predict` (video-level models) and through the
-//! written files (the Gated NetVLAD, whose CLI frame sampling differs from the fixture's
-//! identity sampling), `train --resume` continues from it, and damaged checkpoints exit
-//! with 1 and a message naming file and tensor.
+//! TensorFlow predicted through `loupe predict` (video-level models; the Gated NetVLAD
+//! with `--frame-sampling in-order`, the fixture's identity sampling, also through
+//! `loupe embed` and through the written files), `train --resume` continues from it, and
+//! damaged checkpoints exit with 1 and a message naming file and tensor.
 
 mod common;
 
@@ -84,27 +84,8 @@ fn imported_starter_models_predict_tensorflows_probabilities() {
             "--top-k",
             "20",
         ]));
-        let expected = read_npz(&fixture(&format!("{name}/expected.npz")))["predictions"].f32s();
-        let ids = read_npz(&fixture(&format!("{name}/inputs.npz")))["video_id"].text.clone();
-        assert_eq!(ids.len(), 4);
-        let text = std::fs::read_to_string(&csv).unwrap();
-        let mut rows = 0;
-        for line in text.lines().skip(1) {
-            let (id, pairs) = line.split_once(',').unwrap();
-            let b = ids.iter().position(|i| *i == id).unwrap_or_else(|| panic!("unknown id {id} in {text}"));
-            let tokens: Vec<&str> = pairs.split_whitespace().collect();
-            assert_eq!(tokens.len(), 40, "{line}");
-            for pair in tokens.chunks(2) {
-                let (class, score): (usize, f32) = (pair[0].parse().unwrap(), pair[1].parse().unwrap());
-                let e = expected[b * 20 + class];
-                assert!(
-                    (score - e).abs() <= 5e-7 + 1e-5 * e.abs(),
-                    "{name} {id} class {class}: {score} vs TF {e}"
-                );
-            }
-            rows += 1;
-        }
-        assert_eq!(rows, 4, "{text}");
+        let worst = csv_error(name, &csv);
+        assert!(worst <= 1.0, "{name}: {worst} times the tolerance");
         // eval runs on the same records (labels included).
         let metrics = ok(loupe(&[
             "eval",
@@ -174,6 +155,125 @@ fn imported_gated_netvlad_checkpoint_holds_tensorflows_model() {
         s(&dir),
     ]));
     assert!(again.contains("already holds a checkpoint"), "{again}");
+}
+
+/// The CSV of `loupe predict --top-k 20` against the fixture's TensorFlow `predictions`
+/// (4 videos, 20 classes): the largest error of a score in units of the tolerance
+/// (1e-5 relative, plus half the CSV's 6th decimal); every video and class present.
+fn csv_error(name: &str, csv: &Path) -> f32 {
+    let expected = read_npz(&fixture(&format!("{name}/expected.npz")))["predictions"].f32s();
+    let ids = read_npz(&fixture(&format!("{name}/inputs.npz")))["video_id"].text.clone();
+    assert_eq!(ids.len(), 4);
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut rows = 0;
+    let mut worst = 0f32;
+    for line in text.lines().skip(1) {
+        let (id, pairs) = line.split_once(',').unwrap();
+        let b = ids.iter().position(|i| *i == id).unwrap_or_else(|| panic!("unknown id {id} in {text}"));
+        let tokens: Vec<&str> = pairs.split_whitespace().collect();
+        assert_eq!(tokens.len(), 40, "{line}");
+        for pair in tokens.chunks(2) {
+            let (class, score): (usize, f32) = (pair[0].parse().unwrap(), pair[1].parse().unwrap());
+            let e = expected[b * 20 + class];
+            worst = worst.max((score - e).abs() / (5e-7 + 1e-5 * e.abs()));
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 4, "{text}");
+    worst
+}
+
+/// An `.npy` file's float32 rows (version 1 header, little-endian, C order).
+fn npy_rows(path: &Path) -> (usize, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..start]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let rows = header.split("'shape': (").nth(1).and_then(|d| d.split(',').next()).unwrap();
+    let values = bytes[start..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (rows.trim().parse().unwrap(), values)
+}
+
+/// The released-model path: `loupe import`, then `loupe predict --frame-sampling in-order`
+/// on `inputs.tfrecord` gives TensorFlow's probabilities for every video and class (the
+/// fixture's eval graph fed each video's 6 frames in order), `loupe embed` with it gives
+/// TensorFlow's `pooled` and `hidden` (gated) tensors, and `loupe eval` accepts it. The default
+/// sampling (uniform with replacement, seeded per video) does not reproduce them.
+#[test]
+fn imported_gated_netvlad_reproduces_tensorflow_through_the_cli_in_order() {
+    let name = "willow-gated-netvlad";
+    let dir = scratch("willow-in-order");
+    import("fixture-gated-netvlad", name, &dir);
+    let checkpoint = dir.join("checkpoints");
+    let data = fixture(&format!("{name}/inputs.tfrecord"));
+    let predict = |csv: &Path, sampling: &[&str]| {
+        let args = [
+            &["predict", "--checkpoint", s(&checkpoint), "--input-data-pattern", s(&data)][..],
+            &["--output-file", s(csv), "--top-k", "20", "--batch-size", "3"],
+            sampling,
+        ];
+        ok(loupe(&args.concat()));
+    };
+    let in_order = dir.join("in-order.csv");
+    predict(&in_order, &["--frame-sampling", "in-order"]);
+    let worst = csv_error(name, &in_order);
+    assert!(worst <= 1.0, "in order: {worst} times the tolerance");
+    let default = dir.join("default.csv");
+    predict(&default, &[]);
+    let worst = csv_error(name, &default);
+    assert!(worst > 10.0, "the default sampling matched TF's in-order outputs ({worst})");
+
+    let expected = read_npz(&fixture(&format!("{name}/expected.npz")));
+    let ids = read_npz(&fixture(&format!("{name}/inputs.npz")))["video_id"].text.clone();
+    // TF's `hidden` is the MoE input, after Context Gating: loupe's `gated` layer.
+    for (layer, size, tf) in [("pooled", 8704, "pooled"), ("gated", 16, "hidden")] {
+        let npy = dir.join(format!("{layer}.npy"));
+        ok(loupe(&[
+            "embed",
+            "--checkpoint",
+            s(&checkpoint),
+            "--input-data-pattern",
+            s(&data),
+            "--layer",
+            layer,
+            "--output",
+            s(&npy),
+            "--frame-sampling",
+            "in-order",
+        ]));
+        let (rows, got) = npy_rows(&npy);
+        assert_eq!((rows, got.len()), (4, 4 * size));
+        let written = std::fs::read_to_string(dir.join(format!("{layer}.ids.txt"))).unwrap();
+        assert_eq!(written.lines().collect::<Vec<_>>(), ids, "{layer}: ids in file order");
+        let want = expected[tf].f32s();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, e)) in got.iter().zip(&want).enumerate() {
+            assert!((a - e).abs() <= 1e-5 * scale, "{layer}[{}][{}]: {a} vs TF {e}", i / size, i % size);
+        }
+    }
+    let metrics = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        s(&checkpoint),
+        "--eval-data-pattern",
+        s(&data),
+        "--frame-sampling",
+        "in-order",
+        "--json",
+    ]));
+    assert!(metrics.contains("\"videos\":4"), "{metrics}");
+    let refused = loupe(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        "--input-data-pattern",
+        s(&data),
+        "--frame-sampling",
+        "sorted",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`in-order` or `random`"));
 }
 
 #[test]

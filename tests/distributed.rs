@@ -249,7 +249,7 @@ fn two_ranks_follow_one_process_with_twice_the_batch() {
 }
 
 #[test]
-fn eval_and_predict_on_two_ranks_equal_one_process() {
+fn eval_predict_and_embed_on_two_ranks_equal_one_process() {
     let d = data("eval");
     let shards: Vec<&Path> = d.shards.iter().map(PathBuf::as_path).collect();
     let trained = d.dir.join("trained");
@@ -294,6 +294,41 @@ fn eval_and_predict_on_two_ranks_equal_one_process() {
         (std::fs::read_to_string(csv("one.csv")).unwrap(), std::fs::read_to_string(csv("two.csv")).unwrap());
     assert_eq!(a.lines().count(), 46);
     assert_eq!(a, b, "the two-rank CSV differs");
+
+    // embed: files dealt to the ranks, rank 0 writes every vector in file order.
+    let embed = |out: &Path| {
+        strings(&[
+            "embed",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--input-data-pattern",
+            &d.validate,
+            "--layer",
+            "pooled",
+            "--batch-size",
+            "7",
+            "--output",
+            out.to_str().unwrap(),
+        ])
+    };
+    assert!(single(&embed(&csv("one.npy")), &d.dir).ok);
+    let two = two_ranks(&embed(&csv("two.npy")), [&[], &[]], &d.dir);
+    assert!(two.ok, "{}", two.stderr);
+    let (ids_one, ids_two) = (
+        std::fs::read_to_string(csv("one.ids.txt")).unwrap(),
+        std::fs::read_to_string(csv("two.ids.txt")).unwrap(),
+    );
+    assert_eq!(ids_one.lines().count(), 45);
+    assert_eq!(ids_one, ids_two, "the two-rank ids differ");
+    let (one, two) = (std::fs::read(csv("one.npy")).unwrap(), std::fs::read(csv("two.npy")).unwrap());
+    assert_eq!(one.len(), two.len());
+    let values = |b: &[u8]| -> Vec<f32> {
+        let start = 10 + u16::from_le_bytes([b[8], b[9]]) as usize;
+        b[start..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    for (i, (x, y)) in values(&one).iter().zip(values(&two)).enumerate() {
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "value {i}: {x} on one process, {y} on two ranks");
+    }
     let _ = std::fs::remove_dir_all(&d.dir);
 }
 

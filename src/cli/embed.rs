@@ -5,13 +5,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::VideoDecoder;
-use loupe::infer::embeddings::{ids_path, write_embeddings, EmbeddingFormat};
+use loupe::distributed::Collective;
+use loupe::infer::embeddings::{ids_path, EmbeddingFormat};
 use loupe::infer::Predictor;
 use loupe::model::{Layer, VideoModel};
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluation_dataset_in_order, RunError};
+use loupe::train::run::{embed_across, evaluation_dataset_in_order, RunError};
 
-use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
+use super::job::{
+    evaluation_sampling, files, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
+    LayoutArgs,
+};
 use super::{CliError, Output};
 
 #[derive(Debug, Args)]
@@ -33,13 +37,24 @@ pub struct EmbedArgs {
     /// Videos per forward pass (does not change the vectors).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Which frames of each video the model sees: `in-order` (the first T frames in
+    /// temporal order, a shorter video's last frame repeated: what TensorFlow's eval with
+    /// `--sample_random_frames=False` fed, to reproduce a released model's outputs) or
+    /// `random` (T frames uniformly with replacement, seeded by the video id, so the same
+    /// on every run). Default: from the checkpoint (in order for a sequence model trained
+    /// in temporal order, random otherwise).
+    #[arg(long)]
+    frame_sampling: Option<FrameSamplingChoice>,
     #[command(flatten)]
     layout: LayoutArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
 
-struct EmbedJob {
+/// Embeds as one rank of `collective`: every rank loads the checkpoint and reads its share
+/// of the files; rank 0 writes the vectors in file order.
+struct EmbedJob<'c> {
+    collective: &'c dyn Collective,
     checkpoint: PathBuf,
     files: Vec<PathBuf>,
     decoder: VideoDecoder,
@@ -47,9 +62,10 @@ struct EmbedJob {
     skip_corrupt: bool,
     layer: Layer,
     output: PathBuf,
+    frame_sampling: Option<FrameSamplingChoice>,
 }
 
-impl Job for EmbedJob {
+impl Job for EmbedJob<'_> {
     type Output = Result<(u64, usize), RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
@@ -57,20 +73,25 @@ impl Job for EmbedJob {
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        // The frames prediction samples: evaluation order, the training's frame order.
+        // The frames prediction samples: `--frame-sampling`, else the training's frame order.
         let dataset = evaluation_dataset_in_order::<M, D>(
             self.files,
             self.decoder,
             self.batch_size,
             self.skip_corrupt,
             meta.frame_order(),
-        )?;
-        let videos = write_embeddings(&predictor, &dataset, self.layer, &self.output)?;
+        )?
+        .with_sampling(evaluation_sampling(
+            self.frame_sampling,
+            meta.frame_order(),
+            M::READS_FRAMES_IN_ORDER,
+        ));
+        let videos = embed_across(&predictor, &dataset, self.layer, &self.output, self.collective)?;
         Ok((videos, M::describe().representation_size(self.layer).unwrap_or(0)))
     }
 }
 
-pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
+pub fn run(args: EmbedArgs, _out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     if args.batch_size == 0 {
         return Err(CliError::message("--batch-size must be at least 1"));
     }
@@ -82,6 +103,7 @@ pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
     let decoder = args.layout.decoder(&files)?;
     let device = args.device.build()?;
     let job = EmbedJob {
+        collective,
         checkpoint: args.checkpoint,
         files,
         decoder,
@@ -89,9 +111,13 @@ pub fn run(args: EmbedArgs, _out: &mut Output) -> Result<(), CliError> {
         skip_corrupt: args.layout.skip_corrupt,
         layer: args.layer,
         output: args.output.clone(),
+        frame_sampling: args.frame_sampling,
     };
     let (videos, size) = on_model(&model, device, job)?
         .map_err(|e| CliError::context(format!("embedding with {model}"), e))?;
+    if !collective.is_root() {
+        return Ok(());
+    }
     let ids = match format {
         EmbeddingFormat::Npy => format!(", ids in {}", ids_path(&args.output).display()),
         EmbeddingFormat::Safetensors => String::new(),

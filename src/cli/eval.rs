@@ -12,7 +12,10 @@ use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, predict_across, RunError};
 
-use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
+use super::job::{
+    evaluation_sampling, files, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
+    LayoutArgs, RunDevice,
+};
 use super::segments::{run_predict_segments, SegmentPredictRequest};
 use super::{print_metrics, report_skipped, CliError, Output};
 
@@ -33,6 +36,14 @@ pub struct EvalArgs {
     /// Print one JSON object (`gap`, `hit_at_1`, `perr`, `map`, `videos`).
     #[arg(long)]
     json: bool,
+    /// Which frames of each video the model sees: `in-order` (the first T frames in
+    /// temporal order, a shorter video's last frame repeated: what TensorFlow's eval with
+    /// `--sample_random_frames=False` fed, to reproduce a released model's outputs) or
+    /// `random` (T frames uniformly with replacement, seeded by the video id, so the same
+    /// on every run). Default: from the checkpoint (in order for a sequence model trained
+    /// in temporal order, random otherwise).
+    #[arg(long)]
+    frame_sampling: Option<FrameSamplingChoice>,
     #[command(flatten)]
     layout: LayoutArgs,
     #[command(flatten)]
@@ -70,6 +81,14 @@ pub struct PredictArgs {
     /// With `--segments`: segments kept per class, best first.
     #[arg(long, default_value_t = 100_000)]
     segment_max_pred: usize,
+    /// Which frames of each video the model sees: `in-order` (the first T frames in
+    /// temporal order, a shorter video's last frame repeated: what TensorFlow's eval with
+    /// `--sample_random_frames=False` fed, to reproduce a released model's outputs) or
+    /// `random` (T frames uniformly with replacement, seeded by the video id, so the same
+    /// on every run). Default: from the checkpoint (in order for a sequence model trained
+    /// in temporal order, random otherwise).
+    #[arg(long, conflicts_with = "segments")]
+    frame_sampling: Option<FrameSamplingChoice>,
     #[command(flatten)]
     layout: LayoutArgs,
     #[command(flatten)]
@@ -86,6 +105,7 @@ struct EvalJob<'c> {
     batch_size: usize,
     top_k: usize,
     skip_corrupt: bool,
+    frame_sampling: Option<FrameSamplingChoice>,
 }
 
 impl Job for EvalJob<'_> {
@@ -102,7 +122,12 @@ impl Job for EvalJob<'_> {
             self.batch_size,
             self.skip_corrupt,
             meta.frame_order(),
-        )?;
+        )?
+        .with_sampling(evaluation_sampling(
+            self.frame_sampling,
+            meta.frame_order(),
+            M::READS_FRAMES_IN_ORDER,
+        ));
         let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
         Ok((metrics, dataset.skip_report()))
     }
@@ -129,7 +154,12 @@ impl<W: Write> Job for PredictJob<'_, W> {
             e.batch_size,
             e.skip_corrupt,
             meta.frame_order(),
-        )?;
+        )?
+        .with_sampling(evaluation_sampling(
+            e.frame_sampling,
+            meta.frame_order(),
+            M::READS_FRAMES_IN_ORDER,
+        ));
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
             vocabulary
@@ -153,6 +183,7 @@ fn job<'c>(
     device: &DeviceArgs,
     batch_size: usize,
     top_k: usize,
+    frame_sampling: Option<FrameSamplingChoice>,
     collective: &'c dyn Collective,
 ) -> Result<(String, RunDevice, EvalJob<'c>), CliError> {
     if batch_size == 0 || top_k == 0 {
@@ -174,6 +205,7 @@ fn job<'c>(
             batch_size,
             top_k,
             skip_corrupt: layout.skip_corrupt,
+            frame_sampling,
         },
     ))
 }
@@ -187,6 +219,7 @@ pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -
         &args.device,
         args.batch_size,
         args.top_k,
+        args.frame_sampling,
         collective,
     )?;
     let (summary, skipped) =
@@ -224,6 +257,7 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
         &args.device,
         args.batch_size,
         args.top_k,
+        args.frame_sampling,
         collective,
     )?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;

@@ -173,14 +173,16 @@ impl Job for ImportJob<'_> {
         };
         let sidecar = save_checkpoint(&checkpoints, &model, &adam, &meta, 1)
             .map_err(|e| CliError::context("writing the loupe checkpoint", e))?;
+        let tensors = imported.plan.rows.iter().filter(|r| !r.tf.is_empty()).count();
+        let adam_note =
+            if adam.moments.is_some() { ", with Adam's moments" } else { ", without Adam's moments" };
+        // The verification below builds a second model and optimiser: free these first.
+        drop((model, adam));
         // Read back as `eval` and `train --resume` will: sizes, checksums, shapes.
         let mut check = M::try_build(&device).map_err(|e| CliError::message(format!("{e:?}")))?;
         let mut check_adam = Adam::new(AdamConfig::default());
         load_checkpoint(&sidecar, &M::describe(), &mut check, Some(&mut check_adam))
             .map_err(|e| CliError::context("verifying the written checkpoint", e))?;
-        let tensors = imported.plan.rows.iter().filter(|r| !r.tf.is_empty()).count();
-        let adam_note =
-            if adam.moments.is_some() { ", with Adam's moments" } else { ", without Adam's moments" };
         self.out.line(format!(
             "imported {tensors} tensors of {} into `{}` at step {}{adam_note}: {}",
             prefix.display(),

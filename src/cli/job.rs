@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use loupe::__private::LayerDevice;
 use loupe::data::mediapipe::detect_float_frames;
-use loupe::data::{detect_file_layout, expand_patterns, DataFormat, FeatureSpec, VideoDecoder};
+use loupe::data::{
+    detect_file_layout, expand_patterns, DataFormat, FeatureSpec, FrameOrder, FrameSampling, VideoDecoder,
+};
 use loupe::dfdx::nn::BuildModule;
 use loupe::dfdx::tensor::{Cpu, Synchronize};
 use loupe::model::{count_params, ModelDescription, VideoModel};
@@ -77,6 +79,42 @@ impl DeviceArgs {
     /// The requested device, seeded with `--init-seed` (default 0).
     pub fn build(&self) -> Result<RunDevice, CliError> {
         self.device.build(self.init_seed.unwrap_or(0))
+    }
+}
+
+/// `--frame-sampling` of `eval`, `predict` and `embed`: which frames of each video the
+/// model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameSamplingChoice {
+    /// The first `T` frames in temporal order, a shorter video's last frame repeated
+    /// ([`FrameSampling::InOrderRepeatLast`]: TensorFlow's sampling from frame 0).
+    InOrder,
+    /// `T` frames uniformly with replacement, seeded by the video id (the same on every run).
+    Random,
+}
+
+impl std::str::FromStr for FrameSamplingChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "in-order" => Ok(FrameSamplingChoice::InOrder),
+            "random" => Ok(FrameSamplingChoice::Random),
+            other => Err(format!("frame sampling is `in-order` or `random`, not `{other}`")),
+        }
+    }
+}
+
+/// The evaluation sampling: `choice` when given, else what the checkpoint's training
+/// recorded (`order`) implies for a model that reads frames in order (`sequence`) or not.
+pub fn evaluation_sampling(
+    choice: Option<FrameSamplingChoice>,
+    order: FrameOrder,
+    sequence: bool,
+) -> FrameSampling {
+    match choice {
+        None => order.evaluation_sampling(sequence),
+        Some(FrameSamplingChoice::InOrder) => FrameSampling::InOrderRepeatLast,
+        Some(FrameSamplingChoice::Random) => FrameSampling::PerVideo { seed: 0 },
     }
 }
 

@@ -243,7 +243,7 @@ pub fn main() -> ExitCode {
         ))),
         Command::Quickstart(args) => quickstart::run(args, &mut out),
         Command::Models(args) => models::run(args, &mut out),
-        Command::Embed(args) => embed::run(args, &mut out),
+        Command::Embed(args) => embed::run(args, &mut out, collective),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),

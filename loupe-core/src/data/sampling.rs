@@ -24,6 +24,11 @@ pub enum FrameSampling {
     /// cycling its frames from the start (recurrent models; the batch's `num_frames`
     /// tells the true length).
     InOrder,
+    /// The first `T` frames in temporal order; a video with fewer frames repeats its last
+    /// frame: what TensorFlow's YouTube-8M code (`SampleRandomSequence`, with
+    /// `--sample_random_frames=False`) feeds a model whose `T` is at least the video's
+    /// length, so imported models reproduce its outputs (`--frame-sampling in-order`).
+    InOrderRepeatLast,
 }
 
 /// How many of the `count` rows `sampling` fills for a video of `num_frames` frames a
@@ -33,7 +38,7 @@ pub enum FrameSampling {
 /// without frames (its rows are zeros).
 pub fn valid_rows(sampling: FrameSampling, num_frames: usize, count: usize) -> usize {
     match sampling {
-        FrameSampling::InOrder => num_frames.min(count),
+        FrameSampling::InOrder | FrameSampling::InOrderRepeatLast => num_frames.min(count),
         FrameSampling::Random | FrameSampling::PerVideo { .. } if num_frames > 0 => count,
         FrameSampling::Random | FrameSampling::PerVideo { .. } => 0,
     }
@@ -107,6 +112,15 @@ pub fn sample_in_order(num_frames: usize, count: usize, out: &mut Vec<usize>) {
     out.extend((0..count).map(|i| i % num_frames));
 }
 
+/// Appends `0, 1, ..., num_frames - 1, num_frames - 1, ...` (`count` indices) to `out`:
+/// `min(i, num_frames - 1)`, TensorFlow's consecutive sampling from frame 0.
+pub fn sample_in_order_repeat_last(num_frames: usize, count: usize, out: &mut Vec<usize>) {
+    if num_frames == 0 {
+        return;
+    }
+    out.extend((0..count).map(|i| i.min(num_frames - 1)));
+}
+
 /// Appends the `count` frame indices `sampling` picks for a video.
 pub fn sample_frames<R: Rng + ?Sized>(
     sampling: FrameSampling,
@@ -120,6 +134,7 @@ pub fn sample_frames<R: Rng + ?Sized>(
         FrameSampling::Random => sample_uniform(num_frames, count, rng, out),
         FrameSampling::PerVideo { seed } => sample_per_video(video_id, seed, num_frames, count, out),
         FrameSampling::InOrder => sample_in_order(num_frames, count, out),
+        FrameSampling::InOrderRepeatLast => sample_in_order_repeat_last(num_frames, count, out),
     }
 }
 
@@ -200,6 +215,22 @@ mod tests {
         out.clear();
         sample_in_order(10, 4, &mut out);
         assert_eq!(out, vec![0, 1, 2, 3]);
+    }
+
+    /// WILLOW's `SampleRandomSequence` from start frame 0 (`--sample_random_frames=False`,
+    /// a video no longer than the sample): `index = min(i, num_frames - 1)`.
+    #[test]
+    fn in_order_repeat_last_holds_the_last_frame_as_tensorflow_does() {
+        let mut out = Vec::new();
+        sample_in_order_repeat_last(3, 6, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 2, 2, 2]);
+        out.clear();
+        sample_in_order_repeat_last(10, 4, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 3]);
+        sample_in_order_repeat_last(0, 4, &mut out);
+        assert_eq!(out.len(), 4);
+        assert_eq!(valid_rows(FrameSampling::InOrderRepeatLast, 3, 6), 3);
+        assert_eq!(valid_rows(FrameSampling::InOrderRepeatLast, 0, 6), 0);
     }
 
     #[test]

@@ -192,8 +192,9 @@ impl TfCheckpoint {
         self.prefix.with_file_name(name)
     }
 
-    /// Reads the tensor called `name` from its shard, checking its size and CRC32C.
-    pub fn read(&self, name: &str) -> Result<TfValues, TfCheckpointError> {
+    /// The bytes of the tensor called `name`, read from its shard and checked against its
+    /// size and CRC32C.
+    fn read_bytes(&self, name: &str) -> Result<(&TfEntry, Vec<u8>), TfCheckpointError> {
         let entry = self.entries.get(name).ok_or_else(|| TfCheckpointError::Entry {
             path: index_path(&self.prefix),
             entry: name.to_string(),
@@ -232,6 +233,12 @@ impl TfCheckpoint {
                 entry.crc32c
             )));
         }
+        Ok((entry, bytes))
+    }
+
+    /// Reads the tensor called `name` from its shard, checking its size and CRC32C.
+    pub fn read(&self, name: &str) -> Result<TfValues, TfCheckpointError> {
+        let (entry, bytes) = self.read_bytes(name)?;
         let chunks = bytes.chunks_exact(entry.dtype.width());
         Ok(match entry.dtype {
             TfDtype::Float32 => TfValues::Float(
@@ -245,6 +252,28 @@ impl TfCheckpoint {
             ),
             TfDtype::Int64 => {
                 TfValues::Int(chunks.map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+            }
+        })
+    }
+
+    /// Reads the tensor called `name` as [`read`](Self::read) does, converted to `f32`
+    /// (float32 kept as is, float64 and integers rounded): half the memory of `f64`
+    /// values, what importing into an `f32` model needs.
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, TfCheckpointError> {
+        let (entry, bytes) = self.read_bytes(name)?;
+        let chunks = bytes.chunks_exact(entry.dtype.width());
+        Ok(match entry.dtype {
+            TfDtype::Float32 => {
+                chunks.map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect()
+            }
+            TfDtype::Float64 => {
+                chunks.map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
+            }
+            TfDtype::Int32 => {
+                chunks.map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
+            }
+            TfDtype::Int64 => {
+                chunks.map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
             }
         })
     }

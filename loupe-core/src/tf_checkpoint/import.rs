@@ -43,13 +43,20 @@ pub fn model_tensors<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &
     layout.0
 }
 
-/// Writes values by tensor name; `zero_others` zeroes every tensor not in `values`.
-struct Fill<'a> {
-    values: &'a HashMap<String, Vec<f64>>,
+/// Where [`Fill`] gets each tensor's values: read on demand by name, `None` for a tensor
+/// the source does not fill.
+type Source<'a> = dyn FnMut(&str) -> Result<Option<Vec<f32>>, TfCheckpointError> + 'a;
+
+/// Writes values by tensor name, one tensor at a time (only one tensor's values are ever
+/// held besides the model); `zero_others` zeroes every tensor the source does not fill.
+/// The first read error stops the filling and is kept in `error`.
+struct Fill<'s, 'a> {
+    source: &'s mut Source<'a>,
     zero_others: bool,
+    error: Option<TfCheckpointError>,
 }
 
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_> {
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_, '_> {
     type Viewer = (ViewTensorName, ViewTensorMut);
     type Err = D::Err;
     type E2 = E;
@@ -60,13 +67,17 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_> {
         _: TensorOptions<S, E, D>,
         (name, t): (String, &mut Tensor<S, E, D>),
     ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        match self.values.get(&name) {
-            Some(v) => {
-                let converted: Vec<E> = v.iter().map(|&x| E::from_f64(x).unwrap_or_default()).collect();
+        if self.error.is_some() {
+            return Ok(None);
+        }
+        match (self.source)(&name) {
+            Ok(Some(v)) => {
+                let converted: Vec<E> = v.into_iter().map(|x| E::from_f32(x).unwrap_or_default()).collect();
                 t.copy_from(&converted);
             }
-            None if self.zero_others => t.try_fill_with_zeros()?,
-            None => {}
+            Ok(None) if self.zero_others => t.try_fill_with_zeros()?,
+            Ok(None) => {}
+            Err(e) => self.error = Some(e),
         }
         Ok(None)
     }
@@ -74,11 +85,18 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_> {
 
 fn fill<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &mut M,
-    values: &HashMap<String, Vec<f64>>,
+    source: &mut Source<'_>,
     zero_others: bool,
-) -> Result<(), D::Err> {
-    let mut f = Fill { values, zero_others };
-    M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut f }).map(|_| ())
+    prefix: &std::path::Path,
+) -> Result<(), TfImportError> {
+    let mut f = Fill { source, zero_others, error: None };
+    M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut f }).map_err(|e| {
+        TfImportError::Mismatch { prefix: prefix.to_path_buf(), problems: vec![format!("device: {e:?}")] }
+    })?;
+    match f.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// One row of an import plan: which TF variable fills which loupe tensor.
@@ -245,43 +263,53 @@ pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clo
     if !plan.problems.is_empty() {
         return Err(TfImportError::Mismatch { prefix: ckpt.prefix().to_path_buf(), problems: plan.problems });
     }
-    let device_error = |e: D::Err| TfImportError::Mismatch {
-        prefix: ckpt.prefix().to_path_buf(),
-        problems: vec![format!("device: {e:?}")],
+    // Each tensor is read, rearranged and converted to `E` as its turn comes: memory is
+    // the model (and the two moment copies) plus one tensor.
+    let prefix = ckpt.prefix().to_path_buf();
+    let rows: HashMap<&str, &PlanRow> = plan.rows.iter().map(|r| (r.loupe.as_str(), r)).collect();
+    let read = |row: &PlanRow, tf: &str| -> Result<Vec<f32>, TfCheckpointError> {
+        Ok(row.transform.apply(&ckpt.read_f32(tf)?, &row.tf_shape, &row.loupe_shape))
     };
-    let read = |row: &PlanRow, tf: &str| -> Result<Vec<f64>, TfCheckpointError> {
-        Ok(row.transform.apply(&ckpt.read(tf)?.to_f64(), &row.tf_shape, &row.loupe_shape))
-    };
-    let mut values = HashMap::new();
-    for row in &plan.rows {
-        let v = match row.transform {
-            Transform::Step => vec![plan.step as f64; row.loupe_shape.iter().product()],
-            _ => read(row, &row.tf)?,
-        };
-        values.insert(row.loupe.clone(), v);
-    }
+    let step = plan.step;
+    fill(
+        model,
+        &mut |name: &str| match rows.get(name) {
+            Some(row) if row.transform == Transform::Step => {
+                Ok(Some(vec![step as f32; row.loupe_shape.iter().product()]))
+            }
+            Some(row) => read(row, &row.tf).map(Some),
+            None => Ok(None),
+        },
+        false,
+        &prefix,
+    )?;
     let moments = if plan.adam {
-        let trained: Vec<&PlanRow> = plan
-            .rows
+        // Adam's moments of the trained tensors; the others' are zero.
+        let trained: HashMap<&str, &PlanRow> = rows
             .iter()
-            .filter(|r| {
-                r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable)
+            .filter(|(name, row)| {
+                row.transform != Transform::Step && tensors.iter().any(|t| t.name == **name && t.trainable)
             })
+            .map(|(name, row)| (*name, *row))
             .collect();
-        let (mut m, mut v) = (HashMap::new(), HashMap::new());
-        for row in trained {
-            let [first, second] = slots(&row.tf);
-            m.insert(row.loupe.clone(), read(row, &first)?);
-            v.insert(row.loupe.clone(), read(row, &second)?);
-        }
-        let (mut first, mut second) = (model.clone(), model.clone());
-        fill(&mut first, &m, true).map_err(device_error)?;
-        fill(&mut second, &v, true).map_err(device_error)?;
+        let moment = |slot: usize| -> Result<M, TfImportError> {
+            let mut copy = model.clone();
+            fill(
+                &mut copy,
+                &mut |name: &str| match trained.get(name) {
+                    Some(row) => read(row, &slots(&row.tf)[slot]).map(Some),
+                    None => Ok(None),
+                },
+                true,
+                &prefix,
+            )?;
+            Ok(copy)
+        };
+        let first = moment(0)?;
+        let second = moment(1)?;
         Some((first, second))
     } else {
         None
     };
-    fill(model, &values, false).map_err(device_error)?;
-    let step = plan.step;
     Ok(Imported { plan, moments, step })
 }

@@ -65,7 +65,7 @@ impl Transform {
 
     /// `values` (of a TF tensor of shape `tf`) rearranged for a loupe tensor of shape
     /// `loupe`; [`Transform::accepts`] must hold.
-    pub fn apply(self, values: &[f64], tf: &[usize], loupe: &[usize]) -> Vec<f64> {
+    pub fn apply<T: Copy>(self, values: &[T], tf: &[usize], loupe: &[usize]) -> Vec<T> {
         match self {
             Transform::Identity | Transform::Reshape | Transform::Step => values.to_vec(),
             Transform::Transpose => {

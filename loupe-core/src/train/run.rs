@@ -26,7 +26,7 @@ use crate::train::checkpoint::{
 };
 use crate::train::{interrupt, TrainConfig, TrainDirLock, TrainError, Trainer};
 
-pub use crate::train::sharded::{evaluate_across, predict_across};
+pub use crate::train::sharded::{embed_across, evaluate_across, predict_across};
 
 /// Everything a training run needs besides the model type and the device. The
 /// [`Default`] is `loupe train`'s defaults (no files, YouTube-8M frame-level streams,

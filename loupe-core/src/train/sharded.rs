@@ -1,16 +1,19 @@
-//! Evaluation and prediction as one rank of a data-parallel job: each rank reads every
-//! `world_size`-th file, and rank 0 puts the per-video results back in file order, so
-//! metrics and submission rows are those of one process reading all files.
+//! Evaluation, prediction and embedding as one rank of a data-parallel job: each rank
+//! reads every `world_size`-th file, and rank 0 puts the per-video results back in file
+//! order, so metrics, submission rows and vectors are those of one process reading all
+//! files.
 
 use std::io::Write;
+use std::path::Path;
 
 use dfdx::prelude::*;
 
 use crate::data::Dataset;
 use crate::distributed::{Collective, Decoder, DistributedError, Encoder};
+use crate::infer::embeddings::{write_embeddings, EmbeddingWriter};
 use crate::infer::Predictor;
 use crate::metrics::{top_k, EvaluationMetrics, MetricsSummary};
-use crate::model::VideoModel;
+use crate::model::{Layer, VideoModel};
 use crate::submission::SubmissionRow;
 use crate::train::run::{batches, evaluate, label_lists, predict, write_rows, RunError};
 
@@ -156,4 +159,57 @@ where
     let mut shared = [written as f64];
     collective.broadcast_f64(&mut shared);
     Ok(shared[0] as usize)
+}
+
+/// [`write_embeddings`] as one rank of `collective`: each rank computes the vectors of its
+/// files at `layer`; rank 0 writes all of them to `path` in file order (the other ranks
+/// write nothing). Every rank returns the number of vectors written. Rank 0 holds the
+/// gathered vectors in memory before writing (as [`predict_across`] holds its rows).
+pub fn embed_across<M, D>(
+    predictor: &Predictor<M, D>,
+    dataset: &Dataset,
+    layer: Layer,
+    path: &Path,
+    collective: &dyn Collective,
+) -> Result<u64, RunError>
+where
+    D: Device<f32>,
+    M: VideoModel<f32, D>,
+{
+    let description = M::describe();
+    let size = match description.representation_size(layer) {
+        Some(size) if collective.world_size() > 1 => size,
+        // One process, or a layer the model lacks (the same error on every rank).
+        _ => return write_embeddings(predictor, dataset, layer, path),
+    };
+    let results = sharded(dataset, collective, |part, out| {
+        let mut count = 0;
+        for batch in batches::<M, D>(part)? {
+            let batch = batch?;
+            let rows = predictor.represent(&batch.frames, &batch.lengths, layer)?;
+            for (id, row) in batch.ids.iter().zip(rows.chunks(size)) {
+                out.str(id);
+                row.iter().for_each(|&v| out.f32(v));
+                count += 1;
+            }
+        }
+        Ok(count)
+    })?;
+    let mut written = 0;
+    if let Some(files) = results {
+        let metadata = [("layer", layer.name()), ("model", description.name.as_str())];
+        let mut writer = EmbeddingWriter::create(path, size, &metadata)?;
+        for (i, blob) in files.iter().enumerate() {
+            let mut d = Decoder::new(blob, i % collective.world_size());
+            for _ in 0..d.u32()? {
+                let id = d.str()?;
+                let row = (0..size).map(|_| d.f32()).collect::<Result<Vec<f32>, _>>()?;
+                writer.push(&id, &row)?;
+            }
+        }
+        written = writer.finish()?;
+    }
+    let mut shared = [written as f64];
+    collective.broadcast_f64(&mut shared);
+    Ok(shared[0] as u64)
 }
