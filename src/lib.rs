@@ -136,7 +136,7 @@ pub mod zoo;
 ///
 /// ```
 /// # use loupe::video_model;
-/// # use loupe::model::VideoModel;
+/// # use loupe::model::{Fusion, InputKind, VideoModel};
 /// # use loupe::dfdx::prelude::*;
 /// #[video_model(
 ///     input = video_level,
@@ -147,7 +147,7 @@ pub mod zoo;
 /// pub struct VideoMoe;
 /// assert_eq!((VideoMoe::FRAMES, VideoMoe::FEATURES), (1, 1152));
 /// let d = <VideoMoeModel<f32, Cpu> as VideoModel<f32, Cpu>>::describe();
-/// assert_eq!((d.input.as_str(), d.fusion.as_str()), ("video_level", "none"));
+/// assert_eq!((d.input, d.fusion), (InputKind::VideoLevel, Fusion::None));
 /// ```
 ///
 /// **`hidden`**: `N` is a fully connected layer with bias (the released models: weights
@@ -224,7 +224,8 @@ pub mod __private {
     pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, SplitTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
     pub use ::loupe_core::model::{
-        Layer, ModelDescription, PoolingDescription, StreamDescription, VideoModel,
+        AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, Layer, ModelDescription,
+        PoolingDescription, PoolingKind, StreamDescription, VideoModel,
     };
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;

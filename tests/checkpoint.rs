@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use dfdx::prelude::*;
-use loupe::model::ModelDescription;
+use loupe::model::{AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription};
 use loupe::train::checkpoint::{
     load_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT,
 };
@@ -21,18 +21,18 @@ fn scratch(name: &str) -> PathBuf {
 fn description(hidden: usize) -> ModelDescription {
     ModelDescription {
         name: "Tiny".into(),
-        input: "frames".into(),
+        input: InputKind::Frames,
         streams: vec![],
-        fusion: "late".into(),
+        fusion: Fusion::Late,
         early_pooling: None,
         frames: 1,
         hidden: Some(hidden),
         hidden_batch_norm: false,
         hidden_relu6: false,
-        after_pooling: "none".into(),
-        classifier: "logistic".into(),
+        after_pooling: AfterPooling::None,
+        classifier: ClassifierKind::Logistic,
         experts: 0,
-        after_classifier: "none".into(),
+        after_classifier: AfterClassifier::None,
         classes: 2,
         classifier_l2: 1e-8,
     }
@@ -255,8 +255,8 @@ fn sidecars_written_before_the_added_description_fields_still_load() {
     std::fs::write(&sidecar, serde_json::to_vec(&json).unwrap()).unwrap();
     let m = load_checkpoint(&dir, &relu6, &mut restored, None).unwrap();
     assert_eq!(
-        (m.model.input.as_str(), m.model.hidden_relu6, m.model.early_pooling.clone()),
-        ("frames", false, None)
+        (m.model.input, m.model.hidden_relu6, m.model.early_pooling.clone()),
+        (InputKind::Frames, false, None)
     );
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     let err = load_checkpoint(&dir, &description(5), &mut restored, None).unwrap_err();

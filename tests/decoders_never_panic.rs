@@ -26,7 +26,7 @@ use loupe::data::{
     detect_format, masked_crc32c, DataError, DataFormat, RecordLocation, RecordReader, VideoDecoder,
     VideoReader, Vocabulary,
 };
-use loupe::model::ModelDescription;
+use loupe::model::{AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription};
 use loupe::segment_submission::read_segment_submission;
 use loupe::submission::read_submission;
 use loupe::train::checkpoint::{
@@ -364,18 +364,18 @@ type Tiny = (Linear<3, 4>, Linear<4, 2>);
 fn tiny_description() -> ModelDescription {
     ModelDescription {
         name: "Tiny".into(),
-        input: "frames".into(),
+        input: InputKind::Frames,
         streams: vec![],
-        fusion: "late".into(),
+        fusion: Fusion::Late,
         early_pooling: None,
         frames: 1,
         hidden: Some(4),
         hidden_batch_norm: false,
         hidden_relu6: false,
-        after_pooling: "none".into(),
-        classifier: "logistic".into(),
+        after_pooling: AfterPooling::None,
+        classifier: ClassifierKind::Logistic,
         experts: 0,
-        after_classifier: "none".into(),
+        after_classifier: AfterClassifier::None,
         classes: 2,
         classifier_l2: 1e-8,
     }

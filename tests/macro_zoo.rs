@@ -167,21 +167,25 @@ fn paper_models_train_and_evaluate() {
 /// layer's batch norm and ReLU6, video-level input.
 #[test]
 fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
-    use loupe::model::PoolingDescription;
+    use loupe::model::{Fusion, InputKind, PoolingDescription, PoolingKind};
     let d = <zoo::GatedNetVladEarly as BuildOnDevice<Cpu, f32>>::Built::describe();
-    assert_eq!(d.fusion, "early");
-    let netvlad =
-        PoolingDescription { kind: "netvlad".into(), clusters: Some(256), size: None, output: 256 * 1152 };
+    assert_eq!(d.fusion, Fusion::Early);
+    let netvlad = PoolingDescription {
+        kind: PoolingKind::NetVlad,
+        clusters: Some(256),
+        size: None,
+        output: 256 * 1152,
+    };
     assert_eq!(d.early_pooling, Some(netvlad));
     assert_eq!(d.pooling_summary(), "rgb + audio netvlad(256)");
-    assert!(d.streams.iter().all(|s| s.pooling == "none"));
+    assert!(d.streams.iter().all(|s| s.pooling == PoolingKind::None));
     assert_eq!(
-        (d.input.as_str(), d.hidden, d.hidden_batch_norm, d.hidden_relu6),
-        ("frames", Some(1024), false, false)
+        (d.input, d.hidden, d.hidden_batch_norm, d.hidden_relu6),
+        (InputKind::Frames, Some(1024), false, false)
     );
 
     let d = <zoo::SmallLstm as BuildOnDevice<Cpu, f32>>::Built::describe();
-    let lstm = PoolingDescription { kind: "lstm".into(), clusters: None, size: Some(8), output: 32 };
+    let lstm = PoolingDescription { kind: PoolingKind::Lstm, clusters: None, size: Some(8), output: 32 };
     assert_eq!(d.early_pooling, Some(lstm));
     assert_eq!(d.pooling_summary(), "rgb + audio lstm(8)");
 
@@ -191,8 +195,8 @@ fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
 
     let d = <zoo::VideoMoe as BuildOnDevice<Cpu, f32>>::Built::describe();
     assert_eq!(
-        (d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling),
-        ("video_level", "none", 1, &None)
+        (d.input, d.fusion, d.frames, &d.early_pooling),
+        (InputKind::VideoLevel, Fusion::None, 1, &None)
     );
     assert_eq!(d.pooling_summary(), "mean_rgb + mean_audio, not pooled");
     assert_eq!(d.classifier_l2, 1e-8);

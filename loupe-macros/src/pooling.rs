@@ -139,6 +139,9 @@ pub struct PoolingDef {
     pub name: &'static str,
     /// Its layer type in `loupe_core::nn`.
     pub layer: &'static str,
+    /// Its variant of `loupe_core::model::PoolingKind` (the model description's name for
+    /// it, serialised as the keyword).
+    pub variant: &'static str,
     /// Whether the layer is generic over dtype and device (`<.., __E, __D>`); the
     /// parameter-free ones are their own builder and are not.
     pub has_params: bool,
@@ -202,6 +205,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "netvlad",
         name: "NetVLAD",
         layer: "NetVlad",
+        variant: "NetVlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -217,6 +221,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "netrvlad",
         name: "NetRVLAD",
         layer: "NetRvlad",
+        variant: "NetRvlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -232,6 +237,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "netfv",
         name: "NetFV",
         layer: "NetFv",
+        variant: "NetFv",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -247,6 +253,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "soft_bow",
         name: "soft bag of words",
         layer: "SoftBow",
+        variant: "SoftBow",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -262,6 +269,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "average",
         name: "average",
         layer: "AveragePooling",
+        variant: "Average",
         has_params: false,
         args: &[],
         late: true,
@@ -277,6 +285,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "max",
         name: "max",
         layer: "MaxPooling",
+        variant: "Max",
         has_params: false,
         args: &[],
         late: true,
@@ -292,6 +301,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "lstm",
         name: "LSTM, 2 layers of H",
         layer: "Lstm",
+        variant: "Lstm",
         has_params: true,
         args: &[required(ArgKey::Size)],
         late: false,
@@ -308,6 +318,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "gru",
         name: "GRU, 2 layers of H",
         layer: "Gru",
+        variant: "Gru",
         has_params: true,
         args: &[required(ArgKey::Size)],
         late: false,
@@ -324,6 +335,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "nextvlad",
         name: "NeXtVLAD (Lin et al. 2018)",
         layer: "NeXtVlad",
+        variant: "NeXtVlad",
         has_params: true,
         // Groups and expansion default to Lin et al.'s 8 and 2.
         args: &[required(ArgKey::Clusters), optional(ArgKey::Groups, 8), optional(ArgKey::Expansion, 2)],

@@ -17,7 +17,7 @@ use crate::distributed::{
 use crate::infer::embeddings::EmbeddingError;
 use crate::infer::{PredictError, Predictor};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
-use crate::model::VideoModel;
+use crate::model::{InputKind, VideoModel};
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
 use crate::train::checkpoint::{
@@ -170,7 +170,7 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
             M::FRAMES
         )));
     }
-    if decoder.format() == DataFormat::FrameLevel && M::describe().input == "video_level" {
+    if decoder.format() == DataFormat::FrameLevel && M::describe().input == InputKind::VideoLevel {
         return Err(RunError::Config(format!(
             "model {} reads video-level records (one mean_rgb and mean_audio vector per video); these files are frame-level",
             M::describe().name
