@@ -392,12 +392,12 @@ fn tiny_checkpoint(dir: &Path) -> PathBuf {
         format: CHECKPOINT_FORMAT,
         model: tiny_description(),
         dtype: "f32".into(),
-        training: serde_json::json!({"batch_size": 4}),
+        training: loupe::train::TrainingDescription { batch_size: Some(4), ..Default::default() },
         step: 1,
         examples_seen: 4,
-        metrics: serde_json::Value::Null,
+        metrics: None,
         vocabulary_size: 2,
-        rng_state: serde_json::json!({"seed": 0}),
+        rng_state: loupe::train::RngState { seed: Some(0), ..Default::default() },
         files: Vec::new(),
     };
     save_checkpoint(dir, &model, &adam, &meta, 2).unwrap()

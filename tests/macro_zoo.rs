@@ -242,3 +242,29 @@ fn readme_pooling_costs_match_the_layers() {
         assert_eq!(counted, readme, "{kind}");
     }
 }
+
+/// Every zoo model describes itself as `loupe models --json` did before the description's
+/// kinds were enums (its output, committed): same values, same JSON.
+#[test]
+fn descriptions_serialise_as_before_the_kinds_were_enums() {
+    struct Describe;
+    impl ModelVisitor<f32, Cpu> for Describe {
+        type Output = loupe::model::ModelDescription;
+        fn visit<M: ZooModel<f32, Cpu>>(self) -> Self::Output {
+            M::Model::describe()
+        }
+    }
+    let lines = include_str!("fixtures/sidecars/models_main.jsonl");
+    let mut names = Vec::new();
+    for line in lines.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = entry["name"].as_str().unwrap();
+        let ours = zoo::visit::<f32, Cpu, _>(name, Describe).unwrap();
+        let theirs: loupe::model::ModelDescription =
+            serde_json::from_value(entry["description"].clone()).unwrap();
+        assert_eq!(ours, theirs, "{name}");
+        assert_eq!(serde_json::to_value(&ours).unwrap(), entry["description"], "{name}");
+        names.push(name.to_string());
+    }
+    assert_eq!(names, zoo::NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+}
