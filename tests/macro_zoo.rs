@@ -211,24 +211,24 @@ fn readme_pooling_costs_match_the_layers() {
     use loupe::nn;
     let (d, k, h, g, l) = (24usize, 4usize, 3usize, 4usize, 2usize);
     let rows: [(&str, usize, usize); 8] = [
-        ("netvlad", count_params::<f32, Cpu, nn::NetVlad<24, 4, 96, f32, Cpu>>(), 2 * d * k + 2 * k),
-        ("netrvlad", count_params::<f32, Cpu, nn::NetRvlad<24, 4, 96, f32, Cpu>>(), d * k + 2 * k),
-        ("netfv", count_params::<f32, Cpu, nn::NetFv<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
-        ("soft_bow", count_params::<f32, Cpu, nn::SoftBow<24, 4, f32, Cpu>>(), d * k + 2 * k),
+        ("netvlad", count_params::<f32, Cpu, nn::NetVladPooling<24, 4, 96, f32, Cpu>>(), 2 * d * k + 2 * k),
+        ("netrvlad", count_params::<f32, Cpu, nn::NetRvladPooling<24, 4, 96, f32, Cpu>>(), d * k + 2 * k),
+        ("netfv", count_params::<f32, Cpu, nn::NetFvPooling<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
+        ("soft_bow", count_params::<f32, Cpu, nn::SoftBowPooling<24, 4, f32, Cpu>>(), d * k + 2 * k),
         ("average", count_params::<f32, Cpu, nn::AveragePooling<24>>(), 0),
         (
             "lstm",
-            count_params::<f32, Cpu, nn::Lstm<24, 3, 12, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::LstmPooling<24, 3, 12, f32, Cpu>>(),
             4 * h * (d + h) + 4 * h + 8 * h * h + 4 * h,
         ),
         (
             "gru",
-            count_params::<f32, Cpu, nn::Gru<24, 3, 6, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::GruPooling<24, 3, 6, f32, Cpu>>(),
             3 * h * (d + h) + 3 * h + 6 * h * h + 3 * h,
         ),
         (
             "nextvlad",
-            count_params::<f32, Cpu, nn::NeXtVlad<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::NeXtVladPooling<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
             l * d * d
                 + l * d
                 + g * (l * d + 1)

@@ -168,7 +168,7 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
 }
 
 /// The pooling's layer type, from its kind's entry in the table (`pooling.rs`):
-/// `NetVlad<1024, 256, 262144, __E, __D>`, `AveragePooling<1024>`.
+/// `NetVladPooling<1024, 256, 262144, __E, __D>`, `AveragePooling<1024>`.
 fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
     let p = private();
     let layer = Ident::new(pool.kind.layer, pool.span);

@@ -204,7 +204,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netvlad",
         name: "NetVLAD",
-        layer: "NetVlad",
+        layer: "NetVladPooling",
         variant: "NetVlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
@@ -220,7 +220,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netrvlad",
         name: "NetRVLAD",
-        layer: "NetRvlad",
+        layer: "NetRvladPooling",
         variant: "NetRvlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
@@ -236,7 +236,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netfv",
         name: "NetFV",
-        layer: "NetFv",
+        layer: "NetFvPooling",
         variant: "NetFv",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
@@ -252,7 +252,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "soft_bow",
         name: "soft bag of words",
-        layer: "SoftBow",
+        layer: "SoftBowPooling",
         variant: "SoftBow",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
@@ -300,7 +300,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "lstm",
         name: "LSTM, 2 layers of H",
-        layer: "Lstm",
+        layer: "LstmPooling",
         variant: "Lstm",
         has_params: true,
         args: &[required(ArgKey::Size)],
@@ -317,7 +317,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "gru",
         name: "GRU, 2 layers of H",
-        layer: "Gru",
+        layer: "GruPooling",
         variant: "Gru",
         has_params: true,
         args: &[required(ArgKey::Size)],
@@ -334,7 +334,7 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "nextvlad",
         name: "NeXtVLAD (Lin et al. 2018)",
-        layer: "NeXtVlad",
+        layer: "NeXtVladPooling",
         variant: "NeXtVlad",
         has_params: true,
         // Groups and expansion default to Lin et al.'s 8 and 2.
