@@ -8,7 +8,7 @@
 //! NetVLAD also runs as a model's training step runs it (`frames-as-data`: the frames
 //! need no gradient, `loupe::nn::PoolFrames`).
 //!
-//! Run: `cargo bench --bench pooling` (or `-- NetVlad` for one layer, `--quick` for a
+//! Run: `cargo bench --bench pooling` (or `-- NetVladPooling` for one layer, `--quick` for a
 //! fast estimate).
 
 use criterion::measurement::WallTime;
@@ -92,20 +92,20 @@ macro_rules! bench_frames {
 }
 
 fn pooling(c: &mut Criterion) {
-    bench_frames!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
-    bench_frames!(c, "NetVlad", builder::NetVlad<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
-    bench_frames!(c, "NetVlad", builder::NetVlad<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
-    bench_layer!(c, "NetVlad", builder::NetVlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_frames!(c, "NetVlad", builder::NetVladPooling<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_frames!(c, "NetVlad", builder::NetVladPooling<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
+    bench_frames!(c, "NetVlad", builder::NetVladPooling<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
+    bench_layer!(c, "NetVlad", builder::NetVladPooling<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
     // The paper's video stream (K = 256) and audio stream (D = 128, K = 128), batch 80.
-    bench_layer!(c, "NetVlad", builder::NetVlad<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
-    bench_layer!(c, "NetVlad", builder::NetVlad<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
-    bench_layer!(c, "NetVlad", builder::NetVlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
-    bench_layer!(c, "NetRvlad", builder::NetRvlad<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
-    bench_layer!(c, "NetRvlad", builder::NetRvlad<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
-    bench_layer!(c, "NetFv", builder::NetFv<1024, 64, 131072>, b = 32, s = 300, f = 1024, k = 64);
-    bench_layer!(c, "NetFv", builder::NetFv<128, 16, 4096>, b = 8, s = 32, f = 128, k = 16);
-    bench_layer!(c, "SoftBow", builder::SoftBow<1024, 64>, b = 32, s = 300, f = 1024, k = 64);
-    bench_layer!(c, "SoftBow", builder::SoftBow<128, 16>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "NetVlad", builder::NetVladPooling<1024, 256, 262144>, b = 80, s = 300, f = 1024, k = 256);
+    bench_layer!(c, "NetVlad", builder::NetVladPooling<128, 128, 16384>, b = 80, s = 300, f = 128, k = 128);
+    bench_layer!(c, "NetVlad", builder::NetVladPooling<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "NetRvlad", builder::NetRvladPooling<1024, 64, 65536>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "NetRvlad", builder::NetRvladPooling<128, 16, 2048>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "NetFv", builder::NetFvPooling<1024, 64, 131072>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "NetFv", builder::NetFvPooling<128, 16, 4096>, b = 8, s = 32, f = 128, k = 16);
+    bench_layer!(c, "SoftBow", builder::SoftBowPooling<1024, 64>, b = 32, s = 300, f = 1024, k = 64);
+    bench_layer!(c, "SoftBow", builder::SoftBowPooling<128, 16>, b = 8, s = 32, f = 128, k = 16);
 }
 
 criterion_group!(benches, pooling);

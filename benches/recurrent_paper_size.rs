@@ -32,7 +32,7 @@ fn main() {
         loupe::kernels::set_fused(!composed);
         let path = if composed { "composed" } else { "cpu" };
         if only.is_empty() || only == "lstm" {
-            let lstm = dev.build_module::<builder::Lstm<1152, 1024, 4096>, f32>();
+            let lstm = dev.build_module::<builder::LstmPooling<1152, 1024, 4096>, f32>();
             for _ in 0..2 {
                 time(&format!("LSTM 2x1024, B=8 S=150, {path}, forward"), &|| drop(lstm.forward(x.clone())));
                 time(&format!("LSTM 2x1024, B=8 S=150, {path}, forward+backward"), &|| {
@@ -41,7 +41,7 @@ fn main() {
             }
         }
         if only.is_empty() || only == "gru" {
-            let gru = dev.build_module::<builder::Gru<1152, 1200, 2400>, f32>();
+            let gru = dev.build_module::<builder::GruPooling<1152, 1200, 2400>, f32>();
             for _ in 0..2 {
                 time(&format!("GRU 2x1200, B=8 S=150, {path}, forward+backward"), &|| {
                     drop(gru.forward(x.clone().traced(gru.alloc_grads())).sum().backward())

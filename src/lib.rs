@@ -76,15 +76,15 @@ pub mod zoo;
 ///
 /// | pooling | grammar | layer (`loupe::nn`) | fusion | output | parameters |
 /// |---|---|---|---|---|---|
-/// | NetVLAD | `netvlad(clusters = K)` | `NetVlad` | late or early | K·D | 2DK + 2K |
-/// | NetRVLAD | `netrvlad(clusters = K)` | `NetRvlad` | late or early | K·D | DK + 2K |
-/// | NetFV | `netfv(clusters = K)` | `NetFv` | late or early | 2·K·D | 3DK + 2K |
-/// | soft bag of words | `soft_bow(clusters = K)` | `SoftBow` | late or early | K | DK + 2K |
+/// | NetVLAD | `netvlad(clusters = K)` | `NetVladPooling` | late or early | K·D | 2DK + 2K |
+/// | NetRVLAD | `netrvlad(clusters = K)` | `NetRvladPooling` | late or early | K·D | DK + 2K |
+/// | NetFV | `netfv(clusters = K)` | `NetFvPooling` | late or early | 2·K·D | 3DK + 2K |
+/// | soft bag of words | `soft_bow(clusters = K)` | `SoftBowPooling` | late or early | K | DK + 2K |
 /// | average | `average` | `AveragePooling` | late or early | D | 0 |
 /// | max | `max` | `MaxPooling` | late or early | D | 0 |
-/// | LSTM, 2 layers of H | `lstm(size = H)` | `Lstm` | early only | 4H ([c1, h1, c2, h2]) | 4H(D+H) + 4H + 8H² + 4H |
-/// | GRU, 2 layers of H | `gru(size = H)` | `Gru` | early only | 2H ([h1, h2]) | 3H(D+H) + 3H + 6H² + 3H |
-/// | NeXtVLAD (Lin et al. 2018) | `nextvlad(clusters = K, groups = G, expansion = λ)` (G = 8, λ = 2 by default) | `NeXtVlad` | late or early | K·λD/G | λD² + λD + G(λD + 1) + λDGK + 2GK + (λD/G)K + 2(λD/G)K |
+/// | LSTM, 2 layers of H | `lstm(size = H)` | `LstmPooling` | early only | 4H ([c1, h1, c2, h2]) | 4H(D+H) + 4H + 8H² + 4H |
+/// | GRU, 2 layers of H | `gru(size = H)` | `GruPooling` | early only | 2H ([h1, h2]) | 3H(D+H) + 3H + 6H² + 3H |
+/// | NeXtVLAD (Lin et al. 2018) | `nextvlad(clusters = K, groups = G, expansion = λ)` (G = 8, λ = 2 by default) | `NeXtVladPooling` | late or early | K·λD/G | λD² + λD + G(λD + 1) + λDGK + 2GK + (λD/G)K + 2(λD/G)K |
 ///
 /// `K`, `H`, `G` and `λ` are integer literals in `1..=65536`; NeXtVLAD's λD expanded
 /// features must split evenly into its G groups. The recurrent kinds (`lstm`, `gru`)
@@ -136,7 +136,7 @@ pub mod zoo;
 ///
 /// ```
 /// # use loupe::video_model;
-/// # use loupe::model::VideoModel;
+/// # use loupe::model::{Fusion, InputKind, VideoModel};
 /// # use loupe::dfdx::prelude::*;
 /// #[video_model(
 ///     input = video_level,
@@ -147,7 +147,7 @@ pub mod zoo;
 /// pub struct VideoMoe;
 /// assert_eq!((VideoMoe::FRAMES, VideoMoe::FEATURES), (1, 1152));
 /// let d = <VideoMoeModel<f32, Cpu> as VideoModel<f32, Cpu>>::describe();
-/// assert_eq!((d.input.as_str(), d.fusion.as_str()), ("video_level", "none"));
+/// assert_eq!((d.input, d.fusion), (InputKind::VideoLevel, Fusion::None));
 /// ```
 ///
 /// **`hidden`**: `N` is a fully connected layer with bias (the released models: weights
@@ -224,7 +224,8 @@ pub mod __private {
     pub use ::dfdx::tensor::{HasErr, NoneTape, OwnedTape, SplitTape, Tape, Tensor};
     pub use ::dfdx::tensor_ops::Device;
     pub use ::loupe_core::model::{
-        Layer, ModelDescription, PoolingDescription, StreamDescription, VideoModel,
+        AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, Layer, ModelDescription,
+        PoolingDescription, PoolingKind, StreamDescription, VideoModel,
     };
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;

@@ -6,11 +6,11 @@ mod common;
 use std::path::PathBuf;
 
 use dfdx::prelude::*;
-use loupe::model::ModelDescription;
+use loupe::model::{AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription};
 use loupe::train::checkpoint::{
     load_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta, CHECKPOINT_FORMAT,
 };
-use loupe::train::{Adam, AdamConfig};
+use loupe::train::{Adam, AdamConfig, CheckpointMetrics, RngState, TrainingDescription};
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch_dir(&format!("checkpoint-{name}"))
@@ -19,18 +19,18 @@ fn scratch(name: &str) -> PathBuf {
 fn description(hidden: usize) -> ModelDescription {
     ModelDescription {
         name: "Tiny".into(),
-        input: "frames".into(),
+        input: InputKind::Frames,
         streams: vec![],
-        fusion: "late".into(),
+        fusion: Fusion::Late,
         early_pooling: None,
         frames: 1,
         hidden: Some(hidden),
         hidden_batch_norm: false,
         hidden_relu6: false,
-        after_pooling: "none".into(),
-        classifier: "logistic".into(),
+        after_pooling: AfterPooling::None,
+        classifier: ClassifierKind::Logistic,
         experts: 0,
-        after_classifier: "none".into(),
+        after_classifier: AfterClassifier::None,
         classes: 2,
         classifier_l2: 1e-8,
     }
@@ -41,12 +41,12 @@ fn meta(step: u64, hidden: usize) -> CheckpointMeta {
         format: CHECKPOINT_FORMAT,
         model: description(hidden),
         dtype: "f32".into(),
-        training: serde_json::json!({"batch_size": 4}),
+        training: TrainingDescription { batch_size: Some(4), ..TrainingDescription::default() },
         step,
         examples_seen: step * 4,
-        metrics: serde_json::json!({"gap": 0.5}),
+        metrics: Some(CheckpointMetrics::Segments { segment_map: 0.5 }),
         vocabulary_size: 2,
-        rng_state: serde_json::Value::Null,
+        rng_state: RngState::default(),
         files: Vec::new(),
     }
 }
@@ -253,11 +253,76 @@ fn sidecars_written_before_the_added_description_fields_still_load() {
     std::fs::write(&sidecar, serde_json::to_vec(&json).unwrap()).unwrap();
     let m = load_checkpoint(&dir, &relu6, &mut restored, None).unwrap();
     assert_eq!(
-        (m.model.input.as_str(), m.model.hidden_relu6, m.model.early_pooling.clone()),
-        ("frames", false, None)
+        (m.model.input, m.model.hidden_relu6, m.model.early_pooling.clone()),
+        (InputKind::Frames, false, None)
     );
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     let err = load_checkpoint(&dir, &description(5), &mut restored, None).unwrap_err();
     assert!(err.to_string().contains("hidden: 4 vs 5"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sidecar exactly as `loupe train` wrote it before the description's kinds and the
+/// training, metrics and random-state fields were typed (written by that version, the
+/// data paths made relative): it reads into the typed fields and writes back byte for byte.
+#[test]
+fn a_sidecar_written_before_the_typed_fields_reads_and_writes_the_same_text() {
+    use loupe::model::PoolingKind;
+    use loupe::train::checkpoint::read_meta;
+    let text = include_str!("fixtures/sidecars/train_main.json");
+    let meta: CheckpointMeta = serde_json::from_str(text).unwrap();
+    let m = &meta.model;
+    assert_eq!((m.input, m.fusion), (InputKind::Frames, Fusion::Late));
+    assert_eq!(m.streams.iter().map(|s| s.pooling).collect::<Vec<_>>(), [PoolingKind::NetVlad; 2]);
+    assert_eq!(
+        (m.after_pooling, m.classifier, m.after_classifier),
+        (AfterPooling::ContextGating, ClassifierKind::Moe, AfterClassifier::ProbabilityGating)
+    );
+    assert_eq!(meta.training.model.as_deref(), Some("small-gated-netvlad"));
+    assert_eq!(meta.training.regularization_penalty, Some(None));
+    assert_eq!(meta.training.train_data_pattern, Some(vec!["data/frame/train*.tfrecord".to_string()]));
+    assert_eq!(meta.frame_order(), loupe::data::FrameOrder::Temporal);
+    match meta.metrics {
+        Some(CheckpointMetrics::Videos(v)) => assert_eq!((v.videos, v.hit_at_1), (20, 0.3)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(meta.rng_state, RngState { seed: Some(0), batches_consumed: Some(2), ranks: Some(1) });
+    assert_eq!(serde_json::to_string_pretty(&meta).unwrap(), text);
+
+    // A library run's sidecar (no training description, no metrics yet), a segment
+    // fine-tuning's metrics and a hand-written model's sidecar without random state
+    // (compared as JSON values: `value` is written with its keys sorted).
+    let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+    for (training, metrics, rng_state) in [
+        (serde_json::Value::Null, serde_json::Value::Null, serde_json::json!({"seed": 7})),
+        (
+            serde_json::json!({"init_from": "run/checkpoints", "segment_labels": true}),
+            serde_json::json!({"segment_map": 0.25}),
+            serde_json::json!({"seed": 7}),
+        ),
+    ] {
+        value["training"] = training;
+        value["metrics"] = metrics;
+        value["rng_state"] = rng_state;
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let meta: CheckpointMeta = serde_json::from_str(&text).unwrap();
+        assert_eq!(meta.rng_state.seed, Some(7));
+        assert_eq!(serde_json::to_value(&meta).unwrap(), value);
+    }
+    value["rng_state"] = serde_json::Value::Null;
+    let meta: CheckpointMeta = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(meta.rng_state, RngState::default());
+    assert_eq!(meta.metrics, Some(CheckpointMetrics::Segments { segment_map: 0.25 }));
+    assert_eq!(meta.training.segment_labels, Some(true));
+
+    // A kind this version does not know is a typed error naming the sidecar.
+    value["model"]["fusion"] = "middle".into();
+    let dir = scratch("unknown-kind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sidecar = dir.join("step-00000002.json");
+    std::fs::write(&sidecar, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    let err = read_meta(&sidecar).unwrap_err();
+    assert!(matches!(err, CheckpointError::Sidecar { .. }), "{err:?}");
+    assert!(err.to_string().contains("step-00000002.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

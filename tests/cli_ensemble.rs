@@ -205,7 +205,7 @@ fn checkpoints_predict_the_validation_videos() {
             adam: AdamConfig::default(),
             classifier_l2: M::describe().classifier_l2,
         },
-        description: serde_json::Value::Null,
+        description: Default::default(),
     };
     train::<M, Cpu>(loupe::device::cpu_seeded(1), &config).unwrap();
     let checkpoints = f.dir.join("run/checkpoints");

@@ -28,7 +28,7 @@ use loupe::data::{
     detect_format, masked_crc32c, DataError, DataFormat, RecordLocation, RecordReader, VideoDecoder,
     VideoReader, Vocabulary,
 };
-use loupe::model::ModelDescription;
+use loupe::model::{AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription};
 use loupe::segment_submission::read_segment_submission;
 use loupe::submission::read_submission;
 use loupe::train::checkpoint::{
@@ -364,18 +364,18 @@ type Tiny = (Linear<3, 4>, Linear<4, 2>);
 fn tiny_description() -> ModelDescription {
     ModelDescription {
         name: "Tiny".into(),
-        input: "frames".into(),
+        input: InputKind::Frames,
         streams: vec![],
-        fusion: "late".into(),
+        fusion: Fusion::Late,
         early_pooling: None,
         frames: 1,
         hidden: Some(4),
         hidden_batch_norm: false,
         hidden_relu6: false,
-        after_pooling: "none".into(),
-        classifier: "logistic".into(),
+        after_pooling: AfterPooling::None,
+        classifier: ClassifierKind::Logistic,
         experts: 0,
-        after_classifier: "none".into(),
+        after_classifier: AfterClassifier::None,
         classes: 2,
         classifier_l2: 1e-8,
     }
@@ -392,12 +392,12 @@ fn tiny_checkpoint(dir: &Path) -> PathBuf {
         format: CHECKPOINT_FORMAT,
         model: tiny_description(),
         dtype: "f32".into(),
-        training: serde_json::json!({"batch_size": 4}),
+        training: loupe::train::TrainingDescription { batch_size: Some(4), ..Default::default() },
         step: 1,
         examples_seen: 4,
-        metrics: serde_json::Value::Null,
+        metrics: None,
         vocabulary_size: 2,
-        rng_state: serde_json::json!({"seed": 0}),
+        rng_state: loupe::train::RngState { seed: Some(0), ..Default::default() },
         files: Vec::new(),
     };
     save_checkpoint(dir, &model, &adam, &meta, 2).unwrap()

@@ -50,7 +50,7 @@ where
             adam: AdamConfig::default(),
             classifier_l2: M::describe().classifier_l2,
         },
-        description: serde_json::Value::Null,
+        description: Default::default(),
     };
     let (trainer, summary) = train::<M, Cpu>(loupe::device::cpu_seeded(seed), &config).unwrap();
     let dataset =

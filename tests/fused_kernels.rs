@@ -8,8 +8,8 @@ use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, param_grads, Tolerance};
 use loupe::kernels::set_fused;
 use loupe::nn::{
-    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, Gru, Logistic, Lstm,
-    MixtureOfExperts, NetRvlad, NetVlad, SoftAssignment,
+    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, GruPooling, Logistic,
+    LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling, SoftAssignment,
 };
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
@@ -77,18 +77,18 @@ fn frames<const F: usize>(dev: &Cpu, b: usize, s: usize) -> Tensor<(usize, usize
 #[test]
 fn net_vlad_fused_matches_composed() {
     let dev = loupe::device::cpu_seeded(1);
-    let mut vlad = dev.build_module::<builder::NetVlad<6, 4, 24>, f64>();
+    let mut vlad = dev.build_module::<builder::NetVladPooling<6, 4, 24>, f64>();
     // Non-trivial batch-norm parameters, so their gradients are exercised fully.
     vlad.assignment.bn.scale = dev.sample_uniform_like(&vlad.assignment.bn.scale) + 0.5;
     vlad.assignment.bn.shift = dev.sample_normal_like(&vlad.assignment.bn.shift);
-    compare::<NetVlad<6, 4, 24, f64, Cpu>, _, _>(vlad, frames::<6>(&dev, 3, 7), 1e-10);
+    compare::<NetVladPooling<6, 4, 24, f64, Cpu>, _, _>(vlad, frames::<6>(&dev, 3, 7), 1e-10);
 }
 
 #[test]
 fn net_rvlad_fused_matches_composed() {
     let dev = loupe::device::cpu_seeded(2);
-    let rvlad = dev.build_module::<builder::NetRvlad<5, 3, 15>, f64>();
-    compare::<NetRvlad<5, 3, 15, f64, Cpu>, _, _>(rvlad, frames::<5>(&dev, 2, 9), 1e-10);
+    let rvlad = dev.build_module::<builder::NetRvladPooling<5, 3, 15>, f64>();
+    compare::<NetRvladPooling<5, 3, 15, f64, Cpu>, _, _>(rvlad, frames::<5>(&dev, 2, 9), 1e-10);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn l2_normalize_fused_matches_composed_with_zero_rows() {
 #[test]
 fn fused_net_vlad_passes_finite_differences() {
     let dev = loupe::device::cpu_seeded(7);
-    let mut vlad = dev.build_module::<builder::NetVlad<4, 3, 12>, f64>();
+    let mut vlad = dev.build_module::<builder::NetVladPooling<4, 3, 12>, f64>();
     vlad.assignment.bn.scale = dev.sample_uniform_like(&vlad.assignment.bn.scale) + 0.5;
     let x: Tensor<(usize, Const<5>, Const<4>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
     set_fused(true);
@@ -153,7 +153,7 @@ fn fused_net_vlad_passes_finite_differences() {
 #[test]
 fn fused_net_rvlad_passes_finite_differences() {
     let dev = loupe::device::cpu_seeded(8);
-    let mut rvlad = dev.build_module::<builder::NetRvlad<4, 3, 12>, f64>();
+    let mut rvlad = dev.build_module::<builder::NetRvladPooling<4, 3, 12>, f64>();
     let x: Tensor<(usize, Const<5>, Const<4>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
     set_fused(true);
     check_gradients(&mut rvlad, x, Tolerance::default(), 12).unwrap_or_else(|e| panic!("{e:#?}"));
@@ -464,14 +464,14 @@ where
 #[test]
 fn lstm_host_matches_composed() {
     let dev = loupe::device::cpu_seeded(15);
-    let lstm: Lstm<5, 4, 16, f64, Cpu> = dev.build_module::<builder::Lstm<5, 4, 16>, f64>();
+    let lstm: LstmPooling<5, 4, 16, f64, Cpu> = dev.build_module::<builder::LstmPooling<5, 4, 16>, f64>();
     recurrent_host_matches_composed(lstm, &dev);
 }
 
 #[test]
 fn gru_host_matches_composed() {
     let dev = loupe::device::cpu_seeded(16);
-    let mut gru: Gru<5, 4, 8, f64, Cpu> = dev.build_module::<builder::Gru<5, 4, 8>, f64>();
+    let mut gru: GruPooling<5, 4, 8, f64, Cpu> = dev.build_module::<builder::GruPooling<5, 4, 8>, f64>();
     // Biases away from their initial constants, so every bias gradient is exercised.
     for layer in [&mut gru.layer1.gate_bias, &mut gru.layer2.gate_bias] {
         *layer = dev.sample_normal_like(layer);

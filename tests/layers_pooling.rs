@@ -7,8 +7,8 @@ use common::{assert_close, device, Case, Reference};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, Tolerance};
 use loupe::nn::{
-    builder, AveragePooling, BiasedSoftAssignment, MaxPooling, NetFv, NetRvlad, NetVlad, SoftAssignment,
-    SoftBow,
+    builder, AveragePooling, BiasedSoftAssignment, MaxPooling, NetFvPooling, NetRvladPooling, NetVladPooling,
+    SoftAssignment, SoftBowPooling,
 };
 
 // B = 2 videos, S = 5 frames, D = 4 features, K = 3 clusters (pooling.py's sizes).
@@ -84,10 +84,10 @@ macro_rules! clustering_reference_test {
     };
 }
 
-clustering_reference_test!(net_vlad_matches_reference, "net_vlad", NetVlad<4, 3, 12>);
-clustering_reference_test!(net_rvlad_matches_reference, "net_rvlad", NetRvlad<4, 3, 12>);
-clustering_reference_test!(net_fv_matches_reference, "net_fv", NetFv<4, 3, 24>);
-clustering_reference_test!(soft_bow_matches_reference, "soft_bow", SoftBow<4, 3>);
+clustering_reference_test!(net_vlad_matches_reference, "net_vlad", NetVladPooling<4, 3, 12>);
+clustering_reference_test!(net_rvlad_matches_reference, "net_rvlad", NetRvladPooling<4, 3, 12>);
+clustering_reference_test!(net_fv_matches_reference, "net_fv", NetFvPooling<4, 3, 24>);
+clustering_reference_test!(soft_bow_matches_reference, "soft_bow", SoftBowPooling<4, 3>);
 
 #[test]
 fn net_vlad_matches_reference_with_a_runtime_frame_count() {
@@ -96,7 +96,8 @@ fn net_vlad_matches_reference_with_a_runtime_frame_count() {
     let reference = Reference::load("pooling");
     let (case5, case7) = (reference.case("net_vlad"), reference.case("net_vlad_7_frames"));
     let dev = device();
-    let mut layer: NetVlad<4, 3, 12, f64, _> = dev.build_module::<builder::NetVlad<4, 3, 12>, f64>();
+    let mut layer: NetVladPooling<4, 3, 12, f64, _> =
+        dev.build_module::<builder::NetVladPooling<4, 3, 12>, f64>();
     case5.load_params(&mut layer);
     let x5 = frames5::<f64>(&case5, &dev);
     assert_close(&layer.forward(x5).as_vec(), &case5.values("output_eval"), 1e-10, "eval, 5 frames");
@@ -161,10 +162,10 @@ macro_rules! gradient_test {
 
 gradient_test!(soft_assignment_gradients, "soft_assignment", SoftAssignment<4, 3>, [["weights", "bn.scale", "bn.shift"]]);
 gradient_test!(biased_soft_assignment_gradients, "biased_soft_assignment", BiasedSoftAssignment<4, 3>, [["weights", "bias"]]);
-gradient_test!(net_vlad_gradients, "net_vlad", NetVlad<4, 3, 12>, [ASSIGNMENT, ["centers"]]);
-gradient_test!(net_rvlad_gradients, "net_rvlad", NetRvlad<4, 3, 12>, [ASSIGNMENT]);
-gradient_test!(net_fv_gradients, "net_fv", NetFv<4, 3, 24>, [ASSIGNMENT, ["centers", "covariance_weights"]]);
-gradient_test!(soft_bow_gradients, "soft_bow", SoftBow<4, 3>, [ASSIGNMENT]);
+gradient_test!(net_vlad_gradients, "net_vlad", NetVladPooling<4, 3, 12>, [ASSIGNMENT, ["centers"]]);
+gradient_test!(net_rvlad_gradients, "net_rvlad", NetRvladPooling<4, 3, 12>, [ASSIGNMENT]);
+gradient_test!(net_fv_gradients, "net_fv", NetFvPooling<4, 3, 24>, [ASSIGNMENT, ["centers", "covariance_weights"]]);
+gradient_test!(soft_bow_gradients, "soft_bow", SoftBowPooling<4, 3>, [ASSIGNMENT]);
 
 #[test]
 fn temporal_pooling_gradients() {
@@ -182,7 +183,8 @@ fn temporal_pooling_gradients() {
 fn net_vlad_gradients_with_as_many_clusters_as_features() {
     // K == D: any reduction or broadcast over an unnamed axis would pick the wrong one.
     let dev = loupe::device::cpu_seeded(3);
-    let mut layer: NetVlad<3, 3, 9, f64, Cpu> = dev.build_module::<builder::NetVlad<3, 3, 9>, f64>();
+    let mut layer: NetVladPooling<3, 3, 9, f64, Cpu> =
+        dev.build_module::<builder::NetVladPooling<3, 3, 9>, f64>();
     layer.assignment.bn.scale = dev.tensor([0.7, 1.3, -0.9]);
     layer.assignment.bn.shift = dev.tensor([0.2, -0.4, 0.1]);
     let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
@@ -208,22 +210,22 @@ fn output_sizes_and_parameter_counts() {
     assert_eq!(m.forward(x.clone()).shape().concrete(), [3, 6, K]);
     assert_eq!(m.num_trainable_params(), D * K + K);
 
-    let m = dev.build_module::<builder::NetVlad<D, K, 32>, f32>();
+    let m = dev.build_module::<builder::NetVladPooling<D, K, 32>, f32>();
     let y: Tensor<(usize, Const<{ K * D }>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, K * D]);
     assert_eq!(m.num_trainable_params(), D * K + 2 * K + D * K);
 
-    let m = dev.build_module::<builder::NetRvlad<D, K, 32>, f32>();
+    let m = dev.build_module::<builder::NetRvladPooling<D, K, 32>, f32>();
     let y: Tensor<(usize, Const<{ K * D }>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, K * D]);
     assert_eq!(m.num_trainable_params(), D * K + 2 * K);
 
-    let m = dev.build_module::<builder::NetFv<D, K, 64>, f32>();
+    let m = dev.build_module::<builder::NetFvPooling<D, K, 64>, f32>();
     let y: Tensor<(usize, Const<{ 2 * K * D }>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, 2 * K * D]);
     assert_eq!(m.num_trainable_params(), D * K + 2 * K + 2 * D * K);
 
-    let m = dev.build_module::<builder::SoftBow<D, K>, f32>();
+    let m = dev.build_module::<builder::SoftBowPooling<D, K>, f32>();
     let y: Tensor<(usize, Const<K>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, K]);
     assert_eq!(m.num_trainable_params(), D * K + 2 * K);
@@ -242,7 +244,7 @@ fn checkpoint_keys_are_the_field_names() {
     let names = |params: Vec<loupe::gradcheck::NamedParam<f32>>| {
         params.into_iter().map(|p| p.name).collect::<Vec<_>>()
     };
-    let fv = dev.build_module::<builder::NetFv<4, 3, 24>, f32>();
+    let fv = dev.build_module::<builder::NetFvPooling<4, 3, 24>, f32>();
     assert_eq!(
         names(named_params(&fv)),
         [
@@ -265,7 +267,7 @@ fn parameters_start_as_the_paper_initialises_them() {
     // N(0, 1/sqrt(D)) weights and centres, N(1, 1/sqrt(D)) covariance weights, BN 1/0.
     const D: usize = 256;
     let dev = loupe::device::cpu_seeded(4);
-    let fv = dev.build_module::<builder::NetFv<D, 64, { 2 * 64 * D }>, f64>();
+    let fv = dev.build_module::<builder::NetFvPooling<D, 64, { 2 * 64 * D }>, f64>();
     let moments = |v: Vec<f64>| {
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
@@ -317,10 +319,10 @@ macro_rules! degenerate_input_test {
     };
 }
 
-degenerate_input_test!(net_vlad_is_finite_on_empty_and_zero_input, builder::NetVlad<4, 3, 12>);
-degenerate_input_test!(net_rvlad_is_finite_on_empty_and_zero_input, builder::NetRvlad<4, 3, 12>);
-degenerate_input_test!(net_fv_is_finite_on_empty_and_zero_input, builder::NetFv<4, 3, 24>);
-degenerate_input_test!(soft_bow_is_finite_on_empty_and_zero_input, builder::SoftBow<4, 3>);
+degenerate_input_test!(net_vlad_is_finite_on_empty_and_zero_input, builder::NetVladPooling<4, 3, 12>);
+degenerate_input_test!(net_rvlad_is_finite_on_empty_and_zero_input, builder::NetRvladPooling<4, 3, 12>);
+degenerate_input_test!(net_fv_is_finite_on_empty_and_zero_input, builder::NetFvPooling<4, 3, 24>);
+degenerate_input_test!(soft_bow_is_finite_on_empty_and_zero_input, builder::SoftBowPooling<4, 3>);
 degenerate_input_test!(average_pooling_is_finite_on_empty_and_zero_input, AveragePooling<4>);
 degenerate_input_test!(max_pooling_is_finite_on_empty_and_zero_input, MaxPooling<4>);
 
@@ -328,7 +330,7 @@ degenerate_input_test!(max_pooling_is_finite_on_empty_and_zero_input, MaxPooling
 fn empty_input_pools_to_zeros() {
     let dev = device();
     let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.zeros_like(&(2, 0, Const));
-    let mut vlad = dev.build_module::<builder::NetVlad<4, 3, 12>, f64>();
+    let mut vlad = dev.build_module::<builder::NetVladPooling<4, 3, 12>, f64>();
     assert_eq!(vlad.forward_mut(x.clone()).as_vec(), vec![0.0; 24]);
     assert_eq!(AveragePooling::<4>.forward(x.clone()).as_vec(), vec![0.0; 8]);
     assert_eq!(MaxPooling::<4>.forward(x).as_vec(), vec![0.0; 8]);

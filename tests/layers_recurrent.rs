@@ -8,7 +8,7 @@ use common::{assert_close, device, Case, Reference, TestDevice};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, GradReport, NamedParam, Tolerance};
 use loupe::kernels::set_fused;
-use loupe::nn::{builder, valid_frame_mask, Gru, Lstm, NeXtVlad};
+use loupe::nn::{builder, valid_frame_mask, GruPooling, LstmPooling, NeXtVladPooling};
 
 // B = 2 videos of S = 5 frames, F = 4 features, H = 3 (recurrent.py's sizes); the
 // videos have 5 and 3 valid frames.
@@ -60,10 +60,12 @@ fn lstm_matches_reference() {
     let dev = device();
     for fused in [true, false] {
         set_fused(fused);
-        let mut layer: Lstm<4, 3, 12, f64, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f64>();
+        let mut layer: LstmPooling<4, 3, 12, f64, _> =
+            dev.build_module::<builder::LstmPooling<4, 3, 12>, f64>();
         case.load_params(&mut layer);
         assert_matches_case!(layer, case, f64, 1e-10);
-        let mut layer: Lstm<4, 3, 12, f32, _> = dev.build_module::<builder::Lstm<4, 3, 12>, f32>();
+        let mut layer: LstmPooling<4, 3, 12, f32, _> =
+            dev.build_module::<builder::LstmPooling<4, 3, 12>, f32>();
         case.load_params(&mut layer);
         assert_matches_case!(layer, case, f32, 1e-5);
     }
@@ -75,10 +77,10 @@ fn gru_matches_reference() {
     let dev = device();
     for fused in [true, false] {
         set_fused(fused);
-        let mut layer: Gru<4, 3, 6, f64, _> = dev.build_module::<builder::Gru<4, 3, 6>, f64>();
+        let mut layer: GruPooling<4, 3, 6, f64, _> = dev.build_module::<builder::GruPooling<4, 3, 6>, f64>();
         case.load_params(&mut layer);
         assert_matches_case!(layer, case, f64, 1e-10);
-        let mut layer: Gru<4, 3, 6, f32, _> = dev.build_module::<builder::Gru<4, 3, 6>, f32>();
+        let mut layer: GruPooling<4, 3, 6, f32, _> = dev.build_module::<builder::GruPooling<4, 3, 6>, f32>();
         case.load_params(&mut layer);
         assert_matches_case!(layer, case, f32, 1e-5);
     }
@@ -177,8 +179,8 @@ fn expected_names(cell: &[&str]) -> Vec<String> {
 #[test]
 fn lstm_gradients() {
     let case = Reference::load("recurrent").case("lstm");
-    let mut layer: Lstm<4, 3, 12, f64, Cpu> =
-        loupe::device::cpu().build_module::<builder::Lstm<4, 3, 12>, f64>();
+    let mut layer: LstmPooling<4, 3, 12, f64, Cpu> =
+        loupe::device::cpu().build_module::<builder::LstmPooling<4, 3, 12>, f64>();
     case.load_params(&mut layer);
     assert_eq!(check_all(layer, &case), expected_names(&LSTM_CELL));
 }
@@ -186,7 +188,8 @@ fn lstm_gradients() {
 #[test]
 fn gru_gradients() {
     let case = Reference::load("recurrent").case("gru");
-    let mut layer: Gru<4, 3, 6, f64, Cpu> = loupe::device::cpu().build_module::<builder::Gru<4, 3, 6>, f64>();
+    let mut layer: GruPooling<4, 3, 6, f64, Cpu> =
+        loupe::device::cpu().build_module::<builder::GruPooling<4, 3, 6>, f64>();
     case.load_params(&mut layer);
     assert_eq!(check_all(layer, &case), expected_names(&GRU_CELL));
 }
@@ -194,8 +197,8 @@ fn gru_gradients() {
 // ---------------------------------------------------------------------------------------
 // NeXtVLAD.
 
-type NextVlad<E> = NeXtVlad<4, 8, 2, 3, 6, 12, E, TestDevice>;
-type NextVladBuilder = builder::NeXtVlad<4, 8, 2, 3, 6, 12>;
+type NextVlad<E> = NeXtVladPooling<4, 8, 2, 3, 6, 12, E, TestDevice>;
+type NextVladBuilder = builder::NeXtVladPooling<4, 8, 2, 3, 6, 12>;
 
 fn next_vlad_matches<E: Dtype>(tol: f64)
 where
@@ -246,7 +249,7 @@ fn next_vlad_matches_reference() {
 #[test]
 fn next_vlad_gradients() {
     let case = Reference::load("recurrent").case("next_vlad");
-    let mut layer: NeXtVlad<4, 8, 2, 3, 6, 12, f64, Cpu> =
+    let mut layer: NeXtVladPooling<4, 8, 2, 3, 6, 12, f64, Cpu> =
         loupe::device::cpu().build_module::<NextVladBuilder, f64>();
     case.load_params(&mut layer);
     let expected = [
@@ -320,8 +323,8 @@ fn x_video(values: &[f64], v: usize, len: usize) -> Vec<f64> {
     values[v * 24..v * 24 + len * 4].to_vec()
 }
 
-padding_test!(lstm_ignores_padding, builder::Lstm<4, 3, 12>, false);
-padding_test!(gru_ignores_padding, builder::Gru<4, 3, 6>, false);
+padding_test!(lstm_ignores_padding, builder::LstmPooling<4, 3, 12>, false);
+padding_test!(gru_ignores_padding, builder::GruPooling<4, 3, 6>, false);
 // Training-mode batch norm takes its statistics over padding too (as released).
 padding_test!(next_vlad_ignores_padding_in_evaluation, NextVladBuilder, true);
 
@@ -332,36 +335,36 @@ fn output_sizes_and_parameter_counts() {
     let dev = device();
     let x: Tensor<(usize, usize, Const<F>), f32, _> = dev.sample_normal_like(&(3, 6, Const));
 
-    let m = dev.build_module::<builder::Lstm<F, H, { 4 * H }>, f32>();
+    let m = dev.build_module::<builder::LstmPooling<F, H, { 4 * H }>, f32>();
     let y: Tensor<(usize, Const<{ 4 * H }>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, 4 * H]);
     let cell = |i: usize| i * 4 * H + H * 4 * H + 4 * H;
     assert_eq!(m.num_trainable_params(), cell(F) + cell(H));
 
-    let m = dev.build_module::<builder::Gru<F, H, { 2 * H }>, f32>();
+    let m = dev.build_module::<builder::GruPooling<F, H, { 2 * H }>, f32>();
     let y: Tensor<(usize, Const<{ 2 * H }>), f32, _> = m.forward(x.clone());
     assert_eq!(y.shape().concrete(), [3, 2 * H]);
     let cell = |i: usize| (i + H) * 2 * H + 2 * H + (i + H) * H + H;
     assert_eq!(m.num_trainable_params(), cell(F) + cell(H));
 
     // lambda = 2, G = 4 groups of 4, K = 3.
-    let m = dev.build_module::<builder::NeXtVlad<F, 16, 4, 3, 12, 12>, f32>();
+    let m = dev.build_module::<builder::NeXtVladPooling<F, 16, 4, 3, 12, 12>, f32>();
     let y: Tensor<(usize, Const<12>), f32, _> = m.forward(x);
     assert_eq!(y.shape().concrete(), [3, 12]);
     assert_eq!(m.num_trainable_params(), F * 16 + 16 + 16 * 4 + 4 + 16 * 12 + 2 * 12 + 12 + 2 * 12);
 
     // The paper's sizes: LSTM 4096, GRU 2400 (type-level only; not built).
-    let _: fn(&Lstm<1152, 1024, 4096, f32, Cpu>) = |_| ();
-    let _: fn(&Gru<1152, 1200, 2400, f32, Cpu>) = |_| ();
+    let _: fn(&LstmPooling<1152, 1024, 4096, f32, Cpu>) = |_| ();
+    let _: fn(&GruPooling<1152, 1200, 2400, f32, Cpu>) = |_| ();
 }
 
 #[test]
 fn checkpoint_keys_are_the_field_names() {
     let dev = device();
     let names = |params: Vec<NamedParam<f32>>| params.into_iter().map(|p| p.name).collect::<Vec<_>>();
-    let lstm = dev.build_module::<builder::Lstm<4, 3, 12>, f32>();
+    let lstm = dev.build_module::<builder::LstmPooling<4, 3, 12>, f32>();
     assert_eq!(names(named_params(&lstm)), expected_names(&LSTM_CELL)[1..]);
-    let gru = dev.build_module::<builder::Gru<4, 3, 6>, f32>();
+    let gru = dev.build_module::<builder::GruPooling<4, 3, 6>, f32>();
     assert_eq!(names(named_params(&gru)), expected_names(&GRU_CELL)[1..]);
     let nv = dev.build_module::<NextVladBuilder, f32>();
     assert_eq!(
@@ -393,7 +396,7 @@ fn parameters_start_as_tensorflow_initialises_them() {
     const H: usize = 32;
     let dev = loupe::device::cpu_seeded(6);
     let max_abs = |v: Vec<f64>| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let lstm = dev.build_module::<builder::Lstm<F, H, { 4 * H }>, f64>();
+    let lstm = dev.build_module::<builder::LstmPooling<F, H, { 4 * H }>, f64>();
     // Glorot uniform over the (I + H) x 4H kernel: |w| < bound, and close to it.
     let bound = (6.0 / (F + 5 * H) as f64).sqrt();
     for w in [lstm.layer1.input_weights.as_vec(), lstm.layer1.recurrent_weights.as_vec()] {
@@ -401,13 +404,13 @@ fn parameters_start_as_tensorflow_initialises_them() {
         assert!(m < bound && m > 0.95 * bound, "{m} vs {bound}");
     }
     assert_eq!(lstm.layer1.bias.as_vec(), vec![0.0; 4 * H]);
-    let gru = dev.build_module::<builder::Gru<F, H, { 2 * H }>, f64>();
+    let gru = dev.build_module::<builder::GruPooling<F, H, { 2 * H }>, f64>();
     assert_eq!(gru.layer2.gate_bias.as_vec(), vec![1.0; 2 * H]);
     assert_eq!(gru.layer2.candidate_bias.as_vec(), vec![0.0; H]);
     let m = max_abs(gru.layer1.candidate_recurrent_weights.as_vec());
     let bound = (6.0 / (F + 2 * H) as f64).sqrt();
     assert!(m < bound && m > 0.9 * bound, "{m} vs {bound}");
-    let nv = dev.build_module::<builder::NeXtVlad<F, 128, 8, 16, 128, 256>, f64>();
+    let nv = dev.build_module::<builder::NeXtVladPooling<F, 128, 8, 16, 128, 256>, f64>();
     // Truncated normal, std sqrt(2.6 / fan_in), cut at two standard deviations.
     let std = (2.6 / F as f64).sqrt();
     let w = nv.expansion_weights.as_vec();
@@ -422,9 +425,9 @@ fn parameters_start_as_tensorflow_initialises_them() {
 fn no_frames_pool_to_zeros() {
     let dev = device();
     let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.zeros_like(&(2, 0, Const));
-    let lstm = dev.build_module::<builder::Lstm<4, 3, 12>, f64>();
+    let lstm = dev.build_module::<builder::LstmPooling<4, 3, 12>, f64>();
     assert_eq!(lstm.forward(x.clone()).as_vec(), vec![0.0; 24]);
-    let gru = dev.build_module::<builder::Gru<4, 3, 6>, f64>();
+    let gru = dev.build_module::<builder::GruPooling<4, 3, 6>, f64>();
     assert_eq!(gru.forward(x.clone().trace(Gradients::leaky())).as_vec(), vec![0.0; 12]);
     // A video whose mask is all zero keeps the zero state.
     let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.sample_normal_like(&(2, 3, Const));

@@ -167,21 +167,25 @@ fn paper_models_train_and_evaluate() {
 /// layer's batch norm and ReLU6, video-level input.
 #[test]
 fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
-    use loupe::model::PoolingDescription;
+    use loupe::model::{Fusion, InputKind, PoolingDescription, PoolingKind};
     let d = <zoo::GatedNetVladEarly as BuildOnDevice<Cpu, f32>>::Built::describe();
-    assert_eq!(d.fusion, "early");
-    let netvlad =
-        PoolingDescription { kind: "netvlad".into(), clusters: Some(256), size: None, output: 256 * 1152 };
+    assert_eq!(d.fusion, Fusion::Early);
+    let netvlad = PoolingDescription {
+        kind: PoolingKind::NetVlad,
+        clusters: Some(256),
+        size: None,
+        output: 256 * 1152,
+    };
     assert_eq!(d.early_pooling, Some(netvlad));
     assert_eq!(d.pooling_summary(), "rgb + audio netvlad(256)");
-    assert!(d.streams.iter().all(|s| s.pooling == "none"));
+    assert!(d.streams.iter().all(|s| s.pooling == PoolingKind::None));
     assert_eq!(
-        (d.input.as_str(), d.hidden, d.hidden_batch_norm, d.hidden_relu6),
-        ("frames", Some(1024), false, false)
+        (d.input, d.hidden, d.hidden_batch_norm, d.hidden_relu6),
+        (InputKind::Frames, Some(1024), false, false)
     );
 
     let d = <zoo::SmallLstm as BuildOnDevice<Cpu, f32>>::Built::describe();
-    let lstm = PoolingDescription { kind: "lstm".into(), clusters: None, size: Some(8), output: 32 };
+    let lstm = PoolingDescription { kind: PoolingKind::Lstm, clusters: None, size: Some(8), output: 32 };
     assert_eq!(d.early_pooling, Some(lstm));
     assert_eq!(d.pooling_summary(), "rgb + audio lstm(8)");
 
@@ -191,8 +195,8 @@ fn descriptions_name_early_fusion_pooling_hidden_options_and_input() {
 
     let d = <zoo::VideoMoe as BuildOnDevice<Cpu, f32>>::Built::describe();
     assert_eq!(
-        (d.input.as_str(), d.fusion.as_str(), d.frames, &d.early_pooling),
-        ("video_level", "none", 1, &None)
+        (d.input, d.fusion, d.frames, &d.early_pooling),
+        (InputKind::VideoLevel, Fusion::None, 1, &None)
     );
     assert_eq!(d.pooling_summary(), "mean_rgb + mean_audio, not pooled");
     assert_eq!(d.classifier_l2, 1e-8);
@@ -207,24 +211,24 @@ fn readme_pooling_costs_match_the_layers() {
     use loupe::nn;
     let (d, k, h, g, l) = (24usize, 4usize, 3usize, 4usize, 2usize);
     let rows: [(&str, usize, usize); 8] = [
-        ("netvlad", count_params::<f32, Cpu, nn::NetVlad<24, 4, 96, f32, Cpu>>(), 2 * d * k + 2 * k),
-        ("netrvlad", count_params::<f32, Cpu, nn::NetRvlad<24, 4, 96, f32, Cpu>>(), d * k + 2 * k),
-        ("netfv", count_params::<f32, Cpu, nn::NetFv<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
-        ("soft_bow", count_params::<f32, Cpu, nn::SoftBow<24, 4, f32, Cpu>>(), d * k + 2 * k),
+        ("netvlad", count_params::<f32, Cpu, nn::NetVladPooling<24, 4, 96, f32, Cpu>>(), 2 * d * k + 2 * k),
+        ("netrvlad", count_params::<f32, Cpu, nn::NetRvladPooling<24, 4, 96, f32, Cpu>>(), d * k + 2 * k),
+        ("netfv", count_params::<f32, Cpu, nn::NetFvPooling<24, 4, 192, f32, Cpu>>(), 3 * d * k + 2 * k),
+        ("soft_bow", count_params::<f32, Cpu, nn::SoftBowPooling<24, 4, f32, Cpu>>(), d * k + 2 * k),
         ("average", count_params::<f32, Cpu, nn::AveragePooling<24>>(), 0),
         (
             "lstm",
-            count_params::<f32, Cpu, nn::Lstm<24, 3, 12, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::LstmPooling<24, 3, 12, f32, Cpu>>(),
             4 * h * (d + h) + 4 * h + 8 * h * h + 4 * h,
         ),
         (
             "gru",
-            count_params::<f32, Cpu, nn::Gru<24, 3, 6, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::GruPooling<24, 3, 6, f32, Cpu>>(),
             3 * h * (d + h) + 3 * h + 6 * h * h + 3 * h,
         ),
         (
             "nextvlad",
-            count_params::<f32, Cpu, nn::NeXtVlad<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
+            count_params::<f32, Cpu, nn::NeXtVladPooling<24, 48, 4, 4, 16, 48, f32, Cpu>>(),
             l * d * d
                 + l * d
                 + g * (l * d + 1)
@@ -237,4 +241,30 @@ fn readme_pooling_costs_match_the_layers() {
     for (kind, counted, readme) in rows {
         assert_eq!(counted, readme, "{kind}");
     }
+}
+
+/// Every zoo model describes itself as `loupe models --json` did before the description's
+/// kinds were enums (its output, committed): same values, same JSON.
+#[test]
+fn descriptions_serialise_as_before_the_kinds_were_enums() {
+    struct Describe;
+    impl ModelVisitor<f32, Cpu> for Describe {
+        type Output = loupe::model::ModelDescription;
+        fn visit<M: ZooModel<f32, Cpu>>(self) -> Self::Output {
+            M::Model::describe()
+        }
+    }
+    let lines = include_str!("fixtures/sidecars/models_main.jsonl");
+    let mut names = Vec::new();
+    for line in lines.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = entry["name"].as_str().unwrap();
+        let ours = zoo::visit::<f32, Cpu, _>(name, Describe).unwrap();
+        let theirs: loupe::model::ModelDescription =
+            serde_json::from_value(entry["description"].clone()).unwrap();
+        assert_eq!(ours, theirs, "{name}");
+        assert_eq!(serde_json::to_value(&ours).unwrap(), entry["description"], "{name}");
+        names.push(name.to_string());
+    }
+    assert_eq!(names, zoo::NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>());
 }

@@ -102,7 +102,7 @@ fn run_config(data: &SmallData, name: &str, steps: u64) -> RunConfig {
         top_k: 20,
         frame_order: Default::default(),
         optim: TrainConfig::default(),
-        description: serde_json::Value::Null,
+        description: Default::default(),
     }
 }
 

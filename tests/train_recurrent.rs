@@ -139,7 +139,7 @@ fn run_config<M: VideoModel<f32, Cpu>>(
         top_k: 20,
         frame_order: order,
         optim: optim::<M>(),
-        description: serde_json::Value::Null,
+        description: Default::default(),
     }
 }
 

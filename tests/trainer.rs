@@ -115,12 +115,12 @@ fn resuming_from_a_checkpoint_reproduces_an_uninterrupted_run() {
         format: CHECKPOINT_FORMAT,
         model: Model::describe(),
         dtype: "f32".into(),
-        training: serde_json::Value::Null,
+        training: Default::default(),
         step: interrupted.step,
         examples_seen: interrupted.examples_seen,
-        metrics: serde_json::Value::Null,
+        metrics: None,
         vocabulary_size: CLASSES,
-        rng_state: serde_json::Value::Null,
+        rng_state: Default::default(),
         files: Vec::new(),
     };
     save_checkpoint(&dir, &interrupted.model, &interrupted.adam, &meta, 1).unwrap();

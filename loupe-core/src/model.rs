@@ -173,15 +173,15 @@ impl std::str::FromStr for Layer {
 pub struct ModelDescription {
     /// The model's type name (e.g. `GatedNetVlad`).
     pub name: String,
-    /// `"frames"` (frame-level features, pooled over time) or `"video_level"` (one vector
-    /// per video, YouTube-8M's `mean_rgb` and `mean_audio`; `frames` is 1).
-    #[serde(default = "frames_input")]
-    pub input: String,
+    /// Frame-level features pooled over time, or one vector per video (YouTube-8M's
+    /// `mean_rgb` and `mean_audio`; `frames` is 1).
+    #[serde(default)]
+    pub input: InputKind,
     /// Input streams in frame order.
     pub streams: Vec<StreamDescription>,
-    /// `"early"` (one pooling over the concatenated frames), `"late"` (one per stream) or
-    /// `"none"` (video-level input: nothing is pooled).
-    pub fusion: String,
+    /// One pooling over the concatenated frames, one per stream, or none (video-level
+    /// input: nothing is pooled).
+    pub fusion: Fusion,
     /// The pooling of the concatenated frames under early fusion (under late fusion each
     /// stream's is in [`streams`](Self::streams)).
     #[serde(default)]
@@ -196,18 +196,164 @@ pub struct ModelDescription {
     /// Whether the hidden layer ends in a ReLU6.
     #[serde(default)]
     pub hidden_relu6: bool,
-    /// What follows pooling/hidden: `"context_gating"`, `"glu"` or `"none"`.
-    pub after_pooling: String,
-    /// `"moe"` or `"logistic"`.
-    pub classifier: String,
+    /// What follows pooling/hidden: context gating, GLU or nothing.
+    pub after_pooling: AfterPooling,
+    /// Mixture of experts or logistic regression.
+    pub classifier: ClassifierKind,
     /// Mixture experts (0 for logistic).
     pub experts: usize,
-    /// What follows the classifier: `"probability_gating"` or `"none"`.
-    pub after_classifier: String,
+    /// What follows the classifier: probability gating or nothing.
+    pub after_classifier: AfterClassifier,
     /// Number of classes.
     pub classes: usize,
     /// Coefficient of [`VideoModel::try_l2_penalty`] in the loss.
     pub classifier_l2: f64,
+}
+
+/// Defines a kind enum of [`ModelDescription`]: serialised (and displayed, and parsed) as
+/// the keyword the spec grammar uses, so that sidecars store the same text as before
+/// these were enums.
+macro_rules! kind_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $keyword:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $keyword)] $variant,)+
+        }
+
+        impl $name {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The keyword of the spec grammar, as stored in checkpoint sidecars.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $keyword,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|k| k.name()).collect();
+                    format!("`{s}`: expected one of {}", names.join(", "))
+                })
+            }
+        }
+    };
+}
+
+kind_enum! {
+    /// What a model reads ([`ModelDescription::input`]).
+    ///
+    /// ```
+    /// use loupe_core::model::InputKind;
+    /// assert_eq!(InputKind::VideoLevel.to_string(), "video_level");
+    /// assert_eq!("frames".parse::<InputKind>(), Ok(InputKind::Frames));
+    /// ```
+    InputKind {
+        /// Frame-level features, pooled over time.
+        Frames = "frames",
+        /// One vector per video (YouTube-8M's `mean_rgb` and `mean_audio`).
+        VideoLevel = "video_level",
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for InputKind {
+    /// Sidecars written before video-level models existed read as frame-level.
+    fn default() -> Self {
+        InputKind::Frames
+    }
+}
+
+kind_enum! {
+    /// How a model's streams are pooled ([`ModelDescription::fusion`]).
+    Fusion {
+        /// One pooling over the concatenated frames of all streams.
+        Early = "early",
+        /// One pooling per stream, the pooled vectors concatenated.
+        Late = "late",
+        /// Nothing is pooled (video-level input).
+        None = "none",
+    }
+}
+
+kind_enum! {
+    /// What follows pooling and the hidden layer ([`ModelDescription::after_pooling`]).
+    AfterPooling {
+        /// Context gating with batch norm (the paper's, as released).
+        ContextGating = "context_gating",
+        /// Context gating with a bias instead of batch norm.
+        BiasedContextGating = "biased_context_gating",
+        /// A gated linear unit.
+        Glu = "glu",
+        /// Nothing.
+        None = "none",
+    }
+}
+
+kind_enum! {
+    /// The classifier ([`ModelDescription::classifier`]).
+    ClassifierKind {
+        /// Mixture of experts ([`ModelDescription::experts`] of them).
+        Moe = "moe",
+        /// Logistic regression.
+        Logistic = "logistic",
+    }
+}
+
+kind_enum! {
+    /// What follows the classifier ([`ModelDescription::after_classifier`]).
+    AfterClassifier {
+        /// Context gating of the class probabilities (label co-occurrence).
+        ProbabilityGating = "probability_gating",
+        /// Nothing.
+        None = "none",
+    }
+}
+
+kind_enum! {
+    /// A pooling kind ([`StreamDescription::pooling`], [`PoolingDescription::kind`]): the
+    /// keywords of `#[video_model]`'s pooling table, plus `none` for a video-level
+    /// stream. A kind added to the macro's table gets its variant here.
+    ///
+    /// ```
+    /// use loupe_core::model::PoolingKind;
+    /// assert_eq!(PoolingKind::SoftBow.to_string(), "soft_bow");
+    /// assert_eq!("nextvlad".parse::<PoolingKind>(), Ok(PoolingKind::NeXtVlad));
+    /// assert!("vlad".parse::<PoolingKind>().is_err());
+    /// ```
+    PoolingKind {
+        /// NetVLAD.
+        NetVlad = "netvlad",
+        /// NetRVLAD (residuals without centers).
+        NetRvlad = "netrvlad",
+        /// NetFV.
+        NetFv = "netfv",
+        /// Soft bag of words.
+        SoftBow = "soft_bow",
+        /// Average over frames.
+        Average = "average",
+        /// Maximum over frames.
+        Max = "max",
+        /// Two-layer LSTM.
+        Lstm = "lstm",
+        /// Two-layer GRU.
+        Gru = "gru",
+        /// NeXtVLAD (Lin et al. 2018).
+        NeXtVlad = "nextvlad",
+        /// Not pooled (a video-level stream).
+        None = "none",
+    }
 }
 
 /// One input stream of a [`ModelDescription`].
@@ -217,8 +363,8 @@ pub struct StreamDescription {
     pub name: String,
     /// Values per frame.
     pub features: usize,
-    /// Pooling kind (`netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`, ...).
-    pub pooling: String,
+    /// Pooling kind ([`PoolingKind::None`] for video-level input).
+    pub pooling: PoolingKind,
     /// Cluster count, where the pooling has clusters.
     pub clusters: Option<usize>,
     /// Size of the pooled representation.
@@ -228,18 +374,14 @@ pub struct StreamDescription {
 /// The pooling of a [`ModelDescription`]'s early fusion.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolingDescription {
-    /// Pooling kind (`netvlad`, `lstm`, `nextvlad`, ...).
-    pub kind: String,
+    /// Pooling kind.
+    pub kind: PoolingKind,
     /// Cluster count, where the pooling has clusters.
     pub clusters: Option<usize>,
     /// Cells per layer, for the recurrent kinds.
     pub size: Option<usize>,
     /// Size of the pooled representation.
     pub output: usize,
-}
-
-fn frames_input() -> String {
-    "frames".to_string()
 }
 
 impl ModelDescription {
@@ -278,15 +420,15 @@ impl ModelDescription {
     /// # }
     /// ```
     pub fn representation_size(&self, layer: Layer) -> Option<usize> {
-        let pooled = match (&self.early_pooling, self.input.as_str()) {
-            (_, "video_level") => self.streams.iter().map(|s| s.features).sum(),
+        let pooled = match (&self.early_pooling, self.input) {
+            (_, InputKind::VideoLevel) => self.streams.iter().map(|s| s.features).sum(),
             (Some(p), _) => p.output,
             (None, _) => self.streams.iter().map(|s| s.output).sum(),
         };
         match layer {
             Layer::Pooled => Some(pooled),
             Layer::Hidden => self.hidden,
-            Layer::Gated if self.after_pooling == "none" => None,
+            Layer::Gated if self.after_pooling == AfterPooling::None => None,
             Layer::Gated => Some(self.hidden.unwrap_or(pooled)),
         }
     }
@@ -296,19 +438,19 @@ impl ModelDescription {
     /// (`mean_rgb + mean_audio, not pooled`).
     pub fn pooling_summary(&self) -> String {
         let names = || self.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" + ");
-        let sized = |kind: &str, n: Option<usize>| match n {
+        let sized = |kind: PoolingKind, n: Option<usize>| match n {
             Some(n) => format!("{kind}({n})"),
             None => kind.to_string(),
         };
-        if self.input == "video_level" {
+        if self.input == InputKind::VideoLevel {
             return format!("{}, not pooled", names());
         }
         match &self.early_pooling {
-            Some(p) => format!("{} {}", names(), sized(&p.kind, p.clusters.or(p.size))),
+            Some(p) => format!("{} {}", names(), sized(p.kind, p.clusters.or(p.size))),
             None => self
                 .streams
                 .iter()
-                .map(|s| format!("{} {}", s.name, sized(&s.pooling, s.clusters)))
+                .map(|s| format!("{} {}", s.name, sized(s.pooling, s.clusters)))
                 .collect::<Vec<_>>()
                 .join(" + "),
         }

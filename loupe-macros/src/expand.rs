@@ -168,7 +168,7 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
 }
 
 /// The pooling's layer type, from its kind's entry in the table (`pooling.rs`):
-/// `NetVlad<1024, 256, 262144, __E, __D>`, `AveragePooling<1024>`.
+/// `NetVladPooling<1024, 256, 262144, __E, __D>`, `AveragePooling<1024>`.
 fn pooling_type(pool: &ResolvedPooling) -> TokenStream {
     let p = private();
     let layer = Ident::new(pool.kind.layer, pool.span);
@@ -479,16 +479,21 @@ fn option(n: Option<usize>) -> TokenStream {
 fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
     let p = private();
     let string = |s: &str| quote!(::std::string::String::from(#s));
+    // `loupe_core::model::Kind::Variant`.
+    let variant = |kind: &str, variant: &str| {
+        let (kind, variant) = (format_ident!("{kind}"), format_ident!("{variant}"));
+        quote!(#p::#kind::#variant)
+    };
     let name = string(&item.ident.to_string());
     let streams = model.streams.iter().map(|s| {
         let stream_name = s.name.to_string();
         let stream_name = string(stream_name.strip_prefix("r#").unwrap_or(&stream_name));
         let features = lit(s.features);
         let (pooling, clusters, output) = match &s.pooling {
-            Some(pool) => (pool.kind.keyword, pool.arg(ArgKey::Clusters), pool.output),
-            None => ("none", None, s.features),
+            Some(pool) => (pool.kind.variant, pool.arg(ArgKey::Clusters), pool.output),
+            None => ("None", None, s.features),
         };
-        let pooling = string(pooling);
+        let pooling = variant("PoolingKind", pooling);
         let clusters = option(clusters);
         let output = lit(output);
         quote! {
@@ -501,15 +506,18 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             }
         }
     });
-    let fusion = string(match (&model.early, model.video_level) {
-        (_, true) => "none",
-        (Some(_), false) => "early",
-        (None, false) => "late",
-    });
-    let input = string(if model.video_level { "video_level" } else { "frames" });
+    let fusion = variant(
+        "Fusion",
+        match (&model.early, model.video_level) {
+            (_, true) => "None",
+            (Some(_), false) => "Early",
+            (None, false) => "Late",
+        },
+    );
+    let input = variant("InputKind", if model.video_level { "VideoLevel" } else { "Frames" });
     let early_pooling = match &model.early {
         Some(pool) => {
-            let kind = string(pool.kind.keyword);
+            let kind = variant("PoolingKind", pool.kind.variant);
             let clusters = option(pool.arg(ArgKey::Clusters));
             let size = option(pool.arg(ArgKey::Size));
             let output = lit(pool.output);
@@ -531,19 +539,23 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let after_pooling = string(match model.gate {
-        GateKind::None => "none",
-        GateKind::ContextGating => "context_gating",
-        GateKind::BiasedContextGating => "biased_context_gating",
-        GateKind::Glu => "glu",
-    });
+    let after_pooling = variant(
+        "AfterPooling",
+        match model.gate {
+            GateKind::None => "None",
+            GateKind::ContextGating => "ContextGating",
+            GateKind::BiasedContextGating => "BiasedContextGating",
+            GateKind::Glu => "Glu",
+        },
+    );
     let (classifier, experts) = match model.classifier {
-        ResolvedClassifier::Moe { experts, .. } => ("moe", experts),
-        ResolvedClassifier::Logistic { .. } => ("logistic", 0),
+        ResolvedClassifier::Moe { experts, .. } => ("Moe", experts),
+        ResolvedClassifier::Logistic { .. } => ("Logistic", 0),
     };
-    let classifier = string(classifier);
+    let classifier = variant("ClassifierKind", classifier);
     let experts = lit(experts);
-    let after_classifier = string(if model.output_gating { "probability_gating" } else { "none" });
+    let after_classifier =
+        variant("AfterClassifier", if model.output_gating { "ProbabilityGating" } else { "None" });
     let (frames, classes) = (lit(model.frames), lit(model.classes));
     let l2 = Literal::f64_suffixed(model.classifier.l2());
     quote! {

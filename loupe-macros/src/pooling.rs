@@ -139,6 +139,9 @@ pub struct PoolingDef {
     pub name: &'static str,
     /// Its layer type in `loupe_core::nn`.
     pub layer: &'static str,
+    /// Its variant of `loupe_core::model::PoolingKind` (the model description's name for
+    /// it, serialised as the keyword).
+    pub variant: &'static str,
     /// Whether the layer is generic over dtype and device (`<.., __E, __D>`); the
     /// parameter-free ones are their own builder and are not.
     pub has_params: bool,
@@ -201,7 +204,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netvlad",
         name: "NetVLAD",
-        layer: "NetVlad",
+        layer: "NetVladPooling",
+        variant: "NetVlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -216,7 +220,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netrvlad",
         name: "NetRVLAD",
-        layer: "NetRvlad",
+        layer: "NetRvladPooling",
+        variant: "NetRvlad",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -231,7 +236,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "netfv",
         name: "NetFV",
-        layer: "NetFv",
+        layer: "NetFvPooling",
+        variant: "NetFv",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -246,7 +252,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "soft_bow",
         name: "soft bag of words",
-        layer: "SoftBow",
+        layer: "SoftBowPooling",
+        variant: "SoftBow",
         has_params: true,
         args: &[required(ArgKey::Clusters)],
         late: true,
@@ -262,6 +269,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "average",
         name: "average",
         layer: "AveragePooling",
+        variant: "Average",
         has_params: false,
         args: &[],
         late: true,
@@ -277,6 +285,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         keyword: "max",
         name: "max",
         layer: "MaxPooling",
+        variant: "Max",
         has_params: false,
         args: &[],
         late: true,
@@ -291,7 +300,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "lstm",
         name: "LSTM, 2 layers of H",
-        layer: "Lstm",
+        layer: "LstmPooling",
+        variant: "Lstm",
         has_params: true,
         args: &[required(ArgKey::Size)],
         late: false,
@@ -307,7 +317,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "gru",
         name: "GRU, 2 layers of H",
-        layer: "Gru",
+        layer: "GruPooling",
+        variant: "Gru",
         has_params: true,
         args: &[required(ArgKey::Size)],
         late: false,
@@ -323,7 +334,8 @@ pub static POOLINGS: &[PoolingDef] = &[
     PoolingDef {
         keyword: "nextvlad",
         name: "NeXtVLAD (Lin et al. 2018)",
-        layer: "NeXtVlad",
+        layer: "NeXtVladPooling",
+        variant: "NeXtVlad",
         has_params: true,
         // Groups and expansion default to Lin et al.'s 8 and 2.
         args: &[required(ArgKey::Clusters), optional(ArgKey::Groups, 8), optional(ArgKey::Expansion, 2)],

@@ -256,7 +256,7 @@ fn expansion_of_the_paper_model_parses_as_items() {
     // The struct, its consts, the built struct and five trait impls.
     assert_eq!(file.items.len(), 8);
     let text = quote::quote!(#file).to_string();
-    assert!(text.contains("NetVlad < 1024 , 256 , 262144 , __E , __D >"), "{text}");
+    assert!(text.contains("NetVladPooling < 1024 , 256 , 262144 , __E , __D >"), "{text}");
     assert!(text.contains("Hidden < 278528 , 1024 , 256 , false , __E , __D >"), "{text}");
     assert!(!text.contains("compile_error"));
 }
@@ -435,6 +435,24 @@ fn docs_hold_the_generated_pooling_table() {
     ] {
         assert!(text.contains(&table), "{file} needs the pooling table:\n{table}");
     }
+}
+
+/// Each kind's `variant` is the `PoolingKind` variant (loupe-core/src/model.rs) whose
+/// serde name is the kind's keyword: the description a generated model reports, and the
+/// checkpoint sidecars store, names the kind the spec declared. Every layer's name ends in
+/// `Pooling` (none may clash with a zoo model at the crate root).
+#[test]
+fn every_kind_names_its_pooling_kind_variant_and_a_pooling_layer() {
+    let model = include_str!("../../loupe-core/src/model.rs");
+    let kinds = &model[model.find("    PoolingKind {").expect("the PoolingKind enum")..];
+    let kinds = &kinds[..kinds.find("\n    }").unwrap()];
+    for p in POOLINGS {
+        let line = format!("{} = \"{}\",", p.variant, p.keyword);
+        assert!(kinds.contains(&line), "PoolingKind needs `{line}`");
+        assert!(p.layer.ends_with("Pooling"), "{}", p.layer);
+    }
+    let variants = kinds.lines().filter(|l| l.trim_end().ends_with("\",")).count();
+    assert_eq!(variants, POOLINGS.len() + 1, "PoolingKind: one variant per kind, plus `None`");
 }
 
 // Stand-ins on error (`stub.rs`).

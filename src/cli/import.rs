@@ -12,7 +12,7 @@ use loupe::tf_checkpoint::{
 use loupe::train::checkpoint::{
     load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
 };
-use loupe::train::{Adam, AdamConfig};
+use loupe::train::{Adam, AdamConfig, RngState, TrainingDescription};
 
 use super::job::{on_model, DeviceArgs, Job, JobDevice};
 use super::{CliError, Output};
@@ -159,16 +159,17 @@ impl Job for ImportJob<'_> {
             format: CHECKPOINT_FORMAT,
             model: M::describe(),
             dtype: "f32".into(),
-            training: serde_json::json!({
-                "model": self.name,
-                "imported_from": prefix.display().to_string(),
-                "seed": 0,
-            }),
+            training: TrainingDescription {
+                model: Some(self.name.to_string()),
+                imported_from: Some(prefix.display().to_string()),
+                seed: Some(0),
+                ..TrainingDescription::default()
+            },
             step: imported.step,
             examples_seen: 0,
-            metrics: serde_json::Value::Null,
+            metrics: None,
             vocabulary_size: M::CLASSES,
-            rng_state: serde_json::json!({"seed": 0, "batches_consumed": 0, "ranks": 1}),
+            rng_state: RngState { seed: Some(0), batches_consumed: Some(0), ranks: Some(1) },
             files: Vec::new(),
         };
         let sidecar = save_checkpoint(&checkpoints, &model, &adam, &meta, 1)

@@ -233,7 +233,7 @@ pub fn describe(name: &str) -> Result<(ModelDescription, usize), CliError> {
 /// The zoo name of the model a checkpoint was trained as: the name the trainer stored,
 /// else the zoo model whose description matches.
 pub fn zoo_name_of(meta: &loupe::train::checkpoint::CheckpointMeta) -> Result<String, CliError> {
-    if let Some(name) = meta.training["model"].as_str() {
+    if let Some(name) = meta.training.model.as_deref() {
         if zoo::NAMES.contains(&name) {
             return Ok(name.to_string());
         }

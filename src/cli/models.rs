@@ -1,7 +1,7 @@
 //! `loupe models`: the zoo with parameter counts.
 
 use clap::Args;
-use loupe::model::ModelDescription;
+use loupe::model::{InputKind, ModelDescription};
 
 use super::job::describe;
 use super::{CliError, Output};
@@ -41,7 +41,7 @@ pub fn run(args: ModelsArgs, out: &mut Output) -> Result<(), CliError> {
                 if d.experts > 0 { format!("({})", d.experts) } else { String::new() },
                 d.after_classifier,
                 d.classes,
-                if d.input == "video_level" {
+                if d.input == InputKind::VideoLevel {
                     "video-level".to_string()
                 } else {
                     format!("{} frames", d.frames)

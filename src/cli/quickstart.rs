@@ -10,7 +10,7 @@ use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder, 
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
-use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
+use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig, TrainingDescription};
 
 use super::job::{on_model, DeviceChoice, Job as RunJob, JobDevice};
 use super::{CliError, Output};
@@ -128,7 +128,12 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
                 adam: AdamConfig::default(),
                 classifier_l2: 0.0,
             },
-            description: serde_json::json!({"model": name, "quickstart": true, "seed": args.seed}),
+            description: TrainingDescription {
+                model: Some(name.to_string()),
+                quickstart: Some(true),
+                seed: Some(args.seed),
+                ..TrainingDescription::default()
+            },
         };
         let outcome = on_model(name, args.device.build(args.seed)?, Job { config, show: 4 })?
             .map_err(|e| CliError::context(format!("training {name}"), e))?;

@@ -118,8 +118,8 @@ impl Job for SegmentTuningJob {
         trainer.examples_seen = 0;
         let c = self.plan.config;
         let mut description = c.description;
-        description["segment_labels"] = true.into();
-        description["init_from"] = self.init.display().to_string().into();
+        description.segment_labels = Some(true);
+        description.init_from = Some(self.init.display().to_string());
         let tuning = SegmentTuning {
             train_files: c.train_files,
             validate_files: c.validate_files,

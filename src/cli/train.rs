@@ -13,7 +13,7 @@ use loupe::distributed::Collective;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{train_across, RunConfig, RunSummary};
-use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig};
+use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig, TrainingDescription};
 
 use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
 use super::segments::run_segment_tuning;
@@ -221,19 +221,20 @@ impl TrainArgs {
         let seed = self.seed.or(file.seed).unwrap_or(0);
         let frame_order = self.frame_order.or(file.frame_order).unwrap_or_default();
         let train_dir = self.train_dir.or(file.train_dir).unwrap_or_else(|| PathBuf::from("loupe-train"));
-        let description = serde_json::json!({
-            "model": model,
-            "train_data_pattern": train_patterns,
-            "eval_data_pattern": eval_patterns,
-            "batch_size": batch_size,
-            "base_learning_rate": schedule.base,
-            "learning_rate_decay": schedule.decay,
-            "learning_rate_decay_examples": schedule.decay_examples,
-            "clipping": format!("{clipping:?}"),
-            "regularization_penalty": regularization_penalty,
-            "seed": seed,
-            "frame_order": frame_order,
-        });
+        let description = TrainingDescription {
+            model: Some(model.clone()),
+            train_data_pattern: Some(train_patterns.clone()),
+            eval_data_pattern: Some(eval_patterns.clone()),
+            batch_size: Some(batch_size),
+            base_learning_rate: Some(schedule.base),
+            learning_rate_decay: Some(schedule.decay),
+            learning_rate_decay_examples: Some(schedule.decay_examples),
+            clipping: Some(format!("{clipping:?}")),
+            regularization_penalty: Some(regularization_penalty),
+            seed: Some(seed),
+            frame_order: Some(frame_order),
+            ..TrainingDescription::default()
+        };
         let config = RunConfig {
             train_files,
             validate_files,

@@ -2,7 +2,9 @@
 //! training machinery independently of the generated models.
 
 use dfdx::prelude::*;
-use loupe::model::{ModelDescription, VideoModel};
+use loupe::model::{
+    AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription, VideoModel,
+};
 
 pub const FRAMES: usize = 4;
 pub const FEATURES: usize = 6;
@@ -39,18 +41,18 @@ impl<E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform, D: Devic
     fn describe() -> ModelDescription {
         ModelDescription {
             name: "AverageLogistic".into(),
-            input: "frames".into(),
+            input: InputKind::Frames,
             streams: vec![],
-            fusion: "early".into(),
+            fusion: Fusion::Early,
             early_pooling: None,
             frames: FRAMES,
             hidden: None,
             hidden_batch_norm: false,
             hidden_relu6: false,
-            after_pooling: "none".into(),
-            classifier: "logistic".into(),
+            after_pooling: AfterPooling::None,
+            classifier: ClassifierKind::Logistic,
             experts: 0,
-            after_classifier: "none".into(),
+            after_classifier: AfterClassifier::None,
             classes: CLASSES,
             classifier_l2: 1e-8,
         }

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use loupe::dfdx::prelude::*;
-use loupe::nn::{ContextGating, FrameInput, Hidden, MixtureOfExperts, NetVlad, ProbabilityGating};
+use loupe::nn::{ContextGating, FrameInput, Hidden, MixtureOfExperts, NetVladPooling, ProbabilityGating};
 use loupe::video_model;
 
 pub const FRAMES: usize = 16;
@@ -38,8 +38,8 @@ pub type Output<T = NoneTape> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
 #[derive(Debug, Clone)]
 pub struct HandWritten<E: Dtype, D: Device<E>> {
     pub input: FrameInput<96, E, D>,
-    pub rgb: NetVlad<64, 16, 1024, E, D>,
-    pub audio: NetVlad<32, 8, 256, E, D>,
+    pub rgb: NetVladPooling<64, 16, 1024, E, D>,
+    pub audio: NetVladPooling<32, 8, 256, E, D>,
     pub hidden: Hidden<1280, 128, 16, false, E, D>,
     pub gating: ContextGating<128, E, D>,
     pub classifier: MixtureOfExperts<128, 64, 2, E, D>,
@@ -139,7 +139,7 @@ pub struct GeneratedEarly;
 #[derive(Debug, Clone)]
 pub struct HandWrittenEarly {
     pub input: FrameInput<8, f32, Cpu>,
-    pub pooling: loupe::nn::NetFv<8, 3, 48, f32, Cpu>,
+    pub pooling: loupe::nn::NetFvPooling<8, 3, 48, f32, Cpu>,
     pub hidden: loupe::nn::HiddenBn<48, 12, 3, true, f32, Cpu>,
     pub gating: loupe::nn::Glu<12, f32, Cpu>,
     pub classifier: loupe::nn::Logistic<12, 4, f32, Cpu>,
@@ -184,7 +184,7 @@ pub struct GeneratedThree;
 #[derive(Debug, Clone)]
 pub struct HandWrittenThree {
     pub input: FrameInput<12, f32, Cpu>,
-    pub c: loupe::nn::SoftBow<5, 6, f32, Cpu>,
+    pub c: loupe::nn::SoftBowPooling<5, 6, f32, Cpu>,
     pub classifier: loupe::nn::Logistic<13, 3, f32, Cpu>,
 }
 

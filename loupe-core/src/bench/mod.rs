@@ -20,7 +20,9 @@ use dfdx::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::device::try_tensor_from_slice;
-use crate::model::{ModelDescription, VideoModel};
+use crate::model::{
+    AfterClassifier, AfterPooling, ClassifierKind, ModelDescription, PoolingKind, VideoModel,
+};
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
 
 /// What to time.
@@ -179,34 +181,34 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
     let mut flops = 0.0;
     let mut pooled = 0.0;
     for s in &d.streams {
-        flops += pooling_flops(&s.pooling, b, t, s.features as f64, s.clusters, None);
+        flops += pooling_flops(s.pooling, b, t, s.features as f64, s.clusters, None);
         pooled += s.output as f64;
     }
     // Early fusion: one pooling over the concatenated frames.
     if let Some(p) = &d.early_pooling {
         let f = d.streams.iter().map(|s| s.features as f64).sum();
-        flops += pooling_flops(&p.kind, b, t, f, p.clusters, p.size);
+        flops += pooling_flops(p.kind, b, t, f, p.clusters, p.size);
         pooled = p.output as f64;
     }
     let top = match d.hidden {
         Some(h) => {
             let h = h as f64;
             flops += 2.0 * b * pooled * h;
-            flops += match d.after_pooling.as_str() {
-                "context_gating" => 2.0 * b * h * h,
-                "glu" => 4.0 * b * h * h,
-                _ => 0.0,
+            flops += match d.after_pooling {
+                AfterPooling::ContextGating => 2.0 * b * h * h,
+                AfterPooling::Glu => 4.0 * b * h * h,
+                AfterPooling::BiasedContextGating | AfterPooling::None => 0.0,
             };
             h
         }
         None => pooled,
     };
     let v = d.classes as f64;
-    flops += match d.classifier.as_str() {
-        "moe" => 2.0 * b * top * v * (2.0 * d.experts as f64 + 1.0),
-        _ => 2.0 * b * top * v,
+    flops += match d.classifier {
+        ClassifierKind::Moe => 2.0 * b * top * v * (2.0 * d.experts as f64 + 1.0),
+        ClassifierKind::Logistic => 2.0 * b * top * v,
     };
-    if d.after_classifier != "none" {
+    if d.after_classifier != AfterClassifier::None {
         flops += 2.0 * b * v * v;
     }
     flops
@@ -215,15 +217,22 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
 /// Forward matmul FLOPs of one pooling over `f`-dimensional frames: the assignment and
 /// aggregation products of the clustering kinds, the input and recurrent products of the
 /// two stacked recurrent layers (`size` cells; 4 gates for the LSTM, 3 for the GRU).
-fn pooling_flops(kind: &str, b: f64, t: f64, f: f64, clusters: Option<usize>, size: Option<usize>) -> f64 {
+fn pooling_flops(
+    kind: PoolingKind,
+    b: f64,
+    t: f64,
+    f: f64,
+    clusters: Option<usize>,
+    size: Option<usize>,
+) -> f64 {
     let k = clusters.unwrap_or(0) as f64;
     let h = size.unwrap_or(0) as f64;
     match kind {
-        "netvlad" | "netrvlad" => 2.0 * b * t * f * k * 2.0,
-        "netfv" => 2.0 * b * t * f * k * 3.0,
-        "soft_bow" => 2.0 * b * t * f * k,
-        "lstm" => 2.0 * b * t * 4.0 * h * ((f + h) + (h + h)),
-        "gru" => 2.0 * b * t * 3.0 * h * ((f + h) + (h + h)),
+        PoolingKind::NetVlad | PoolingKind::NetRvlad => 2.0 * b * t * f * k * 2.0,
+        PoolingKind::NetFv => 2.0 * b * t * f * k * 3.0,
+        PoolingKind::SoftBow => 2.0 * b * t * f * k,
+        PoolingKind::Lstm => 2.0 * b * t * 4.0 * h * ((f + h) + (h + h)),
+        PoolingKind::Gru => 2.0 * b * t * 3.0 * h * ((f + h) + (h + h)),
         _ => 0.0,
     }
 }

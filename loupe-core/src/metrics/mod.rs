@@ -19,7 +19,7 @@ pub use average_precision::average_precision;
 pub use top_k::top_k;
 
 /// Metrics of a whole evaluation set.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsSummary {
     /// Global average precision over the pooled top-`k` predictions of all videos.
     pub gap: f64,

@@ -10,9 +10,9 @@ use dfdx::prelude::*;
 use crate::device::try_tensor_from_slice;
 
 pub mod builder {
-    /// Builder of [`super::Gru`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
+    /// Builder of [`super::GruPooling`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct Gru<const F: usize, const H: usize, const OUT: usize>;
+    pub struct GruPooling<const F: usize, const H: usize, const OUT: usize>;
 
     /// Builder of [`super::GruCell`]: `I` inputs, `H` units.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
@@ -20,11 +20,11 @@ pub mod builder {
 }
 
 impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
-    for builder::Gru<F, H, OUT>
+    for builder::GruPooling<F, H, OUT>
 where
-    Gru<F, H, OUT, E, D>: BuildModule<D, E>,
+    GruPooling<F, H, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = Gru<F, H, OUT, E, D>;
+    type Built = GruPooling<F, H, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         Self::Built::try_build(device)
     }
@@ -423,7 +423,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 /// representation is the final state of both layers, `[h1, h2]` (`OUT = 2H`; 2400 for
 /// the paper's `H = 1200`).
 ///
-/// The two-layer wrapper is [`Recurrent`] (shared with [`super::Lstm`]): layer 1 reads
+/// The two-layer wrapper is [`Recurrent`] (shared with [`super::LstmPooling`]): layer 1 reads
 /// the frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a
 /// video's last valid frame: the input is either frames alone (all `S` frames valid) or
 /// `(frames, mask)` with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it
@@ -447,14 +447,14 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, valid_frame_mask, Gru};
+/// # use loupe_core::nn::{builder, valid_frame_mask, GruPooling};
 /// let dev = loupe_core::device::cpu();
-/// let gru: Gru<8, 3, 6, f32, Cpu> = dev.build_module::<builder::Gru<8, 3, 6>, f32>();
+/// let gru: GruPooling<8, 3, 6, f32, Cpu> = dev.build_module::<builder::GruPooling<8, 3, 6>, f32>();
 /// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// let mask = valid_frame_mask(&dev, &[3, 5], (2, 5));
 /// let y: Tensor<(usize, Const<6>), f32, _, _> = gru.forward((x.trace(gru.alloc_grads()), mask));
 /// let all: Tensor<(usize, Const<6>), f32, _> = gru.forward(x);
 /// # let _ = (y, all);
 /// ```
-pub type Gru<const F: usize, const H: usize, const OUT: usize, E, D> =
+pub type GruPooling<const F: usize, const H: usize, const OUT: usize, E, D> =
     Recurrent<GruCell<F, H, E, D>, GruCell<H, H, E, D>, OUT>;

@@ -14,9 +14,9 @@ use crate::device::try_tensor_from_slice;
 pub const LSTM_FORGET_BIAS: f64 = 1.0;
 
 pub mod builder {
-    /// Builder of [`super::Lstm`]: `F` features per frame, `H` cells per layer, `OUT = 4 * H`.
+    /// Builder of [`super::LstmPooling`]: `F` features per frame, `H` cells per layer, `OUT = 4 * H`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct Lstm<const F: usize, const H: usize, const OUT: usize>;
+    pub struct LstmPooling<const F: usize, const H: usize, const OUT: usize>;
 
     /// Builder of [`super::LstmCell`]: `I` inputs, `H` cells.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
@@ -24,11 +24,11 @@ pub mod builder {
 }
 
 impl<const F: usize, const H: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
-    for builder::Lstm<F, H, OUT>
+    for builder::LstmPooling<F, H, OUT>
 where
-    Lstm<F, H, OUT, E, D>: BuildModule<D, E>,
+    LstmPooling<F, H, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = Lstm<F, H, OUT, E, D>;
+    type Built = LstmPooling<F, H, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         Self::Built::try_build(device)
     }
@@ -62,7 +62,7 @@ where
 /// concatenated `(I + H) x 4H` kernel (`W` and `U` share the bound
 /// `sqrt(6 / (I + 5H))`), bias zeros.
 ///
-/// Run it through [`Lstm`]; on its own it maps `(B, S, I)` frames to every step's
+/// Run it through [`LstmPooling`]; on its own it maps `(B, S, I)` frames to every step's
 /// `[c_t, h_t]`, `(B, S, 2H)`.
 #[derive(Debug, Clone)]
 pub struct LstmCell<const I: usize, const H: usize, E: Dtype, D: Storage<E>> {
@@ -364,7 +364,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// order given; the representation is the final state of both layers,
 /// `[c1, h1, c2, h2]` (`OUT = 4H`; 4096 for the paper's `H = 1024`).
 ///
-/// The two-layer wrapper is [`Recurrent`] (shared with [`super::Gru`]): layer 1 reads the
+/// The two-layer wrapper is [`Recurrent`] (shared with [`super::GruPooling`]): layer 1 reads the
 /// frames, layer 2 reads layer 1's `h_t`. "Final" is the state after a video's last valid
 /// frame: the input is either frames alone (all `S` frames valid) or `(frames, mask)`
 /// with `mask` a `(B, S)` tensor of 0/1 ([`valid_frame_mask`] makes it from lengths); at
@@ -377,7 +377,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// recurrence is one op with its own backward (backpropagation through time), on other
 /// devices dfdx ops frame by frame (see [`super::recurrent`]).
 ///
-/// `OUT` must equal `4 * H` (a wrong `OUT` fails `cargo build`, like [`super::NetVlad`]).
+/// `OUT` must equal `4 * H` (a wrong `OUT` fails `cargo build`, like [`super::NetVladPooling`]).
 ///
 /// [`valid_frame_mask`]: super::valid_frame_mask
 ///
@@ -389,9 +389,9 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, valid_frame_mask, Lstm};
+/// # use loupe_core::nn::{builder, valid_frame_mask, LstmPooling};
 /// let dev = loupe_core::device::cpu();
-/// let lstm: Lstm<8, 3, 12, f32, Cpu> = dev.build_module::<builder::Lstm<8, 3, 12>, f32>();
+/// let lstm: LstmPooling<8, 3, 12, f32, Cpu> = dev.build_module::<builder::LstmPooling<8, 3, 12>, f32>();
 /// let x: Tensor<(usize, Const<5>, Const<8>), f32, _> = dev.sample_normal_like(&(2, Const, Const));
 /// // Videos of 5 and 2 valid frames, trained with any tape.
 /// let mask = valid_frame_mask(&dev, &[5, 2], (2, Const::<5>));
@@ -400,5 +400,5 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// let all: Tensor<(usize, Const<12>), f32, _> = lstm.forward(x);
 /// # let _ = (y, all);
 /// ```
-pub type Lstm<const F: usize, const H: usize, const OUT: usize, E, D> =
+pub type LstmPooling<const F: usize, const H: usize, const OUT: usize, E, D> =
     Recurrent<LstmCell<F, H, E, D>, LstmCell<H, H, E, D>, OUT>;

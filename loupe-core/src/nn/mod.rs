@@ -34,11 +34,11 @@ mod soft_assignment;
 mod soft_bow;
 mod temporal_pooling;
 
-pub use net_fv::{NetFv, NET_FV_SIGMA_EPSILON};
-pub use net_rvlad::NetRvlad;
-pub use net_vlad::NetVlad;
+pub use net_fv::{NetFvPooling, NET_FV_SIGMA_EPSILON};
+pub use net_rvlad::NetRvladPooling;
+pub use net_vlad::NetVladPooling;
 pub use soft_assignment::{BiasedSoftAssignment, SoftAssignment};
-pub use soft_bow::SoftBow;
+pub use soft_bow::SoftBowPooling;
 pub use temporal_pooling::{AveragePooling, MaxPooling};
 // ---- end pooling layers ----
 
@@ -71,13 +71,13 @@ mod next_vlad;
 mod recurrent;
 mod shared;
 
-pub use gru::{Gru, GruCell};
-pub use lstm::{Lstm, LstmCell, LSTM_FORGET_BIAS};
-pub use next_vlad::NeXtVlad;
+pub use gru::{GruCell, GruPooling};
+pub use lstm::{LstmCell, LstmPooling, LSTM_FORGET_BIAS};
+pub use next_vlad::NeXtVladPooling;
 pub use recurrent::{valid_frame_mask, Recurrent, RecurrentCell};
 // ==== end recurrent pooling and NeXtVLAD ====
 
-/// Zero-sized builders of the layers (`dev.build_module::<builder::NetVlad<..>, f32>()`).
+/// Zero-sized builders of the layers (`dev.build_module::<builder::NetVladPooling<..>, f32>()`).
 pub mod builder {
     pub use super::batch_norm::builder::*;
     pub use super::l2_normalize::L2Normalize;

@@ -11,19 +11,19 @@ use dfdx::prelude::*;
 pub const NET_FV_SIGMA_EPSILON: f64 = 1e-6;
 
 pub mod builder {
-    /// Builder of [`super::NetFv`]: `F` features per frame, `K` clusters, `OUT = 2 * K * F`.
+    /// Builder of [`super::NetFvPooling`]: `F` features per frame, `K` clusters, `OUT = 2 * K * F`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct NetFv<const F: usize, const K: usize, const OUT: usize>;
+    pub struct NetFvPooling<const F: usize, const K: usize, const OUT: usize>;
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
-    for builder::NetFv<F, K, OUT>
+    for builder::NetFvPooling<F, K, OUT>
 where
-    NetFv<F, K, OUT, E, D>: BuildModule<D, E>,
+    NetFvPooling<F, K, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = NetFv<F, K, OUT, E, D>;
+    type Built = NetFvPooling<F, K, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = NetFv::<F, K, OUT, E, D>::CHECK;
+        let () = NetFvPooling::<F, K, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -53,16 +53,16 @@ where
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, NetFv};
+/// # use loupe_core::nn::{builder, NetFvPooling};
 /// let dev = loupe_core::device::cpu();
-/// let mut fv: NetFv<8, 3, 48, f32, Cpu> = dev.build_module::<builder::NetFv<8, 3, 48>, f32>();
+/// let mut fv: NetFvPooling<8, 3, 48, f32, Cpu> = dev.build_module::<builder::NetFvPooling<8, 3, 48>, f32>();
 /// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// let train: Tensor<(usize, Const<48>), f32, _, _> = fv.forward_mut(x.trace(fv.alloc_grads()));
 /// let eval: Tensor<(usize, Const<48>), f32, _> = fv.forward(x);
 /// # let _ = (train, eval);
 /// ```
 #[derive(Debug, Clone)]
-pub struct NetFv<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+pub struct NetFvPooling<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
     /// Soft assignment of frames to the `K` clusters (with batch norm).
     pub assignment: SoftAssignment<F, K, E, D>,
     /// Cluster centres `C` (`F x K`), `N(0, 1/sqrt(F))`.
@@ -71,15 +71,17 @@ pub struct NetFv<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: 
     pub covariance_weights: Tensor<Rank2<F, K>, E, D>,
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> NetFv<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>>
+    NetFvPooling<F, K, OUT, E, D>
+{
     /// Fails the build when `OUT != 2 * K * F`.
-    pub const CHECK: () = assert!(OUT == 2 * K * F, "NetFv<F, K, OUT>: OUT must equal 2 * K * F");
+    pub const CHECK: () = assert!(OUT == 2 * K * F, "NetFvPooling<F, K, OUT>: OUT must equal 2 * K * F");
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
-    for NetFv<F, K, OUT, E, D>
+    for NetFvPooling<F, K, OUT, E, D>
 {
-    type To<E2: Dtype, D2: Device<E2>> = NetFv<F, K, OUT, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = NetFvPooling<F, K, OUT, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -101,12 +103,16 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
                     TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(1.0, F))),
                 ),
             ),
-            |(assignment, centers, covariance_weights)| NetFv { assignment, centers, covariance_weights },
+            |(assignment, centers, covariance_weights)| NetFvPooling {
+                assignment,
+                centers,
+                covariance_weights,
+            },
         )
     }
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetFv<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetFvPooling<F, K, OUT, E, D> {
     #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
@@ -156,7 +162,7 @@ impl<
         E: Dtype,
         D: Device<E>,
         T: Tape<E, D>,
-    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetFv<F, K, OUT, E, D>
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetFvPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;
@@ -167,7 +173,7 @@ impl<
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
-    Module<Tensor<(B, S, Const<F>), E, D>> for NetFv<F, K, OUT, E, D>
+    Module<Tensor<(B, S, Const<F>), E, D>> for NetFvPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D>;
     type Error = D::Err;

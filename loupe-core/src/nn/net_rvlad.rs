@@ -8,19 +8,19 @@ use super::SoftAssignment;
 use dfdx::prelude::*;
 
 pub mod builder {
-    /// Builder of [`super::NetRvlad`]: `F` features per frame, `K` clusters, `OUT = K * F`.
+    /// Builder of [`super::NetRvladPooling`]: `F` features per frame, `K` clusters, `OUT = K * F`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct NetRvlad<const F: usize, const K: usize, const OUT: usize>;
+    pub struct NetRvladPooling<const F: usize, const K: usize, const OUT: usize>;
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
-    for builder::NetRvlad<F, K, OUT>
+    for builder::NetRvladPooling<F, K, OUT>
 where
-    NetRvlad<F, K, OUT, E, D>: BuildModule<D, E>,
+    NetRvladPooling<F, K, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = NetRvlad<F, K, OUT, E, D>;
+    type Built = NetRvladPooling<F, K, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = NetRvlad::<F, K, OUT, E, D>::CHECK;
+        let () = NetRvladPooling::<F, K, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -32,7 +32,7 @@ where
 /// `rvlad[d,k] = sum_t a[t,k] x[t,d] = (a^T X)[k,d]`
 ///
 /// followed by intra-normalisation (L2 over `d` for each `k`), flattening (**d-major**:
-/// index `d * K + k`, as [`NetVlad`](super::NetVlad)) and a global L2 normalisation.
+/// index `d * K + k`, as [`NetVladPooling`](super::NetVladPooling)) and a global L2 normalisation.
 /// Half NetVLAD's parameters and work.
 ///
 /// `OUT` must equal `K * F`; a wrong `OUT` fails `cargo build`.
@@ -42,29 +42,31 @@ where
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, NetRvlad};
+/// # use loupe_core::nn::{builder, NetRvladPooling};
 /// let dev = loupe_core::device::cpu();
-/// let mut rvlad: NetRvlad<8, 3, 24, f32, Cpu> = dev.build_module::<builder::NetRvlad<8, 3, 24>, f32>();
+/// let mut rvlad: NetRvladPooling<8, 3, 24, f32, Cpu> = dev.build_module::<builder::NetRvladPooling<8, 3, 24>, f32>();
 /// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// let train: Tensor<(usize, Const<24>), f32, _, _> = rvlad.forward_mut(x.trace(rvlad.alloc_grads()));
 /// let eval: Tensor<(usize, Const<24>), f32, _> = rvlad.forward(x);
 /// # let _ = (train, eval);
 /// ```
 #[derive(Debug, Clone)]
-pub struct NetRvlad<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+pub struct NetRvladPooling<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
     /// Soft assignment of frames to the `K` clusters (with batch norm).
     pub assignment: SoftAssignment<F, K, E, D>,
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> NetRvlad<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>>
+    NetRvladPooling<F, K, OUT, E, D>
+{
     /// Fails the build when `OUT != K * F`.
-    pub const CHECK: () = assert!(OUT == K * F, "NetRvlad<F, K, OUT>: OUT must equal K * F");
+    pub const CHECK: () = assert!(OUT == K * F, "NetRvladPooling<F, K, OUT>: OUT must equal K * F");
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
-    for NetRvlad<F, K, OUT, E, D>
+    for NetRvladPooling<F, K, OUT, E, D>
 {
-    type To<E2: Dtype, D2: Device<E2>> = NetRvlad<F, K, OUT, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = NetRvladPooling<F, K, OUT, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -72,12 +74,14 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
         let () = Self::CHECK;
         visitor.visit_fields(
             Self::module("assignment", |s| &s.assignment, |s| &mut s.assignment),
-            |assignment| NetRvlad { assignment },
+            |assignment| NetRvladPooling { assignment },
         )
     }
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetRvlad<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
+    NetRvladPooling<F, K, OUT, E, D>
+{
     #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
         a: Tensor<(B, S, Const<K>), E, D, T>,
@@ -106,7 +110,7 @@ impl<
         E: Dtype,
         D: Device<E>,
         T: Tape<E, D>,
-    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetRvlad<F, K, OUT, E, D>
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetRvladPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;
@@ -117,7 +121,7 @@ impl<
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
-    Module<Tensor<(B, S, Const<F>), E, D>> for NetRvlad<F, K, OUT, E, D>
+    Module<Tensor<(B, S, Const<F>), E, D>> for NetRvladPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D>;
     type Error = D::Err;
@@ -136,7 +140,7 @@ impl<
         E: Dtype,
         D: Device<E>,
         T: Tape<E, D>,
-    > super::PoolFrames<B, S, F, E, D, T> for NetRvlad<F, K, OUT, E, D>
+    > super::PoolFrames<B, S, F, E, D, T> for NetRvladPooling<F, K, OUT, E, D>
 {
     fn try_pool_frames(
         &mut self,

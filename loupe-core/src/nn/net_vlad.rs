@@ -5,19 +5,19 @@ use super::SoftAssignment;
 use dfdx::prelude::*;
 
 pub mod builder {
-    /// Builder of [`super::NetVlad`]: `F` features per frame, `K` clusters, `OUT = K * F`.
+    /// Builder of [`super::NetVladPooling`]: `F` features per frame, `K` clusters, `OUT = K * F`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct NetVlad<const F: usize, const K: usize, const OUT: usize>;
+    pub struct NetVladPooling<const F: usize, const K: usize, const OUT: usize>;
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
-    for builder::NetVlad<F, K, OUT>
+    for builder::NetVladPooling<F, K, OUT>
 where
-    NetVlad<F, K, OUT, E, D>: BuildModule<D, E>,
+    NetVladPooling<F, K, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = NetVlad<F, K, OUT, E, D>;
+    type Built = NetVladPooling<F, K, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = NetVlad::<F, K, OUT, E, D>::CHECK;
+        let () = NetVladPooling::<F, K, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -43,9 +43,9 @@ where
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, NetVlad};
+/// # use loupe_core::nn::{builder, NetVladPooling};
 /// let dev = loupe_core::device::cpu();
-/// let mut vlad: NetVlad<8, 3, 24, f32, Cpu> = dev.build_module::<builder::NetVlad<8, 3, 24>, f32>();
+/// let mut vlad: NetVladPooling<8, 3, 24, f32, Cpu> = dev.build_module::<builder::NetVladPooling<8, 3, 24>, f32>();
 /// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// // Training: batch-norm statistics over the 2 * 5 frames, any tape.
 /// let train: Tensor<(usize, Const<24>), f32, _, _> = vlad.forward_mut(x.trace(vlad.alloc_grads()));
@@ -54,22 +54,24 @@ where
 /// # let _ = (train, eval);
 /// ```
 #[derive(Debug, Clone)]
-pub struct NetVlad<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
+pub struct NetVladPooling<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> {
     /// Soft assignment of frames to the `K` clusters (with batch norm).
     pub assignment: SoftAssignment<F, K, E, D>,
     /// Cluster centres `C` (`F x K`), `N(0, 1/sqrt(F))`.
     pub centers: Tensor<Rank2<F, K>, E, D>,
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>> NetVlad<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Storage<E>>
+    NetVladPooling<F, K, OUT, E, D>
+{
     /// Fails the build when `OUT != K * F`.
-    pub const CHECK: () = assert!(OUT == K * F, "NetVlad<F, K, OUT>: OUT must equal K * F");
+    pub const CHECK: () = assert!(OUT == K * F, "NetVladPooling<F, K, OUT>: OUT must equal K * F");
 }
 
 impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
-    for NetVlad<F, K, OUT, E, D>
+    for NetVladPooling<F, K, OUT, E, D>
 {
-    type To<E2: Dtype, D2: Device<E2>> = NetVlad<F, K, OUT, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = NetVladPooling<F, K, OUT, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -85,12 +87,14 @@ impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> T
                     TensorOptions::reset_with(|t| t.try_fill_with_distr(Normal::for_fan_in(0.0, F))),
                 ),
             ),
-            |(assignment, centers)| NetVlad { assignment, centers },
+            |(assignment, centers)| NetVladPooling { assignment, centers },
         )
     }
 }
 
-impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>> NetVlad<F, K, OUT, E, D> {
+impl<const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
+    NetVladPooling<F, K, OUT, E, D>
+{
     /// Pools frames `x` given their assignment `a` (both on the same tape).
     #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, T: Tape<E, D>>(
@@ -113,7 +117,7 @@ impl<
         E: Dtype,
         D: Device<E>,
         T: Tape<E, D>,
-    > super::PoolFrames<B, S, F, E, D, T> for NetVlad<F, K, OUT, E, D>
+    > super::PoolFrames<B, S, F, E, D, T> for NetVladPooling<F, K, OUT, E, D>
 {
     fn try_pool_frames(
         &mut self,
@@ -137,7 +141,7 @@ impl<
         E: Dtype,
         D: Device<E>,
         T: Tape<E, D>,
-    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetVlad<F, K, OUT, E, D>
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NetVladPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;
@@ -148,7 +152,7 @@ impl<
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, const OUT: usize, E: Dtype, D: Device<E>>
-    Module<Tensor<(B, S, Const<F>), E, D>> for NetVlad<F, K, OUT, E, D>
+    Module<Tensor<(B, S, Const<F>), E, D>> for NetVladPooling<F, K, OUT, E, D>
 {
     type Output = Tensor<(B, Const<OUT>), E, D>;
     type Error = D::Err;

@@ -6,10 +6,10 @@ use super::BatchNorm;
 use dfdx::prelude::*;
 
 pub mod builder {
-    /// Builder of [`super::NeXtVlad`]: `F` features per frame, expanded to `FE`, split into
+    /// Builder of [`super::NeXtVladPooling`]: `F` features per frame, expanded to `FE`, split into
     /// `G` groups, `K` clusters; `GK = G * K` and `OUT = K * FE / G`.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct NeXtVlad<
+    pub struct NeXtVladPooling<
         const F: usize,
         const FE: usize,
         const G: usize,
@@ -28,15 +28,15 @@ impl<
         const OUT: usize,
         E,
         D,
-    > BuildOnDevice<D, E> for builder::NeXtVlad<F, FE, G, K, GK, OUT>
+    > BuildOnDevice<D, E> for builder::NeXtVladPooling<F, FE, G, K, GK, OUT>
 where
     E: Dtype,
     D: Device<E>,
-    NeXtVlad<F, FE, G, K, GK, OUT, E, D>: BuildModule<D, E>,
+    NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>: BuildModule<D, E>,
 {
-    type Built = NeXtVlad<F, FE, G, K, GK, OUT, E, D>;
+    type Built = NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
-        let () = NeXtVlad::<F, FE, G, K, GK, OUT, E, D>::CHECK;
+        let () = NeXtVladPooling::<F, FE, G, K, GK, OUT, E, D>::CHECK;
         Self::Built::try_build(device)
     }
 }
@@ -83,11 +83,11 @@ where
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, valid_frame_mask, NeXtVlad};
+/// # use loupe_core::nn::{builder, valid_frame_mask, NeXtVladPooling};
 /// let dev = loupe_core::device::cpu();
 /// // F = 4 expanded to 8, 2 groups of 4, 3 clusters: 3 * 8 / 2 = 12 outputs.
-/// type Pool = builder::NeXtVlad<4, 8, 2, 3, 6, 12>;
-/// let mut pool: NeXtVlad<4, 8, 2, 3, 6, 12, f32, Cpu> = dev.build_module::<Pool, f32>();
+/// type Pool = builder::NeXtVladPooling<4, 8, 2, 3, 6, 12>;
+/// let mut pool: NeXtVladPooling<4, 8, 2, 3, 6, 12, f32, Cpu> = dev.build_module::<Pool, f32>();
 /// let x: Tensor<(usize, usize, Const<4>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// let mask = valid_frame_mask(&dev, &[5, 3], (2, 5));
 /// let train: Tensor<(usize, Const<12>), f32, _, _> = pool.forward_mut((x.trace(pool.alloc_grads()), mask));
@@ -95,7 +95,7 @@ where
 /// # let _ = (train, eval);
 /// ```
 #[derive(Debug, Clone)]
-pub struct NeXtVlad<
+pub struct NeXtVladPooling<
     const F: usize,
     const FE: usize,
     const G: usize,
@@ -132,7 +132,7 @@ impl<
         const OUT: usize,
         E,
         D,
-    > NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Storage<E>,
@@ -140,7 +140,7 @@ where
     /// Fails the build unless `G > 0`, `FE % G == 0`, `GK == G * K` and `OUT == K * FE / G`.
     pub const CHECK: () = assert!(
         G > 0 && FE.is_multiple_of(G) && GK == G * K && OUT == K * (FE / G),
-        "NeXtVlad<F, FE, G, K, GK, OUT>: FE must be a multiple of G, GK = G * K, OUT = K * FE / G"
+        "NeXtVladPooling<F, FE, G, K, GK, OUT>: FE must be a multiple of G, GK = G * K, OUT = K * FE / G"
     );
 }
 
@@ -153,12 +153,12 @@ impl<
         const OUT: usize,
         E,
         D,
-    > TensorCollection<E, D> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > TensorCollection<E, D> for NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
 {
-    type To<E2: Dtype, D2: Device<E2>> = NeXtVlad<F, FE, G, K, GK, OUT, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = NeXtVladPooling<F, FE, G, K, GK, OUT, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -214,7 +214,7 @@ where
             |(
                 (expansion_weights, expansion_bias, attention_weights, attention_bias),
                 (assignment_weights, assignment_bn, centers, vlad_bn),
-            )| NeXtVlad {
+            )| NeXtVladPooling {
                 expansion_weights,
                 expansion_bias,
                 attention_weights,
@@ -237,7 +237,7 @@ impl<
         const OUT: usize,
         E,
         D,
-    > NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -359,7 +359,7 @@ impl<
         E,
         D,
         T,
-    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -385,7 +385,7 @@ impl<
         D,
         T,
     > ModuleMut<(Tensor<(B, S, Const<F>), E, D, T>, Tensor<(B, S), E, D>)>
-    for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    for NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -412,7 +412,7 @@ impl<
         const OUT: usize,
         E,
         D,
-    > Module<Tensor<(B, S, Const<F>), E, D>> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > Module<Tensor<(B, S, Const<F>), E, D>> for NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,
@@ -435,7 +435,8 @@ impl<
         const OUT: usize,
         E,
         D,
-    > Module<(Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>)> for NeXtVlad<F, FE, G, K, GK, OUT, E, D>
+    > Module<(Tensor<(B, S, Const<F>), E, D>, Tensor<(B, S), E, D>)>
+    for NeXtVladPooling<F, FE, G, K, GK, OUT, E, D>
 where
     E: Dtype,
     D: Device<E>,

@@ -137,7 +137,7 @@ macro_rules! default_pool_frames {
 default_pool_frames! {
     super::AveragePooling<F> => [];
     super::MaxPooling<F> => [];
-    super::NetFv<F, K, OUT, E, D> => [const K: usize, const OUT: usize,];
+    super::NetFvPooling<F, K, OUT, E, D> => [const K: usize, const OUT: usize,];
     super::Recurrent<L1, L2, OUT> => [L1, L2, const OUT: usize,];
-    super::NeXtVlad<F, FE, G, K, GK, OUT, E, D> => [const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize,];
+    super::NeXtVladPooling<F, FE, G, K, GK, OUT, E, D> => [const FE: usize, const G: usize, const K: usize, const GK: usize, const OUT: usize,];
 }

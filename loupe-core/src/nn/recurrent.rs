@@ -1,6 +1,6 @@
 //! Recurrent pooling: [`Recurrent`], two stacked recurrent layers generic over the cell
 //! ([`RecurrentCell`], implemented by [`super::LstmCell`] and [`super::GruCell`]; the
-//! paper's LSTM and GRU baselines are the aliases [`super::Lstm`] and [`super::Gru`]),
+//! paper's LSTM and GRU baselines are the aliases [`super::LstmPooling`] and [`super::GruPooling`]),
 //! and the valid-frame mask they read.
 //!
 //! A new recurrent cell is one file: the cell's parameters (`TensorCollection`), its
@@ -109,7 +109,7 @@ pub trait RecurrentCell<E: Dtype, D: Device<E>>: TensorCollection<E, D> {
 /// `OUT` must equal the sum of both layers' final state sizes; a wrong `OUT` fails
 /// `cargo build` (when the layer is built or run).
 ///
-/// The paper's baselines are the aliases [`super::Lstm`] and [`super::Gru`]; their docs
+/// The paper's baselines are the aliases [`super::LstmPooling`] and [`super::GruPooling`]; their docs
 /// have examples.
 ///
 /// # Shapes
@@ -131,7 +131,7 @@ impl<L1: RecurrentCell<E, D>, L2: RecurrentCell<E, D>, const OUT: usize, E: Dtyp
 {
     const CHECK: () = assert!(
         OUT == L1::FINAL + L2::FINAL,
-        "Recurrent<L1, L2, OUT>: OUT must equal the final state sizes of both layers (Lstm: 4 * H, Gru: 2 * H)"
+        "Recurrent<L1, L2, OUT>: OUT must equal the final state sizes of both layers (LstmPooling: 4 * H, GruPooling: 2 * H)"
     );
 }
 

@@ -5,16 +5,17 @@ use super::SoftAssignment;
 use dfdx::prelude::*;
 
 pub mod builder {
-    /// Builder of [`super::SoftBow`]: `F` features per frame, `K` clusters.
+    /// Builder of [`super::SoftBowPooling`]: `F` features per frame, `K` clusters.
     #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
-    pub struct SoftBow<const F: usize, const K: usize>;
+    pub struct SoftBowPooling<const F: usize, const K: usize>;
 }
 
-impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E> for builder::SoftBow<F, K>
+impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> BuildOnDevice<D, E>
+    for builder::SoftBowPooling<F, K>
 where
-    SoftBow<F, K, E, D>: BuildModule<D, E>,
+    SoftBowPooling<F, K, E, D>: BuildModule<D, E>,
 {
-    type Built = SoftBow<F, K, E, D>;
+    type Built = SoftBowPooling<F, K, E, D>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         Self::Built::try_build(device)
     }
@@ -31,35 +32,37 @@ where
 ///
 /// ```
 /// # use dfdx::prelude::*;
-/// # use loupe_core::nn::{builder, SoftBow};
+/// # use loupe_core::nn::{builder, SoftBowPooling};
 /// let dev = loupe_core::device::cpu();
-/// let mut bow: SoftBow<8, 16, f32, Cpu> = dev.build_module::<builder::SoftBow<8, 16>, f32>();
+/// let mut bow: SoftBowPooling<8, 16, f32, Cpu> = dev.build_module::<builder::SoftBowPooling<8, 16>, f32>();
 /// let x: Tensor<(usize, usize, Const<8>), f32, _> = dev.sample_normal_like(&(2, 5, Const));
 /// let train: Tensor<(usize, Const<16>), f32, _, _> = bow.forward_mut(x.trace(bow.alloc_grads()));
 /// let eval: Tensor<(usize, Const<16>), f32, _> = bow.forward(x);
 /// # let _ = (train, eval);
 /// ```
 #[derive(Debug, Clone)]
-pub struct SoftBow<const F: usize, const K: usize, E: Dtype, D: Storage<E>> {
+pub struct SoftBowPooling<const F: usize, const K: usize, E: Dtype, D: Storage<E>> {
     /// Soft assignment of frames to the `K` clusters (with batch norm).
     pub assignment: SoftAssignment<F, K, E, D>,
 }
 
-impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for SoftBow<F, K, E, D> {
-    type To<E2: Dtype, D2: Device<E2>> = SoftBow<F, K, E2, D2>;
+impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> TensorCollection<E, D>
+    for SoftBowPooling<F, K, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = SoftBowPooling<F, K, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             Self::module("assignment", |s| &s.assignment, |s| &mut s.assignment),
-            |assignment| SoftBow { assignment },
+            |assignment| SoftBowPooling { assignment },
         )
     }
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for SoftBow<F, K, E, D>
+    ModuleMut<Tensor<(B, S, Const<F>), E, D, T>> for SoftBowPooling<F, K, E, D>
 {
     type Output = Tensor<(B, Const<K>), E, D, T>;
     type Error = D::Err;
@@ -69,7 +72,7 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: 
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>>
-    Module<Tensor<(B, S, Const<F>), E, D>> for SoftBow<F, K, E, D>
+    Module<Tensor<(B, S, Const<F>), E, D>> for SoftBowPooling<F, K, E, D>
 {
     type Output = Tensor<(B, Const<K>), E, D>;
     type Error = D::Err;
@@ -79,7 +82,7 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>>
 }
 
 impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
-    super::PoolFrames<B, S, F, E, D, T> for SoftBow<F, K, E, D>
+    super::PoolFrames<B, S, F, E, D, T> for SoftBowPooling<F, K, E, D>
 {
     fn try_pool_frames(
         &mut self,

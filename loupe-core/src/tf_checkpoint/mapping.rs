@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ModelDescription;
+use crate::model::{ModelDescription, PoolingKind};
 
 /// How a TensorFlow variable's values become a loupe tensor's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -225,10 +225,10 @@ fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Opt
         [stream, rest @ ..] => {
             let index = d.streams.iter().position(|s| s.name == *stream)?;
             let s = &d.streams[index];
-            let kind = match s.pooling.as_str() {
-                "netvlad" | "netrvlad" => "VLAD",
-                "netfv" => "FV",
-                "soft_bow" => "DBOF",
+            let kind = match s.pooling {
+                PoolingKind::NetVlad | PoolingKind::NetRvlad => "VLAD",
+                PoolingKind::NetFv => "FV",
+                PoolingKind::SoftBow => "DBOF",
                 _ => return None,
             };
             let side = match index {

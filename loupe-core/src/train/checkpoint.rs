@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::ModelDescription;
 pub use crate::train::safetensors_io::FileDigest;
 use crate::train::safetensors_io::{read_header, tensor_shapes, write_streamed};
+use crate::train::sidecar;
+pub use crate::train::sidecar::{CheckpointMetrics, RngState, TrainingDescription};
 use crate::train::Adam;
 
 /// Version of the checkpoint layout.
@@ -35,18 +37,21 @@ pub struct CheckpointMeta {
     pub model: ModelDescription,
     /// Element type of the weights (`f32`, `f64`).
     pub dtype: String,
-    /// The training configuration, as the trainer serialised it.
-    pub training: serde_json::Value,
+    /// How the model was trained (`null` in the sidecar when nothing is recorded).
+    #[serde(serialize_with = "sidecar::training_to_json", deserialize_with = "sidecar::null_as_default")]
+    pub training: TrainingDescription,
     /// Optimizer updates applied.
     pub step: u64,
     /// Training videos seen.
     pub examples_seen: u64,
     /// Latest evaluation metrics (`gap`, `hit_at_1`, ...), if any.
-    pub metrics: serde_json::Value,
+    #[serde(default, serialize_with = "sidecar::sorted")]
+    pub metrics: Option<CheckpointMetrics>,
     /// Size of the label vocabulary the model was trained for.
     pub vocabulary_size: usize,
     /// Random state of the trainer (data order, sampling), to resume exactly.
-    pub rng_state: serde_json::Value,
+    #[serde(serialize_with = "sidecar::sorted", deserialize_with = "sidecar::null_as_default")]
+    pub rng_state: RngState,
     /// Size and checksum of each tensor file of the checkpoint, filled in by
     /// [`save_checkpoint`] and checked by [`load_checkpoint`] (empty in checkpoints written
     /// before loupe recorded them, which load unchecked).
@@ -68,7 +73,7 @@ impl CheckpointMeta {
     /// it in the training description (`frame_order`); temporal when absent. Evaluating and
     /// predicting with the same order samples frames as training did.
     pub fn frame_order(&self) -> crate::data::FrameOrder {
-        serde_json::from_value(self.training["frame_order"].clone()).unwrap_or_default()
+        self.training.frame_order.unwrap_or_default()
     }
 }
 

@@ -12,6 +12,7 @@ mod schedule;
 pub mod segment_tuning;
 pub mod segments;
 mod sharded;
+mod sidecar;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
@@ -20,4 +21,5 @@ pub use loss::{
     cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON,
 };
 pub use schedule::LearningRateSchedule;
+pub use sidecar::{CheckpointMetrics, RngState, TrainingDescription};
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};

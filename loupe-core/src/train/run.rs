@@ -17,14 +17,17 @@ use crate::distributed::{
 use crate::infer::embeddings::EmbeddingError;
 use crate::infer::{PredictError, Predictor};
 use crate::metrics::{EvaluationMetrics, MetricsSummary};
-use crate::model::VideoModel;
+use crate::model::{InputKind, VideoModel};
 use crate::report::{training_curves_png, EventWriter};
 use crate::submission::{write_submission, SubmissionRow};
 use crate::train::checkpoint::{
     load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta,
     CHECKPOINT_FORMAT,
 };
-use crate::train::{interrupt, TrainConfig, TrainDirLock, TrainError, Trainer};
+use crate::train::{
+    interrupt, CheckpointMetrics, RngState, TrainConfig, TrainDirLock, TrainError, Trainer,
+    TrainingDescription,
+};
 
 pub use crate::train::sharded::{embed_across, evaluate_across, predict_across};
 
@@ -71,8 +74,8 @@ pub struct RunConfig {
     pub frame_order: FrameOrder,
     /// Loss and optimiser settings.
     pub optim: TrainConfig,
-    /// Free-form description of the configuration stored in checkpoints.
-    pub description: serde_json::Value,
+    /// How the model is trained, stored in checkpoints.
+    pub description: TrainingDescription,
 }
 
 impl Default for RunConfig {
@@ -96,7 +99,7 @@ impl Default for RunConfig {
             top_k: 20,
             frame_order: FrameOrder::default(),
             optim: TrainConfig::default(),
-            description: serde_json::Value::Null,
+            description: TrainingDescription::default(),
         }
     }
 }
@@ -170,7 +173,7 @@ fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder
             M::FRAMES
         )));
     }
-    if decoder.format() == DataFormat::FrameLevel && M::describe().input == "video_level" {
+    if decoder.format() == DataFormat::FrameLevel && M::describe().input == InputKind::VideoLevel {
         return Err(RunError::Config(format!(
             "model {} reads video-level records (one mean_rgb and mean_audio vector per video); these files are frame-level",
             M::describe().name
@@ -324,10 +327,6 @@ where
     Ok((trainer, meta))
 }
 
-fn metrics_json(m: &MetricsSummary) -> serde_json::Value {
-    serde_json::to_value(m).unwrap_or_default()
-}
-
 /// Trains a new model of type `M` on `device` (or resumes one) as `config` says.
 pub fn train<M, D>(device: D, config: &RunConfig) -> Result<(Trainer<M, f32, D>, RunSummary), RunError>
 where
@@ -409,12 +408,13 @@ where
             load_checkpoint(&checkpoints, &M::describe(), &mut trainer.model, Some(&mut trainer.adam))?;
         trainer.step = meta.step;
         trainer.examples_seen = meta.examples_seen;
-        consumed = meta.rng_state["batches_consumed"].as_u64().unwrap_or(meta.step);
-        checkpoint_ranks = meta.rng_state["ranks"].as_u64().unwrap_or(1).max(1);
-        if meta.rng_state["seed"].as_u64() != Some(config.seed) {
+        consumed = meta.rng_state.batches_consumed.unwrap_or(meta.step);
+        checkpoint_ranks = meta.rng_state.ranks.unwrap_or(1).max(1);
+        if meta.rng_state.seed != Some(config.seed) {
             return Err(RunError::Config(format!(
                 "resuming with seed {} but the checkpoint was trained with seed {}: the data order would differ",
-                config.seed, meta.rng_state["seed"]
+                config.seed,
+                meta.rng_state.seed.map_or_else(|| "null".to_string(), |s| s.to_string())
             )));
         }
     }
@@ -469,9 +469,13 @@ where
             training: config.description.clone(),
             step: trainer.step,
             examples_seen: trainer.examples_seen,
-            metrics: metrics.map(metrics_json).unwrap_or(serde_json::Value::Null),
+            metrics: metrics.map(|m| CheckpointMetrics::Videos(*m)),
             vocabulary_size: M::CLASSES,
-            rng_state: serde_json::json!({"seed": config.seed, "batches_consumed": consumed, "ranks": ranks}),
+            rng_state: RngState {
+                seed: Some(config.seed),
+                batches_consumed: Some(consumed),
+                ranks: Some(ranks),
+            },
             files: Vec::new(),
         };
         Ok(save_checkpoint(&checkpoints, &trainer.model, &trainer.adam, &meta, config.keep_checkpoints)?)

@@ -31,7 +31,7 @@ use crate::report::{training_curves_png, EventWriter};
 use crate::train::checkpoint::{save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
 use crate::train::run::RunError;
 use crate::train::segments::{predict_segments, SegmentInference};
-use crate::train::Trainer;
+use crate::train::{CheckpointMetrics, RngState, Trainer, TrainingDescription};
 
 /// One rated segment as a training example: a video of the segment's frames whose
 /// `segments` are the ratings of that segment (start 0).
@@ -103,7 +103,7 @@ pub struct SegmentTuning {
     /// Print progress to stderr.
     pub progress: bool,
     /// Stored in the checkpoint.
-    pub description: serde_json::Value,
+    pub description: TrainingDescription,
 }
 
 /// What a segment fine-tuning run did.
@@ -274,12 +274,9 @@ where
         training: config.description.clone(),
         step: trainer.step,
         examples_seen: trainer.examples_seen,
-        metrics: summary
-            .metrics
-            .as_ref()
-            .map_or(serde_json::Value::Null, |m| serde_json::json!({"segment_map": m.map})),
+        metrics: summary.metrics.as_ref().map(|m| CheckpointMetrics::Segments { segment_map: m.map }),
         vocabulary_size: M::CLASSES,
-        rng_state: serde_json::json!({"seed": config.seed}),
+        rng_state: RngState { seed: Some(config.seed), ..RngState::default() },
         files: Vec::new(),
     };
     summary.checkpoint = Some(save_checkpoint(

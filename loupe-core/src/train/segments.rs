@@ -24,7 +24,7 @@ use crate::data::{
     valid_rows, DataFormat, DecodedVideo, FrameOrder, VideoDecoder, VideoReader, SEGMENT_FRAMES,
 };
 use crate::infer::Predictor;
-use crate::model::VideoModel;
+use crate::model::{InputKind, VideoModel};
 use crate::segment_submission::{SegmentId, SegmentRow};
 use crate::train::run::RunError;
 
@@ -157,7 +157,9 @@ where
     D: Device<f32>,
     M: VideoModel<f32, D>,
 {
-    if job.decoder.format() != DataFormat::FrameLevel || M::FRAMES < 1 || M::describe().input == "video_level"
+    if job.decoder.format() != DataFormat::FrameLevel
+        || M::FRAMES < 1
+        || M::describe().input == InputKind::VideoLevel
     {
         return Err(RunError::Config(format!(
             "segment inference needs a frame-level model on frame-level data; {} reads {} and the data is {}",

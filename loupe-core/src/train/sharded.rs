@@ -184,7 +184,7 @@ where
     };
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
-        for batch in batches::<M, D>(part)? {
+        for batch in batches(part)? {
             let batch = batch?;
             let rows = predictor.represent(&batch.frames, &batch.lengths, layer)?;
             for (id, row) in batch.ids.iter().zip(rows.chunks(size)) {
