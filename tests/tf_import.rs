@@ -85,7 +85,7 @@ where
     B: BuildOnDevice<Cpu, f32>,
     B::Built: VideoModel<f32, Cpu> + Clone,
 {
-    let dev = common::device();
+    let dev = loupe::device::cpu_seeded(0);
     let mut model = dev.build_module::<B, f32>();
     let ckpt = TfCheckpoint::open(&fixture(name)).unwrap();
     let mapping = mapping_for(&model, convention);
@@ -102,7 +102,7 @@ fn willow_gated_netvlad_predicts_what_tensorflow_predicted() {
     let expected = read_npz(&fixture("willow-gated-netvlad/expected.npz"));
     let frames = &inputs["video_matrix"];
     assert_eq!(frames.shape, [4, 6, 1152]);
-    let dev = common::device();
+    let dev = loupe::device::cpu_seeded(0);
     let x: Tensor<(usize, Const<6>, Const<1152>), f32, _> =
         dev.tensor_from_vec(frames.f32s(), (4, Const, Const));
     let p = model.try_forward_eval(x).unwrap();
@@ -111,7 +111,7 @@ fn willow_gated_netvlad_predicts_what_tensorflow_predicted() {
 
 #[test]
 fn starter_video_moe_and_logistic_predict_what_tensorflow_predicted() {
-    let dev = common::device();
+    let dev = loupe::device::cpu_seeded(0);
     for name in ["starter-video-moe", "starter-video-logistic"] {
         let inputs = read_npz(&fixture(&format!("{name}/inputs.npz")));
         let expected = read_npz(&fixture(&format!("{name}/expected.npz")));
@@ -149,7 +149,7 @@ fn adam_moments_follow_their_variables() {
 
 #[test]
 fn a_checkpoint_of_another_architecture_names_every_variable_with_both_shapes() {
-    let dev = common::device();
+    let dev = loupe::device::cpu_seeded(0);
     // WILLOW's checkpoint into the starter MoE: its gates exist (16 x 60, the model wants
     // 1152 inputs), everything else is unused.
     let mut model = dev.build_module::<StarterMoe, f32>();
@@ -186,7 +186,7 @@ fn a_checkpoint_of_another_architecture_names_every_variable_with_both_shapes() 
 
 #[test]
 fn a_user_mapping_can_transpose_and_must_cover_every_tensor() {
-    let dev = common::device();
+    let dev = loupe::device::cpu_seeded(0);
     let mut model = dev.build_module::<StarterLogistic, f32>();
     let ckpt = TfCheckpoint::open(&fixture("starter-video-logistic")).unwrap();
     // A transpose of a [1152, 20] variable cannot fill a [1152, 20] tensor; the bias is unmapped.
@@ -245,7 +245,7 @@ fn damaged_checkpoints_are_typed_errors_naming_file_and_entry() {
         "{text}"
     );
     assert!(ckpt.read("tower/experts/biases").is_ok());
-    let mut model = common::device().build_module::<StarterMoe, f32>();
+    let mut model = loupe::device::cpu_seeded(0).build_module::<StarterMoe, f32>();
     let mapping = mapping_for(&model, Convention::Starter);
     let text = import_checkpoint(&ckpt, &mapping, &mut model).unwrap_err().to_string();
     assert!(text.contains("CRC32C mismatch"), "{text}");

@@ -219,8 +219,8 @@ fn is_interrupted(error: &CliError) -> bool {
 
 /// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.
 ///
-/// Launched as several MPI ranks (`mpirun -np N loupe train ...`), `train`, `eval` and
-/// `predict` run as one job ([`loupe::distributed`]); only rank 0 prints, and an error
+/// Launched as several MPI ranks (`mpirun -np N loupe train ...`), `train`, `eval`,
+/// `predict` and `embed` run as one job ([`loupe::distributed`]); only rank 0 prints, and an error
 /// on any rank ends every rank (MPI_Abort) after printing it with the rank's number.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: message and exit code 2
@@ -238,12 +238,12 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args, &mut out, collective),
         Command::Eval(args) => eval::run_eval(args, &mut out, collective),
         Command::Predict(args) => eval::run_predict(args, &mut out, collective),
+        Command::Embed(args) => embed::run(args, &mut out, collective),
         _ if ranks > 1 => Err(CliError::message(format!(
-            "launched as {ranks} MPI ranks: only `train`, `eval` and `predict` run across ranks; start this command as one process"
+            "launched as {ranks} MPI ranks: only `train`, `eval`, `predict` and `embed` run across ranks; start this command as one process"
         ))),
         Command::Quickstart(args) => quickstart::run(args, &mut out),
         Command::Models(args) => models::run(args, &mut out),
-        Command::Embed(args) => embed::run(args, &mut out, collective),
         Command::Synth(args) => synth::run(args, &mut out),
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),
