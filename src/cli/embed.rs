@@ -10,10 +10,10 @@ use loupe::infer::embeddings::{ids_path, EmbeddingFormat};
 use loupe::infer::Predictor;
 use loupe::model::{Layer, VideoModel};
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{embed_across, evaluation_dataset_in_order, RunError};
+use loupe::train::run::{embed_across, RunError};
 
 use super::job::{
-    evaluation_sampling, files, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
+    files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
     LayoutArgs,
 };
 use super::{CliError, Output};
@@ -74,18 +74,14 @@ impl Job for EmbedJob<'_> {
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
         // The frames prediction samples: `--frame-sampling`, else the training's frame order.
-        let dataset = evaluation_dataset_in_order::<M, D>(
+        let dataset = inference_dataset::<M, D>(
             self.files,
             self.decoder,
             self.batch_size,
             self.skip_corrupt,
             meta.frame_order(),
-        )?
-        .with_sampling(evaluation_sampling(
             self.frame_sampling,
-            meta.frame_order(),
-            M::READS_FRAMES_IN_ORDER,
-        ));
+        )?;
         let videos = embed_across(&predictor, &dataset, self.layer, &self.output, self.collective)?;
         Ok((videos, M::describe().representation_size(self.layer).unwrap_or(0)))
     }

@@ -10,10 +10,10 @@ use loupe::infer::Predictor;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluate_across, evaluation_dataset_in_order, predict_across, RunError};
+use loupe::train::run::{evaluate_across, predict_across, RunError};
 
 use super::job::{
-    evaluation_sampling, files, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
+    files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
     LayoutArgs, RunDevice,
 };
 use super::segments::{run_predict_segments, SegmentPredictRequest};
@@ -116,18 +116,14 @@ impl Job for EvalJob<'_> {
         M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        let dataset = evaluation_dataset_in_order::<M, D>(
+        let dataset = inference_dataset::<M, D>(
             self.files,
             self.decoder,
             self.batch_size,
             self.skip_corrupt,
             meta.frame_order(),
-        )?
-        .with_sampling(evaluation_sampling(
             self.frame_sampling,
-            meta.frame_order(),
-            M::READS_FRAMES_IN_ORDER,
-        ));
+        )?;
         let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
         Ok((metrics, dataset.skip_report()))
     }
@@ -148,18 +144,14 @@ impl<W: Write> Job for PredictJob<'_, W> {
     {
         let e = self.eval;
         let (predictor, meta) = Predictor::<M, D>::load(device, &e.checkpoint)?;
-        let dataset = evaluation_dataset_in_order::<M, D>(
+        let dataset = inference_dataset::<M, D>(
             e.files,
             e.decoder,
             e.batch_size,
             e.skip_corrupt,
             meta.frame_order(),
-        )?
-        .with_sampling(evaluation_sampling(
             e.frame_sampling,
-            meta.frame_order(),
-            M::READS_FRAMES_IN_ORDER,
-        ));
+        )?;
         let vocabulary = self.vocabulary;
         let names = |label: u32| {
             vocabulary

@@ -7,12 +7,15 @@ use clap::Args;
 use loupe::__private::LayerDevice;
 use loupe::data::mediapipe::detect_float_frames;
 use loupe::data::{
-    detect_file_layout, expand_patterns, DataFormat, FeatureSpec, FrameOrder, FrameSampling, VideoDecoder,
+    detect_file_layout, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder, FrameSampling,
+    VideoDecoder,
 };
 use loupe::dfdx::nn::BuildModule;
 use loupe::dfdx::tensor::{Cpu, Synchronize};
 use loupe::model::{count_params, ModelDescription, VideoModel};
 use loupe::zoo::{self, ModelVisitor, ZooModel};
+
+use loupe::train::run::{evaluation_dataset_in_order, RunError};
 
 use super::CliError;
 
@@ -116,6 +119,20 @@ pub fn evaluation_sampling(
         Some(FrameSamplingChoice::InOrder) => FrameSampling::InOrderRepeatLast,
         Some(FrameSamplingChoice::Random) => FrameSampling::PerVideo { seed: 0 },
     }
+}
+
+/// The dataset `eval`, `predict` and `embed` read: `files` in order, their frames sampled
+/// as [`evaluation_sampling`] says.
+pub fn inference_dataset<M: VideoModel<f32, D>, D: JobDevice>(
+    files: Vec<PathBuf>,
+    decoder: VideoDecoder,
+    batch_size: usize,
+    skip_corrupt: bool,
+    order: FrameOrder,
+    choice: Option<FrameSamplingChoice>,
+) -> Result<Dataset, RunError> {
+    Ok(evaluation_dataset_in_order::<M, D>(files, decoder, batch_size, skip_corrupt, order)?
+        .with_sampling(evaluation_sampling(choice, order, M::READS_FRAMES_IN_ORDER)))
 }
 
 /// The data-layout flags (defaults: detected from the first file).
