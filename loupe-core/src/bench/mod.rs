@@ -1,6 +1,7 @@
 //! Timing of any [`VideoModel`] on the `Cpu` (or any dfdx device, [`bench_model_on`]):
 //! forward, forward + backward and a full optimizer step, with achieved GFLOP/s against
-//! the device's own matmul rate measured in the same run, and peak memory. `loupe bench
+//! the device's own matmul rate and (on the `Cpu`) the cores' peak FMA rate ([`peak`]),
+//! both measured in the same run, and peak memory. `loupe bench
 //! MODEL` prints this for the zoo; call [`bench_model`] for a model of your own.
 //!
 //! ```no_run
@@ -24,6 +25,8 @@ use crate::model::{
     AfterClassifier, AfterPooling, ClassifierKind, ModelDescription, PoolingKind, VideoModel,
 };
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
+
+pub mod peak;
 
 /// What to time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +70,8 @@ pub struct PhaseTiming {
     pub gflops: f64,
     /// `gflops` as a fraction of [`BenchReport::machine_matmul_gflops`].
     pub fraction_of_matmul: f64,
+    /// `gflops` as a fraction of [`BenchReport::machine_peak_gflops`] (`None` on a GPU).
+    pub fraction_of_peak: Option<f64>,
 }
 
 /// Everything [`bench_model`] measured.
@@ -85,6 +90,11 @@ pub struct BenchReport {
     /// The machine's single-precision matmul rate (`n x n x n`, same threads), GFLOP/s:
     /// the higher of the rates measured before and after the timed phases.
     pub machine_matmul_gflops: f64,
+    /// On the `Cpu`: the cores' peak single-precision rate, GFLOP/s, measured by a
+    /// register-only multiply-add loop on every thread ([`peak::peak_gflops`]), and which
+    /// instructions it ran. `None` on a GPU.
+    pub machine_peak_gflops: Option<f64>,
+    pub machine_peak_kind: Option<peak::PeakKind>,
     /// Peak resident memory of the process so far (VmHWM), bytes; `None` off Linux.
     pub peak_memory_bytes: Option<u64>,
     /// On a GPU: its memory in use after the timed steps (total minus free), bytes. dfdx's
@@ -97,22 +107,22 @@ impl BenchReport {
     /// [`BenchReport::markdown_row`] fills; `benches/zoo_table.sh` prints the zoo with it.
     pub fn markdown_header() -> String {
         concat!(
-            "| model | params | batch | threads | fwd ms | fwd+bwd ms | step ms | step CPU ms | step GFLOP/s | % matmul | peak memory |\n",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+            "| model | params | batch | threads | fwd ms | fwd+bwd ms | step ms | step CPU ms | step GFLOP/s | % matmul | % peak | peak memory |\n",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         )
         .to_string()
     }
 
     /// This report as one markdown table row (see [`BenchReport::markdown_header`]): median
     /// ms of each phase, then the training step's CPU ms, GFLOP/s and share of the machine's
-    /// matmul rate, and the peak memory (host VmHWM, or the GPU's memory in use).
+    /// matmul rate and of the cores' peak, and the peak memory (host VmHWM, or the GPU's memory in use).
     pub fn markdown_row(&self) -> String {
         let phase = |name: &str| self.phases.iter().find(|p| p.phase == name);
         let ms = |name: &str| phase(name).map_or("-".to_string(), |p| format!("{:.1}", p.ms));
         let step = phase("train_step");
         let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
         format!(
-            "| {} | {:.1}M | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1}M | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             self.model,
             self.parameters as f64 / 1e6,
             self.batch,
@@ -123,6 +133,7 @@ impl BenchReport {
             step.and_then(|p| p.cpu_ms).map_or("-".to_string(), |c| format!("{c:.0}")),
             step.map_or("-".to_string(), |p| format!("{:.1}", p.gflops)),
             step.map_or("-".to_string(), |p| format!("{:.0}%", 100.0 * p.fraction_of_matmul)),
+            step.and_then(|p| p.fraction_of_peak).map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f)),
             self.gpu_memory_bytes.or(self.peak_memory_bytes).map_or("-".to_string(), gib),
         )
     }
@@ -140,12 +151,12 @@ impl BenchReport {
             if self.fused_kernels { "on" } else { "off" },
         );
         s.push_str(&format!(
-            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
-            "phase", "ms/step", "min ms", "CPU ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul"
+            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
+            "phase", "ms/step", "min ms", "CPU ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul", "% peak"
         ));
         for p in &self.phases {
             s.push_str(&format!(
-                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}%\n",
+                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}% {:>7}\n",
                 p.phase,
                 p.ms,
                 p.min_ms,
@@ -153,10 +164,21 @@ impl BenchReport {
                 p.videos_per_s,
                 p.gflop,
                 p.gflops,
-                100.0 * p.fraction_of_matmul
+                100.0 * p.fraction_of_matmul,
+                p.fraction_of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f)),
             ));
         }
         s.push_str(&format!("{} sgemm rate: {:.1} GFLOP/s\n", self.device, self.machine_matmul_gflops));
+        if let (Some(peak), Some(kind)) = (self.machine_peak_gflops, self.machine_peak_kind) {
+            s.push_str(&format!(
+                "{} peak rate: {:.1} GFLOP/s ({}, {} threads); sgemm reaches {:.0}% of it\n",
+                self.device,
+                peak,
+                kind.describe(),
+                self.threads,
+                100.0 * self.machine_matmul_gflops / peak
+            ));
+        }
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match self.peak_memory_bytes {
             Some(b) => s.push_str(&format!("peak host memory (VmHWM): {:.2} GiB\n", gib(b))),
@@ -404,6 +426,7 @@ where
     // The machine's rate varies over a run (shared or throttled cores): take the higher
     // of the rates measured before and after the phases, so the ratios are not flattered.
     let machine = machine.max(machine_matmul_gflops(&dev, config.matmul_size));
+    let peak = (device_name::<D>() == "cpu").then(|| peak::peak_gflops(Duration::from_millis(300)));
     let phases = timings
         .into_iter()
         .map(|(phase, (ms, min_ms, cpu_ms), flops)| {
@@ -417,6 +440,7 @@ where
                 gflop: flops / 1e9,
                 gflops,
                 fraction_of_matmul: gflops / machine,
+                fraction_of_peak: peak.map(|(peak, _)| gflops / peak),
             }
         })
         .collect();
@@ -431,6 +455,8 @@ where
         fused_kernels: crate::kernels::fused_enabled(),
         phases,
         machine_matmul_gflops: machine,
+        machine_peak_gflops: peak.map(|(peak, _)| peak),
+        machine_peak_kind: peak.map(|(_, kind)| kind),
         peak_memory_bytes: peak_memory_bytes(),
         gpu_memory_bytes: gpu_memory_bytes::<D>(),
     })
@@ -450,6 +476,7 @@ mod tests {
             gflop: 1.0,
             gflops: 50.0,
             fraction_of_matmul: 0.25,
+            fraction_of_peak: Some(0.15),
         };
         BenchReport {
             model: "M".to_string(),
@@ -461,6 +488,8 @@ mod tests {
             fused_kernels: true,
             phases: vec![phase("forward", 1.0), phase("forward_backward", 3.0), phase("train_step", 4.5)],
             machine_matmul_gflops: 200.0,
+            machine_peak_gflops: Some(400.0),
+            machine_peak_kind: Some(peak::PeakKind::Avx2Fma),
             peak_memory_bytes: Some(3 << 30),
             gpu_memory_bytes: None,
         }
@@ -472,7 +501,7 @@ mod tests {
         let columns = header.lines().next().unwrap().matches('|').count();
         let row = report().markdown_row();
         assert_eq!(row.matches('|').count(), columns);
-        assert_eq!(row, "| M | 2.5M | 4 | 2 | 1.0 | 3.0 | 4.5 | 9 | 50.0 | 25% | 3.00 GiB |");
+        assert_eq!(row, "| M | 2.5M | 4 | 2 | 1.0 | 3.0 | 4.5 | 9 | 50.0 | 25% | 15% | 3.00 GiB |");
     }
 
     #[test]
@@ -480,6 +509,6 @@ mod tests {
         let mut r = report();
         r.phases.truncate(1);
         r.gpu_memory_bytes = Some(1 << 30);
-        assert_eq!(r.markdown_row(), "| M | 2.5M | 4 | 2 | 1.0 | - | - | - | - | - | 1.00 GiB |");
+        assert_eq!(r.markdown_row(), "| M | 2.5M | 4 | 2 | 1.0 | - | - | - | - | - | - | 1.00 GiB |");
     }
 }
