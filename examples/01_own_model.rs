@@ -9,7 +9,7 @@ use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
 use loupe::dfdx::prelude::*;
 use loupe::infer::Predictor;
 use loupe::model::{Layer, VideoModel};
-use loupe::train::run::{evaluate, evaluation_dataset, predict, train, RunConfig};
+use loupe::train::run::{evaluate_dataset, evaluation_dataset, predict, train, RunConfig};
 use loupe::train::{LearningRateSchedule, TrainConfig};
 use loupe::video_model;
 
@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Inference: the last checkpoint, no Trainer and no optimizer state.
     let (predictor, _) = Predictor::<Model, Cpu>::load(Cpu::default(), &dir.join("run").join("checkpoints"))?;
     let dataset = evaluation_dataset::<Model, Cpu>(validate_files, decoder, 64, false)?;
-    println!("reloaded checkpoint: validation GAP {:.4}", evaluate(&predictor, &dataset, 20)?.gap);
+    println!("reloaded checkpoint: validation GAP {:.4}", evaluate_dataset(&predictor, &dataset, 20)?.gap);
     let csv = dir.join("predictions.csv");
     let n = predict(&predictor, &dataset, 20, std::fs::File::create(&csv)?, None)?;
     println!("wrote {n} predictions to {}", csv.display());

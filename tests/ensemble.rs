@@ -6,7 +6,7 @@ mod common;
 use common::small_data::{small_synthetic, SmallData};
 use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
-    evaluate, greedy_selection, model_predictions, weighted_mean, GroundTruth, Keep, MissingVideos,
+    greedy_selection, model_predictions, score_predictions, weighted_mean, GroundTruth, Keep, MissingVideos,
     Predictions, SelectionOptions,
 };
 use loupe::model::VideoModel;
@@ -76,7 +76,7 @@ fn an_ensemble_of_different_models_beats_its_best_member() {
     // A member's GAP through the ensemble code is the training run's own evaluation.
     let mut member_gaps = Vec::new();
     for (predictions, run_gap) in &trained {
-        let gap = evaluate(predictions, &truth, 20, MissingVideos::Error).unwrap().gap;
+        let gap = score_predictions(predictions, &truth, 20, MissingVideos::Error).unwrap().gap;
         assert!((gap - run_gap).abs() < 1e-12, "{}: {gap} vs {run_gap}", predictions.name());
         member_gaps.push(gap);
     }
@@ -85,7 +85,7 @@ fn an_ensemble_of_different_models_beats_its_best_member() {
     // The two set-based poolings (soft BoW, NetVLAD) at equal weights, chosen a priori.
     // Average pooling is confused by design (the synthetic co-occurrence classes).
     let mean = weighted_mean(&members, &[0.0, 1.0, 1.0], MissingVideos::Error).unwrap();
-    let mean_gap = evaluate(&mean, &truth, 20, MissingVideos::Error).unwrap().gap;
+    let mean_gap = score_predictions(&mean, &truth, 20, MissingVideos::Error).unwrap().gap;
     let selection = greedy_selection(&members, &truth, &SelectionOptions::default()).unwrap();
     eprintln!(
         "members {:?} (best {best:.4}), soft BoW + NetVLAD mean {mean_gap:.4}, greedy {:.4} with weights {:?}; training {seconds:.1} s",
@@ -107,10 +107,10 @@ fn an_ensemble_of_different_models_beats_its_best_member() {
     let options = SelectionOptions { missing: MissingVideos::Empty, ..SelectionOptions::default() };
     let fitted = greedy_selection(&members, &fit, &options).unwrap();
     let ensemble = weighted_mean(&members, &fitted.weights, MissingVideos::Error).unwrap();
-    let held_out_gap = evaluate(&ensemble, &held_out, 20, MissingVideos::Empty).unwrap().gap;
+    let held_out_gap = score_predictions(&ensemble, &held_out, 20, MissingVideos::Empty).unwrap().gap;
     let held_out_best = members
         .iter()
-        .map(|m| evaluate(m, &held_out, 20, MissingVideos::Empty).unwrap().gap)
+        .map(|m| score_predictions(m, &held_out, 20, MissingVideos::Empty).unwrap().gap)
         .fold(0.0, f64::max);
     eprintln!(
         "held out: greedy {held_out_gap:.4} with weights {:?}, best member {held_out_best:.4}",

@@ -214,7 +214,7 @@ fn small_recurrent_models_learn_synthetic_data() {
             false,
         )
         .unwrap();
-        let chance = loupe::train::run::evaluate(&untrained.predictor(), &set, 20).unwrap().gap;
+        let chance = loupe::train::run::evaluate_dataset(&untrained.predictor(), &set, 20).unwrap().gap;
         let (_, summary) = train::<M, Cpu>(
             loupe::device::cpu_seeded(3),
             &run_config::<M>(data, name, FrameOrder::Temporal, None),

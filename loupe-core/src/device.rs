@@ -148,15 +148,10 @@ pub fn try_tensor_from_f32<S: Shape, E: Dtype, D: Device<E>>(
         shape
     );
     let mut t = dev.try_zeros_like(&shape)?;
-    match kernels::slice_mut::<f32, _, _, _>(&mut t) {
-        Some(buffer) => buffer.copy_from_slice(values),
-        None => {
-            let converted: Vec<E> = values
-                .iter()
-                .map(|&v| E::from_f32(v).expect("every f32 converts to a float dtype"))
-                .collect();
-            t.copy_from(&converted);
-        }
+    if !kernels::write(&mut t, values) {
+        let converted: Vec<E> =
+            values.iter().map(|&v| E::from_f32(v).expect("every f32 converts to a float dtype")).collect();
+        t.copy_from(&converted);
     }
     Ok(t)
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use loupe::data::expand_patterns;
 use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
-    evaluate, greedy_selection, model_predictions, search_weights, weighted_mean, GroundTruth, Keep,
+    greedy_selection, model_predictions, score_predictions, search_weights, weighted_mean, GroundTruth, Keep,
     MissingVideos, Predictions, Selection, SelectionOptions,
 };
 use loupe::infer::Predictor;
@@ -149,13 +149,16 @@ pub fn run(args: EnsembleArgs, out: &mut Output) -> Result<(), CliError> {
         }
     }
     let ensemble = weighted_mean(&members, &weights, missing).map_err(context)?;
-    let metrics =
-        truth.as_ref().map(|t| evaluate(&ensemble, t, args.top_k, missing)).transpose().map_err(context)?;
+    let metrics = truth
+        .as_ref()
+        .map(|t| score_predictions(&ensemble, t, args.top_k, missing))
+        .transpose()
+        .map_err(context)?;
     let member_metrics: Vec<Option<MetricsSummary>> = match (&selection, &truth) {
         (Some(s), _) => s.member_metrics.iter().copied().map(Some).collect(),
         (None, Some(t)) => members
             .iter()
-            .map(|m| evaluate(m, t, args.top_k, missing).map(Some))
+            .map(|m| score_predictions(m, t, args.top_k, missing).map(Some))
             .collect::<Result<_, _>>()
             .map_err(context)?,
         (None, None) => vec![None; members.len()],

@@ -1,4 +1,5 @@
-//! The one error type of the data layer.
+//! The one error type of the data layer, and [`RecordLocation`] (a file and a record
+//! index), which the decoders take to name a record in their errors.
 //!
 //! Every variant that concerns a file names the file and, where it concerns one record,
 //! the record's index (0-based, in file order), so that a corrupt shard out of thousands
@@ -7,7 +8,16 @@
 //! fact once.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where a record came from, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLocation<'a> {
+    /// The file (or `<stream>`).
+    pub path: &'a Path,
+    /// The record's 0-based index in the file.
+    pub record: u64,
+}
 
 /// Which checksummed part of a TFRecord record a problem was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::error::{DataError, Result, VideoContext};
+use super::error::{DataError, RecordLocation, Result, VideoContext};
 use super::features::FeatureSpec;
 use super::proto::{feature::Kind, Feature, Features, SequenceExample};
 use super::reader::detect_file_layout;
 use super::tfrecord::RecordReader;
-use super::video::{RecordLocation, Video, VideoDecoder, ID_KEYS};
+use super::video::{Video, VideoDecoder, ID_KEYS};
 
 /// MediaPipe's feature list of the RGB stream (1024 floats per frame in its YouTube-8M
 /// graph, after PCA; see the README for the un-PCA'd variant).

@@ -6,6 +6,7 @@
 //!
 //! | concern | module |
 //! |---|---|
+//! | errors, where a record came from | [`error`] |
 //! | record framing and CRCs | [`tfrecord`] |
 //! | protobuf messages | [`proto`] |
 //! | feature streams, (de)quantisation | [`features`] |
@@ -19,7 +20,8 @@
 //! | synthetic shards | [`synthetic`] |
 //! | summary statistics (`loupe inspect`) | [`stats`] |
 //! | ground-truth labels (`loupe score`) | [`labels`] |
-//! | segment ratings (2019 task), class whitelist | [`segments`] |
+//! | one record's rated segments (2019 task) | [`ratings`] |
+//! | segment frames, ratings of whole files, class whitelist | [`segments`] |
 
 pub mod batch;
 pub mod dataset;
@@ -28,6 +30,7 @@ pub mod features;
 pub mod labels;
 pub mod mediapipe;
 pub mod proto;
+pub mod ratings;
 pub mod reader;
 pub mod sampling;
 pub mod segments;
@@ -40,16 +43,17 @@ mod wire;
 
 pub use batch::{FrameBatch, VideoBatch};
 pub use dataset::{Batches, Dataset, ReadOrder};
-pub use error::{DataError, RecordPart, Result, SegmentProblem, VideoContext};
+pub use error::{DataError, RecordLocation, RecordPart, Result, SegmentProblem, VideoContext};
 pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream, DEFAULT_MAX_FRAMES};
 pub use labels::read_labels;
+pub use ratings::{RatedSegment, SEGMENT_FRAMES};
 pub use reader::{
     detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader,
 };
 pub use sampling::{valid_rows, FrameOrder, FrameSampling};
-pub use segments::{read_segment_classes, read_segment_ratings, RatedSegment, VideoRatings, SEGMENT_FRAMES};
+pub use segments::{read_segment_classes, read_segment_ratings, VideoRatings};
 pub use stats::{DatasetStats, StatsAccumulator, VideoSummary};
 pub use synthetic::{generate, SynthConfig, SynthSummary};
 pub use tfrecord::{masked_crc32c, RecordReader, RecordWriter};
-pub use video::{detect_format, DecodedVideo, QuantizedVideo, RecordLocation, Video, VideoDecoder};
+pub use video::{detect_format, DecodedVideo, QuantizedVideo, Video, VideoDecoder};
 pub use vocabulary::{Vocabulary, VocabularyEntry};

@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::error::{DataError, Result};
+use super::error::{DataError, RecordLocation, Result};
 use super::features::{DataFormat, FeatureSpec};
 use super::tfrecord::RecordReader;
-use super::video::{detect_format, DecodedVideo, RecordLocation, Video, VideoDecoder};
+use super::video::{detect_format, DecodedVideo, Video, VideoDecoder};
 
 /// How many skipped-record messages a [`SkipReport`] keeps verbatim.
 pub const SKIP_MESSAGES_KEPT: usize = 32;

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::features::{DataFormat, FeatureSpec};
+use super::ratings::RatedSegment;
 use super::reader::SkipReport;
-use super::segments::RatedSegment;
 use super::video::DecodedVideo;
 
 /// Minimum, mean and maximum of a count.
@@ -54,7 +54,7 @@ pub struct DatasetStats {
     pub skipped: SkipReport,
 }
 
-/// Counts of the rated (segment, class) pairs ([`super::segments`]).
+/// Counts of the rated (segment, class) pairs ([`super::ratings`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SegmentStats {
     /// Videos with at least one rated pair.

@@ -13,7 +13,7 @@
 //!   Context Gating after the classifier can exploit).
 //!
 //! With `rated_segments`, the validate videos carry segment ratings (the 2019 task,
-//! [`super::segments`]): their frames come in 5-frame blocks, each showing one of the
+//! [`super::ratings`]): their frames come in 5-frame blocks, each showing one of the
 //! video's classes or only background, in temporal order, and every label of the video
 //! is rated on every block, positive where the block shows it. Correlated labels make
 //! hard negatives: a block showing a class is negative for its usual partner.
@@ -31,8 +31,8 @@ use rand_distr::StandardNormal;
 
 use super::error::{DataError, Result};
 use super::features::{quantize, DataFormat, FeatureSpec};
+use super::ratings::{RatedSegment, SEGMENT_FRAMES};
 use super::sampling::id_hash;
-use super::segments::{RatedSegment, SEGMENT_FRAMES};
 use super::tfrecord::RecordWriter;
 use super::video::{QuantizedVideo, Video};
 use super::vocabulary::{Vocabulary, VocabularyEntry};

@@ -1,14 +1,13 @@
 //! Decoded videos, and the decoder from `tf.train` records to them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use prost::Message;
 
-use super::error::{DataError, Result, VideoContext};
+use super::error::{DataError, RecordLocation, Result, VideoContext};
 use super::features::{dequantize_into, DataFormat, FeatureSpec, DEFAULT_MAX_FRAMES};
 use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
-use super::segments::{rated_segments, RatedSegment, SEGMENT_KEYS};
+use super::ratings::{rated_segments, RatedSegment, SEGMENT_KEYS};
 use super::wire;
 
 pub use super::features::ID_KEYS;
@@ -46,7 +45,7 @@ pub struct QuantizedVideo {
     /// `num_frames x feature_dim` quantised bytes, streams concatenated per frame.
     pub frames: Vec<u8>,
     /// The rated (segment, class) pairs of the 2019 segment-level data, in stored
-    /// order; empty for records without ratings ([`super::segments`]).
+    /// order; empty for records without ratings ([`super::ratings`]).
     pub segments: Vec<RatedSegment>,
 }
 
@@ -123,15 +122,6 @@ fn context_features(id: &str, labels: &[u32], id_key: &str) -> Features {
         .feature
         .insert(LABELS_KEY.to_string(), Feature::int64s(labels.iter().map(|&l| i64::from(l)).collect()));
     features
-}
-
-/// Where a record came from, for error messages.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordLocation<'a> {
-    /// The file (or `<stream>`).
-    pub path: &'a Path,
-    /// The record's 0-based index in the file.
-    pub record: u64,
 }
 
 /// A decoded record in the form the dataset keeps it.

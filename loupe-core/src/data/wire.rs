@@ -10,7 +10,7 @@
 
 use super::features::{FeatureSpec, ID_KEYS};
 use super::proto::{Feature, FeatureList, Message};
-use super::segments::SEGMENT_KEYS;
+use super::ratings::SEGMENT_KEYS;
 
 /// A protobuf field: number and borrowed value.
 enum Value<'a> {

@@ -57,7 +57,7 @@ pub fn weighted_mean(
 /// The competition metrics of `predictions` on `truth`, scoring each video's `top_k`
 /// labels (20 in the competition). `missing` says whether videos predicted but not in
 /// the truth, or in the truth but not predicted, are errors.
-pub fn evaluate(
+pub fn score_predictions(
     predictions: &Predictions,
     truth: &GroundTruth,
     top_k: usize,
@@ -306,22 +306,22 @@ mod tests {
         let truth =
             GroundTruth::new(Some(4), [("v".to_string(), vec![0]), ("w".to_string(), vec![1])]).unwrap();
         let partial = member("p", &[("v", &[(0, 0.9)])]);
-        let error = evaluate(&partial, &truth, 20, MissingVideos::Error).unwrap_err();
+        let error = score_predictions(&partial, &truth, 20, MissingVideos::Error).unwrap_err();
         assert_eq!(
             error.to_string(),
             "video `w` of the ground truth is not predicted by `p` (1 such videos); allow missing videos to count them as predicting nothing"
         );
         // Predicting nothing for `w` leaves its positive unfound: GAP 1/2.
-        let m = evaluate(&partial, &truth, 20, MissingVideos::Empty).unwrap();
+        let m = score_predictions(&partial, &truth, 20, MissingVideos::Empty).unwrap();
         assert_eq!((m.gap, m.hit_at_1, m.videos), (0.5, 0.5, 2));
 
         let extra = member("x", &[("v", &[(0, 0.9)]), ("w", &[(1, 0.9)]), ("z", &[])]);
-        let error = evaluate(&extra, &truth, 20, MissingVideos::Error).unwrap_err();
+        let error = score_predictions(&extra, &truth, 20, MissingVideos::Error).unwrap_err();
         assert!(matches!(error, EnsembleError::UnknownVideo { id, count: 1, .. } if id == "z"));
-        assert_eq!(evaluate(&extra, &truth, 20, MissingVideos::Empty).unwrap().gap, 1.0);
+        assert_eq!(score_predictions(&extra, &truth, 20, MissingVideos::Empty).unwrap().gap, 1.0);
 
         let wide_truth = GroundTruth::new(Some(9), [("v".to_string(), vec![])]).unwrap();
-        let error = evaluate(&partial, &wide_truth, 20, MissingVideos::Empty).unwrap_err();
+        let error = score_predictions(&partial, &wide_truth, 20, MissingVideos::Empty).unwrap_err();
         assert_eq!(error.to_string(), "member `p` predicts 4 classes but the ground truth has 9");
     }
 
@@ -333,6 +333,6 @@ mod tests {
         let mut expected = EvaluationMetrics::new(4, 20);
         expected.add_video(&[0.9, 0.5, 0.0, 0.1], &[0, 3]);
         expected.add_video(&[0.0, 0.7, 0.6, 0.0], &[2]);
-        assert_eq!(evaluate(&p, &truth, 20, MissingVideos::Error).unwrap(), expected.summary());
+        assert_eq!(score_predictions(&p, &truth, 20, MissingVideos::Error).unwrap(), expected.summary());
     }
 }

@@ -184,7 +184,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ensemble::{evaluate, weighted_mean, Keep};
+    use crate::ensemble::{score_predictions, weighted_mean, Keep};
 
     /// Six videos, one label each (video i has label i % 3), and four members:
     /// - `good` ranks the truth first in videos 0-3 and confidently misses 4-5;
@@ -238,7 +238,7 @@ mod tests {
         assert!(best_single < 0.9, "{best_single}");
         // The reported metrics are those of the weighted mean.
         let mean = weighted_mean(&members, &selection.weights, MissingVideos::Error).unwrap();
-        assert_eq!(evaluate(&mean, &truth, 20, MissingVideos::Error).unwrap(), selection.metrics);
+        assert_eq!(score_predictions(&mean, &truth, 20, MissingVideos::Error).unwrap(), selection.metrics);
         for pair in selection.steps.windows(2) {
             assert!(pair[1].gap > pair[0].gap);
         }
@@ -259,10 +259,10 @@ mod tests {
         let options = SelectionOptions::default();
         let equal = search_weights(&members, &truth, &[1.0; 4], &options).unwrap();
         let start = weighted_mean(&members, &[1.0; 4], MissingVideos::Error).unwrap();
-        let start = evaluate(&start, &truth, 20, MissingVideos::Error).unwrap();
+        let start = score_predictions(&start, &truth, 20, MissingVideos::Error).unwrap();
         assert!(equal.metrics.gap >= start.gap);
         let mean = weighted_mean(&members, &equal.weights, MissingVideos::Error).unwrap();
-        assert_eq!(evaluate(&mean, &truth, 20, MissingVideos::Error).unwrap(), equal.metrics);
+        assert_eq!(score_predictions(&mean, &truth, 20, MissingVideos::Error).unwrap(), equal.metrics);
         assert!(search_weights(&members, &truth, &[1.0; 3], &options).is_err());
     }
 }

@@ -19,7 +19,8 @@
 //! [`MissingVideos::Empty`] counts a missing video as predicting nothing instead.
 //!
 //! ```
-//! use loupe_core::ensemble::{evaluate, greedy_selection, weighted_mean, GroundTruth, Keep, MissingVideos, Predictions, SelectionOptions};
+//! use loupe_core::ensemble::{greedy_selection, score_predictions, weighted_mean};
+//! use loupe_core::ensemble::{GroundTruth, Keep, MissingVideos, Predictions, SelectionOptions};
 //!
 //! let truth = GroundTruth::new(Some(3), [("a".to_string(), vec![0]), ("b".to_string(), vec![2])])?;
 //! let ids = vec!["a".to_string(), "b".to_string()];
@@ -28,7 +29,7 @@
 //! let members = [m1, m2];
 //! let selection = greedy_selection(&members, &truth, &SelectionOptions::default())?;
 //! let ensemble = weighted_mean(&members, &selection.weights, MissingVideos::Error)?;
-//! assert_eq!(evaluate(&ensemble, &truth, 20, MissingVideos::Error)?, selection.metrics);
+//! assert_eq!(score_predictions(&ensemble, &truth, 20, MissingVideos::Error)?, selection.metrics);
 //! let rows = ensemble.to_rows(20); // for loupe_core::submission::write_submission
 //! # Ok::<(), loupe_core::ensemble::EnsembleError>(())
 //! ```
@@ -40,7 +41,7 @@ pub mod model;
 pub mod predictions;
 pub mod truth;
 
-pub use combine::{evaluate, weighted_mean, MissingVideos};
+pub use combine::{score_predictions, weighted_mean, MissingVideos};
 pub use error::EnsembleError;
 pub use greedy::{greedy_selection, search_weights, Selection, SelectionOptions, SelectionStep};
 pub use model::model_predictions;

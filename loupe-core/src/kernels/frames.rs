@@ -14,13 +14,10 @@
 use dfdx::prelude::*;
 
 use super::math::{self, Real};
-use super::view::{expect_view, grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::view::{
+    contiguous, expect_view, grad_mut, read, restore_grad, take_grad, tensor_from, write, zeroed,
+};
 use super::{cpu_float, CpuFloat};
-
-/// Whether every view exists (each tensor is a contiguous `Cpu` tensor of dtype `R`).
-fn all_contiguous<R: Real>(views: &[Option<&[R]>]) -> bool {
-    views.iter().all(Option::is_some)
-}
 
 /// `x W (+ bias)`: frames `x` (`(B, S, F)`, data) times weights `w` (`F x K`, taped),
 /// plus an optional constant row `bias` (`K`, no gradient). Backward: `gw += x^T g`.
@@ -73,9 +70,11 @@ fn frames_matmul<
     let (w, mut tape) = w.split_tape();
     let mut out = x.clone().try_matmul(w.clone())?;
     if let Some(b) = bias {
-        let bias = slice::<R, _, _, _>(b).map(<[R]>::to_vec);
-        match (bias, slice_mut::<R, _, _, _>(&mut out)) {
-            (Some(bias), Some(y)) => math::add_row_bias(y, &bias),
+        match (read::<R, _, _, _>(b)?, read::<R, _, _, _>(&out)?) {
+            (Some(bias), Some(mut y)) => {
+                math::add_row_bias(&mut y, &bias);
+                assert!(write(&mut out, &y), "a matmul's output was read as a contiguous Cpu tensor");
+            }
             _ => {
                 let shape = *out.shape();
                 out = out.try_add(b.clone().try_broadcast_like(&shape)?)?;
@@ -91,8 +90,8 @@ fn frames_matmul<
             let rows = b.size() * s.size();
             let xt = x_keep.clone().try_reshape_like(&(rows, Const::<F>))?.try_permute::<_, Axes2<1, 0>>()?;
             let gw = xt.try_matmul(g.try_reshape_like(&(rows, Const::<K>))?)?;
-            match slice::<R, _, _, _>(&gw) {
-                Some(values) => math::scaled_add(grad_mut::<R, _, _, _>(grads, &w)?, R::one(), values),
+            match read::<R, _, _, _>(&gw)? {
+                Some(values) => math::scaled_add(grad_mut::<R, _, _, _>(grads, &w)?, R::one(), &values),
                 None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
             }
             Ok(())
@@ -163,44 +162,40 @@ fn frames_weighted_sum<
     let (a, a_tape) = a.split_tape();
     let (scale, scale_tape) = scale.split_tape();
     let applies =
-        all_contiguous::<R>(&[slice::<R, _, _, _>(&a), slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale)]);
+        contiguous::<R, _, _, _>(&a) && contiguous::<R, _, _, _>(x) && contiguous::<R, _, _, _>(&scale);
     if !applies {
         return composed_weighted_sum(a.put_tape(a_tape), x, scale.put_tape(scale_tape));
     }
     let mut tape = a_tape.merge(scale_tape);
-    // p = x^T a per video (kept for the scale's gradient), out = scale[f] p.
+    // p = x^T a per video (its values kept for the scale's gradient), out = scale[f] p.
     let p = x.clone().try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a.clone())?;
-    let mut out = p.device().try_zeros_like(p.shape())?;
-    let scale_values: Vec<R> = expect_view(slice::<R, _, _, _>(&scale)).to_vec();
-    match (slice::<R, _, _, _>(&p), slice_mut::<R, _, _, _>(&mut out)) {
-        (Some(pv), Some(ov)) => math::scale_features_forward(pv, F, K, &scale_values, ov),
-        _ => unreachable!("a matmul's output and a fresh tensor are contiguous Cpu tensors"),
-    }
+    let (p_shape, dev) = (*p.shape(), p.device().clone());
+    let pv = match read::<R, _, _, _>(&p)? {
+        Some(pv) => pv,
+        None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
+    };
+    drop(p);
+    let scale_values = expect_view(read::<R, _, _, _>(&scale)?);
+    let mut ys = zeroed::<R, E, _>(&dev, pv.len())?;
+    math::scale_features_forward(&pv, F, K, &scale_values, &mut ys);
+    let out = tensor_from(&dev, p_shape, &ys)?;
+    drop(ys);
     if T::OWNS_TAPE {
         let (x_keep, out_keep) = (x.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
             // gp = gy scale[f] (into a fresh tensor), gscale += sum gy p.
-            let mut gp = p.device().try_zeros_like(p.shape())?;
+            let mut gps = zeroed::<R, E, _>(&dev, pv.len())?;
             let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
-            math::scale_features_backward(
-                expect_view(slice::<R, _, _, _>(&p)),
-                &gy,
-                F,
-                K,
-                &scale_values,
-                expect_view(slice_mut::<R, _, _, _>(&mut gp)),
-                &mut gscale,
-            );
+            math::scale_features_backward(&pv, &gy, F, K, &scale_values, &mut gps, &mut gscale);
             restore_grad(grads, &scale, gscale)?;
             restore_grad(grads, &out_keep, gy)?;
+            let gp = tensor_from(&dev, p_shape, &gps)?;
+            drop(gps);
             // ga += x gp per video: (S, F) x (F, K).
             let ga = x_keep.clone().try_matmul(gp)?;
-            math::scaled_add(
-                grad_mut::<R, _, _, _>(grads, &a)?,
-                R::one(),
-                expect_view(slice::<R, _, _, _>(&ga)),
-            );
+            let ga = expect_view(read::<R, _, _, _>(&ga)?);
+            math::scaled_add(grad_mut::<R, _, _, _>(grads, &a)?, R::one(), &ga);
             Ok(())
         });
     }
@@ -244,32 +239,34 @@ fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>
 ) -> Result<Tensor<(B, S, Const<F>), E, D, T>, D::Err> {
     let (scale, scale_tape) = scale.split_tape();
     let (shift, shift_tape) = shift.split_tape();
-    let views = [slice::<R, _, _, _>(x), slice::<R, _, _, _>(&scale), slice::<R, _, _, _>(&shift)];
-    if !all_contiguous::<R>(&views) {
+    let applies =
+        contiguous::<R, _, _, _>(x) && contiguous::<R, _, _, _>(&scale) && contiguous::<R, _, _, _>(&shift);
+    if !applies {
         return composed_affine(x, scale.put_tape(scale_tape), shift.put_tape(shift_tape));
     }
     let mut tape = scale_tape.merge(shift_tape);
-    let mut out = x.device().try_zeros_like(x.shape())?;
+    let xs = expect_view(read::<R, _, _, _>(x)?);
+    let mut ys = zeroed::<R, E, _>(x.device(), xs.len())?;
     math::affine_rows_forward(
-        expect_view(slice::<R, _, _, _>(x)),
+        &xs,
         F,
-        expect_view(slice::<R, _, _, _>(&scale)),
-        expect_view(slice::<R, _, _, _>(&shift)),
-        expect_view(slice_mut::<R, _, _, _>(&mut out)),
+        &expect_view(read::<R, _, _, _>(&scale)?),
+        &expect_view(read::<R, _, _, _>(&shift)?),
+        &mut ys,
     );
+    drop(xs);
+    let out = tensor_from(x.device(), *x.shape(), &ys)?;
+    drop(ys);
     if T::OWNS_TAPE {
+        // The frames are read again in the backward rather than kept: the caller holds
+        // them for the whole step, and a copy held from the forward would double them.
         let (x_keep, out_keep) = (x.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
             let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
             let mut gshift = take_grad::<R, _, _, _>(grads, &shift)?;
-            math::affine_rows_backward(
-                expect_view(slice::<R, _, _, _>(&x_keep)),
-                &gy,
-                F,
-                &mut gscale,
-                &mut gshift,
-            );
+            let xs = expect_view(read::<R, _, _, _>(&x_keep)?);
+            math::affine_rows_backward(&xs, &gy, F, &mut gscale, &mut gshift);
             restore_grad(grads, &scale, gscale)?;
             restore_grad(grads, &shift, gshift)?;
             restore_grad(grads, &out_keep, gy)

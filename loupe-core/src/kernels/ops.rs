@@ -10,7 +10,9 @@
 use dfdx::prelude::*;
 
 use super::math::{self, Real};
-use super::view::{expect_view, grad_mut, restore_grad, slice, slice_mut, take_grad};
+use super::view::{
+    contiguous, expect_view, grad_buffer, grad_mut, read, restore_grad, take_grad, tensor_from, write, zeroed,
+};
 use super::{cpu_float, CpuFloat};
 
 /// The tensors of a batch norm over `C` channels, as the batch-norm kernels read them.
@@ -53,45 +55,47 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, mut tape) = x.split_tape();
     let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
-    if !channel_last || slice::<F, _, _, _>(&x).is_none() || slice::<F, _, _, _>(bn.scale).is_none() {
+    let applies = [
+        contiguous::<F, _, _, _>(&x),
+        contiguous::<F, _, _, _>(bn.scale),
+        contiguous::<F, _, _, _>(bn.shift),
+    ];
+    if !channel_last || applies.contains(&false) {
         return Ok(Err(x.put_tape(tape)));
     }
-    let gamma: Vec<F> = expect_view(slice::<F, _, _, _>(bn.scale)).to_vec();
-    let beta: Vec<F> = expect_view(slice::<F, _, _, _>(bn.shift)).to_vec();
-    let mut out = x.device().try_zeros_like(x.shape())?;
-    let stats = math::batch_norm_forward(
-        expect_view(slice::<F, _, _, _>(&x)),
-        C,
-        &gamma,
-        &beta,
-        bn.epsilon,
-        softmax,
-        expect_view(slice_mut::<F, _, _, _>(&mut out)),
-    );
+    let xs = expect_view(read::<F, _, _, _>(&x)?);
+    let gamma = expect_view(read::<F, _, _, _>(bn.scale)?);
+    let beta = expect_view(read::<F, _, _, _>(bn.shift)?);
+    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
+    let stats = math::batch_norm_forward(&xs, C, &gamma, &beta, bn.epsilon, softmax, &mut ys);
+    let out = tensor_from(x.device(), *x.shape(), &ys)?;
     let decay = F::from_f64(decay()).expect("decay fits");
     for (running, batch) in [(running_mean, &stats.mean), (running_var, &stats.var)] {
-        if let Some(r) = slice_mut::<F, _, _, _>(running) {
+        if let Some(mut r) = read::<F, _, _, _>(running)? {
             for (r, &b) in r.iter_mut().zip(batch) {
                 *r = decay * *r + (F::one() - decay) * b;
             }
+            assert!(write(running, &r), "the running average was read as a contiguous Cpu tensor");
         }
     }
     if T::OWNS_TAPE {
-        let (x_keep, out_keep, scale, shift) = (x.clone(), out.clone(), bn.scale.clone(), bn.shift.clone());
+        // The backward reads the forward's copies of `x` and `y`; of `x` it keeps only the
+        // identity of its gradient (`ghost`), so `x`'s buffer is not held twice.
+        let (x_id, out_keep, scale, shift) = (x.ghost(), out.clone(), bn.scale.clone(), bn.shift.clone());
         tape.add_backward_op(move |grads| {
             // The output's gradient is consumed here: the kernel works in its buffer.
             let mut gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
             let mut g_scale = take_grad::<F, _, _, _>(grads, &scale)?;
             let mut g_shift = take_grad::<F, _, _, _>(grads, &shift)?;
             math::batch_norm_backward(
-                expect_view(slice::<F, _, _, _>(&x_keep)),
-                expect_view(slice::<F, _, _, _>(&out_keep)),
+                &xs,
+                &ys,
                 &mut gy,
                 C,
                 &gamma,
                 &stats,
                 softmax,
-                grad_mut::<F, _, _, _>(grads, &x_keep)?,
+                grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?),
                 &mut g_scale,
                 &mut g_shift,
             );
@@ -130,18 +134,21 @@ fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, tape) = x.split_tape();
     let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
-    let params = [bn.scale, bn.shift, running_mean, running_var].map(|t| slice::<F, _, _, _>(t));
-    let (true, Some(xs), [Some(gamma), Some(beta), Some(mean), Some(var)]) =
-        (channel_last, slice::<F, _, _, _>(&x), params)
-    else {
+    let params = [bn.scale, bn.shift, running_mean, running_var].map(|t| contiguous::<F, _, _, _>(t));
+    if !channel_last || !contiguous::<F, _, _, _>(&x) || params.contains(&false) {
         return Ok(Err(x.put_tape(tape)));
-    };
+    }
+    let gamma = expect_view(read::<F, _, _, _>(bn.scale)?);
+    let beta = expect_view(read::<F, _, _, _>(bn.shift)?);
+    let mean = expect_view(read::<F, _, _, _>(running_mean)?);
+    let var = expect_view(read::<F, _, _, _>(running_var)?);
     let eps = F::from_f64(bn.epsilon).expect("epsilon fits");
-    let scale: Vec<F> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
-    let offset: Vec<F> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
-    let mut out = x.device().try_zeros_like(x.shape())?;
-    math::normalize_rows(xs, C, &scale, &offset, true, expect_view(slice_mut::<F, _, _, _>(&mut out)));
-    Ok(Ok(out.put_tape(tape)))
+    let scale: Vec<F> = gamma.iter().zip(var.iter()).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
+    let offset: Vec<F> = beta.iter().zip(mean.iter()).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let xs = expect_view(read::<F, _, _, _>(&x)?);
+    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
+    math::normalize_rows(&xs, C, &scale, &offset, true, &mut ys);
+    Ok(Ok(tensor_from(x.device(), *x.shape(), &ys)?.put_tape(tape)))
 }
 
 /// L2 normalisation of the last axis with a floor on the squared norm,
@@ -164,29 +171,21 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     floor: f64,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, mut tape) = x.split_tape();
-    if S::NUM_DIMS == 0 || slice::<F, _, _, _>(&x).is_none() {
+    if S::NUM_DIMS == 0 || !contiguous::<F, _, _, _>(&x) {
         return Ok(Err(x.put_tape(tape)));
     }
     let c = x.shape().concrete()[S::NUM_DIMS - 1];
-    let mut out = x.device().try_zeros_like(x.shape())?;
-    let norms = math::l2_rows_forward(
-        expect_view(slice::<F, _, _, _>(&x)),
-        c,
-        floor,
-        expect_view(slice_mut::<F, _, _, _>(&mut out)),
-    );
+    let xs = expect_view(read::<F, _, _, _>(&x)?);
+    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
+    let norms = math::l2_rows_forward(&xs, c, floor, &mut ys);
+    drop(xs);
+    let out = tensor_from(x.device(), *x.shape(), &ys)?;
     if T::OWNS_TAPE {
-        let (x_keep, out_keep) = (x.clone(), out.clone());
+        let (x_id, out_keep) = (x.ghost(), out.clone());
         tape.add_backward_op(move |grads| {
             let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
-            math::l2_rows_backward(
-                expect_view(slice::<F, _, _, _>(&out_keep)),
-                &gy,
-                &norms,
-                c,
-                floor,
-                grad_mut::<F, _, _, _>(grads, &x_keep)?,
-            );
+            let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
+            math::l2_rows_backward(&ys, &gy, &norms, c, floor, gx);
             restore_grad(grads, &out_keep, gy)
         });
     }
@@ -249,31 +248,42 @@ fn vlad<
         }
         None => (None, None),
     };
-    let applies = slice::<R, _, _, _>(&w).is_some()
-        && a.as_ref().is_none_or(|a| slice::<R, _, _, _>(a).is_some())
-        && centers.as_ref().is_none_or(|c| slice::<R, _, _, _>(c).is_some());
+    let applies = contiguous::<R, _, _, _>(&w)
+        && a.as_ref().is_none_or(|a| contiguous::<R, _, _, _>(a))
+        && centers.as_ref().is_none_or(|c| contiguous::<R, _, _, _>(c));
     if !applies || w.shape().num_elements() == 0 {
         // Give the whole tape back with `w`; `a` continues on an empty one.
         return Ok(Err((w.put_tape(tape), a.map(|a| a.put_tape(T::default())))));
     }
     let b = w.shape().0;
-    let mut out = w.device().try_zeros_like(&(b, Const::<OUT>))?;
+    let ws = expect_view(read::<R, _, _, _>(&w)?);
+    let a_values = match &a {
+        Some(a) => Some(expect_view(read::<R, _, _, _>(a)?)),
+        None => None,
+    };
+    let center_values = match &centers {
+        Some(c) => Some(expect_view(read::<R, _, _, _>(c)?)),
+        None => None,
+    };
+    let mut ys = zeroed::<R, E, _>(w.device(), b.size() * OUT)?;
     let stats = math::vlad_forward(
-        expect_view(slice::<R, _, _, _>(&w)),
-        a.as_ref().map(|a| expect_view(slice::<R, _, _, _>(a))),
-        centers.as_ref().map(|c| expect_view(slice::<R, _, _, _>(c))),
+        &ws,
+        a_values.as_deref().map(|v| &v[..]),
+        center_values.as_deref().map(|v| &v[..]),
         F,
         K,
         floor,
-        expect_view(slice_mut::<R, _, _, _>(&mut out)),
+        &mut ys,
     );
+    drop((ws, a_values));
+    let out = tensor_from(w.device(), (b, Const::<OUT>), &ys)?;
     if T::OWNS_TAPE {
-        let out_keep = out.clone();
+        // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).
+        let (out_keep, w_id, a_id) = (out.clone(), w.ghost(), a.map(|a| a.ghost()));
         tape.add_backward_op(move |grads| {
             let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
-            let centers_data = centers.as_ref().map(|c| expect_view(slice::<R, _, _, _>(c)));
-            let mut ga = match &a {
-                Some(a) => Some(take_grad::<R, _, _, _>(grads, a)?),
+            let mut ga = match &a_id {
+                Some(a) => Some(std::mem::take(grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?))),
                 None => None,
             };
             let mut gc = match &centers {
@@ -281,19 +291,19 @@ fn vlad<
                 None => None,
             };
             math::vlad_backward(
-                expect_view(slice::<R, _, _, _>(&out_keep)),
+                &ys,
                 &gy,
-                centers_data,
+                center_values.as_deref().map(|v| &v[..]),
                 &stats,
                 F,
                 K,
                 floor,
-                grad_mut::<R, _, _, _>(grads, &w)?,
+                grad_buffer::<R, E, D>(grads.get_or_alloc_mut(&w_id)?),
                 ga.as_deref_mut(),
                 gc.as_deref_mut(),
             );
-            if let (Some(a), Some(ga)) = (&a, ga) {
-                restore_grad(grads, a, ga)?;
+            if let (Some(a), Some(ga)) = (&a_id, ga) {
+                *grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?) = ga;
             }
             if let (Some(c), Some(gc)) = (&centers, gc) {
                 restore_grad(grads, c, gc)?;
@@ -322,22 +332,22 @@ pub(crate) fn try_half_squared_norm<S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
 fn half_squared_norm<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     w: &Tensor<S, E, D>,
 ) -> Result<Option<Tensor<Rank0, E, D, T>>, D::Err> {
-    let Some(values) = slice::<F, _, _, _>(w) else {
+    let Some(values) = read::<F, _, _, _>(w)? else {
         return Ok(None);
     };
-    let half = E::from_f64(0.5 * math::squared_norm(values)).expect("norm fits the dtype");
+    let half = E::from_f64(0.5 * math::squared_norm(&values)).expect("norm fits the dtype");
+    drop(values);
     let mut out = w.device().try_zeros_like(&())?;
     out.copy_from(&[half]);
     let mut tape = T::default();
     if T::OWNS_TAPE {
+        // The weights are read again here rather than kept: they are a parameter, alive
+        // anyway, and a copy held from the forward would double them.
         let (w_keep, out_keep) = (w.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let g = take_grad::<F, _, _, _>(grads, &out_keep)?;
-            math::scaled_add(
-                grad_mut::<F, _, _, _>(grads, &w_keep)?,
-                g[0],
-                expect_view(slice::<F, _, _, _>(&w_keep)),
-            );
+            let values = expect_view(read::<F, _, _, _>(&w_keep)?);
+            math::scaled_add(grad_mut::<F, _, _, _>(grads, &w_keep)?, g[0], &values);
             restore_grad(grads, &out_keep, g)
         });
     }

@@ -210,8 +210,8 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
             GradientSource::Owned(grads) => kernels::grad_mut::<F, _, _, _>(grads, p)?,
             GradientSource::Shared(grads) => {
                 self.zeroed_all = false;
-                copied = grads.get(p);
-                kernels::slice_mut::<F, _, _, _>(&mut copied).expect("gradients are contiguous")
+                copied = kernels::read::<F, _, _, _>(&grads.get(p))?.expect("gradients are contiguous");
+                &mut copied
             }
         };
         let norm = || kernels::squared_norm(g);
@@ -228,9 +228,9 @@ impl<E: Dtype, D: Device<E>> Update<'_, E, D> {
             GradientClipping::None => 1.0,
         };
         let (Some(p), Some(m), Some(v)) = (
-            kernels::slice_mut::<F, _, _, _>(p),
-            kernels::slice_mut::<F, _, _, _>(m),
-            kernels::slice_mut::<F, _, _, _>(v),
+            kernels::params_mut::<F, _, _, _>(p),
+            kernels::params_mut::<F, _, _, _>(m),
+            kernels::params_mut::<F, _, _, _>(v),
         ) else {
             unreachable!("parameters and moments are contiguous Cpu tensors")
         };

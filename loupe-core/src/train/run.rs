@@ -247,8 +247,10 @@ pub fn evaluation_dataset_in_order<M: VideoModel<f32, D>, D: Device<f32>>(
         .with_skip_corrupt(skip_corrupt))
 }
 
-/// Evaluates `predictor`'s model on `dataset`.
-pub fn evaluate<M, D>(
+/// Evaluates `predictor`'s model on every video of `dataset` (one process; see
+/// [`evaluate_across`] for several ranks): the competition metrics of its top `top_k`
+/// labels.
+pub fn evaluate_dataset<M, D>(
     predictor: &Predictor<M, D>,
     dataset: &Dataset,
     top_k: usize,

@@ -128,9 +128,9 @@ impl<E: Dtype + SafeDtype, D: Device<E>, W: Write> TensorVisitor<E, D> for Data<
         _: TensorOptions<S, E, D>,
         t: &Tensor<S, E, D>,
     ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        if let Some(values) = kernels::slice::<f32, _, _, _>(t) {
+        if let Some(values) = kernels::params::<f32, _, _, _>(t) {
             self.write_values(values, |v, out| out.extend_from_slice(&v.to_le_bytes()));
-        } else if let Some(values) = kernels::slice::<f64, _, _, _>(t) {
+        } else if let Some(values) = kernels::params::<f64, _, _, _>(t) {
             self.write_values(values, |v, out| out.extend_from_slice(&v.to_le_bytes()));
         } else {
             self.write_values(&t.as_vec(), |v: E, out| out.extend(v.to_le_bytes()));

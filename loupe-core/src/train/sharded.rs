@@ -15,7 +15,7 @@ use crate::infer::Predictor;
 use crate::metrics::{top_k, EvaluationMetrics, MetricsSummary};
 use crate::model::{Layer, VideoModel};
 use crate::submission::SubmissionRow;
-use crate::train::run::{batches, evaluate, label_lists, predict, write_rows, RunError};
+use crate::train::run::{batches, evaluate_dataset, label_lists, predict, write_rows, RunError};
 
 /// The indices into `dataset.files()` this rank reads: `rank`, `rank + world_size`, ...
 fn my_files(dataset: &Dataset, collective: &dyn Collective) -> Vec<usize> {
@@ -66,7 +66,7 @@ where
     Ok(Some(ordered))
 }
 
-/// [`evaluate`] as one rank of `collective`: every rank returns the metrics of all the
+/// [`evaluate_dataset`] as one rank of `collective`: every rank returns the metrics of all the
 /// dataset's files (computed on rank 0 from the ranks' top-k predictions, added in file
 /// order, then broadcast).
 pub fn evaluate_across<M, D>(
@@ -80,7 +80,7 @@ where
     M: VideoModel<f32, D>,
 {
     if collective.world_size() == 1 {
-        return evaluate(predictor, dataset, k);
+        return evaluate_dataset(predictor, dataset, k);
     }
     let results = sharded(dataset, collective, |part, out| {
         let mut count = 0;
