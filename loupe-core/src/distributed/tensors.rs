@@ -1,5 +1,5 @@
 //! Whole models across ranks: rank 0's tensors copied to every rank, and gradients
-//! averaged over ranks in place.
+//! summed over ranks in place.
 
 use dfdx::prelude::*;
 
@@ -47,25 +47,24 @@ pub fn gradients_reducible<E: Dtype, D: Device<E>>() -> bool {
     kernels::is_cpu::<f32, E, D>() || kernels::is_cpu::<f64, E, D>()
 }
 
-/// Replaces the gradient of every trainable parameter of `model` in `grads` by the sum
-/// over ranks of `weight` times it. With `weight` = this rank's share of the global batch
-/// (`local / global`), and each rank's loss a mean over its own batch, the result is the
-/// gradient of the mean loss over the global batch: what one process computes on the
-/// union of the ranks' batches.
+/// Replaces the gradient of every trainable parameter of `model` in `grads` by its sum
+/// over ranks. With each rank's loss weighted by its share of the global batch (`local /
+/// global` times the mean over its own batch, as [`crate::train::Trainer`] does before
+/// `backward`), the sum is the gradient of the mean loss over the global batch: what one
+/// process computes on the union of the ranks' batches.
 pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     collective: &dyn Collective,
     model: &M,
     grads: &mut Gradients<E, D>,
-    weight: f64,
 ) -> Result<(), DistributedError> {
-    if collective.world_size() == 1 && weight == 1.0 {
+    if collective.world_size() == 1 {
         return Ok(());
     }
     if !gradients_reducible::<E, D>() {
         let hint = if cfg!(feature = "nccl") { " or on a GPU through the nccl backend" } else { "" };
         return Err(DistributedError::UnsupportedDevice { hint });
     }
-    let mut reduce = Reduce { collective, grads, weight };
+    let mut reduce = Reduce { collective, grads };
     M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce }).map_err(|e| {
         DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") }
     })?;
@@ -75,7 +74,6 @@ pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
 struct Reduce<'a, E: Dtype, D: Device<E>> {
     collective: &'a dyn Collective,
     grads: &'a mut Gradients<E, D>,
-    weight: f64,
 }
 
 impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
@@ -92,18 +90,9 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
             return Ok(None);
         }
         if kernels::is_cpu::<f32, E, D>() {
-            let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
-            if self.weight != 1.0 {
-                let w = self.weight as f32;
-                g.iter_mut().for_each(|v| *v *= w);
-            }
-            self.collective.all_reduce_sum_f32(g);
+            self.collective.all_reduce_sum_f32(kernels::grad_mut::<f32, _, _, _>(self.grads, t)?);
         } else {
-            let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
-            if self.weight != 1.0 {
-                g.iter_mut().for_each(|v| *v *= self.weight);
-            }
-            self.collective.all_reduce_sum_f64(g);
+            self.collective.all_reduce_sum_f64(kernels::grad_mut::<f64, _, _, _>(self.grads, t)?);
         }
         Ok(None)
     }

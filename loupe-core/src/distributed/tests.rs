@@ -102,7 +102,7 @@ fn broadcast_sends_each_dtype_through_its_own_call() {
 }
 
 #[test]
-fn gradients_are_weighted_then_summed() {
+fn gradients_are_summed_over_ranks() {
     let dev = Cpu::default();
     let model = dev.build_module::<dfdx::nn::builders::Linear<2, 1>, f32>();
     let x = dev.tensor([1.0f32, 2.0]);
@@ -110,9 +110,9 @@ fn gradients_are_weighted_then_summed() {
     let mut grads = loss.backward();
     let before = grads.get(&model.weight).as_vec();
     assert_eq!(before, [1.0, 2.0]);
-    all_reduce_gradients(&Replicated, &model, &mut grads, 0.5).unwrap();
-    assert_eq!(grads.get(&model.weight).as_vec(), [1.5, 3.0]);
-    assert_eq!(grads.get(&model.bias).as_vec(), [1.5]);
+    all_reduce_gradients(&Replicated, &model, &mut grads).unwrap();
+    assert_eq!(grads.get(&model.weight).as_vec(), [3.0, 6.0]);
+    assert_eq!(grads.get(&model.bias).as_vec(), [3.0]);
 }
 
 #[test]
