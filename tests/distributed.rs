@@ -333,6 +333,54 @@ fn eval_predict_and_embed_on_two_ranks_equal_one_process() {
 }
 
 #[test]
+fn bench_times_the_two_rank_step_and_its_all_reduce() {
+    let dir = common::scratch_dir("distributed-bench");
+    let args = strings(&[
+        "bench",
+        MODEL,
+        "--batch",
+        "4",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--iterations",
+        "3",
+        "--matmul-size",
+        "64",
+        "--json",
+    ]);
+    let run = two_ranks(&args, [&[], &[]], &dir);
+    assert!(run.ok, "failed: {}", run.stderr);
+    // Rank 0 alone prints: one report.
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["ranks"].as_u64(), Some(2));
+    assert_eq!(report["batch"].as_u64(), Some(4));
+    let phases = report["phases"].as_array().unwrap();
+    let phase = |name: &str| phases.iter().find(|p| p["phase"] == name).unwrap();
+    let step = phase("train_step");
+    let all_reduce = step["all_reduce_ms"].as_f64().unwrap();
+    let step_ms = step["ms"].as_f64().unwrap();
+    // Each timed all-reduce lies inside its timed step, so their medians are ordered too.
+    assert!(all_reduce > 0.0 && all_reduce < step_ms, "{step}");
+    // Global videos/s: both ranks' 4 videos per step.
+    let videos = step["videos_per_s"].as_f64().unwrap();
+    assert!((videos - 8.0 / (step_ms / 1e3)).abs() <= 1e-9 * videos, "{step}");
+    // The phases without communication have no all-reduce time.
+    assert!(phase("forward").get("all_reduce_ms").is_none(), "{phases:?}");
+    let memory = report["peak_memory_bytes_per_rank"].as_array().unwrap();
+    assert_eq!(memory.len(), 2);
+    assert!(memory.iter().all(|m| m.as_u64().unwrap() > 0), "{memory:?}");
+
+    // One process: the report as before (no ranks, no all-reduce).
+    let one: serde_json::Value = ok(single(&args, &dir));
+    assert!(one.get("ranks").is_none() && one.get("peak_memory_bytes_per_rank").is_none(), "{one}");
+    assert!(one["phases"].as_array().unwrap().iter().all(|p| p.get("all_reduce_ms").is_none()), "{one}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     let d = data("corrupt");
     // Damage rank 1's shard past its first records: its reader fails mid-training while

@@ -80,6 +80,8 @@ pub struct Trainer<M, E: Dtype, D: Device<E>> {
     /// connected it.
     #[cfg(feature = "nccl")]
     nccl: Option<Nccl>,
+    /// Wall time of the last step's gradient all-reduce (`None` for one process).
+    last_all_reduce: Option<std::time::Duration>,
 }
 
 /// Collects the address and length of the gradient buffer of every tensor with
@@ -163,12 +165,20 @@ where
             zeroed_grads: None,
             #[cfg(feature = "nccl")]
             nccl: None,
+            last_all_reduce: None,
         }
     }
 
     /// The device the model lives on.
     pub fn device(&self) -> &D {
         &self.device
+    }
+
+    /// Wall time of the last step's gradient all-reduce across ranks, timed around the
+    /// reduction alone; `None` when the last step ran in one process. On a GPU NCCL only
+    /// enqueues the reduction on the device's stream: the time excludes its completion.
+    pub fn last_all_reduce(&self) -> Option<std::time::Duration> {
+        self.last_all_reduce
     }
 
     /// Whether the last step's update left every kept parameter gradient zero (the fused
@@ -340,8 +350,11 @@ where
             loss
         };
         let mut grads = loss.try_backward().map_err(device_error)?;
+        self.last_all_reduce = None;
         if across {
+            let started = std::time::Instant::now();
             self.sum_gradients(collective, &mut grads)?;
+            self.last_all_reduce = Some(started.elapsed());
         }
         let batch = global_batch;
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
