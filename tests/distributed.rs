@@ -381,6 +381,41 @@ fn bench_times_the_two_rank_step_and_its_all_reduce() {
 }
 
 #[test]
+fn fp16_gradients_stay_within_the_rounding_bound_of_f32() {
+    // The same 2-rank run with the gradients sent as halves and as f32. Each step, a
+    // gradient is rounded to half twice (each rank's weighted part, then the sum), each
+    // time by at most 2^-11 relative (11 significant bits). Adam's direction m/sqrt(v)
+    // moves by at most 2 x that relative error of the gradients (numerator and
+    // denominator) times sum_i w_i |g_i| / sqrt(sum_i u_i g_i^2) <= sqrt(sum_i w_i^2 / u_i),
+    // which is 1.011 after 5 steps (w, u: the bias-corrected weights of beta1 0.9 and
+    // beta2 0.999); per-variable clipping rescales by a norm off by the same 2 x 2^-11.
+    // So a weight differs by at most (2 + 2) x 2 x 2^-11 x 1.011 x sum of the learning
+    // rates (0.05, 0.05, 0.025, 0.025, 0.0125 with these flags), about 6.4e-4, to first
+    // order, when the ranks' gradients do not cancel; the test allows 1e-3.
+    let d = data("fp16");
+    let shards: Vec<&Path> = d.shards.iter().map(PathBuf::as_path).collect();
+    let (full, half) = (d.dir.join("f32"), d.dir.join("fp16"));
+    ok(two_ranks(&train_args(&shards, &full, 4, 5), [&[], &[]], &d.dir));
+    let mut args = train_args(&shards, &half, 4, 5);
+    args.push("--allreduce-fp16".into());
+    ok(two_ranks(&args, [&[], &[]], &d.dir));
+    let (wa, wb) = (weights(&full), weights(&half));
+    let mut largest = 0.0f32;
+    let mut differ = false;
+    for ((name, x), (_, y)) in wa.iter().zip(&wb) {
+        for (i, (x, y)) in x.iter().zip(y).enumerate() {
+            assert!((x - y).abs() <= 1e-3, "{name}[{i}]: {x} with f32 gradients, {y} with fp16");
+            largest = largest.max((x - y).abs());
+            differ |= x != y;
+        }
+    }
+    // The flag reached the reduction: the weights are not bit for bit those of f32.
+    assert!(differ, "--allreduce-fp16 changed nothing");
+    eprintln!("largest weight difference with fp16 gradients: {largest:e}");
+    let _ = std::fs::remove_dir_all(&d.dir);
+}
+
+#[test]
 fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     let d = data("corrupt");
     // Damage rank 1's shard past its first records: its reader fails mid-training while
@@ -506,5 +541,10 @@ fn a_model_with_batch_norm_trains_as_well_on_two_ranks() {
     assert_eq!(two["metrics"]["videos"].as_u64(), Some(200));
     // Measured here: 0.835 on one process, 0.794 on two ranks.
     assert!(a > 0.7 && b > 0.7 && (a - b).abs() < 0.1, "GAP {a} on one process, {b} on two ranks");
+    // Gradients sent as halves (--allreduce-fp16) train to the same band.
+    let mut compressed = train(16, "two-fp16");
+    compressed.push("--allreduce-fp16".into());
+    let c = ok(two_ranks(&compressed, [&[], &[]], &dir))["metrics"]["gap"].as_f64().unwrap();
+    assert!(c > 0.7 && (a - c).abs() < 0.1, "GAP {a} on one process, {c} on two ranks with fp16 gradients");
     let _ = std::fs::remove_dir_all(&dir);
 }

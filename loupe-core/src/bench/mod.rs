@@ -432,6 +432,7 @@ where
         schedule: Default::default(),
         adam: Default::default(),
         classifier_l2: description.classifier_l2,
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::<M, f32, D>::new(dev.clone(), train_config)?;
     let parameters = trainer.model.num_params();

@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_f32;
-use crate::distributed::{all_reduce_gradients, Collective, DistributedError, SingleProcess};
+use crate::distributed::{all_reduce_gradients, Collective, Compression, DistributedError, SingleProcess};
 #[cfg(feature = "nccl")]
 use crate::distributed::{gradients_reducible, nccl::Nccl};
 use crate::infer::{PredictError, Predictor};
@@ -27,6 +27,9 @@ pub struct TrainConfig {
     pub adam: AdamConfig,
     /// Coefficient of the classifier's L2 penalty in the loss (the model's own by default).
     pub classifier_l2: f64,
+    /// How gradients travel in the all-reduce of a step across ranks (as they are by
+    /// default; [`Compression::Fp16`] halves the bytes, on the `Cpu` path).
+    pub compression: Compression,
 }
 
 /// What one training step did.
@@ -389,6 +392,12 @@ where
     ) -> Result<(), TrainError> {
         #[cfg(feature = "nccl")]
         if !gradients_reducible::<E, D>() {
+            if self.config.compression != Compression::None {
+                return Err(DistributedError::Nccl(
+                    "gradient compression (--allreduce-fp16) is for the MPI reduction of Cpu gradients; NCCL sums them as f32".into(),
+                )
+                .into());
+            }
             let nccl = match self.nccl.take() {
                 Some(nccl) => nccl,
                 None => Nccl::for_gradients(collective, &self.model, grads)?,
@@ -397,7 +406,7 @@ where
             self.nccl = Some(nccl);
             return Ok(summed?);
         }
-        Ok(all_reduce_gradients(collective, &self.model, grads)?)
+        Ok(all_reduce_gradients(collective, &self.model, grads, self.config.compression)?)
     }
 }
 
