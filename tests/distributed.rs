@@ -449,6 +449,40 @@ fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
         (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]),
         "two ranks: {two}"
     );
+    // eval and predict with --skip-corrupt: rank 0 reports the skips of both ranks, the
+    // same as one process reading the damaged file alone.
+    let checkpoint = d.dir.join("alone/checkpoints");
+    let inference = |command: &str, flag: &str, files: &[&Path]| {
+        let mut args = strings(&[command, "--checkpoint", checkpoint.to_str().unwrap(), flag]);
+        args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+        args.push("--skip-corrupt".into());
+        args
+    };
+    let eval = |files: &[&Path], two: bool| {
+        let mut args = inference("eval", "--eval-data-pattern", files);
+        args.push("--json".into());
+        ok(if two { two_ranks(&args, [&[], &[]], &d.dir) } else { single(&args, &d.dir) })
+    };
+    let (alone, two) = (eval(&shards[1..], false), eval(&shards, true));
+    let (a, t) = (&alone["skipped"], &two["skipped"]);
+    assert!(skipped(a) > 0, "the damage went unnoticed: {alone}");
+    assert_eq!(
+        (t["skipped_records"].as_u64(), t["abandoned_files"].as_u64(), &t["reasons"]),
+        (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]),
+        "eval on two ranks: {two}"
+    );
+    // predict prints its skip summary on stderr: one line, rank 0's, with both ranks' counts.
+    let summary = |run: Run| {
+        assert!(run.ok, "failed: {}", run.stderr);
+        let lines: Vec<String> =
+            run.stderr.lines().filter(|l| l.starts_with("input data:")).map(str::to_string).collect();
+        assert_eq!(lines.len(), 1, "{}", run.stderr);
+        lines[0].clone()
+    };
+    let predict = |files: &[&Path]| inference("predict", "--input-data-pattern", files);
+    let alone = summary(single(&predict(&shards[1..]), &d.dir));
+    let two = summary(two_ranks(&predict(&shards), [&[], &[]], &d.dir));
+    assert_eq!(two, alone);
     // Fewer files than ranks is a clear error too.
     let run = two_ranks(&train_args(&shards[..1], &d.dir.join("few"), 4, 2), [&[], &[]], &d.dir);
     assert!(!run.ok && run.stderr.contains("1 training files for 2 ranks"), "{}", run.stderr);
