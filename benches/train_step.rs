@@ -29,6 +29,7 @@ where
             schedule: Default::default(),
             adam: Default::default(),
             classifier_l2: M::describe().classifier_l2,
+            ..TrainConfig::default()
         };
         let mut trainer =
             Trainer::<M, f32, Cpu>::new(loupe::device::cpu_seeded(0), config).expect("model builds");

@@ -333,6 +333,89 @@ fn eval_predict_and_embed_on_two_ranks_equal_one_process() {
 }
 
 #[test]
+fn bench_times_the_two_rank_step_and_its_all_reduce() {
+    let dir = common::scratch_dir("distributed-bench");
+    let args = strings(&[
+        "bench",
+        MODEL,
+        "--batch",
+        "4",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--iterations",
+        "3",
+        "--matmul-size",
+        "64",
+        "--json",
+    ]);
+    let run = two_ranks(&args, [&[], &[]], &dir);
+    assert!(run.ok, "failed: {}", run.stderr);
+    // Rank 0 alone prints: one report.
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["ranks"].as_u64(), Some(2));
+    assert_eq!(report["batch"].as_u64(), Some(4));
+    let phases = report["phases"].as_array().unwrap();
+    let phase = |name: &str| phases.iter().find(|p| p["phase"] == name).unwrap();
+    let step = phase("train_step");
+    let all_reduce = step["all_reduce_ms"].as_f64().unwrap();
+    let step_ms = step["ms"].as_f64().unwrap();
+    // Each timed all-reduce lies inside its timed step, so their medians are ordered too.
+    assert!(all_reduce > 0.0 && all_reduce < step_ms, "{step}");
+    // Global videos/s: both ranks' 4 videos per step.
+    let videos = step["videos_per_s"].as_f64().unwrap();
+    assert!((videos - 8.0 / (step_ms / 1e3)).abs() <= 1e-9 * videos, "{step}");
+    // The phases without communication have no all-reduce time.
+    assert!(phase("forward").get("all_reduce_ms").is_none(), "{phases:?}");
+    let memory = report["peak_memory_bytes_per_rank"].as_array().unwrap();
+    assert_eq!(memory.len(), 2);
+    assert!(memory.iter().all(|m| m.as_u64().unwrap() > 0), "{memory:?}");
+
+    // One process: the report as before (no ranks, no all-reduce).
+    let one: serde_json::Value = ok(single(&args, &dir));
+    assert!(one.get("ranks").is_none() && one.get("peak_memory_bytes_per_rank").is_none(), "{one}");
+    assert!(one["phases"].as_array().unwrap().iter().all(|p| p.get("all_reduce_ms").is_none()), "{one}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fp16_gradients_stay_within_the_rounding_bound_of_f32() {
+    // The same 2-rank run with the gradients sent as halves and as f32. Each step, a
+    // gradient is rounded to half twice (each rank's weighted part, then the sum), each
+    // time by at most 2^-11 relative (11 significant bits). Adam's direction m/sqrt(v)
+    // moves by at most 2 x that relative error of the gradients (numerator and
+    // denominator) times sum_i w_i |g_i| / sqrt(sum_i u_i g_i^2) <= sqrt(sum_i w_i^2 / u_i),
+    // which is 1.011 after 5 steps (w, u: the bias-corrected weights of beta1 0.9 and
+    // beta2 0.999); per-variable clipping rescales by a norm off by the same 2 x 2^-11.
+    // So a weight differs by at most (2 + 2) x 2 x 2^-11 x 1.011 x sum of the learning
+    // rates (0.05, 0.05, 0.025, 0.025, 0.0125 with these flags), about 6.4e-4, to first
+    // order, when the ranks' gradients do not cancel; the test allows 1e-3.
+    let d = data("fp16");
+    let shards: Vec<&Path> = d.shards.iter().map(PathBuf::as_path).collect();
+    let (full, half) = (d.dir.join("f32"), d.dir.join("fp16"));
+    ok(two_ranks(&train_args(&shards, &full, 4, 5), [&[], &[]], &d.dir));
+    let mut args = train_args(&shards, &half, 4, 5);
+    args.push("--allreduce-fp16".into());
+    ok(two_ranks(&args, [&[], &[]], &d.dir));
+    let (wa, wb) = (weights(&full), weights(&half));
+    let mut largest = 0.0f32;
+    let mut differ = false;
+    for ((name, x), (_, y)) in wa.iter().zip(&wb) {
+        for (i, (x, y)) in x.iter().zip(y).enumerate() {
+            assert!((x - y).abs() <= 1e-3, "{name}[{i}]: {x} with f32 gradients, {y} with fp16");
+            largest = largest.max((x - y).abs());
+            differ |= x != y;
+        }
+    }
+    // The flag reached the reduction: the weights are not bit for bit those of f32.
+    assert!(differ, "--allreduce-fp16 changed nothing");
+    eprintln!("largest weight difference with fp16 gradients: {largest:e}");
+    let _ = std::fs::remove_dir_all(&d.dir);
+}
+
+#[test]
 fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     let d = data("corrupt");
     // Damage rank 1's shard past its first records: its reader fails mid-training while
@@ -366,6 +449,40 @@ fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
         (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]),
         "two ranks: {two}"
     );
+    // eval and predict with --skip-corrupt: rank 0 reports the skips of both ranks, the
+    // same as one process reading the damaged file alone.
+    let checkpoint = d.dir.join("alone/checkpoints");
+    let inference = |command: &str, flag: &str, files: &[&Path]| {
+        let mut args = strings(&[command, "--checkpoint", checkpoint.to_str().unwrap(), flag]);
+        args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+        args.push("--skip-corrupt".into());
+        args
+    };
+    let eval = |files: &[&Path], two: bool| {
+        let mut args = inference("eval", "--eval-data-pattern", files);
+        args.push("--json".into());
+        ok(if two { two_ranks(&args, [&[], &[]], &d.dir) } else { single(&args, &d.dir) })
+    };
+    let (alone, two) = (eval(&shards[1..], false), eval(&shards, true));
+    let (a, t) = (&alone["skipped"], &two["skipped"]);
+    assert!(skipped(a) > 0, "the damage went unnoticed: {alone}");
+    assert_eq!(
+        (t["skipped_records"].as_u64(), t["abandoned_files"].as_u64(), &t["reasons"]),
+        (a["skipped_records"].as_u64(), a["abandoned_files"].as_u64(), &a["reasons"]),
+        "eval on two ranks: {two}"
+    );
+    // predict prints its skip summary on stderr: one line, rank 0's, with both ranks' counts.
+    let summary = |run: Run| {
+        assert!(run.ok, "failed: {}", run.stderr);
+        let lines: Vec<String> =
+            run.stderr.lines().filter(|l| l.starts_with("input data:")).map(str::to_string).collect();
+        assert_eq!(lines.len(), 1, "{}", run.stderr);
+        lines[0].clone()
+    };
+    let predict = |files: &[&Path]| inference("predict", "--input-data-pattern", files);
+    let alone = summary(single(&predict(&shards[1..]), &d.dir));
+    let two = summary(two_ranks(&predict(&shards), [&[], &[]], &d.dir));
+    assert_eq!(two, alone);
     // Fewer files than ranks is a clear error too.
     let run = two_ranks(&train_args(&shards[..1], &d.dir.join("few"), 4, 2), [&[], &[]], &d.dir);
     assert!(!run.ok && run.stderr.contains("1 training files for 2 ranks"), "{}", run.stderr);
@@ -458,5 +575,10 @@ fn a_model_with_batch_norm_trains_as_well_on_two_ranks() {
     assert_eq!(two["metrics"]["videos"].as_u64(), Some(200));
     // Measured here: 0.835 on one process, 0.794 on two ranks.
     assert!(a > 0.7 && b > 0.7 && (a - b).abs() < 0.1, "GAP {a} on one process, {b} on two ranks");
+    // Gradients sent as halves (--allreduce-fp16) train to the same band.
+    let mut compressed = train(16, "two-fp16");
+    compressed.push("--allreduce-fp16".into());
+    let c = ok(two_ranks(&compressed, [&[], &[]], &dir))["metrics"]["gap"].as_f64().unwrap();
+    assert!(c > 0.7 && (a - c).abs() < 0.1, "GAP {a} on one process, {c} on two ranks with fp16 gradients");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,6 +49,7 @@ where
             schedule: LearningRateSchedule { base: 0.01, decay: 0.9, decay_examples: 1000 },
             adam: AdamConfig::default(),
             classifier_l2: M::describe().classifier_l2,
+            ..TrainConfig::default()
         },
         description: Default::default(),
     };

@@ -111,6 +111,7 @@ fn optim<M: VideoModel<f32, Cpu>>() -> TrainConfig {
         schedule: LearningRateSchedule { base: 0.01, decay: 0.9, decay_examples: 1000 },
         adam: AdamConfig::default(),
         classifier_l2: M::describe().classifier_l2,
+        ..TrainConfig::default()
     }
 }
 

@@ -21,6 +21,7 @@ fn config() -> TrainConfig {
         schedule: LearningRateSchedule { base: 0.05, decay: 0.9, decay_examples: 64 },
         adam: AdamConfig::default(),
         classifier_l2: 1e-6,
+        ..TrainConfig::default()
     }
 }
 

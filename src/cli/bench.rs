@@ -1,10 +1,13 @@
 //! `loupe bench MODEL`: times a zoo model's forward, forward + backward and training
 //! step (see `loupe_core::bench`) and prints a table, one JSON object with `--json`, or
 //! one markdown table row under its header with `--markdown` (`benches/zoo_table.sh`).
+//! Under `mpirun -np N` it times the data-parallel training step of N ranks
+//! (`loupe_core::bench::bench_model_across`); rank 0 prints.
 
 use clap::Args;
-use loupe::bench::{bench_model_on, BenchConfig, BenchReport};
+use loupe::bench::{bench_model_across, BenchConfig, BenchReport};
 use loupe::dfdx::nn::BuildModule;
+use loupe::distributed::Collective;
 use loupe::model::VideoModel;
 use loupe::train::TrainError;
 
@@ -52,25 +55,28 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
-struct Bench(BenchConfig);
+struct Bench<'c>(BenchConfig, &'c dyn Collective);
 
-impl Job for Bench {
+impl Job for Bench<'_> {
     type Output = Result<BenchReport, TrainError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
         D: JobDevice,
         M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
     {
-        bench_model_on::<M, D>(device, &self.0)
+        bench_model_across::<M, D>(device, &self.0, self.1)
     }
 }
 
-pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
+pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
+    // The global pool, so that everything runs on this thread: MPI is initialised for
+    // calls from the main thread only, and a CUDA context is bound to the thread that
+    // makes it. The fused kernels and gemm take their threads from this pool.
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
         pool = pool.num_threads(n);
     }
-    let pool = pool.build().map_err(|e| CliError::context("starting the thread pool", e))?;
+    pool.build_global().map_err(|e| CliError::context("starting the thread pool", e))?;
     let config = BenchConfig {
         batch: args.batch,
         warmup: args.warmup,
@@ -78,13 +84,8 @@ pub fn run(args: BenchArgs, out: &mut Output) -> Result<(), CliError> {
         matmul_size: args.matmul_size,
         seed: args.seed,
     };
-    let composed = args.composed;
-    // The device is built inside the pool: a CUDA context is bound to the thread that
-    // makes it, and the phases run there too.
-    let report = pool.install(|| {
-        loupe::kernels::set_fused(!composed);
-        on_model(&args.model, args.device.build(args.seed)?, Bench(config))
-    })?;
+    loupe::kernels::set_fused(!args.composed);
+    let report = on_model(&args.model, args.device.build(args.seed)?, Bench(config, collective))?;
     let mut report = report.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?;
     // Rows are named as the user names the model (the zoo name, not the Rust type).
     report.model = args.model.clone();

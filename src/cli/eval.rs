@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::{SkipReport, VideoDecoder, Vocabulary};
-use loupe::distributed::Collective;
+use loupe::distributed::{sum_skip_reports, Collective};
 use loupe::infer::Predictor;
 use loupe::metrics::MetricsSummary;
 use loupe::model::VideoModel;
@@ -125,7 +125,7 @@ impl Job for EvalJob<'_> {
             self.frame_sampling,
         )?;
         let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
-        Ok((metrics, dataset.skip_report()))
+        Ok((metrics, sum_skip_reports(self.collective, &dataset.skip_report())))
     }
 }
 
@@ -162,7 +162,7 @@ impl<W: Write> Job for PredictJob<'_, W> {
         };
         let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
         let written = predict_across(&predictor, &dataset, e.top_k, self.out, names, e.collective)?;
-        Ok((written, dataset.skip_report()))
+        Ok((written, sum_skip_reports(e.collective, &dataset.skip_report())))
     }
 }
 
@@ -216,7 +216,10 @@ pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -
     )?;
     let (summary, skipped) =
         on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
-    report_skipped("evaluation data", &skipped);
+    // Rank 0 holds every rank's skips added up; the others print nothing.
+    if collective.is_root() {
+        report_skipped("evaluation data", &skipped);
+    }
     if args.json {
         let mut value =
             serde_json::to_value(summary).map_err(|e| CliError::context("serialising metrics", e))?;
@@ -284,6 +287,8 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
             result
         }
     };
-    report_skipped("input data", &skipped);
+    if collective.is_root() {
+        report_skipped("input data", &skipped);
+    }
     Ok(())
 }

@@ -220,7 +220,7 @@ fn is_interrupted(error: &CliError) -> bool {
 /// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.
 ///
 /// Launched as several MPI ranks (`mpirun -np N loupe train ...`), `train`, `eval`,
-/// `predict` and `embed` run as one job ([`loupe::distributed`]); only rank 0 prints, and an error
+/// `predict`, `embed` and `bench` run as one job ([`loupe::distributed`]); only rank 0 prints, and an error
 /// on any rank ends every rank (MPI_Abort) after printing it with the rank's number.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: message and exit code 2
@@ -239,8 +239,9 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run_eval(args, &mut out, collective),
         Command::Predict(args) => eval::run_predict(args, &mut out, collective),
         Command::Embed(args) => embed::run(args, &mut out, collective),
+        Command::Bench(args) => bench::run(args, &mut out, collective),
         _ if ranks > 1 => Err(CliError::message(format!(
-            "launched as {ranks} MPI ranks: only `train`, `eval`, `predict` and `embed` run across ranks; start this command as one process"
+            "launched as {ranks} MPI ranks: only `train`, `eval`, `predict`, `embed` and `bench` run across ranks; start this command as one process"
         ))),
         Command::Quickstart(args) => quickstart::run(args, &mut out),
         Command::Models(args) => models::run(args, &mut out),
@@ -248,7 +249,6 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Score(args) => score::run(args, &mut out),
         Command::Ensemble(args) => ensemble::run(args, &mut out),
-        Command::Bench(args) => bench::run(args, &mut out),
         Command::Import(args) => import::run(args, &mut out),
         Command::InspectCheckpoint(args) => inspect_checkpoint::run(args, &mut out),
     }

@@ -127,6 +127,7 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
                 schedule: LearningRateSchedule { base: 1e-3, decay: 0.8, decay_examples: 4_000 },
                 adam: AdamConfig::default(),
                 classifier_l2: 0.0,
+                ..TrainConfig::default()
             },
             description: TrainingDescription {
                 model: Some(name.to_string()),

@@ -3,6 +3,9 @@
 //! the device's own matmul rate and (on the `Cpu`) the cores' peak FMA rate ([`peak`]),
 //! both measured in the same run, and peak memory. `loupe bench
 //! MODEL` prints this for the zoo; call [`bench_model`] for a model of your own.
+//! [`bench_model_across`] times the data-parallel step of several ranks (`mpirun -np N
+//! loupe bench MODEL`): forward, backward, the gradient all-reduce and Adam, as
+//! [`Trainer::train_step_across`] runs it.
 //!
 //! ```no_run
 //! use loupe_core::bench::{bench_model, BenchConfig};
@@ -21,6 +24,7 @@ use dfdx::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::device::try_tensor_from_slice;
+use crate::distributed::{Collective, SingleProcess};
 use crate::model::{
     AfterClassifier, AfterPooling, ClassifierKind, ModelDescription, PoolingKind, VideoModel,
 };
@@ -63,7 +67,12 @@ pub struct PhaseTiming {
     /// `/proc/self/stat` (10 ms ticks; `None` off Linux). Less sensitive than wall time to
     /// other processes competing for the cores.
     pub cpu_ms: Option<f64>,
+    /// Videos of all ranks per second: `ranks x batch / median seconds`.
     pub videos_per_s: f64,
+    /// Median milliseconds of the gradient all-reduce inside the step (timed around the
+    /// reduction alone), for `train_step` with several ranks; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_reduce_ms: Option<f64>,
     /// Matmul FLOPs of the phase, counted analytically ([`matmul_flops`]), in GFLOP.
     pub gflop: f64,
     /// `gflop / median seconds`.
@@ -78,7 +87,11 @@ pub struct PhaseTiming {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// Videos per batch, per rank.
     pub batch: usize,
+    /// Ranks of the job (data-parallel processes); absent from the JSON for one.
+    #[serde(skip_serializing_if = "is_one")]
+    pub ranks: usize,
     pub frames: usize,
     pub threads: usize,
     /// `cpu`, or `cuda` for dfdx's `Cuda` device.
@@ -100,6 +113,14 @@ pub struct BenchReport {
     /// On a GPU: its memory in use after the timed steps (total minus free), bytes. dfdx's
     /// allocation cache keeps freed buffers, so this is close to the step's peak.
     pub gpu_memory_bytes: Option<u64>,
+    /// With several ranks: each rank's peak resident memory (VmHWM, 0 where unknown), in
+    /// rank order; [`BenchReport::peak_memory_bytes`] is rank 0's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes_per_rank: Option<Vec<u64>>,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl BenchReport {
@@ -139,24 +160,43 @@ impl BenchReport {
     }
 
     /// A plain-text table, one row per phase.
+    /// With several ranks the step is the data-parallel one, videos/s count every rank's
+    /// videos, and an `all-reduce ms` column and each rank's peak memory are added.
     pub fn table(&self) -> String {
-        let mut s = format!(
-            "{} on {}: batch {}, {} frames, {} threads, {:.1}M parameters, fused kernels {}\n",
-            self.model,
-            self.device,
-            self.batch,
-            self.frames,
-            self.threads,
-            self.parameters as f64 / 1e6,
-            if self.fused_kernels { "on" } else { "off" },
-        );
+        let across = self.ranks > 1;
+        let mut s = if across {
+            format!(
+                "{} on {}: {} ranks x batch {} (global batch {}), {} frames, {} threads per rank, {:.1}M parameters, fused kernels {}\n",
+                self.model,
+                self.device,
+                self.ranks,
+                self.batch,
+                self.ranks * self.batch,
+                self.frames,
+                self.threads,
+                self.parameters as f64 / 1e6,
+                if self.fused_kernels { "on" } else { "off" },
+            )
+        } else {
+            format!(
+                "{} on {}: batch {}, {} frames, {} threads, {:.1}M parameters, fused kernels {}\n",
+                self.model,
+                self.device,
+                self.batch,
+                self.frames,
+                self.threads,
+                self.parameters as f64 / 1e6,
+                if self.fused_kernels { "on" } else { "off" },
+            )
+        };
         s.push_str(&format!(
-            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
+            "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}",
             "phase", "ms/step", "min ms", "CPU ms", "videos/s", "GFLOP", "GFLOP/s", "% matmul", "% peak"
         ));
+        s.push_str(if across { "  all-reduce ms\n" } else { "\n" });
         for p in &self.phases {
             s.push_str(&format!(
-                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}% {:>7}\n",
+                "{:<18} {:>10.1} {:>10.1} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>8.0}% {:>7}",
                 p.phase,
                 p.ms,
                 p.min_ms,
@@ -167,6 +207,13 @@ impl BenchReport {
                 100.0 * p.fraction_of_matmul,
                 p.fraction_of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f)),
             ));
+            if across {
+                s.push_str(&format!(
+                    " {:>14}",
+                    p.all_reduce_ms.map_or("-".to_string(), |ms| format!("{ms:.1}"))
+                ));
+            }
+            s.push('\n');
         }
         s.push_str(&format!("{} sgemm rate: {:.1} GFLOP/s\n", self.device, self.machine_matmul_gflops));
         if let (Some(peak), Some(kind)) = (self.machine_peak_gflops, self.machine_peak_kind) {
@@ -183,6 +230,10 @@ impl BenchReport {
         match self.peak_memory_bytes {
             Some(b) => s.push_str(&format!("peak host memory (VmHWM): {:.2} GiB\n", gib(b))),
             None => s.push_str("peak host memory: unavailable\n"),
+        }
+        if let Some(per_rank) = &self.peak_memory_bytes_per_rank {
+            let each: Vec<String> = per_rank.iter().map(|&b| format!("{:.2}", gib(b))).collect();
+            s.push_str(&format!("peak host memory per rank (GiB, rank 0 first): {}\n", each.join(", ")));
         }
         if let Some(b) = self.gpu_memory_bytes {
             s.push_str(&format!("GPU memory in use after the steps: {:.2} GiB\n", gib(b)));
@@ -369,6 +420,25 @@ where
     D: Device<f32> + Synchronize,
     M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
 {
+    bench_model_across::<M, D>(dev, config, &SingleProcess)
+}
+
+/// [`bench_model_on`] as one rank of a data-parallel job (every rank of `collective`
+/// calls it): the `train_step` phase is [`Trainer::train_step_across`] (forward,
+/// backward, the gradient all-reduce, Adam), with the all-reduce also timed on its own;
+/// videos/s count the videos of all ranks (`ranks x batch` per step); each rank's peak
+/// memory is gathered on rank 0. The ranks start each phase together (a barrier); the
+/// timings are rank 0's. With one rank this is [`bench_model_on`].
+pub fn bench_model_across<M, D>(
+    dev: D,
+    config: &BenchConfig,
+    collective: &dyn Collective,
+) -> Result<BenchReport, TrainError>
+where
+    D: Device<f32> + Synchronize,
+    M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
+{
+    let ranks = collective.world_size();
     let machine = machine_matmul_gflops(&dev, config.matmul_size);
     let description = M::describe();
     let batch = config.batch.max(1);
@@ -384,6 +454,7 @@ where
         schedule: Default::default(),
         adam: Default::default(),
         classifier_l2: description.classifier_l2,
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::<M, f32, D>::new(dev.clone(), train_config)?;
     let parameters = trainer.model.num_params();
@@ -397,6 +468,7 @@ where
     let mut timings: Vec<(&str, Timing, f64)> = Vec::new();
     let mut record = |phase: &'static str, timing: Timing, flops: f64| timings.push((phase, timing, flops));
 
+    collective.barrier();
     let timing = time(config.warmup, config.iterations, || {
         let p = trainer.model.try_forward_eval(x.clone()).map_err(device_error)?;
         dev.try_synchronize().map_err(device_error)?;
@@ -406,6 +478,7 @@ where
     record("forward", timing, forward_flops);
 
     let mut grads = Some(trainer.model.try_alloc_grads().map_err(device_error)?);
+    collective.barrier();
     let timing = time(config.warmup, config.iterations, || {
         let mut g = grads.take().expect("gradients are put back");
         trainer.model.try_zero_grads(&mut g).map_err(device_error)?;
@@ -417,16 +490,27 @@ where
     record("forward_backward", timing, 3.0 * forward_flops);
     drop(grads);
 
+    // Every frame valid, as in `train_step`.
+    let lengths = vec![M::FRAMES; batch];
+    let mut all_reduce = Vec::new();
+    collective.barrier();
     let timing = time(config.warmup, config.iterations, || {
-        trainer.train_step(&frames, &labels)?;
-        dev.try_synchronize().map_err(device_error)
+        trainer.train_step_across(&frames, &lengths, &labels, collective)?;
+        dev.try_synchronize().map_err(device_error)?;
+        all_reduce.extend(trainer.last_all_reduce());
+        Ok(())
     })?;
     record("train_step", timing, 3.0 * forward_flops);
+    // The timed steps' all-reduces are the last `iterations` (after the warm-up's).
+    let mut all_reduce: Vec<Duration> =
+        all_reduce.split_off(all_reduce.len().saturating_sub(config.iterations));
+    all_reduce.sort();
+    let all_reduce_ms = all_reduce.get(all_reduce.len() / 2).map(|d| d.as_secs_f64() * 1e3);
 
     // The machine's rate varies over a run (shared or throttled cores): take the higher
     // of the rates measured before and after the phases, so the ratios are not flattered.
     let machine = machine.max(machine_matmul_gflops(&dev, config.matmul_size));
-    let peak = (device_name::<D>() == "cpu").then(|| peak::peak_gflops(Duration::from_millis(300)));
+    let fma_peak = (device_name::<D>() == "cpu").then(|| peak::peak_gflops(Duration::from_millis(300)));
     let phases = timings
         .into_iter()
         .map(|(phase, (ms, min_ms, cpu_ms), flops)| {
@@ -436,18 +520,28 @@ where
                 ms,
                 min_ms,
                 cpu_ms,
-                videos_per_s: batch as f64 / (ms / 1e3),
+                videos_per_s: (ranks * batch) as f64 / (ms / 1e3),
+                all_reduce_ms: if phase == "train_step" { all_reduce_ms } else { None },
                 gflop: flops / 1e9,
                 gflops,
                 fraction_of_matmul: gflops / machine,
-                fraction_of_peak: peak.map(|(peak, _)| gflops / peak),
+                fraction_of_peak: fma_peak.map(|(peak, _)| gflops / peak),
             }
         })
         .collect();
 
+    let peak = peak_memory_bytes();
+    let peak_memory_bytes_per_rank = if ranks > 1 {
+        collective
+            .gather_bytes(&peak.unwrap_or(0).to_le_bytes())
+            .map(|all| all.iter().map(|b| b.as_slice().try_into().map_or(0, u64::from_le_bytes)).collect())
+    } else {
+        None
+    };
     Ok(BenchReport {
         model: description.name.clone(),
         batch,
+        ranks,
         frames: M::FRAMES,
         threads: rayon::current_num_threads(),
         device: device_name::<D>().to_string(),
@@ -455,10 +549,11 @@ where
         fused_kernels: crate::kernels::fused_enabled(),
         phases,
         machine_matmul_gflops: machine,
-        machine_peak_gflops: peak.map(|(peak, _)| peak),
-        machine_peak_kind: peak.map(|(_, kind)| kind),
-        peak_memory_bytes: peak_memory_bytes(),
+        machine_peak_gflops: fma_peak.map(|(peak, _)| peak),
+        machine_peak_kind: fma_peak.map(|(_, kind)| kind),
+        peak_memory_bytes: peak,
         gpu_memory_bytes: gpu_memory_bytes::<D>(),
+        peak_memory_bytes_per_rank,
     })
 }
 
@@ -473,6 +568,7 @@ mod tests {
             min_ms: ms,
             cpu_ms: Some(2.0 * ms),
             videos_per_s: 1.0,
+            all_reduce_ms: None,
             gflop: 1.0,
             gflops: 50.0,
             fraction_of_matmul: 0.25,
@@ -481,6 +577,7 @@ mod tests {
         BenchReport {
             model: "M".to_string(),
             batch: 4,
+            ranks: 1,
             frames: 10,
             threads: 2,
             device: "cpu".to_string(),
@@ -492,6 +589,7 @@ mod tests {
             machine_peak_kind: Some(peak::PeakKind::Avx2Fma),
             peak_memory_bytes: Some(3 << 30),
             gpu_memory_bytes: None,
+            peak_memory_bytes_per_rank: None,
         }
     }
 

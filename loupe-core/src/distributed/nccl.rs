@@ -42,6 +42,21 @@ impl Nccl {
         Ok(Nccl { comm })
     }
 
+    /// [`Nccl::new`] on the GPU that holds `model`'s gradients in `grads` (the device
+    /// dfdx computes on, so NCCL runs on dfdx's stream, after the backward pass).
+    pub fn for_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+        collective: &dyn Collective,
+        model: &M,
+        grads: &mut Gradients<E, D>,
+    ) -> Result<Self, DistributedError> {
+        let mut visitor = FindDevice { grads, device: None };
+        M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut visitor }).map_err(nccl_error)?;
+        let device = visitor
+            .device
+            .ok_or(DistributedError::UnsupportedDevice { hint: " (NCCL reduces f32 gradients on a GPU)" })?;
+        Self::new(collective, device)
+    }
+
     /// Replaces `values` on every rank by their sum over ranks (through a scratch copy:
     /// the safe API takes distinct send and receive buffers).
     pub fn all_reduce_sum(&self, values: &mut CudaSlice<f32>) -> Result<(), DistributedError> {
@@ -93,6 +108,30 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
             }
         };
         self.failed = result.err();
+        Ok(None)
+    }
+}
+
+/// The GPU of the first trainable parameter's `f32` gradient buffer.
+struct FindDevice<'a, E: Dtype, D: Device<E>> {
+    grads: &'a mut Gradients<E, D>,
+    device: Option<Arc<CudaDevice>>,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for FindDevice<'_, E, D> {
+    type Viewer = ViewTensorRef;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if opts.do_gradient_update && self.device.is_none() {
+            let buffer = self.grads.get_or_alloc_mut(t)?;
+            self.device = (buffer as &mut dyn Any).downcast_mut::<CudaSlice<f32>>().map(|g| g.device());
+        }
         Ok(None)
     }
 }

@@ -18,6 +18,8 @@ impl Collective for SingleProcess {
 
     fn all_reduce_sum_f32(&self, _values: &mut [f32]) {}
 
+    fn all_reduce_sum_f32_fp16(&self, _values: &mut [f32]) {}
+
     fn all_reduce_sum_f64(&self, _values: &mut [f64]) {}
 
     fn broadcast_f32(&self, _values: &mut [f32]) {}

@@ -1,9 +1,9 @@
 //! Whole models across ranks: rank 0's tensors copied to every rank, and gradients
-//! averaged over ranks in place.
+//! summed over ranks in place.
 
 use dfdx::prelude::*;
 
-use super::{broadcast_values, Collective, DistributedError};
+use super::{broadcast_values, Collective, Compression, DistributedError};
 use crate::kernels;
 
 /// Copies every tensor of `model` (parameters and batch-norm running statistics) from
@@ -47,25 +47,27 @@ pub fn gradients_reducible<E: Dtype, D: Device<E>>() -> bool {
     kernels::is_cpu::<f32, E, D>() || kernels::is_cpu::<f64, E, D>()
 }
 
-/// Replaces the gradient of every trainable parameter of `model` in `grads` by the sum
-/// over ranks of `weight` times it. With `weight` = this rank's share of the global batch
-/// (`local / global`), and each rank's loss a mean over its own batch, the result is the
-/// gradient of the mean loss over the global batch: what one process computes on the
-/// union of the ranks' batches.
+/// Replaces the gradient of every trainable parameter of `model` in `grads` by its sum
+/// over ranks. With each rank's loss weighted by its share of the global batch (`local /
+/// global` times the mean over its own batch, as [`crate::train::Trainer`] does before
+/// `backward`), the sum is the gradient of the mean loss over the global batch: what one
+/// process computes on the union of the ranks' batches. With [`Compression::Fp16`] the
+/// gradients travel as halves ([`Collective::all_reduce_sum_f32_fp16`]; `f64` ones
+/// through `f32`).
 pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     collective: &dyn Collective,
     model: &M,
     grads: &mut Gradients<E, D>,
-    weight: f64,
+    compression: Compression,
 ) -> Result<(), DistributedError> {
-    if collective.world_size() == 1 && weight == 1.0 {
+    if collective.world_size() == 1 {
         return Ok(());
     }
     if !gradients_reducible::<E, D>() {
         let hint = if cfg!(feature = "nccl") { " or on a GPU through the nccl backend" } else { "" };
         return Err(DistributedError::UnsupportedDevice { hint });
     }
-    let mut reduce = Reduce { collective, grads, weight };
+    let mut reduce = Reduce { collective, grads, compression };
     M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce }).map_err(|e| {
         DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") }
     })?;
@@ -75,7 +77,7 @@ pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
 struct Reduce<'a, E: Dtype, D: Device<E>> {
     collective: &'a dyn Collective,
     grads: &'a mut Gradients<E, D>,
-    weight: f64,
+    compression: Compression,
 }
 
 impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
@@ -91,19 +93,22 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
         if !opts.do_gradient_update {
             return Ok(None);
         }
-        if kernels::is_cpu::<f32, E, D>() {
-            let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
-            if self.weight != 1.0 {
-                let w = self.weight as f32;
-                g.iter_mut().for_each(|v| *v *= w);
+        match (kernels::is_cpu::<f32, E, D>(), self.compression) {
+            (true, Compression::None) => {
+                self.collective.all_reduce_sum_f32(kernels::grad_mut::<f32, _, _, _>(self.grads, t)?)
             }
-            self.collective.all_reduce_sum_f32(g);
-        } else {
-            let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
-            if self.weight != 1.0 {
-                g.iter_mut().for_each(|v| *v *= self.weight);
+            (true, Compression::Fp16) => {
+                self.collective.all_reduce_sum_f32_fp16(kernels::grad_mut::<f32, _, _, _>(self.grads, t)?)
             }
-            self.collective.all_reduce_sum_f64(g);
+            (false, Compression::None) => {
+                self.collective.all_reduce_sum_f64(kernels::grad_mut::<f64, _, _, _>(self.grads, t)?)
+            }
+            (false, Compression::Fp16) => {
+                let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
+                let mut narrow: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+                self.collective.all_reduce_sum_f32_fp16(&mut narrow);
+                g.iter_mut().zip(narrow).for_each(|(v, n)| *v = f64::from(n));
+            }
         }
         Ok(None)
     }

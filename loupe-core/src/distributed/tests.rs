@@ -54,6 +54,12 @@ impl Collective for Replicated {
     fn all_reduce_sum_f32(&self, values: &mut [f32]) {
         values.iter_mut().for_each(|v| *v *= 3.0);
     }
+    fn all_reduce_sum_f32_fp16(&self, values: &mut [f32]) {
+        // Each of the three ranks sends its values as halves; the sum is sent back as one.
+        values.iter_mut().for_each(|v| {
+            *v = half::f16_to_f32(half::f32_to_f16(3.0 * half::f16_to_f32(half::f32_to_f16(*v))))
+        });
+    }
     fn all_reduce_sum_f64(&self, values: &mut [f64]) {
         values.iter_mut().for_each(|v| *v *= 3.0);
     }
@@ -102,7 +108,7 @@ fn broadcast_sends_each_dtype_through_its_own_call() {
 }
 
 #[test]
-fn gradients_are_weighted_then_summed() {
+fn gradients_are_summed_over_ranks() {
     let dev = Cpu::default();
     let model = dev.build_module::<dfdx::nn::builders::Linear<2, 1>, f32>();
     let x = dev.tensor([1.0f32, 2.0]);
@@ -110,9 +116,24 @@ fn gradients_are_weighted_then_summed() {
     let mut grads = loss.backward();
     let before = grads.get(&model.weight).as_vec();
     assert_eq!(before, [1.0, 2.0]);
-    all_reduce_gradients(&Replicated, &model, &mut grads, 0.5).unwrap();
-    assert_eq!(grads.get(&model.weight).as_vec(), [1.5, 3.0]);
-    assert_eq!(grads.get(&model.bias).as_vec(), [1.5]);
+    all_reduce_gradients(&Replicated, &model, &mut grads, Compression::None).unwrap();
+    assert_eq!(grads.get(&model.weight).as_vec(), [3.0, 6.0]);
+    assert_eq!(grads.get(&model.bias).as_vec(), [3.0]);
+}
+
+#[test]
+fn compressed_gradients_go_through_halves() {
+    let dev = Cpu::default();
+    let model = dev.build_module::<dfdx::nn::builders::Linear<2, 1>, f32>();
+    // Inputs whose gradients are not halves: 0.1 is 0x2e66 = 0.0999755859375 as a half,
+    // and 3 x that is 0.2999267578125, which rounds to the half 0x34cc = 0.2998046875.
+    let x = dev.tensor([0.1f32, 1.0]);
+    let loss = model.forward(x.traced(model.alloc_grads())).sum();
+    let mut grads = loss.backward();
+    all_reduce_gradients(&Replicated, &model, &mut grads, Compression::Fp16).unwrap();
+    let weight: Vec<f64> = grads.get(&model.weight).as_vec().into_iter().map(f64::from).collect();
+    assert_eq!(weight, [0.2998046875, 3.0]);
+    assert_eq!(half::f32_to_f16(weight[0] as f32), 0x34cc);
 }
 
 #[test]

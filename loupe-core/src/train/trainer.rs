@@ -4,7 +4,9 @@
 use dfdx::prelude::*;
 
 use crate::device::try_tensor_from_f32;
-use crate::distributed::{all_reduce_gradients, Collective, DistributedError, SingleProcess};
+use crate::distributed::{all_reduce_gradients, Collective, Compression, DistributedError, SingleProcess};
+#[cfg(feature = "nccl")]
+use crate::distributed::{gradients_reducible, nccl::Nccl};
 use crate::infer::{PredictError, Predictor};
 use crate::kernels;
 use crate::metrics::{top_k, EvaluationMetrics};
@@ -25,6 +27,9 @@ pub struct TrainConfig {
     pub adam: AdamConfig,
     /// Coefficient of the classifier's L2 penalty in the loss (the model's own by default).
     pub classifier_l2: f64,
+    /// How gradients travel in the all-reduce of a step across ranks (as they are by
+    /// default; [`Compression::Fp16`] halves the bytes, on the `Cpu` path).
+    pub compression: Compression,
 }
 
 /// What one training step did.
@@ -74,6 +79,12 @@ pub struct Trainer<M, E: Dtype, D: Device<E>> {
     /// buffers, in the model's tensor order. The next step skips zeroing only if the
     /// model's parameters still map to exactly these buffers (see [`gradient_buffers`]).
     zeroed_grads: Option<Vec<(usize, usize)>>,
+    /// The NCCL communicator that sums gradients on a GPU, once a step across ranks has
+    /// connected it.
+    #[cfg(feature = "nccl")]
+    nccl: Option<Nccl>,
+    /// Wall time of the last step's gradient all-reduce (`None` for one process).
+    last_all_reduce: Option<std::time::Duration>,
 }
 
 /// Collects the address and length of the gradient buffer of every tensor with
@@ -155,12 +166,22 @@ where
             device,
             grads: None,
             zeroed_grads: None,
+            #[cfg(feature = "nccl")]
+            nccl: None,
+            last_all_reduce: None,
         }
     }
 
     /// The device the model lives on.
     pub fn device(&self) -> &D {
         &self.device
+    }
+
+    /// Wall time of the last step's gradient all-reduce across ranks, timed around the
+    /// reduction alone; `None` when the last step ran in one process. On a GPU NCCL only
+    /// enqueues the reduction on the device's stream: the time excludes its completion.
+    pub fn last_all_reduce(&self) -> Option<std::time::Duration> {
+        self.last_all_reduce
     }
 
     /// Whether the last step's update left every kept parameter gradient zero (the fused
@@ -309,19 +330,36 @@ where
         let loss = loss.map_err(device_error)?.try_add(penalty).map_err(device_error)?;
         let loss_value = loss.as_vec()[0].to_f64().unwrap_or(f64::NAN);
         let next_step = self.step + 1;
-        if !loss_value.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step: next_step, loss: loss_value });
-        }
-        let mut grads = loss.try_backward().map_err(device_error)?;
-        let (loss_value, batch) = if collective.world_size() > 1 {
-            // [videos, videos x mean loss] summed over ranks: the union's size and loss.
+        let across = collective.world_size() > 1;
+        // [videos, videos x mean loss] summed over ranks: the union's size and loss. Every
+        // rank then sees the same loss, so a non-finite one stops all ranks at this step.
+        let (loss_value, global_batch) = if across {
             let mut totals = [batch as f64, batch as f64 * loss_value];
             collective.all_reduce_sum_f64(&mut totals);
-            all_reduce_gradients(collective, &self.model, &mut grads, batch as f64 / totals[0])?;
             (totals[1] / totals[0], totals[0] as usize)
         } else {
             (loss_value, batch)
         };
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step: next_step, loss: loss_value });
+        }
+        // Each rank's loss weighted by its share of the global batch: the sum of the ranks'
+        // gradients (what the all-reduce computes, on the Cpu or by NCCL) is then the
+        // gradient of the mean loss over the union of their batches.
+        let loss = if across {
+            let share = E::from_f64(batch as f64 / global_batch as f64).unwrap();
+            loss.try_mul(share).map_err(device_error)?
+        } else {
+            loss
+        };
+        let mut grads = loss.try_backward().map_err(device_error)?;
+        self.last_all_reduce = None;
+        if across {
+            let started = std::time::Instant::now();
+            self.sum_gradients(collective, &mut grads)?;
+            self.last_all_reduce = Some(started.elapsed());
+        }
+        let batch = global_batch;
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
         let update = self
             .adam
@@ -334,6 +372,41 @@ where
         self.step = next_step;
         self.examples_seen += batch as u64;
         Ok(StepStats { step: next_step, loss: loss_value, learning_rate, batch })
+    }
+}
+
+impl<M, E, D> Trainer<M, E, D>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: VideoModel<E, D> + BuildModule<D, E> + Clone,
+{
+    /// Replaces every parameter's gradient by its sum over the ranks of `collective`:
+    /// where the buffers lie, on the `Cpu` ([`all_reduce_gradients`]), or on a GPU through
+    /// NCCL (feature `nccl`; the communicator is connected at the first call, which every
+    /// rank makes at the same step).
+    fn sum_gradients(
+        &mut self,
+        collective: &dyn Collective,
+        grads: &mut Gradients<E, D>,
+    ) -> Result<(), TrainError> {
+        #[cfg(feature = "nccl")]
+        if !gradients_reducible::<E, D>() {
+            if self.config.compression != Compression::None {
+                return Err(DistributedError::Nccl(
+                    "gradient compression (--allreduce-fp16) is for the MPI reduction of Cpu gradients; NCCL sums them as f32".into(),
+                )
+                .into());
+            }
+            let nccl = match self.nccl.take() {
+                Some(nccl) => nccl,
+                None => Nccl::for_gradients(collective, &self.model, grads)?,
+            };
+            let summed = nccl.all_reduce_gradients(&self.model, grads);
+            self.nccl = Some(nccl);
+            return Ok(summed?);
+        }
+        Ok(all_reduce_gradients(collective, &self.model, grads, self.config.compression)?)
     }
 }
 
