@@ -59,8 +59,10 @@ pub mod zoo;
 /// | `frames` | yes (not with `video_level`) | frames sampled per video (`Const` dim of the input) |
 /// | `streams` | yes | `[name(features = N, pooling = P), ...]` in the frames' channel order (no `pooling` with `video_level`) |
 /// | `fusion` | no (`late`) | `late`: pool each stream, concatenate; `early(pooling = P)`: concatenate the frames, pool once |
+/// | `frame_mask` | no (`false`) | `true`: read each video's first frames in order, mask those past its length out of pooling |
+/// | `dropout` | no (none) | `p` in (0, 1): dropout on the pooled representation, training only |
 /// | `hidden` | no (none) | `N` or `fc(size = N, batch_norm = bool, relu6 = bool)`: fully connected layer to N values |
-/// | `after_pooling` | no (`none`) | `context_gating`, `biased_context_gating`, `glu`, `none` |
+/// | `after_pooling` | no (`none`) | `context_gating`, `context_gating(reduction = r)`, `biased_context_gating`, `glu`, `none` |
 /// | `classifier` | yes | `moe(experts = M, l2 = c)` or `logistic(l2 = c)` |
 /// | `after_classifier` | no (`none`) | `context_gating` (probability gating, captures label co-occurrence) or `none` |
 /// | `classes` | yes | number of classes |
@@ -150,13 +152,59 @@ pub mod zoo;
 /// assert_eq!((d.input, d.fusion), (InputKind::VideoLevel, Fusion::None));
 /// ```
 ///
+/// **`frame_mask`**: `true` feeds each video's first `frames` frames in temporal order
+/// (`VideoModel::READS_FRAMES_IN_ORDER`) and gives the poolings that take a mask the
+/// mask of its valid frames: the frames past its length (filling) contribute nothing, as
+/// in Lin et al. 2018 (eqs. 18-19). The kinds that take a mask: `nextvlad` (the mask
+/// multiplies its group attention; in training the filling still enters its assignment
+/// batch norm's statistics, as released). `lstm` and `gru` always stop at each video's
+/// length and need no `frame_mask`; the other kinds pool every frame they get, filling
+/// included. Without `frame_mask` (the default), frames are sampled with replacement
+/// from the valid ones, so every row is valid and a mask would change nothing. A model
+/// with `frame_mask` but no pooling that takes a mask does not compile.
+///
+/// **`dropout`**: inverted dropout with rate `p` on the pooled representation (the
+/// streams' concatenation, before `hidden`), as Lin et al. 2018 (section 4.2, figure 3):
+/// in training each value is zeroed with probability `p` and the others scaled by
+/// `1 / (1 - p)`; in evaluation it is the identity. The masks come from the layer's own
+/// seed (drawn when the model is built) and its count of training passes, both saved in
+/// checkpoints (`dropout.seed`, `dropout.steps`): a run is reproducible from its seed and
+/// a resumed run draws the masks the uninterrupted one would have ([`nn::Dropout`]).
+///
+/// ```
+/// # use loupe::video_model;
+/// # use loupe::model::{AfterPooling, VideoModel};
+/// # use loupe::dfdx::prelude::*;
+/// // Lin et al. 2018's NeXtVLAD at toy size (`loupe::zoo::NeXtVlad` at full size).
+/// #[video_model(
+///     frames = 30,
+///     frame_mask = true,
+///     streams = [
+///         rgb(features = 64, pooling = nextvlad(clusters = 8, groups = 8, expansion = 2)),
+///         audio(features = 16, pooling = nextvlad(clusters = 4, groups = 4, expansion = 2)),
+///     ],
+///     dropout = 0.5,
+///     hidden = fc(size = 64, batch_norm = true, relu6 = false),
+///     after_pooling = context_gating(reduction = 8),
+///     classifier = logistic(l2 = 1e-5),
+///     classes = 20,
+/// )]
+/// pub struct TinyNeXtVlad;
+/// let d = <TinyNeXtVladModel<f32, Cpu> as VideoModel<f32, Cpu>>::describe();
+/// assert!(d.frame_mask && <TinyNeXtVladModel<f32, Cpu> as VideoModel<f32, Cpu>>::READS_FRAMES_IN_ORDER);
+/// assert_eq!((d.dropout, d.after_pooling, d.gating_reduction), (0.5, AfterPooling::SeContextGating, Some(8)));
+/// ```
+///
 /// **`hidden`**: `N` is a fully connected layer with bias (the released models: weights
 /// N(0, 1/sqrt(K)) with K the first stream's clusters, no activation); `fc(...)` selects
 /// batch norm instead of the bias and a ReLU6 (the reference code's other option).
 /// Without `hidden`, gating and classifier sit on the pooled representation directly.
 ///
 /// **`after_pooling`**: Context Gating (`context_gating`, with batch norm as released;
-/// `biased_context_gating` with a bias instead) or a gated linear unit (`glu`, Table 2).
+/// `biased_context_gating` with a bias instead), SE Context Gating
+/// (`context_gating(reduction = r)`, Lin et al. 2018: the gate through a bottleneck of
+/// N / r, `x * sigmoid(relu(BN(x W1)) W2)`, [`nn::SeContextGating`]; `r` must divide the
+/// gated size) or a gated linear unit (`glu`, Table 2).
 ///
 /// **`classifier`**: mixture of `experts` (plus the dummy expert) or logistic regression;
 /// `l2` (default `1e-8`, the reference code's) is the coefficient of the classifier's
@@ -179,7 +227,7 @@ pub mod zoo;
 /// The built type's fields, which are the `TensorCollection` names: `input` (per-frame
 /// L2 normalisation and input batch norm; L2 normalisation only for recurrent pooling
 /// and video-level input), one field per stream named after it (late
-/// fusion) or `pooling` (early fusion), `hidden`, `gating`, `classifier`, `output_gating`;
+/// fusion) or `pooling` (early fusion), `dropout`, `hidden`, `gating`, `classifier`, `output_gating`;
 /// absent layers have no field. Stream names may not be one of these.
 ///
 /// # Errors

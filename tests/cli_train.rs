@@ -374,6 +374,65 @@ fn frame_order_flag_reaches_the_run() {
     let _ = std::fs::remove_dir_all(&data.dir);
 }
 
+/// Lin et al.'s 2018 NeXtVLAD at toy size trains and evaluates from the command line, on
+/// videos shorter and longer than its 10 frames (short ones are masked past their
+/// length), and a resumed run reproduces the uninterrupted one's weights: its dropout masks
+/// come from the checkpoint's state, not from the process.
+#[test]
+fn nextvlad_2018_trains_evaluates_and_resumes() {
+    let dir = scratch("nextvlad-2018");
+    let out = dir.join("data");
+    ok(loupe(&[
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "4",
+        "--classes",
+        "10",
+        "--train-videos",
+        "200",
+        "--validate-videos",
+        "60",
+        "--shards",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "16",
+        "--rgb-size",
+        "16",
+        "--audio-size",
+        "8",
+    ]));
+    let data = Data {
+        train: out.join("frame/train*.tfrecord").to_str().unwrap().to_string(),
+        validate: out.join("frame/validate*.tfrecord").to_str().unwrap().to_string(),
+        dir,
+    };
+    let straight = data.dir.join("straight");
+    let trained = train(&data, "small-nextvlad-2018", &straight, &["--max-steps", "8"]);
+    assert_eq!(trained["steps"], 8);
+    assert_eq!(trained["metrics"]["videos"], 60);
+    let gap = trained["metrics"]["gap"].as_f64().unwrap();
+    assert!(gap.is_finite() && gap > 0.0, "{trained}");
+    let eval = ok(loupe(&[
+        "eval",
+        "--checkpoint",
+        straight.join("checkpoints").to_str().unwrap(),
+        "--eval-data-pattern",
+        &data.validate,
+        "--json",
+    ]));
+    assert_eq!(eval["gap"], trained["metrics"]["gap"]);
+    let resumed = data.dir.join("resumed");
+    train(&data, "small-nextvlad-2018", &resumed, &["--max-steps", "4"]);
+    train(&data, "small-nextvlad-2018", &resumed, &["--max-steps", "8", "--resume"]);
+    let weights = |dir: &Path| std::fs::read(dir.join("checkpoints/step-00000008.safetensors")).unwrap();
+    assert!(weights(&straight) == weights(&resumed), "resumed weights differ");
+    let _ = std::fs::remove_dir_all(&data.dir);
+}
+
 /// A training process killed (SIGKILL) at seeded random moments always leaves a last
 /// checkpoint that loads, verifies and resumes; the next run removes what the killed one
 /// left half-written.

@@ -7,8 +7,8 @@ use common::{assert_close, device, Case, Reference, TestDevice};
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, GradReport, Tolerance};
 use loupe::nn::{
-    builder, BiasedContextGating, ClassifierPenalty, ContextGating, FrameInput, Glu, Hidden, HiddenBn,
-    Logistic, MixtureOfExperts, ProbabilityGating, Stream,
+    builder, BiasedContextGating, ClassifierPenalty, ContextGating, Dropout, FrameInput, Glu, Hidden,
+    HiddenBn, Logistic, MixtureOfExperts, ProbabilityGating, SeContextGating, Stream,
 };
 
 fn head() -> Reference {
@@ -128,6 +128,41 @@ where
 fn gating_layers_match_reference() {
     gating_matches::<f64>(1e-10);
     gating_matches::<f32>(1e-5);
+}
+
+fn se_context_gating_matches<E: Dtype>(tol: f64)
+where
+    TestDevice: Device<E>,
+{
+    let case = head().case("se_context_gating");
+    assert_eq!(case.dim("reduction"), 4);
+    let mut layer: SeContextGating<8, 2, E, _> = load::<builder::SeContextGating<8, 2>, E>(&case);
+    let x = case.tensor(&device(), "input", (6usize, Const::<8>));
+    assert_close(&layer.forward(x.clone()).as_vec(), &case.values("output_eval"), tol, "se cg eval");
+    assert_close(&layer.forward_mut(x).as_vec(), &case.values("output"), tol, "se cg train");
+    assert_close(
+        &layer.bn.running_mean.as_vec(),
+        &case.values("bn.running_mean_after"),
+        tol,
+        "se running mean",
+    );
+    assert_close(&layer.bn.running_var.as_vec(), &case.values("bn.running_var_after"), tol, "se running var");
+}
+
+#[test]
+fn se_context_gating_matches_reference() {
+    se_context_gating_matches::<f64>(1e-10);
+    se_context_gating_matches::<f32>(1e-5);
+}
+
+#[test]
+fn dropout_is_the_identity_in_evaluation() {
+    let case = head().case("dropout");
+    let dev = device();
+    let layer: Dropout<500_000, f64, _> = dev.build_module::<builder::Dropout<500_000>, f64>();
+    let x = case.tensor(&dev, "input", (4usize, Const::<6>));
+    assert_eq!(layer.forward(x).as_vec(), case.values("output_eval"));
+    assert_eq!(layer.steps.as_vec(), [0.0], "evaluation draws no mask");
 }
 
 fn classifiers_match<E: Dtype>(tol: f64)
@@ -316,6 +351,72 @@ fn gating_gradients_match_finite_differences() {
     perturb_bn(&mut gating.bn, &dev);
     let p: Tensor<(usize, Const<5>), f64, _> = dev.sample_uniform_like(&(6, Const));
     assert_eq!(names(&gradcheck(&mut gating, p)), ["input", "weight", "bn.scale", "bn.shift"]);
+}
+
+#[test]
+fn se_context_gating_gradients_match_finite_differences() {
+    let dev = loupe::device::cpu_seeded(25);
+    let x: Tensor<(usize, Const<8>), f64, _> = dev.sample_normal_like(&(5, Const));
+    let mut se: SeContextGating<8, 2, f64, _> = dev.build_module::<builder::SeContextGating<8, 2>, f64>();
+    perturb_bn(&mut se.bn, &dev);
+    assert_eq!(
+        names(&gradcheck(&mut se, x)),
+        ["input", "squeeze_weight", "bn.scale", "bn.shift", "excite_weight"]
+    );
+}
+
+/// Training zeroes about `p` of the values and scales the rest by `1 / (1 - p)`: over
+/// 40,000 values the dropped fraction lies within 5 standard deviations of `p` (a fair
+/// coin's 0.0025), so a wrong rate (or no dropout) fails.
+#[test]
+fn dropout_in_training_zeroes_about_p_and_scales_the_rest() {
+    fn check<const PPM: usize>(dev: &Cpu) {
+        let p = PPM as f64 / 1e6;
+        let mut layer: Dropout<PPM, f64, _> = dev.build_module::<builder::Dropout<PPM>, f64>();
+        let x: Tensor<(usize, Const<100>), f64, _> = dev.sample_uniform_like(&(400, Const));
+        let x = x + 0.5; // no zeros in the input
+        let (xs, y) = (x.as_vec(), layer.forward_mut(x.clone()).as_vec());
+        let dropped = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
+        let sd = (p * (1.0 - p) / y.len() as f64).sqrt();
+        assert!((dropped - p).abs() < 5.0 * sd, "p = {p}: dropped {dropped}");
+        for (a, b) in xs.iter().zip(&y) {
+            assert!(*b == 0.0 || (b - a / (1.0 - p)).abs() < 1e-12, "p = {p}: {a} -> {b}");
+        }
+        // Each pass draws a new mask; the gradient is the mask that was applied.
+        let g = layer.forward_mut(x.trace(Gradients::leaky()));
+        let mask: Vec<f64> = g.as_vec().iter().zip(&xs).map(|(y, x)| y / x).collect();
+        let grads = g.sum::<Rank0, _>().backward();
+        assert_close(&grads.get(&x).as_vec(), &mask, 1e-12, "gradient");
+        assert_ne!(
+            y.iter().map(|v| *v == 0.0).collect::<Vec<_>>(),
+            mask.iter().map(|m| *m == 0.0).collect::<Vec<_>>()
+        );
+        assert_eq!(layer.steps.as_vec(), [2.0]);
+    }
+    let dev = loupe::device::cpu_seeded(26);
+    check::<500_000>(&dev);
+    check::<200_000>(&dev);
+    check::<900_000>(&dev);
+}
+
+/// The masks depend on the layer's seed and step count alone: a copy of the layer (a
+/// checkpoint's tensors) continues the same sequence, a layer built with another seed
+/// does not.
+#[test]
+fn dropout_masks_resume_from_the_layer_state() {
+    let dev = loupe::device::cpu_seeded(27);
+    let mut a: Dropout<500_000, f64, _> = dev.build_module::<builder::Dropout<500_000>, f64>();
+    let x: Tensor<(usize, Const<64>), f64, _> = dev.ones_like(&(8, Const));
+    let _ = a.forward_mut(x.clone());
+    let mut resumed: Dropout<500_000, f64, _> = dev.build_module::<builder::Dropout<500_000>, f64>();
+    assert_ne!(resumed.seed.as_vec(), a.seed.as_vec(), "each build draws its seed");
+    resumed.seed.copy_from(&a.seed.as_vec());
+    resumed.steps.copy_from(&a.steps.as_vec());
+    let (next, next_resumed) = (a.forward_mut(x.clone()).as_vec(), resumed.forward_mut(x.clone()).as_vec());
+    assert_eq!(next, next_resumed);
+    let mut other: Dropout<500_000, f64, _> = dev.build_module::<builder::Dropout<500_000>, f64>();
+    other.steps.copy_from(&a.steps.as_vec());
+    assert_ne!(other.forward_mut(x.clone()).as_vec(), a.forward_mut(x).as_vec());
 }
 
 #[test]

@@ -196,8 +196,21 @@ pub struct ModelDescription {
     /// Whether the hidden layer ends in a ReLU6.
     #[serde(default)]
     pub hidden_relu6: bool,
+    /// Frames past each video's length masked out of pooling, the frames read in temporal
+    /// order (`frame_mask = true`; Lin et al. 2018, eqs. 18-19). Like the two fields below
+    /// it is left out of the JSON when off, so that the models without it describe
+    /// themselves (and their sidecars read) as before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame_mask: bool,
+    /// Dropout rate on the pooled representation in training (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f64,
     /// What follows pooling/hidden: context gating, GLU or nothing.
     pub after_pooling: AfterPooling,
+    /// The bottleneck reduction `r` of [`AfterPooling::SeContextGating`] (`None` for the
+    /// other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gating_reduction: Option<usize>,
     /// Mixture of experts or logistic regression.
     pub classifier: ClassifierKind,
     /// Mixture experts (0 for logistic).
@@ -208,6 +221,10 @@ pub struct ModelDescription {
     pub classes: usize,
     /// Coefficient of [`VideoModel::try_l2_penalty`] in the loss.
     pub classifier_l2: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Defines a kind enum of [`ModelDescription`]: serialised (and displayed, and parsed) as
@@ -294,6 +311,9 @@ kind_enum! {
         ContextGating = "context_gating",
         /// Context gating with a bias instead of batch norm.
         BiasedContextGating = "biased_context_gating",
+        /// SE Context Gating (Lin et al. 2018): the gate through a bottleneck of
+        /// `1 / r` ([`ModelDescription::gating_reduction`]).
+        SeContextGating = "se_context_gating",
         /// A gated linear unit.
         Glu = "glu",
         /// Nothing.
@@ -386,8 +406,15 @@ pub struct PoolingDescription {
 
 impl ModelDescription {
     /// Fields added after the first checkpoint format; sidecars written before lack them.
-    pub const ADDED_FIELDS: &'static [&'static str] =
-        &["input", "early_pooling", "hidden_batch_norm", "hidden_relu6"];
+    pub const ADDED_FIELDS: &'static [&'static str] = &[
+        "input",
+        "early_pooling",
+        "hidden_batch_norm",
+        "hidden_relu6",
+        "frame_mask",
+        "dropout",
+        "gating_reduction",
+    ];
 
     /// What differs between two descriptions, one line per field (`field: a vs b`);
     /// empty when they describe the same architecture.

@@ -34,7 +34,9 @@ pub struct Spec {
     pub input: Option<Keyed<Input>>,
     pub frames: Option<Keyed<Size>>,
     pub fusion: Option<Keyed<Fusion>>,
+    pub frame_mask: Option<Keyed<LitBool>>,
     pub streams: Option<Keyed<Vec<Stream>>>,
+    pub dropout: Option<Keyed<Coefficient>>,
     pub hidden: Option<Keyed<Hidden>>,
     pub after_pooling: Option<Keyed<Gate>>,
     pub classifier: Option<Keyed<Classifier>>,
@@ -93,12 +95,17 @@ pub enum GateKind {
     None,
     ContextGating,
     BiasedContextGating,
+    /// `context_gating(reduction = r)`: SE Context Gating (Lin et al. 2018).
+    SeContextGating,
     Glu,
 }
 
+/// `context_gating`, `context_gating(reduction = 8)`, `glu`, ...
 pub struct Gate {
     pub kind: GateKind,
     pub span: Span,
+    /// The bottleneck reduction of `context_gating(reduction = r)`.
+    pub reduction: Option<Keyed<Size>>,
 }
 
 /// `moe(experts = 2, l2 = 1e-6)` or `logistic(l2 = 1e-8)`.

@@ -105,7 +105,7 @@ fn top_level_key(input: ParseStream, spec: &mut Spec, errors: &mut Errors) -> sy
         set(&mut spec.hidden, key, value, errors);
     } else if la.peek(kw::after_pooling) {
         let key = key!(input, after_pooling);
-        let value = eq_then(input, parse_gate)?;
+        let value = eq_then(input, |input| parse_gate(input, errors))?;
         set(&mut spec.after_pooling, key, value, errors);
     } else if la.peek(kw::classifier) {
         let key = key!(input, classifier);
@@ -119,6 +119,14 @@ fn top_level_key(input: ParseStream, spec: &mut Spec, errors: &mut Errors) -> sy
         let key = key!(input, classes);
         let value = eq_then(input, parse_size)?;
         set(&mut spec.classes, key, value, errors);
+    } else if la.peek(kw::frame_mask) {
+        let key = key!(input, frame_mask);
+        let value = eq_then(input, parse_bool)?;
+        set(&mut spec.frame_mask, key, value, errors);
+    } else if la.peek(kw::dropout) {
+        let key = key!(input, dropout);
+        let value = eq_then(input, parse_coefficient)?;
+        set(&mut spec.dropout, key, value, errors);
     } else if la.peek(kw::input) {
         let key = key!(input, input);
         let value = eq_then(input, parse_input)?;
@@ -285,10 +293,29 @@ fn parse_hidden(input: ParseStream, errors: &mut Errors) -> syn::Result<Hidden> 
     }
 }
 
-fn parse_gate(input: ParseStream) -> syn::Result<Gate> {
+fn parse_gate(input: ParseStream, errors: &mut Errors) -> syn::Result<Gate> {
     let la = input.lookahead1();
     let (kind, span) = if la.peek(kw::context_gating) {
-        (GateKind::ContextGating, input.parse::<kw::context_gating>()?.span)
+        let span = input.parse::<kw::context_gating>()?.span;
+        if !input.peek(token::Paren) {
+            return Ok(Gate { kind: GateKind::ContextGating, span, reduction: None });
+        }
+        // `context_gating(reduction = r)`: the SE Context Gating of Lin et al. 2018.
+        let content;
+        parenthesized!(content in input);
+        let mut reduction = None;
+        keyed_list(&content, errors, |input, errors| {
+            let la = input.lookahead1();
+            if la.peek(kw::reduction) {
+                let key = key!(input, reduction);
+                let value = eq_then(input, parse_size)?;
+                set(&mut reduction, key, value, errors);
+                Ok(())
+            } else {
+                Err(la.error())
+            }
+        });
+        return Ok(Gate { kind: GateKind::SeContextGating, span, reduction });
     } else if la.peek(kw::biased_context_gating) {
         (GateKind::BiasedContextGating, input.parse::<kw::biased_context_gating>()?.span)
     } else if la.peek(kw::glu) {
@@ -298,7 +325,7 @@ fn parse_gate(input: ParseStream) -> syn::Result<Gate> {
     } else {
         return Err(la.error());
     };
-    Ok(Gate { kind, span })
+    Ok(Gate { kind, span, reduction: None })
 }
 
 fn parse_classifier(input: ParseStream, errors: &mut Errors) -> syn::Result<Classifier> {

@@ -125,6 +125,10 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
             fields.push((s.name.clone(), pooling_type(pool)));
         }
     }
+    if let Some((_, ppm)) = model.dropout {
+        let ppm = lit(ppm);
+        fields.push((Field::Dropout.ident(), quote!(#nn::Dropout<#ppm, __E, __D>)));
+    }
     if let Some(h) = &model.hidden {
         let (i, o, fan) = (lit(model.pooled), lit(h.size), lit(h.fan));
         let relu6 = h.relu6;
@@ -141,6 +145,10 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
         GateKind::ContextGating => Some(quote_spanned!(model.gate_span=> #nn::ContextGating<#n, __E, __D>)),
         GateKind::BiasedContextGating => {
             Some(quote_spanned!(model.gate_span=> #nn::BiasedContextGating<#n, __E, __D>))
+        }
+        GateKind::SeContextGating => {
+            let nr = lit(model.representation / model.gate_reduction.unwrap_or(1).max(1));
+            Some(quote_spanned!(model.gate_span=> #nn::SeContextGating<#n, #nr, __E, __D>))
         }
         GateKind::Glu => Some(quote_spanned!(model.gate_span=> #nn::Glu<#n, __E, __D>)),
     };
@@ -365,8 +373,17 @@ fn forward_body_with(
         quote!(__x)
     } else {
         // One slice per stream; every use but the last gets a fresh tape (the original
-        // one, holding the input layer's backward, goes to the last stream).
+        // one, holding the input layer's backward, goes to the last stream). With
+        // `lengths`, the poolings that take a mask get the valid frames' mask too.
         let n = model.streams.len();
+        let masked =
+            |s: &crate::valid::ResolvedStream| lengths && s.pooling.as_ref().is_some_and(|p| p.kind.masks);
+        if model.streams.iter().any(masked) {
+            body.push(quote! {
+                let __shape = *#p::HasShape::shape(&__x);
+                let __mask = #p::nn::valid_frame_mask(__x.device(), __lengths, (__shape.0, __shape.1));
+            });
+        }
         let mut pooled = Vec::new();
         for (i, s) in model.streams.iter().enumerate() {
             let (start, len) = (lit(s.start), lit(s.features));
@@ -382,7 +399,11 @@ fn forward_body_with(
             } else {
                 let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
                 let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
-                call(&s.name, slice)
+                if masked(s) {
+                    call(&s.name, quote!((#slice, ::core::clone::Clone::clone(&__mask))))
+                } else {
+                    call(&s.name, slice)
+                }
             };
             body.push(quote!(let #name = #pool;));
             pooled.push((name, s.pooling.as_ref().map_or(0, |p| p.output)));
@@ -418,7 +439,8 @@ fn forward_body_with(
         let step = call(&field.ident(), x);
         body.push(quote!(let __x = #step;));
         x = quote!(__x);
-        if represent {
+        // Dropout is the identity in evaluation: no stop of its own.
+        if represent && field != Field::Dropout {
             body.push(stop(if field == Field::Hidden { "Hidden" } else { "Gated" }));
         }
     }
@@ -545,9 +567,13 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             GateKind::None => "None",
             GateKind::ContextGating => "ContextGating",
             GateKind::BiasedContextGating => "BiasedContextGating",
+            GateKind::SeContextGating => "SeContextGating",
             GateKind::Glu => "Glu",
         },
     );
+    let gating_reduction = option(model.gate_reduction);
+    let frame_mask = model.frame_mask;
+    let dropout = Literal::f64_suffixed(model.dropout.map_or(0.0, |(p, _)| p));
     let (classifier, experts) = match model.classifier {
         ResolvedClassifier::Moe { experts, .. } => ("Moe", experts),
         ResolvedClassifier::Logistic { .. } => ("Logistic", 0),
@@ -569,7 +595,10 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             hidden: #hidden,
             hidden_batch_norm: #hidden_batch_norm,
             hidden_relu6: #hidden_relu6,
+            frame_mask: #frame_mask,
+            dropout: #dropout,
             after_pooling: #after_pooling,
+            gating_reduction: #gating_reduction,
             classifier: #classifier,
             experts: #experts,
             after_classifier: #after_classifier,
@@ -594,9 +623,11 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     } else {
         frames_train_body(model, &owned)
     };
-    let representation = representation_body(model, recurrent_early);
-    // Recurrent poolings stop reading a video at its last valid frame.
-    let lengths = if recurrent_early {
+    // Recurrent poolings stop reading a video at its last valid frame; with `frame_mask`
+    // the poolings that take a mask leave the frames past it out.
+    let in_order = recurrent_early || model.frame_mask;
+    let representation = representation_body(model, in_order);
+    let lengths = if in_order {
         let train_body = forward_body(model, true, &owned, true);
         let eval_body = forward_body(model, false, &none, true);
         quote! {

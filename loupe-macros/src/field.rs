@@ -14,6 +14,8 @@ pub enum Field {
     Input,
     /// The pooling of the concatenated frames under early fusion.
     Pooling,
+    /// Dropout on the pooled representation (`dropout`), training only.
+    Dropout,
     Hidden,
     /// The gate after pooling (`after_pooling`).
     Gating,
@@ -24,17 +26,26 @@ pub enum Field {
 
 impl Field {
     /// Every field name, reserved for the model's own layers.
-    pub const ALL: [Field; 6] =
-        [Field::Input, Field::Pooling, Field::Hidden, Field::Gating, Field::Classifier, Field::OutputGating];
+    pub const ALL: [Field; 7] = [
+        Field::Input,
+        Field::Pooling,
+        Field::Dropout,
+        Field::Hidden,
+        Field::Gating,
+        Field::Classifier,
+        Field::OutputGating,
+    ];
 
     /// The layers after pooling, in the order the forward pass applies them.
-    pub const HEAD: [Field; 4] = [Field::Hidden, Field::Gating, Field::Classifier, Field::OutputGating];
+    pub const HEAD: [Field; 5] =
+        [Field::Dropout, Field::Hidden, Field::Gating, Field::Classifier, Field::OutputGating];
 
     /// The field's name, which is also its checkpoint key.
     pub fn name(self) -> &'static str {
         match self {
             Field::Input => "input",
             Field::Pooling => "pooling",
+            Field::Dropout => "dropout",
             Field::Hidden => "hidden",
             Field::Gating => "gating",
             Field::Classifier => "classifier",

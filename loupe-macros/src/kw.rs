@@ -11,6 +11,8 @@ syn::custom_keyword!(classifier);
 syn::custom_keyword!(after_classifier);
 syn::custom_keyword!(classes);
 syn::custom_keyword!(input);
+syn::custom_keyword!(frame_mask);
+syn::custom_keyword!(dropout);
 
 // Input kinds (`frames` is also a key).
 syn::custom_keyword!(video_level);
@@ -36,6 +38,7 @@ syn::custom_keyword!(none);
 syn::custom_keyword!(context_gating);
 syn::custom_keyword!(biased_context_gating);
 syn::custom_keyword!(glu);
+syn::custom_keyword!(reduction);
 
 // Classifiers.
 syn::custom_keyword!(moe);

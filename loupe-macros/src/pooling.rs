@@ -151,6 +151,9 @@ pub struct PoolingDef {
     /// Whether it reads the frames as a sequence: L2-normalised without the input batch
     /// norm, in temporal order, up to each video's last valid frame (the recurrent kinds).
     pub in_order: bool,
+    /// Whether it takes a mask of each video's valid frames under `frame_mask = true`
+    /// (the in-order kinds stop at each video's length whatever `frame_mask` says).
+    pub masks: bool,
     /// Output size; checked against the limits before any other use.
     pub output: fn(&Dims) -> u64,
     pub output_formula: &'static str,
@@ -210,6 +213,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Clusters)],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| d.k() * d.d(),
         output_formula: "K·D",
         params: |d| 2 * d.d() * d.k() + 2 * d.k(),
@@ -226,6 +230,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Clusters)],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| d.k() * d.d(),
         output_formula: "K·D",
         params: |d| d.d() * d.k() + 2 * d.k(),
@@ -242,6 +247,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Clusters)],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| 2 * d.k() * d.d(),
         output_formula: "2·K·D",
         params: |d| 3 * d.d() * d.k() + 2 * d.k(),
@@ -258,6 +264,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Clusters)],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| d.k(),
         output_formula: "K",
         params: |d| d.d() * d.k() + 2 * d.k(),
@@ -274,6 +281,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| d.d(),
         output_formula: "D",
         params: |_| 0,
@@ -290,6 +298,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[],
         late: true,
         in_order: false,
+        masks: false,
         output: |d| d.d(),
         output_formula: "D",
         params: |_| 0,
@@ -306,6 +315,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Size)],
         late: false,
         in_order: true,
+        masks: false,
         // Final states [c1, h1, c2, h2].
         output: |d| 4 * d.h(),
         output_formula: "4H ([c1, h1, c2, h2])",
@@ -323,6 +333,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Size)],
         late: false,
         in_order: true,
+        masks: false,
         // Final states [h1, h2].
         output: |d| 2 * d.h(),
         output_formula: "2H ([h1, h2])",
@@ -341,6 +352,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         args: &[required(ArgKey::Clusters), optional(ArgKey::Groups, 8), optional(ArgKey::Expansion, 2)],
         late: true,
         in_order: false,
+        masks: true,
         output: |d| d.k() * (d.expanded() / d.g()),
         output_formula: "K·λD/G",
         params: |d| {

@@ -1,5 +1,6 @@
 //! Unit tests of the parser and the validator, on specs built with `parse_quote!`.
 
+use crate::ast::GateKind;
 use crate::attr::parse_spec;
 use crate::valid::{validate, Model, ResolvedClassifier};
 use proc_macro2::TokenStream;
@@ -128,6 +129,57 @@ fn video_level_input_takes_no_frames_fusion_or_pooling() {
     assert!(e.iter().any(|e| e.starts_with("with `input = video_level` each stream is one vector")), "{e:?}");
     let e = errors(parse_quote!(input = video, classes = 2));
     assert!(e.iter().any(|e| e == "expected `frames` or `video_level`"), "{e:?}");
+}
+
+/// Lin et al. 2018's NeXtVLAD: per-stream NeXtVLADs, masks, dropout, SE gating.
+#[test]
+fn nextvlad_2018_resolves_masks_dropout_and_se_gating() {
+    let m = check(parse_quote! {
+        frames = 300,
+        frame_mask = true,
+        streams = [
+            rgb(features = 1024, pooling = nextvlad(clusters = 128, groups = 8, expansion = 2)),
+            audio(features = 128, pooling = nextvlad(clusters = 64, groups = 4, expansion = 2)),
+        ],
+        dropout = 0.5,
+        hidden = fc(size = 2048, batch_norm = true, relu6 = false),
+        after_pooling = context_gating(reduction = 8),
+        classifier = logistic(l2 = 1e-5),
+        classes = 3862,
+    })
+    .unwrap();
+    assert!(m.frame_mask);
+    assert_eq!(m.dropout, Some((0.5, 500_000)));
+    assert_eq!(m.pooled, 128 * 2048 / 8 + 64 * 256 / 4);
+    assert_eq!((m.gate, m.gate_reduction), (GateKind::SeContextGating, Some(8)));
+    let plain = check(gated_netvlad()).unwrap();
+    assert!(!plain.frame_mask && plain.dropout.is_none() && plain.gate_reduction.is_none());
+}
+
+#[test]
+fn masks_dropout_and_reduction_are_checked() {
+    let e = errors(parse_quote! {
+        frames = 3,
+        frame_mask = true,
+        streams = [rgb(features = 4, pooling = average)],
+        dropout = 1.5,
+        hidden = 6,
+        after_pooling = context_gating(reduction = 4),
+        classifier = logistic,
+        classes = 2,
+    });
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].starts_with("`frame_mask` masks the frames past each video's length"), "{e:?}");
+    assert!(e[1].starts_with("`dropout` must be a rate above 0 and below 1"), "{e:?}");
+    assert_eq!(e[2], "`reduction` = 4 must divide the 6 gated values evenly (the bottleneck has n / r)");
+    let e = errors(parse_quote! {
+        frames = 3,
+        streams = [rgb(features = 4, pooling = average)],
+        after_pooling = context_gating(),
+        classifier = logistic,
+        classes = 2,
+    });
+    assert_eq!(e, ["`context_gating(...)` needs its bottleneck reduction: `context_gating(reduction = 8)`"]);
 }
 
 #[test]

@@ -34,11 +34,18 @@ pub struct Model {
     pub early: Option<ResolvedPooling>,
     /// Size of the pooled representation (the concatenation, for late fusion).
     pub pooled: usize,
+    /// `frame_mask = true`: frames read in temporal order, those past each video's length
+    /// masked out of the poolings that take a mask.
+    pub frame_mask: bool,
+    /// `dropout = p`: the rate and its parts per million (the layer's const generic).
+    pub dropout: Option<(f64, usize)>,
     pub hidden: Option<ResolvedHidden>,
     /// Size of the representation the gate and the classifier see.
     pub representation: usize,
     pub gate: GateKind,
     pub gate_span: Span,
+    /// SE Context Gating's reduction `r` (`GateKind::SeContextGating` only).
+    pub gate_reduction: Option<usize>,
     pub classifier: ResolvedClassifier,
     pub classifier_span: Span,
     pub output_gating: bool,
@@ -98,6 +105,7 @@ impl Model {
         match field {
             Field::Input | Field::Classifier => true,
             Field::Pooling => self.early.is_some(),
+            Field::Dropout => self.dropout.is_some(),
             Field::Hidden => self.hidden.is_some(),
             Field::Gating => self.gate != GateKind::None,
             Field::OutputGating => self.output_gating,
@@ -148,13 +156,15 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     };
     let pooled = check_pooled(spec, video_level, early.as_ref(), &resolved, features.ok(), errors);
     let features = features.unwrap_or_else(|partial| partial);
+    let frame_mask = check_frame_mask(spec, video_level, early.as_ref(), &resolved, errors);
+    let dropout = check_dropout(spec, errors);
     let hidden = check_hidden(spec, &resolved, early.as_ref(), features, pooled, errors);
     let representation = match (&spec.hidden, &hidden) {
         (Some(_), Some(h)) => Some(h.size),
         (Some(_), None) => None,
         (None, _) => pooled,
     };
-    let (gate, gate_span) = check_gate(spec, representation, errors);
+    let (gate, gate_span, gate_reduction) = check_gate(spec, representation, errors);
     check_classifier_weights(spec, representation, classes, classifier, errors);
     let (output_gating, output_gate_span) = check_output_gate(spec, classes, errors);
 
@@ -170,10 +180,13 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
         streams: resolved,
         early,
         pooled,
+        frame_mask,
+        dropout,
         hidden,
         representation,
         gate,
         gate_span,
+        gate_reduction,
         classifier,
         classifier_span: spec.classifier.as_ref().map_or(call_site, |c| c.key.span()),
         output_gating,
@@ -355,22 +368,109 @@ fn check_hidden(
     })
 }
 
-/// The gate after pooling, and its weight against the element limit.
-fn check_gate(spec: &Spec, representation: Option<usize>, errors: &mut Errors) -> (GateKind, Span) {
-    let (gate, span) = spec
-        .after_pooling
-        .as_ref()
-        .map_or((GateKind::None, Span::call_site()), |g| (g.value.kind, g.value.span));
+/// `frame_mask`: only where a pooling takes the mask, and not on video-level input.
+fn check_frame_mask(
+    spec: &Spec,
+    video_level: bool,
+    early: Option<&ResolvedPooling>,
+    streams: &[ResolvedStream],
+    errors: &mut Errors,
+) -> bool {
+    let Some(mask) = spec.frame_mask.as_ref().filter(|m| m.value.value) else {
+        return false;
+    };
+    let span = mask.key.span();
+    if video_level {
+        errors
+            .push(syn::Error::new(span, "`input = video_level` has no frames to mask: remove `frame_mask`"));
+        return false;
+    }
+    let mut poolings = early.into_iter().chain(streams.iter().filter_map(|s| s.pooling.as_ref()));
+    // Poolings not resolved (errors already reported) say nothing either way.
+    let known = early.is_some() || !streams.is_empty();
+    if known && !poolings.any(|p| p.kind.masks) {
+        let maskable: Vec<String> =
+            crate::pooling::POOLINGS.iter().filter(|k| k.masks).map(|k| format!("`{}`", k.keyword)).collect();
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`frame_mask` masks the frames past each video's length out of the poolings that take a mask ({}); this model has none (`lstm` and `gru` stop at each video's length without it)",
+                maskable.join(", ")
+            ),
+        ));
+        return false;
+    }
+    true
+}
+
+/// `dropout = p`: a rate in `(0, 1)`, with its parts per million.
+fn check_dropout(spec: &Spec, errors: &mut Errors) -> Option<(f64, usize)> {
+    let d = spec.dropout.as_ref()?;
+    let scale = 1e6;
+    match d.value.value {
+        Some(p) if p > 0.0 && p < 1.0 && (p * scale).round() >= 1.0 && (p * scale).round() < scale => {
+            Some((p, (p * scale).round() as usize))
+        }
+        _ => {
+            errors.push(syn::Error::new(
+                d.value.lit.span(),
+                "`dropout` must be a rate above 0 and below 1 (at least 1e-6 from both), e.g. `dropout = 0.5`",
+            ));
+            None
+        }
+    }
+}
+
+/// The gate after pooling, its reduction (SE Context Gating), and its weights against the
+/// element limit.
+fn check_gate(
+    spec: &Spec,
+    representation: Option<usize>,
+    errors: &mut Errors,
+) -> (GateKind, Span, Option<usize>) {
+    let Some(g) = spec.after_pooling.as_ref().map(|g| &g.value) else {
+        return (GateKind::None, Span::call_site(), None);
+    };
+    let (gate, span) = (g.kind, g.span);
+    let reduction = if gate == GateKind::SeContextGating {
+        match &g.reduction {
+            None => {
+                errors.missing(syn::Error::new(
+                    span,
+                    "`context_gating(...)` needs its bottleneck reduction: `context_gating(reduction = 8)`",
+                ));
+                None
+            }
+            Some(r) => size(&r.value, "reduction", MAX_DIM, errors).and_then(|r_value| match representation {
+                Some(n) if n % r_value != 0 => {
+                    errors.push(syn::Error::new(
+                        r.value.span(),
+                        format!("`reduction` = {r_value} must divide the {n} gated values evenly (the bottleneck has n / r)"),
+                    ));
+                    None
+                }
+                _ => Some(r_value),
+            }),
+        }
+    } else {
+        None
+    };
     if let (Some(n), true) = (representation, gate != GateKind::None) {
-        let weights = if gate == GateKind::Glu { 2 } else { 1 };
+        let n = n as u64;
+        let weights = match (gate, reduction) {
+            (GateKind::Glu, _) => 2 * n * n,
+            (GateKind::SeContextGating, Some(r)) => n * (n / r as u64),
+            (GateKind::SeContextGating, None) => 0,
+            _ => n * n,
+        };
         check_elements(
-            weights * n as u64 * n as u64,
+            weights,
             span,
             &format!("gating {n} values (add a `hidden` layer to reduce them)"),
             errors,
         );
     }
-    (gate, span)
+    (gate, span, reduction)
 }
 
 /// The classifier's weights against the element limit.

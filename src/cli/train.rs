@@ -72,9 +72,9 @@ pub struct TrainArgs {
     /// Coefficient of the classifier's L2 penalty (default: the model's).
     #[arg(long)]
     regularization_penalty: Option<f64>,
-    /// Order a recurrent model (lstm, gru) reads each video's frames in: `temporal` (the
-    /// paper, default) or `random` (150 frames drawn with replacement, as the released
-    /// LSTM); orderless poolings always sample with replacement.
+    /// Order a recurrent model (lstm, gru) or a model with frame masks (nextvlad) reads
+    /// each video's frames in: `temporal` (the paper, default) or `random` (drawn with
+    /// replacement, as the released LSTM); other models always sample with replacement.
     #[arg(long, value_name = "temporal|random")]
     frame_order: Option<FrameOrder>,
     /// Seed of the data order and frame sampling.

@@ -121,6 +121,31 @@ def gating_cases():
     return cases
 
 
+def se_context_gating_case():
+    # Lin et al. 2018, section 3.3 and figure 4, as their released code computes it:
+    # Y = X * sigmoid(relu(BN(X W1)) W2), W1: N x N/r, W2: N/r x N, no biases.
+    r = rng(112)
+    b, n, red = 6, 8, 4
+    x = r.normal(size=(b, n))
+    w1 = r.normal(size=(n, n // red)) / np.sqrt(n)
+    w2 = r.normal(size=(n // red, n)) * 1.5
+    p = bn_params(r, n // red)
+    train, evaluation, after = bn_both(x @ w1, p)
+    return {"name": "se_context_gating", "dims": {"batch": b, "n": n, "reduction": red},
+            "tensors": {"input": x, "squeeze_weight": w1, **p, "excite_weight": w2,
+                        "output": x * sigmoid(np.maximum(train, 0.0) @ w2),
+                        "output_eval": x * sigmoid(np.maximum(evaluation, 0.0) @ w2), **after}}
+
+
+def dropout_case():
+    # Lin et al. 2018, section 4.2: dropout 0.5 after pooling. Evaluation: the identity.
+    r = rng(113)
+    b, n = 4, 6
+    x = r.normal(size=(b, n))
+    return {"name": "dropout", "dims": {"batch": b, "n": n, "rate": 0.5},
+            "tensors": {"input": x, "output_eval": x.copy()}}
+
+
 def moe_case(name, seed, b, i, v, m):
     # Section 3, as the reference computes it from its flat matrices.
     r = rng(seed)
@@ -155,4 +180,4 @@ def logistic_case():
 if __name__ == "__main__":
     write("head", [frame_input_case()] + hidden_cases() + gating_cases()
           + [moe_case("moe", 109, 5, 6, 4, 2), moe_case("moe_three_experts", 110, 4, 3, 2, 3),
-             logistic_case()])
+             logistic_case(), se_context_gating_case(), dropout_case()])

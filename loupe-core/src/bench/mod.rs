@@ -246,7 +246,7 @@ impl BenchReport {
 /// per clustering stream the assignment `X W` (`2 B T F K`) and the aggregation `X^T a`
 /// (`2 B T F K`, twice for NetFV's two statistics, none for soft BoW; gated soft BoW's
 /// own gate adds `2 B K (1024 + K)` roughly, not counted), the hidden layer
-/// (`2 B P H`), context gating (`2 B H H`) or GLU (`4 B H H`), the classifier
+/// (`2 B P H`), context gating (`2 B H H`), SE context gating (`4 B H H / r`) or GLU (`4 B H H`), the classifier
 /// (`2 B H V (2M + 1)` for the MoE, `2 B H V` logistic) and the probability gating
 /// (`2 B V V`). A backward pass costs twice its forward (input and weight gradients).
 pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
@@ -270,6 +270,8 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
             flops += match d.after_pooling {
                 AfterPooling::ContextGating => 2.0 * b * h * h,
                 AfterPooling::Glu => 4.0 * b * h * h,
+                // Two products through the bottleneck of h / r.
+                AfterPooling::SeContextGating => 4.0 * b * h * h / d.gating_reduction.unwrap_or(1) as f64,
                 AfterPooling::BiasedContextGating | AfterPooling::None => 0.0,
             };
             h

@@ -44,9 +44,10 @@ pub fn valid_rows(sampling: FrameSampling, num_frames: usize, count: usize) -> u
     }
 }
 
-/// The order a sequence model (the recurrent poolings: LSTM, GRU) reads each video's
-/// frames in (docs/reference.md section 2). Orderless poolings always sample uniformly with
-/// replacement, whatever this says.
+/// The order a sequence model (the recurrent poolings: LSTM, GRU; and models declared
+/// with `frame_mask = true`, which mask each video's frames past its length) reads each
+/// video's frames in (docs/reference.md section 2). Other models always sample uniformly
+/// with replacement, whatever this says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FrameOrder {

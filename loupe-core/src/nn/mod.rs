@@ -45,6 +45,7 @@ pub use temporal_pooling::{AveragePooling, MaxPooling};
 // --- Input, hidden, gating and classifier layers (the "head") ---
 mod classifier_penalty;
 mod context_gating;
+mod dropout;
 mod frame_input;
 mod glu;
 mod hidden;
@@ -52,9 +53,11 @@ mod logistic;
 mod mixture_of_experts;
 mod pool_frames;
 mod probability_gating;
+mod se_context_gating;
 
 pub use classifier_penalty::ClassifierPenalty;
 pub use context_gating::{BiasedContextGating, ContextGating};
+pub use dropout::{Dropout, DROPOUT_RATE_SCALE};
 pub use frame_input::{FrameInput, Stream};
 pub use glu::Glu;
 pub use hidden::{Hidden, HiddenBn};
@@ -62,6 +65,7 @@ pub use logistic::Logistic;
 pub use mixture_of_experts::MixtureOfExperts;
 pub use pool_frames::{NormalizedFrames, PoolFrames};
 pub use probability_gating::ProbabilityGating;
+pub use se_context_gating::SeContextGating;
 // --- end of the head layers ---
 
 // ==== recurrent pooling and NeXtVLAD (issue 8) ====
@@ -93,6 +97,7 @@ pub mod builder {
 
     // --- head layers ---
     pub use super::context_gating::builder::*;
+    pub use super::dropout::builder::*;
     pub use super::frame_input::builder::*;
     pub use super::frame_input::Stream;
     pub use super::glu::builder::*;
@@ -100,6 +105,7 @@ pub mod builder {
     pub use super::logistic::builder::*;
     pub use super::mixture_of_experts::builder::*;
     pub use super::probability_gating::builder::*;
+    pub use super::se_context_gating::builder::*;
     // --- end of the head layers ---
 
     // ==== recurrent pooling and NeXtVLAD ====
