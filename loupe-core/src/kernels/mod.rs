@@ -31,7 +31,7 @@ pub(crate) use ops::{
     try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
     try_vlad_normalize, BatchNormTensors,
 };
-pub(crate) use view::{grad_mut, is_cpu, slice, slice_mut};
+pub(crate) use view::{expect_view, grad_mut, is_cpu, restore_grad, slice, slice_mut, take_grad};
 
 use std::cell::Cell;
 
