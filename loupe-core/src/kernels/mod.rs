@@ -31,7 +31,9 @@ pub(crate) use ops::{
     try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
     try_vlad_normalize, BatchNormTensors,
 };
-pub(crate) use view::{grad_mut, is_cpu, params, params_mut, read, write};
+pub(crate) use view::{
+    expect_view, grad_mut, is_cpu, params, params_mut, read, restore_grad, take_grad, write,
+};
 
 use std::cell::Cell;
 

@@ -18,7 +18,9 @@
 //!   streamed checkpoint writer. A copy there would be two more passes over each of the
 //!   three 1.3 GB sets of a paper-size model per step (the optimizer is already 24% of a
 //!   batch-16 step and its update streams seven; `docs/performance.md`) and a transient
-//!   copy of the 1.07 GB hidden weight. The slice is derived from the reference to element 0 that
+//!   copy of the 1.07 GB hidden weight. The recurrences' host paths (GRU, LSTM) use it too:
+//!   they write their activations over their own input projections, the buffers their
+//!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). The slice is derived from the reference to element 0 that
 //!   `Index`/`IndexMut` hand out, after checking that the tensor is laid out row-major
 //!   and contiguous. Why that is sound, and under which aliasing model, is written at
 //!   [`params_mut`].
@@ -189,7 +191,7 @@ pub(crate) fn restore_grad<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(
 
 /// The buffer of a parameter-sized tensor `t` as `&[F]`, in place, when `t` lives on the
 /// `Cpu`, its dtype is `F` and its layout is row-major contiguous; `None` otherwise. For
-/// the streamed checkpoint writer only (see the module doc); see [`params_mut`] for why
+/// the streamed checkpoint writer and the recurrences' host paths (see the module doc); see [`params_mut`] for why
 /// it is sound.
 pub(crate) fn params<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, D>) -> Option<&[F]> {
     let (t, numel) = as_cpu::<F, _, _, _>(t)?;
@@ -201,7 +203,8 @@ pub(crate) fn params<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E
 
 /// The buffer of a parameter-sized tensor `t` as `&mut [F]`, in place (see [`params`]);
 /// the buffer is made unique first (dfdx's copy-on-write), so writing does not affect
-/// clones of `t`. For Adam's update of a parameter and its moments only.
+/// clones of `t`. For Adam's update of a parameter and its moments, and the recurrences'
+/// host paths (see the module doc).
 ///
 /// Soundness. What is certain: `first` points at element 0 of the tensor's one
 /// allocation; the layout check puts elements `0..numel` at `first..first + numel`, all

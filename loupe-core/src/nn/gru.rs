@@ -1,13 +1,13 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_host_matmul,
     try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
-use crate::device::try_tensor_from_slice;
+use crate::kernels::{restore_grad, take_grad};
 
 pub mod builder {
     /// Builder of [`super::GruPooling`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
@@ -280,8 +280,14 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
     Ok(out.put_tape(tape.merge(out_tape)))
 }
 
-/// [`try_gru_recurrence`] as one op with its own backward, the recurrence run on host
-/// copies of the values.
+/// [`try_gru_recurrence`] as one op with its own backward, the recurrence run on the
+/// tensors' host buffers.
+///
+/// Memory: the activations the backward needs are written over the projections they
+/// come from (`pg` then holds `[r, u]`, `pc` holds `c`), which the backward keeps anyway
+/// to name their gradients; nothing else is saved but the output. The backward builds
+/// each gradient once, as the tensor its weight gradient's matmul reads, and adds it to
+/// the inputs' and weights' gradients in place.
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
@@ -290,130 +296,133 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
     candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
 ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
-    let (pg, tape) = pg.split_tape();
-    let (pc, pc_tape) = pc.split_tape();
+    let (mut pg, tape) = pg.split_tape();
+    let (mut pc, pc_tape) = pc.split_tape();
     let mut tape = tape.merge(pc_tape);
     let (b, s, _) = *pg.shape();
     let (nb, ns) = (b.size(), s.size());
     let dev = pg.device().clone();
     let ug = gate_recurrent.clone().try_reshape_like(&(Const::<H>, 2 * H))?;
     let uc = candidate_recurrent.clone().try_reshape_like(&(Const::<H>, H))?;
-    let (pgv, pcv) = (pg.as_vec(), pc.as_vec());
     let m = mask_values(mask, nb, ns);
 
-    // Forward, keeping [r, u, c] for the backward.
-    let keep = T::OWNS_TAPE;
-    let mut acts: Vec<E> = if keep { vec![E::default(); nb * ns * 3 * H] } else { Vec::new() };
-    let mut states = vec![E::default(); nb * ns * H];
-    let mut h = vec![E::default(); nb * H];
-    let mut rh = vec![E::default(); nb * H];
-    let mut r = vec![0.0f64; nb * H];
-    let mut u = vec![0.0f64; nb * H];
-    for t in 0..ns {
-        let zg = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &ug)?) };
-        for bi in 0..nb {
-            let row = (bi * ns + t) * 2 * H;
-            for k in 0..H {
-                let pre = |g: usize| {
-                    to_f64(pgv[row + g * H + k])
-                        + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
-                };
-                r[bi * H + k] = sigmoid(pre(0));
-                u[bi * H + k] = sigmoid(pre(1));
-                rh[bi * H + k] = from_f64(r[bi * H + k] * to_f64(h[bi * H + k]));
+    // Forward; each step's [r, u] replaces its gate projections, c its candidate's.
+    let mut out = dev.try_zeros_like(&(b, s, Const::<H>))?;
+    {
+        let (gates, cand, states) = (host_mut(&mut pg), host_mut(&mut pc), host_mut(&mut out));
+        let mut h = vec![E::default(); nb * H];
+        let mut rh = vec![E::default(); nb * H];
+        let mut u = vec![0.0f64; nb * H];
+        for t in 0..ns {
+            let zg = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &ug)?) };
+            for bi in 0..nb {
+                let row = (bi * ns + t) * 2 * H;
+                for k in 0..H {
+                    let pre = |g: usize| {
+                        to_f64(gates[row + g * H + k])
+                            + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
+                    };
+                    let r = sigmoid(pre(0));
+                    u[bi * H + k] = sigmoid(pre(1));
+                    rh[bi * H + k] = from_f64(r * to_f64(h[bi * H + k]));
+                    gates[row + k] = from_f64(r);
+                    gates[row + H + k] = from_f64(u[bi * H + k]);
+                }
             }
-        }
-        let zc = if t == 0 { None } else { Some(try_host_matmul(&dev, &rh, nb, &uc)?) };
-        for bi in 0..nb {
-            let mt = m[bi * ns + t];
-            for k in 0..H {
-                let at = bi * H + k;
-                let c =
-                    (to_f64(pcv[(bi * ns + t) * H + k]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
-                let h_prev = to_f64(h[at]);
-                let h_new = u[at] * h_prev + (1.0 - u[at]) * c;
-                h[at] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
-                states[(bi * ns + t) * H + k] = h[at];
-                if keep {
-                    let row = (bi * ns + t) * 3 * H;
-                    acts[row + k] = from_f64(r[at]);
-                    acts[row + H + k] = from_f64(u[at]);
-                    acts[row + 2 * H + k] = from_f64(c);
+            let zc = if t == 0 { None } else { Some(try_host_matmul(&dev, &rh, nb, &uc)?) };
+            for bi in 0..nb {
+                let mt = m[bi * ns + t];
+                for k in 0..H {
+                    let at = bi * H + k;
+                    let i = (bi * ns + t) * H + k;
+                    let c = (to_f64(cand[i]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
+                    let h_prev = to_f64(h[at]);
+                    let h_new = u[at] * h_prev + (1.0 - u[at]) * c;
+                    h[at] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                    states[i] = h[at];
+                    cand[i] = from_f64(c);
                 }
             }
         }
     }
-    let out = try_tensor_from_slice(&dev, &states, (b, s, Const::<H>))?;
-    if !keep {
+    if !T::OWNS_TAPE {
         return Ok(out.put_tape(tape));
     }
 
+    // `pg` holds [r, u] and `pc` holds c from here on.
     let out_ghost = out.clone();
     let (gate_recurrent, candidate_recurrent) = (gate_recurrent.clone(), candidate_recurrent.clone());
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&out_ghost)?;
-        let dy = grads.get(&out_ghost).as_vec();
-        let ys = out_ghost.as_vec();
+        let dy = take_grad::<E, _, _, _>(grads, &out_ghost)?;
+        let (ys, acts_g, acts_c) = (host(&out_ghost), host(&pg), host(&pc));
         let prev =
             |bi: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(bi * ns + t - 1) * H + k]) };
-        let mut dpg = vec![E::default(); nb * ns * 2 * H];
-        let mut dpc = vec![E::default(); nb * ns * H];
-        let mut dh = vec![0.0f64; nb * H];
-        for t in (0..ns).rev() {
-            let mut dzc = vec![E::default(); nb * H];
-            let mut dhu = vec![0.0f64; nb * H];
-            for bi in 0..nb {
-                let mt = m[bi * ns + t];
-                let row = (bi * ns + t) * 3 * H;
-                for k in 0..H {
-                    let at = bi * H + k;
-                    let (uu, c) = (to_f64(acts[row + H + k]), to_f64(acts[row + 2 * H + k]));
-                    let dht = dh[at] + to_f64(dy[(bi * ns + t) * H + k]);
-                    let dh_new = mt * dht;
-                    let v = dh_new * (1.0 - uu) * (1.0 - c * c);
-                    dpc[(bi * ns + t) * H + k] = from_f64(v);
-                    dzc[at] = from_f64(v);
-                    dhu[at] = dh_new * (prev(bi, t, k) - c) * uu * (1.0 - uu);
-                    dh[at] = (1.0 - mt) * dht + dh_new * uu;
+        let rows = nb * ns;
+        let mut dpg_t = dev.try_zeros_like(&(rows, 2 * H))?;
+        let mut dpc_t = dev.try_zeros_like(&(rows, H))?;
+        {
+            let (dpg, dpc) = (host_mut(&mut dpg_t), host_mut(&mut dpc_t));
+            let mut dh = vec![0.0f64; nb * H];
+            for t in (0..ns).rev() {
+                let mut dzc = vec![E::default(); nb * H];
+                let mut dhu = vec![0.0f64; nb * H];
+                for bi in 0..nb {
+                    let mt = m[bi * ns + t];
+                    let row = (bi * ns + t) * 2 * H;
+                    for k in 0..H {
+                        let at = bi * H + k;
+                        let i = (bi * ns + t) * H + k;
+                        let (uu, c) = (to_f64(acts_g[row + H + k]), to_f64(acts_c[i]));
+                        let dht = dh[at] + to_f64(dy[i]);
+                        let dh_new = mt * dht;
+                        let v = dh_new * (1.0 - uu) * (1.0 - c * c);
+                        dpc[i] = from_f64(v);
+                        dzc[at] = from_f64(v);
+                        dhu[at] = dh_new * (prev(bi, t, k) - c) * uu * (1.0 - uu);
+                        dh[at] = (1.0 - mt) * dht + dh_new * uu;
+                    }
                 }
-            }
-            // Through the candidate's recurrent product (r * h) Uc.
-            let drh = if t > 0 { Some(try_host_matmul_transposed(&dev, dzc, nb, &uc)?) } else { None };
-            let mut dzg = vec![E::default(); nb * 2 * H];
-            for bi in 0..nb {
-                let row = (bi * ns + t) * 3 * H;
-                for k in 0..H {
-                    let at = bi * H + k;
-                    let rr = to_f64(acts[row + k]);
-                    let drh = drh.as_ref().map_or(0.0, |d| to_f64(d[at]));
-                    let dr = drh * prev(bi, t, k) * rr * (1.0 - rr);
-                    dh[at] += drh * rr;
-                    let out = (bi * ns + t) * 2 * H;
-                    dpg[out + k] = from_f64(dr);
-                    dpg[out + H + k] = from_f64(dhu[at]);
-                    dzg[bi * 2 * H + k] = from_f64(dr);
-                    dzg[bi * 2 * H + H + k] = from_f64(dhu[at]);
+                // Through the candidate's recurrent product (r * h) Uc.
+                let drh = if t > 0 { Some(try_host_matmul_transposed(&dev, dzc, nb, &uc)?) } else { None };
+                let mut dzg = vec![E::default(); nb * 2 * H];
+                for bi in 0..nb {
+                    let row = (bi * ns + t) * 2 * H;
+                    for k in 0..H {
+                        let at = bi * H + k;
+                        let rr = to_f64(acts_g[row + k]);
+                        let drh = drh.as_ref().map_or(0.0, |d| to_f64(d[at]));
+                        let dr = drh * prev(bi, t, k) * rr * (1.0 - rr);
+                        dh[at] += drh * rr;
+                        dpg[row + k] = from_f64(dr);
+                        dpg[row + H + k] = from_f64(dhu[at]);
+                        dzg[bi * 2 * H + k] = from_f64(dr);
+                        dzg[bi * 2 * H + H + k] = from_f64(dhu[at]);
+                    }
                 }
-            }
-            if t > 0 {
-                let back = try_host_matmul_transposed(&dev, dzg, nb, &ug)?;
-                for (acc, v) in dh.iter_mut().zip(back) {
-                    *acc += to_f64(v);
+                if t > 0 {
+                    let back = try_host_matmul_transposed(&dev, dzg, nb, &ug)?;
+                    for (acc, v) in dh.iter_mut().zip(back) {
+                        *acc += to_f64(v);
+                    }
                 }
             }
         }
-        // dUg = sum_t h_{t-1}^T dzg_t and dUc = sum_t (r_t * h_{t-1})^T dzc_t, one matmul each.
-        let rows = nb * ns;
-        let h_prev: Vec<E> = (0..rows * H).map(|i| from_f64(prev(i / H / ns, i / H % ns, i % H))).collect();
-        let rh_prev: Vec<E> = (0..rows * H)
-            .map(|i| from_f64(to_f64(acts[(i / H) * 3 * H + i % H]) * prev(i / H / ns, i / H % ns, i % H)))
-            .collect();
-        let dug = try_weight_gradient::<H, E, D>(&dev, h_prev, dpg.clone(), rows, 2 * H)?;
-        try_accumulate_gradient(grads, &gate_recurrent, dug.try_reshape_like(&(Const, Const, Const))?)?;
-        let duc = try_weight_gradient::<H, E, D>(&dev, rh_prev, dpc.clone(), rows, H)?;
-        try_accumulate_gradient(grads, &candidate_recurrent, duc.try_reshape_like(&(Const, Const))?)?;
-        try_accumulate_gradient(grads, &pg, try_tensor_from_slice(&dev, &dpg, (b, s, 2 * H))?)?;
-        try_accumulate_gradient(grads, &pc, try_tensor_from_slice(&dev, &dpc, (b, s, Const::<H>))?)
+        restore_grad(grads, &out_ghost, dy)?;
+        // dUg = sum_t h_{t-1}^T dzg_t, then dUc = sum_t (r_t * h_{t-1})^T dzc_t in the same
+        // buffer, one matmul each.
+        let mut states_prev = dev.try_zeros_like(&(rows, Const::<H>))?;
+        for (i, v) in host_mut(&mut states_prev).iter_mut().enumerate() {
+            *v = from_f64(prev(i / H / ns, i / H % ns, i % H));
+        }
+        let dug = try_weight_gradient(&states_prev, &dpg_t)?;
+        try_add_to_gradient(grads, &gate_recurrent, host(&dug))?;
+        for (i, v) in host_mut(&mut states_prev).iter_mut().enumerate() {
+            *v = from_f64(to_f64(acts_g[(i / H) * 2 * H + i % H]) * to_f64(*v));
+        }
+        let duc = try_weight_gradient(&states_prev, &dpc_t)?;
+        try_add_to_gradient(grads, &candidate_recurrent, host(&duc))?;
+        try_add_to_gradient(grads, &pg, host(&dpg_t))?;
+        try_add_to_gradient(grads, &pc, host(&dpc_t))
     });
     Ok(out.put_tape(tape))
 }

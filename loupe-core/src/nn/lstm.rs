@@ -1,13 +1,13 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, mask_values, sigmoid, to_f64, try_accumulate_gradient, try_host_matmul,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_host_matmul,
     try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
-use crate::device::try_tensor_from_slice;
+use crate::kernels::{restore_grad, take_grad};
 
 /// Added to the forget gate's pre-activation (TensorFlow's `BasicLSTMCell(forget_bias=1.0)`,
 /// as released): a constant, not a learned initial value.
@@ -236,50 +236,54 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
     Ok(out.put_tape(tape.merge(out_tape)))
 }
 
-/// [`try_lstm_recurrence`] as one op with its own backward, the recurrence run on host
-/// copies of the values.
+/// [`try_lstm_recurrence`] as one op with its own backward, the recurrence run on the
+/// tensors' host buffers.
+///
+/// Memory: the gate activations `[i, j, f, o]` the backward needs are written over the
+/// projections `p` they come from, which the backward keeps anyway to name their
+/// gradient; nothing else is saved but the output. The backward builds the gradient of
+/// `p` once, as the tensor the weight gradient's matmul reads, and adds it to the input's
+/// and the weight's gradients in place.
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     p: Tensor<(B, S, usize), E, D, T>,
     recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
 ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
-    let (p, mut tape) = p.split_tape();
+    let (mut p, mut tape) = p.split_tape();
     let (b, s, _) = *p.shape();
     let (nb, ns) = (b.size(), s.size());
     let dev = p.device().clone();
     let u = recurrent.clone().try_reshape_like(&(Const::<H>, 4 * H))?;
-    let pv = p.as_vec();
     let m = mask_values(mask, nb, ns);
 
-    // Forward, keeping the gate activations [i, j, f, o] for the backward.
-    let keep = T::OWNS_TAPE;
-    let mut gates: Vec<E> = if keep { vec![E::default(); nb * ns * 4 * H] } else { Vec::new() };
-    let mut states = vec![E::default(); nb * ns * 2 * H];
-    let mut c = vec![0.0f64; nb * H];
-    let mut h = vec![E::default(); nb * H];
-    for t in 0..ns {
-        let z = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &u)?) };
-        for bi in 0..nb {
-            let row = (bi * ns + t) * 4 * H;
-            let mt = m[bi * ns + t];
-            for k in 0..H {
-                let pre = |g: usize| {
-                    to_f64(pv[row + g * H + k])
-                        + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
-                };
-                let (i, j, f, o) =
-                    (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
-                let c_prev = c[bi * H + k];
-                let h_prev = to_f64(h[bi * H + k]);
-                let c_new = f * c_prev + i * j;
-                let h_new = o * c_new.tanh();
-                c[bi * H + k] = mt * c_new + (1.0 - mt) * c_prev;
-                h[bi * H + k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
-                let out = (bi * ns + t) * 2 * H;
-                states[out + k] = from_f64(c[bi * H + k]);
-                states[out + H + k] = h[bi * H + k];
-                if keep {
+    // Forward; each step's gate activations replace its projections.
+    let mut out = dev.try_zeros_like(&(b, s, 2 * H))?;
+    {
+        let (gates, states) = (host_mut(&mut p), host_mut(&mut out));
+        let mut c = vec![0.0f64; nb * H];
+        let mut h = vec![E::default(); nb * H];
+        for t in 0..ns {
+            let z = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &u)?) };
+            for bi in 0..nb {
+                let row = (bi * ns + t) * 4 * H;
+                let mt = m[bi * ns + t];
+                for k in 0..H {
+                    let pre = |g: usize| {
+                        to_f64(gates[row + g * H + k])
+                            + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
+                    };
+                    let (i, j, f, o) =
+                        (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
+                    let c_prev = c[bi * H + k];
+                    let h_prev = to_f64(h[bi * H + k]);
+                    let c_new = f * c_prev + i * j;
+                    let h_new = o * c_new.tanh();
+                    c[bi * H + k] = mt * c_new + (1.0 - mt) * c_prev;
+                    h[bi * H + k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                    let out = (bi * ns + t) * 2 * H;
+                    states[out + k] = from_f64(c[bi * H + k]);
+                    states[out + H + k] = h[bi * H + k];
                     for (g, a) in [i, j, f, o].into_iter().enumerate() {
                         gates[row + g * H + k] = from_f64(a);
                     }
@@ -287,17 +291,16 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             }
         }
     }
-    let out = try_tensor_from_slice(&dev, &states, (b, s, 2 * H))?;
-    if !keep {
+    if !T::OWNS_TAPE {
         return Ok(out.put_tape(tape));
     }
 
+    // `p` holds [i, j, f, o] from here on.
     let out_ghost = out.clone();
     let recurrent = recurrent.clone();
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&out_ghost)?;
-        let dy = grads.get(&out_ghost).as_vec();
-        let ys = out_ghost.as_vec();
+        let dy = take_grad::<E, _, _, _>(grads, &out_ghost)?;
+        let (ys, gates) = (host(&out_ghost), host(&p));
         // State of video `bi` before step `t` (zeros before the first).
         let prev = |bi: usize, t: usize, off: usize, k: usize| {
             if t == 0 {
@@ -306,55 +309,59 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
                 to_f64(ys[(bi * ns + t - 1) * 2 * H + off + k])
             }
         };
-        let mut dp = vec![E::default(); nb * ns * 4 * H];
-        let mut dc = vec![0.0f64; nb * H];
-        let mut dh = vec![0.0f64; nb * H];
-        for t in (0..ns).rev() {
-            let mut dz = vec![E::default(); nb * 4 * H];
-            for bi in 0..nb {
-                let row = (bi * ns + t) * 4 * H;
-                let out = (bi * ns + t) * 2 * H;
-                let mt = m[bi * ns + t];
-                for k in 0..H {
-                    let a = |g: usize| to_f64(gates[row + g * H + k]);
-                    let (i, j, f, o) = (a(0), a(1), a(2), a(3));
-                    let c_prev = prev(bi, t, 0, k);
-                    let c_new = f * c_prev + i * j;
-                    let tc = c_new.tanh();
-                    let dct = dc[bi * H + k] + to_f64(dy[out + k]);
-                    let dht = dh[bi * H + k] + to_f64(dy[out + H + k]);
-                    let (dc_new, dh_new) = (mt * dct, mt * dht);
-                    let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
-                    let d = [
-                        dc_full * j * i * (1.0 - i),
-                        dc_full * i * (1.0 - j * j),
-                        dc_full * c_prev * f * (1.0 - f),
-                        dh_new * tc * o * (1.0 - o),
-                    ];
-                    for (g, v) in d.into_iter().enumerate() {
-                        dp[row + g * H + k] = from_f64(v);
-                        dz[bi * 4 * H + g * H + k] = from_f64(v);
+        let rows = nb * ns;
+        let mut dp_t = dev.try_zeros_like(&(rows, 4 * H))?;
+        {
+            let dp = host_mut(&mut dp_t);
+            let mut dc = vec![0.0f64; nb * H];
+            let mut dh = vec![0.0f64; nb * H];
+            for t in (0..ns).rev() {
+                let mut dz = vec![E::default(); nb * 4 * H];
+                for bi in 0..nb {
+                    let row = (bi * ns + t) * 4 * H;
+                    let out = (bi * ns + t) * 2 * H;
+                    let mt = m[bi * ns + t];
+                    for k in 0..H {
+                        let a = |g: usize| to_f64(gates[row + g * H + k]);
+                        let (i, j, f, o) = (a(0), a(1), a(2), a(3));
+                        let c_prev = prev(bi, t, 0, k);
+                        let c_new = f * c_prev + i * j;
+                        let tc = c_new.tanh();
+                        let dct = dc[bi * H + k] + to_f64(dy[out + k]);
+                        let dht = dh[bi * H + k] + to_f64(dy[out + H + k]);
+                        let (dc_new, dh_new) = (mt * dct, mt * dht);
+                        let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
+                        let d = [
+                            dc_full * j * i * (1.0 - i),
+                            dc_full * i * (1.0 - j * j),
+                            dc_full * c_prev * f * (1.0 - f),
+                            dh_new * tc * o * (1.0 - o),
+                        ];
+                        for (g, v) in d.into_iter().enumerate() {
+                            dp[row + g * H + k] = from_f64(v);
+                            dz[bi * 4 * H + g * H + k] = from_f64(v);
+                        }
+                        dc[bi * H + k] = (1.0 - mt) * dct + dc_full * f;
+                        dh[bi * H + k] = (1.0 - mt) * dht;
                     }
-                    dc[bi * H + k] = (1.0 - mt) * dct + dc_full * f;
-                    dh[bi * H + k] = (1.0 - mt) * dht;
                 }
-            }
-            if t > 0 {
-                let back = try_host_matmul_transposed(&dev, dz, nb, &u)?;
-                for (acc, v) in dh.iter_mut().zip(back) {
-                    *acc += to_f64(v);
+                if t > 0 {
+                    let back = try_host_matmul_transposed(&dev, dz, nb, &u)?;
+                    for (acc, v) in dh.iter_mut().zip(back) {
+                        *acc += to_f64(v);
+                    }
                 }
             }
         }
+        restore_grad(grads, &out_ghost, dy)?;
         // dU = sum_t h_{t-1}^T dz_t, all steps in one matmul.
-        let h_prev: Vec<E> = (0..nb * ns)
-            .flat_map(|r| (0..H).map(move |k| (r / ns, r % ns, k)))
-            .map(|(bi, t, k)| from_f64(prev(bi, t, H, k)))
-            .collect();
-        let du = try_weight_gradient::<H, E, D>(&dev, h_prev, dp.clone(), nb * ns, 4 * H)?;
-        try_accumulate_gradient(grads, &recurrent, du.try_reshape_like(&(Const, Const, Const))?)?;
-        let dp = try_tensor_from_slice(&dev, &dp, (b, s, 4 * H))?;
-        try_accumulate_gradient(grads, &p, dp)
+        let mut h_prev = dev.try_zeros_like(&(rows, Const::<H>))?;
+        for (i, v) in host_mut(&mut h_prev).iter_mut().enumerate() {
+            *v = from_f64(prev(i / H / ns, i / H % ns, H, i % H));
+        }
+        let du = try_weight_gradient(&h_prev, &dp_t)?;
+        try_add_to_gradient(grads, &recurrent, host(&du))?;
+        try_add_to_gradient(grads, &p, host(&dp_t))
     });
     Ok(out.put_tape(tape))
 }

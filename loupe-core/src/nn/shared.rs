@@ -13,6 +13,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::device::try_tensor_from_slice;
+use crate::kernels;
 
 // ---- weight initialisers ----
 
@@ -281,23 +282,34 @@ where
 
 // ---- scalars, picks and the recurrences' tape plumbing ----
 
-/// Adds `delta` to the gradient of `t` held in `grads`, with dfdx's public API only.
-///
-/// dfdx exposes a gradient as its opaque device storage; the one public way to write
-/// chosen values there is to let dfdx's own backward produce them: `d/dz sum(z * v) = v`
-/// exactly (a product with the seed 1), for any device.
-pub(crate) fn try_accumulate_gradient<S: Shape, E: Dtype, D: Device<E>>(
+/// The values of `t` read in place, for the recurrences' host paths, which run only on
+/// the `Cpu` with `f32`/`f64` ([`crate::kernels::cpu_float`]) on the contiguous tensors
+/// they make themselves. Through the same in-place view as Adam's update
+/// (`kernels::view::params`; its doc says under which aliasing model it is defined): the
+/// recurrences write their activations over their own projections, which a copy would
+/// double (about 2 GiB at the GRU's paper size, docs/performance.md).
+pub(crate) fn host<S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, D>) -> &[E] {
+    kernels::expect_view(kernels::params::<E, _, _, _>(t))
+}
+
+/// [`host`] for writing: the buffer of `t` in place (made unique first, so clones of `t`
+/// keep their values).
+pub(crate) fn host_mut<S: Shape, E: Dtype, D: Storage<E>>(t: &mut Tensor<S, E, D>) -> &mut [E] {
+    kernels::expect_view(kernels::params_mut::<E, _, _, _>(t))
+}
+
+/// Adds `delta` (laid out like `t`) to the gradient of `t` held in `grads`, in place
+/// (host paths only, see [`host`]).
+pub(crate) fn try_add_to_gradient<S: Shape, E: Dtype, D: Storage<E>>(
     grads: &mut Gradients<E, D>,
     t: &Tensor<S, E, D>,
-    delta: Tensor<S, E, D>,
+    delta: &[E],
 ) -> Result<(), D::Err> {
-    grads.try_alloc_for(t)?;
-    let total = grads.get(t).try_add(delta)?;
-    let probe: Tensor<S, E, D> = t.device().try_zeros_like(t.shape())?;
-    let mut inner =
-        probe.clone().traced(Gradients::leaky()).try_mul(total)?.try_sum::<Rank0, _>()?.try_backward()?;
-    let values = inner.get_or_alloc_mut(&probe)?.clone();
-    *grads.get_or_alloc_mut(t)? = values;
+    let g = kernels::grad_mut::<E, _, _, _>(grads, t)?;
+    assert_eq!(g.len(), delta.len(), "gradient of {} values, delta of {}", g.len(), delta.len());
+    for (g, d) in g.iter_mut().zip(delta) {
+        *g += *d;
+    }
     Ok(())
 }
 
@@ -352,18 +364,13 @@ pub(crate) fn try_host_matmul_transposed<const H: usize, E: Dtype, D: Device<E>>
     try_tensor_from_slice(dev, &d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
 }
 
-/// `sum_rows a^T b` for `a (R, H)` and `b (R, N)` given as host values: the gradient of
-/// a recurrent weight from every step's state and gate gradient at once.
+/// `sum_rows a^T b` for `a (R, H)` and `b (R, N)`: the gradient of a recurrent weight
+/// from every step's state and gate gradient at once.
 pub(crate) fn try_weight_gradient<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    a: Vec<E>,
-    b: Vec<E>,
-    rows: usize,
-    n: usize,
+    a: &Tensor<(usize, Const<H>), E, D>,
+    b: &Tensor<(usize, usize), E, D>,
 ) -> Result<Tensor<(Const<H>, usize), E, D>, D::Err> {
-    let a = try_tensor_from_slice(dev, &a, (rows, Const::<H>))?;
-    let b = try_tensor_from_slice(dev, &b, (rows, n))?;
-    a.try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b)
+    a.clone().try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b.clone())
 }
 
 /// Entry `t` of axis 1 of `x` `(B, S, N)`, as `(B, N)`: `sum_s x[:, s, :] [s = t]`.
