@@ -121,7 +121,7 @@ mod tests {
             let (sum, _) = fma_loop(n, 1.0, 1.0);
             assert_eq!(sum, (CHAINS as u64 * n) as f32, "{n} rounds");
         }
-        let (portable, _) = (fma_loop_portable(1000, 0.5, 2.0), ());
+        let portable = fma_loop_portable(1000, 0.5, 2.0);
         let (dispatched, _) = fma_loop(1000, 0.5, 2.0);
         // acc -> 0.5 acc + 2 converges to 4 from below: both paths compute the same values.
         assert_eq!(portable, dispatched);
