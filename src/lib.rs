@@ -55,7 +55,7 @@ pub mod zoo;
 ///
 /// | key | required | value |
 /// |---|---|---|
-/// | `input` | no (`frames`) | `frames`: frame-level features, pooled over time; `video_level`: one vector per video |
+/// | `input` | no (`frames`) | `frames`: frame-level features, L2-normalised and batch-normalised, pooled over time; `raw_frames`: the same as they are; `video_level`: one vector per video |
 /// | `frames` | yes (not with `video_level`) | frames sampled per video (`Const` dim of the input) |
 /// | `streams` | yes | `[name(features = N, pooling = P), ...]` in the frames' channel order (no `pooling` with `video_level`) |
 /// | `fusion` | no (`late`) | `late`: pool each stream, concatenate; `early(pooling = P)`: concatenate the frames, pool once |
@@ -135,6 +135,11 @@ pub mod zoo;
 /// `FRAMES` is 1: the input is `Tensor<(usize, Const<1>, Const<FEATURES>), ..>`, which is
 /// how the data layer feeds video-level records. `frames`, `fusion` and stream poolings
 /// are compile errors.
+///
+/// `raw_frames` feeds the frames to pooling as they are, without the L2 normalisation
+/// and the input batch norm of `frames` (the model has no `input` tensors), as Lin et al.'s
+/// released NeXtVLAD code does (`loupe::zoo::NeXtVlad`). Any other value is a compile
+/// error listing the three.
 ///
 /// ```
 /// # use loupe::video_model;
@@ -226,7 +231,7 @@ pub mod zoo;
 /// # Checkpoint keys
 /// The built type's fields, which are the `TensorCollection` names: `input` (per-frame
 /// L2 normalisation and input batch norm; L2 normalisation only for recurrent pooling
-/// and video-level input), one field per stream named after it (late
+/// and video-level input; nothing for `raw_frames`), one field per stream named after it (late
 /// fusion) or `pooling` (early fusion), `dropout`, `hidden`, `gating`, `classifier`, `output_gating`;
 /// absent layers have no field. Stream names may not be one of these.
 ///

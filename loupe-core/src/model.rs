@@ -173,8 +173,9 @@ impl std::str::FromStr for Layer {
 pub struct ModelDescription {
     /// The model's type name (e.g. `GatedNetVlad`).
     pub name: String,
-    /// Frame-level features pooled over time, or one vector per video (YouTube-8M's
-    /// `mean_rgb` and `mean_audio`; `frames` is 1).
+    /// Frame-level features pooled over time (L2-normalised and batch-normalised, or as
+    /// they are), or one vector per video (YouTube-8M's `mean_rgb` and `mean_audio`;
+    /// `frames` is 1).
     #[serde(default)]
     pub input: InputKind,
     /// Input streams in frame order.
@@ -279,6 +280,9 @@ kind_enum! {
     InputKind {
         /// Frame-level features, pooled over time.
         Frames = "frames",
+        /// Frame-level features fed to pooling as they are: no L2 normalisation, no input
+        /// batch norm (`input = raw_frames`; Lin et al. 2018's released code).
+        RawFrames = "raw_frames",
         /// One vector per video (YouTube-8M's `mean_rgb` and `mean_audio`).
         VideoLevel = "video_level",
     }

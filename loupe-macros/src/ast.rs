@@ -44,10 +44,12 @@ pub struct Spec {
     pub classes: Option<Keyed<Size>>,
 }
 
-/// `input = frames` (frame-level features, the default) or `input = video_level`
-/// (one vector per video: YouTube-8M's `mean_rgb` and `mean_audio`).
+/// `input = frames` (frame-level features, L2-normalised and batch-normalised: the
+/// default), `input = raw_frames` (frame-level features as they are) or
+/// `input = video_level` (one vector per video: YouTube-8M's `mean_rgb` and `mean_audio`).
 pub struct Input {
     pub video_level: bool,
+    pub raw_frames: bool,
 }
 
 /// `fusion = late` or `fusion = early(pooling = <pooling>)`.

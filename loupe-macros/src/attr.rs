@@ -167,10 +167,13 @@ fn parse_input(input: ParseStream) -> syn::Result<Input> {
     let la = input.lookahead1();
     if la.peek(kw::frames) {
         input.parse::<kw::frames>()?;
-        Ok(Input { video_level: false })
+        Ok(Input { video_level: false, raw_frames: false })
+    } else if la.peek(kw::raw_frames) {
+        input.parse::<kw::raw_frames>()?;
+        Ok(Input { video_level: false, raw_frames: true })
     } else if la.peek(kw::video_level) {
         input.parse::<kw::video_level>()?;
-        Ok(Input { video_level: true })
+        Ok(Input { video_level: true, raw_frames: false })
     } else {
         Err(la.error())
     }
@@ -325,7 +328,27 @@ fn parse_gate(input: ParseStream, errors: &mut Errors) -> syn::Result<Gate> {
     } else {
         return Err(la.error());
     };
+    let keyword = match kind {
+        GateKind::BiasedContextGating => "biased_context_gating",
+        GateKind::Glu => "glu",
+        _ => "none",
+    };
+    no_arguments(
+        input,
+        keyword,
+        "`after_pooling` accepts one of: `context_gating`, `context_gating(reduction = r)`, `biased_context_gating`, `glu`, `none`",
+    )?;
     Ok(Gate { kind, span, reduction: None })
+}
+
+/// Refuses `(...)` after a `keyword` that takes no arguments, saying what `accepted` there
+/// (without this, the parse stops at the parenthesis with only "expected `,`").
+fn no_arguments(input: ParseStream, keyword: &str, accepted: &str) -> syn::Result<()> {
+    if input.peek(token::Paren) {
+        let arguments: TokenTree = input.parse()?;
+        return Err(syn::Error::new(arguments.span(), format!("`{keyword}` takes no arguments; {accepted}")));
+    }
+    Ok(())
 }
 
 fn parse_classifier(input: ParseStream, errors: &mut Errors) -> syn::Result<Classifier> {
@@ -378,13 +401,13 @@ fn parse_coefficient(input: ParseStream) -> syn::Result<Coefficient> {
 
 fn parse_output_gate(input: ParseStream) -> syn::Result<OutputGate> {
     let la = input.lookahead1();
-    if la.peek(kw::context_gating) {
-        let kw: kw::context_gating = input.parse()?;
-        Ok(OutputGate { gating: true, span: kw.span })
+    let (gating, keyword, span) = if la.peek(kw::context_gating) {
+        (true, "context_gating", input.parse::<kw::context_gating>()?.span)
     } else if la.peek(kw::none) {
-        let kw: kw::none = input.parse()?;
-        Ok(OutputGate { gating: false, span: kw.span })
+        (false, "none", input.parse::<kw::none>()?.span)
     } else {
-        Err(la.error())
-    }
+        return Err(la.error());
+    };
+    no_arguments(input, keyword, "`after_classifier` accepts one of: `context_gating`, `none`")?;
+    Ok(OutputGate { gating, span })
 }

@@ -112,7 +112,10 @@ fn fields(model: &Model) -> Vec<(Ident, TokenStream)> {
     let features = lit(model.features);
     // Recurrent poolings read the L2-normalised frames without the input batch norm; so do
     // video-level models (the starter code L2-normalises the concatenated vector only).
-    if model.video_level || model.early.as_ref().is_some_and(|p| p.kind.in_order) {
+    // `input = raw_frames` reads the frames as they are.
+    if model.raw_frames {
+        fields.push((Field::Input.ident(), quote!(#nn::RawFrames)));
+    } else if model.video_level || model.early.as_ref().is_some_and(|p| p.kind.in_order) {
         fields.push((Field::Input.ident(), quote!(#nn::L2Normalize)));
     } else {
         fields.push((Field::Input.ident(), quote!(#nn::FrameInput<#features, __E, __D>)));
@@ -536,7 +539,14 @@ fn gen_description(item: &ItemStruct, model: &Model) -> TokenStream {
             (None, false) => "Late",
         },
     );
-    let input = variant("InputKind", if model.video_level { "VideoLevel" } else { "Frames" });
+    let input = variant(
+        "InputKind",
+        match (model.video_level, model.raw_frames) {
+            (true, _) => "VideoLevel",
+            (false, true) => "RawFrames",
+            (false, false) => "Frames",
+        },
+    );
     let early_pooling = match &model.early {
         Some(pool) => {
             let kind = variant("PoolingKind", pool.kind.variant);
@@ -618,7 +628,8 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
     let description = gen_description(item, model);
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
-    let train_body = if model.video_level || recurrent_early {
+    // Frames without the input batch norm have no affine to keep apart (`PoolFrames`).
+    let train_body = if model.video_level || model.raw_frames || recurrent_early {
         quote!(#p::ModuleMut::try_forward_mut(self, __x))
     } else {
         frames_train_body(model, &owned)

@@ -16,6 +16,7 @@ syn::custom_keyword!(dropout);
 
 // Input kinds (`frames` is also a key).
 syn::custom_keyword!(video_level);
+syn::custom_keyword!(raw_frames);
 
 // Stream keys.
 syn::custom_keyword!(features);

@@ -128,7 +128,56 @@ fn video_level_input_takes_no_frames_fusion_or_pooling() {
     assert!(e.iter().any(|e| e.starts_with("`input = video_level` has no frames to pool")), "{e:?}");
     assert!(e.iter().any(|e| e.starts_with("with `input = video_level` each stream is one vector")), "{e:?}");
     let e = errors(parse_quote!(input = video, classes = 2));
-    assert!(e.iter().any(|e| e == "expected `frames` or `video_level`"), "{e:?}");
+    assert!(e.iter().any(|e| e == "expected one of: `frames`, `raw_frames`, `video_level`"), "{e:?}");
+}
+
+/// `input = raw_frames`: frame-level, read as they are; the default is normalised frames.
+#[test]
+fn raw_frames_input_is_frame_level_without_normalisation() {
+    let spec = |input: TokenStream| -> TokenStream {
+        parse_quote! {
+            #input
+            frames = 3,
+            streams = [rgb(features = 4, pooling = nextvlad(clusters = 2, groups = 2))],
+            classifier = logistic,
+            classes = 2,
+        }
+    };
+    let m = check(spec(parse_quote!(input = raw_frames,))).unwrap();
+    assert!(m.raw_frames && !m.video_level);
+    assert_eq!((m.frames, m.features), (3, 4));
+    for input in [parse_quote!(input = frames,), TokenStream::new()] {
+        let m = check(spec(input)).unwrap();
+        assert!(!m.raw_frames && !m.video_level);
+    }
+}
+
+/// A gate that takes no arguments, given some, says what the position accepts.
+#[test]
+fn arguments_to_a_gate_without_any_say_what_is_accepted() {
+    let head = |gate: TokenStream| -> TokenStream {
+        parse_quote! {
+            frames = 3,
+            streams = [rgb(features = 4, pooling = average)],
+            hidden = 8,
+            #gate,
+            classifier = logistic,
+            classes = 2,
+        }
+    };
+    for (gate, keyword) in [
+        (parse_quote!(after_pooling = glu(reduction = 8)), "glu"),
+        (parse_quote!(after_pooling = biased_context_gating(reduction = 8)), "biased_context_gating"),
+        (parse_quote!(after_pooling = none()), "none"),
+    ] {
+        let e = errors(head(gate));
+        assert_eq!(e, [format!("`{keyword}` takes no arguments; `after_pooling` accepts one of: `context_gating`, `context_gating(reduction = r)`, `biased_context_gating`, `glu`, `none`")]);
+    }
+    let e = errors(head(parse_quote!(after_classifier = context_gating(reduction = 8))));
+    assert_eq!(
+        e,
+        ["`context_gating` takes no arguments; `after_classifier` accepts one of: `context_gating`, `none`"]
+    );
 }
 
 /// Lin et al. 2018's NeXtVLAD: per-stream NeXtVLADs, masks, dropout, SE gating.

@@ -25,6 +25,9 @@ pub const MAX_ELEMENTS: u64 = 1 << 31;
 pub struct Model {
     /// `input = video_level`: one vector per video, no pooling, `frames` is 1.
     pub video_level: bool,
+    /// `input = raw_frames`: the frames go to pooling as they are (no L2 normalisation,
+    /// no input batch norm).
+    pub raw_frames: bool,
     /// Frames sampled per video.
     pub frames: usize,
     /// Input feature size: the sum of the streams' features.
@@ -129,6 +132,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
     let before = errors.len();
     let call_site = Span::call_site();
     let video_level = spec.input.as_ref().is_some_and(|i| i.value.video_level);
+    let raw_frames = spec.input.as_ref().is_some_and(|i| i.value.raw_frames);
     let frames = check_frames(spec, video_level, errors);
     let classes = required(&spec.classes, "classes", "the number of classes, e.g. `classes = 3862`", errors)
         .and_then(|s| size(&s.value, "classes", MAX_CLASSES, errors));
@@ -175,6 +179,7 @@ pub fn validate(spec: &Spec, errors: &mut Errors) -> Option<Model> {
         (frames?, classes?, classifier?, pooled?, representation?);
     Some(Model {
         video_level,
+        raw_frames,
         frames,
         features,
         streams: resolved,

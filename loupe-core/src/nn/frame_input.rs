@@ -78,6 +78,48 @@ impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>> Module<Tensor<(B, S
     }
 }
 
+/// The input stage of `input = raw_frames`: the frames as they are, with neither the L2
+/// normalisation nor the batch norm of [`FrameInput`]. Lin et al.'s released NeXtVLAD code
+/// (`train.py` and `eval.py` of linrongc/youtube-8m) feeds its poolings the dequantised
+/// features this way (after undoing the rgb PCA whitening, which needs Google's PCA
+/// eigenvalues and is left to the data).
+///
+/// # Shapes
+/// Any shape, unchanged.
+///
+/// ```
+/// # use dfdx::prelude::*;
+/// # use loupe_core::nn::RawFrames;
+/// let dev = loupe_core::device::cpu();
+/// let frames = dev.tensor([[[3.0f32, 4.0], [0.5, -2.0]]]);
+/// assert_eq!(RawFrames.forward(frames.clone()).array(), frames.array());
+/// ```
+#[derive(Debug, Default, Clone, Copy, Eq, PartialEq)]
+pub struct RawFrames;
+
+impl<E: Dtype, D: Device<E>> BuildOnDevice<D, E> for RawFrames {
+    type Built = RawFrames;
+}
+
+impl<E: Dtype, D: Device<E>> TensorCollection<E, D> for RawFrames {
+    type To<E2: Dtype, D2: Device<E2>> = RawFrames;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        _: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        Ok(Some(RawFrames))
+    }
+}
+
+impl NonMutableModule for RawFrames {}
+
+impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for RawFrames {
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        Ok(x)
+    }
+}
+
 /// One input stream: channels `[START, START + LEN)` of the last axis, keeping the tape
 /// (the gradient flows back into exactly those channels).
 ///

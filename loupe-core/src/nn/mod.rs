@@ -58,7 +58,7 @@ mod se_context_gating;
 pub use classifier_penalty::ClassifierPenalty;
 pub use context_gating::{BiasedContextGating, ContextGating};
 pub use dropout::{Dropout, DROPOUT_RATE_SCALE};
-pub use frame_input::{FrameInput, Stream};
+pub use frame_input::{FrameInput, RawFrames, Stream};
 pub use glu::Glu;
 pub use hidden::{Hidden, HiddenBn};
 pub use logistic::Logistic;
@@ -99,7 +99,7 @@ pub mod builder {
     pub use super::context_gating::builder::*;
     pub use super::dropout::builder::*;
     pub use super::frame_input::builder::*;
-    pub use super::frame_input::Stream;
+    pub use super::frame_input::{RawFrames, Stream};
     pub use super::glu::builder::*;
     pub use super::hidden::builder::*;
     pub use super::logistic::builder::*;
