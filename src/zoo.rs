@@ -483,6 +483,9 @@ pub struct NetVlad128Early;
 /// code with `scripts/train_nextvlad_local.sh`), the paper's Table 1 row "NeXtVLAD (8G,
 /// 0.5drop, 128K, 2048H)". Each choice, with where it comes from:
 ///
+/// - **Frames as they are** (`input = raw_frames`): the released `train.py` and `eval.py`
+///   feed the model the dequantised features with neither L2 normalisation (their
+///   `l2_normalize` line is commented out) nor an input batch norm.
 /// - **Two streams, each its own NeXtVLAD** (section 3.3, figure 3): rgb with K = 128
 ///   clusters, G = 8 groups, expansion λ = 2 (section 3.2, Table 1); audio with half the
 ///   clusters and half the groups, K = 64, G = 4, λ = 2 (the released code).
@@ -500,14 +503,14 @@ pub struct NetVlad128Early;
 ///   activation"; section 4.2: "a l2(1e-5) regularizer"), not a mixture of experts.
 /// - 3862 classes (the 2018 vocabulary), 300 frames.
 ///
-/// Where loupe differs from the release: the input stage L2-normalises and batch-normalises
-/// each frame as for the paper's other models (`input`), where the release feeds the
-/// dequantised features with the rgb PCA whitening reversed (`x_j * sqrt(e_j)`, section
-/// 3.3, eq. 11, which needs Google's PCA eigenvalues) and no normalisation; the hidden
-/// weights start at N(0, 1/sqrt(128)) instead of variance scaling; and the logistic L2
-/// penalty covers its weights, not its biases.
+/// Where loupe differs from the release: the release first reverses the rgb PCA whitening
+/// of the dataset (`(x_j - 4/512) (sqrt(e_j) + 1e-4)` over the 1024 rgb values, section
+/// 3.3, eq. 11), which needs Google's PCA eigenvalues; loupe feeds the dequantised
+/// features as they are (importing their checkpoint, apply that transform to the data
+/// first: docs/tf-checkpoints.md). The hidden weights start at N(0, 1/sqrt(128)) instead
+/// of variance scaling; and the logistic L2 penalty covers its weights, not its biases.
 ///
-/// Parameters: 88,891,682 trainable, 80,978,444 without the classifier (the logistic
+/// Parameters: 88,889,378 trainable, 80,976,140 without the classifier (the logistic
 /// 2048 x 3862 + 3862 adds 7,913,238). The paper's Table 1 gives 89M for this
 /// configuration, classifier included; its "71M+" (section 3.2, eq. 9) is the rgb
 /// NeXtVLAD with the hidden layer only. The "79M" single model of its final submission
@@ -517,6 +520,7 @@ pub struct NetVlad128Early;
 /// 2,000,000 examples, batch 160 (80 per GPU on two GPUs), 5 epochs (about 120k steps)
 /// for the paper's local runs; the README's zoo table gives the `loupe train` flags.
 #[video_model(
+    input = raw_frames,
     frames = 300,
     frame_mask = true,
     streams = [
@@ -536,12 +540,13 @@ pub struct NeXtVlad;
 /// `scripts/train_mix_nextvlad_final_submission.sh`): one branch of their 3-model mixture,
 /// rgb K = 112 (audio K = 56, G = 4), SE Context Gating with reduction r = 16, everything
 /// else as [`NeXtVlad`]. The paper's "single NeXtVLAD model with only 79M parameters"
-/// that scores GAP 0.87846 on the private leaderboard: 78,645,474 trainable parameters
-/// here, 70,732,236 without the logistic classifier. The mixture's gating network and
+/// that scores GAP 0.87846 on the private leaderboard: 78,643,170 trainable parameters
+/// here, 70,729,932 without the logistic classifier. The mixture's gating network and
 /// on-the-fly distillation (section 3.4) are not part of it. Trained on the train and
 /// validate partitions for 15 epochs (about 460k steps), learning rate 2e-4 decayed by
 /// 0.9 every 2,500,000 examples, batch 160 (section 4.2).
 #[video_model(
+    input = raw_frames,
     frames = 300,
     frame_mask = true,
     streams = [
@@ -751,11 +756,14 @@ pub struct SmallGru;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SmallNeXtVlad;
 
-/// [`NeXtVlad`] (Lin et al. 2018 as published) at toy size: per-stream NeXtVLADs (rgb
-/// K = 4, G = 4; audio K = 2, G = 2; expansion 2), frames masked past each video's
-/// length, dropout 0.5, hidden 32 without bias with batch norm, SE Context Gating with
-/// reduction 8, logistic classifier with l2 1e-5.
+/// [`NeXtVlad`] (Lin et al. 2018 as published) at toy size: frames as they are,
+/// per-stream NeXtVLADs (rgb K = 4, G = 4; audio K = 2, G = 2, the release's halves;
+/// expansion 2), frames masked past each video's length, dropout 0.5, hidden 32 without
+/// bias with batch norm, SE Context Gating with reduction 8, logistic classifier with l2
+/// 1e-5. The TF fixture `tests/fixtures/tf-checkpoints/nextvlad-2018/` holds the released
+/// code's variables at these sizes.
 #[video_model(
+    input = raw_frames,
     frames = 10,
     frame_mask = true,
     streams = [

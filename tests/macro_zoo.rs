@@ -116,11 +116,12 @@ const PAPER_PARAMS: &[(&str, usize)] = &[
     ("gated-netvlad-128", 178_643_132),
     ("gated-netvlad-early", 338_338_108),
     ("netvlad-128-early", 171_074_604),
-    // Lin et al. 2018: NeXtVLADs 4,313,096 (rgb) + 112,388 (audio), hidden 36864x2048 +
-    // batch norm 2x2048, SE gating 2x2048x256 + 2x256, logistic 2048x3862 + 3862.
-    ("nextvlad", 88_891_682),
+    // Lin et al. 2018: raw frames (no input batch norm), NeXtVLADs 4,313,096 (rgb) +
+    // 112,388 (audio), hidden 36864x2048 + batch norm 2x2048, SE gating 2x2048x256 + 2x256,
+    // logistic 2048x3862 + 3862.
+    ("nextvlad", 88_889_378),
     // The final single model: K 112 / 56, reduction 16 ("79M", section 4.4).
-    ("nextvlad-112", 78_645_474),
+    ("nextvlad-112", 78_643_170),
     // The starter code's video-level models: no input batch norm, nothing pooled.
     // Logistic 1152x3862 + 3862; MoE gates 1152x3862x3 (no bias), experts 1152x3862x2 + bias.
     ("video-logistic", 4_452_886),
