@@ -276,6 +276,38 @@ fn imported_gated_netvlad_reproduces_tensorflow_through_the_cli_in_order() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("`in-order` or `random`"));
 }
 
+/// Lin et al.'s NeXtVLAD variables (`nextvlad-2018`) into the zoo's `small-nextvlad-2018`:
+/// `--dry-run` shows each TF name against its loupe tensor, the dropout's rows without a
+/// variable; the import writes a checkpoint at the TF step with Adam's moments.
+#[test]
+fn nextvlad_2018_imports_into_the_zoo_model() {
+    let ckpt = fixture("nextvlad-2018");
+    let plan =
+        ok(loupe(&["import", "--model", "small-nextvlad-2018", "--tf-checkpoint", s(&ckpt), "--dry-run"]));
+    for line in [
+        "tower/video_VLAD/fully_connected/weights [16, 32] -> rgb.expansion_weights [16, 32] (identity)",
+        "tower/audio_VLAD/fully_connected_1/biases [2] -> audio.attention_bias [2] (identity)",
+        "tower/video_VLAD/cluster_weights2 [1, 8, 4] -> rgb.centers [32] (reshape)",
+        "tower/audio_VLAD/vlad_bn/moving_variance [16] -> audio.vlad_bn.running_var [16] (identity)",
+        "tower/gating_weights_1 [32, 4] -> gating.squeeze_weight [32, 4] (identity)",
+        "tower/gating_weights_2 [4, 32] -> gating.excite_weight [4, 32] (identity)",
+        "tower/fully_connected/weights [32, 10] -> classifier.weight [32, 10] (identity)",
+        "(step) -> dropout.steps [1] (step)",
+        "(keep) -> dropout.seed [1] (keep)",
+        "step 3; Adam moments: imported",
+    ] {
+        assert!(plan.lines().any(|l| l == line), "no `{line}` in\n{plan}");
+    }
+    assert!(!plan.contains("problem"), "{plan}");
+    let dir = scratch("nextvlad-2018");
+    let said = import("small-nextvlad-2018", "nextvlad-2018", &dir);
+    assert!(said.contains("at step 3, with Adam's moments"), "{said}");
+    // Into the normalised-input NeXtVLAD of the zoo (early fusion, MoE): refused, exit 1.
+    let err =
+        fails(loupe(&["import", "--model", "small-nextvlad", "--tf-checkpoint", s(&ckpt), "--dry-run"]));
+    assert!(err.contains("missing: TF variable `tower/input_bn/gamma` (for `input.bn.scale` [24])"), "{err}");
+}
+
 #[test]
 fn dry_run_prints_the_mapping_and_print_spec_the_matching_spec() {
     let willow = fixture("willow-gated-netvlad");

@@ -1,7 +1,9 @@
 //! TensorFlow checkpoints written by the original training code (the paper's WILLOW
-//! `train.py` and the YouTube-8M starter code, `tests/fixtures/tf-checkpoints/`), read
-//! and imported into models declared here with `#[video_model]`: each predicts what the
-//! original TensorFlow graph predicted (`expected.npz`) to 1e-5 relative. Damaged
+//! `train.py` and the YouTube-8M starter code, `tests/fixtures/tf-checkpoints/`) or with
+//! the variables of Lin et al.'s released NeXtVLAD code (`nextvlad-2018`, written by
+//! `tests/reference/make_nextvlad_checkpoint.py`), read and imported into models declared
+//! here with `#[video_model]` or taken from the zoo: each predicts what the TensorFlow
+//! graph predicted (`expected.npz`) to 1e-5 relative. Damaged
 //! checkpoints and checkpoints of another architecture are typed errors naming the file,
 //! entry and shapes.
 
@@ -203,6 +205,139 @@ fn a_user_mapping_can_transpose_and_must_cover_every_tensor() {
     assert!(text.contains("unused: TF variable `tower/fully_connected/biases` [20]"), "{text}");
 }
 
+/// `small-nextvlad-2018` with the input stage of the other frame-level models (L2 + input
+/// batch norm): the released code has no `input_bn`.
+#[video_model(
+    frames = 10,
+    frame_mask = true,
+    streams = [
+        rgb(features = 16, pooling = nextvlad(clusters = 4, groups = 4, expansion = 2)),
+        audio(features = 8, pooling = nextvlad(clusters = 2, groups = 2, expansion = 2)),
+    ],
+    dropout = 0.5,
+    hidden = fc(size = 32, batch_norm = true, relu6 = false),
+    after_pooling = context_gating(reduction = 8),
+    classifier = logistic(l2 = 1e-5),
+    classes = 10,
+)]
+pub struct NormalisedNeXtVlad2018;
+
+/// `small-nextvlad-2018` with 8 rgb clusters instead of 4.
+#[video_model(
+    input = raw_frames,
+    frames = 10,
+    frame_mask = true,
+    streams = [
+        rgb(features = 16, pooling = nextvlad(clusters = 8, groups = 4, expansion = 2)),
+        audio(features = 8, pooling = nextvlad(clusters = 2, groups = 2, expansion = 2)),
+    ],
+    dropout = 0.5,
+    hidden = fc(size = 32, batch_norm = true, relu6 = false),
+    after_pooling = context_gating(reduction = 8),
+    classifier = logistic(l2 = 1e-5),
+    classes = 10,
+)]
+pub struct WiderNeXtVlad2018;
+
+/// `max |a - e| <= 1e-5 max |e|`: for intermediate layers, whose values cross zero.
+fn assert_scaled(actual: &[f32], expected: &[f32], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}");
+    let scale = expected.iter().fold(0f32, |m, e| m.max(e.abs()));
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!((a - e).abs() <= 1e-5 * scale, "{what}[{i}]: loupe {a}, TensorFlow {e} (scale {scale})");
+    }
+}
+
+/// Lin et al.'s NeXtVLADModel (their variable names under `tower/`, the starter
+/// convention) into the zoo's `small-nextvlad-2018`: the frames as they are, masked past
+/// each length, per-stream NeXtVLADs, hidden + batch norm, SE Context Gating, logistic.
+/// Every layer agrees with TensorFlow's evaluation forward: f32 on both sides, summed in
+/// other orders (numpy in float64 agrees with TF to 1.6e-7 relative: the script checks
+/// it); 1e-5 leaves room for the batch norms' amplification of rounding.
+#[test]
+fn nextvlad_2018_predicts_what_tensorflow_predicted() {
+    use loupe::model::Layer;
+    use loupe::zoo::SmallNeXtVlad2018;
+    let ckpt = TfCheckpoint::open(&fixture("nextvlad-2018")).unwrap();
+    assert_eq!(Convention::detect(ckpt.entries().map(|e| e.name.as_str())), Convention::Starter);
+    let (model, imported) = import::<SmallNeXtVlad2018>("nextvlad-2018", Convention::Starter);
+    assert_eq!((imported.step, imported.moments.is_some()), (3, true));
+    let row = |loupe: &str| imported.plan.rows.iter().find(|r| r.loupe == loupe).unwrap().clone();
+    let expansion = row("rgb.expansion_weights");
+    assert_eq!(
+        (expansion.tf.as_str(), expansion.tf_shape.as_slice()),
+        ("tower/video_VLAD/fully_connected/weights", &[16, 32][..])
+    );
+    assert_eq!(row("audio.attention_bias").tf, "tower/audio_VLAD/fully_connected_1/biases");
+    assert_eq!(
+        (row("audio.centers").tf_shape, row("audio.centers").transform),
+        (vec![1, 8, 2], Transform::Reshape)
+    );
+    assert_eq!(row("gating.squeeze_weight").tf, "tower/gating_weights_1");
+    assert_eq!(row("classifier.weight").tf, "tower/fully_connected/weights");
+    // The dropout has no TF variable: its pass count continues from the step, its seed
+    // stays the one it was built with.
+    assert_eq!(
+        (row("dropout.steps").transform, row("dropout.seed").transform),
+        (Transform::Step, Transform::Keep)
+    );
+    let built = loupe::device::cpu_seeded(0).build_module::<SmallNeXtVlad2018, f32>();
+    assert_eq!(model.dropout.steps.as_vec(), [3.0]);
+    assert_eq!(model.dropout.seed.as_vec(), built.dropout.seed.as_vec());
+
+    let inputs = read_npz(&fixture("nextvlad-2018/inputs.npz"));
+    let expected = read_npz(&fixture("nextvlad-2018/expected.npz"));
+    assert_eq!(inputs["video_matrix"].shape, [4, 10, 24]);
+    let lengths: Vec<usize> = inputs["num_frames"].values.iter().map(|&n| n as usize).collect();
+    assert_eq!(lengths, [10, 7, 3, 1]);
+    let dev = loupe::device::cpu_seeded(0);
+    let x: Tensor<(usize, Const<10>, Const<24>), f32, _> =
+        dev.tensor_from_vec(inputs["video_matrix"].f32s(), (4, Const, Const));
+    let p = model.try_forward_eval_lengths(x.clone(), &lengths).unwrap();
+    assert_relative(&p.as_vec(), &expected["predictions"].f32s(), "predictions");
+    for (layer, key) in [(Layer::Pooled, "pooled"), (Layer::Hidden, "hidden"), (Layer::Gated, "gated")] {
+        let got = model.try_representation(x.clone(), &lengths, layer).unwrap().unwrap();
+        assert_scaled(&got.as_vec(), &expected[key].f32s(), key);
+    }
+    // The frames past each length carry noise in the fixture: without the lengths (every
+    // frame valid) the predictions differ.
+    let unmasked = model.try_forward_eval(x).unwrap().as_vec();
+    assert!(unmasked.iter().zip(expected["predictions"].f32s()).any(|(a, e)| (a - e).abs() > 1e-3));
+}
+
+/// The released checkpoint into a model it does not fit: an input batch norm the release
+/// has not (missing variables), 8 rgb clusters where it has 4 (wrong shapes, both named).
+#[test]
+fn nextvlad_2018_into_another_architecture_names_variable_and_shapes() {
+    let dev = loupe::device::cpu_seeded(0);
+    let ckpt = TfCheckpoint::open(&fixture("nextvlad-2018")).unwrap();
+    let mut model = dev.build_module::<NormalisedNeXtVlad2018, f32>();
+    let err = import_checkpoint(&ckpt, &mapping_for(&model, Convention::Starter), &mut model).unwrap_err();
+    let TfImportError::Mismatch { problems, .. } = &err else { panic!("{err}") };
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert_eq!(
+        problems[0],
+        "missing: TF variable `tower/input_bn/gamma` (for `input.bn.scale` [24]) is not in the checkpoint"
+    );
+    assert!(problems.iter().all(|p| p.starts_with("missing: TF variable `tower/input_bn/")), "{problems:?}");
+
+    let mut model = dev.build_module::<WiderNeXtVlad2018, f32>();
+    let before = model.rgb.centers.as_vec();
+    let text = import_checkpoint(&ckpt, &mapping_for(&model, Convention::Starter), &mut model)
+        .unwrap_err()
+        .to_string();
+    for problem in [
+        "mis-shaped: TF `tower/video_VLAD/cluster_weights` [32, 16] cannot fill `rgb.assignment_weights` [32, 32] (identity)",
+        "mis-shaped: TF `tower/video_VLAD/cluster_bn/gamma` [16] cannot fill `rgb.assignment_bn.scale` [32] (identity)",
+        "mis-shaped: TF `tower/video_VLAD/cluster_weights2` [1, 8, 4] cannot fill `rgb.centers` [64] (reshape)",
+        "mis-shaped: TF `tower/video_VLAD/vlad_bn/beta` [32] cannot fill `rgb.vlad_bn.shift` [64] (identity)",
+        "mis-shaped: TF `tower/hidden1_weights` [48, 32] cannot fill `hidden.weight` [80, 32] (identity)",
+    ] {
+        assert!(text.contains(problem), "no `{problem}` in {text}");
+    }
+    assert_eq!(model.rgb.centers.as_vec(), before, "a failed import leaves the model unchanged");
+}
+
 fn flip_byte(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at] ^= 0x40;
@@ -274,7 +409,7 @@ fn damaged_checkpoints_are_typed_errors_naming_file_and_entry() {
 /// (`variables.json`, from `tf.train.list_variables`), and each reads with its CRC32C.
 #[test]
 fn every_variable_reads_with_the_listed_dtype_and_shape() {
-    for name in ["willow-gated-netvlad", "starter-video-moe", "starter-video-logistic"] {
+    for name in ["willow-gated-netvlad", "starter-video-moe", "starter-video-logistic", "nextvlad-2018"] {
         let listed: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(fixture(&format!("{name}/variables.json"))).unwrap(),
         )

@@ -31,7 +31,8 @@ pub struct ImportArgs {
     #[arg(long, required_unless_present_any = ["print_spec", "dry_run"])]
     train_dir: Option<PathBuf>,
     /// Variable names as written by `willow` (the paper's code) or `starter` (the
-    /// YouTube-8M starter code, under `tower/`); default: detected from the names.
+    /// YouTube-8M starter code and code built on it, such as Lin et al.'s NeXtVLAD, under
+    /// `tower/`); default: detected from the names.
     #[arg(long, value_parser = parse_convention, conflicts_with = "mapping")]
     convention: Option<Convention>,
     /// A mapping file of your own (TOML, or JSON if it ends in `.json`): `[[map]]` tables
@@ -95,8 +96,8 @@ impl ImportJob<'_> {
     fn print_plan(&mut self, plan: &Plan) -> Result<(), CliError> {
         let shape = |s: &[usize]| format!("{s:?}");
         for row in &plan.rows {
-            let tf = if row.tf.is_empty() {
-                "(step)".to_string()
+            let tf = if !row.transform.reads_variable() {
+                format!("({})", row.transform.name())
             } else {
                 format!("{} {}", row.tf, shape(&row.tf_shape))
             };

@@ -102,7 +102,7 @@ fn fill<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
 /// One row of an import plan: which TF variable fills which loupe tensor.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlanRow {
-    /// The TF variable (empty for [`Transform::Step`]).
+    /// The TF variable (empty where the rule reads none: [`Transform::Step`], [`Transform::Keep`]).
     pub tf: String,
     /// Its shape in the checkpoint.
     pub tf_shape: Vec<usize>,
@@ -151,13 +151,13 @@ pub fn plan(
             problems.push(format!("missing: no TF variable is mapped to `{}` {:?}", t.name, t.shape));
             continue;
         };
-        if rule.transform == Transform::Step {
+        if !rule.transform.reads_variable() {
             rows.push(PlanRow {
                 tf: String::new(),
                 tf_shape: Vec::new(),
                 loupe: t.name.clone(),
                 loupe_shape: t.shape.clone(),
-                transform: Transform::Step,
+                transform: rule.transform,
             });
             continue;
         }
@@ -203,9 +203,7 @@ pub fn plan(
     }
     let trained: Vec<&PlanRow> = rows
         .iter()
-        .filter(|r| {
-            r.transform != Transform::Step && tensors.iter().any(|t| t.name == r.loupe && t.trainable)
-        })
+        .filter(|r| r.transform.reads_variable() && tensors.iter().any(|t| t.name == r.loupe && t.trainable))
         .collect();
     let missing_slots: Vec<String> = trained
         .iter()
@@ -241,7 +239,7 @@ pub struct Imported<M> {
 /// moments when every trained tensor has them). Fails, before changing `model`, with
 /// every missing, mis-shaped and unused variable when the checkpoint does not fit.
 /// Batch norms' update counts are set to the step, so their running averages continue
-/// with TensorFlow's decay.
+/// with TensorFlow's decay; so is a dropout's pass count, whose seed keeps its value.
 ///
 /// ```no_run
 /// use loupe_core::tf_checkpoint::{import_checkpoint, Convention, Mapping, TfCheckpoint, model_tensors};
@@ -277,6 +275,7 @@ pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clo
             Some(row) if row.transform == Transform::Step => {
                 Ok(Some(vec![step as f32; row.loupe_shape.iter().product()]))
             }
+            Some(row) if row.transform == Transform::Keep => Ok(None),
             Some(row) => read(row, &row.tf).map(Some),
             None => Ok(None),
         },
@@ -288,7 +287,7 @@ pub fn import_checkpoint<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clo
         let trained: HashMap<&str, &PlanRow> = rows
             .iter()
             .filter(|(name, row)| {
-                row.transform != Transform::Step && tensors.iter().any(|t| t.name == **name && t.trainable)
+                row.transform.reads_variable() && tensors.iter().any(|t| t.name == **name && t.trainable)
             })
             .map(|(name, row)| (*name, *row))
             .collect();

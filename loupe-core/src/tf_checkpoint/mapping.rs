@@ -27,8 +27,12 @@ pub enum Transform {
     MoeGates,
     /// The same matrix to the dummy expert's gate `[I, C]` (column `c * (M + 1) + M`).
     MoeDummyGate,
-    /// No variable: a batch norm's update count, set to the checkpoint's step.
+    /// No variable: a batch norm's update count or a dropout's pass count, set to the
+    /// checkpoint's step.
     Step,
+    /// No variable: the tensor keeps the value it was built with (a dropout's mask seed,
+    /// which TensorFlow does not store).
+    Keep,
 }
 
 impl Transform {
@@ -41,7 +45,14 @@ impl Transform {
             Transform::MoeGates => "moe_gates",
             Transform::MoeDummyGate => "moe_dummy_gate",
             Transform::Step => "step",
+            Transform::Keep => "keep",
         }
+    }
+
+    /// Whether the rule reads a TF variable ([`Transform::Step`] and [`Transform::Keep`]
+    /// do not).
+    pub fn reads_variable(self) -> bool {
+        !matches!(self, Transform::Step | Transform::Keep)
     }
 
     /// Whether a TF tensor of `tf` shape can fill a loupe tensor of `loupe` shape.
@@ -59,7 +70,7 @@ impl Transform {
             Transform::MoeDummyGate => {
                 matches!((tf, loupe), ([i, cols], [li, c]) if i == li && *c > 0 && cols % c == 0 && cols / c >= 2)
             }
-            Transform::Step => true,
+            Transform::Step | Transform::Keep => true,
         }
     }
 
@@ -67,7 +78,7 @@ impl Transform {
     /// `loupe`; [`Transform::accepts`] must hold.
     pub fn apply<T: Copy>(self, values: &[T], tf: &[usize], loupe: &[usize]) -> Vec<T> {
         match self {
-            Transform::Identity | Transform::Reshape | Transform::Step => values.to_vec(),
+            Transform::Identity | Transform::Reshape | Transform::Step | Transform::Keep => values.to_vec(),
             Transform::Transpose => {
                 let (rows, cols) = (tf[0], tf[1]);
                 (0..cols).flat_map(|j| (0..rows).map(move |i| values[i * cols + j])).collect()
@@ -100,7 +111,7 @@ impl Transform {
 /// One loupe tensor filled from one TF variable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
-    /// The TF variable's name (empty for [`Transform::Step`]).
+    /// The TF variable's name (empty for [`Transform::Step`] and [`Transform::Keep`]).
     #[serde(default)]
     pub tf: String,
     /// The loupe tensor's name.
@@ -118,9 +129,11 @@ pub enum Convention {
     /// `hidden1_weights`, `gating_weights_2` + `gating_bn`, MoE `gates/weights` and
     /// `experts/...`, `gating_prob_weights` + `gating_prob_bn`; no scope around them.
     Willow,
-    /// The YouTube-8M starter code (google/youtube-8m): everything under `tower/`; the
-    /// video-level `MoeModel` (`tower/gates/weights`, `tower/experts/...`) and
-    /// `LogisticModel` (`tower/fully_connected/...`).
+    /// The YouTube-8M starter code (google/youtube-8m) and code built on its `train.py`:
+    /// everything under `tower/`; the video-level `MoeModel` (`tower/gates/weights`,
+    /// `tower/experts/...`) and `LogisticModel` (`tower/fully_connected/...`), and Lin et
+    /// al.'s `NeXtVLADModel` (linrongc/youtube-8m: `tower/video_VLAD/...`,
+    /// `tower/audio_VLAD/...`, `tower/hidden1_weights`, `tower/gating_weights_1`, ...).
     Starter,
 }
 
@@ -165,7 +178,8 @@ pub struct Mapping {
 impl Mapping {
     /// The built-in mapping of `convention` for a model described by `description` whose
     /// tensors are `names`. Tensors the convention has no variable for get no rule (they
-    /// are reported missing on import). Batch norms' update counts get [`Transform::Step`].
+    /// are reported missing on import). Batch norms' update counts and the dropout's pass
+    /// count get [`Transform::Step`], its seed [`Transform::Keep`].
     pub fn builtin(convention: Convention, description: &ModelDescription, names: &[String]) -> Mapping {
         let map = names
             .iter()
@@ -177,12 +191,16 @@ impl Mapping {
         Mapping { map }
     }
 
-    /// A user's mapping for a model whose tensors are `names`: the file's rules, plus
-    /// [`Transform::Step`] for every batch norm update count the file does not map.
+    /// A user's mapping for a model whose tensors are `names`: the file's rules, plus a
+    /// rule for every tensor without a TF counterpart that the file does not map (batch
+    /// norms' update counts and the dropout's pass count: the step; the dropout's seed:
+    /// kept).
     pub fn with_update_counts(mut self, names: &[String]) -> Mapping {
         for name in names {
-            if name.ends_with(".updates") && !self.map.iter().any(|r| &r.loupe == name) {
-                self.map.push(Rule { tf: String::new(), loupe: name.clone(), transform: Transform::Step });
+            if let Some(transform) = unstored(name) {
+                if !self.map.iter().any(|r| &r.loupe == name) {
+                    self.map.push(Rule { tf: String::new(), loupe: name.clone(), transform });
+                }
             }
         }
         self
@@ -194,11 +212,23 @@ impl Mapping {
     }
 }
 
+/// The rule of a loupe tensor that no TF variable holds: batch norms' update counts
+/// (`*.updates`) and the dropout's pass count (`dropout.steps`) become the step, the
+/// dropout's mask seed (`dropout.seed`) keeps its value.
+fn unstored(name: &str) -> Option<Transform> {
+    match name {
+        "dropout.steps" => Some(Transform::Step),
+        "dropout.seed" => Some(Transform::Keep),
+        _ if name.ends_with(".updates") => Some(Transform::Step),
+        _ => None,
+    }
+}
+
 /// The TF variable of `name` under `convention`.
 fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Option<(String, Transform)> {
     use Transform::*;
-    if name.ends_with(".updates") {
-        return Some((String::new(), Step));
+    if let Some(transform) = unstored(name) {
+        return Some((String::new(), transform));
     }
     let prefix = match convention {
         Convention::Willow => "",
@@ -213,6 +243,9 @@ fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Opt
         ["hidden", "bias"] => Some((format!("{prefix}hidden1_biases"), Identity)),
         ["hidden", "bn", leaf] => bn("hidden1_bn", leaf),
         ["gating", "weight"] => Some((format!("{prefix}gating_weights_2"), Identity)),
+        // SE Context Gating (Lin et al. 2018): W1 is `gating_weights_1`, W2 `gating_weights_2`.
+        ["gating", "squeeze_weight"] => Some((format!("{prefix}gating_weights_1"), Identity)),
+        ["gating", "excite_weight"] => Some((format!("{prefix}gating_weights_2"), Identity)),
         ["gating", "bn", leaf] => bn("gating_bn", leaf),
         ["classifier", "gate_weight"] => Some((format!("{prefix}gates/weights"), MoeGates)),
         ["classifier", "dummy_gate_weight"] => Some((format!("{prefix}gates/weights"), MoeDummyGate)),
@@ -226,7 +259,7 @@ fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Opt
             let index = d.streams.iter().position(|s| s.name == *stream)?;
             let s = &d.streams[index];
             let kind = match s.pooling {
-                PoolingKind::NetVlad | PoolingKind::NetRvlad => "VLAD",
+                PoolingKind::NetVlad | PoolingKind::NetRvlad | PoolingKind::NeXtVlad => "VLAD",
                 PoolingKind::NetFv => "FV",
                 PoolingKind::SoftBow => "DBOF",
                 _ => return None,
@@ -242,6 +275,18 @@ fn builtin_name(convention: Convention, d: &ModelDescription, name: &str) -> Opt
                 ["assignment", "bn", leaf] => bn(&format!("{scope}/cluster_bn"), leaf),
                 ["centers"] => Some((format!("{prefix}{scope}/cluster_weights2"), Reshape)),
                 ["covariance_weights"] => Some((format!("{prefix}{scope}/covar_weights"), Identity)),
+                // NeXtVLAD (linrongc/youtube-8m `NeXtVLAD.forward`): the expansion and the
+                // group attention are slim `fully_connected` layers without a scope of
+                // their own, so slim names them `fully_connected` and `fully_connected_1`.
+                ["expansion_weights"] => Some((format!("{prefix}{scope}/fully_connected/weights"), Identity)),
+                ["expansion_bias"] => Some((format!("{prefix}{scope}/fully_connected/biases"), Identity)),
+                ["attention_weights"] => {
+                    Some((format!("{prefix}{scope}/fully_connected_1/weights"), Identity))
+                }
+                ["attention_bias"] => Some((format!("{prefix}{scope}/fully_connected_1/biases"), Identity)),
+                ["assignment_weights"] => Some((format!("{prefix}{scope}/cluster_weights"), Identity)),
+                ["assignment_bn", leaf] => bn(&format!("{scope}/cluster_bn"), leaf),
+                ["vlad_bn", leaf] => bn(&format!("{scope}/vlad_bn"), leaf),
                 _ => None,
             }
         }
