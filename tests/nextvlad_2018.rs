@@ -200,3 +200,60 @@ fn nextvlad_has_the_published_size() {
     let final_model = count_params::<f32, Cpu, NeXtVlad112Model<f32, Cpu>>();
     assert_eq!((final_model, final_model - classifier), (78_643_170, 70_729_932));
 }
+
+/// `input = raw_frames`: the frames reach the NeXtVLADs as they are.
+#[video_model(
+    input = raw_frames,
+    frames = 6,
+    frame_mask = true,
+    streams = [
+        rgb(features = 8, pooling = nextvlad(clusters = 3, groups = 4, expansion = 2)),
+        audio(features = 4, pooling = nextvlad(clusters = 2, groups = 2, expansion = 2)),
+    ],
+    hidden = fc(size = 8, batch_norm = true, relu6 = false),
+    after_pooling = context_gating(reduction = 4),
+    classifier = logistic,
+    classes = 5,
+)]
+struct RawNextVlad;
+
+#[test]
+fn raw_frames_equal_the_layers_composed_by_hand() {
+    use loupe::model::InputKind;
+    let d = <RawNextVladModel<f64, Cpu> as VideoModel<f64, Cpu>>::describe();
+    assert_eq!(d.input, InputKind::RawFrames);
+    assert_eq!(serde_json::to_value(&d).unwrap()["input"], "raw_frames");
+    let dev = loupe::device::cpu_seeded(8);
+    let mut m = dev.build_module::<RawNextVlad, f64>();
+    // No input layer's tensors: no L2 normalisation, no batch norm.
+    assert!(named_params(&m).iter().all(|p| !p.name.starts_with("input.")));
+    // A few training steps, so that the running averages are not the initial ones.
+    for _ in 0..3 {
+        let x: Tensor<(usize, Const<6>, Const<12>), f64, _> = dev.sample_normal_like(&(4, Const, Const));
+        let _ = m.try_forward_train_lengths(x.traced(m.alloc_grads()), &[6, 2, 4, 1]).unwrap();
+    }
+    // Frames far from unit norm: an L2 normalisation or a batch norm would change them.
+    let x: Tensor<(usize, Const<6>, Const<12>), f64, _> = dev.sample_normal_like(&(3, Const, Const)) * 5.0;
+    let lengths = [6, 3, 1];
+    let mask = nn::valid_frame_mask(&dev, &lengths, (3, Const::<6>));
+    let rgb = m.rgb.forward((nn::Stream::<0, 8>.forward(x.clone()), mask.clone()));
+    let audio = m.audio.forward((nn::Stream::<8, 4>.forward(x.clone()), mask));
+    let (rgb, audio) = (rgb.as_vec(), audio.as_vec());
+    let pooled: Vec<f64> =
+        (0..3).flat_map(|v| [&rgb[v * 12..v * 12 + 12], &audio[v * 8..v * 8 + 8]].concat()).collect();
+    assert_eq!(m.try_representation(x.clone(), &lengths, Layer::Pooled).unwrap().unwrap().as_vec(), pooled);
+    let pooled: Tensor<(usize, Const<20>), f64, _> = dev.tensor_from_vec(pooled, (3, Const));
+    let by_hand = m.classifier.forward(m.gating.forward(m.hidden.forward(pooled)));
+    assert_eq!(m.try_forward_eval_lengths(x.clone(), &lengths).unwrap().as_vec(), by_hand.as_vec());
+    // Training: the same composition with batch statistics, on a copy of the layers.
+    let mut twin = m.clone();
+    let y = m.try_forward_train_lengths(x.clone().traced(m.alloc_grads()), &lengths).unwrap().as_vec();
+    let mask = nn::valid_frame_mask(&dev, &lengths, (3, Const::<6>));
+    let rgb = twin.rgb.forward_mut((nn::Stream::<0, 8>.forward(x.clone()), mask.clone())).as_vec();
+    let audio = twin.audio.forward_mut((nn::Stream::<8, 4>.forward(x), mask)).as_vec();
+    let pooled: Vec<f64> =
+        (0..3).flat_map(|v| [&rgb[v * 12..v * 12 + 12], &audio[v * 8..v * 8 + 8]].concat()).collect();
+    let pooled: Tensor<(usize, Const<20>), f64, _> = dev.tensor_from_vec(pooled, (3, Const));
+    let by_hand = twin.classifier.forward_mut(twin.gating.forward_mut(twin.hidden.forward_mut(pooled)));
+    assert_eq!(y, by_hand.as_vec());
+}
