@@ -252,7 +252,7 @@ impl Job for PredictCheckpoint<'_> {
         let what = || format!("checkpoint {}", self.path.display());
         let (predictor, meta) =
             Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
-        let decoder = loupe::data::mediapipe::detect_decoder(&self.data[0])?;
+        let decoder = loupe::data::detect_decoder(&self.data[0])?;
         let dataset =
             evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
                 .map_err(|e| CliError::context(what(), e))?;

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::__private::LayerDevice;
-use loupe::data::mediapipe::detect_float_frames;
 use loupe::data::{
-    detect_file_layout, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder, FrameSampling,
-    VideoDecoder,
+    detect_file_layout, detect_float_frames, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder,
+    FrameSampling, VideoDecoder,
 };
 use loupe::dfdx::nn::BuildModule;
 use loupe::dfdx::tensor::{Cpu, Synchronize};
