@@ -3,10 +3,12 @@
 
 mod adam;
 pub mod checkpoint;
+pub(crate) mod evaluation;
 pub mod interrupt;
 mod lock;
 mod loss;
 pub mod run;
+pub(crate) mod run_error;
 mod safetensors_io;
 mod schedule;
 pub mod segment_tuning;
