@@ -17,8 +17,9 @@ use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::evaluation_dataset_in_order;
 
+use super::error::CliError;
 use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("members").required(true).multiple(true).args(["predictions", "checkpoints"]))]

@@ -9,7 +9,8 @@ use loupe::data::{
     VideoSummary, Vocabulary,
 };
 
-use super::{CliError, Output};
+use super::error::CliError;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
