@@ -98,6 +98,21 @@ fn absolute(krate: &Crate, named: &NamedPath) -> Option<ModPath> {
     Some(base)
 }
 
+/// The graph between top-level modules (`data::video` -> `infer::predictor` is `data` ->
+/// `infer`; a file at the root, `model.rs`, is a module of its own), one edge per pair
+/// with every file-level import that makes it (`; `-separated). Imports inside a module
+/// and those of the crate root add no edge.
+pub fn top_level(edges: &[Edge]) -> Vec<Edge> {
+    let mut found: BTreeMap<(ModPath, ModPath), Vec<String>> = BTreeMap::new();
+    for e in edges {
+        let (Some(from), Some(to)) = (e.from.first(), e.to.first()) else { continue };
+        if from != to {
+            found.entry((vec![from.clone()], vec![to.clone()])).or_default().push(e.because.clone());
+        }
+    }
+    found.into_iter().map(|((from, to), because)| Edge { from, to, because: because.join("; ") }).collect()
+}
+
 /// The file that defines what `path` names, following facade re-exports.
 fn resolve(
     krate: &Crate,

@@ -1,4 +1,5 @@
-//! The module import graph has no cycles, and `kernels` imports nothing from `nn`
+//! The module import graph has no cycles, neither between files nor between
+//! `loupe-core`'s top-level modules (folders), and `kernels` imports nothing from `nn`
 //! (issue 17: each module can be read knowing only the modules below it).
 //!
 //! Modules are source files: `loupe-core/src/data/video.rs` is `data::video`, inline
@@ -14,7 +15,7 @@ mod source;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use graph::{cycles, describe, edges};
+use graph::{cycles, describe, edges, top_level};
 use source::{load, show, Crate};
 
 fn workspace_crate(root: &str) -> Crate {
@@ -38,6 +39,20 @@ fn the_workspace_s_import_graphs_have_no_cycles() {
     assert!(
         report.is_empty(),
         "import cycles (break each by moving the shared piece down):\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn loupe_core_s_top_level_modules_import_each_other_one_way() {
+    let krate = workspace_crate("loupe-core/src/lib.rs");
+    let modules = top_level(&edges(&krate));
+    // The graph is the real one: `train` runs models through `infer`.
+    assert!(modules.iter().any(|e| show(&e.from) == "train" && show(&e.to) == "infer"), "{modules:?}");
+    let report: Vec<String> = cycles(&modules).iter().map(|c| describe(c)).collect();
+    assert!(
+        report.is_empty(),
+        "import cycles between loupe-core's top-level modules (move the shared piece down):\n{}",
         report.join("\n")
     );
 }
@@ -131,6 +146,28 @@ fn a_facade_re_export_resolves_to_its_source() {
     // A sibling's re-export is an import: `y` re-exporting `x`'s item depends on `x`.
     files[3] = ("p/y.rs", "pub use super::x::X as Again;\npub struct Y;\n");
     assert_eq!(cycle_names(&in_memory(&files)), vec![vec!["p::x".to_string(), "p::y".to_string()]]);
+}
+
+#[test]
+fn a_cycle_between_folders_is_found_though_their_files_form_none() {
+    let krate = in_memory(&[
+        ("lib.rs", "pub mod a;\npub mod b;\npub mod c;\n"),
+        ("a/mod.rs", "pub mod x;\npub mod y;\n"),
+        ("a/x.rs", "pub struct X;\n"),
+        ("a/y.rs", "use crate::b::Z;\npub struct Y(Z);\n"),
+        ("b.rs", "use crate::a::x::X;\npub struct Z(X);\n"),
+        ("c.rs", "use crate::a::y::Y;\n"),
+    ]);
+    assert!(cycle_names(&krate).is_empty());
+    let modules = top_level(&edges(&krate));
+    let pairs: Vec<(String, String)> = modules.iter().map(|e| (show(&e.from), show(&e.to))).collect();
+    let expected = [("a", "b"), ("b", "a"), ("c", "a")].map(|(f, t)| (f.to_string(), t.to_string()));
+    assert_eq!(pairs, expected);
+    let found = cycles(&modules);
+    assert_eq!(found.len(), 1);
+    let text = describe(&found[0]);
+    assert!(text.contains("a -> b   (src/a/y.rs:1: crate::b::Z)"), "{text}");
+    assert!(text.contains("b -> a   (src/b.rs:1: crate::a::x::X)"), "{text}");
 }
 
 #[test]

@@ -9,19 +9,17 @@ mod lock;
 mod loss;
 pub mod run;
 pub(crate) mod run_error;
-mod safetensors_io;
 mod schedule;
 pub mod segment_tuning;
 pub mod segments;
 mod sharded;
-mod sidecar;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig, AdamUpdate, GradientClipping};
+pub use checkpoint::{CheckpointMetrics, RngState, TrainingDescription};
 pub use lock::{LockError, TrainDirLock, LOCK_FILE};
 pub use loss::{
     cross_entropy_loss, try_cross_entropy_loss, try_masked_cross_entropy_loss, CROSS_ENTROPY_EPSILON,
 };
 pub use schedule::LearningRateSchedule;
-pub use sidecar::{CheckpointMetrics, RngState, TrainingDescription};
 pub use trainer::{StepStats, TrainConfig, TrainError, Trainer};
