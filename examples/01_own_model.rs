@@ -9,7 +9,7 @@ use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
 use loupe::dfdx::prelude::*;
 use loupe::infer::Predictor;
 use loupe::model::{Layer, VideoModel};
-use loupe::train::run::{evaluate_dataset, evaluation_dataset, predict, train, RunConfig};
+use loupe::train::run::{evaluate_dataset, evaluation_dataset, predict, train, write_embeddings, RunConfig};
 use loupe::train::{LearningRateSchedule, TrainConfig};
 use loupe::video_model;
 
@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = predict(&predictor, &dataset, 20, std::fs::File::create(&csv)?, None)?;
     println!("wrote {n} predictions to {}", csv.display());
     let vectors = dir.join("gated.npy");
-    let n = loupe::infer::embeddings::write_embeddings(&predictor, &dataset, Layer::Gated, &vectors)?;
+    let n = write_embeddings(&predictor, &dataset, Layer::Gated, &vectors)?;
     println!(
         "wrote {n} {}-value vectors (after context gating) to {}",
         Model::describe().hidden.unwrap_or(0),

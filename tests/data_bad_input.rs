@@ -5,7 +5,7 @@ mod data_common;
 
 use std::path::Path;
 
-use data_common::{payload, sequence_example, small_spec, small_video, temp_dir, write_records};
+use data_common::{payload, scratch_dir, sequence_example, small_spec, small_video, write_records};
 use loupe::data::{DataError, DataFormat, RecordPart, SkipReport, Video, VideoDecoder, VideoReader};
 
 fn decoder() -> VideoDecoder {
@@ -39,7 +39,7 @@ fn assert_names(error: &DataError, path: &Path, record: Option<u64>) {
 
 #[test]
 fn good_file_reads_back() {
-    let dir = temp_dir("good");
+    let dir = scratch_dir("good");
     let (path, _) = three_videos(&dir);
     let videos = read_all(&path).unwrap();
     assert_eq!(videos.len(), 3);
@@ -49,7 +49,7 @@ fn good_file_reads_back() {
 
 #[test]
 fn truncated_record() {
-    let dir = temp_dir("truncated");
+    let dir = scratch_dir("truncated");
     let (path, _) = three_videos(&dir);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
@@ -64,7 +64,7 @@ fn truncated_record() {
 
 #[test]
 fn flipped_byte_in_length_header() {
-    let dir = temp_dir("flip-length");
+    let dir = scratch_dir("flip-length");
     let (path, offsets) = three_videos(&dir);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[offsets[1] + 1] ^= 0x40;
@@ -77,7 +77,7 @@ fn flipped_byte_in_length_header() {
 
 #[test]
 fn flipped_byte_in_first_length_header_looks_like_another_format() {
-    let dir = temp_dir("flip-first-length");
+    let dir = scratch_dir("flip-first-length");
     let (path, _) = three_videos(&dir);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 1;
@@ -89,7 +89,7 @@ fn flipped_byte_in_first_length_header_looks_like_another_format() {
 
 #[test]
 fn flipped_byte_in_payload_is_skippable() {
-    let dir = temp_dir("flip-payload");
+    let dir = scratch_dir("flip-payload");
     let (path, offsets) = three_videos(&dir);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[offsets[1] + 12 + 5] ^= 0x01;
@@ -111,7 +111,7 @@ fn flipped_byte_in_payload_is_skippable() {
 
 #[test]
 fn wrong_frame_byte_length() {
-    let dir = temp_dir("frame-size");
+    let dir = scratch_dir("frame-size");
     let path = dir.join("f.tfrecord");
     let bad = sequence_example(b"bad", &[1], vec![vec![0; 6], vec![0; 5]], vec![vec![0; 2], vec![0; 2]]);
     write_records(&path, &[payload(&small_video("ok", &[0], 2)), bad]);
@@ -128,7 +128,7 @@ fn wrong_frame_byte_length() {
 
 #[test]
 fn label_not_below_the_number_of_classes() {
-    let dir = temp_dir("label");
+    let dir = scratch_dir("label");
     let path = dir.join("l.tfrecord");
     let bad = sequence_example(b"x", &[3, 10], vec![vec![0; 6]], vec![vec![0; 2]]);
     let negative = sequence_example(b"y", &[-1], vec![vec![0; 6]], vec![vec![0; 2]]);
@@ -148,7 +148,7 @@ fn label_not_below_the_number_of_classes() {
 
 #[test]
 fn missing_feature_and_missing_id() {
-    let dir = temp_dir("missing");
+    let dir = scratch_dir("missing");
     let path = dir.join("m.tfrecord");
     let no_audio = sequence_example(b"x", &[1], vec![vec![0; 6]], vec![]);
     write_records(&path, &[no_audio]);
@@ -169,7 +169,7 @@ fn missing_feature_and_missing_id() {
 
 #[test]
 fn empty_file_is_an_error_unless_skipping() {
-    let dir = temp_dir("empty");
+    let dir = scratch_dir("empty");
     let path = dir.join("empty.tfrecord");
     std::fs::write(&path, b"").unwrap();
     let error = read_all(&path).unwrap_err();
@@ -182,7 +182,7 @@ fn empty_file_is_an_error_unless_skipping() {
 
 #[test]
 fn text_file_is_not_tfrecord() {
-    let dir = temp_dir("text");
+    let dir = scratch_dir("text");
     let path = dir.join("notes.txt");
     std::fs::write(&path, "These are notes, not a TFRecord file.\n").unwrap();
     let error = read_all(&path).unwrap_err();
@@ -195,7 +195,7 @@ fn text_file_is_not_tfrecord() {
 
 #[test]
 fn payload_that_is_not_protobuf() {
-    let dir = temp_dir("garbage");
+    let dir = scratch_dir("garbage");
     let path = dir.join("g.tfrecord");
     write_records(&path, &[vec![0xff, 0xff, 0xff, 0xff]]);
     let error = read_all(&path).unwrap_err();
@@ -206,7 +206,7 @@ fn payload_that_is_not_protobuf() {
 
 #[test]
 fn id_that_is_not_utf8() {
-    let dir = temp_dir("utf8");
+    let dir = scratch_dir("utf8");
     let path = dir.join("u.tfrecord");
     write_records(&path, &[sequence_example(&[0x66, 0xff], &[1], vec![vec![0; 6]], vec![vec![0; 2]])]);
     let error = read_all(&path).unwrap_err();
@@ -216,7 +216,7 @@ fn id_that_is_not_utf8() {
 
 #[test]
 fn mismatched_frame_counts_and_zero_frames() {
-    let dir = temp_dir("counts");
+    let dir = scratch_dir("counts");
     let path = dir.join("c.tfrecord");
     write_records(&path, &[sequence_example(b"x", &[1], vec![vec![0; 6]; 3], vec![vec![0; 2]; 2])]);
     let error = read_all(&path).unwrap_err();
@@ -235,7 +235,7 @@ fn mismatched_frame_counts_and_zero_frames() {
 
 #[test]
 fn skip_corrupt_counts_mixed_problems() {
-    let dir = temp_dir("mixed");
+    let dir = scratch_dir("mixed");
     let path = dir.join("mixed.tfrecord");
     let records = vec![
         payload(&small_video("a", &[1], 2)),

@@ -5,7 +5,7 @@ mod data_common;
 
 use std::process::{Command, Output};
 
-use data_common::temp_dir;
+use data_common::scratch_dir;
 use serde_json::Value;
 
 fn loupe(args: &[&str]) -> Output {
@@ -22,7 +22,7 @@ fn fixture(rel: &str) -> String {
 
 #[test]
 fn synth_then_inspect_agree_on_counts() {
-    let dir = temp_dir("cli-synth");
+    let dir = scratch_dir("cli-synth");
     let out_dir = dir.display().to_string();
     let synth = loupe(&[
         "synth",
@@ -95,7 +95,7 @@ fn text_output_summarises_the_fixtures() {
 
 #[test]
 fn a_bad_file_fails_with_its_name() {
-    let dir = temp_dir("cli-bad");
+    let dir = scratch_dir("cli-bad");
     let path = dir.join("notes.tfrecord");
     std::fs::write(&path, "plain text, not records").unwrap();
     let out = loupe(&["inspect", &path.display().to_string()]);
@@ -107,7 +107,7 @@ fn a_bad_file_fails_with_its_name() {
 
 #[test]
 fn a_truncated_file_names_the_record_and_can_be_skipped() {
-    let dir = temp_dir("cli-truncated");
+    let dir = scratch_dir("cli-truncated");
     let bytes = std::fs::read(fixture("frame/train0000.tfrecord")).unwrap();
     let path = dir.join("cut.tfrecord");
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
@@ -125,7 +125,7 @@ fn a_truncated_file_names_the_record_and_can_be_skipped() {
 
 #[test]
 fn a_glob_matching_nothing_fails() {
-    let dir = temp_dir("cli-nothing");
+    let dir = scratch_dir("cli-nothing");
     let pattern = format!("{}/*.tfrecord", dir.display());
     let out = loupe(&["inspect", &pattern]);
     assert_eq!(out.status.code(), Some(1));
@@ -137,7 +137,8 @@ fn usage_errors_exit_with_2() {
     assert_eq!(loupe(&["inspect"]).status.code(), Some(2));
     assert_eq!(loupe(&["synth"]).status.code(), Some(2));
     assert_eq!(loupe(&["synth", "--out", "x", "--classes", "many"]).status.code(), Some(2));
-    let out = loupe(&["synth", "--out", &temp_dir("cli-one-class").display().to_string(), "--classes", "1"]);
+    let out =
+        loupe(&["synth", "--out", &scratch_dir("cli-one-class").display().to_string(), "--classes", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("at least 2 classes"));
 }

@@ -6,7 +6,7 @@ mod data_common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use data_common::{payload, small_spec, small_video, temp_dir, write_records};
+use data_common::{payload, scratch_dir, small_spec, small_video, write_records};
 use loupe::data::proto::Message;
 use loupe::data::{
     dequantize, DataError, DataFormat, Dataset, FeatureSpec, FrameBatch, FrameSampling, Video, VideoDecoder,
@@ -17,7 +17,7 @@ const CLASSES: usize = 7;
 /// Three shards of 7, 5 and 9 videos with 1..=12 frames; returns the files and each
 /// video's (labels, frames).
 fn shards(name: &str) -> (Vec<PathBuf>, HashMap<String, (Vec<u32>, usize)>) {
-    let dir = temp_dir(name);
+    let dir = scratch_dir(name);
     let mut files = Vec::new();
     let mut truth = HashMap::new();
     let mut n = 0u32;
@@ -189,7 +189,7 @@ fn prefetch_is_bounded() {
 
 #[test]
 fn video_level_batches() {
-    let dir = temp_dir("video-level");
+    let dir = scratch_dir("video-level");
     let spec = FeatureSpec::youtube8m_sized(DataFormat::VideoLevel, 3, 2);
     let path = dir.join("v.tfrecord");
     let payloads: Vec<Vec<u8>> = (0..5)

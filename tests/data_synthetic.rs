@@ -2,7 +2,7 @@
 
 mod data_common;
 
-use data_common::temp_dir;
+use data_common::scratch_dir;
 use loupe::data::{
     expand_glob, generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder, VideoReader, Vocabulary,
 };
@@ -35,7 +35,7 @@ fn all_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
-    let (a, b, c) = (temp_dir("synth-a"), temp_dir("synth-b"), temp_dir("synth-c"));
+    let (a, b, c) = (scratch_dir("synth-a"), scratch_dir("synth-b"), scratch_dir("synth-c"));
     generate(&a, &small()).unwrap();
     generate(&b, &small()).unwrap();
     generate(&c, &SynthConfig { seed: 4, ..small() }).unwrap();
@@ -47,7 +47,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 
 #[test]
 fn output_is_readable_with_labels_in_range_and_matching_means() {
-    let dir = temp_dir("synth-read");
+    let dir = scratch_dir("synth-read");
     let config = small();
     let summary = generate(&dir, &config).unwrap();
     let frame_decoder = VideoDecoder::new(
@@ -93,7 +93,7 @@ fn output_is_readable_with_labels_in_range_and_matching_means() {
 
 #[test]
 fn bad_configurations_are_errors() {
-    let dir = temp_dir("synth-bad");
+    let dir = scratch_dir("synth-bad");
     for config in [
         SynthConfig { num_classes: 1, ..small() },
         SynthConfig { min_frames: 0, ..small() },

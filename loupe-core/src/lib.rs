@@ -7,6 +7,7 @@
 //! is tested with.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod distributed;

@@ -165,10 +165,10 @@ impl std::str::FromStr for Layer {
 /// compared when a checkpoint is loaded into an architecture.
 ///
 /// Fields in [`ModelDescription::ADDED_FIELDS`] came after the first checkpoints: a
-/// sidecar without them reads them as their defaults, and [`load_checkpoint`] compares
+/// sidecar without them reads them as their defaults, and [`load_weights`] compares
 /// only the fields a sidecar records.
 ///
-/// [`load_checkpoint`]: crate::train::checkpoint::load_checkpoint
+/// [`load_weights`]: crate::checkpoint::load_weights
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelDescription {
     /// The model's type name (e.g. `GatedNetVlad`).

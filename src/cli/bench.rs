@@ -11,8 +11,9 @@ use loupe::distributed::Collective;
 use loupe::model::VideoModel;
 use loupe::train::TrainError;
 
+use super::error::CliError;
 use super::job::{on_model, DeviceChoice, Job, JobDevice};
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

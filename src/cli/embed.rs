@@ -12,11 +12,12 @@ use loupe::model::{Layer, VideoModel};
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{embed_across, RunError};
 
+use super::error::CliError;
 use super::job::{
     files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
     LayoutArgs,
 };
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {

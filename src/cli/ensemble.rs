@@ -17,8 +17,9 @@ use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::evaluation_dataset_in_order;
 
+use super::error::CliError;
 use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("members").required(true).multiple(true).args(["predictions", "checkpoints"]))]
@@ -252,7 +253,7 @@ impl Job for PredictCheckpoint<'_> {
         let what = || format!("checkpoint {}", self.path.display());
         let (predictor, meta) =
             Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
-        let decoder = loupe::data::mediapipe::detect_decoder(&self.data[0])?;
+        let decoder = loupe::data::detect_decoder(&self.data[0])?;
         let dataset =
             evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
                 .map_err(|e| CliError::context(what(), e))?;

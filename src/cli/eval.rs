@@ -12,12 +12,13 @@ use loupe::model::VideoModel;
 use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{evaluate_across, predict_across, RunError};
 
+use super::error::CliError;
 use super::job::{
     files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
     LayoutArgs, RunDevice,
 };
+use super::output::{print_metrics, report_skipped, Output};
 use super::segments::{run_predict_segments, SegmentPredictRequest};
-use super::{print_metrics, report_skipped, CliError, Output};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

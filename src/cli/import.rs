@@ -14,8 +14,9 @@ use loupe::train::checkpoint::{
 };
 use loupe::train::{Adam, AdamConfig, RngState, TrainingDescription};
 
+use super::error::CliError;
 use super::job::{on_model, DeviceArgs, Job, JobDevice};
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {

@@ -9,7 +9,8 @@ use loupe::data::{
     VideoSummary, Vocabulary,
 };
 
-use super::{CliError, Output};
+use super::error::CliError;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -57,7 +58,7 @@ pub fn run(args: InspectArgs, out: &mut Output) -> Result<(), CliError> {
         detected
     };
     let spec = if format == detected { spec } else { FeatureSpec::youtube8m(format) };
-    let float_frames = loupe::data::mediapipe::detect_float_frames(&files[0])?;
+    let float_frames = loupe::data::detect_float_frames(&files[0])?;
     let mut decoder = VideoDecoder::new(format, spec.clone())
         .with_max_frames(args.max_frames)
         .with_float_frames(float_frames)

@@ -6,7 +6,8 @@ use clap::Args;
 use loupe::tf_checkpoint::TfCheckpoint;
 use loupe::train::checkpoint::checkpoint_tensors;
 
-use super::{CliError, Output};
+use super::error::CliError;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct InspectCheckpointArgs {

@@ -1,23 +1,32 @@
-//! What `train`, `eval`, `predict` and `quickstart` share: the device, the data layout,
+//! What the subcommands share: the device, the data layout, a resolved training setup,
 //! and running a generic job on the zoo model picked by name.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use loupe::__private::LayerDevice;
-use loupe::data::mediapipe::detect_float_frames;
 use loupe::data::{
-    detect_file_layout, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder, FrameSampling,
-    VideoDecoder,
+    detect_file_layout, detect_float_frames, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder,
+    FrameSampling, VideoDecoder,
 };
 use loupe::dfdx::nn::BuildModule;
 use loupe::dfdx::tensor::{Cpu, Synchronize};
 use loupe::model::{count_params, ModelDescription, VideoModel};
 use loupe::zoo::{self, ModelVisitor, ZooModel};
 
-use loupe::train::run::{evaluation_dataset_in_order, RunError};
+use loupe::train::run::{evaluation_dataset_in_order, RunConfig, RunError};
 
-use super::CliError;
+use super::error::CliError;
+
+/// A training setup with every value resolved and validated (`train`, and
+/// `train --segment-labels` in [`super::segments`]).
+pub struct TrainPlan {
+    pub model: String,
+    pub config: RunConfig,
+    pub regularization_penalty: Option<f64>,
+    /// The file the streams were detected from (none when the flags name them).
+    pub layout_source: Option<PathBuf>,
+}
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

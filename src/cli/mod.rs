@@ -2,9 +2,6 @@
 //! a failure prints `error: ` and its whole cause chain on one line to stderr and
 //! exits with 1; usage errors exit with 2 (clap's convention).
 
-use std::error::Error;
-use std::fmt;
-use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -12,17 +9,22 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod embed;
 mod ensemble;
+mod error;
 mod eval;
 mod import;
 mod inspect;
 mod inspect_checkpoint;
 mod job;
 mod models;
+mod output;
 mod quickstart;
 mod score;
 mod segments;
 mod synth;
 mod train;
+
+use error::{chain, is_broken_pipe, is_interrupted, CliError};
+use output::Output;
 
 /// Video classification with learnable pooling (NetVLAD, NetFV, Context Gating).
 #[derive(Debug, Parser)]
@@ -68,153 +70,6 @@ enum Command {
     Import(import::ImportArgs),
     /// List a TensorFlow or loupe checkpoint's tensors (name, dtype, shape).
     InspectCheckpoint(inspect_checkpoint::InspectCheckpointArgs),
-}
-
-/// A failure of a subcommand: a message and the error that caused it, if any.
-#[derive(Debug)]
-pub struct CliError {
-    message: String,
-    source: Option<Box<dyn Error + Send + Sync + 'static>>,
-}
-
-impl CliError {
-    /// A failure described by `message` alone.
-    pub fn message(message: impl Into<String>) -> Self {
-        Self { message: message.into(), source: None }
-    }
-
-    /// A failure described by `message`, caused by `source`.
-    pub fn context(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
-        Self { message: message.into(), source: Some(Box::new(source)) }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Error for CliError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
-    }
-}
-
-impl From<loupe::data::DataError> for CliError {
-    fn from(error: loupe::data::DataError) -> Self {
-        // The data error names file and record itself; keep it as the message and
-        // let its own causes follow.
-        Self { message: error.to_string(), source: error.source().map(|s| Box::new(ChainLink::of(s)) as _) }
-    }
-}
-
-/// A cause chain copied into owned strings (the original sources borrow the error).
-#[derive(Debug)]
-struct ChainLink {
-    message: String,
-    next: Option<Box<ChainLink>>,
-}
-
-impl ChainLink {
-    fn of(error: &(dyn Error + 'static)) -> Self {
-        Self { message: error.to_string(), next: error.source().map(|s| Box::new(ChainLink::of(s))) }
-    }
-}
-
-impl fmt::Display for ChainLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Error for ChainLink {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.next.as_deref().map(|e| e as &(dyn Error + 'static))
-    }
-}
-
-/// Prints evaluation metrics as one JSON object or as a line of text.
-pub fn print_metrics(
-    out: &mut Output,
-    m: &loupe::metrics::MetricsSummary,
-    json: bool,
-) -> Result<(), CliError> {
-    if json {
-        out.line(serde_json::to_value(m).map_err(|e| CliError::context("serialising metrics", e))?)
-    } else {
-        out.line(format!(
-            "GAP {:.4}  Hit@1 {:.4}  PERR {:.4}  mAP {:.4}  ({} videos)",
-            m.gap, m.hit_at_1, m.perr, m.map, m.videos
-        ))
-    }
-}
-
-/// Prints what `--skip-corrupt` skipped to stderr: one line per kept message, then
-/// `<what>: skipped N records, abandoned M files (reason count, ...)`. Nothing when
-/// nothing was skipped.
-pub fn report_skipped(what: &str, skipped: &loupe::data::SkipReport) {
-    if skipped.is_empty() {
-        return;
-    }
-    for message in &skipped.messages {
-        eprintln!("skipped: {message}");
-    }
-    eprintln!("{what}: {}", skipped.summary());
-}
-
-/// `error` and its causes joined by `: `.
-fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
-/// Output to stdout that stops quietly when the reader goes away (`| head`).
-pub struct Output {
-    out: io::BufWriter<io::StdoutLock<'static>>,
-    /// Set on every MPI rank but 0: their results are rank 0's.
-    muted: bool,
-}
-
-impl Output {
-    fn new(muted: bool) -> Self {
-        Self { out: io::BufWriter::new(io::stdout().lock()), muted }
-    }
-
-    /// Writes one line (nothing on a muted output).
-    pub fn line(&mut self, text: impl fmt::Display) -> Result<(), CliError> {
-        if self.muted {
-            return Ok(());
-        }
-        writeln!(self.out, "{text}").map_err(|e| CliError::context("writing to stdout", e))
-    }
-
-    fn flush(&mut self) -> Result<(), CliError> {
-        self.out.flush().map_err(|e| CliError::context("writing to stdout", e))
-    }
-}
-
-fn is_broken_pipe(error: &CliError) -> bool {
-    error
-        .source
-        .as_deref()
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-}
-
-/// Whether `error` is a training run stopped by a signal after writing its checkpoint.
-fn is_interrupted(error: &CliError) -> bool {
-    error
-        .source
-        .as_deref()
-        .and_then(|s| s.downcast_ref::<loupe::train::run::RunError>())
-        .is_some_and(|e| matches!(e, loupe::train::run::RunError::Interrupted { .. }))
 }
 
 /// Parses the arguments, runs the subcommand, and turns the outcome into an exit code.

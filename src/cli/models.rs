@@ -3,8 +3,9 @@
 use clap::Args;
 use loupe::model::{InputKind, ModelDescription};
 
+use super::error::CliError;
 use super::job::describe;
-use super::{CliError, Output};
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {

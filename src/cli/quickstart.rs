@@ -12,8 +12,9 @@ use loupe::model::VideoModel;
 use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig, TrainingDescription};
 
+use super::error::CliError;
 use super::job::{on_model, DeviceChoice, Job as RunJob, JobDevice};
-use super::{CliError, Output};
+use super::output::Output;
 
 /// The two models the quick start compares (zoo names).
 pub const QUICKSTART_MODELS: [&str; 2] = ["quickstart-gated-netvlad", "quickstart-average"];

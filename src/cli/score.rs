@@ -9,7 +9,8 @@ use loupe::metrics::segments::{segment_map, SegmentTruth};
 use loupe::segment_submission::{read_segment_submission, SEGMENT_SUBMISSION_HEADER};
 use loupe::submission::{read_submission, score_submission, SubmissionError};
 
-use super::{print_metrics, CliError, Output};
+use super::error::CliError;
+use super::output::{print_metrics, Output};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {

@@ -13,9 +13,11 @@ use loupe::train::run::{load_model, RunError};
 use loupe::train::segment_tuning::{fine_tune_segments, SegmentTuning, SegmentTuningSummary};
 use loupe::train::segments::{predict_segments, SegmentInference};
 
-use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice};
-use super::train::TrainPlan;
-use super::{CliError, Output};
+use super::error::CliError;
+use super::job::{
+    files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, RunDevice, TrainPlan,
+};
+use super::output::Output;
 
 /// What `predict --segments` was asked for.
 pub struct SegmentPredictRequest<'a> {

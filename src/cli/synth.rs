@@ -6,7 +6,8 @@ use std::time::Instant;
 use clap::Args;
 use loupe::data::{generate, SynthConfig};
 
-use super::{CliError, Output};
+use super::error::CliError;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct SynthArgs {

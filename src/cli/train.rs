@@ -15,9 +15,10 @@ use loupe::train::checkpoint::read_meta;
 use loupe::train::run::{train_across, RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig, TrainingDescription};
 
-use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs};
+use super::error::CliError;
+use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, TrainPlan};
+use super::output::{print_metrics, report_skipped, Output};
 use super::segments::run_segment_tuning;
-use super::{print_metrics, report_skipped, CliError, Output};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -113,15 +114,6 @@ pub struct TrainArgs {
     layout: LayoutArgs,
     #[command(flatten)]
     device: DeviceArgs,
-}
-
-/// A training setup with every value resolved and validated.
-pub struct TrainPlan {
-    pub model: String,
-    pub config: RunConfig,
-    pub regularization_penalty: Option<f64>,
-    /// The file the streams were detected from (none when the flags name them).
-    pub layout_source: Option<PathBuf>,
 }
 
 fn positive(name: &str, v: f64) -> Result<f64, CliError> {

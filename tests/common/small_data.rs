@@ -17,8 +17,7 @@ pub struct SmallData {
 /// Writes the shards into a fresh temporary directory named after `name`, videos of
 /// `min_frames` to 20 frames, labels drawn from `seed`.
 pub fn small_synthetic(name: &str, seed: u64, min_frames: usize) -> SmallData {
-    let dir = std::env::temp_dir().join(format!("loupe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::scratch::scratch_dir(name);
     let config = SynthConfig {
         seed,
         num_classes: 10,

@@ -1,20 +1,17 @@
-//! Helpers shared by the data integration tests: temporary directories and small
-//! hand-made records.
+//! Helpers shared by the data integration tests: temporary directories ([`scratch_dir`],
+//! the suite's one helper) and small hand-made records.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use loupe::data::proto::Message;
 use loupe::data::proto::{Feature, SequenceExample};
 use loupe::data::{DataFormat, FeatureSpec, QuantizedVideo, RecordWriter};
 
-/// A fresh, empty directory under the system temp dir, unique to this process and `name`.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+// The one temporary-directory helper of the test suite, shared with `tests/common`.
+#[path = "../common/scratch.rs"]
+mod scratch;
+pub use scratch::scratch_dir;
 
 /// The small spec used by hand-made records: rgb 6 + audio 2 per frame.
 pub fn small_spec() -> FeatureSpec {

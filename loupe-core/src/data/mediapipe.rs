@@ -9,17 +9,19 @@
 //! of frames (MediaPipe's audio windows may end a frame before or after the images), the
 //! frames all streams have are kept. How these features relate to the
 //! dataset's (PCA, quantisation) is in the README, "MediaPipe features".
+//!
+//! This module knows the record layout only: the decoder
+//! ([`VideoDecoder::with_float_frames`](super::video::VideoDecoder::with_float_frames))
+//! reads records with it, and the file-level detection is the reader's
+//! ([`detect_decoder`](super::reader::detect_decoder)).
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use prost::Message;
 
 use super::error::{DataError, RecordLocation, Result, VideoContext};
-use super::features::FeatureSpec;
-use super::proto::{feature::Kind, Feature, Features, SequenceExample};
-use super::reader::detect_file_layout;
-use super::tfrecord::RecordReader;
-use super::video::{Video, VideoDecoder, ID_KEYS};
+use super::features::{FeatureSpec, ID_KEYS};
+use super::proto::{feature::Kind, Feature, FeatureList, Features, SequenceExample};
 
 /// MediaPipe's feature list of the RGB stream (1024 floats per frame in its YouTube-8M
 /// graph, after PCA; see the README for the un-PCA'd variant).
@@ -39,37 +41,19 @@ pub fn holds_float_frames(payload: &[u8]) -> bool {
         .any(|l| matches!(l.feature.first().and_then(|f| f.kind.as_ref()), Some(Kind::FloatList(_))))
 }
 
-/// Whether the first record of `path` stores float frames ([`holds_float_frames`]): a
-/// MediaPipe feature file.
-pub fn detect_float_frames(path: impl AsRef<Path>) -> Result<bool> {
-    let path = path.as_ref();
-    let mut records = RecordReader::open(path)?;
-    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile { path: path.to_path_buf() })?;
-    Ok(holds_float_frames(payload))
-}
-
-/// The decoder for `path`: format and streams detected from its first record
-/// ([`detect_file_layout`]), float frames read as floats ([`detect_float_frames`]).
-///
-/// ```no_run
-/// let decoder = loupe_core::data::mediapipe::detect_decoder("features.tfrecord")?;
-/// assert!(decoder.float_frames());
-/// # Ok::<(), loupe_core::data::DataError>(())
-/// ```
-pub fn detect_decoder(path: impl AsRef<Path>) -> Result<VideoDecoder> {
-    let (format, spec) = detect_file_layout(path.as_ref())?;
-    Ok(VideoDecoder::new(format, spec).with_float_frames(detect_float_frames(path)?))
-}
-
 /// The streams of a MediaPipe file with its usual sizes: `RGB/feature/floats` 1024 and
 /// `AUDIO/feature/floats` 128, in the order the zoo's models take them.
 pub fn mediapipe_spec() -> FeatureSpec {
     FeatureSpec::new([(RGB_FEATURE, 1024), (AUDIO_FEATURE, 128)]).expect("two distinct non-empty streams")
 }
 
-/// The id of a record without `id` or `video_id`: `clip/data_path`, else `FILE:RECORD`.
-fn fallback_id(context: &Features, at: RecordLocation<'_>) -> Vec<u8> {
-    match context.feature.get(DATA_PATH_KEY).and_then(|f| f.kind.as_ref()) {
+/// Gives a record without `id` or `video_id` an `id`: its `clip/data_path`, else
+/// `FILE:RECORD`.
+pub(super) fn insert_fallback_id(context: &mut Features, at: RecordLocation<'_>) {
+    if ID_KEYS.iter().any(|k| context.feature.contains_key(*k)) {
+        return;
+    }
+    let id = match context.feature.get(DATA_PATH_KEY).and_then(|f| f.kind.as_ref()) {
         Some(Kind::BytesList(b)) if b.value.len() == 1 => b.value[0].clone(),
         _ => {
             let file = at
@@ -78,30 +62,20 @@ fn fallback_id(context: &Features, at: RecordLocation<'_>) -> Vec<u8> {
                 .map_or_else(|| at.path.display().to_string(), |n| n.to_string_lossy().into_owned());
             format!("{file}:{}", at.record).into_bytes()
         }
-    }
+    };
+    context.feature.insert(ID_KEYS[0].to_string(), Feature::bytes(vec![id]));
 }
 
-/// Decodes a frame-level payload whose frames are float lists into a float [`Video`].
-pub(crate) fn decode_float_frames(
-    decoder: &VideoDecoder,
-    payload: &[u8],
+/// The frames of video `id`'s float feature lists: the frames kept (up to `max_frames`)
+/// and their `frames x spec.feature_dim()` values, streams concatenated per frame.
+pub(super) fn float_frames(
+    lists: &BTreeMap<String, FeatureList>,
+    spec: &FeatureSpec,
+    max_frames: usize,
+    id: &str,
     at: RecordLocation<'_>,
-) -> Result<Video> {
-    let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
-        path: at.path.to_path_buf(),
-        record: at.record,
-        message: "SequenceExample",
-        source,
-    })?;
-    let mut context = example.context.unwrap_or_default();
-    if !ID_KEYS.iter().any(|k| context.feature.contains_key(*k)) {
-        let id = fallback_id(&context, at);
-        context.feature.insert(ID_KEYS[0].to_string(), Feature::bytes(vec![id]));
-    }
-    let (id, labels) = decoder.id_and_labels(&context, at)?;
-    let ctx = || VideoContext(Some(id.clone()));
-    let lists = example.feature_lists.unwrap_or_default().feature_list;
-    let spec = decoder.spec();
+) -> Result<(usize, Vec<f32>)> {
+    let ctx = || VideoContext(Some(id.to_string()));
     let mut stream_lists = Vec::with_capacity(spec.streams().len());
     for stream in spec.streams() {
         let list = lists.get(&stream.name).ok_or_else(|| DataError::MissingFeature {
@@ -119,7 +93,7 @@ pub(crate) fn decode_float_frames(
     if stored == 0 {
         return Err(DataError::NoFrames { path: at.path.to_path_buf(), record: at.record, video: ctx() });
     }
-    let num_frames = stored.min(decoder.max_frames());
+    let num_frames = stored.min(max_frames);
     let dim = spec.feature_dim();
     let mut features = vec![0.0f32; num_frames * dim];
     for ((offset, stream), list) in spec.offsets().zip(&stream_lists) {
@@ -151,5 +125,5 @@ pub(crate) fn decode_float_frames(
             features[t * dim + offset..t * dim + offset + stream.size].copy_from_slice(values);
         }
     }
-    Ok(Video { id, labels, num_frames, features })
+    Ok((num_frames, features))
 }

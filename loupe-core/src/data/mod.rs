@@ -12,7 +12,7 @@
 //! | feature streams, (de)quantisation | [`features`] |
 //! | record -> video | [`video`] |
 //! | MediaPipe's float frames | [`mediapipe`] |
-//! | one file's videos, globbing, skip reports | [`reader`] |
+//! | one file's videos, globbing, format detection, skip reports | [`reader`] |
 //! | which frames are pooled | [`sampling`] |
 //! | batch layout | [`batch`] |
 //! | shuffling, epochs, background loading | [`dataset`] |
@@ -48,7 +48,8 @@ pub use features::{dequantize, quantize, DataFormat, FeatureSpec, FeatureStream,
 pub use labels::read_labels;
 pub use ratings::{RatedSegment, SEGMENT_FRAMES};
 pub use reader::{
-    detect_file_format, detect_file_layout, expand_glob, expand_patterns, SkipReport, VideoReader,
+    detect_decoder, detect_file_format, detect_file_layout, detect_float_frames, expand_glob,
+    expand_patterns, SkipReport, VideoReader,
 };
 pub use sampling::{valid_rows, FrameOrder, FrameSampling};
 pub use segments::{read_segment_classes, read_segment_ratings, VideoRatings};

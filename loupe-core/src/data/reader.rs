@@ -1,5 +1,5 @@
-//! Reading the videos of one file, finding shard files, and counting what
-//! `skip_corrupt` skipped.
+//! Reading the videos of one file, detecting a file's format, streams and frame encoding
+//! from its first record, finding shard files, and counting what `skip_corrupt` skipped.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{DataError, RecordLocation, Result};
 use super::features::{DataFormat, FeatureSpec};
+use super::mediapipe::{holds_float_frames, AUDIO_FEATURE, RGB_FEATURE};
 use super::tfrecord::RecordReader;
 use super::video::{detect_format, DecodedVideo, Video, VideoDecoder};
 
@@ -282,7 +283,7 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
             .into_iter()
             .filter_map(|(name, list)| match list.feature.first().and_then(|f| f.kind.as_ref()) {
                 Some(Kind::BytesList(b)) => Some((name, b.value.iter().map(Vec::len).sum())),
-                // MediaPipe's feature files: one float list per frame (`super::mediapipe`).
+                // MediaPipe's feature files: one float list per frame ([`super::mediapipe`]).
                 Some(Kind::FloatList(f)) => Some((name, f.value.len())),
                 _ => None,
             })
@@ -299,12 +300,35 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
             .collect(),
     };
     let rank = |name: &str| match name {
-        "rgb" | "mean_rgb" | super::mediapipe::RGB_FEATURE => 0,
-        "audio" | "mean_audio" | super::mediapipe::AUDIO_FEATURE => 1,
+        "rgb" | "mean_rgb" | RGB_FEATURE => 0,
+        "audio" | "mean_audio" | AUDIO_FEATURE => 1,
         _ => 2,
     };
     streams.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
     let spec =
         FeatureSpec::new(streams).map_err(|_| DataError::UnknownFormat { path: path.to_path_buf() })?;
     Ok((format, spec))
+}
+
+/// Whether the first record of `path` stores float frames
+/// ([`holds_float_frames`](super::mediapipe::holds_float_frames)): a MediaPipe feature
+/// file.
+pub fn detect_float_frames(path: impl AsRef<Path>) -> Result<bool> {
+    let path = path.as_ref();
+    let mut records = RecordReader::open(path)?;
+    let payload = records.read_record()?.ok_or_else(|| DataError::EmptyFile { path: path.to_path_buf() })?;
+    Ok(holds_float_frames(payload))
+}
+
+/// The decoder for `path`: format and streams detected from its first record
+/// ([`detect_file_layout`]), float frames read as floats ([`detect_float_frames`]).
+///
+/// ```no_run
+/// let decoder = loupe_core::data::detect_decoder("features.tfrecord")?;
+/// assert!(decoder.float_frames());
+/// # Ok::<(), loupe_core::data::DataError>(())
+/// ```
+pub fn detect_decoder(path: impl AsRef<Path>) -> Result<VideoDecoder> {
+    let (format, spec) = detect_file_layout(path.as_ref())?;
+    Ok(VideoDecoder::new(format, spec).with_float_frames(detect_float_frames(path)?))
 }

@@ -6,6 +6,7 @@ use prost::Message;
 
 use super::error::{DataError, RecordLocation, Result, VideoContext};
 use super::features::{dequantize_into, DataFormat, FeatureSpec, DEFAULT_MAX_FRAMES};
+use super::mediapipe;
 use super::proto::{feature::Kind, Example, Feature, FeatureList, FeatureLists, Features, SequenceExample};
 use super::ratings::{rated_segments, RatedSegment, SEGMENT_KEYS};
 use super::wire;
@@ -277,11 +278,27 @@ impl VideoDecoder {
     pub fn decode_record(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<DecodedVideo> {
         match self.format {
             DataFormat::FrameLevel if self.float_frames => {
-                super::mediapipe::decode_float_frames(self, payload, at).map(DecodedVideo::Floats)
+                self.decode_float_frames(payload, at).map(DecodedVideo::Floats)
             }
             DataFormat::FrameLevel => self.decode_frames(payload, at).map(DecodedVideo::Frames),
             DataFormat::VideoLevel => self.decode_mean(payload, at).map(DecodedVideo::Mean),
         }
+    }
+
+    /// Decodes a frame-level payload whose frames are float lists ([`super::mediapipe`]).
+    fn decode_float_frames(&self, payload: &[u8], at: RecordLocation<'_>) -> Result<Video> {
+        let example = SequenceExample::decode(payload).map_err(|source| DataError::Decode {
+            path: at.path.to_path_buf(),
+            record: at.record,
+            message: "SequenceExample",
+            source,
+        })?;
+        let mut context = example.context.unwrap_or_default();
+        mediapipe::insert_fallback_id(&mut context, at);
+        let (id, labels) = self.id_and_labels(&context, at)?;
+        let lists = example.feature_lists.unwrap_or_default().feature_list;
+        let (num_frames, features) = mediapipe::float_frames(&lists, &self.spec, self.max_frames, &id, at)?;
+        Ok(Video { id, labels, num_frames, features })
     }
 
     /// Decodes a frame-level `SequenceExample` payload.
@@ -479,11 +496,7 @@ impl VideoDecoder {
     }
 
     /// Reads the id (`id` or `video_id`) and the labels (missing key = no labels).
-    pub(super) fn id_and_labels(
-        &self,
-        context: &Features,
-        at: RecordLocation<'_>,
-    ) -> Result<(String, Vec<u32>)> {
+    fn id_and_labels(&self, context: &Features, at: RecordLocation<'_>) -> Result<(String, Vec<u32>)> {
         let found = ID_KEYS.iter().find_map(|key| context.feature.get(*key).map(|f| (*key, f)));
         let (key, feature) = found.ok_or_else(|| DataError::MissingFeature {
             path: at.path.to_path_buf(),

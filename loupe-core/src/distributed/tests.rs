@@ -1,3 +1,8 @@
+//! Tests of the collectives that run in one process: `SingleProcess` and fake ranks
+//! (dealing files to ranks, means, broadcasts per dtype, summed and fp16-compressed
+//! gradients, tensors overwritten by rank 0, the byte codec). The MPI path with real
+//! ranks is tested by `tests/distributed.rs`.
+
 use std::path::PathBuf;
 
 use dfdx::prelude::*;

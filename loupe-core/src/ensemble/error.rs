@@ -2,7 +2,7 @@
 
 use crate::data::DataError;
 use crate::submission::SubmissionError;
-use crate::train::run::RunError;
+use crate::train::run_error::RunError;
 
 /// Why predictions could not be read, combined, evaluated or selected.
 ///

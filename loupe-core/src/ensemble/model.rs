@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use crate::data::Dataset;
 use crate::infer::Predictor;
 use crate::model::VideoModel;
-use crate::train::run::batches;
+use crate::train::evaluation::batches;
 
 use super::{EnsembleError, Keep, Predictions};
 
@@ -25,9 +25,10 @@ where
 {
     let mut predictions = Predictions::from_sparse(name, M::CLASSES, [], keep)?;
     for batch in batches(dataset)? {
-        let batch = batch.map_err(crate::train::run::RunError::from)?;
-        let probabilities =
-            predictor.predict(&batch.frames, &batch.lengths).map_err(crate::train::run::RunError::from)?;
+        let batch = batch.map_err(crate::train::run_error::RunError::from)?;
+        let probabilities = predictor
+            .predict(&batch.frames, &batch.lengths)
+            .map_err(crate::train::run_error::RunError::from)?;
         predictions.extend_dense(batch.ids, &probabilities, keep)?;
     }
     Ok(predictions)

@@ -11,6 +11,10 @@
 //!
 //! Every output is written under a temporary name and renamed into place on
 //! [`EmbeddingWriter::finish`], so a failed run leaves no partial file.
+//!
+//! The writer takes rows from anyone; a dataset's rows are computed and written by
+//! [`crate::train::run::write_embeddings`] (one process) and
+//! [`crate::train::run::embed_across`] (MPI ranks).
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -245,36 +249,6 @@ impl Drop for EmbeddingWriter {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Writes the representation at `layer` of every video of `dataset` (e.g.
-/// [`evaluation_dataset`](crate::train::run::evaluation_dataset): the frames prediction
-/// samples) to `path`, batch by batch; returns the number of videos.
-pub fn write_embeddings<M, D>(
-    predictor: &super::Predictor<M, D>,
-    dataset: &crate::data::Dataset,
-    layer: crate::model::Layer,
-    path: &Path,
-) -> Result<u64, crate::train::run::RunError>
-where
-    D: dfdx::tensor_ops::Device<f32>,
-    M: crate::model::VideoModel<f32, D>,
-{
-    let description = M::describe();
-    let size = match description.representation_size(layer) {
-        Some(size) => size,
-        None => return Err(super::predictor::no_such_layer(&description, layer).into()),
-    };
-    let mut writer =
-        EmbeddingWriter::create(path, size, &[("layer", layer.name()), ("model", &description.name)])?;
-    for batch in crate::train::run::batches(dataset)? {
-        let batch = batch?;
-        let rows = predictor.represent(&batch.frames, &batch.lengths, layer)?;
-        for (id, row) in batch.ids.iter().zip(rows.chunks(size)) {
-            writer.push(id, row)?;
-        }
-    }
-    Ok(writer.finish()?)
 }
 
 #[cfg(test)]

@@ -8,4 +8,5 @@
 pub mod embeddings;
 mod predictor;
 
+pub(crate) use predictor::no_such_layer;
 pub use predictor::{PredictError, Predictor};

@@ -5,10 +5,10 @@ use std::path::Path;
 use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
+use crate::checkpoint::{load_weights, CheckpointError, CheckpointMeta};
 use crate::device::try_tensor_from_f32;
 use crate::metrics::{top_k, EvaluationMetrics};
 use crate::model::{Layer, ModelDescription, VideoModel};
-use crate::train::checkpoint::{load_checkpoint, CheckpointError, CheckpointMeta};
 
 /// Why a forward pass could not run.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +79,10 @@ where
     pub fn load(device: D, path: &Path) -> Result<(Self, CheckpointMeta), PredictError>
     where
         f32: SafeDtype,
-        M: BuildModule<D, f32> + Clone,
+        M: BuildModule<D, f32>,
     {
         let mut predictor = Self::build(device)?;
-        let meta = load_checkpoint(path, &M::describe(), &mut predictor.model, None)?;
+        let (_, meta) = load_weights(path, &M::describe(), &mut predictor.model)?;
         Ok((predictor, meta))
     }
 

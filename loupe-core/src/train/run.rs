@@ -2,33 +2,35 @@
 //! metrics out. Generic over any [`VideoModel`], so a user's own `#[video_model]` gets
 //! the same machinery as the zoo.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
-use crate::data::{DataError, DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
+use crate::data::{DataFormat, Dataset, FrameOrder, SkipReport, VideoDecoder};
 use crate::distributed::{
-    broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, DistributedError,
-    SingleProcess,
+    broadcast_tensors, broadcast_u64, sum_skip_reports, training_shard, Collective, SingleProcess,
 };
-use crate::infer::embeddings::EmbeddingError;
-use crate::infer::{PredictError, Predictor};
-use crate::metrics::{EvaluationMetrics, MetricsSummary};
-use crate::model::{InputKind, VideoModel};
+use crate::metrics::MetricsSummary;
+use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
-use crate::submission::{write_submission, SubmissionRow};
 use crate::train::checkpoint::{
-    load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointError, CheckpointMeta,
-    CHECKPOINT_FORMAT,
+    load_checkpoint, remove_leftovers, resolve_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
 };
+use crate::train::evaluation::{batches, check_data_fits};
 use crate::train::{
     interrupt, CheckpointMetrics, RngState, TrainConfig, TrainDirLock, TrainError, Trainer,
     TrainingDescription,
 };
 
+// The jobs over a dataset live below this module (the training job validates with them);
+// their public paths are here.
+pub use crate::train::evaluation::{
+    evaluate_dataset, evaluation_dataset, evaluation_dataset_in_order, predict, write_embeddings,
+};
+pub use crate::train::run_error::RunError;
 pub use crate::train::sharded::{embed_across, evaluate_across, predict_across};
 
 /// Everything a training run needs besides the model type and the device. The
@@ -104,31 +106,6 @@ impl Default for RunConfig {
     }
 }
 
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error(transparent)]
-    Predict(#[from] PredictError),
-    #[error(transparent)]
-    Embedding(#[from] EmbeddingError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error("{path}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Lock(#[from] crate::train::LockError),
-    #[error(transparent)]
-    Distributed(#[from] DistributedError),
-    #[error("stopped after step {step} as asked (SIGINT or SIGTERM); checkpoint {} written: to continue, run the same command with --resume", .checkpoint.display())]
-    Interrupted { step: u64, checkpoint: PathBuf },
-}
-
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -150,168 +127,9 @@ pub struct RunSummary {
     pub skipped_validation: SkipReport,
 }
 
-fn check_data_fits<M: VideoModel<f32, D>, D: Device<f32>>(decoder: &VideoDecoder) -> Result<(), RunError> {
-    if decoder.feature_dim() != M::FEATURES {
-        return Err(RunError::Config(format!(
-            "model {} expects {} values per frame, the data's streams ({}) give {}",
-            M::describe().name,
-            M::FEATURES,
-            decoder
-                .spec()
-                .streams()
-                .iter()
-                .map(|s| format!("{} {}", s.name, s.size))
-                .collect::<Vec<_>>()
-                .join(" + "),
-            decoder.feature_dim()
-        )));
-    }
-    if decoder.format() == DataFormat::VideoLevel && M::FRAMES != 1 {
-        return Err(RunError::Config(format!(
-            "model {} pools {} frames; video-level data has one vector per video (use a frame-level model's data or a video-level model)",
-            M::describe().name,
-            M::FRAMES
-        )));
-    }
-    if decoder.format() == DataFormat::FrameLevel && M::describe().input == InputKind::VideoLevel {
-        return Err(RunError::Config(format!(
-            "model {} reads video-level records (one mean_rgb and mean_audio vector per video); these files are frame-level",
-            M::describe().name
-        )));
-    }
-    Ok(())
-}
-
-/// One batch of either data format, as the model takes it.
-pub(crate) struct ModelBatch {
-    pub ids: Vec<String>,
-    /// `len x FRAMES x FEATURES` values.
-    pub frames: Vec<f32>,
-    /// Valid frames per video ([`crate::data::FrameBatch::lengths`]; 1 for video-level data).
-    pub lengths: Vec<usize>,
-    /// `len x CLASSES` multi-hot labels.
-    pub labels: Vec<f32>,
-}
-
-/// A stream of batches of either data format.
-pub(crate) fn batches(
-    dataset: &Dataset,
-) -> Result<Box<dyn Iterator<Item = Result<ModelBatch, DataError>>>, RunError> {
-    Ok(match dataset.decoder().format() {
-        DataFormat::FrameLevel => Box::new(dataset.frame_batches()?.map(|b| {
-            b.map(|b| ModelBatch { ids: b.ids, frames: b.frames, lengths: b.lengths, labels: b.labels })
-        })),
-        DataFormat::VideoLevel => Box::new(dataset.video_batches()?.map(|b| {
-            b.map(|b| ModelBatch {
-                lengths: vec![1; b.ids.len()],
-                ids: b.ids,
-                frames: b.features,
-                labels: b.labels,
-            })
-        })),
-    })
-}
-
-pub(crate) fn label_lists(labels: &[f32], classes: usize) -> Vec<Vec<u32>> {
-    labels
-        .chunks(classes)
-        .map(|row| row.iter().enumerate().filter(|(_, &v)| v > 0.5).map(|(c, _)| c as u32).collect())
-        .collect()
-}
-
-/// The deterministic evaluation dataset: file order, per-video seeded frame sampling, or
-/// for a model that reads frames in order ([`VideoModel::READS_FRAMES_IN_ORDER`]) each
-/// video's frames in temporal order ([`FrameOrder::Temporal`]).
-pub fn evaluation_dataset<M: VideoModel<f32, D>, D: Device<f32>>(
-    files: Vec<PathBuf>,
-    decoder: VideoDecoder,
-    batch_size: usize,
-    skip_corrupt: bool,
-) -> Result<Dataset, RunError> {
-    evaluation_dataset_in_order::<M, D>(files, decoder, batch_size, skip_corrupt, FrameOrder::default())
-}
-
-/// [`evaluation_dataset`] with the frame order a sequence model was trained with.
-pub fn evaluation_dataset_in_order<M: VideoModel<f32, D>, D: Device<f32>>(
-    files: Vec<PathBuf>,
-    decoder: VideoDecoder,
-    batch_size: usize,
-    skip_corrupt: bool,
-    order: FrameOrder,
-) -> Result<Dataset, RunError> {
-    check_data_fits::<M, D>(&decoder)?;
-    Ok(Dataset::evaluation(files, decoder, M::CLASSES)
-        .with_batch_size(batch_size.max(1))
-        .with_frames_per_video(M::FRAMES)
-        .with_sampling(order.evaluation_sampling(M::READS_FRAMES_IN_ORDER))
-        .with_skip_corrupt(skip_corrupt))
-}
-
-/// Evaluates `predictor`'s model on every video of `dataset` (one process; see
-/// [`evaluate_across`] for several ranks): the competition metrics of its top `top_k`
-/// labels.
-pub fn evaluate_dataset<M, D>(
-    predictor: &Predictor<M, D>,
-    dataset: &Dataset,
-    top_k: usize,
-) -> Result<MetricsSummary, RunError>
-where
-    D: Device<f32>,
-    M: VideoModel<f32, D>,
-{
-    let mut metrics = EvaluationMetrics::new(M::CLASSES, top_k);
-    for batch in batches(dataset)? {
-        let batch = batch?;
-        predictor.evaluate(
-            &mut metrics,
-            &batch.frames,
-            &batch.lengths,
-            &label_lists(&batch.labels, M::CLASSES),
-        )?;
-    }
-    Ok(metrics.summary())
-}
-
-/// Writes a Kaggle submission of `dataset`'s videos (top `top_k` labels each) to `out`;
-/// `names` adds a column of label names. Returns the number of videos.
-pub fn predict<M, D, W: Write>(
-    predictor: &Predictor<M, D>,
-    dataset: &Dataset,
-    top_k: usize,
-    out: W,
-    names: Option<&dyn Fn(u32) -> String>,
-) -> Result<usize, RunError>
-where
-    D: Device<f32>,
-    M: VideoModel<f32, D>,
-{
-    let mut rows = Vec::new();
-    for batch in batches(dataset)? {
-        let batch = batch?;
-        for (id, predictions) in
-            batch.ids.into_iter().zip(predictor.predict_top_k(&batch.frames, &batch.lengths, top_k)?)
-        {
-            rows.push(SubmissionRow { id, predictions });
-        }
-    }
-    let count = rows.len();
-    write_rows(out, rows, names)?;
-    Ok(count)
-}
-
-/// [`write_submission`] with the error of a run.
-pub(crate) fn write_rows<W: Write>(
-    out: W,
-    rows: Vec<SubmissionRow>,
-    names: Option<&dyn Fn(u32) -> String>,
-) -> Result<(), RunError> {
-    write_submission(out, rows, names)
-        .map_err(|source| RunError::Io { path: PathBuf::from("<predictions>"), source })
-}
-
 /// Loads the checkpoint at `path` (a directory or a sidecar) into a new model on `device`
 /// to train it further (with `optim`; Adam's moments start afresh). To run a trained
-/// model, load it with [`Predictor::load`].
+/// model, load it with [`Predictor::load`](crate::infer::Predictor::load).
 pub fn load_model<M, D>(
     device: D,
     path: &Path,

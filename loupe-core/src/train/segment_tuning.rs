@@ -29,7 +29,7 @@ use crate::metrics::segments::{segment_map, SegmentMetrics, SegmentTruth};
 use crate::model::VideoModel;
 use crate::report::{training_curves_png, EventWriter};
 use crate::train::checkpoint::{save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT};
-use crate::train::run::RunError;
+use crate::train::run_error::RunError;
 use crate::train::segments::{predict_segments, SegmentInference};
 use crate::train::{CheckpointMetrics, RngState, Trainer, TrainingDescription};
 

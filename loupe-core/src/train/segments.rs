@@ -26,7 +26,7 @@ use crate::data::{
 use crate::infer::Predictor;
 use crate::model::{InputKind, VideoModel};
 use crate::segment_submission::{SegmentId, SegmentRow};
-use crate::train::run::RunError;
+use crate::train::run_error::RunError;
 
 /// One scored segment in a class's top-k.
 #[derive(Debug, Clone, Copy)]

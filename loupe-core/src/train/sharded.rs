@@ -10,12 +10,15 @@ use dfdx::prelude::*;
 
 use crate::data::Dataset;
 use crate::distributed::{Collective, Decoder, DistributedError, Encoder};
-use crate::infer::embeddings::{write_embeddings, EmbeddingWriter};
+use crate::infer::embeddings::EmbeddingWriter;
 use crate::infer::Predictor;
 use crate::metrics::{top_k, EvaluationMetrics, MetricsSummary};
 use crate::model::{Layer, VideoModel};
 use crate::submission::SubmissionRow;
-use crate::train::run::{batches, evaluate_dataset, label_lists, predict, write_rows, RunError};
+use crate::train::evaluation::{
+    batches, evaluate_dataset, label_lists, predict, write_embeddings, write_rows,
+};
+use crate::train::run_error::RunError;
 
 /// The indices into `dataset.files()` this rank reads: `rank`, `rank + world_size`, ...
 fn my_files(dataset: &Dataset, collective: &dyn Collective) -> Vec<usize> {

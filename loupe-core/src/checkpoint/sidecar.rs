@@ -1,4 +1,4 @@
-//! The typed parts of a checkpoint sidecar ([`super::checkpoint::CheckpointMeta`]): how
+//! The typed parts of a checkpoint sidecar ([`super::CheckpointMeta`]): how
 //! the model was trained, its latest metrics and the trainer's random state.
 //!
 //! Each is written exactly as the free-form JSON of earlier sidecars was (keys sorted, a
@@ -16,7 +16,7 @@ use crate::metrics::MetricsSummary;
 /// does not know are ignored.
 ///
 /// ```
-/// use loupe_core::train::TrainingDescription;
+/// use loupe_core::checkpoint::TrainingDescription;
 /// let d = TrainingDescription { model: Some("gated-netvlad".into()), seed: Some(1), ..Default::default() };
 /// assert!(!d.is_empty());
 /// assert!(TrainingDescription::default().is_empty());
