@@ -1,7 +1,9 @@
-//! `x W` for a batch of rows and a weight, on loupe's own [`super::gemm::sgemm`], with its
-//! backward (`gx += g W^T`, `gW += x^T g`) on the same kernel: the hidden layer's
-//! products (`80 x 278528 x 1024` at paper size, where dfdx's matmul reaches a fraction
-//! of the rate sgemm does; `docs/performance.md`).
+//! `x W` for a batch of rows and a weight, with its backward (`gx += g W^T`,
+//! `gW += x^T g`) on loupe's own [`super::gemm::sgemm`]: the hidden layer's products
+//! (`80 x 278528 x 1024` at paper size). Each product runs where it measured faster
+//! (`loupe bench --gemm`, docs/performance.md): the weight's gradient on sgemm (2.9x
+//! dfdx's matmul), the input's gradient on sgemm (level), the forward on dfdx's matmul
+//! (sgemm 0.86x there), so an untaped (evaluation) call is dfdx's matmul alone.
 //!
 //! Runs on `Cpu` with `f32` when the fused kernels and sgemm are both on ([`super::set_gemm`],
 //! `LOUPE_GEMM=0` turns it off); otherwise, and for `f64`, it is dfdx's `try_matmul`.
@@ -11,7 +13,7 @@
 use dfdx::prelude::*;
 
 use super::gemm::{sgemm, MatMut, MatRef};
-use super::view::{expect_view, grad_mut, params, restore_grad, take_grad, tensor_from, zeroed};
+use super::view::{expect_view, grad_mut, params, restore_grad, take_grad};
 
 /// `x W`: rows `x` (`(B, I)`, taped) times the weight `w` (`I x O`, its gradient on `x`'s
 /// tape).
@@ -26,7 +28,7 @@ pub(crate) fn try_weight_product<
     x: Tensor<(B, Const<I>), E, D, T>,
     w: &Tensor<Rank2<I, O>, E, D>,
 ) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    if !super::gemm_for::<E, D>() {
+    if !T::OWNS_TAPE || !super::gemm_for::<E, D>() {
         return x.try_matmul(w.retaped::<T>());
     }
     let (x, tape) = x.split_tape();
@@ -42,9 +44,7 @@ fn sgemm_product<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>,
     w: &Tensor<Rank2<I, O>, E, D>,
 ) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
     let rows = x.shape().0.size();
-    let mut y = zeroed::<f32, E, D>(x.device(), rows * O)?;
-    product(view(expect_view(params(&x)), rows, I), view(expect_view(params(w)), I, O), &mut y[..], false);
-    let out = tensor_from(x.device(), (x.shape().0, Const::<O>), &y[..])?;
+    let out = x.clone().try_matmul(w.clone())?;
     if T::OWNS_TAPE {
         let (x_keep, w_keep, out_keep) = (x.clone(), w.clone(), out.clone());
         tape.add_backward_op(move |grads| {
@@ -76,9 +76,9 @@ fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
 mod tests {
     use super::*;
 
-    /// With sgemm on, the op's output and both gradients are exactly what `sgemm` computes
-    /// on the same values (so the dispatch took this path), and with it off (dfdx) the same
-    /// within f32 rounding.
+    /// With sgemm on, both gradients are exactly what `sgemm` computes on the same values
+    /// (so the dispatch took this path) and the output is dfdx's; with it off (dfdx
+    /// throughout) the same within f32 rounding.
     #[test]
     fn the_op_runs_sgemm_forward_and_backward() {
         let dev = crate::device::cpu_seeded(3);
@@ -93,8 +93,7 @@ mod tests {
             (out, grads.get(&x).as_vec(), grads.get(&w).as_vec())
         };
         let (xv, wv) = (x.as_vec(), w.as_vec());
-        let mut y = vec![0f32; 7 * 21];
-        product(view(&xv, 7, 300), view(&wv, 300, 21), &mut y, false);
+        let y = x.clone().matmul(w.clone()).as_vec();
         let ones = vec![1f32; 7 * 21];
         let mut gx = vec![0f32; 7 * 300];
         product(view(&ones, 7, 21), view(&wv, 300, 21).transpose(), &mut gx, true);
