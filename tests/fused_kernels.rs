@@ -550,3 +550,43 @@ fn hidden_layers_on_sgemm_match_dfdx_matmul() {
     set_gemm(true);
     assert_close_f32(&eval_on, &eval_off, 1e-4, "HiddenBn evaluation output");
 }
+
+/// One f32 training forward + backward of `sum(out * r)` for a recurrent pooling, with
+/// loupe's sgemm on or off: the output and the frames' gradient (which every step's state
+/// gradient, `d U^T` on sgemm, flows into).
+fn recurrent_f32<M, const N: usize>(
+    gemm: bool,
+    layer: &M,
+    x: &Tensor<(usize, usize, Const<5>), f32, Cpu>,
+) -> (Vec<f32>, Vec<f32>)
+where
+    M: Module<
+        Tensor<(usize, usize, Const<5>), f32, Cpu, OwnedTape<f32, Cpu>>,
+        Output = Tensor<(usize, Const<N>), f32, Cpu, OwnedTape<f32, Cpu>>,
+    >,
+{
+    set_gemm(gemm);
+    let y = layer.forward(x.clone().traced(Gradients::leaky()));
+    let mut r = x.device().zeros_like(y.shape());
+    let n = y.shape().num_elements();
+    r.copy_from(&(0..n).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect::<Vec<_>>());
+    let out = y.retaped::<NoneTape>().as_vec();
+    let grads = (y * r).sum::<Rank0, _>().backward();
+    set_gemm(true);
+    (out, grads.get(x).as_vec())
+}
+
+#[test]
+fn recurrent_state_gradient_on_sgemm_matches_dfdx_matmul() {
+    let dev = loupe::device::cpu_seeded(17);
+    let x: Tensor<(usize, usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(3, 6, Const));
+    let lstm: LstmPooling<5, 4, 16, f32, Cpu> = dev.build_module::<builder::LstmPooling<5, 4, 16>, f32>();
+    let (on, off) = (recurrent_f32(true, &lstm, &x), recurrent_f32(false, &lstm, &x));
+    assert_close_f32(&on.0, &off.0, 1e-5, "LSTM output");
+    assert_close_f32(&on.1, &off.1, 1e-5, "LSTM frames' gradient");
+    assert!(on.1.iter().any(|&g| g != 0.0));
+    let gru: GruPooling<5, 4, 8, f32, Cpu> = dev.build_module::<builder::GruPooling<5, 4, 8>, f32>();
+    let (on, off) = (recurrent_f32(true, &gru, &x), recurrent_f32(false, &gru, &x));
+    assert_close_f32(&on.0, &off.0, 1e-5, "GRU output");
+    assert_close_f32(&on.1, &off.1, 1e-5, "GRU frames' gradient");
+}
