@@ -6,10 +6,10 @@
 
 use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, param_grads, Tolerance};
-use loupe::kernels::set_fused;
+use loupe::kernels::{set_fused, set_gemm};
 use loupe::nn::{
-    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, GruPooling, Logistic,
-    LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling, SoftAssignment,
+    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, GruPooling, Hidden,
+    HiddenBn, Logistic, LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling, SoftAssignment,
 };
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
@@ -477,4 +477,116 @@ fn gru_host_matches_composed() {
         *layer = dev.sample_normal_like(layer);
     }
     recurrent_host_matches_composed(gru, &dev);
+}
+
+fn assert_close_f32(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: sgemm {x} vs dfdx {y}");
+    }
+}
+
+/// One f32 training forward + backward of `sum(out * r)` through `forward`, with loupe's
+/// sgemm on or off; returns the output, the input's gradient and the gradients of `of`.
+fn run_f32<const I: usize, const O: usize>(
+    gemm: bool,
+    x: &Tensor<(usize, Const<I>), f32, Cpu>,
+    forward: impl FnOnce(
+        Tensor<(usize, Const<I>), f32, Cpu, OwnedTape<f32, Cpu>>,
+    ) -> Tensor<(usize, Const<O>), f32, Cpu, OwnedTape<f32, Cpu>>,
+    of: &[&dyn Fn(&Gradients<f32, Cpu>) -> Vec<f32>],
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    set_gemm(gemm);
+    let out = forward(x.clone().traced(Gradients::leaky()));
+    let r: Tensor<(usize, Const<O>), f32, Cpu> = {
+        let mut t = x.device().zeros_like(out.shape());
+        let n = out.shape().num_elements();
+        t.copy_from(&(0..n).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect::<Vec<_>>());
+        t
+    };
+    let values = out.retaped::<NoneTape>().as_vec();
+    let grads = (out * r).sum::<Rank0, _>().backward();
+    set_gemm(true);
+    (values, grads.get(x).as_vec(), of.iter().map(|f| f(&grads)).collect())
+}
+
+#[test]
+fn hidden_layers_on_sgemm_match_dfdx_matmul() {
+    // 13 rows, 600 inputs (past one KC slice of 256), 40 outputs (not a multiple of the
+    // 16-column tile): the product and both gradients, sgemm against dfdx's matmul.
+    const I: usize = 600;
+    const O: usize = 40;
+    let dev = loupe::device::cpu_seeded(7);
+    let x: Tensor<(usize, Const<I>), f32, Cpu> = dev.sample_normal_like(&(13, Const));
+    let plain: Hidden<I, O, 4, true, f32, Cpu> = dev.build_module::<builder::Hidden<I, O, 4, true>, f32>();
+    let (w, b) = (plain.weight.clone(), plain.bias.clone());
+    let of: [&dyn Fn(&Gradients<f32, Cpu>) -> Vec<f32>; 2] =
+        [&|g: &Gradients<f32, Cpu>| g.get(&w).as_vec(), &|g: &Gradients<f32, Cpu>| g.get(&b).as_vec()];
+    let on = run_f32(true, &x, |x| plain.forward(x), &of);
+    let off = run_f32(false, &x, |x| plain.forward(x), &of);
+    assert_close_f32(&on.0, &off.0, 1e-5, "Hidden output");
+    assert_close_f32(&on.1, &off.1, 1e-5, "Hidden input gradient");
+    assert_close_f32(&on.2[0], &off.2[0], 1e-5, "Hidden weight gradient");
+    assert_close_f32(&on.2[1], &off.2[1], 1e-5, "Hidden bias gradient");
+    assert!(on.2[0].iter().any(|&g| g != 0.0), "the weight gradient is formed");
+
+    let bn: HiddenBn<I, O, 4, false, f32, Cpu> = dev.build_module::<builder::HiddenBn<I, O, 4, false>, f32>();
+    let (w, scale) = (bn.weight.clone(), bn.bn.scale.clone());
+    let of: [&dyn Fn(&Gradients<f32, Cpu>) -> Vec<f32>; 2] =
+        [&|g: &Gradients<f32, Cpu>| g.get(&w).as_vec(), &|g: &Gradients<f32, Cpu>| g.get(&scale).as_vec()];
+    let (mut on_bn, mut off_bn) = (bn.clone(), bn.clone());
+    let on = run_f32(true, &x, |x| on_bn.forward_mut(x), &of);
+    let off = run_f32(false, &x, |x| off_bn.forward_mut(x), &of);
+    assert_close_f32(&on.0, &off.0, 1e-4, "HiddenBn output");
+    assert_close_f32(&on.1, &off.1, 1e-4, "HiddenBn input gradient");
+    assert_close_f32(&on.2[0], &off.2[0], 1e-4, "HiddenBn weight gradient");
+    assert_close_f32(&on.2[1], &off.2[1], 1e-4, "HiddenBn scale gradient");
+    assert_close_f32(&on_bn.bn.running_mean.as_vec(), &off_bn.bn.running_mean.as_vec(), 1e-5, "running mean");
+    // Evaluation (`Module`, no tape).
+    set_gemm(true);
+    let eval_on = on_bn.forward(x.clone()).as_vec();
+    set_gemm(false);
+    let eval_off = on_bn.forward(x.clone()).as_vec();
+    set_gemm(true);
+    assert_close_f32(&eval_on, &eval_off, 1e-4, "HiddenBn evaluation output");
+}
+
+/// One f32 training forward + backward of `sum(out * r)` for a recurrent pooling, with
+/// loupe's sgemm on or off: the output and the frames' gradient (which every step's state
+/// gradient, `d U^T` on sgemm, flows into).
+fn recurrent_f32<M, const N: usize>(
+    gemm: bool,
+    layer: &M,
+    x: &Tensor<(usize, usize, Const<5>), f32, Cpu>,
+) -> (Vec<f32>, Vec<f32>)
+where
+    M: Module<
+        Tensor<(usize, usize, Const<5>), f32, Cpu, OwnedTape<f32, Cpu>>,
+        Output = Tensor<(usize, Const<N>), f32, Cpu, OwnedTape<f32, Cpu>>,
+    >,
+{
+    set_gemm(gemm);
+    let y = layer.forward(x.clone().traced(Gradients::leaky()));
+    let mut r = x.device().zeros_like(y.shape());
+    let n = y.shape().num_elements();
+    r.copy_from(&(0..n).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect::<Vec<_>>());
+    let out = y.retaped::<NoneTape>().as_vec();
+    let grads = (y * r).sum::<Rank0, _>().backward();
+    set_gemm(true);
+    (out, grads.get(x).as_vec())
+}
+
+#[test]
+fn recurrent_state_gradient_on_sgemm_matches_dfdx_matmul() {
+    let dev = loupe::device::cpu_seeded(17);
+    let x: Tensor<(usize, usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(3, 6, Const));
+    let lstm: LstmPooling<5, 4, 16, f32, Cpu> = dev.build_module::<builder::LstmPooling<5, 4, 16>, f32>();
+    let (on, off) = (recurrent_f32(true, &lstm, &x), recurrent_f32(false, &lstm, &x));
+    assert_close_f32(&on.0, &off.0, 1e-5, "LSTM output");
+    assert_close_f32(&on.1, &off.1, 1e-5, "LSTM frames' gradient");
+    assert!(on.1.iter().any(|&g| g != 0.0));
+    let gru: GruPooling<5, 4, 8, f32, Cpu> = dev.build_module::<builder::GruPooling<5, 4, 8>, f32>();
+    let (on, off) = (recurrent_f32(true, &gru, &x), recurrent_f32(false, &gru, &x));
+    assert_close_f32(&on.0, &off.0, 1e-5, "GRU output");
+    assert_close_f32(&on.1, &off.1, 1e-5, "GRU frames' gradient");
 }

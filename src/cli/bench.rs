@@ -18,7 +18,13 @@ use super::output::Output;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Zoo model by its CLI name (e.g. gated-netvlad, small-gated-netvlad).
-    model: String,
+    #[arg(required_unless_present = "gemm")]
+    model: Option<String>,
+    /// Instead of a model: dfdx's matmul against loupe's own sgemm on the model's
+    /// products at `--batch` (`--iterations` alternating rounds each, medians), with the
+    /// cores' peak rate.
+    #[arg(long, conflicts_with_all = ["model", "composed", "json", "markdown"])]
+    gemm: bool,
     /// Videos per batch.
     #[arg(long, default_value_t = 80, value_parser = at_least_one())]
     batch: usize,
@@ -85,11 +91,14 @@ pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Re
         matmul_size: args.matmul_size,
         seed: args.seed,
     };
+    let Some(model) = args.model.clone() else {
+        return gemm_report(&args, out);
+    };
     loupe::kernels::set_fused(!args.composed);
-    let report = on_model(&args.model, args.device.build(args.seed)?, Bench(config, collective))?;
-    let mut report = report.map_err(|e| CliError::context(format!("benchmarking `{}`", args.model), e))?;
+    let report = on_model(&model, args.device.build(args.seed)?, Bench(config, collective))?;
+    let mut report = report.map_err(|e| CliError::context(format!("benchmarking `{model}`"), e))?;
     // Rows are named as the user names the model (the zoo name, not the Rust type).
-    report.model = args.model.clone();
+    report.model = model;
     if args.markdown {
         out.line(format!("{}{}", BenchReport::markdown_header(), report.markdown_row()))
     } else if args.json {
@@ -98,4 +107,18 @@ pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Re
     } else {
         out.line(report.table().trim_end())
     }
+}
+
+/// `loupe bench --gemm`: each product's row as soon as it is measured (the large ones take
+/// seconds), then the table with the cores' peak rate.
+fn gemm_report(args: &BenchArgs, out: &mut Output) -> Result<(), CliError> {
+    use loupe::bench::gemm::{compare, model_shapes, table};
+    let dev = loupe::dfdx::prelude::Cpu::seed_from_u64(args.seed);
+    let mut rows = Vec::new();
+    for shape in model_shapes(args.batch, args.matmul_size) {
+        rows.push(compare(&dev, &shape, args.iterations));
+        out.line(table(&rows[rows.len() - 1..], None).lines().last().unwrap_or_default())?;
+    }
+    let (peak, _) = loupe::bench::peak::peak_gflops(std::time::Duration::from_millis(300));
+    out.line(table(&rows, Some(peak)).trim_end())
 }

@@ -30,6 +30,7 @@ use crate::model::{
 };
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
 
+pub mod gemm;
 pub mod peak;
 
 /// What to time.

@@ -6,7 +6,9 @@
 //! NetVLAD residual and its two L2 normalisations, L2 normalisation of frames, the
 //! classifier's L2 penalty) is done here instead as one multithreaded (rayon) pass
 //! forward and one or two backward, each recorded on the tape with `add_backward_op` like
-//! a dfdx op. Matrix products stay dfdx's (gemm).
+//! a dfdx op. Matrix products stay dfdx's (gemm), except where loupe's own [`gemm::sgemm`]
+//! measured faster on the model's shapes: the hidden layers' gradients and the
+//! recurrences' state gradient ([`set_gemm`]).
 //!
 //! Dispatch is by type at run time, so no layer gains a trait bound: on `Cpu` with `f32`
 //! or `f64` the fused kernels run; on any other device (`Cuda`) or dtype the layers use
@@ -21,11 +23,15 @@
 //! benchmarks); the environment variable `LOUPE_FUSED=0` turns them off by default.
 
 mod frames;
+pub mod gemm;
+mod gemm_ops;
+mod gemm_tile;
 mod math;
 mod ops;
 mod view;
 
 pub(crate) use frames::{try_frames_affine, try_frames_matmul, try_frames_weighted_sum};
+pub(crate) use gemm_ops::try_weight_product;
 pub(crate) use math::{adam_update, squared_norm, Real};
 pub(crate) use ops::{
     try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
@@ -39,6 +45,24 @@ use std::cell::Cell;
 
 thread_local! {
     static FUSED: Cell<bool> = Cell::new(std::env::var("LOUPE_FUSED").map_or(true, |v| v != "0"));
+    static GEMM: Cell<bool> = Cell::new(std::env::var("LOUPE_GEMM").map_or(true, |v| v != "0"));
+}
+
+/// Turns loupe's own matrix product ([`gemm::sgemm`]) on or off for the calling thread's
+/// layers (on by default, off when the environment has `LOUPE_GEMM=0`). It runs only
+/// where the fused kernels do, on `f32`; off, those products are dfdx's matmul.
+pub fn set_gemm(enabled: bool) {
+    GEMM.with(|f| f.set(enabled));
+}
+
+/// Whether the layers' products that can run on [`gemm::sgemm`] do, on the calling thread.
+pub fn gemm_enabled() -> bool {
+    GEMM.with(|f| f.get())
+}
+
+/// Whether [`gemm::sgemm`] runs for `(E, D)` on the calling thread.
+pub(crate) fn gemm_for<E: 'static, D: 'static>() -> bool {
+    gemm_enabled() && cpu_float::<E, D>() == Some(CpuFloat::F32)
 }
 
 /// Turns the fused CPU kernels on or off for the calling thread (on by default, off when

@@ -2,8 +2,9 @@
 
 use dfdx::prelude::*;
 
-use super::shared::{try_affine, Normal};
+use super::shared::Normal;
 use super::BatchNorm;
+use crate::kernels::try_weight_product;
 
 pub mod builder {
     /// Builder of [`super::Hidden`].
@@ -127,7 +128,10 @@ impl<
     type Output = Tensor<(B, Const<O>), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, Const<I>), E, D, T>) -> Result<Self::Output, D::Err> {
-        try_relu6::<_, _, _, _, RELU6>(try_affine(x, &self.weight, &self.bias)?)
+        let rows = x.shape().0;
+        let h = try_weight_product(x, &self.weight)?;
+        let h = h.try_add(self.bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)?;
+        try_relu6::<_, _, _, _, RELU6>(h)
     }
 }
 
@@ -205,7 +209,7 @@ impl<
     type Output = Tensor<(B, Const<O>), E, D, T>;
     type Error = D::Err;
     fn try_forward_mut(&mut self, x: Tensor<(B, Const<I>), E, D, T>) -> Result<Self::Output, D::Err> {
-        let h = x.try_matmul(self.weight.retaped::<T>())?;
+        let h = try_weight_product(x, &self.weight)?;
         try_relu6::<_, _, _, _, RELU6>(self.bn.try_forward_mut(h)?)
     }
 }
@@ -216,7 +220,7 @@ impl<B: Dim, const I: usize, const O: usize, const FAN: usize, const RELU6: bool
     type Output = Tensor<(B, Const<O>), E, D>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, Const<I>), E, D>) -> Result<Self::Output, D::Err> {
-        let h = x.try_matmul(self.weight.clone())?;
+        let h = try_weight_product(x, &self.weight)?;
         try_relu6::<_, _, _, _, RELU6>(self.bn.try_forward(h)?)
     }
 }

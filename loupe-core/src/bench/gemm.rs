@@ -1,0 +1,191 @@
+//! dfdx's `try_matmul` (gemm 0.15) against loupe's own [`crate::kernels::gemm::sgemm`] on
+//! the model's shapes, timed alternately in one run (`loupe bench --gemm`): the square
+//! `2048^3` product, the hidden layer's forward `80 x 278528 x 1024` and its two backward
+//! products, and the recurrences' per-frame product and its transposed form.
+//!
+//! Both read the same values; dfdx reads transposed operands as permuted (strided)
+//! tensors, loupe through [`MatRef::transpose`]. dfdx allocates its output from its cache
+//! on every call, loupe overwrites a buffer made once.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+
+use crate::kernels::gemm::{sgemm, MatMut, MatRef, TileKind};
+
+/// One product `C (m x n) = A (m x k) B (k x n)`, with either operand stored transposed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GemmShape {
+    /// What it is in the model.
+    pub name: String,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// A is stored as its `k x m` transpose (row-major).
+    pub a_transposed: bool,
+    /// B is stored as its `n x k` transpose (row-major).
+    pub b_transposed: bool,
+}
+
+impl GemmShape {
+    fn new(name: &str, (m, k, n): (usize, usize, usize), a_transposed: bool, b_transposed: bool) -> Self {
+        GemmShape { name: name.to_string(), m, k, n, a_transposed, b_transposed }
+    }
+
+    /// `2 m k n`.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.k as f64 * self.n as f64
+    }
+}
+
+/// The model's products at batch `batch`: `square^3`; the paper-size hidden layer
+/// (278,528 pooled inputs to 1,024 units) forward, weight gradient (`X^T dY`) and input
+/// gradient (`dY W^T`); an LSTM's recurrent product with 1,024 cells (`h W`, `W` 1024 x
+/// 4096) and the gradient it sends back (`d W^T`).
+pub fn model_shapes(batch: usize, square: usize) -> Vec<GemmShape> {
+    let (pooled, hidden, cells) = (278_528, 1024, 1024);
+    vec![
+        GemmShape::new("square", (square, square, square), false, false),
+        GemmShape::new("hidden forward X W", (batch, pooled, hidden), false, false),
+        GemmShape::new("hidden dW = X^T dY", (pooled, batch, hidden), true, false),
+        GemmShape::new("hidden dX = dY W^T", (batch, hidden, pooled), false, true),
+        GemmShape::new("recurrent h W", (batch, cells, 4 * cells), false, false),
+        GemmShape::new("recurrent d W^T", (batch, 4 * cells, cells), false, true),
+    ]
+}
+
+/// The medians of one shape.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GemmRow {
+    pub shape: GemmShape,
+    /// Median wall time of dfdx's `try_matmul`, ms.
+    pub dfdx_ms: f64,
+    /// Median wall time of [`sgemm`], ms.
+    pub loupe_ms: f64,
+    /// Largest difference between the two outputs, relative to the largest output.
+    pub max_relative_difference: f64,
+}
+
+impl GemmRow {
+    pub fn dfdx_gflops(&self) -> f64 {
+        self.shape.flops() / self.dfdx_ms / 1e6
+    }
+    pub fn loupe_gflops(&self) -> f64 {
+        self.shape.flops() / self.loupe_ms / 1e6
+    }
+}
+
+/// The row-major `dims` view of `data`, transposed when `transposed`.
+fn view(data: &[f32], dims: (usize, usize), transposed: bool) -> MatRef<'_> {
+    let v = MatRef::row_major(data, dims.0, dims.1).expect("sized by the caller");
+    if transposed {
+        v.transpose()
+    } else {
+        v
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Times `shape` `rounds` times each way, alternating (dfdx first), after one untimed
+/// call of each, on the current rayon pool.
+pub fn compare(dev: &Cpu, shape: &GemmShape, rounds: usize) -> GemmRow {
+    let (m, k, n) = (shape.m, shape.k, shape.n);
+    let a_dims = if shape.a_transposed { (k, m) } else { (m, k) };
+    let b_dims = if shape.b_transposed { (n, k) } else { (k, n) };
+    let a: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&a_dims);
+    let b: Tensor<(usize, usize), f32, Cpu> = dev.sample_uniform_like(&b_dims);
+    let (a_host, b_host) = (a.as_vec(), b.as_vec());
+    let dfdx_product = || -> Tensor<(usize, usize), f32, Cpu> {
+        let a = if shape.a_transposed { a.clone().permute::<_, Axes2<1, 0>>() } else { a.clone() };
+        let b = if shape.b_transposed { b.clone().permute::<_, Axes2<1, 0>>() } else { b.clone() };
+        a.matmul(b)
+    };
+    let mut c = vec![0f32; m * n];
+    let loupe_product = |c: &mut [f32]| {
+        let a = view(&a_host, a_dims, shape.a_transposed);
+        let b = view(&b_host, b_dims, shape.b_transposed);
+        sgemm(a, b, MatMut::row_major(c, m, n).expect("sized above"), false).expect("shapes chain");
+    };
+    let reference = dfdx_product().as_vec();
+    loupe_product(&mut c);
+    let scale = reference.iter().fold(0f32, |s, v| s.max(v.abs())).max(f32::MIN_POSITIVE) as f64;
+    let max_relative_difference =
+        reference.iter().zip(&c).map(|(x, y)| (x - y).abs() as f64 / scale).fold(0.0, f64::max);
+    drop(reference);
+    let (mut dfdx_ms, mut loupe_ms) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        drop(dfdx_product());
+        dfdx_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        loupe_product(&mut c);
+        loupe_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    GemmRow {
+        shape: shape.clone(),
+        dfdx_ms: median(dfdx_ms),
+        loupe_ms: median(loupe_ms),
+        max_relative_difference,
+    }
+}
+
+/// The comparison as a table; `peak` (GFLOP/s of the cores, [`super::peak::peak_gflops`])
+/// adds each rate's fraction of it.
+pub fn table(rows: &[GemmRow], peak: Option<f64>) -> String {
+    let pct = |g: f64| peak.map_or("-".to_string(), |p| format!("{:.0}%", 100.0 * g / p));
+    let mut s = format!(
+        "register tile: {:?}, {} threads\n{:<22} {:>22} {:>10} {:>10} {:>9} {:>6} {:>10} {:>6} {:>7} {:>9}\n",
+        TileKind::detect(),
+        rayon::current_num_threads(),
+        "product",
+        "m x k x n",
+        "dfdx ms",
+        "loupe ms",
+        "dfdx GF/s",
+        "%peak",
+        "loupe GF/s",
+        "%peak",
+        "speedup",
+        "max diff"
+    );
+    for r in rows {
+        let sh = &r.shape;
+        s.push_str(&format!(
+            "{:<22} {:>22} {:>10.1} {:>10.1} {:>9.1} {:>6} {:>10.1} {:>6} {:>6.2}x {:>9.1e}\n",
+            sh.name,
+            format!("{} x {} x {}", sh.m, sh.k, sh.n),
+            r.dfdx_ms,
+            r.loupe_ms,
+            r.dfdx_gflops(),
+            pct(r.dfdx_gflops()),
+            r.loupe_gflops(),
+            pct(r.loupe_gflops()),
+            r.dfdx_ms / r.loupe_ms,
+            r.max_relative_difference
+        ));
+    }
+    if let Some(p) = peak {
+        s.push_str(&format!("cores' peak: {p:.1} GFLOP/s\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_products_agree_on_a_small_transposed_shape() {
+        let dev = Cpu::seed_from_u64(1);
+        let shape = GemmShape::new("t", (9, 40, 21), true, true);
+        let row = compare(&dev, &shape, 1);
+        assert!(row.max_relative_difference < 1e-5, "{row:?}");
+        assert!(row.dfdx_ms > 0.0 && row.loupe_ms > 0.0);
+        assert!(table(&[row], Some(100.0)).contains("9 x 40 x 21"));
+        assert_eq!(model_shapes(80, 64)[1].flops(), 2.0 * 80.0 * 278_528.0 * 1024.0);
+    }
+}

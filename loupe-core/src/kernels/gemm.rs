@@ -1,0 +1,556 @@
+//! loupe's own single-precision matrix product, `C = A B` or `C += A B`, sized for the
+//! model's shapes (issue 22): the hidden layer's `80 x 278528 x 1024` (few rows, a very
+//! long inner dimension), its two backward products, and the recurrences' per-frame
+//! `80 x 1024 x 4096`.
+//!
+//! The structure is the classic one of BLIS / GotoBLAS: the inner dimension is cut into
+//! slices of [`KC`], the columns into blocks of [`NC`] and the rows into blocks of [`MC`];
+//! each `KC x NC` block of B and `MC x KC` block of A is packed into a contiguous buffer
+//! of [`NR`]-column (resp. [`MR`]-row) panels, and a register tile
+//! ([`super::gemm_tile`], AVX2 + FMA when the CPU has them) multiplies one panel of each.
+//! A and B are read through strides, so a transposed operand costs no copy beyond the
+//! packing every operand gets anyway.
+//!
+//! Parallelism (rayon, the current pool): the output is cut into as many rectangles as
+//! it takes to keep every thread busy, each packing its own panels. When the output is too
+//! small for that and the inner dimension long (the hidden layer's forward: an `80 x 1024`
+//! output over 278,528 inputs), the inner dimension is split instead (**split-K**): each
+//! thread multiplies its slice of it into its own partial `C`, and the partials are
+//! summed at the end.
+//!
+//! `f64` products stay on dfdx's matmul.
+//!
+//! # Example
+//! ```
+//! use loupe_core::kernels::gemm::{sgemm, MatMut, MatRef};
+//! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3, row-major
+//! let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3 x 2
+//! let mut c = [0.0f32; 4];
+//! sgemm(
+//!     MatRef::row_major(&a, 2, 3)?,
+//!     MatRef::row_major(&b, 3, 2)?,
+//!     MatMut::row_major(&mut c, 2, 2)?,
+//!     false,
+//! )?;
+//! assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+//! // A^T (3 x 2) times the 2 x 2 C, read through strides, no copy:
+//! let mut d = [0.0f32; 6];
+//! sgemm(
+//!     MatRef::row_major(&a, 2, 3)?.transpose(),
+//!     MatRef::row_major(&c, 2, 2)?,
+//!     MatMut::row_major(&mut d, 3, 2)?,
+//!     false,
+//! )?;
+//! assert_eq!(d, [44.0, 49.0, 58.0, 65.0, 72.0, 81.0]);
+//! # Ok::<(), loupe_core::kernels::gemm::GemmError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+pub use super::gemm_tile::TileKind;
+use super::gemm_tile::{tile, CBase, MR, NR};
+
+/// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
+/// 16 KB) stay in the L1 cache while a tile runs.
+pub const KC: usize = 256;
+/// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache.
+pub const MC: usize = 96;
+/// Column block: the packed `KC x NC` block of B (2 MB) stays in the L3 cache.
+pub const NC: usize = 2048;
+
+/// A matrix view of `f32` values that are not changed: element `(i, j)` is
+/// `data[i * row_stride + j * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// The output matrix: rows of `cols` contiguous values, row `i` starting at
+/// `data[i * row_stride]`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+/// Why a product was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GemmError {
+    /// The view reaches past its buffer.
+    #[error(
+        "a {rows} x {cols} matrix view with strides ({row_stride}, {col_stride}) needs \
+         {needed} elements, its buffer has {len}"
+    )]
+    OutOfBounds { rows: usize, cols: usize, row_stride: usize, col_stride: usize, needed: usize, len: usize },
+    /// The operands' shapes do not chain.
+    #[error(
+        "cannot multiply a {a_rows} x {a_cols} A by a {b_rows} x {b_cols} B into a {c_rows} x {c_cols} C"
+    )]
+    Shapes { a_rows: usize, a_cols: usize, b_rows: usize, b_cols: usize, c_rows: usize, c_cols: usize },
+    /// The output's rows overlap (`row_stride < cols`).
+    #[error("the output's rows overlap: row stride {row_stride} below its {cols} columns")]
+    OverlappingRows { cols: usize, row_stride: usize },
+}
+
+fn needed(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * row_stride + (cols - 1) * col_stride + 1
+    }
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view; refused when it reaches past `data`.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, GemmError> {
+        let needed = needed(rows, cols, row_stride, col_stride);
+        if needed > data.len() {
+            return Err(GemmError::OutOfBounds {
+                rows,
+                cols,
+                row_stride,
+                col_stride,
+                needed,
+                len: data.len(),
+            });
+        }
+        Ok(MatRef { data, rows, cols, row_stride, col_stride })
+    }
+
+    /// A row-major `rows x cols` view.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, GemmError> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn transpose(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Rows and columns.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+}
+
+impl<'a> MatMut<'a> {
+    /// An output view with rows `row_stride` apart; refused when it reaches past `data`
+    /// or its rows overlap.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, GemmError> {
+        let needed = needed(rows, cols, row_stride, 1);
+        if needed > data.len() {
+            return Err(GemmError::OutOfBounds {
+                rows,
+                cols,
+                row_stride,
+                col_stride: 1,
+                needed,
+                len: data.len(),
+            });
+        }
+        if rows > 1 && row_stride < cols {
+            return Err(GemmError::OverlappingRows { cols, row_stride });
+        }
+        Ok(MatMut { data, rows, cols, row_stride })
+    }
+
+    /// A row-major `rows x cols` output.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, GemmError> {
+        Self::new(data, rows, cols, cols)
+    }
+}
+
+/// `C = A B` (or `C += A B` with `accumulate`) on the fastest register tile of this CPU,
+/// on the threads of the current rayon pool.
+///
+/// # Shapes
+/// `A: (m, k)`, `B: (k, n)`, `C: (m, n)`.
+pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> Result<(), GemmError> {
+    sgemm_on(TileKind::detect(), a, b, c, accumulate)
+}
+
+/// [`sgemm`] on a given register tile (the tests run both).
+pub(crate) fn sgemm_on(
+    kind: TileKind,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: MatMut<'_>,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || c.rows != m || c.cols != n {
+        return Err(GemmError::Shapes {
+            a_rows: a.rows,
+            a_cols: a.cols,
+            b_rows: b.rows,
+            b_cols: b.cols,
+            c_rows: c.rows,
+            c_cols: c.cols,
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in c.data.chunks_mut(c.row_stride.max(1)).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let slices = k_slices(m, n, k, threads);
+    if slices > 1 {
+        return split_k(kind, a, b, c, accumulate, slices);
+    }
+    let jobs = output_jobs(m, n, k, threads);
+    let base = CBase::new(c.data, c.row_stride);
+    let run = |(rows, cols): &(Range<usize>, Range<usize>)| {
+        run_job(kind, a, b, &base, rows.clone(), cols.clone(), 0..k, !accumulate)
+    };
+    if jobs.len() == 1 {
+        run(&jobs[0]);
+    } else {
+        jobs.par_iter().for_each(run);
+    }
+    Ok(())
+}
+
+/// How many slices of the inner dimension to split into: one per thread when the inner
+/// dimension dominates (`k >= 16 (m + n)`, each slice many `KC` deep). Cutting the output
+/// instead would have every thread pack all of A (the hidden layer's forward: 89 MB each),
+/// where split-K packs each value of A and B once.
+fn k_slices(m: usize, n: usize, k: usize, threads: usize) -> usize {
+    if threads == 1 || k < 16 * (m + n) || k < 8 * KC * threads {
+        1
+    } else {
+        threads
+    }
+}
+
+/// The output's rectangles, one job each: cut along the longer side into enough pieces
+/// for every thread (more for very long sides, which balances a loaded machine), each a
+/// multiple of the tile.
+fn output_jobs(m: usize, n: usize, k: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    let work = m as f64 * n as f64 * k as f64;
+    if threads == 1 || work < 64.0 * 64.0 * 64.0 {
+        return vec![(0..m, 0..n)];
+    }
+    let (len, unit) = if m > n { (m, MC) } else { (n, NR) };
+    let blocks = len.div_ceil(unit);
+    // At least 512 rows or columns a piece: each job packs the whole other operand.
+    let pieces = (len / 512).clamp(threads, 4 * threads).min(blocks);
+    let cuts: Vec<Range<usize>> = (0..pieces)
+        .map(|p| (p * blocks / pieces * unit).min(len)..((p + 1) * blocks / pieces * unit).min(len))
+        .collect();
+    cuts.into_iter().filter(|r| !r.is_empty()).map(|r| if m > n { (r, 0..n) } else { (0..m, r) }).collect()
+}
+
+/// Split-K: slice `s` of the inner dimension goes into C itself (`s = 0`) or into a
+/// partial output of its own, which is then added to C.
+fn split_k(
+    kind: TileKind,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: MatMut<'_>,
+    accumulate: bool,
+    slices: usize,
+) -> Result<(), GemmError> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let blocks = k.div_ceil(KC);
+    let bounds: Vec<Range<usize>> = (0..slices)
+        .map(|s| (s * blocks / slices * KC).min(k)..((s + 1) * blocks / slices * KC).min(k))
+        .collect();
+    let mut partials: Vec<Vec<f32>> = (1..slices).map(|_| vec![0.0; m * n]).collect();
+    {
+        let base = CBase::new(c.data, c.row_stride);
+        rayon::join(
+            || run_job(kind, a, b, &base, 0..m, 0..n, bounds[0].clone(), !accumulate),
+            || {
+                partials.par_iter_mut().zip(&bounds[1..]).for_each(|(partial, ks)| {
+                    let own = CBase::new(partial, n);
+                    run_job(kind, a, b, &own, 0..m, 0..n, ks.clone(), true)
+                })
+            },
+        );
+    }
+    c.data.par_chunks_mut(c.row_stride).take(m).enumerate().for_each(|(i, row)| {
+        for partial in &partials {
+            for (o, &v) in row[..n].iter_mut().zip(&partial[i * n..(i + 1) * n]) {
+                *o += v;
+            }
+        }
+    });
+    Ok(())
+}
+
+thread_local! {
+    /// Each thread's packing buffers (A block, B block), kept between products: the
+    /// recurrences call a product per frame, and fresh multi-megabyte buffers would
+    /// page-fault every time.
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// One job: `C[rows, cols] (+)= A[rows, ks] B[ks, cols]`, overwriting C on the first
+/// slice of `ks` when `overwrite`.
+#[allow(clippy::too_many_arguments)]
+fn run_job(
+    kind: TileKind,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &CBase<'_>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    ks: Range<usize>,
+    overwrite: bool,
+) {
+    PACKED.with(|cell| {
+        // A job never calls back into rayon, so the thread cannot start another job while
+        // it holds its buffers; the fallback only guards against a future change.
+        let mut fresh = (Vec::new(), Vec::new());
+        let mut held = cell.try_borrow_mut();
+        let (abuf, bbuf) = match held.as_deref_mut() {
+            Ok(bufs) => bufs,
+            Err(_) => &mut fresh,
+        };
+        for jc in cols.clone().step_by(NC) {
+            let nc = NC.min(cols.end - jc);
+            for (slice, pc) in ks.clone().step_by(KC).enumerate() {
+                let kc = KC.min(ks.end - pc);
+                pack_b(b, pc, kc, jc, nc, bbuf);
+                let first = overwrite && slice == 0;
+                for ic in rows.clone().step_by(MC) {
+                    let mc = MC.min(rows.end - ic);
+                    pack_a(a, ic, mc, pc, kc, abuf);
+                    for (bp, jr) in bbuf.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
+                        for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
+                            let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
+                            tile(kind, kc, ap, bp, t, first);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs `A[ic..ic+mc, pc..pc+kc]` as `MR`-row panels: panel `q`, step `p`, row `i` at
+/// `q * MR * kc + p * MR + i`; rows past `mc` are zero.
+fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut Vec<f32>) {
+    let panels = mc.div_ceil(MR);
+    buf.clear();
+    buf.resize(panels * MR * kc, 0.0);
+    for (q, dst) in buf.chunks_exact_mut(MR * kc).enumerate() {
+        let r0 = ic + q * MR;
+        let h = MR.min(ic + mc - r0);
+        if a.row_stride == 1 {
+            // Columns contiguous (a transposed row-major matrix): copy runs of `h`.
+            for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+                let at = (pc + p) * a.col_stride + r0;
+                d[..h].copy_from_slice(&a.data[at..at + h]);
+            }
+        } else {
+            for i in 0..h {
+                let at = (r0 + i) * a.row_stride + pc * a.col_stride;
+                if a.col_stride == 1 {
+                    for (d, &v) in dst.chunks_exact_mut(MR).zip(&a.data[at..at + kc]) {
+                        d[i] = v;
+                    }
+                } else {
+                    for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+                        d[i] = a.data[at + p * a.col_stride];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `B[pc..pc+kc, jc..jc+nc]` as `NR`-column panels: panel `q`, step `p`, column `j`
+/// at `q * NR * kc + p * NR + j`; columns past `nc` are zero.
+fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, buf: &mut Vec<f32>) {
+    let panels = nc.div_ceil(NR);
+    buf.clear();
+    buf.resize(panels * NR * kc, 0.0);
+    for (q, dst) in buf.chunks_exact_mut(NR * kc).enumerate() {
+        let c0 = jc + q * NR;
+        let w = NR.min(jc + nc - c0);
+        if b.col_stride == 1 {
+            for (p, d) in dst.chunks_exact_mut(NR).enumerate() {
+                let at = (pc + p) * b.row_stride + c0;
+                d[..w].copy_from_slice(&b.data[at..at + w]);
+            }
+        } else {
+            for j in 0..w {
+                let at = (c0 + j) * b.col_stride + pc * b.row_stride;
+                if b.row_stride == 1 {
+                    // Rows contiguous (a transposed row-major matrix): read runs of `kc`.
+                    for (d, &v) in dst.chunks_exact_mut(NR).zip(&b.data[at..at + kc]) {
+                        d[j] = v;
+                    }
+                } else {
+                    for (p, d) in dst.chunks_exact_mut(NR).enumerate() {
+                        d[j] = b.data[at + p * b.row_stride];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random matrix in [-1, 1).
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn at(m: &MatRef<'_>, i: usize, j: usize) -> f64 {
+        m.data[i * m.row_stride + j * m.col_stride] as f64
+    }
+
+    /// The product in f64, three nested loops.
+    fn naive(a: &MatRef<'_>, b: &MatRef<'_>) -> Vec<f64> {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| at(a, i, p) * at(b, p, j)).sum();
+            }
+        }
+        c
+    }
+
+    /// Runs one case on `kind`: A and B row-major or transposed, C with a padded row
+    /// stride, overwrite and accumulate, against the naive product.
+    fn check(kind: TileKind, (m, k, n): (usize, usize, usize), a_t: bool, b_t: bool, seed: u64) {
+        let a_data = random(m * k, seed);
+        let b_data = random(k * n, seed + 1);
+        let a = if a_t {
+            MatRef::row_major(&a_data, k, m).unwrap().transpose()
+        } else {
+            MatRef::row_major(&a_data, m, k).unwrap()
+        };
+        let b = if b_t {
+            MatRef::row_major(&b_data, n, k).unwrap().transpose()
+        } else {
+            MatRef::row_major(&b_data, k, n).unwrap()
+        };
+        let want = naive(&a, &b);
+        let ldc = n + 3;
+        let old = random(m * ldc, seed + 2);
+        for accumulate in [false, true] {
+            let mut c = old.clone();
+            sgemm_on(kind, a, b, MatMut::new(&mut c, m, n, ldc).unwrap(), accumulate).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let base = if accumulate { old[i * ldc + j] as f64 } else { 0.0 };
+                    let (got, expect) = (c[i * ldc + j] as f64, base + want[i * n + j]);
+                    // f32 sums of k terms of size <= 1: error grows like sqrt(k) eps.
+                    let tol = 1e-5 * (k as f64).sqrt().max(1.0) * 4.0;
+                    assert!(
+                        (got - expect).abs() <= tol,
+                        "{kind:?} {m}x{k}x{n} a_t={a_t} b_t={b_t} acc={accumulate} ({i},{j}): {got} vs {expect}"
+                    );
+                }
+                // The padding between rows is never touched.
+                let pad = i * ldc + n..(i + 1) * ldc;
+                assert_eq!(c[pad.clone()], old[pad]);
+            }
+        }
+    }
+
+    fn kinds() -> Vec<TileKind> {
+        let mut kinds = vec![TileKind::Portable];
+        if TileKind::detect() != TileKind::Portable {
+            kinds.push(TileKind::detect());
+        }
+        kinds
+    }
+
+    #[test]
+    fn small_and_edge_shapes_match_the_naive_product_on_both_tiles() {
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 1),
+            (6, 1, 16),
+            (7, 3, 17),
+            (5, 300, 15),
+            (13, 257, 33),
+            (MC + 7, KC + 1, NR * 3 + 5),
+            (2, 19, 100),
+        ];
+        for kind in kinds() {
+            for (s, &shape) in shapes.iter().enumerate() {
+                for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                    check(kind, shape, a_t, b_t, 10 * s as u64 + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_and_split_k_paths_match_the_naive_product() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            // Cut along the columns, along the rows (past NC), and split-K.
+            assert_eq!(k_slices(9, 20, 8 * KC * 3 + 5, 3), 3);
+            assert!(output_jobs(70, 300, 50, 3).len() > 1);
+            for kind in kinds() {
+                check(kind, (70, 50, 300), false, true, 3);
+                check(kind, (2 * MC + 5, 40, NC + 9), false, false, 4);
+                check(kind, (400, 30, 20), true, false, 5);
+                check(kind, (9, 8 * KC * 3 + 5, 20), true, true, 6);
+            }
+        });
+    }
+
+    #[test]
+    fn empty_inner_dimension_zeroes_or_keeps_c_and_bad_shapes_are_refused() {
+        let mut c = vec![5.0f32; 6];
+        let a = MatRef::row_major(&[], 2, 0).unwrap();
+        let b = MatRef::row_major(&[], 0, 3).unwrap();
+        sgemm(a, b, MatMut::row_major(&mut c, 2, 3).unwrap(), true).unwrap();
+        assert_eq!(c, vec![5.0; 6]);
+        sgemm(a, b, MatMut::row_major(&mut c, 2, 3).unwrap(), false).unwrap();
+        assert_eq!(c, vec![0.0; 6]);
+        let x = [0f32; 6];
+        assert!(matches!(MatRef::row_major(&x, 2, 4), Err(GemmError::OutOfBounds { needed: 8, len: 6, .. })));
+        assert!(matches!(MatMut::new(&mut c, 2, 3, 2), Err(GemmError::OverlappingRows { .. })));
+        let a = MatRef::row_major(&x, 2, 3).unwrap();
+        let err = sgemm(a, a, MatMut::row_major(&mut c, 2, 3).unwrap(), false).unwrap_err();
+        assert!(matches!(err, GemmError::Shapes { a_cols: 3, b_rows: 2, .. }), "{err}");
+    }
+}
