@@ -8,9 +8,15 @@ use loupe::data::proto::Message;
 use loupe::data::proto::{Feature, SequenceExample};
 use loupe::data::{DataFormat, FeatureSpec, QuantizedVideo, RecordWriter};
 
-/// A fresh, empty directory under the system temp dir, unique to this process and `name`.
+/// A fresh, empty directory under the system temp dir, unique to this process, the
+/// calling test file (one test binary runs several files' tests in parallel) and `name`.
+#[track_caller]
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loupe-test-{}-{name}", std::process::id()));
+    let caller = std::panic::Location::caller().file();
+    let file = Path::new(caller)
+        .file_stem()
+        .map_or_else(|| caller.to_string(), |s| s.to_string_lossy().into_owned());
+    let dir = std::env::temp_dir().join(format!("loupe-test-{}-{file}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
