@@ -4,6 +4,9 @@
 //! dfdx once). Each file is a module: `cargo test --test suite_cli cli_device::` runs one
 //! file's tests. The modules are `pub`, as each file's items were at its own binary's
 //! root (a `#[video_model]` builder a file only names as a type counts as used).
+// Each file keeps its own `mod common;` (unchanged while other work edits the files),
+// so the helpers are compiled once per file that uses them.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "cli_device.rs"]
 pub mod cli_device;

@@ -5,6 +5,9 @@
 //! dfdx once). Each file is a module: `cargo test --test suite_layers frames_as_data::`
 //! runs one file's tests. The modules are `pub`, as each file's items were at its own
 //! binary's root (a `#[video_model]` builder a file only names as a type counts as used).
+// Each file keeps its own `mod common;` (unchanged while other work edits the files),
+// so the helpers are compiled once per file that uses them.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "frames_as_data.rs"]
 pub mod frames_as_data;
