@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::scratch_dir;
 use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
 
 /// The written shards and the decoder that reads them.
@@ -14,10 +15,11 @@ pub struct SmallData {
     pub decoder: VideoDecoder,
 }
 
-/// Writes the shards into a fresh temporary directory named after `name`, videos of
-/// `min_frames` to 20 frames, labels drawn from `seed`.
+/// Writes the shards into a fresh temporary directory named after the calling file and
+/// `name` ([`scratch_dir`]), videos of `min_frames` to 20 frames, labels drawn from `seed`.
+#[track_caller]
 pub fn small_synthetic(name: &str, seed: u64, min_frames: usize) -> SmallData {
-    let dir = super::scratch::scratch_dir(name);
+    let dir = scratch_dir(name);
     let config = SynthConfig {
         seed,
         num_classes: 10,
