@@ -113,12 +113,15 @@ pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Re
 /// seconds), then the table with the cores' peak rate.
 fn gemm_report(args: &BenchArgs, out: &mut Output) -> Result<(), CliError> {
     use loupe::bench::gemm::{compare, model_shapes, table};
+    // Measured first, on idle cores, as `loupe bench MODEL` does: measured after seconds of
+    // products it once read half the rate (116.9 against 217-229 GFLOP/s in the same
+    // session's model runs).
+    let (peak, _) = loupe::bench::peak::peak_gflops(std::time::Duration::from_millis(300));
     let dev = loupe::dfdx::prelude::Cpu::seed_from_u64(args.seed);
     let mut rows = Vec::new();
     for shape in model_shapes(args.batch, args.matmul_size) {
         rows.push(compare(&dev, &shape, args.iterations));
         out.line(table(&rows[rows.len() - 1..], None).lines().last().unwrap_or_default())?;
     }
-    let (peak, _) = loupe::bench::peak::peak_gflops(std::time::Duration::from_millis(300));
     out.line(table(&rows, Some(peak)).trim_end())
 }
