@@ -81,7 +81,7 @@ mod tests {
     /// throughout) the same within f32 rounding.
     #[test]
     fn the_op_runs_sgemm_forward_and_backward() {
-        let dev = crate::device::cpu_seeded(3);
+        let dev = Cpu::seed_from_u64(3);
         let x: Tensor<(usize, Const<300>), f32, Cpu> = dev.sample_normal_like(&(7, Const));
         let w: Tensor<Rank2<300, 21>, f32, Cpu> = dev.sample_normal_like(&(Const, Const));
         let run = |gemm: bool| {
