@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::shared::Normal;
+use super::shared::{try_add_bias, Normal};
 use super::BatchNorm;
 use crate::kernels::try_weight_product;
 
@@ -128,9 +128,7 @@ impl<
     type Output = Tensor<(B, Const<O>), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, Const<I>), E, D, T>) -> Result<Self::Output, D::Err> {
-        let rows = x.shape().0;
-        let h = try_weight_product(x, &self.weight)?;
-        let h = h.try_add(self.bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)?;
+        let h = try_add_bias(try_weight_product(x, &self.weight)?, &self.bias)?;
         try_relu6::<_, _, _, _, RELU6>(h)
     }
 }

@@ -91,8 +91,16 @@ pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: De
     weight: &Tensor<Rank2<I, O>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    let rows = x.shape().0;
-    x.try_matmul(weight.retaped::<T>())?.try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
+    try_add_bias(x.try_matmul(weight.retaped::<T>())?, bias)
+}
+
+/// `h + b`, the bias added to every row of `h`, keeping `h`'s tape.
+pub(crate) fn try_add_bias<B: Dim, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    h: Tensor<(B, Const<O>), E, D, T>,
+    bias: &Tensor<Rank1<O>, E, D>,
+) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
+    let rows = h.shape().0;
+    h.try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
 }
 
 /// Floor of the squared norm, as in the reference: `x * rsqrt(max(sum x^2, 1e-12))`.
