@@ -1,16 +1,17 @@
 //! `loupe bench`'s analytic matmul count (`bench::matmul_flops`) for late and early
-//! fusion and the recurrent pooling, written out from the paper's sizes.
+//! fusion, the recurrent pooling and NeXtVLAD, written out from the papers' sizes.
 
 use loupe::bench::matmul_flops;
 use loupe::dfdx::prelude::*;
 use loupe::model::VideoModel;
 use loupe::zoo;
 
-fn describe<B: BuildOnDevice<Cpu, f32>>() -> loupe::model::ModelDescription
+/// The count for the zoo model `B` at `batch`.
+fn flops<B: BuildOnDevice<Cpu, f32>>(batch: usize) -> f64
 where
     B::Built: VideoModel<f32, Cpu>,
 {
-    <B::Built as VideoModel<f32, Cpu>>::describe()
+    matmul_flops::<f32, Cpu, B::Built>(batch)
 }
 
 /// The MoE classifier of the paper's models: 2 experts + gates over 3862 classes.
@@ -25,11 +26,11 @@ fn late_and_early_netvlad_count_assignment_aggregation_hidden_and_moe() {
     let pooled = 128.0 * 1024.0 + 64.0 * 128.0;
     let late =
         2.0 * b * 300.0 * (1024.0 * 128.0 + 128.0 * 64.0) * 2.0 + 2.0 * b * pooled * 1024.0 + moe(b, 1024.0);
-    let got = matmul_flops(&describe::<zoo::NetVlad128>(), 80);
+    let got = flops::<zoo::NetVlad128>(80);
     assert!((got - late).abs() < 1e-6 * late, "{got} vs {late}");
     // Early: one K=128 NetVLAD over the 1152-d concatenated frames.
     let early = 2.0 * b * 300.0 * 1152.0 * 128.0 * 2.0 + 2.0 * b * 128.0 * 1152.0 * 1024.0 + moe(b, 1024.0);
-    let got = matmul_flops(&describe::<zoo::NetVlad128Early>(), 80);
+    let got = flops::<zoo::NetVlad128Early>(80);
     assert!((got - early).abs() < 1e-6 * early, "{got} vs {early}");
 }
 
@@ -37,6 +38,27 @@ fn late_and_early_netvlad_count_assignment_aggregation_hidden_and_moe() {
 fn lstm_counts_both_layers_input_and_recurrent_products() {
     let (b, t, h) = (128.0, 150.0, 1024.0);
     let lstm = 2.0 * b * t * 4.0 * h * ((1152.0 + h) + (h + h)) + moe(b, 4.0 * h);
-    let got = matmul_flops(&describe::<zoo::Lstm>(), 128);
+    let got = flops::<zoo::Lstm>(128);
     assert!((got - lstm).abs() < 1e-6 * lstm, "{got} vs {lstm}");
+}
+
+/// Lin et al.'s NeXtVLAD (rgb: K = 128, G = 8, λ = 2; audio: K = 64, G = 4, λ = 2): per
+/// frame the expansion `D x λD`, the group attention `λD x G`, the assignment
+/// `λD x GK` and the aggregation (`λD/G x K` per group); then the hidden layer of 2048,
+/// SE Context Gating through 2048 / 8 and the logistic classifier.
+#[test]
+fn nextvlad_counts_expansion_attention_assignment_and_aggregation() {
+    let (b, t) = (80.0, 300.0);
+    let per_frame = |d: f64, k: f64, g: f64, lambda: f64| {
+        let l = lambda * d;
+        2.0 * (d * l + l * g + l * g * k + (l / g) * k * g)
+    };
+    let pooled = 128.0 * (2.0 * 1024.0 / 8.0) + 64.0 * (2.0 * 128.0 / 4.0);
+    let h = 2048.0;
+    let want = b * t * (per_frame(1024.0, 128.0, 8.0, 2.0) + per_frame(128.0, 64.0, 4.0, 2.0))
+        + 2.0 * b * pooled * h
+        + 4.0 * b * h * h / 8.0
+        + 2.0 * b * h * 3862.0;
+    let got = flops::<zoo::NeXtVlad>(80);
+    assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
 }

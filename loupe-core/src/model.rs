@@ -27,6 +27,11 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
     /// many are valid ([`Self::try_forward_train_lengths`]). Orderless poolings keep the
     /// default `false` and get frames sampled uniformly with replacement.
     const READS_FRAMES_IN_ORDER: bool = false;
+    /// Forward matrix-product FLOPs of the model's pooling layers for one frame of one
+    /// video (a multiply-add counts 2), from each pooling kind's formula in
+    /// `#[video_model]`'s table; 0 without pooling. `loupe bench` counts them
+    /// ([`crate::bench::matmul_flops`]).
+    const POOLING_MATMUL_FLOPS: u64;
 
     /// What this model is: the declarative spec it was built from.
     fn describe() -> ModelDescription;
@@ -345,39 +350,20 @@ kind_enum! {
     }
 }
 
-kind_enum! {
-    /// A pooling kind ([`StreamDescription::pooling`], [`PoolingDescription::kind`]): the
-    /// keywords of `#[video_model]`'s pooling table, plus `none` for a video-level
-    /// stream. A kind added to the macro's table gets its variant here.
+loupe_macros::pooling_kind_enum! {
+    /// A pooling kind ([`StreamDescription::pooling`], [`PoolingDescription::kind`]): one
+    /// variant per entry of `#[video_model]`'s table of pooling kinds
+    /// (`loupe-macros/src/pooling.rs`, which generates this enum), serialised as the
+    /// kind's keyword, plus `None` for a video-level stream.
     ///
     /// ```
     /// use loupe_core::model::PoolingKind;
     /// assert_eq!(PoolingKind::SoftBow.to_string(), "soft_bow");
     /// assert_eq!("nextvlad".parse::<PoolingKind>(), Ok(PoolingKind::NeXtVlad));
+    /// assert_eq!(PoolingKind::None.to_string(), "none");
     /// assert!("vlad".parse::<PoolingKind>().is_err());
     /// ```
-    PoolingKind {
-        /// NetVLAD.
-        NetVlad = "netvlad",
-        /// NetRVLAD (residuals without centers).
-        NetRvlad = "netrvlad",
-        /// NetFV.
-        NetFv = "netfv",
-        /// Soft bag of words.
-        SoftBow = "soft_bow",
-        /// Average over frames.
-        Average = "average",
-        /// Maximum over frames.
-        Max = "max",
-        /// Two-layer LSTM.
-        Lstm = "lstm",
-        /// Two-layer GRU.
-        Gru = "gru",
-        /// NeXtVLAD (Lin et al. 2018).
-        NeXtVlad = "nextvlad",
-        /// Not pooled (a video-level stream).
-        None = "none",
-    }
+    PoolingKind
 }
 
 /// One input stream of a [`ModelDescription`].

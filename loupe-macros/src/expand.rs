@@ -627,6 +627,14 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
     let (train_in, train_out) = (input_type(model, &owned), output_type(model, &owned));
     let (eval_in, eval_out) = (input_type(model, &none), output_type(model, &none));
     let description = gen_description(item, model);
+    let pooling_flops: u64 = model
+        .streams
+        .iter()
+        .filter_map(|s| s.pooling.as_ref())
+        .chain(&model.early)
+        .map(|p| (p.kind.flops)(&p.dims))
+        .sum();
+    let pooling_flops = Literal::u64_unsuffixed(pooling_flops);
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
     // Frames without the input batch norm have no affine to keep apart (`PoolFrames`).
     let train_body = if model.video_level || model.raw_frames || recurrent_early {
@@ -672,6 +680,7 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
             const FRAMES: ::core::primitive::usize = #frames;
             const FEATURES: ::core::primitive::usize = #features;
             const CLASSES: ::core::primitive::usize = #classes;
+            const POOLING_MATMUL_FLOPS: ::core::primitive::u64 = #pooling_flops;
 
             fn describe() -> #p::ModelDescription {
                 #description

@@ -13,7 +13,8 @@
 //!   generates stand-ins for them instead, so that one mistake gives one error.
 //!
 //! Two tables are the single source of what they list: `pooling::POOLINGS` (the
-//! pooling kinds: keyword, layer, arguments, fusions, output size, parameters; see
+//! pooling kinds: keyword, layer, arguments, fusions, output size, parameters, FLOPs;
+//! `loupe_core::model::PoolingKind` is generated from it by [`pooling_kind_enum!`]; see
 //! "Adding a pooling kind" in `docs/macro.md`) and `field::Field` (the built type's own
 //! field names). `kw` holds the grammar's other keywords.
 
@@ -41,6 +42,16 @@ use quote::quote;
 #[proc_macro_attribute]
 pub fn video_model(args: TokenStream, item: TokenStream) -> TokenStream {
     video_model_impl(args.into(), item.into()).into()
+}
+
+/// Defines `loupe_core::model::PoolingKind` from the table of pooling kinds: one variant
+/// per entry of `pooling::POOLINGS` (its `variant`, serialised as its keyword, its `name`
+/// as doc), plus `None`. Not for users: `loupe-core` calls it once, with the enum's
+/// attributes and name, inside the scope of its `kind_enum!`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn pooling_kind_enum(input: TokenStream) -> TokenStream {
+    pooling::kind_enum(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// The whole macro on `proc_macro2` tokens (unit-testable).

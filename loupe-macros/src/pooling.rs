@@ -6,8 +6,10 @@
 //! all read [`POOLINGS`]. Adding a kind is one entry here plus its layer in
 //! `loupe-core/src/nn/` (see "Adding a pooling kind" in `docs/macro.md`).
 
-use syn::parse::ParseStream;
-use syn::Ident;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::parse::{ParseStream, Parser};
+use syn::{Attribute, Ident};
 
 /// An argument a pooling kind may take: `clusters = K`, `size = H`, ...
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -160,6 +162,10 @@ pub struct PoolingDef {
     /// Trainable parameters of the layer.
     pub params: fn(&Dims) -> u64,
     pub params_formula: &'static str,
+    /// Forward matrix-product FLOPs of the layer for one frame of one video (a
+    /// multiply-add counts 2): `VideoModel::POOLING_MATMUL_FLOPS`, which `loupe bench`
+    /// counts against the machine's rate.
+    pub flops: fn(&Dims) -> u64,
     /// The layer type's const generics (before dtype and device), given its output size.
     pub generics: fn(&Dims, usize) -> Vec<usize>,
     pub constraint: Option<Constraint>,
@@ -218,6 +224,8 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "K·D",
         params: |d| 2 * d.d() * d.k() + 2 * d.k(),
         params_formula: "2DK + 2K",
+        // Assignment X W and aggregation a^T X.
+        flops: |d| 2 * (d.d() * d.k() + d.k() * d.d()),
         generics: |d, out| vec![d.input, d.get(ArgKey::Clusters), out],
         constraint: None,
     },
@@ -235,6 +243,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "K·D",
         params: |d| d.d() * d.k() + 2 * d.k(),
         params_formula: "DK + 2K",
+        flops: |d| 2 * (d.d() * d.k() + d.k() * d.d()),
         generics: |d, out| vec![d.input, d.get(ArgKey::Clusters), out],
         constraint: None,
     },
@@ -252,6 +261,8 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "2·K·D",
         params: |d| 3 * d.d() * d.k() + 2 * d.k(),
         params_formula: "3DK + 2K",
+        // Assignment, then the first- and second-order aggregations.
+        flops: |d| 2 * (d.d() * d.k() + 2 * d.k() * d.d()),
         generics: |d, out| vec![d.input, d.get(ArgKey::Clusters), out],
         constraint: None,
     },
@@ -269,6 +280,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "K",
         params: |d| d.d() * d.k() + 2 * d.k(),
         params_formula: "DK + 2K",
+        flops: |d| 2 * d.d() * d.k(),
         generics: |d, _| vec![d.input, d.get(ArgKey::Clusters)],
         constraint: None,
     },
@@ -286,6 +298,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "D",
         params: |_| 0,
         params_formula: "0",
+        flops: |_| 0,
         generics: |d, _| vec![d.input],
         constraint: None,
     },
@@ -303,6 +316,7 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "D",
         params: |_| 0,
         params_formula: "0",
+        flops: |_| 0,
         generics: |d, _| vec![d.input],
         constraint: None,
     },
@@ -321,6 +335,8 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "4H ([c1, h1, c2, h2])",
         params: |d| 4 * d.h() * (d.d() + d.h()) + 4 * d.h() + 8 * d.h() * d.h() + 4 * d.h(),
         params_formula: "4H(D+H) + 4H + 8H² + 4H",
+        // Two layers, 4 gates: the input and recurrent products of each.
+        flops: |d| 2 * 4 * d.h() * ((d.d() + d.h()) + (d.h() + d.h())),
         generics: |d, out| vec![d.input, d.get(ArgKey::Size), out],
         constraint: None,
     },
@@ -339,6 +355,8 @@ pub static POOLINGS: &[PoolingDef] = &[
         output_formula: "2H ([h1, h2])",
         params: |d| 3 * d.h() * (d.d() + d.h()) + 3 * d.h() + 6 * d.h() * d.h() + 3 * d.h(),
         params_formula: "3H(D+H) + 3H + 6H² + 3H",
+        // Two layers, 3 gates.
+        flops: |d| 2 * 3 * d.h() * ((d.d() + d.h()) + (d.h() + d.h())),
         generics: |d, out| vec![d.input, d.get(ArgKey::Size), out],
         constraint: None,
     },
@@ -360,6 +378,11 @@ pub static POOLINGS: &[PoolingDef] = &[
             l * d.d() + l + g * (l + 1) + l * g * k + 2 * g * k + (l / g) * k + 2 * (l / g) * k
         },
         params_formula: "λD² + λD + G(λD + 1) + λDGK + 2GK + (λD/G)K + 2(λD/G)K",
+        // Expansion, group attention, assignment, aggregation.
+        flops: |d| {
+            let (l, g, k) = (d.expanded(), d.g(), d.k());
+            2 * (d.d() * l + l * g + l * g * k + l * k)
+        },
         generics: |d, out| {
             let (k, g) = (d.get(ArgKey::Clusters), d.get(ArgKey::Groups));
             vec![d.input, d.input * d.get(ArgKey::Expansion), g, k, g * k, out]
@@ -375,6 +398,32 @@ pub static POOLINGS: &[PoolingDef] = &[
         }),
     },
 ];
+
+/// `loupe_core::model::PoolingKind`, as an invocation of loupe-core's `kind_enum!`: the
+/// `input` is the enum's attributes and name; one variant per entry of [`POOLINGS`], then
+/// `None` for a video-level stream.
+pub fn kind_enum(input: TokenStream) -> syn::Result<TokenStream> {
+    let (attrs, name) = (|input: ParseStream| {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let name: Ident = input.parse()?;
+        Ok((attrs, name))
+    })
+    .parse2(input)?;
+    let variants = POOLINGS.iter().map(|p| {
+        let (doc, variant, keyword) = (format!(" {}.", p.name), format_ident!("{}", p.variant), p.keyword);
+        quote!(#[doc = #doc] #variant = #keyword,)
+    });
+    Ok(quote! {
+        kind_enum! {
+            #(#attrs)*
+            #name {
+                #(#variants)*
+                /// Not pooled (a video-level stream).
+                None = "none",
+            }
+        }
+    })
+}
 
 /// syn's wording for a lookahead failure: "expected `a`", "expected `a` or `b`",
 /// "expected one of: `a`, `b`, `c`".

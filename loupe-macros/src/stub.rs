@@ -85,6 +85,7 @@ pub fn stubs(item: &ItemStruct, outline: &Outline) -> TokenStream {
             const FRAMES: ::core::primitive::usize = #f;
             const FEATURES: ::core::primitive::usize = #fe;
             const CLASSES: ::core::primitive::usize = #c;
+            const POOLING_MATMUL_FLOPS: ::core::primitive::u64 = 0;
 
             fn describe() -> #p::ModelDescription {
                 #unreachable

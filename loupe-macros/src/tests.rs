@@ -238,15 +238,6 @@ fn unknown_key_lists_the_keys() {
 }
 
 #[test]
-fn unknown_pooling_lists_the_kinds() {
-    let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = vlad(clusters = 2))]));
-    assert!(
-        e.iter().any(|e| e == "expected one of: `netvlad`, `netrvlad`, `netfv`, `soft_bow`, `average`, `max`, `lstm`, `gru`, `nextvlad`"),
-        "{e:?}"
-    );
-}
-
-#[test]
 fn a_value_that_fails_to_parse_is_not_also_missing() {
     let e = errors(parse_quote! {
         frames = 300,
@@ -506,23 +497,42 @@ fn table_parameter_counts_add_up_to_the_zoo_models() {
 fn unknown_pooling_message_comes_from_the_table() {
     let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = vlad(clusters = 2))]));
     assert!(e.contains(&expected_kinds()), "{e:?}");
+    // syn's wording, every keyword of the table in its order.
+    let listed: Vec<String> = POOLINGS.iter().map(|p| format!("`{}`", p.keyword)).collect();
+    assert_eq!(expected_kinds(), format!("expected one of: {}", listed.join(", ")));
     let e = errors(parse_quote!(streams = [rgb(features = 4, pooling = netvlad(cluster = 2))]));
     assert!(e.iter().any(|e| e == "expected one of: `clusters`, `size`, `groups`, `expansion`"), "{e:?}");
 }
 
 /// The docs hold the table generated from `POOLINGS` and the real "expected one of"
-/// message: on failure, paste the printed text in place of the old one.
+/// message. After a change to the table, `LOUPE_BLESS=1 cargo test -p loupe-macros
+/// docs_hold` writes them into the files (and the next run checks them).
 #[test]
 fn docs_hold_the_generated_pooling_table() {
     let table = markdown_table();
-    let facade = include_str!("../../src/lib.rs");
-    let doc: String = table.lines().map(|l| format!("/// {l}\n")).collect();
+    let message = format!("error: {}", expected_kinds());
+    let docs = [
+        ("src/lib.rs", "/// ", include_str!("../../src/lib.rs")),
+        ("README.md", "", include_str!("../../README.md")),
+        ("docs/macro.md", "", include_str!("../../docs/macro.md")),
+    ];
+    if std::env::var_os("LOUPE_BLESS").is_some() {
+        for (file, prefix, _) in docs {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, with_pooling_docs(&text, prefix, &table, &message)).unwrap();
+        }
+        return;
+    }
+    for (file, prefix, text) in docs {
+        let block: String = table.lines().map(|l| format!("{prefix}{l}\n")).collect();
+        assert!(text.contains(&block), "{file} needs the pooling table (LOUPE_BLESS=1 writes it):\n{block}");
+    }
+    let facade = docs[0].2;
     assert!(
-        facade.contains(&doc),
-        "the docs of `loupe::video_model` (src/lib.rs) need the pooling table:\n{doc}"
+        facade.contains(&format!("/// {message}\n")),
+        "the docs of `loupe::video_model` (src/lib.rs) need `{message}` (LOUPE_BLESS=1 writes it)"
     );
-    let message = format!("/// error: {}\n", expected_kinds());
-    assert!(facade.contains(&message), "the docs of `loupe::video_model` (src/lib.rs) need:\n{message}");
     let keys = &facade[facade.find("/// # Checkpoint keys").expect("a `# Checkpoint keys` section")..];
     for field in crate::field::Field::ALL {
         assert!(
@@ -530,30 +540,83 @@ fn docs_hold_the_generated_pooling_table() {
             "the checkpoint keys in src/lib.rs lack `{field:?}`"
         );
     }
-    for (file, text) in [
-        ("README.md", include_str!("../../README.md")),
-        ("docs/macro.md", include_str!("../../docs/macro.md")),
-    ] {
-        assert!(text.contains(&table), "{file} needs the pooling table:\n{table}");
-    }
 }
 
-/// Each kind's `variant` is the `PoolingKind` variant (loupe-core/src/model.rs) whose
-/// serde name is the kind's keyword: the description a generated model reports, and the
-/// checkpoint sidecars store, names the kind the spec declared. Every layer's name ends in
+/// `text` with its pooling table (the header, the separator and every row naming a
+/// `...Pooling` layer; rows after those, such as the README's video-level row, stay) and
+/// its "expected one of" line for the pooling keywords replaced, each line after `prefix`.
+fn with_pooling_docs(text: &str, prefix: &str, table: &str, message: &str) -> String {
+    let header = format!("{prefix}{}", table.lines().next().unwrap());
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == header {
+            lines.next(); // the separator
+            while lines
+                .peek()
+                .is_some_and(|l| l.starts_with(&format!("{prefix}|")) && l.contains("Pooling` |"))
+            {
+                lines.next();
+            }
+            out.extend(table.lines().map(|l| format!("{prefix}{l}")));
+        } else if line.starts_with(&format!("{prefix}error: expected one of: `{}`", POOLINGS[0].keyword)) {
+            out.push(format!("{prefix}{message}"));
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n") + if text.ends_with('\n') { "\n" } else { "" }
+}
+
+/// Rewriting the docs keeps what follows the table and replaces a stale table and message.
+#[test]
+fn docs_are_rewritten_in_place() {
+    let table = markdown_table();
+    let message = format!("error: {}", expected_kinds());
+    let mut stale: Vec<&str> = table.lines().collect();
+    stale.pop();
+    let text = format!(
+        "intro\n/// {}\n/// | none | video-level | | |\n/// error: expected one of: `netvlad`, `max`\nend\n",
+        stale.join("\n/// ")
+    );
+    let fixed = with_pooling_docs(&text, "/// ", &table, &message);
+    let block: String = table.lines().map(|l| format!("/// {l}\n")).collect();
+    assert_eq!(
+        fixed,
+        format!("intro\n{block}/// | none | video-level | | |\n/// {message}\nend\n"),
+        "{fixed}"
+    );
+}
+
+/// `loupe_core::model::PoolingKind` is generated from the table: one variant per kind,
+/// serialised as its keyword (the description a generated model reports and checkpoint
+/// sidecars store name the kind the spec declared), plus `None`; the enum's attributes
+/// pass through. Variants and keywords are distinct, and every layer's name ends in
 /// `Pooling` (none may clash with a zoo model at the crate root).
 #[test]
-fn every_kind_names_its_pooling_kind_variant_and_a_pooling_layer() {
-    let model = include_str!("../../loupe-core/src/model.rs");
-    let kinds = &model[model.find("    PoolingKind {").expect("the PoolingKind enum")..];
-    let kinds = &kinds[..kinds.find("\n    }").unwrap()];
+fn the_pooling_kind_enum_has_one_variant_per_kind_and_a_pooling_layer_each() {
+    let out = crate::pooling::kind_enum(quote::quote!(
+        #[doc = " Kinds."]
+        PoolingKind
+    ))
+    .unwrap()
+    .to_string();
+    assert!(out.starts_with("kind_enum ! { # [doc = \" Kinds.\"] PoolingKind {"), "{out}");
     for p in POOLINGS {
-        let line = format!("{} = \"{}\",", p.variant, p.keyword);
-        assert!(kinds.contains(&line), "PoolingKind needs `{line}`");
+        let variant = format!("# [doc = \" {}.\"] {} = \"{}\" ,", p.name, p.variant, p.keyword);
+        assert!(out.contains(&variant), "{variant}: {out}");
         assert!(p.layer.ends_with("Pooling"), "{}", p.layer);
     }
-    let variants = kinds.lines().filter(|l| l.trim_end().ends_with("\",")).count();
-    assert_eq!(variants, POOLINGS.len() + 1, "PoolingKind: one variant per kind, plus `None`");
+    assert!(out.ends_with("None = \"none\" , } }"), "{out}");
+    assert_eq!(out.matches("\" ,").count(), POOLINGS.len() + 1, "one variant per kind, plus `None`: {out}");
+    for field in [|p: &PoolingDef| p.variant, |p: &PoolingDef| p.keyword] {
+        let mut names: Vec<&str> = POOLINGS.iter().map(field).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), POOLINGS.len(), "{names:?}");
+    }
+    // Anything but attributes and a name is refused.
+    assert!(crate::pooling::kind_enum(quote::quote!(PoolingKind {})).is_err());
 }
 
 // Stand-ins on error (`stub.rs`).

@@ -37,6 +37,7 @@ impl<E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform, D: Devic
     const FRAMES: usize = FRAMES;
     const FEATURES: usize = FEATURES;
     const CLASSES: usize = CLASSES;
+    const POOLING_MATMUL_FLOPS: u64 = 0;
 
     fn describe() -> ModelDescription {
         ModelDescription {

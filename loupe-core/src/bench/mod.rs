@@ -25,9 +25,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::device::try_tensor_from_slice;
 use crate::distributed::{Collective, SingleProcess};
-use crate::model::{
-    AfterClassifier, AfterPooling, ClassifierKind, ModelDescription, PoolingKind, VideoModel,
-};
+use crate::model::{AfterClassifier, AfterPooling, ClassifierKind, VideoModel};
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
 
 pub mod gemm;
@@ -243,27 +241,23 @@ impl BenchReport {
     }
 }
 
-/// Forward matmul FLOPs of one batch of `model` (multiply-adds counted as 2):
-/// per clustering stream the assignment `X W` (`2 B T F K`) and the aggregation `X^T a`
-/// (`2 B T F K`, twice for NetFV's two statistics, none for soft BoW; gated soft BoW's
-/// own gate adds `2 B K (1024 + K)` roughly, not counted), the hidden layer
-/// (`2 B P H`), context gating (`2 B H H`), SE context gating (`4 B H H / r`) or GLU (`4 B H H`), the classifier
+/// Forward matmul FLOPs of one batch of `M` (multiply-adds counted as 2): the poolings'
+/// products over every frame (`B T` times [`VideoModel::POOLING_MATMUL_FLOPS`], each
+/// pooling kind's count from `#[video_model]`'s table: for NetVLAD the assignment `X W`
+/// and the aggregation `a^T X`, `4 F K` per frame; gated soft BoW's own gate, about
+/// `2 B K (1024 + K)`, is not counted), the hidden layer (`2 B P H`), context gating
+/// (`2 B H H`), SE context gating (`4 B H H / r`) or GLU (`4 B H H`), the classifier
 /// (`2 B H V (2M + 1)` for the MoE, `2 B H V` logistic) and the probability gating
 /// (`2 B V V`). A backward pass costs twice its forward (input and weight gradients).
-pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
+pub fn matmul_flops<E: Dtype, D: Device<E>, M: VideoModel<E, D>>(batch: usize) -> f64 {
+    let d = M::describe();
     let (b, t) = (batch as f64, d.frames as f64);
-    let mut flops = 0.0;
-    let mut pooled = 0.0;
-    for s in &d.streams {
-        flops += pooling_flops(s.pooling, b, t, s.features as f64, s.clusters, None);
-        pooled += s.output as f64;
-    }
-    // Early fusion: one pooling over the concatenated frames.
-    if let Some(p) = &d.early_pooling {
-        let f = d.streams.iter().map(|s| s.features as f64).sum();
-        flops += pooling_flops(p.kind, b, t, f, p.clusters, p.size);
-        pooled = p.output as f64;
-    }
+    let mut flops = b * t * M::POOLING_MATMUL_FLOPS as f64;
+    // The pooled representation: the streams' outputs concatenated, or early fusion's one.
+    let pooled = match &d.early_pooling {
+        Some(p) => p.output as f64,
+        None => d.streams.iter().map(|s| s.output as f64).sum(),
+    };
     let top = match d.hidden {
         Some(h) => {
             let h = h as f64;
@@ -288,29 +282,6 @@ pub fn matmul_flops(d: &ModelDescription, batch: usize) -> f64 {
         flops += 2.0 * b * v * v;
     }
     flops
-}
-
-/// Forward matmul FLOPs of one pooling over `f`-dimensional frames: the assignment and
-/// aggregation products of the clustering kinds, the input and recurrent products of the
-/// two stacked recurrent layers (`size` cells; 4 gates for the LSTM, 3 for the GRU).
-fn pooling_flops(
-    kind: PoolingKind,
-    b: f64,
-    t: f64,
-    f: f64,
-    clusters: Option<usize>,
-    size: Option<usize>,
-) -> f64 {
-    let k = clusters.unwrap_or(0) as f64;
-    let h = size.unwrap_or(0) as f64;
-    match kind {
-        PoolingKind::NetVlad | PoolingKind::NetRvlad => 2.0 * b * t * f * k * 2.0,
-        PoolingKind::NetFv => 2.0 * b * t * f * k * 3.0,
-        PoolingKind::SoftBow => 2.0 * b * t * f * k,
-        PoolingKind::Lstm => 2.0 * b * t * 4.0 * h * ((f + h) + (h + h)),
-        PoolingKind::Gru => 2.0 * b * t * 3.0 * h * ((f + h) + (h + h)),
-        _ => 0.0,
-    }
 }
 
 /// Peak resident set size of this process (`VmHWM` of `/proc/self/status`), bytes.
@@ -467,7 +438,7 @@ where
     let y: Tensor<(usize, M::Classes), f32, D> =
         try_tensor_from_slice(&dev, &labels, (batch, Default::default())).map_err(device_error)?;
 
-    let forward_flops = matmul_flops(&description, batch);
+    let forward_flops = matmul_flops::<f32, D, M>(batch);
     let mut timings: Vec<(&str, Timing, f64)> = Vec::new();
     let mut record = |phase: &'static str, timing: Timing, flops: f64| timings.push((phase, timing, flops));
 
