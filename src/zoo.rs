@@ -1,4 +1,4 @@
-//! The paper's models, declared with [`video_model`](crate::video_model) at the paper's
+//! The paper's models, declared with [`video_model`] at the paper's
 //! sizes, plus small variants for tests and quick runs on synthetic data.
 //!
 //! Every model takes the YouTube-8M frame features (rgb 1024 then audio 128 per frame,

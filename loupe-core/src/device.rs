@@ -1,7 +1,7 @@
 //! Device glue: the devices loupe runs on.
 //!
 //! [`cpu`] and [`cpu_seeded`] build dfdx's `Cpu` with its allocation cache on. With the
-//! `cuda` feature, [`cuda`] builds dfdx's `Cuda` on GPU `N` after checking that a driver
+//! `cuda` feature, `cuda` builds dfdx's `Cuda` on GPU `N` after checking that a driver
 //! and that GPU exist (cudarc panics inside `Cuda::try_build` when they do not).
 
 use dfdx::dtypes::Unit;
@@ -94,7 +94,7 @@ pub fn cuda_memory_in_use() -> Option<u64> {
 ///
 /// Every tensor loupe builds from host data goes through here (or
 /// [`try_tensor_from_f32`]), never through dfdx's `tensor_from_vec`. That one wraps a
-/// freshly allocated buffer, and with the cache on ([`cpu`], [`cuda`]) a dropped tensor's
+/// freshly allocated buffer, and with the cache on ([`cpu`], `cuda`) a dropped tensor's
 /// buffer goes into the cache, keyed by its size; only allocations that dfdx makes itself
 /// take buffers out. A batch of input frames is never allocated by dfdx, so each step's
 /// batch stayed in the cache for good: memory grew by one batch per step (1.4 MB per

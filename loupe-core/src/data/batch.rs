@@ -18,7 +18,7 @@ pub struct FrameBatch {
     /// frames runs `min(num_frames, frames_per_video)` steps.
     pub num_frames: Vec<usize>,
     /// How many of each video's `frames_per_video` rows are valid for a model reading
-    /// them as a sequence ([`valid_rows`](super::sampling::valid_rows)): `min(num_frames, frames_per_video)` in
+    /// them as a sequence ([`super::sampling::valid_rows`]): `min(num_frames, frames_per_video)` in
     /// order, all rows when sampled with replacement, 0 for a video without frames.
     /// Pass them to [`crate::train::Trainer::train_step_lengths`].
     pub lengths: Vec<usize>,

@@ -7,7 +7,7 @@
 //! class is visible in the segment, 0 that a rater said it is not. Records without the
 //! keys (the training split, the test split) simply have no rated segment.
 //!
-//! A leaf of the data layer: the decoders ([`super::video`], [`super::wire`]) and the
+//! A leaf of the data layer: the decoders ([`super::video`], `wire`) and the
 //! segment tools ([`super::segments`]) import it; it imports only the errors and the
 //! protobuf messages.
 
@@ -23,7 +23,7 @@ pub const SEGMENT_START_TIMES_KEY: &str = "segment_start_times";
 pub const SEGMENT_END_TIMES_KEY: &str = "segment_end_times";
 /// Context key of the ratings (float list: 1 positive, 0 negative).
 pub const SEGMENT_SCORES_KEY: &str = "segment_scores";
-/// The four keys, in the order [`SegmentFeatures`] holds them.
+/// The four keys, in the order `SegmentFeatures` holds them.
 pub const SEGMENT_KEYS: [&str; 4] =
     [SEGMENT_LABELS_KEY, SEGMENT_START_TIMES_KEY, SEGMENT_END_TIMES_KEY, SEGMENT_SCORES_KEY];
 /// Frames per segment in the 2019 data (5 seconds, one frame per second).

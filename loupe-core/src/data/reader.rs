@@ -311,7 +311,7 @@ pub fn detect_file_layout(path: impl AsRef<Path>) -> Result<(DataFormat, Feature
 }
 
 /// Whether the first record of `path` stores float frames
-/// ([`holds_float_frames`](super::mediapipe::holds_float_frames)): a MediaPipe feature
+/// ([`super::mediapipe::holds_float_frames`]): a MediaPipe feature
 /// file.
 pub fn detect_float_frames(path: impl AsRef<Path>) -> Result<bool> {
     let path = path.as_ref();

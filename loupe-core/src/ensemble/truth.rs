@@ -61,7 +61,7 @@ impl GroundTruth {
 
     /// The ids and labels of the videos in YouTube-8M TFRecord shards (frame- or
     /// video-level, detected per file), in file order, as
-    /// [`read_labels`](crate::data::read_labels) reads them. Labels are checked against
+    /// [`crate::data::read_labels`] reads them. Labels are checked against
     /// `classes` when given.
     pub fn read(files: &[PathBuf], classes: Option<usize>) -> Result<Self, EnsembleError> {
         if files.is_empty() {

@@ -186,7 +186,7 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
 /// The recurrence of one GRU layer over the projected inputs `pg = x Wg + bg`
 /// (`(B, S, 2H)`) and `pc = x Wc + bc` (`(B, S, H)`); returns `h_t` for every step. On
 /// the `Cpu` (f32, f64, fused kernels on) it is one host op with its own backward,
-/// elsewhere composed dfdx ops (see [`super::recurrent`]).
+/// elsewhere composed dfdx ops (see `nn/recurrent.rs`).
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
@@ -442,7 +442,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 ///
 /// No batch norm: a [`NonMutableModule`] whose [`Module`] accepts any tape. On the `Cpu`
 /// each layer's recurrence is one op with its own backward (backpropagation through
-/// time), on other devices dfdx ops frame by frame (see [`super::recurrent`]).
+/// time), on other devices dfdx ops frame by frame (see `nn/recurrent.rs`).
 ///
 /// `OUT` must equal `2 * H` (a wrong `OUT` fails `cargo build`).
 ///

@@ -146,7 +146,7 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
 
 /// The recurrence of one LSTM layer over projected inputs `p = x W + b` (`(B, S, 4H)`);
 /// returns `[c_t, h_t]` for every step. On the `Cpu` (f32, f64, fused kernels on) it is one
-/// host op with its own backward, elsewhere composed dfdx ops (see [`super::recurrent`]).
+/// host op with its own backward, elsewhere composed dfdx ops (see `nn/recurrent.rs`).
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     p: Tensor<(B, S, usize), E, D, T>,
@@ -382,7 +382,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 /// No batch norm: training and evaluation compute the same function, so this is a
 /// [`NonMutableModule`] whose [`Module`] accepts any tape. On the `Cpu` each layer's
 /// recurrence is one op with its own backward (backpropagation through time), on other
-/// devices dfdx ops frame by frame (see [`super::recurrent`]).
+/// devices dfdx ops frame by frame (see `nn/recurrent.rs`).
 ///
 /// `OUT` must equal `4 * H` (a wrong `OUT` fails `cargo build`, like [`super::NetVladPooling`]).
 ///
