@@ -1,7 +1,8 @@
 //! `loupe bench`'s analytic matmul count (`bench::matmul_flops`) for late and early
-//! fusion, the recurrent pooling and NeXtVLAD, written out from the papers' sizes.
+//! fusion, the recurrent pooling and NeXtVLAD, written out from the papers' sizes; and
+//! its optimizer phase, counted against the memory bandwidth.
 
-use loupe::bench::matmul_flops;
+use loupe::bench::{bench_model, matmul_flops, BenchConfig};
 use loupe::dfdx::prelude::*;
 use loupe::model::VideoModel;
 use loupe::zoo;
@@ -61,4 +62,22 @@ fn nextvlad_counts_expansion_attention_assignment_and_aggregation() {
         + 2.0 * b * h * 3862.0;
     let got = flops::<zoo::NeXtVlad>(80);
     assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+}
+
+/// The optimizer's update alone moves 9 `f32` streams per trainable parameter (parameter,
+/// gradient and both moments read and written, the gradient read once more for its
+/// per-variable norm), reported against the machine's stream rate.
+#[test]
+fn bench_times_the_optimizer_update_against_the_memory_bandwidth() {
+    type M = <zoo::SmallGatedNetVlad as BuildOnDevice<Cpu, f32>>::Built;
+    let config = BenchConfig { batch: 2, warmup: 0, iterations: 2, matmul_size: 64, seed: 1 };
+    let r = bench_model::<M>(&config).unwrap();
+    assert_eq!(r.parameters, loupe::model::count_params::<f32, Cpu, M>());
+    assert_eq!(r.optimizer.gbytes, (r.parameters * 4 * 9) as f64 / 1e9);
+    let bandwidth = r.machine_bandwidth_gbps.expect("measured on the Cpu");
+    assert!(bandwidth.is_finite() && bandwidth > 0.0, "{bandwidth}");
+    assert!(r.optimizer.min_ms <= r.optimizer.ms, "{:?}", r.optimizer);
+    let fraction = r.optimizer.fraction_of_bandwidth.unwrap();
+    assert!((fraction - r.optimizer.gbps / bandwidth).abs() < 1e-12, "{fraction}");
+    assert!(r.table().contains("optimizer update alone: "), "{}", r.table());
 }

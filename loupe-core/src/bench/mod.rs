@@ -1,7 +1,8 @@
 //! Timing of any [`VideoModel`] on the `Cpu` (or any dfdx device, [`bench_model_on`]):
 //! forward, forward + backward and a full optimizer step, with achieved GFLOP/s against
 //! the device's own matmul rate and (on the `Cpu`) the cores' peak FMA rate ([`peak`]),
-//! both measured in the same run, and peak memory. `loupe bench
+//! both measured in the same run, the optimizer's update alone against the memory
+//! bandwidth ([`bandwidth`]), and peak memory. `loupe bench
 //! MODEL` prints this for the zoo; call [`bench_model`] for a model of your own.
 //! [`bench_model_across`] times the data-parallel step of several ranks (`mpirun -np N
 //! loupe bench MODEL`): forward, backward, the gradient all-reduce and Adam, as
@@ -28,6 +29,7 @@ use crate::distributed::{Collective, SingleProcess};
 use crate::model::{AfterClassifier, AfterPooling, ClassifierKind, VideoModel};
 use crate::train::{try_cross_entropy_loss, TrainConfig, TrainError, Trainer};
 
+pub mod bandwidth;
 pub mod gemm;
 pub mod peak;
 
@@ -82,6 +84,34 @@ pub struct PhaseTiming {
     pub fraction_of_peak: Option<f64>,
 }
 
+/// The optimizer's update alone (Adam over every trainable parameter), the memory side
+/// of the roofline: its traffic against the machine's stream rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OptimizerTiming {
+    /// Median milliseconds per update.
+    pub ms: f64,
+    /// Fastest update, milliseconds.
+    pub min_ms: f64,
+    /// Bytes one update moves on the fused CPU path, in GB (10^9): per parameter 4 bytes
+    /// times [`optimizer_streams`].
+    pub gbytes: f64,
+    /// `gbytes / median seconds`.
+    pub gbps: f64,
+    /// `gbps` as a fraction of [`BenchReport::machine_bandwidth_gbps`] (`None` on a GPU).
+    pub fraction_of_bandwidth: Option<f64>,
+}
+
+/// Streams of `f32` one Adam update moves per parameter on the fused CPU path: the
+/// parameter, its gradient and the two moments read and written (the gradient written
+/// as zero), plus one more read of the gradient for its norm when the gradients are
+/// clipped (per variable, as the paper's code, or globally).
+pub fn optimizer_streams(clipping: crate::train::GradientClipping) -> usize {
+    match clipping {
+        crate::train::GradientClipping::None => 8,
+        _ => 9,
+    }
+}
+
 /// Everything [`bench_model`] measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BenchReport {
@@ -107,6 +137,12 @@ pub struct BenchReport {
     /// instructions it ran. `None` on a GPU.
     pub machine_peak_gflops: Option<f64>,
     pub machine_peak_kind: Option<peak::PeakKind>,
+    /// The optimizer's update alone, timed after the training steps.
+    pub optimizer: OptimizerTiming,
+    /// On the `Cpu`: the memory bandwidth for the optimizer's pattern, GB/s, measured by
+    /// [`bandwidth::stream_gbps`] (four arrays of 64 MiB read and written, all threads) after
+    /// the peak memory is read. `None` on a GPU.
+    pub machine_bandwidth_gbps: Option<f64>,
     /// Peak resident memory of the process so far (VmHWM), bytes; `None` off Linux.
     pub peak_memory_bytes: Option<u64>,
     /// On a GPU: its memory in use after the timed steps (total minus free), bytes. dfdx's
@@ -224,6 +260,19 @@ impl BenchReport {
                 self.threads,
                 100.0 * self.machine_matmul_gflops / peak
             ));
+        }
+        let o = &self.optimizer;
+        s.push_str(&format!(
+            "optimizer update alone: {:.1} ms (min {:.1}), {:.2} GB moved, {:.1} GB/s",
+            o.ms, o.min_ms, o.gbytes, o.gbps
+        ));
+        match (self.machine_bandwidth_gbps, o.fraction_of_bandwidth) {
+            (Some(b), Some(f)) => s.push_str(&format!(
+                "; {} memory bandwidth (4 arrays read and written): {b:.1} GB/s, the update reaches {:.0}% of it\n",
+                self.device,
+                100.0 * f
+            )),
+            _ => s.push('\n'),
         }
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match self.peak_memory_bytes {
@@ -481,6 +530,13 @@ where
     all_reduce.sort();
     let all_reduce_ms = all_reduce.get(all_reduce.len() / 2).map(|d| d.as_secs_f64() * 1e3);
 
+    // The optimizer alone: Adam once more over the gradients the last step left.
+    collective.barrier();
+    let (optimizer_ms, optimizer_min_ms, _) = time(0, config.iterations, || {
+        trainer.repeat_update()?;
+        dev.try_synchronize().map_err(device_error)
+    })?;
+
     // The machine's rate varies over a run (shared or throttled cores): take the higher
     // of the rates measured before and after the phases, so the ratios are not flattered.
     let machine = machine.max(machine_matmul_gflops(&dev, config.matmul_size));
@@ -505,6 +561,18 @@ where
         .collect();
 
     let peak = peak_memory_bytes();
+    // Measured after the peak memory is read: its 256 MiB would otherwise be the peak of a
+    // small model's run.
+    let bandwidth = (device_name::<D>() == "cpu").then(|| bandwidth::stream_gbps(64 << 20, 5));
+    let gbytes = (parameters * 4 * optimizer_streams(train_config.adam.clipping)) as f64 / 1e9;
+    let gbps = gbytes / (optimizer_ms / 1e3);
+    let optimizer = OptimizerTiming {
+        ms: optimizer_ms,
+        min_ms: optimizer_min_ms,
+        gbytes,
+        gbps,
+        fraction_of_bandwidth: bandwidth.map(|b| gbps / b),
+    };
     let peak_memory_bytes_per_rank = if ranks > 1 {
         collective
             .gather_bytes(&peak.unwrap_or(0).to_le_bytes())
@@ -525,6 +593,8 @@ where
         machine_matmul_gflops: machine,
         machine_peak_gflops: fma_peak.map(|(peak, _)| peak),
         machine_peak_kind: fma_peak.map(|(_, kind)| kind),
+        optimizer,
+        machine_bandwidth_gbps: bandwidth,
         peak_memory_bytes: peak,
         gpu_memory_bytes: gpu_memory_bytes::<D>(),
         peak_memory_bytes_per_rank,
@@ -561,6 +631,14 @@ mod tests {
             machine_matmul_gflops: 200.0,
             machine_peak_gflops: Some(400.0),
             machine_peak_kind: Some(peak::PeakKind::Avx2Fma),
+            optimizer: OptimizerTiming {
+                ms: 500.0,
+                min_ms: 480.0,
+                gbytes: 10.0,
+                gbps: 20.0,
+                fraction_of_bandwidth: Some(0.8),
+            },
+            machine_bandwidth_gbps: Some(25.0),
             peak_memory_bytes: Some(3 << 30),
             gpu_memory_bytes: None,
             peak_memory_bytes_per_rank: None,
@@ -574,6 +652,23 @@ mod tests {
         let row = report().markdown_row();
         assert_eq!(row.matches('|').count(), columns);
         assert_eq!(row, "| M | 2.5M | 4 | 2 | 1.0 | 3.0 | 4.5 | 9 | 50.0 | 25% | 15% | 3.00 GiB |");
+    }
+
+    #[test]
+    fn the_table_puts_the_optimizer_against_the_memory_bandwidth() {
+        let table = report().table();
+        assert!(
+            table.contains(
+                "optimizer update alone: 500.0 ms (min 480.0), 10.00 GB moved, 20.0 GB/s; cpu memory bandwidth (4 arrays read and written): 25.0 GB/s, the update reaches 80% of it\n"
+            ),
+            "{table}"
+        );
+        let mut gpu = report();
+        gpu.machine_bandwidth_gbps = None;
+        gpu.optimizer.fraction_of_bandwidth = None;
+        assert!(gpu.table().contains("10.00 GB moved, 20.0 GB/s\n"), "{}", gpu.table());
+        assert_eq!(optimizer_streams(crate::train::GradientClipping::PerVariable(1.0)), 9);
+        assert_eq!(optimizer_streams(crate::train::GradientClipping::None), 8);
     }
 
     #[test]

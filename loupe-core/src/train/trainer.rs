@@ -373,6 +373,29 @@ where
         self.examples_seen += batch as u64;
         Ok(StepStats { step: next_step, loss: loss_value, learning_rate, batch })
     }
+
+    /// The optimizer's update alone, applied once more to the gradients the last step
+    /// left (zero by then on the fused CPU path, which moves the same bytes): `loupe
+    /// bench`'s `optimizer` phase. The model and Adam's state move on; the gradients stay
+    /// as the step left them, so the next step runs as after any step.
+    pub(crate) fn repeat_update(&mut self) -> Result<(), TrainError> {
+        let mut grads = match self.grads.take() {
+            Some(grads) => grads,
+            None => self.model.try_alloc_grads().map_err(device_error)?,
+        };
+        let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
+        let update = self
+            .adam
+            .update_and_zero_grads(&mut self.model, &mut grads, learning_rate)
+            .map_err(device_error)?;
+        self.zeroed_grads = if update.gradients_zeroed {
+            gradient_buffers(&self.model, &mut grads).map_err(device_error)?
+        } else {
+            None
+        };
+        self.grads = Some(grads);
+        Ok(())
+    }
 }
 
 impl<M, E, D> Trainer<M, E, D>
