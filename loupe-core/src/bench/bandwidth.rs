@@ -21,10 +21,13 @@ pub fn pass_bytes(elements: usize) -> f64 {
     (ARRAYS * 2 * elements * std::mem::size_of::<f32>()) as f64
 }
 
-/// One pass: every element of the four arrays read and written, in parallel chunks. Each
-/// value becomes the mean of itself and its neighbour's (`x -> 0.5 x + 0.5 y`), so
-/// repeated passes approach the arrays' mean (never a subnormal that would slow the
-/// arithmetic) and the compiler cannot drop a load or a store.
+/// One pass: every element of the four arrays read and written, in parallel chunks (the
+/// same chunk of each array in turn, as the optimizer walks a parameter and its state).
+/// Each value moves halfway to 2 (`x -> 0.5 x + 1`), so repeated passes stay finite and
+/// never subnormal, and the compiler cannot drop a load or a store. Each array is swept
+/// on its own within a chunk: interleaving the four element by element measured 12-14
+/// GB/s on the development machine against 30-39 GB/s this way (same bytes, same
+/// threads), so the interleaved form measures the loop, not the memory.
 pub fn pass(arrays: &mut [Vec<f32>; ARRAYS]) {
     let [a, b, c, d] = arrays;
     a.par_chunks_mut(CHUNK)
@@ -32,12 +35,10 @@ pub fn pass(arrays: &mut [Vec<f32>; ARRAYS]) {
         .zip(c.par_chunks_mut(CHUNK))
         .zip(d.par_chunks_mut(CHUNK))
         .for_each(|(((a, b), c), d)| {
-            for (((a, b), c), d) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(d.iter_mut()) {
-                let (x, y, z, w) = (*a, *b, *c, *d);
-                *a = 0.5 * x + 0.5 * y;
-                *b = 0.5 * y + 0.5 * z;
-                *c = 0.5 * z + 0.5 * w;
-                *d = 0.5 * w + 0.5 * x;
+            for chunk in [a, b, c, d] {
+                for x in chunk.iter_mut() {
+                    *x = 0.5 * *x + 1.0;
+                }
             }
         });
 }
@@ -70,7 +71,7 @@ mod tests {
         let n = CHUNK + 3;
         let mut arrays: [Vec<f32>; ARRAYS] = std::array::from_fn(|i| vec![(i + 1) as f32; n]);
         pass(&mut arrays);
-        let want = [1.5, 2.5, 3.5, 2.5];
+        let want = [1.5, 2.0, 2.5, 3.0];
         for (array, want) in arrays.iter().zip(want) {
             assert!(array.iter().all(|&x| x == want), "{want}: {:?}", &array[n - 2..]);
         }
