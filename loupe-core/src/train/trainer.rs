@@ -360,15 +360,7 @@ where
             self.last_all_reduce = Some(started.elapsed());
         }
         let batch = global_batch;
-        let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
-        let update = self
-            .adam
-            .update_and_zero_grads(&mut self.model, &mut grads, learning_rate)
-            .map_err(device_error)?;
-        if update.gradients_zeroed {
-            self.zeroed_grads = gradient_buffers(&self.model, &mut grads).map_err(device_error)?;
-        }
-        self.grads = Some(grads);
+        let learning_rate = self.update(grads)?;
         self.step = next_step;
         self.examples_seen += batch as u64;
         Ok(StepStats { step: next_step, loss: loss_value, learning_rate, batch })
@@ -379,10 +371,16 @@ where
     /// bench`'s `optimizer` phase. The model and Adam's state move on; the gradients stay
     /// as the step left them, so the next step runs as after any step.
     pub(crate) fn repeat_update(&mut self) -> Result<(), TrainError> {
-        let mut grads = match self.grads.take() {
+        let grads = match self.grads.take() {
             Some(grads) => grads,
             None => self.model.try_alloc_grads().map_err(device_error)?,
         };
+        self.update(grads).map(|_| ())
+    }
+
+    /// Adam over `grads` at the schedule's learning rate (returned), keeping `grads` for
+    /// the next step and noting whether the fused update left them zeroed.
+    fn update(&mut self, mut grads: Gradients<E, D>) -> Result<f64, TrainError> {
         let learning_rate = self.config.schedule.learning_rate(self.examples_seen);
         let update = self
             .adam
@@ -394,7 +392,7 @@ where
             None
         };
         self.grads = Some(grads);
-        Ok(())
+        Ok(learning_rate)
     }
 }
 
