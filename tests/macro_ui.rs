@@ -5,6 +5,10 @@
 
 #[test]
 fn ui() {
+    // trybuild builds the cases in a project of its own, compiling every dependency again
+    // with cargo's default `dev` profile; its full debug info is most of that build's
+    // time and no case needs it (the expected output is the compiler's errors).
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/spec/*.rs");
     t.compile_fail("tests/ui/shapes/*.rs");
