@@ -23,5 +23,6 @@ pub mod segment_submission;
 pub mod submission;
 pub mod tf_checkpoint;
 pub mod train;
+mod walk;
 
 pub use dfdx;

@@ -111,7 +111,12 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
 
     /// Number of trainable parameters.
     fn num_params(&self) -> usize {
-        self.num_trainable_params()
+        let mut n = 0;
+        let _ = crate::walk::each_tensor(self, &mut |_, trained, t| {
+            n += if trained { t.len() } else { 0 };
+            Ok(())
+        });
+        n
     }
 }
 

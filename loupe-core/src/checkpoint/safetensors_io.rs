@@ -18,7 +18,7 @@ use std::path::Path;
 use dfdx::prelude::*;
 use dfdx::tensor::safetensors::SafeDtype;
 
-use crate::kernels;
+use crate::walk::{each_tensor, AnyTensor};
 
 /// One tensor's entry in a safetensors header.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -77,25 +77,6 @@ impl<W: Write> Write for DigestWriter<W> {
 /// Bytes converted and written at a time.
 const CHUNK_ELEMENTS: usize = 1 << 16;
 
-/// Collects each tensor's name and shape, in visiting order.
-struct Layout(Vec<(String, Vec<usize>)>);
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Layout {
-    type Viewer = (ViewTensorName, ViewTensorRef);
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, E, D>,
-        (name, t): (String, &Tensor<S, E, D>),
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        self.0.push((name, t.shape().concrete().into_iter().collect()));
-        Ok(None)
-    }
-}
-
 /// Writes each tensor's values, little-endian, in visiting order.
 struct Data<W> {
     out: W,
@@ -115,27 +96,15 @@ impl<W: Write> Data<W> {
             }
         }
     }
-}
 
-impl<E: Dtype + SafeDtype, D: Device<E>, W: Write> TensorVisitor<E, D> for Data<W> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, E, D>,
-        t: &Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        if let Some(values) = kernels::params::<f32, _, _, _>(t) {
+    fn write_tensor<E: Dtype + SafeDtype, D: Device<E>>(&mut self, t: &dyn AnyTensor<E, D>) {
+        if let Some(values) = t.host_f32() {
             self.write_values(values, |v, out| out.extend_from_slice(&v.to_le_bytes()));
-        } else if let Some(values) = kernels::params::<f64, _, _, _>(t) {
+        } else if let Some(values) = t.host_f64() {
             self.write_values(values, |v, out| out.extend_from_slice(&v.to_le_bytes()));
         } else {
-            self.write_values(&t.as_vec(), |v: E, out| out.extend(v.to_le_bytes()));
+            self.write_values(&t.to_host(), |v: E, out| out.extend(v.to_le_bytes()));
         }
-        Ok(None)
     }
 }
 
@@ -143,10 +112,13 @@ impl<E: Dtype + SafeDtype, D: Device<E>, W: Write> TensorVisitor<E, D> for Data<
 pub(crate) fn tensor_shapes<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     tensors: &M,
 ) -> Vec<(String, Vec<usize>)> {
-    let mut layout = Layout(Vec::new());
-    // The visitor never fails: it only reads shapes.
-    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), tensors), f: &mut layout });
-    layout.0
+    let mut layout = Vec::new();
+    // The walk never fails: it only reads shapes.
+    let _ = each_tensor(tensors, &mut |name, _, t| {
+        layout.push((name.to_string(), t.dims()));
+        Ok(())
+    });
+    layout
 }
 
 /// Writes every tensor of `tensors` to `path` in the safetensors format, keys as dfdx's
@@ -181,7 +153,11 @@ where
     out.write_all(&(header.len() as u64).to_le_bytes())?;
     out.write_all(&header)?;
     let mut data = Data { out, chunk: Vec::with_capacity(CHUNK_ELEMENTS * width as usize), failed: None };
-    M::iter_tensors(&mut RecursiveWalker { m: tensors, f: &mut data }).map_err(device)?;
+    each_tensor(tensors, &mut |_, _, t| {
+        data.write_tensor(t);
+        Ok(())
+    })
+    .map_err(device)?;
     if let Some(e) = data.failed {
         return Err(e.into());
     }

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 
 use super::{broadcast_values, Collective, Compression, DistributedError};
 use crate::kernels;
+use crate::walk::{each_tensor, each_tensor_mut};
 
 /// Copies every tensor of `model` (parameters and batch-norm running statistics) from
 /// rank 0 to the other ranks, so that all ranks start from the same weights whatever
@@ -16,29 +17,12 @@ pub fn broadcast_tensors<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     if collective.world_size() == 1 {
         return Ok(());
     }
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut Broadcast { collective } })?;
-    Ok(())
-}
-
-struct Broadcast<'c> {
-    collective: &'c dyn Collective,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Broadcast<'_> {
-    type Viewer = ViewTensorMut;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-    fn visit<S: Shape>(
-        &mut self,
-        _opts: TensorOptions<S, E, D>,
-        t: &mut Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        let mut values = t.as_vec();
-        broadcast_values(self.collective, &mut values);
-        t.copy_from(&values);
-        Ok(None)
-    }
+    each_tensor_mut(model, &mut |_, _, t| {
+        let mut values = t.to_host();
+        broadcast_values(collective, &mut values);
+        t.copy_from_host(&values);
+        Ok(())
+    })
 }
 
 /// Whether [`all_reduce_gradients`] can reduce gradients of dtype `E` on device `D`: the
@@ -67,49 +51,27 @@ pub fn all_reduce_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
         let hint = if cfg!(feature = "nccl") { " or on a GPU through the nccl backend" } else { "" };
         return Err(DistributedError::UnsupportedDevice { hint });
     }
-    let mut reduce = Reduce { collective, grads, compression };
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reduce }).map_err(|e| {
-        DistributedError::Malformed { rank: collective.rank(), what: format!("gradient buffer: {e:?}") }
-    })?;
-    Ok(())
-}
-
-struct Reduce<'a, E: Dtype, D: Device<E>> {
-    collective: &'a dyn Collective,
-    grads: &'a mut Gradients<E, D>,
-    compression: Compression,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reduce<'_, E, D> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        t: &Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        if !opts.do_gradient_update {
-            return Ok(None);
+    let f32_buffers = kernels::is_cpu::<f32, E, D>();
+    each_tensor(model, &mut |_, trained, t| {
+        if !trained {
+            return Ok(());
         }
-        match (kernels::is_cpu::<f32, E, D>(), self.compression) {
-            (true, Compression::None) => {
-                self.collective.all_reduce_sum_f32(kernels::grad_mut::<f32, _, _, _>(self.grads, t)?)
-            }
-            (true, Compression::Fp16) => {
-                self.collective.all_reduce_sum_f32_fp16(kernels::grad_mut::<f32, _, _, _>(self.grads, t)?)
-            }
-            (false, Compression::None) => {
-                self.collective.all_reduce_sum_f64(kernels::grad_mut::<f64, _, _, _>(self.grads, t)?)
-            }
+        match (f32_buffers, compression) {
+            (true, Compression::None) => collective.all_reduce_sum_f32(t.grad_f32(grads)?),
+            (true, Compression::Fp16) => collective.all_reduce_sum_f32_fp16(t.grad_f32(grads)?),
+            (false, Compression::None) => collective.all_reduce_sum_f64(t.grad_f64(grads)?),
             (false, Compression::Fp16) => {
-                let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
+                let g = t.grad_f64(grads)?;
                 let mut narrow: Vec<f32> = g.iter().map(|&v| v as f32).collect();
-                self.collective.all_reduce_sum_f32_fp16(&mut narrow);
+                collective.all_reduce_sum_f32_fp16(&mut narrow);
                 g.iter_mut().zip(narrow).for_each(|(v, n)| *v = f64::from(n));
             }
         }
-        Ok(None)
-    }
+        Ok(())
+    })
+    .map_err(|e| DistributedError::Malformed {
+        rank: collective.rank(),
+        what: format!("gradient buffer: {e:?}"),
+    })?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use dfdx::prelude::*;
 use super::bundle::TfCheckpoint;
 use super::error::{TfCheckpointError, TfImportError};
 use super::mapping::{Mapping, Transform};
+use crate::walk::{each_tensor, each_tensor_mut};
 
 /// One loupe tensor of a model: name, shape, whether it is trained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,84 +17,52 @@ pub struct ModelTensor {
     pub trainable: bool,
 }
 
-struct Layout(Vec<ModelTensor>);
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Layout {
-    type Viewer = (ViewTensorName, ViewTensorRef);
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        (name, t): (String, &Tensor<S, E, D>),
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        let shape = t.shape().concrete().into_iter().collect();
-        self.0.push(ModelTensor { name, shape, trainable: opts.do_gradient_update });
-        Ok(None)
-    }
-}
-
 /// Every tensor of `model`, in visiting order (nothing copied).
 pub fn model_tensors<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M) -> Vec<ModelTensor> {
-    let mut layout = Layout(Vec::new());
-    // The visitor never fails: it only reads shapes.
-    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut layout });
-    layout.0
+    let mut layout = Vec::new();
+    // The walk never fails: it only reads shapes.
+    let _ = each_tensor(model, &mut |name, trainable, t| {
+        layout.push(ModelTensor { name: name.to_string(), shape: t.dims(), trainable });
+        Ok(())
+    });
+    layout
 }
 
-/// Where [`Fill`] gets each tensor's values: read on demand by name, `None` for a tensor
+/// Where [`fill`] gets each tensor's values: read on demand by name, `None` for a tensor
 /// the source does not fill.
 type Source<'a> = dyn FnMut(&str) -> Result<Option<Vec<f32>>, TfCheckpointError> + 'a;
 
-/// Writes values by tensor name, one tensor at a time (only one tensor's values are ever
-/// held besides the model); `zero_others` zeroes every tensor the source does not fill.
-/// The first read error stops the filling and is kept in `error`.
-struct Fill<'s, 'a> {
-    source: &'s mut Source<'a>,
-    zero_others: bool,
-    error: Option<TfCheckpointError>,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Fill<'_, '_> {
-    type Viewer = (ViewTensorName, ViewTensorMut);
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, E, D>,
-        (name, t): (String, &mut Tensor<S, E, D>),
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        if self.error.is_some() {
-            return Ok(None);
-        }
-        match (self.source)(&name) {
-            Ok(Some(v)) => {
-                let converted: Vec<E> = v.into_iter().map(|x| E::from_f32(x).unwrap_or_default()).collect();
-                t.copy_from(&converted);
-            }
-            Ok(None) if self.zero_others => t.try_fill_with_zeros()?,
-            Ok(None) => {}
-            Err(e) => self.error = Some(e),
-        }
-        Ok(None)
-    }
-}
-
+/// Writes the values `source` has into `model`'s tensors; `zero_others` zeroes every tensor
+/// the source does not fill.
 fn fill<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &mut M,
     source: &mut Source<'_>,
     zero_others: bool,
     prefix: &std::path::Path,
 ) -> Result<(), TfImportError> {
-    let mut f = Fill { source, zero_others, error: None };
-    M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut f }).map_err(|e| {
-        TfImportError::Mismatch { prefix: prefix.to_path_buf(), problems: vec![format!("device: {e:?}")] }
+    // Values by tensor name, one tensor at a time (only one tensor's values are ever held
+    // besides the model); the first read error stops the filling.
+    let mut error = None;
+    each_tensor_mut(model, &mut |name, _, t| {
+        if error.is_some() {
+            return Ok(());
+        }
+        match source(name) {
+            Ok(Some(v)) => {
+                let converted: Vec<E> = v.into_iter().map(|x| E::from_f32(x).unwrap_or_default()).collect();
+                t.copy_from_host(&converted);
+            }
+            Ok(None) if zero_others => t.fill_zeros()?,
+            Ok(None) => {}
+            Err(e) => error = Some(e),
+        }
+        Ok(())
+    })
+    .map_err(|e| TfImportError::Mismatch {
+        prefix: prefix.to_path_buf(),
+        problems: vec![format!("device: {e:?}")],
     })?;
-    match f.error {
+    match error {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }

@@ -4,6 +4,7 @@
 use dfdx::prelude::*;
 
 use crate::kernels::{self, CpuFloat, Real};
+use crate::walk::{each_tensor, each_tensor_mut};
 
 /// How gradients are clipped before the update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,52 +70,15 @@ pub struct AdamUpdate {
     pub gradients_zeroed: bool,
 }
 
-/// Replaces every tensor with a new zero tensor of its shape, so a model's clone becomes
-/// zeroed storage of the same structure without copying the parameters first (the clone
-/// shares their buffers; on `Cpu` the zeros are a fresh zeroed allocation, or a cached
-/// buffer filled with zeros, and the first fused update writes them without reading).
-struct ZeroedLike;
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for ZeroedLike {
-    type Viewer = ViewTensorMut;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, E, D>,
-        t: &mut Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        *t = t.device().try_zeros_like(t.shape())?;
-        Ok(None)
-    }
-}
-
-/// A copy of `model` with every tensor zero (Adam's initial moments).
+/// A copy of `model` with every tensor zero (Adam's initial moments): each tensor of the
+/// clone is replaced by a new zero tensor of its shape, without copying the parameters
+/// first (the clone shares their buffers; on `Cpu` the zeros are a fresh zeroed
+/// allocation, or a cached buffer filled with zeros, and the first fused update writes
+/// them without reading).
 fn zeroed_like<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clone>(model: &M) -> Result<M, D::Err> {
     let mut zeros = model.clone();
-    M::iter_tensors(&mut RecursiveWalker { m: &mut zeros, f: &mut ZeroedLike })?;
+    each_tensor_mut(&mut zeros, &mut |_, _, t| t.replace_with_zeros())?;
     Ok(zeros)
-}
-
-struct SquaredNorm<'g, E: Dtype, D: Device<E>> {
-    grads: &'g Gradients<E, D>,
-    total: f64,
-}
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SquaredNorm<'_, E, D> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        p: &Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        if opts.do_gradient_update {
-            self.total += squared_norm(&self.grads.get(p))?;
-        }
-        Ok(None)
-    }
 }
 
 fn squared_norm<S: Shape, E: Dtype, D: Device<E>>(g: &Tensor<S, E, D>) -> Result<f64, D::Err> {
@@ -275,9 +239,14 @@ impl<M> Adam<M> {
                     GradientSource::Shared(g) => &**g,
                     GradientSource::Owned(g) => &**g,
                 };
-                let mut norm = SquaredNorm { grads: shared, total: 0.0 };
-                M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut norm })?;
-                let n = norm.total.sqrt();
+                let mut total = 0.0;
+                each_tensor(&*model, &mut |_, trained, p| {
+                    if trained {
+                        total += p.grad_squared_norm(shared)?;
+                    }
+                    Ok(())
+                })?;
+                let n = total.sqrt();
                 (n, if n > c { c / n } else { 1.0 })
             }
             _ => (f64::NAN, 1.0),

@@ -15,6 +15,7 @@ use crate::train::checkpoint::CheckpointError;
 use crate::train::{
     try_cross_entropy_loss, try_masked_cross_entropy_loss, Adam, AdamConfig, LearningRateSchedule,
 };
+use crate::walk::each_tensor;
 
 /// Optimisation settings of a [`Trainer`]. The default is the paper's: Adam with
 /// per-variable clipping at 1, learning rate 2e-4 decayed by 0.8 every 4M videos, and
@@ -87,40 +88,9 @@ pub struct Trainer<M, E: Dtype, D: Device<E>> {
     last_all_reduce: Option<std::time::Duration>,
 }
 
-/// Collects the address and length of the gradient buffer of every tensor with
-/// `do_gradient_update`, in the collection's order (allocating a zero buffer for a tensor
-/// that has none, as `try_zero_grads` would).
-struct GradientBuffers<'g, E: Dtype, D: Device<E>> {
-    grads: &'g mut Gradients<E, D>,
-    found: Vec<(usize, usize)>,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for GradientBuffers<'_, E, D> {
-    type Viewer = ViewTensorRef;
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        t: &Tensor<S, E, D>,
-    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        if opts.do_gradient_update {
-            let buffer = if kernels::is_cpu::<f32, E, D>() {
-                let g = kernels::grad_mut::<f32, _, _, _>(self.grads, t)?;
-                (g.as_ptr() as usize, g.len())
-            } else {
-                let g = kernels::grad_mut::<f64, _, _, _>(self.grads, t)?;
-                (g.as_ptr() as usize, g.len())
-            };
-            self.found.push(buffer);
-        }
-        Ok(None)
-    }
-}
-
-/// The gradient buffers of `model`'s parameters in `grads` ([`GradientBuffers`]), on `Cpu`
-/// with `f32` or `f64` (the only place the fused update zeroes them); `None` elsewhere or
+/// The address and length of the gradient buffer in `grads` of every parameter of `model`
+/// (with `do_gradient_update`, in the collection's order; a zero buffer is allocated for a
+/// parameter that has none, as `try_zero_grads` would), on `Cpu` with `f32` or `f64` (the only place the fused update zeroes them); `None` elsewhere or
 /// when a buffer is empty (an empty buffer has no address of its own).
 ///
 /// Two readings are equal only if every parameter maps to the same live buffer: a
@@ -133,9 +103,20 @@ fn gradient_buffers<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     if !kernels::is_cpu::<f32, E, D>() && !kernels::is_cpu::<f64, E, D>() {
         return Ok(None);
     }
-    let mut visitor = GradientBuffers { grads, found: Vec::new() };
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut visitor })?;
-    let found = visitor.found;
+    let f32_buffers = kernels::is_cpu::<f32, E, D>();
+    let mut found = Vec::new();
+    each_tensor(model, &mut |_, trained, t| {
+        if trained {
+            found.push(if f32_buffers {
+                let g = t.grad_f32(grads)?;
+                (g.as_ptr() as usize, g.len())
+            } else {
+                let g = t.grad_f64(grads)?;
+                (g.as_ptr() as usize, g.len())
+            });
+        }
+        Ok(())
+    })?;
     Ok(if found.iter().any(|&(_, len)| len == 0) { None } else { Some(found) })
 }
 
