@@ -552,8 +552,9 @@ fn hidden_layers_on_sgemm_match_dfdx_matmul() {
 }
 
 /// One f32 training forward + backward of `sum(out * r)` for a recurrent pooling, with
-/// loupe's sgemm on or off: the output and the frames' gradient (which every step's state
-/// gradient, `d U^T` on sgemm, flows into).
+/// loupe's sgemm on or off: the output (every frame's `h U` on sgemm with `U` packed once)
+/// and the frames' gradient (which every step's state gradient, `d U^T` likewise, flows
+/// into).
 fn recurrent_f32<M, const N: usize>(
     gemm: bool,
     layer: &M,

@@ -18,6 +18,10 @@
 //! thread multiplies its slice of it into its own partial `C`, and the partials are
 //! summed at the end.
 //!
+//! A B used for many products (a recurrent weight, once per frame) can be packed once
+//! into a [`PackedB`] and multiplied with [`sgemm_packed`]: the same driver with the
+//! packing of B skipped, so the result is bit-identical to [`sgemm`]'s.
+//!
 //! `f64` products stay on dfdx's matmul.
 //!
 //! # Example
@@ -50,6 +54,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+pub use super::gemm_packed::{sgemm_packed, PackedB};
 pub use super::gemm_tile::TileKind;
 use super::gemm_tile::{tile, CBase, MR, NR};
 
@@ -198,13 +203,55 @@ pub(crate) fn sgemm_on(
     c: MatMut<'_>,
     accumulate: bool,
 ) -> Result<(), GemmError> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || c.rows != m || c.cols != n {
+    drive(kind, a, PanelsB::Strided(b), c, accumulate)
+}
+
+/// Where a product's B panels come from: packed by each job as it goes ([`sgemm`]), or
+/// read from a [`PackedB`] made beforehand ([`sgemm_packed`]).
+#[derive(Clone, Copy)]
+pub(super) enum PanelsB<'a> {
+    Strided(MatRef<'a>),
+    Packed(&'a PackedB),
+}
+
+impl PanelsB<'_> {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            PanelsB::Strided(b) => b.shape(),
+            PanelsB::Packed(b) => b.shape(),
+        }
+    }
+
+    /// The `NR`-column panels of `B[pc..pc+kc, jc..jc+nc]` in [`pack_b`]'s layout: packed
+    /// into `buf` now, or the same values read in place from the [`PackedB`].
+    fn panels<'s>(&'s self, pc: usize, kc: usize, jc: usize, nc: usize, buf: &'s mut Vec<f32>) -> &'s [f32] {
+        match self {
+            PanelsB::Strided(b) => {
+                pack_b(*b, pc, kc, jc, nc, buf);
+                buf
+            }
+            PanelsB::Packed(b) => b.block(pc, kc, jc, nc),
+        }
+    }
+}
+
+/// The driver of [`sgemm`] and [`sgemm_packed`]: shape checks, then the output cut into
+/// jobs or the inner dimension split (the same cuts whatever B's source).
+pub(super) fn drive(
+    kind: TileKind,
+    a: MatRef<'_>,
+    b: PanelsB<'_>,
+    c: MatMut<'_>,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    let (b_rows, b_cols) = b.shape();
+    let (m, k, n) = (a.rows, a.cols, b_cols);
+    if b_rows != k || c.rows != m || c.cols != n {
         return Err(GemmError::Shapes {
             a_rows: a.rows,
             a_cols: a.cols,
-            b_rows: b.rows,
-            b_cols: b.cols,
+            b_rows,
+            b_cols,
             c_rows: c.rows,
             c_cols: c.cols,
         });
@@ -242,7 +289,7 @@ pub(crate) fn sgemm_on(
 /// dimension dominates (`k >= 16 (m + n)`, each slice many `KC` deep). Cutting the output
 /// instead would have every thread pack all of A (the hidden layer's forward: 89 MB each),
 /// where split-K packs each value of A and B once.
-fn k_slices(m: usize, n: usize, k: usize, threads: usize) -> usize {
+pub(super) fn k_slices(m: usize, n: usize, k: usize, threads: usize) -> usize {
     if threads == 1 || k < 16 * (m + n) || k < 8 * KC * threads {
         1
     } else {
@@ -253,7 +300,7 @@ fn k_slices(m: usize, n: usize, k: usize, threads: usize) -> usize {
 /// The output's rectangles, one job each: cut along the longer side into enough pieces
 /// for every thread (more for very long sides, which balances a loaded machine), each a
 /// multiple of the tile.
-fn output_jobs(m: usize, n: usize, k: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
+pub(super) fn output_jobs(m: usize, n: usize, k: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
     let work = m as f64 * n as f64 * k as f64;
     if threads == 1 || work < 64.0 * 64.0 * 64.0 {
         return vec![(0..m, 0..n)];
@@ -273,12 +320,12 @@ fn output_jobs(m: usize, n: usize, k: usize, threads: usize) -> Vec<(Range<usize
 fn split_k(
     kind: TileKind,
     a: MatRef<'_>,
-    b: MatRef<'_>,
+    b: PanelsB<'_>,
     c: MatMut<'_>,
     accumulate: bool,
     slices: usize,
 ) -> Result<(), GemmError> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, a.cols, c.cols);
     let blocks = k.div_ceil(KC);
     let bounds: Vec<Range<usize>> = (0..slices)
         .map(|s| (s * blocks / slices * KC).min(k)..((s + 1) * blocks / slices * KC).min(k))
@@ -319,7 +366,7 @@ thread_local! {
 fn run_job(
     kind: TileKind,
     a: MatRef<'_>,
-    b: MatRef<'_>,
+    b: PanelsB<'_>,
     c: &CBase<'_>,
     rows: Range<usize>,
     cols: Range<usize>,
@@ -339,12 +386,12 @@ fn run_job(
             let nc = NC.min(cols.end - jc);
             for (slice, pc) in ks.clone().step_by(KC).enumerate() {
                 let kc = KC.min(ks.end - pc);
-                pack_b(b, pc, kc, jc, nc, bbuf);
+                let bpanels = b.panels(pc, kc, jc, nc, bbuf);
                 let first = overwrite && slice == 0;
                 for ic in rows.clone().step_by(MC) {
                     let mc = MC.min(rows.end - ic);
                     pack_a(a, ic, mc, pc, kc, abuf);
-                    for (bp, jr) in bbuf.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
+                    for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
                         for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
                             let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
                             tile(kind, kc, ap, bp, t, first);
@@ -391,10 +438,16 @@ fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut V
 /// Packs `B[pc..pc+kc, jc..jc+nc]` as `NR`-column panels: panel `q`, step `p`, column `j`
 /// at `q * NR * kc + p * NR + j`; columns past `nc` are zero.
 fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, buf: &mut Vec<f32>) {
-    let panels = nc.div_ceil(NR);
     buf.clear();
-    buf.resize(panels * NR * kc, 0.0);
-    for (q, dst) in buf.chunks_exact_mut(NR * kc).enumerate() {
+    buf.resize(nc.div_ceil(NR) * NR * kc, 0.0);
+    pack_b_into(b, pc, kc, jc, nc, buf);
+}
+
+/// [`pack_b`] into `dst`, exactly `nc.div_ceil(NR) * NR * kc` values already zero (only
+/// the columns below `nc` are written).
+pub(super) fn pack_b_into(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+    assert_eq!(dst.len(), nc.div_ceil(NR) * NR * kc, "one block of B panels");
+    for (q, dst) in dst.chunks_exact_mut(NR * kc).enumerate() {
         let c0 = jc + q * NR;
         let w = NR.min(jc + nc - c0);
         if b.col_stride == 1 {

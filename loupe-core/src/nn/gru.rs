@@ -1,8 +1,8 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_host_matmul,
-    try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_last_step, try_pick,
+    try_pick_column, try_weight_gradient, GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -288,6 +288,10 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
 /// to name their gradients; nothing else is saved but the output. The backward builds
 /// each gradient once, as the tensor its weight gradient's matmul reads, and adds it to
 /// the inputs' and weights' gradients in place.
+///
+/// The per-frame products with `Ug` and `Uc` (forward) and with their transposes
+/// (backward) are a [`RecurrentProduct`] each, built once per pass: on `f32` with sgemm
+/// on, each weight is packed once per pass instead of once per frame.
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
@@ -310,11 +314,12 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
     let mut out = dev.try_zeros_like(&(b, s, Const::<H>))?;
     {
         let (gates, cand, states) = (host_mut(&mut pg), host_mut(&mut pc), host_mut(&mut out));
+        let (h_ug, rh_uc) = (RecurrentProduct::try_forward(&ug)?, RecurrentProduct::try_forward(&uc)?);
         let mut h = vec![E::default(); nb * H];
         let mut rh = vec![E::default(); nb * H];
         let mut u = vec![0.0f64; nb * H];
         for t in 0..ns {
-            let zg = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &ug)?) };
+            let zg = if t == 0 { None } else { Some(h_ug.try_apply(&dev, &h, nb)?) };
             for bi in 0..nb {
                 let row = (bi * ns + t) * 2 * H;
                 for k in 0..H {
@@ -329,7 +334,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                     gates[row + H + k] = from_f64(u[bi * H + k]);
                 }
             }
-            let zc = if t == 0 { None } else { Some(try_host_matmul(&dev, &rh, nb, &uc)?) };
+            let zc = if t == 0 { None } else { Some(rh_uc.try_apply(&dev, &rh, nb)?) };
             for bi in 0..nb {
                 let mt = m[bi * ns + t];
                 for k in 0..H {
@@ -362,6 +367,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
         let mut dpc_t = dev.try_zeros_like(&(rows, H))?;
         {
             let (dpg, dpc) = (host_mut(&mut dpg_t), host_mut(&mut dpc_t));
+            let (dzg_ugt, dzc_uct) =
+                (RecurrentProduct::try_backward(&ug)?, RecurrentProduct::try_backward(&uc)?);
             let mut dh = vec![0.0f64; nb * H];
             for t in (0..ns).rev() {
                 let mut dzc = vec![E::default(); nb * H];
@@ -383,7 +390,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                     }
                 }
                 // Through the candidate's recurrent product (r * h) Uc.
-                let drh = if t > 0 { Some(try_host_matmul_transposed(&dev, dzc, nb, &uc)?) } else { None };
+                let drh = if t > 0 { Some(dzc_uct.try_apply(&dev, &dzc, nb)?) } else { None };
                 let mut dzg = vec![E::default(); nb * 2 * H];
                 for bi in 0..nb {
                     let row = (bi * ns + t) * 2 * H;
@@ -400,7 +407,7 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                     }
                 }
                 if t > 0 {
-                    let back = try_host_matmul_transposed(&dev, dzg, nb, &ug)?;
+                    let back = dzg_ugt.try_apply(&dev, &dzg, nb)?;
                     for (acc, v) in dh.iter_mut().zip(back) {
                         *acc += to_f64(v);
                     }

@@ -1,8 +1,8 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_host_matmul,
-    try_host_matmul_transposed, try_last_step, try_pick, try_pick_column, try_weight_gradient, GlorotUniform,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_last_step, try_pick,
+    try_pick_column, try_weight_gradient, GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -244,6 +244,10 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
 /// gradient; nothing else is saved but the output. The backward builds the gradient of
 /// `p` once, as the tensor the weight gradient's matmul reads, and adds it to the input's
 /// and the weight's gradients in place.
+///
+/// The per-frame products `h U` (forward) and `dz U^T` (backward) are a
+/// [`RecurrentProduct`] each, built once per pass: on `f32` with sgemm on, `U` is packed
+/// once per pass instead of once per frame.
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     p: Tensor<(B, S, usize), E, D, T>,
@@ -261,10 +265,11 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
     let mut out = dev.try_zeros_like(&(b, s, 2 * H))?;
     {
         let (gates, states) = (host_mut(&mut p), host_mut(&mut out));
+        let hu = RecurrentProduct::try_forward(&u)?;
         let mut c = vec![0.0f64; nb * H];
         let mut h = vec![E::default(); nb * H];
         for t in 0..ns {
-            let z = if t == 0 { None } else { Some(try_host_matmul(&dev, &h, nb, &u)?) };
+            let z = if t == 0 { None } else { Some(hu.try_apply(&dev, &h, nb)?) };
             for bi in 0..nb {
                 let row = (bi * ns + t) * 4 * H;
                 let mt = m[bi * ns + t];
@@ -313,6 +318,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
         let mut dp_t = dev.try_zeros_like(&(rows, 4 * H))?;
         {
             let dp = host_mut(&mut dp_t);
+            let dz_ut = RecurrentProduct::try_backward(&u)?;
             let mut dc = vec![0.0f64; nb * H];
             let mut dh = vec![0.0f64; nb * H];
             for t in (0..ns).rev() {
@@ -346,7 +352,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
                     }
                 }
                 if t > 0 {
-                    let back = try_host_matmul_transposed(&dev, dz, nb, &u)?;
+                    let back = dz_ut.try_apply(&dev, &dz, nb)?;
                     for (acc, v) in dh.iter_mut().zip(back) {
                         *acc += to_f64(v);
                     }

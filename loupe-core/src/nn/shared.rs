@@ -349,63 +349,97 @@ pub(crate) fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }
 
-/// `h (B, H) x W (H, N)` as host values, `None` standing for an all-zero `h`.
-pub(crate) fn try_host_matmul<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    h: &[E],
-    batch: usize,
-    w: &Tensor<(Const<H>, usize), E, D>,
-) -> Result<Vec<E>, D::Err> {
-    try_tensor_from_slice(dev, h, (batch, Const::<H>))?.try_matmul(w.clone()).map(|t| t.as_vec())
+/// A recurrent layer's product with its recurrent weight `U` (`H x N`), one per frame,
+/// on host values: `h (B, H) x U` forward ([`Self::try_forward`]) or `d (B, N) x U^T`
+/// backward ([`Self::try_backward`], the gradient a recurrent product sends back to the
+/// state). Built once per pass over the frames.
+///
+/// Where loupe's own sgemm runs for `(E, D)` (`f32` on the `Cpu`, fused kernels and sgemm
+/// on: [`kernels::set_gemm`], `LOUPE_GEMM=0`), `U` (or `U^T`, through strides) is packed
+/// once ([`kernels::gemm::PackedB`]: 16 MB at `1024 x 4096`) and every frame's product
+/// is [`kernels::gemm::sgemm_packed`]; `sgemm` would pack it again on every frame, which
+/// at a batch of 16 costs more than the multiplications. Otherwise (`f64`, other devices,
+/// sgemm off) each frame is dfdx's matmul on a tensor made from the host values.
+pub(crate) struct RecurrentProduct<const H: usize, E: Dtype, D: Storage<E>> {
+    way: Way<H, E, D>,
 }
 
-/// `d (B, N) x W^T (N, H)` on loupe's own [`kernels::gemm::sgemm`], when it runs for
-/// `(E, D)` (`f32` on the `Cpu`, sgemm on): the recurrent weight is read in place
-/// (transposed through strides) and no tensor is built per frame. `None` when sgemm does
-/// not run or the weight is not a contiguous `Cpu` tensor. Only this product of the
-/// recurrences moved to sgemm: it measured 1.43x dfdx's matmul, the forward `h W` 1.07x,
-/// within the noise (docs/performance.md).
-fn host_sgemm_transposed<const H: usize, E: Dtype, D: Device<E>>(
-    d: &[f32],
-    batch: usize,
-    w: &Tensor<(Const<H>, usize), E, D>,
-) -> Option<Vec<E>> {
-    use kernels::gemm::{sgemm, MatMut, MatRef};
-    if !kernels::gemm_for::<E, D>() {
-        return None;
+enum Way<const H: usize, E: Dtype, D: Storage<E>> {
+    /// `U` (forward) or `U^T` (backward) packed for sgemm.
+    Packed(kernels::gemm::PackedB),
+    /// `h U` with dfdx's matmul.
+    Forward(Tensor<(Const<H>, usize), E, D>),
+    /// `d U^T` with dfdx's matmul (`U^T` a permuted view of `U`).
+    Backward(Tensor<(usize, Const<H>), E, D>),
+}
+
+impl<const H: usize, E: Dtype, D: Device<E>> RecurrentProduct<H, E, D> {
+    /// `h (B, H) x U (H, N)`, `(B, N)`.
+    pub fn try_forward(u: &Tensor<(Const<H>, usize), E, D>) -> Result<Self, D::Err> {
+        let way = match Self::packed(u, false) {
+            Some(packed) => Way::Packed(packed),
+            None => Way::Forward(u.clone()),
+        };
+        Ok(RecurrentProduct { way })
     }
-    let n = w.shape().1;
-    let wt = MatRef::row_major(kernels::params::<f32, _, _, _>(w)?, H, n).ok()?.transpose();
-    let mut c = vec![0f32; batch * H];
-    sgemm(MatRef::row_major(d, batch, n).ok()?, wt, MatMut::row_major(&mut c, batch, H).ok()?, false).ok()?;
-    cast_vec(c).ok()
+
+    /// `d (B, N) x U^T (N, H)`, `(B, H)`.
+    pub fn try_backward(u: &Tensor<(Const<H>, usize), E, D>) -> Result<Self, D::Err> {
+        let way = match Self::packed(u, true) {
+            Some(packed) => Way::Packed(packed),
+            None => Way::Backward(u.clone().try_permute::<(usize, Const<H>), Axes2<1, 0>>()?),
+        };
+        Ok(RecurrentProduct { way })
+    }
+
+    /// `U` (or `U^T`) packed, when sgemm runs for `(E, D)` and `U` is a contiguous `Cpu`
+    /// tensor of `f32` (read in place).
+    fn packed(u: &Tensor<(Const<H>, usize), E, D>, transposed: bool) -> Option<kernels::gemm::PackedB> {
+        use kernels::gemm::{MatRef, PackedB};
+        if !kernels::gemm_for::<E, D>() {
+            return None;
+        }
+        let u = MatRef::row_major(kernels::params::<f32, _, _, _>(u)?, H, u.shape().1).ok()?;
+        Some(PackedB::new(if transposed { u.transpose() } else { u }))
+    }
+
+    /// The product for one frame: `x` (`batch` rows, row-major) times `U` or `U^T`, as
+    /// host values.
+    ///
+    /// `x` is a `Vec` rather than a slice so that on the sgemm path it is read as the
+    /// `Vec<f32>` it is (a type check, no copy).
+    #[allow(clippy::ptr_arg)]
+    pub fn try_apply(&self, dev: &D, x: &Vec<E>, batch: usize) -> Result<Vec<E>, D::Err> {
+        match &self.way {
+            Way::Packed(u) => {
+                use kernels::gemm::{sgemm_packed, MatMut, MatRef};
+                let (k, n) = u.shape();
+                let x: &Vec<f32> = (x as &dyn std::any::Any).downcast_ref().expect("packed for f32 only");
+                let mut out = vec![0f32; batch * n];
+                sgemm_packed(
+                    MatRef::row_major(x, batch, k).expect("batch rows of the weight's inputs"),
+                    u,
+                    MatMut::row_major(&mut out, batch, n).expect("sized above"),
+                    false,
+                )
+                .expect("the shapes chain");
+                Ok(cast_vec(out).expect("packed for f32 only"))
+            }
+            Way::Forward(u) => {
+                try_tensor_from_slice(dev, x, (batch, Const::<H>))?.try_matmul(u.clone()).map(|t| t.as_vec())
+            }
+            Way::Backward(ut) => {
+                let n = ut.shape().0;
+                try_tensor_from_slice(dev, x, (batch, n))?.try_matmul(ut.clone()).map(|t| t.as_vec())
+            }
+        }
+    }
 }
 
 /// `v` as the `Vec<B>` it is when `A` and `B` are one type; `v` back otherwise.
 fn cast_vec<A: 'static, B: 'static>(v: Vec<A>) -> Result<Vec<B>, Vec<A>> {
     let boxed: Box<dyn std::any::Any> = Box::new(v);
     boxed.downcast::<Vec<B>>().map(|b| *b).map_err(|a| *a.downcast::<Vec<A>>().expect("made from a Vec<A>"))
-}
-
-/// `d (B, N) x W^T (N, H)` as host values: the gradient a recurrent product sends back
-/// to the state.
-pub(crate) fn try_host_matmul_transposed<const H: usize, E: Dtype, D: Device<E>>(
-    dev: &D,
-    d: Vec<E>,
-    batch: usize,
-    w: &Tensor<(Const<H>, usize), E, D>,
-) -> Result<Vec<E>, D::Err> {
-    let mut d = d;
-    if kernels::gemm_for::<E, D>() {
-        let a = cast_vec::<E, f32>(d).expect("sgemm runs for f32 only");
-        match host_sgemm_transposed(&a, batch, w) {
-            Some(out) => return Ok(out),
-            None => d = cast_vec::<f32, E>(a).expect("sgemm runs for f32 only"),
-        }
-    }
-    let n = w.shape().1;
-    let wt = w.clone().try_permute::<(usize, Const<H>), Axes2<1, 0>>()?;
-    try_tensor_from_slice(dev, &d, (batch, n))?.try_matmul(wt).map(|t| t.as_vec())
 }
 
 /// `sum_rows a^T b` for `a (R, H)` and `b (R, N)`: the gradient of a recurrent weight
@@ -475,5 +509,58 @@ mod tests {
         let plain: Vec<f64> = (0..10_000).map(|_| Normal::new(0.0, std).sample(&mut rng)).collect();
         let beyond = plain.iter().filter(|v| v.abs() > 2.0 * std).count();
         assert!((300..700).contains(&beyond), "{beyond} of 10000 beyond two deviations");
+    }
+
+    /// With sgemm on, both directions are exactly `sgemm` on the same values (so the
+    /// packed path ran); with it off, and in f64, dfdx's matmul, equal within rounding.
+    #[test]
+    fn recurrent_product_runs_packed_sgemm_on_f32_and_dfdx_otherwise() {
+        use crate::kernels::gemm::{sgemm, MatMut, MatRef};
+        const H: usize = 7;
+        let (n, batch) = (37, 3);
+        let dev = crate::device::cpu_seeded(5);
+        let u: Tensor<(Const<H>, usize), f32, Cpu> = dev.sample_normal_like(&(Const, n));
+        let h: Vec<f32> = dev.sample_normal_like(&(batch, Const::<H>)).as_vec();
+        let d: Vec<f32> = dev.sample_normal_like(&(batch, n)).as_vec();
+        let uv = u.as_vec();
+        let mut hu = vec![0f32; batch * n];
+        let uref = MatRef::row_major(&uv, H, n).unwrap();
+        sgemm(
+            MatRef::row_major(&h, batch, H).unwrap(),
+            uref,
+            MatMut::row_major(&mut hu, batch, n).unwrap(),
+            false,
+        )
+        .unwrap();
+        let mut dut = vec![0f32; batch * H];
+        let dref = MatRef::row_major(&d, batch, n).unwrap();
+        sgemm(dref, uref.transpose(), MatMut::row_major(&mut dut, batch, H).unwrap(), false).unwrap();
+
+        let run = |gemm: bool| {
+            crate::kernels::set_gemm(gemm);
+            let f = RecurrentProduct::try_forward(&u).unwrap().try_apply(&dev, &h, batch).unwrap();
+            let b = RecurrentProduct::try_backward(&u).unwrap().try_apply(&dev, &d, batch).unwrap();
+            crate::kernels::set_gemm(true);
+            (f, b)
+        };
+        let on = run(true);
+        assert_eq!((&on.0, &on.1), (&hu, &dut));
+        let off = run(false);
+        let u64: Tensor<(Const<H>, usize), f64, Cpu> = u.clone().to_dtype::<f64>();
+        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let f64s = (
+            RecurrentProduct::try_forward(&u64).unwrap().try_apply(&dev, &widen(&h), batch).unwrap(),
+            RecurrentProduct::try_backward(&u64).unwrap().try_apply(&dev, &widen(&d), batch).unwrap(),
+        );
+        for (p, q, r) in
+            on.0.iter()
+                .zip(&off.0)
+                .zip(&f64s.0)
+                .chain(on.1.iter().zip(&off.1).zip(&f64s.1))
+                .map(|((p, q), r)| (p, q, r))
+        {
+            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+            assert!((*p as f64 - r).abs() <= 1e-5 * (1.0 + r.abs()), "{p} vs {r}");
+        }
     }
 }
