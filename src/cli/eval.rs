@@ -130,13 +130,15 @@ impl Job for EvalJob<'_> {
     }
 }
 
-struct PredictJob<'c, W> {
+/// Writes to a trait object: a job generic over its writer was compiled once per writer
+/// type and zoo model.
+struct PredictJob<'c> {
     eval: EvalJob<'c>,
-    out: W,
+    out: Box<dyn Write + 'c>,
     vocabulary: Option<Vocabulary>,
 }
 
-impl<W: Write> Job for PredictJob<'_, W> {
+impl Job for PredictJob<'_> {
     type Output = Result<(usize, SkipReport), RunError>;
     fn run<M, D>(self, device: D) -> Self::Output
     where
@@ -260,7 +262,7 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
     let (_, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
         Some(_) if !collective.is_root() => {
-            on_model(&model, device, PredictJob { eval, out: std::io::sink(), vocabulary })?
+            on_model(&model, device, PredictJob { eval, out: Box::new(std::io::sink()), vocabulary })?
                 .map_err(|e| CliError::context(format!("predicting with {model}"), e))?
         }
         Some(path) => {
@@ -271,7 +273,7 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
             let (n, skipped) = on_model(
                 &model,
                 device,
-                PredictJob { eval, out: std::io::BufWriter::new(file), vocabulary },
+                PredictJob { eval, out: Box::new(std::io::BufWriter::new(file)), vocabulary },
             )?
             .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
@@ -280,8 +282,9 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
         }
         None => {
             let mut buffer = Vec::new();
-            let result = on_model(&model, device, PredictJob { eval, out: &mut buffer, vocabulary })?
-                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let result =
+                on_model(&model, device, PredictJob { eval, out: Box::new(&mut buffer), vocabulary })?
+                    .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;
             }

@@ -19,7 +19,7 @@
 //! summed at the end.
 //!
 //! A B used for many products (a recurrent weight, once per frame) can be packed once
-//! into a [`PackedB`] and multiplied with [`sgemm_packed`]: the same driver with the
+//! into a `gemm_packed::PackedB` and multiplied with `gemm_packed::sgemm_packed`: the same driver with the
 //! packing of B skipped, so the result is bit-identical to [`sgemm`]'s.
 //!
 //! `f64` products stay on dfdx's matmul.
@@ -54,7 +54,6 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-pub use super::gemm_packed::{sgemm_packed, PackedB};
 pub use super::gemm_tile::TileKind;
 use super::gemm_tile::{tile, CBase, MR, NR};
 
@@ -207,11 +206,20 @@ pub(crate) fn sgemm_on(
 }
 
 /// Where a product's B panels come from: packed by each job as it goes ([`sgemm`]), or
-/// read from a [`PackedB`] made beforehand ([`sgemm_packed`]).
+/// read from a `gemm_packed::PackedB` made beforehand (`gemm_packed::sgemm_packed`).
 #[derive(Clone, Copy)]
 pub(super) enum PanelsB<'a> {
     Strided(MatRef<'a>),
-    Packed(&'a PackedB),
+    Packed(&'a dyn PackedPanels),
+}
+
+/// A B packed beforehand, as the driver reads it (`gemm_packed::PackedB`; a trait so that
+/// this module, which that one builds on, does not name it).
+pub(super) trait PackedPanels: Sync {
+    /// Rows and columns of B.
+    fn shape(&self) -> (usize, usize);
+    /// The `NR`-column panels of `B[pc..pc+kc, jc..jc+nc]` in [`pack_b`]'s layout.
+    fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize) -> &[f32];
 }
 
 impl PanelsB<'_> {
@@ -223,7 +231,7 @@ impl PanelsB<'_> {
     }
 
     /// The `NR`-column panels of `B[pc..pc+kc, jc..jc+nc]` in [`pack_b`]'s layout: packed
-    /// into `buf` now, or the same values read in place from the [`PackedB`].
+    /// into `buf` now, or the same values read in place from the `gemm_packed::PackedB`.
     fn panels<'s>(&'s self, pc: usize, kc: usize, jc: usize, nc: usize, buf: &'s mut Vec<f32>) -> &'s [f32] {
         match self {
             PanelsB::Strided(b) => {
@@ -235,7 +243,7 @@ impl PanelsB<'_> {
     }
 }
 
-/// The driver of [`sgemm`] and [`sgemm_packed`]: shape checks, then the output cut into
+/// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output cut into
 /// jobs or the inner dimension split (the same cuts whatever B's source).
 pub(super) fn drive(
     kind: TileKind,

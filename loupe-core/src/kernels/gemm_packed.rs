@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{drive, pack_b_into, GemmError, MatMut, MatRef, PanelsB, KC};
+use super::gemm::{drive, pack_b_into, GemmError, MatMut, MatRef, PackedPanels, PanelsB, KC};
 use super::gemm_tile::{TileKind, NR};
 
 /// A whole `k x n` B, packed once for [`sgemm_packed`].
@@ -52,10 +52,16 @@ impl PackedB {
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
+}
+
+impl PackedPanels for PackedB {
+    fn shape(&self) -> (usize, usize) {
+        PackedB::shape(self)
+    }
 
     /// The panels of `B[pc..pc+kc, jc..jc+nc]`, as `sgemm`'s jobs pack them: `pc` starts
     /// a slice and `jc` a panel.
-    pub(super) fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize) -> &[f32] {
+    fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize) -> &[f32] {
         assert!(pc.is_multiple_of(KC) && kc == KC.min(self.rows - pc), "rows {pc}+{kc} are not one slice");
         assert!(
             jc.is_multiple_of(NR) && jc + nc <= self.cols,
@@ -76,7 +82,8 @@ impl PackedB {
 ///
 /// # Example
 /// ```
-/// use loupe_core::kernels::gemm::{sgemm, sgemm_packed, MatMut, MatRef, PackedB};
+/// use loupe_core::kernels::gemm::{sgemm, MatMut, MatRef};
+/// use loupe_core::kernels::gemm_packed::{sgemm_packed, PackedB};
 /// let u = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3, row-major
 /// // U and U^T, each packed once (the transpose read through strides).
 /// let forward = PackedB::new(MatRef::row_major(&u, 2, 3)?);

@@ -9,7 +9,7 @@
 //! a dfdx op. Matrix products stay dfdx's (gemm), except where loupe's own [`gemm::sgemm`]
 //! measured faster on the model's shapes: the hidden layers' gradients, and the
 //! recurrences' per-frame products forward and backward, whose weight is packed once per
-//! pass ([`gemm::sgemm_packed`]) ([`set_gemm`]).
+//! pass ([`gemm_packed::sgemm_packed`]) ([`set_gemm`]).
 //!
 //! Dispatch is by type at run time, so no layer gains a trait bound: on `Cpu` with `f32`
 //! or `f64` the fused kernels run; on any other device (`Cuda`) or dtype the layers use
@@ -26,7 +26,7 @@
 mod frames;
 pub mod gemm;
 mod gemm_ops;
-mod gemm_packed;
+pub mod gemm_packed;
 mod gemm_tile;
 mod math;
 mod ops;

@@ -356,8 +356,8 @@ pub(crate) fn sigmoid(v: f64) -> f64 {
 ///
 /// Where loupe's own sgemm runs for `(E, D)` (`f32` on the `Cpu`, fused kernels and sgemm
 /// on: [`kernels::set_gemm`], `LOUPE_GEMM=0`), `U` (or `U^T`, through strides) is packed
-/// once ([`kernels::gemm::PackedB`]: 16 MB at `1024 x 4096`) and every frame's product
-/// is [`kernels::gemm::sgemm_packed`]; `sgemm` would pack it again on every frame, which
+/// once ([`kernels::gemm_packed::PackedB`]: 16 MB at `1024 x 4096`) and every frame's product
+/// is [`kernels::gemm_packed::sgemm_packed`]; `sgemm` would pack it again on every frame, which
 /// at a batch of 16 costs more than the multiplications. Otherwise (`f64`, other devices,
 /// sgemm off) each frame is dfdx's matmul on a tensor made from the host values.
 pub(crate) struct RecurrentProduct<const H: usize, E: Dtype, D: Storage<E>> {
@@ -366,7 +366,7 @@ pub(crate) struct RecurrentProduct<const H: usize, E: Dtype, D: Storage<E>> {
 
 enum Way<const H: usize, E: Dtype, D: Storage<E>> {
     /// `U` (forward) or `U^T` (backward) packed for sgemm.
-    Packed(kernels::gemm::PackedB),
+    Packed(kernels::gemm_packed::PackedB),
     /// `h U` with dfdx's matmul.
     Forward(Tensor<(Const<H>, usize), E, D>),
     /// `d U^T` with dfdx's matmul (`U^T` a permuted view of `U`).
@@ -394,8 +394,12 @@ impl<const H: usize, E: Dtype, D: Device<E>> RecurrentProduct<H, E, D> {
 
     /// `U` (or `U^T`) packed, when sgemm runs for `(E, D)` and `U` is a contiguous `Cpu`
     /// tensor of `f32` (read in place).
-    fn packed(u: &Tensor<(Const<H>, usize), E, D>, transposed: bool) -> Option<kernels::gemm::PackedB> {
-        use kernels::gemm::{MatRef, PackedB};
+    fn packed(
+        u: &Tensor<(Const<H>, usize), E, D>,
+        transposed: bool,
+    ) -> Option<kernels::gemm_packed::PackedB> {
+        use kernels::gemm::MatRef;
+        use kernels::gemm_packed::PackedB;
         if !kernels::gemm_for::<E, D>() {
             return None;
         }
@@ -412,7 +416,8 @@ impl<const H: usize, E: Dtype, D: Device<E>> RecurrentProduct<H, E, D> {
     pub fn try_apply(&self, dev: &D, x: &Vec<E>, batch: usize) -> Result<Vec<E>, D::Err> {
         match &self.way {
             Way::Packed(u) => {
-                use kernels::gemm::{sgemm_packed, MatMut, MatRef};
+                use kernels::gemm::{MatMut, MatRef};
+                use kernels::gemm_packed::sgemm_packed;
                 let (k, n) = u.shape();
                 let x: &Vec<f32> = (x as &dyn std::any::Any).downcast_ref().expect("packed for f32 only");
                 let mut out = vec![0f32; batch * n];
