@@ -12,6 +12,8 @@
 use dfdx::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+use crate::walk::{each_tensor, each_tensor_mut};
+
 /// A parameter of a module, read by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedParam<E> {
@@ -25,35 +27,15 @@ pub struct NamedParam<E> {
     pub trainable: bool,
 }
 
-struct Reader<E>(Vec<NamedParam<E>>);
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Reader<E> {
-    type Viewer = (ViewTensorName, ViewTensorRef);
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        (name, t): (String, &Tensor<S, E, D>),
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        self.0.push(NamedParam {
-            name,
-            values: t.as_vec(),
-            shape: t.shape().concrete().into_iter().collect(),
-            trainable: opts.do_gradient_update,
-        });
-        Ok(None)
-    }
-}
-
 /// Every tensor of `model` with its checkpoint name, in visiting order.
 pub fn named_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M) -> Vec<NamedParam<E>> {
-    let mut reader = Reader(Vec::new());
-    // The reader never fails: it only copies.
-    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut reader });
-    reader.0
+    let mut params = Vec::new();
+    // The walk never fails: it only copies.
+    let _ = each_tensor(model, &mut |name, trainable, t| {
+        params.push(NamedParam { name: name.to_string(), values: t.to_host(), shape: t.dims(), trainable });
+        Ok(())
+    });
+    params
 }
 
 /// Every tensor's gradient in `grads`, in the same visiting order as [`named_params`]:
@@ -63,55 +45,13 @@ pub fn named_params<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M
 /// When a trainable tensor has no gradient in `grads` (trace with `model.alloc_grads()`,
 /// or allocate them, so a lost gradient reads as zeros).
 pub fn param_grads<M: TensorCollection<f64, Cpu>>(model: &M, grads: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
-    struct GradReader<'g>(&'g Gradients<f64, Cpu>, Vec<Vec<f64>>);
-    impl TensorVisitor<f64, Cpu> for GradReader<'_> {
-        type Viewer = ViewTensorRef;
-        type Err = <Cpu as HasErr>::Err;
-        type E2 = f64;
-        type D2 = Cpu;
-        fn visit<S: Shape>(
-            &mut self,
-            opts: TensorOptions<S, f64, Cpu>,
-            t: &Tensor<S, f64, Cpu>,
-        ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
-            self.1.push(if opts.do_gradient_update { self.0.get(t).as_vec() } else { Vec::new() });
-            Ok(None)
-        }
-    }
-    let mut reader = GradReader(grads, Vec::new());
-    // The reader never fails: it only copies.
-    let _ = M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut reader });
-    reader.1
-}
-
-struct Writer<'a, E> {
-    name: &'a str,
-    values: &'a [E],
-    found: Option<Result<(), (usize, usize)>>,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Writer<'_, E> {
-    type Viewer = (ViewTensorName, ViewTensorMut);
-    type Err = D::Err;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, E, D>,
-        (name, t): (String, &mut Tensor<S, E, D>),
-    ) -> Result<Option<Tensor<S, E, D>>, Self::Err> {
-        if name == self.name {
-            let expected = t.shape().num_elements();
-            self.found = Some(if expected == self.values.len() {
-                t.copy_from(self.values);
-                Ok(())
-            } else {
-                Err((expected, self.values.len()))
-            });
-        }
-        Ok(None)
-    }
+    let mut found = Vec::new();
+    // The walk never fails: it only copies.
+    let _ = each_tensor(model, &mut |_, trainable, t| {
+        found.push(if trainable { t.grad_to_host(grads) } else { Vec::new() });
+        Ok(())
+    });
+    found
 }
 
 /// Why [`set_param`] could not set a parameter.
@@ -129,9 +69,20 @@ pub fn set_param<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     name: &str,
     values: &[E],
 ) -> Result<(), SetParamError> {
-    let mut writer = Writer { name, values, found: None };
-    let _ = M::iter_tensors(&mut RecursiveWalker { m: (String::new(), model), f: &mut writer });
-    match writer.found {
+    let mut found = None;
+    // The walk never fails: it only copies.
+    let _ = each_tensor_mut(model, &mut |key, _, t| {
+        if key == name {
+            found = Some(if t.len() == values.len() {
+                t.copy_from_host(values);
+                Ok(())
+            } else {
+                Err((t.len(), values.len()))
+            });
+        }
+        Ok(())
+    });
+    match found {
         None => Err(SetParamError::UnknownName(name.to_string())),
         Some(Ok(())) => Ok(()),
         Some(Err((expected, got))) => Err(SetParamError::WrongSize { name: name.to_string(), expected, got }),
@@ -212,24 +163,13 @@ where
     // buffer up front, so a lost gradient reads as zeros (as in training) and is caught below.
     let mut grads = Gradients::leaky();
     {
-        struct Alloc<'g>(&'g mut Gradients<f64, Cpu>);
-        impl TensorVisitor<f64, Cpu> for Alloc<'_> {
-            type Viewer = ViewTensorRef;
-            type Err = <Cpu as HasErr>::Err;
-            type E2 = f64;
-            type D2 = Cpu;
-            fn visit<S: Shape>(
-                &mut self,
-                opts: TensorOptions<S, f64, Cpu>,
-                t: &Tensor<S, f64, Cpu>,
-            ) -> Result<Option<Tensor<S, f64, Cpu>>, Self::Err> {
-                if opts.do_gradient_update {
-                    self.0.try_alloc_for(t)?;
-                }
-                Ok(None)
+        each_tensor(&*model, &mut |_, trainable, t| {
+            if trainable {
+                t.grad_f64(&mut grads)?;
             }
-        }
-        let _ = M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut Alloc(&mut grads) });
+            Ok(())
+        })
+        .expect("cpu allocation");
     }
     grads.try_alloc_for(&x).expect("cpu allocation");
     let x_traced = x.clone().trace(grads);

@@ -111,12 +111,7 @@ pub trait VideoModel<E: Dtype, D: Device<E>>: TensorCollection<E, D> + Sized {
 
     /// Number of trainable parameters.
     fn num_params(&self) -> usize {
-        let mut n = 0;
-        let _ = crate::walk::each_tensor(self, &mut |_, trained, t| {
-            n += if trained { t.len() } else { 0 };
-            Ok(())
-        });
-        n
+        count_params::<E, D, Self>()
     }
 }
 

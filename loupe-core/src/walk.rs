@@ -34,6 +34,8 @@ pub(crate) trait AnyTensor<E: Dtype, D: Device<E>> {
     fn grad_f32<'g>(&self, grads: &'g mut Gradients<E, D>) -> Result<&'g mut Vec<f32>, D::Err>;
     /// [`Self::grad_f32`] for `f64`.
     fn grad_f64<'g>(&self, grads: &'g mut Gradients<E, D>) -> Result<&'g mut Vec<f64>, D::Err>;
+    /// A copy of its gradient in `grads`, which must hold one.
+    fn grad_to_host(&self, grads: &Gradients<E, D>) -> Vec<E>;
     /// The squared L2 norm of its gradient in `grads`, which must hold one.
     fn grad_squared_norm(&self, grads: &Gradients<E, D>) -> Result<f64, D::Err>;
 }
@@ -70,9 +72,11 @@ impl<S: Shape, E: Dtype, D: Device<E>> AnyTensor<E, D> for Tensor<S, E, D> {
     fn grad_f64<'g>(&self, grads: &'g mut Gradients<E, D>) -> Result<&'g mut Vec<f64>, D::Err> {
         kernels::grad_mut::<f64, _, _, _>(grads, self)
     }
+    fn grad_to_host(&self, grads: &Gradients<E, D>) -> Vec<E> {
+        grads.get(self).as_vec()
+    }
     fn grad_squared_norm(&self, grads: &Gradients<E, D>) -> Result<f64, D::Err> {
-        let g = grads.get(self);
-        Ok(g.try_square()?.try_sum::<Rank0, _>()?.as_vec()[0].to_f64().unwrap_or(f64::NAN))
+        squared_norm(&grads.get(self))
     }
 }
 
@@ -87,6 +91,11 @@ impl<S: Shape, E: Dtype, D: Device<E>> AnyTensorMut<E, D> for Tensor<S, E, D> {
         *self = self.device().try_zeros_like(self.shape())?;
         Ok(())
     }
+}
+
+/// The squared L2 norm of `t`'s values, on its device.
+pub(crate) fn squared_norm<S: Shape, E: Dtype, D: Device<E>>(t: &Tensor<S, E, D>) -> Result<f64, D::Err> {
+    Ok(t.clone().try_square()?.try_sum::<Rank0, _>()?.as_vec()[0].to_f64().unwrap_or(f64::NAN))
 }
 
 /// What a walk calls for each tensor: its name (field names joined with dots, as dfdx's

@@ -19,8 +19,9 @@
 //! summed at the end.
 //!
 //! A B used for many products (a recurrent weight, once per frame) can be packed once
-//! into a `gemm_packed::PackedB` and multiplied with `gemm_packed::sgemm_packed`: the same driver with the
-//! packing of B skipped, so the result is bit-identical to [`sgemm`]'s.
+//! into a `gemm_packed::PackedB` and multiplied with `gemm_packed::sgemm_packed`: the
+//! same driver with the packing of B skipped, so the result is bit-identical to
+//! [`sgemm`]'s.
 //!
 //! `f64` products stay on dfdx's matmul.
 //!
@@ -243,8 +244,8 @@ impl PanelsB<'_> {
     }
 }
 
-/// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output cut into
-/// jobs or the inner dimension split (the same cuts whatever B's source).
+/// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output
+/// cut into jobs or the inner dimension split (the same cuts whatever B's source).
 pub(super) fn drive(
     kind: TileKind,
     a: MatRef<'_>,
@@ -482,11 +483,11 @@ pub(super) fn pack_b_into(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: us
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A deterministic pseudo-random matrix in [-1, 1).
-    fn random(len: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::kernels) fn random(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
@@ -553,7 +554,8 @@ mod tests {
         }
     }
 
-    fn kinds() -> Vec<TileKind> {
+    /// The portable tile and, when this CPU has a faster one, that one.
+    pub(in crate::kernels) fn kinds() -> Vec<TileKind> {
         let mut kinds = vec![TileKind::Portable];
         if TileKind::detect() != TileKind::Portable {
             kinds.push(TileKind::detect());

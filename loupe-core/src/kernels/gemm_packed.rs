@@ -113,28 +113,8 @@ pub fn sgemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::gemm::tests::{kinds, random};
     use crate::kernels::gemm::{k_slices, output_jobs, sgemm_on, MC, NC};
-
-    /// A deterministic pseudo-random matrix in [-1, 1).
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn kinds() -> Vec<TileKind> {
-        let mut kinds = vec![TileKind::Portable];
-        if TileKind::detect() != TileKind::Portable {
-            kinds.push(TileKind::detect());
-        }
-        kinds
-    }
 
     /// `sgemm_packed`'s driver and `sgemm` on the same operands (B row-major or a
     /// transposed view, C with a padded row stride over random values), overwriting and

@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 
 use crate::kernels::{self, CpuFloat, Real};
-use crate::walk::{each_tensor, each_tensor_mut};
+use crate::walk::{each_tensor, each_tensor_mut, squared_norm};
 
 /// How gradients are clipped before the update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,10 +79,6 @@ fn zeroed_like<E: Dtype, D: Device<E>, M: TensorCollection<E, D> + Clone>(model:
     let mut zeros = model.clone();
     each_tensor_mut(&mut zeros, &mut |_, _, t| t.replace_with_zeros())?;
     Ok(zeros)
-}
-
-fn squared_norm<S: Shape, E: Dtype, D: Device<E>>(g: &Tensor<S, E, D>) -> Result<f64, D::Err> {
-    Ok(g.clone().try_square()?.try_sum::<Rank0, _>()?.as_vec()[0].to_f64().unwrap_or(f64::NAN))
 }
 
 /// Where [`Update`] reads gradients from: shared (copied out per variable) or owned

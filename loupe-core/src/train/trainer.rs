@@ -90,8 +90,9 @@ pub struct Trainer<M, E: Dtype, D: Device<E>> {
 
 /// The address and length of the gradient buffer in `grads` of every parameter of `model`
 /// (with `do_gradient_update`, in the collection's order; a zero buffer is allocated for a
-/// parameter that has none, as `try_zero_grads` would), on `Cpu` with `f32` or `f64` (the only place the fused update zeroes them); `None` elsewhere or
-/// when a buffer is empty (an empty buffer has no address of its own).
+/// parameter that has none, as `try_zero_grads` would), on `Cpu` with `f32` or `f64` (the
+/// only place the fused update zeroes them); `None` elsewhere or when a buffer is empty
+/// (an empty buffer has no address of its own).
 ///
 /// Two readings are equal only if every parameter maps to the same live buffer: a
 /// parameter whose gradient was missing (a replaced model's new tensor ids) gets a new
