@@ -100,6 +100,75 @@ pub(crate) fn tile(kind: TileKind, kc: usize, a: &[f32], b: &[f32], c: CTile, ov
     }
 }
 
+/// Writes the transpose of an `NR x NR` square into one packed panel of B: row `j` of the
+/// square is `src[j * stride ..][..NR]` (column `j` of a transposed B, contiguous) and
+/// becomes column `j` of `dst`'s `NR` rows of `NR` values. Eight loads, shuffles and
+/// eight stores per `8 x 8` quarter on AVX2, a scalar loop elsewhere.
+pub(crate) fn transpose_square(kind: TileKind, src: &[f32], stride: usize, dst: &mut [f32]) {
+    assert!(src.len() >= (NR - 1) * stride + NR && dst.len() >= NR * NR);
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        TileKind::Avx2Fma => {
+            for (r, c) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                // SAFETY: AVX2 was detected (as for the tile); the quarter reads rows
+                // `r..r+8` at columns `c..c+8` of the `NR x NR` square checked above, and
+                // writes rows `c..c+8`, columns `r..r+8` of `dst`'s `NR x NR`.
+                unsafe {
+                    transpose_8x8(src.as_ptr().add(r * stride + c), stride, dst.as_mut_ptr().add(c * NR + r))
+                }
+            }
+        }
+        _ => {
+            for (j, row) in src.chunks(stride.max(1)).take(NR).enumerate() {
+                for (p, &v) in row[..NR].iter().enumerate() {
+                    dst[p * NR + j] = v;
+                }
+            }
+        }
+    }
+}
+
+/// `dst[p * NR + j] = src[j * stride + p]` for `p, j < 8`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_8x8(src: *const f32, stride: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole function): the caller guarantees 8 rows of 8 readable values `stride`
+    // apart at `src` and 8 rows of 8 writable values `NR` apart at `dst`.
+    unsafe {
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(src.add(j * stride)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        for (p, v) in out.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(p * NR), v);
+        }
+    }
+}
+
 /// Adds (or writes) the accumulated tile into C.
 fn store(acc: &[[f32; NR]; MR], c: CTile, overwrite: bool) {
     for (i, row) in acc.iter().enumerate().take(c.rows) {
@@ -170,5 +239,29 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite
             }
         }
         store(&spill, c, overwrite);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_square_writes_each_row_as_a_column_on_every_kind() {
+        let stride = NR + 5;
+        let src: Vec<f32> = (0..(NR - 1) * stride + NR).map(|v| v as f32).collect();
+        let mut kinds = vec![TileKind::Portable];
+        if TileKind::detect() != TileKind::Portable {
+            kinds.push(TileKind::detect());
+        }
+        for kind in kinds {
+            let mut dst = vec![-1.0; NR * NR];
+            transpose_square(kind, &src, stride, &mut dst);
+            for p in 0..NR {
+                for j in 0..NR {
+                    assert_eq!(dst[p * NR + j], src[j * stride + p], "{kind:?} ({p}, {j})");
+                }
+            }
+        }
     }
 }
