@@ -805,6 +805,13 @@ fn skip_corrupt_uses_the_good_records_and_counts_the_bad_per_reason() {
         ),
         "{stderr}"
     );
+    // The end-to-end rate counts the videos written.
+    let rate = stderr
+        .lines()
+        .find(|l| l.starts_with("predicted 203 videos in "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let per_second: f64 = rate.rsplit(": ").next().unwrap().trim_end_matches(" videos/s").parse().unwrap();
+    assert!(per_second > 0.0, "{rate}");
 
     let out = loupe(&["inspect", mixed.to_str().unwrap(), "--skip-corrupt", "--num-classes", "10", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -259,7 +259,8 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
         collective,
     )?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
-    let (_, skipped) = match &args.output_file {
+    let started = std::time::Instant::now();
+    let (written, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
         Some(_) if !collective.is_root() => {
             on_model(&model, device, PredictJob { eval, out: Box::new(std::io::sink()), vocabulary })?
@@ -293,6 +294,13 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
     };
     if collective.is_root() {
         report_skipped("input data", &skipped);
+        // End to end: the checkpoint's loading, the decoding (which overlaps the model's
+        // batches on its own thread) and the writing.
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "predicted {written} videos in {seconds:.2} s: {:.1} videos/s",
+            written as f64 / seconds.max(1e-9)
+        );
     }
     Ok(())
 }

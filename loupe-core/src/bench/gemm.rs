@@ -1,7 +1,8 @@
 //! dfdx's `try_matmul` (gemm 0.15) against loupe's own [`crate::kernels::gemm::sgemm`] on
 //! the model's shapes, timed alternately in one run (`loupe bench --gemm`): the square
-//! `2048^3` product, the hidden layer's forward `80 x 278528 x 1024` and its two backward
-//! products, and the recurrences' per-frame product and its transposed form.
+//! `2048^3` product, the NetVLAD pooling's products, the hidden layer's forward
+//! `80 x 278528 x 1024` and its two backward products, and the recurrences' per-frame
+//! product and its transposed form.
 //!
 //! Both read the same values; dfdx reads transposed operands as permuted (strided)
 //! tensors, loupe through [`MatRef::transpose`]. dfdx allocates its output from its cache
@@ -38,14 +39,22 @@ impl GemmShape {
     }
 }
 
-/// The model's products at batch `batch`: `square^3`; the paper-size hidden layer
-/// (278,528 pooled inputs to 1,024 units) forward, weight gradient (`X^T dY`) and input
-/// gradient (`dY W^T`); an LSTM's recurrent product with 1,024 cells (`h W`, `W` 1024 x
-/// 4096) and the gradient it sends back (`d W^T`).
+/// The model's products at batch `batch`: `square^3`; the paper-size video NetVLAD (300
+/// frames of 1,024 features, 256 clusters): the soft assignment `X W` of all the batch's
+/// frames and its weight gradient `X^T dA`, the aggregation `X^T A` of one video and the
+/// assignment's gradient `X dV` it sends back; the hidden layer (278,528 pooled inputs to
+/// 1,024 units) forward, weight gradient (`X^T dY`) and input gradient (`dY W^T`); an
+/// LSTM's recurrent product with 1,024 cells (`h W`, `W` 1024 x 4096) and the gradient it
+/// sends back (`d W^T`).
 pub fn model_shapes(batch: usize, square: usize) -> Vec<GemmShape> {
     let (pooled, hidden, cells) = (278_528, 1024, 1024);
+    let (frames, features, clusters) = (300, 1024, 256);
     vec![
         GemmShape::new("square", (square, square, square), false, false),
+        GemmShape::new("netvlad assignment X W", (batch * frames, features, clusters), false, false),
+        GemmShape::new("netvlad dW = X^T dA", (features, batch * frames, clusters), true, false),
+        GemmShape::new("netvlad one video X^T A", (features, frames, clusters), true, false),
+        GemmShape::new("netvlad one video X dV", (frames, features, clusters), false, false),
         GemmShape::new("hidden forward X W", (batch, pooled, hidden), false, false),
         GemmShape::new("hidden dW = X^T dY", (pooled, batch, hidden), true, false),
         GemmShape::new("hidden dX = dY W^T", (batch, hidden, pooled), false, true),
@@ -186,6 +195,7 @@ mod tests {
         assert!(row.max_relative_difference < 1e-5, "{row:?}");
         assert!(row.dfdx_ms > 0.0 && row.loupe_ms > 0.0);
         assert!(table(&[row], Some(100.0)).contains("9 x 40 x 21"));
-        assert_eq!(model_shapes(80, 64)[1].flops(), 2.0 * 80.0 * 278_528.0 * 1024.0);
+        let hidden = model_shapes(80, 64).into_iter().find(|s| s.name == "hidden forward X W").unwrap();
+        assert_eq!(hidden.flops(), 2.0 * 80.0 * 278_528.0 * 1024.0);
     }
 }

@@ -13,11 +13,14 @@
 
 use dfdx::prelude::*;
 
+use super::gemm::MatRef;
+use super::gemm_ops::{product, try_rows_product, view};
 use super::math::{self, Real};
+use super::view::params;
 use super::view::{
     contiguous, expect_view, grad_mut, read, restore_grad, take_grad, tensor_from, write, zeroed,
 };
-use super::{cpu_float, CpuFloat};
+use super::{cpu_float, gemm_for, CpuFloat};
 
 /// `x W (+ bias)`: frames `x` (`(B, S, F)`, data) times weights `w` (`F x K`, taped),
 /// plus an optional constant row `bias` (`K`, no gradient). Backward: `gw += x^T g`.
@@ -68,7 +71,11 @@ fn frames_matmul<
     bias: Option<&Tensor<Rank1<K>, E, D>>,
 ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
     let (w, mut tape) = w.split_tape();
-    let mut out = x.clone().try_matmul(w.clone())?;
+    let (b, s, _) = *x.shape();
+    let mut out = match try_rows_product(x, &w, (b, s, Const::<K>))? {
+        Some(out) => out,
+        None => x.clone().try_matmul(w.clone())?,
+    };
     if let Some(b) = bias {
         match (read::<R, _, _, _>(b)?, read::<R, _, _, _>(&out)?) {
             (Some(bias), Some(mut y)) => {
@@ -88,6 +95,12 @@ fn frames_matmul<
             let g = grads.get(&out_keep);
             let (b, s, _) = *x_keep.shape();
             let rows = b.size() * s.size();
+            if let (true, Some(xv), Some(gv)) =
+                (gemm_for::<E, D>(), params::<f32, _, _, _>(&x_keep), params(&g))
+            {
+                product(view(xv, rows, F).transpose(), view(gv, rows, K), grad_mut(grads, &w)?, true);
+                return Ok(());
+            }
             let xt = x_keep.clone().try_reshape_like(&(rows, Const::<F>))?.try_permute::<_, Axes2<1, 0>>()?;
             let gw = xt.try_matmul(g.try_reshape_like(&(rows, Const::<K>))?)?;
             match read::<R, _, _, _>(&gw)? {
@@ -168,13 +181,24 @@ fn frames_weighted_sum<
     }
     let mut tape = a_tape.merge(scale_tape);
     // p = x^T a per video (its values kept for the scale's gradient), out = scale[f] p.
-    let p = x.clone().try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a.clone())?;
-    let (p_shape, dev) = (*p.shape(), p.device().clone());
-    let pv = match read::<R, _, _, _>(&p)? {
-        Some(pv) => pv,
-        None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
+    let (batch, frames, _) = *x.shape();
+    let (p_shape, dev) = ((batch, Const::<F>, Const::<K>), x.device().clone());
+    let sgemm = match (gemm_for::<E, D>(), params::<f32, _, _, _>(x), params::<f32, _, _, _>(&a)) {
+        (true, Some(xv), Some(av)) => Some((xv, av)),
+        _ => None,
     };
-    drop(p);
+    let pv = match sgemm {
+        Some((xv, av)) => {
+            let mut pv = zeroed::<R, E, _>(&dev, batch.size() * F * K)?;
+            let out = expect_view(R::as_f32_mut(&mut pv));
+            per_video(xv, av, out, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
+            pv
+        }
+        None => {
+            let p = x.clone().try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a.clone())?;
+            expect_view(read::<R, _, _, _>(&p)?)
+        }
+    };
     let scale_values = expect_view(read::<R, _, _, _>(&scale)?);
     let mut ys = zeroed::<R, E, _>(&dev, pv.len())?;
     math::scale_features_forward(&pv, F, K, &scale_values, &mut ys);
@@ -190,9 +214,16 @@ fn frames_weighted_sum<
             math::scale_features_backward(&pv, &gy, F, K, &scale_values, &mut gps, &mut gscale);
             restore_grad(grads, &scale, gscale)?;
             restore_grad(grads, &out_keep, gy)?;
+            // ga += x gp per video: (S, F) x (F, K).
+            if let (true, Some(xv), Some(gpv)) =
+                (gemm_for::<E, D>(), params::<f32, _, _, _>(&x_keep), R::as_f32(&gps))
+            {
+                let ga = grad_mut::<f32, _, _, _>(grads, &a)?;
+                per_video(xv, gpv, ga, frames.size(), (F, K), |x, gp, ga| product(x, gp, ga, true));
+                return Ok(());
+            }
             let gp = tensor_from(&dev, p_shape, &gps)?;
             drop(gps);
-            // ga += x gp per video: (S, F) x (F, K).
             let ga = x_keep.clone().try_matmul(gp)?;
             let ga = expect_view(read::<R, _, _, _>(&ga)?);
             math::scaled_add(grad_mut::<R, _, _, _>(grads, &a)?, R::one(), &ga);
@@ -200,6 +231,57 @@ fn frames_weighted_sum<
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// `x_v^T a_v` for each video `v` (frames `x`: `(B, S, F)`, assignments `a`: `(B, S, K)`)
+/// on sgemm, untaped; `None` unless sgemm is on for `(E, D)` and both are contiguous `Cpu`
+/// tensors.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_video_weighted_sums<
+    B: Dim,
+    S: Dim,
+    const F: usize,
+    const K: usize,
+    E: Dtype,
+    D: Device<E>,
+>(
+    a: &Tensor<(B, S, Const<K>), E, D>,
+    x: &Tensor<(B, S, Const<F>), E, D>,
+) -> Result<Option<Tensor<(B, Const<F>, Const<K>), E, D>>, D::Err> {
+    let (true, Some(xv), Some(av)) =
+        (gemm_for::<E, D>(), params::<f32, _, _, _>(x), params::<f32, _, _, _>(a))
+    else {
+        return Ok(None);
+    };
+    let (batch, frames, _) = *x.shape();
+    let mut sums = zeroed::<f32, E, D>(x.device(), batch.size() * F * K)?;
+    per_video(xv, av, &mut sums, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
+    Ok(Some(tensor_from(x.device(), (batch, Const::<F>, Const::<K>), &sums)?))
+}
+
+/// Runs `f(x_v, y_v, z_v)` for each video `v` of a batch: `x_v` its `frames x F` frames,
+/// `y_v` the `y` rows of the video (`frames` rows of `K`, or `F` of `K`: whatever `y`
+/// holds per video) and `z_v` its share of `z`, each row-major. The products inside use
+/// every thread.
+fn per_video(
+    x: &[f32],
+    y: &[f32],
+    z: &mut [f32],
+    frames: usize,
+    (features, clusters): (usize, usize),
+    mut f: impl FnMut(MatRef<'_>, MatRef<'_>, &mut [f32]),
+) {
+    let videos = x.len() / (frames * features).max(1);
+    if videos == 0 {
+        return;
+    }
+    let (y_len, z_len) = (y.len() / videos, z.len() / videos);
+    let y_rows = y_len / clusters;
+    for v in 0..videos {
+        let xv = view(&x[v * frames * features..][..frames * features], frames, features);
+        let yv = view(&y[v * y_len..][..y_len], y_rows, clusters);
+        f(xv, yv, &mut z[v * z_len..][..z_len]);
+    }
 }
 
 /// `y = x scale + shift` per channel for frames `x` (`(B, S, F)`, data) and taped `scale`,

@@ -422,10 +422,14 @@ fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut V
         let r0 = ic + q * MR;
         let h = MR.min(ic + mc - r0);
         if a.row_stride == 1 {
-            // Columns contiguous (a transposed row-major matrix): copy runs of `h`.
+            // Columns contiguous (a transposed row-major matrix): copy runs of `h` (a
+            // whole panel's as one fixed-size copy, not a call to `memmove` each).
             for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
                 let at = (pc + p) * a.col_stride + r0;
-                d[..h].copy_from_slice(&a.data[at..at + h]);
+                match <&[f32; MR]>::try_from(&a.data[at..at + h]) {
+                    Ok(run) => d.copy_from_slice(run),
+                    Err(_) => d[..h].copy_from_slice(&a.data[at..at + h]),
+                }
             }
         } else {
             for i in 0..h {

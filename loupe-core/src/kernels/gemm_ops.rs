@@ -1,9 +1,7 @@
 //! `x W` for a batch of rows and a weight, with its backward (`gx += g W^T`,
-//! `gW += x^T g`) on loupe's own [`super::gemm::sgemm`]: the hidden layer's products
-//! (`80 x 278528 x 1024` at paper size). Each product runs where it measured faster
-//! (`loupe bench --gemm`, docs/performance.md): the weight's gradient on sgemm (2.9x
-//! dfdx's matmul), the input's gradient on sgemm (level), the forward on dfdx's matmul
-//! (sgemm 0.86x there), so an untaped (evaluation) call is dfdx's matmul alone.
+//! `gW += x^T g`), on loupe's own [`super::gemm::sgemm`]: the hidden layer's products
+//! (`80 x 278528 x 1024` at paper size), in training and in evaluation. All three run
+//! faster there than on dfdx's matmul (`loupe bench --gemm`, docs/performance.md).
 //!
 //! Runs on `Cpu` with `f32` when the fused kernels and sgemm are both on ([`super::set_gemm`],
 //! `LOUPE_GEMM=0` turns it off); otherwise, and for `f64`, it is dfdx's `try_matmul`.
@@ -13,46 +11,69 @@
 use dfdx::prelude::*;
 
 use super::gemm::{sgemm, MatMut, MatRef};
-use super::view::{expect_view, grad_mut, params, restore_grad, take_grad};
+use super::view::{expect_view, grad_mut, params, restore_grad, take_grad, tensor_from, zeroed};
 
 /// `x W`: rows `x` (`(B, I)`, taped) times the weight `w` (`I x O`, its gradient on `x`'s
-/// tape).
-pub(crate) fn try_weight_product<
-    B: Dim,
-    const I: usize,
-    const O: usize,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
->(
+/// tape; `O` may be a run-time size, as for a reshaped `I x V x M` weight).
+pub(crate) fn try_weight_product<B: Dim, const I: usize, O: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<(B, Const<I>), E, D, T>,
-    w: &Tensor<Rank2<I, O>, E, D>,
-) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    if !T::OWNS_TAPE || !super::gemm_for::<E, D>() {
+    w: &Tensor<(Const<I>, O), E, D>,
+) -> Result<Tensor<(B, O), E, D, T>, D::Err> {
+    if !super::gemm_for::<E, D>() {
         return x.try_matmul(w.retaped::<T>());
     }
     let (x, tape) = x.split_tape();
     if params::<f32, _, _, _>(&x).is_none() || params::<f32, _, _, _>(w).is_none() {
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
-    sgemm_product(x, tape, w)
+    let shape = (x.shape().0, w.shape().1);
+    sgemm_product(x, tape, w, shape)
 }
 
-fn sgemm_product<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    x: Tensor<(B, Const<I>), E, D>,
+/// [`try_weight_product`] for sequences: every frame of `x` (`(B, S, I)`, taped) times
+/// `w`, as one `(B S) x I` by `I x O` product (the recurrences' input projections).
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_sequence_weight_product<
+    B: Dim,
+    S: Dim,
+    const I: usize,
+    O: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
+    x: Tensor<(B, S, Const<I>), E, D, T>,
+    w: &Tensor<(Const<I>, O), E, D>,
+) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
+    if !super::gemm_for::<E, D>() {
+        return x.try_matmul(w.retaped::<T>());
+    }
+    let (x, tape) = x.split_tape();
+    if params::<f32, _, _, _>(&x).is_none() || params::<f32, _, _, _>(w).is_none() {
+        return x.put_tape(tape).try_matmul(w.retaped::<T>());
+    }
+    let (b, s, _) = *x.shape();
+    sgemm_product(x, tape, w, (b, s, w.shape().1))
+}
+
+/// The product on sgemm, whatever the rows' shape `X` (its last axis `I`) and the
+/// output's `Y` (the same rows, `O` columns).
+fn sgemm_product<X: Shape, Y: Shape, const I: usize, O: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<X, E, D>,
     mut tape: T,
-    w: &Tensor<Rank2<I, O>, E, D>,
-) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    let rows = x.shape().0.size();
-    let out = x.clone().try_matmul(w.clone())?;
+    w: &Tensor<(Const<I>, O), E, D>,
+    shape: Y,
+) -> Result<Tensor<Y, E, D, T>, D::Err> {
+    let (rows, o) = (x.shape().num_elements() / I, w.shape().1.size());
+    let out = expect_view(try_rows_product(&x, w, shape)?);
     if T::OWNS_TAPE {
         let (x_keep, w_keep, out_keep) = (x.clone(), w.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let g = take_grad::<f32, _, _, _>(grads, &out_keep)?;
             let (xv, wv) = (expect_view(params(&x_keep)), expect_view(params(&w_keep)));
-            let gv = view(&g, rows, O);
+            let gv = view(&g, rows, o);
             // gx += g W^T (rows x O x I), gW += x^T g (I x rows x O).
-            product(gv, view(wv, I, O).transpose(), grad_mut(grads, &x_keep)?, true);
+            product(gv, view(wv, I, o).transpose(), grad_mut(grads, &x_keep)?, true);
             product(view(xv, rows, I).transpose(), gv, grad_mut(grads, &w_keep)?, true);
             restore_grad(grads, &out_keep, g)
         });
@@ -60,13 +81,34 @@ fn sgemm_product<B: Dim, const I: usize, const O: usize, E: Dtype, D: Device<E>,
     Ok(out.put_tape(tape))
 }
 
+/// `x W` for `x` of any shape whose last axis is `I` (its other axes the rows), into a new
+/// tensor of `shape`, on sgemm; `None` (nothing done) unless sgemm is on for `(E, D)` and
+/// both are contiguous `Cpu` tensors.
+pub(crate) fn try_rows_product<S: Shape, Y: Shape, const I: usize, O: Dim, E: Dtype, D: Device<E>>(
+    x: &Tensor<S, E, D>,
+    w: &Tensor<(Const<I>, O), E, D>,
+    shape: Y,
+) -> Result<Option<Tensor<Y, E, D>>, D::Err> {
+    if !super::gemm_for::<E, D>() {
+        return Ok(None);
+    }
+    let (Some(xv), Some(wv)) = (params::<f32, _, _, _>(x), params::<f32, _, _, _>(w)) else {
+        return Ok(None);
+    };
+    let (rows, o) = (xv.len() / I, w.shape().1.size());
+    assert_eq!(shape.num_elements(), rows * o, "the product's shape");
+    let mut values = zeroed::<f32, E, D>(x.device(), rows * o)?;
+    product(view(xv, rows, I), view(wv, I, o), &mut values, false);
+    Ok(Some(tensor_from(x.device(), shape, &values)?))
+}
+
 /// The row-major `rows x cols` view of a tensor's values (whose length its type fixed).
-fn view(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
+pub(crate) fn view(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
     MatRef::row_major(data, rows, cols).expect("a tensor holds rows x cols values")
 }
 
 /// `c (+)= a b`, `c` row-major.
-fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
     let (m, n) = (a.shape().0, b.shape().1);
     let c = MatMut::row_major(c, m, n).expect("a tensor holds rows x cols values");
     sgemm(a, b, c, accumulate).expect("the tensors' types fix the shapes of the product");
@@ -76,9 +118,9 @@ fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
 mod tests {
     use super::*;
 
-    /// With sgemm on, both gradients are exactly what `sgemm` computes on the same values
-    /// (so the dispatch took this path) and the output is dfdx's; with it off (dfdx
-    /// throughout) the same within f32 rounding.
+    /// With sgemm on, the output (taped or not) and both gradients are exactly what
+    /// `sgemm` computes on the same values (so the dispatch took this path); with it off
+    /// (dfdx throughout) the same within f32 rounding.
     #[test]
     fn the_op_runs_sgemm_forward_and_backward() {
         let dev = Cpu::seed_from_u64(3);
@@ -93,7 +135,10 @@ mod tests {
             (out, grads.get(&x).as_vec(), grads.get(&w).as_vec())
         };
         let (xv, wv) = (x.as_vec(), w.as_vec());
-        let y = x.clone().matmul(w.clone()).as_vec();
+        let mut y = vec![0f32; 7 * 21];
+        product(view(&xv, 7, 300), view(&wv, 300, 21), &mut y, false);
+        crate::kernels::set_gemm(true);
+        assert_eq!(try_weight_product(x.clone(), &w).unwrap().as_vec(), y, "the untaped (evaluation) call");
         let ones = vec![1f32; 7 * 21];
         let mut gx = vec![0f32; 7 * 300];
         product(view(&ones, 7, 21), view(&wv, 300, 21).transpose(), &mut gx, true);

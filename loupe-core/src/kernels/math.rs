@@ -8,9 +8,28 @@ use rayon::prelude::*;
 pub(crate) trait Real:
     num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + dfdx::dtypes::Unit
 {
+    /// The values as `f32`s when that is what they are (their products can then run on
+    /// [`super::gemm::sgemm`]), `None` for `f64`.
+    fn as_f32(values: &[Self]) -> Option<&[f32]>;
+    /// [`Real::as_f32`] for values to write.
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
 }
-impl Real for f32 {}
-impl Real for f64 {}
+impl Real for f32 {
+    fn as_f32(values: &[f32]) -> Option<&[f32]> {
+        Some(values)
+    }
+    fn as_f32_mut(values: &mut [f32]) -> Option<&mut [f32]> {
+        Some(values)
+    }
+}
+impl Real for f64 {
+    fn as_f32(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
+    }
+}
 
 fn real<F: Real>(v: f64) -> F {
     F::from_f64(v).expect("constant fits the float type")

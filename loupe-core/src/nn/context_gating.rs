@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 
 use super::shared::{try_affine, Normal};
 use super::BatchNorm;
+use crate::kernels::try_weight_product;
 
 pub mod builder {
     /// Builder of [`super::ContextGating`].
@@ -87,7 +88,7 @@ impl<B: Dim, const N: usize, E: Dtype, D: Device<E>, T: Tape<E, D>> ModuleMut<Te
     type Error = D::Err;
     fn try_forward_mut(&mut self, x: Tensor<(B, Const<N>), E, D, T>) -> Result<Self::Output, D::Err> {
         // X is used twice: the gate path gets a retaped copy, the product the original.
-        let gates = x.retaped::<T>().try_matmul(self.weight.retaped::<T>())?;
+        let gates = try_weight_product(x.retaped::<T>(), &self.weight)?;
         let gates = self.bn.try_forward_mut(gates)?.try_sigmoid()?;
         gates.try_mul(x)
     }
@@ -99,7 +100,7 @@ impl<B: Dim, const N: usize, E: Dtype, D: Device<E>> Module<Tensor<(B, Const<N>)
     type Output = Tensor<(B, Const<N>), E, D>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, Const<N>), E, D>) -> Result<Self::Output, D::Err> {
-        let gates = x.clone().try_matmul(self.weight.clone())?;
+        let gates = try_weight_product(x.clone(), &self.weight)?;
         let gates = self.bn.try_forward(gates)?.try_sigmoid()?;
         gates.try_mul(x)
     }

@@ -7,7 +7,7 @@ use super::shared::{
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 
-use crate::kernels::{restore_grad, take_grad};
+use crate::kernels::{restore_grad, take_grad, try_sequence_weight_product};
 
 pub mod builder {
     /// Builder of [`super::GruPooling`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
@@ -154,16 +154,16 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
     ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
         let (b, s, _) = *x.shape();
         // All frames' input projections at once.
-        let wg = self.gate_input_weights.retaped::<T>().try_reshape_like(&(Const::<I>, 2 * H))?;
+        let wg = self.gate_input_weights.clone().try_reshape_like(&(Const::<I>, 2 * H))?;
         let gate_bias = self
             .gate_bias
             .retaped::<T>()
             .try_reshape_like(&(2 * H,))?
             .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 2 * H))?;
-        let pg = x.retaped::<T>().try_matmul(wg)?.try_add(gate_bias)?;
+        let pg = try_sequence_weight_product(x.retaped::<T>(), &wg)?.try_add(gate_bias)?;
         let candidate_bias =
             self.candidate_bias.retaped::<T>().try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
-        let pc = x.try_matmul(self.candidate_input_weights.retaped::<T>())?.try_add(candidate_bias)?;
+        let pc = try_sequence_weight_product(x, &self.candidate_input_weights)?.try_add(candidate_bias)?;
         try_gru_recurrence(pg, pc, &self.gate_recurrent_weights, &self.candidate_recurrent_weights, mask)
     }
 

@@ -116,8 +116,8 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
     ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
         let (b, s, _) = *x.shape();
         // All frames' input projections at once: (B*S, I) x (I, 4H).
-        let w = self.input_weights.retaped::<T>().try_reshape_like(&(Const::<I>, 4 * H))?;
-        let projected = x.try_matmul(w)?;
+        let w = self.input_weights.clone().try_reshape_like(&(Const::<I>, 4 * H))?;
+        let projected = crate::kernels::try_sequence_weight_product(x, &w)?;
         let bias = self
             .bias
             .retaped::<T>()

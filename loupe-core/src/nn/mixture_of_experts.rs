@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 
 use super::shared::{try_half_squared_norm, GlorotUniform};
 use super::ClassifierPenalty;
+use crate::kernels::try_weight_product;
 
 pub mod builder {
     /// Builder of [`super::MixtureOfExperts`].
@@ -128,13 +129,11 @@ impl<B: Dim, const I: usize, const V: usize, const M: usize, E: Dtype, D: Device
         let flat = (Const::<I>, V * M);
 
         // h is used three times: two retaped copies, the original last.
-        let gate_logits = h
-            .retaped::<T>()
-            .try_matmul(self.gate_weight.retaped::<T>().try_reshape_like(&flat)?)?
-            .try_reshape_like(&per_class)?;
-        let dummy_logits = h.retaped::<T>().try_matmul(self.dummy_gate_weight.retaped::<T>())?;
-        let experts = h
-            .try_matmul(self.expert_weight.retaped::<T>().try_reshape_like(&flat)?)?
+        let gate_logits =
+            try_weight_product(h.retaped::<T>(), &self.gate_weight.clone().try_reshape_like(&flat)?)?
+                .try_reshape_like(&per_class)?;
+        let dummy_logits = try_weight_product(h.retaped::<T>(), &self.dummy_gate_weight)?;
+        let experts = try_weight_product(h, &self.expert_weight.clone().try_reshape_like(&flat)?)?
             .try_reshape_like(&per_class)?
             .try_add(self.expert_bias.retaped::<T>().try_broadcast_like(&per_class)?)?
             .try_sigmoid()?;

@@ -91,7 +91,7 @@ pub(crate) fn try_affine<B: Dim, const I: usize, const O: usize, E: Dtype, D: De
     weight: &Tensor<Rank2<I, O>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err> {
-    try_add_bias(x.try_matmul(weight.retaped::<T>())?, bias)
+    try_add_bias(crate::kernels::try_weight_product(x, weight)?, bias)
 }
 
 /// `h + b`, the bias added to every row of `h`, keeping `h`'s tape.
@@ -153,6 +153,7 @@ where
 
 /// `sum_t a[t,k] x[t,d]` for every batch item, as one batched matmul `X^T a`:
 /// `(B, S, F)` and `(B, S, K)` give `(B, F, K)`. No `(B, S, F, K)` tensor is formed.
+/// Without a tape to record on (evaluation) it runs on sgemm where that is on.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_assignment_weighted_sum<B: Dim, S: Dim, const F: usize, const K: usize, E, D, T>(
     a: Tensor<(B, S, Const<K>), E, D, T>,
@@ -163,6 +164,16 @@ where
     D: Device<E>,
     T: Tape<E, D>,
 {
+    if !T::OWNS_TAPE {
+        let ((a, a_tape), (x, x_tape)) = (a.split_tape(), x.split_tape());
+        return match crate::kernels::try_video_weighted_sums(&a, &x)? {
+            Some(sums) => Ok(sums.put_tape(a_tape.merge(x_tape))),
+            None => x
+                .put_tape(x_tape)
+                .try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?
+                .try_matmul(a.put_tape(a_tape)),
+        };
+    }
     x.try_permute::<(B, Const<F>, S), Axes3<0, 2, 1>>()?.try_matmul(a)
 }
 

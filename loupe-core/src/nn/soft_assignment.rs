@@ -151,7 +151,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         &self,
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
-        let logits = x.try_matmul(self.weights.retaped::<T>())?;
+        let logits = crate::kernels::try_sequence_weight_product(x, &self.weights)?;
         let logits = match self.bn.try_fused_eval_softmax(logits)? {
             Ok(assignment) => return Ok(assignment),
             Err(logits) => logits,
@@ -246,7 +246,7 @@ impl<B: Dim, S: Dim, const F: usize, const K: usize, E: Dtype, D: Device<E>, T: 
     type Output = Tensor<(B, S, Const<K>), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D, T>) -> Result<Self::Output, D::Err> {
-        let logits = x.try_matmul(self.weights.retaped::<T>())?;
+        let logits = crate::kernels::try_sequence_weight_product(x, &self.weights)?;
         let shape = *logits.shape();
         let bias = self.bias.retaped::<T>().try_broadcast_like::<_, Axes2<0, 1>>(&shape)?;
         logits.try_add(bias)?.try_softmax::<Axis<2>>()
