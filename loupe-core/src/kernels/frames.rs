@@ -16,9 +16,9 @@ use dfdx::prelude::*;
 use super::gemm::MatRef;
 use super::gemm_ops::{product, try_rows_product, view};
 use super::math::{self, Real};
-use super::view::params;
 use super::view::{
-    contiguous, expect_view, grad_mut, read, restore_grad, take_grad, tensor_from, write, zeroed,
+    contiguous, expect_view, grad_mut, params, params_mut, read, restore_grad, take_grad, tensor_from, write,
+    zeroed,
 };
 use super::{cpu_float, gemm_for, CpuFloat};
 
@@ -254,9 +254,11 @@ pub(crate) fn try_video_weighted_sums<
         return Ok(None);
     };
     let (batch, frames, _) = *x.shape();
-    let mut sums = zeroed::<f32, E, D>(x.device(), batch.size() * F * K)?;
-    per_video(xv, av, &mut sums, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
-    Ok(Some(tensor_from(x.device(), (batch, Const::<F>, Const::<K>), &sums)?))
+    // Written in place, as `try_rows_product` does.
+    let mut out = x.device().try_zeros_like(&(batch, Const::<F>, Const::<K>))?;
+    let sums = expect_view(params_mut::<f32, _, _, _>(&mut out));
+    per_video(xv, av, sums, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
+    Ok(Some(out))
 }
 
 /// Runs `f(x_v, y_v, z_v)` for each video `v` of a batch: `x_v` its `frames x F` frames,
@@ -355,4 +357,20 @@ fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>
         });
     }
     Ok(out.put_tape(tape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The evaluation path's per-video sums on sgemm give dfdx's batched product.
+    #[test]
+    fn the_video_sums_match_dfdx() {
+        let dev = Cpu::seed_from_u64(6);
+        let x: Tensor<(usize, usize, Const<40>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
+        let a: Tensor<(usize, usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
+        let sums = try_video_weighted_sums(&a, &x).unwrap().expect("sgemm is on");
+        let dfdx = x.permute::<(usize, Const<40>, usize), Axes3<0, 2, 1>>().matmul(a);
+        super::super::gemm_ops::tests::close(&sums.as_vec(), &dfdx.as_vec());
+    }
 }

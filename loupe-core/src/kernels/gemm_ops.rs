@@ -1,7 +1,9 @@
-//! `x W` for a batch of rows and a weight, with its backward (`gx += g W^T`,
-//! `gW += x^T g`), on loupe's own [`super::gemm::sgemm`]: the hidden layer's products
-//! (`80 x 278528 x 1024` at paper size), in training and in evaluation. All three run
-//! faster there than on dfdx's matmul (`loupe bench --gemm`, docs/performance.md).
+//! `x W` for a batch of rows (or of sequences) and a weight, with its backward
+//! (`gx += g W^T`, `gW += x^T g`), on loupe's own [`super::gemm::sgemm`]: every weight
+//! product of the layers (the hidden layer's `80 x 278528 x 1024` at paper size, Context
+//! Gating, the mixture of experts, the affine layers, the recurrences' input
+//! projections), in training and in evaluation. Each runs faster there than on dfdx's
+//! matmul (`loupe bench --gemm`, docs/performance.md).
 //!
 //! Runs on `Cpu` with `f32` when the fused kernels and sgemm are both on ([`super::set_gemm`],
 //! `LOUPE_GEMM=0` turns it off); otherwise, and for `f64`, it is dfdx's `try_matmul`.
@@ -11,7 +13,7 @@
 use dfdx::prelude::*;
 
 use super::gemm::{sgemm, MatMut, MatRef};
-use super::view::{expect_view, grad_mut, params, restore_grad, take_grad, tensor_from, zeroed};
+use super::view::{expect_view, grad_buffer, grad_mut, params, params_mut};
 
 /// `x W`: rows `x` (`(B, I)`, taped) times the weight `w` (`I x O`, its gradient on `x`'s
 /// tape; `O` may be a run-time size, as for a reshaped `I x V x M` weight).
@@ -67,15 +69,19 @@ fn sgemm_product<X: Shape, Y: Shape, const I: usize, O: Dim, E: Dtype, D: Device
     let (rows, o) = (x.shape().num_elements() / I, w.shape().1.size());
     let out = expect_view(try_rows_product(&x, w, shape)?);
     if T::OWNS_TAPE {
-        let (x_keep, w_keep, out_keep) = (x.clone(), w.clone(), out.clone());
+        // Of the output only its gradient's identity (`ghost`): holding the tensor would
+        // keep its buffer shared, and the recurrences, which write their activations over
+        // their input projections, would then copy the whole projection first.
+        let (x_keep, w_keep, out_id) = (x.clone(), w.clone(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let g = take_grad::<f32, _, _, _>(grads, &out_keep)?;
+            let g = std::mem::take(grad_buffer::<f32, E, D>(grads.get_or_alloc_mut(&out_id)?));
             let (xv, wv) = (expect_view(params(&x_keep)), expect_view(params(&w_keep)));
             let gv = view(&g, rows, o);
             // gx += g W^T (rows x O x I), gW += x^T g (I x rows x O).
             product(gv, view(wv, I, o).transpose(), grad_mut(grads, &x_keep)?, true);
             product(view(xv, rows, I).transpose(), gv, grad_mut(grads, &w_keep)?, true);
-            restore_grad(grads, &out_keep, g)
+            *grad_buffer::<f32, E, D>(grads.get_or_alloc_mut(&out_id)?) = g;
+            Ok(())
         });
     }
     Ok(out.put_tape(tape))
@@ -97,9 +103,11 @@ pub(crate) fn try_rows_product<S: Shape, Y: Shape, const I: usize, O: Dim, E: Dt
     };
     let (rows, o) = (xv.len() / I, w.shape().1.size());
     assert_eq!(shape.num_elements(), rows * o, "the product's shape");
-    let mut values = zeroed::<f32, E, D>(x.device(), rows * o)?;
-    product(view(xv, rows, I), view(wv, I, o), &mut values, false);
-    Ok(Some(tensor_from(x.device(), shape, &values)?))
+    // Written in place: a buffer plus a copy would hold the output twice (the
+    // recurrences' input projections are 200-350 MB at paper size).
+    let mut out = x.device().try_zeros_like(&shape)?;
+    product(view(xv, rows, I), view(wv, I, o), expect_view(params_mut::<f32, _, _, _>(&mut out)), false);
+    Ok(Some(out))
 }
 
 /// The row-major `rows x cols` view of a tensor's values (whose length its type fixed).
@@ -115,7 +123,7 @@ pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: b
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// With sgemm on, the output (taped or not) and both gradients are exactly what
@@ -149,9 +157,37 @@ mod tests {
         assert_eq!((&on.0, &on.1, &on.2), (&y, &gx, &gw));
         let off = run(false);
         for (a, b) in [(&on.0, &off.0), (&on.1, &off.1), (&on.2, &off.2)] {
-            for (p, q) in a.iter().zip(b) {
-                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
-            }
+            close(a, b);
+        }
+    }
+
+    pub(in crate::kernels) fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+
+    /// The sequence product (a run-time output width) gives dfdx's values and gradients.
+    #[test]
+    fn the_sequence_product_matches_dfdx() {
+        let dev = Cpu::seed_from_u64(5);
+        let x: Tensor<(usize, usize, Const<40>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
+        let w: Tensor<(Const<40>, usize), f32, Cpu> = dev.sample_normal_like(&(Const, 9));
+        let run = |gemm: bool| {
+            crate::kernels::set_gemm(gemm);
+            let y = try_sequence_weight_product(x.clone().traced(Gradients::leaky()), &w).unwrap();
+            let out = y.retaped::<NoneTape>().as_vec();
+            let grads = y.sum::<Rank0, _>().backward();
+            crate::kernels::set_gemm(true);
+            (out, grads.get(&x).as_vec(), grads.get(&w).as_vec())
+        };
+        let (on, off) = (run(true), run(false));
+        let mut want = vec![0f32; 21 * 9];
+        product(view(&x.as_vec(), 21, 40), view(&w.as_vec(), 40, 9), &mut want, false);
+        assert_eq!(on.0, want, "the sgemm path ran");
+        for (a, b) in [(&on.0, &off.0), (&on.1, &off.1), (&on.2, &off.2)] {
+            close(a, b);
         }
     }
 }

@@ -203,8 +203,9 @@ pub(crate) fn params<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E
 
 /// The buffer of a parameter-sized tensor `t` as `&mut [F]`, in place (see [`params`]);
 /// the buffer is made unique first (dfdx's copy-on-write), so writing does not affect
-/// clones of `t`. For Adam's update of a parameter and its moments, and the recurrences'
-/// host paths (see the module doc).
+/// clones of `t`. For Adam's update of a parameter and its moments, the recurrences'
+/// host paths (see the module doc), and the outputs of loupe's sgemm products, written
+/// into the fresh tensor that holds them (a buffer and a copy would hold each twice).
 ///
 /// Soundness. What is certain: `first` points at element 0 of the tensor's one
 /// allocation; the layout check puts elements `0..numel` at `first..first + numel`, all
