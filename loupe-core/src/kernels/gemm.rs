@@ -461,7 +461,8 @@ fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, buf: &mut V
 ///
 /// B is read in its own contiguous direction: a row-major B row by row (each row of the
 /// block front to back, its `NR`-runs dealt to the panels), a transposed one (columns
-/// contiguous) in `NR x NR` squares transposed through a local array. Reading a row-major
+/// contiguous) in `NR x NR` squares, each transposed with SIMD shuffles
+/// (`gemm_tile::transpose_square`) straight into its panel. Reading a row-major
 /// B panel by panel instead walked 256 rows 4 KB apart for each 64 bytes and took a third
 /// of the hidden layer's forward product.
 pub(super) fn pack_b_into(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
