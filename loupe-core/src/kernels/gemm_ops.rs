@@ -21,11 +21,8 @@ pub(crate) fn try_weight_product<B: Dim, const I: usize, O: Dim, E: Dtype, D: De
     x: Tensor<(B, Const<I>), E, D, T>,
     w: &Tensor<(Const<I>, O), E, D>,
 ) -> Result<Tensor<(B, O), E, D, T>, D::Err> {
-    if !super::gemm_for::<E, D>() {
-        return x.try_matmul(w.retaped::<T>());
-    }
     let (x, tape) = x.split_tape();
-    if params::<f32, _, _, _>(&x).is_none() || params::<f32, _, _, _>(w).is_none() {
+    if !runs_on_sgemm(&x, w) {
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
     let shape = (x.shape().0, w.shape().1);
@@ -47,11 +44,8 @@ pub(crate) fn try_sequence_weight_product<
     x: Tensor<(B, S, Const<I>), E, D, T>,
     w: &Tensor<(Const<I>, O), E, D>,
 ) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
-    if !super::gemm_for::<E, D>() {
-        return x.try_matmul(w.retaped::<T>());
-    }
     let (x, tape) = x.split_tape();
-    if params::<f32, _, _, _>(&x).is_none() || params::<f32, _, _, _>(w).is_none() {
+    if !runs_on_sgemm(&x, w) {
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
     let (b, s, _) = *x.shape();
@@ -95,12 +89,10 @@ pub(crate) fn try_rows_product<S: Shape, Y: Shape, const I: usize, O: Dim, E: Dt
     w: &Tensor<(Const<I>, O), E, D>,
     shape: Y,
 ) -> Result<Option<Tensor<Y, E, D>>, D::Err> {
-    if !super::gemm_for::<E, D>() {
+    if !runs_on_sgemm(x, w) {
         return Ok(None);
     }
-    let (Some(xv), Some(wv)) = (params::<f32, _, _, _>(x), params::<f32, _, _, _>(w)) else {
-        return Ok(None);
-    };
+    let (xv, wv) = (expect_view(params::<f32, _, _, _>(x)), expect_view(params::<f32, _, _, _>(w)));
     let (rows, o) = (xv.len() / I, w.shape().1.size());
     assert_eq!(shape.num_elements(), rows * o, "the product's shape");
     // Written in place: a buffer plus a copy would hold the output twice (the
@@ -108,6 +100,15 @@ pub(crate) fn try_rows_product<S: Shape, Y: Shape, const I: usize, O: Dim, E: Dt
     let mut out = x.device().try_zeros_like(&shape)?;
     product(view(xv, rows, I), view(wv, I, o), expect_view(params_mut::<f32, _, _, _>(&mut out)), false);
     Ok(Some(out))
+}
+
+/// Whether `x W` runs on sgemm: sgemm is on for `(E, D)` and both are contiguous `Cpu`
+/// tensors of `f32`, read in place.
+fn runs_on_sgemm<S: Shape, W: Shape, E: Dtype, D: Device<E>>(
+    x: &Tensor<S, E, D>,
+    w: &Tensor<W, E, D>,
+) -> bool {
+    super::gemm_for::<E, D>() && params::<f32, _, _, _>(x).is_some() && params::<f32, _, _, _>(w).is_some()
 }
 
 /// The row-major `rows x cols` view of a tensor's values (whose length its type fixed).
