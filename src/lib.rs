@@ -11,6 +11,7 @@ extern crate self as loupe;
 pub use loupe_core::*;
 
 pub mod config;
+pub mod jobs;
 pub mod zoo;
 
 /// Declares a video classification network: a builder type plus a built dfdx model.

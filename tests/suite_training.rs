@@ -13,6 +13,8 @@
 pub mod checkpoint;
 #[path = "ensemble.rs"]
 pub mod ensemble;
+#[path = "jobs_by_name.rs"]
+pub mod jobs_by_name;
 #[path = "train_recurrent.rs"]
 pub mod train_recurrent;
 #[path = "trainer.rs"]

@@ -5,14 +5,12 @@
 //! (`loupe_core::bench::bench_model_across`); rank 0 prints.
 
 use clap::Args;
-use loupe::bench::{bench_model_across, BenchConfig, BenchReport};
-use loupe::dfdx::nn::BuildModule;
+use loupe::bench::{BenchConfig, BenchReport};
 use loupe::distributed::Collective;
-use loupe::model::VideoModel;
-use loupe::train::TrainError;
+use loupe::jobs;
 
 use super::error::CliError;
-use super::job::{on_model, DeviceChoice, Job, JobDevice};
+use super::job::{known, DeviceChoice};
 use super::output::Output;
 
 #[derive(Debug, Args)]
@@ -62,19 +60,6 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
-struct Bench<'c>(BenchConfig, &'c dyn Collective);
-
-impl Job for Bench<'_> {
-    type Output = Result<BenchReport, TrainError>;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
-    {
-        bench_model_across::<M, D>(device, &self.0, self.1)
-    }
-}
-
 pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     // The global pool, so that everything runs on this thread: MPI is initialised for
     // calls from the main thread only, and a CUDA context is bound to the thread that
@@ -95,7 +80,7 @@ pub fn run(args: BenchArgs, out: &mut Output, collective: &dyn Collective) -> Re
         return gemm_report(&args, out);
     };
     loupe::kernels::set_fused(!args.composed);
-    let report = on_model(&model, args.device.build(args.seed)?, Bench(config, collective))?;
+    let report = known(&model, jobs::bench(&model, args.device.build(args.seed)?, &config, collective))?;
     let mut report = report.map_err(|e| CliError::context(format!("benchmarking `{model}`"), e))?;
     // Rows are named as the user names the model (the zoo name, not the Rust type).
     report.model = model;

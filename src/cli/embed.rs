@@ -4,19 +4,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::data::VideoDecoder;
 use loupe::distributed::Collective;
 use loupe::infer::embeddings::{ids_path, EmbeddingFormat};
-use loupe::infer::Predictor;
-use loupe::model::{Layer, VideoModel};
+use loupe::jobs::{self, Inference};
+use loupe::model::Layer;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{embed_across, RunError};
 
 use super::error::CliError;
-use super::job::{
-    files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
-    LayoutArgs,
-};
+use super::job::{files, known, zoo_name_of, DeviceArgs, FrameSamplingChoice, LayoutArgs};
 use super::output::Output;
 
 #[derive(Debug, Args)]
@@ -52,42 +47,6 @@ pub struct EmbedArgs {
     device: DeviceArgs,
 }
 
-/// Embeds as one rank of `collective`: every rank loads the checkpoint and reads its share
-/// of the files; rank 0 writes the vectors in file order.
-struct EmbedJob<'c> {
-    collective: &'c dyn Collective,
-    checkpoint: PathBuf,
-    files: Vec<PathBuf>,
-    decoder: VideoDecoder,
-    batch_size: usize,
-    skip_corrupt: bool,
-    layer: Layer,
-    output: PathBuf,
-    frame_sampling: Option<FrameSamplingChoice>,
-}
-
-impl Job for EmbedJob<'_> {
-    type Output = Result<(u64, usize), RunError>;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        // The frames prediction samples: `--frame-sampling`, else the training's frame order.
-        let dataset = inference_dataset::<M, D>(
-            self.files,
-            self.decoder,
-            self.batch_size,
-            self.skip_corrupt,
-            meta.frame_order(),
-            self.frame_sampling,
-        )?;
-        let videos = embed_across(&predictor, &dataset, self.layer, &self.output, self.collective)?;
-        Ok((videos, M::describe().representation_size(self.layer).unwrap_or(0)))
-    }
-}
-
 pub fn run(args: EmbedArgs, _out: &mut Output, collective: &dyn Collective) -> Result<(), CliError> {
     if args.batch_size == 0 {
         return Err(CliError::message("--batch-size must be at least 1"));
@@ -99,18 +58,16 @@ pub fn run(args: EmbedArgs, _out: &mut Output, collective: &dyn Collective) -> R
     let files = files("--input-data-pattern", &args.input_data_pattern)?;
     let decoder = args.layout.decoder(&files)?;
     let device = args.device.build()?;
-    let job = EmbedJob {
+    let job = Inference {
         collective,
         checkpoint: args.checkpoint,
         files,
         decoder,
         batch_size: args.batch_size,
         skip_corrupt: args.layout.skip_corrupt,
-        layer: args.layer,
-        output: args.output.clone(),
-        frame_sampling: args.frame_sampling,
+        frame_sampling: args.frame_sampling.map(FrameSamplingChoice::sampling),
     };
-    let (videos, size) = on_model(&model, device, job)?
+    let (videos, size) = known(&model, jobs::embed(&model, device, job, args.layer, &args.output))?
         .map_err(|e| CliError::context(format!("embedding with {model}"), e))?;
     if !collective.is_root() {
         return Ok(());

@@ -5,20 +5,17 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use loupe::data::expand_patterns;
-use loupe::dfdx::prelude::*;
 use loupe::ensemble::{
-    greedy_selection, model_predictions, score_predictions, search_weights, weighted_mean, GroundTruth, Keep,
-    MissingVideos, Predictions, Selection, SelectionOptions,
+    greedy_selection, score_predictions, search_weights, weighted_mean, GroundTruth, Keep, MissingVideos,
+    Predictions, Selection, SelectionOptions,
 };
-use loupe::infer::Predictor;
+use loupe::jobs;
 use loupe::metrics::MetricsSummary;
-use loupe::model::VideoModel;
 use loupe::submission::write_submission;
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::evaluation_dataset_in_order;
 
 use super::error::CliError;
-use super::job::{on_model, zoo_name_of, DeviceArgs, Job, JobDevice};
+use super::job::{known, zoo_name_of, DeviceArgs};
 use super::output::Output;
 
 #[derive(Debug, Args)]
@@ -232,32 +229,7 @@ fn checkpoint_member(
     let what = || format!("checkpoint {}", path.display());
     let (_, meta) = read_meta(path).map_err(|e| CliError::context(format!("reading {}", what()), e))?;
     let name = zoo_name_of(&meta).map_err(|e| CliError::context(what(), e))?;
-    let job = PredictCheckpoint { path, data, keep };
-    on_model(&name, device.build()?, job)?
-}
-
-/// Loads a checkpoint into the zoo model and predicts the data's videos.
-struct PredictCheckpoint<'a> {
-    path: &'a Path,
-    data: &'a [PathBuf],
-    keep: Keep,
-}
-
-impl Job for PredictCheckpoint<'_> {
-    type Output = Result<Predictions, CliError>;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone,
-    {
-        let what = || format!("checkpoint {}", self.path.display());
-        let (predictor, meta) =
-            Predictor::<M, D>::load(device, self.path).map_err(|e| CliError::context(what(), e))?;
-        let decoder = loupe::data::detect_decoder(&self.data[0])?;
-        let dataset =
-            evaluation_dataset_in_order::<M, D>(self.data.to_vec(), decoder, 64, false, meta.frame_order())
-                .map_err(|e| CliError::context(what(), e))?;
-        model_predictions(&predictor, &dataset, self.path.display().to_string(), self.keep)
-            .map_err(|e| CliError::context(what(), e))
-    }
+    let decoder = loupe::data::detect_decoder(&data[0])?;
+    known(&name, jobs::member_predictions(&name, device.build()?, path, data, decoder, keep))?
+        .map_err(|e| CliError::context(what(), e))
 }

@@ -37,11 +37,24 @@ impl Error for CliError {
     }
 }
 
+impl CliError {
+    /// `error` as the failure itself: its message first, its own causes after.
+    fn of(error: &(dyn Error + 'static)) -> Self {
+        Self { message: error.to_string(), source: error.source().map(|s| Box::new(ChainLink::of(s)) as _) }
+    }
+}
+
+/// The data error names file and record itself.
 impl From<loupe::data::DataError> for CliError {
     fn from(error: loupe::data::DataError) -> Self {
-        // The data error names file and record itself; keep it as the message and
-        // let its own causes follow.
-        Self { message: error.to_string(), source: error.source().map(|s| Box::new(ChainLink::of(s)) as _) }
+        Self::of(&error)
+    }
+}
+
+/// The import error says which step failed.
+impl From<loupe::jobs::ImportError> for CliError {
+    fn from(error: loupe::jobs::ImportError) -> Self {
+        Self::of(&error)
     }
 }
 

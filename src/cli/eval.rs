@@ -1,22 +1,15 @@
 //! `loupe eval` and `loupe predict`: a checkpoint on data, as metrics or a Kaggle CSV.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::data::{SkipReport, VideoDecoder, Vocabulary};
-use loupe::distributed::{sum_skip_reports, Collective};
-use loupe::infer::Predictor;
-use loupe::metrics::MetricsSummary;
-use loupe::model::VideoModel;
+use loupe::data::Vocabulary;
+use loupe::distributed::Collective;
+use loupe::jobs::{self, Inference, RunDevice};
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{evaluate_across, predict_across, RunError};
 
 use super::error::CliError;
-use super::job::{
-    files, inference_dataset, on_model, zoo_name_of, DeviceArgs, FrameSamplingChoice, Job, JobDevice,
-    LayoutArgs, RunDevice,
-};
+use super::job::{files, known, zoo_name_of, DeviceArgs, FrameSamplingChoice, LayoutArgs};
 use super::output::{print_metrics, report_skipped, Output};
 use super::segments::{run_predict_segments, SegmentPredictRequest};
 
@@ -96,79 +89,6 @@ pub struct PredictArgs {
     device: DeviceArgs,
 }
 
-/// Evaluates (or predicts) as one rank of `collective`: every rank loads the checkpoint
-/// and reads its share of the files; rank 0 gets the results.
-struct EvalJob<'c> {
-    collective: &'c dyn Collective,
-    checkpoint: PathBuf,
-    files: Vec<PathBuf>,
-    decoder: VideoDecoder,
-    batch_size: usize,
-    top_k: usize,
-    skip_corrupt: bool,
-    frame_sampling: Option<FrameSamplingChoice>,
-}
-
-impl Job for EvalJob<'_> {
-    type Output = Result<(MetricsSummary, SkipReport), RunError>;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        let dataset = inference_dataset::<M, D>(
-            self.files,
-            self.decoder,
-            self.batch_size,
-            self.skip_corrupt,
-            meta.frame_order(),
-            self.frame_sampling,
-        )?;
-        let metrics = evaluate_across(&predictor, &dataset, self.top_k, self.collective)?;
-        Ok((metrics, sum_skip_reports(self.collective, &dataset.skip_report())))
-    }
-}
-
-/// Writes to a trait object: a job generic over its writer was compiled once per writer
-/// type and zoo model.
-struct PredictJob<'c> {
-    eval: EvalJob<'c>,
-    out: Box<dyn Write + 'c>,
-    vocabulary: Option<Vocabulary>,
-}
-
-impl Job for PredictJob<'_> {
-    type Output = Result<(usize, SkipReport), RunError>;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        let e = self.eval;
-        let (predictor, meta) = Predictor::<M, D>::load(device, &e.checkpoint)?;
-        let dataset = inference_dataset::<M, D>(
-            e.files,
-            e.decoder,
-            e.batch_size,
-            e.skip_corrupt,
-            meta.frame_order(),
-            e.frame_sampling,
-        )?;
-        let vocabulary = self.vocabulary;
-        let names = |label: u32| {
-            vocabulary
-                .as_ref()
-                .and_then(|v| v.name(label))
-                .map(str::to_string)
-                .unwrap_or_else(|| label.to_string())
-        };
-        let names: Option<&dyn Fn(u32) -> String> = if vocabulary.is_some() { Some(&names) } else { None };
-        let written = predict_across(&predictor, &dataset, e.top_k, self.out, names, e.collective)?;
-        Ok((written, sum_skip_reports(e.collective, &dataset.skip_report())))
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn job<'c>(
     checkpoint: PathBuf,
@@ -180,7 +100,7 @@ fn job<'c>(
     top_k: usize,
     frame_sampling: Option<FrameSamplingChoice>,
     collective: &'c dyn Collective,
-) -> Result<(String, RunDevice, EvalJob<'c>), CliError> {
+) -> Result<(String, RunDevice, Inference<'c>), CliError> {
     if batch_size == 0 || top_k == 0 {
         return Err(CliError::message("--batch-size and --top-k must be at least 1"));
     }
@@ -192,15 +112,14 @@ fn job<'c>(
     Ok((
         model,
         device,
-        EvalJob {
+        Inference {
             collective,
             checkpoint,
             files,
             decoder,
             batch_size,
-            top_k,
             skip_corrupt: layout.skip_corrupt,
-            frame_sampling,
+            frame_sampling: frame_sampling.map(FrameSamplingChoice::sampling),
         },
     ))
 }
@@ -217,8 +136,8 @@ pub fn run_eval(args: EvalArgs, out: &mut Output, collective: &dyn Collective) -
         args.frame_sampling,
         collective,
     )?;
-    let (summary, skipped) =
-        on_model(&model, device, job)?.map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
+    let (summary, skipped) = known(&model, jobs::evaluate(&model, device, job, args.top_k))?
+        .map_err(|e| CliError::context(format!("evaluating {model}"), e))?;
     // Rank 0 holds every rank's skips added up; the others print nothing.
     if collective.is_root() {
         report_skipped("evaluation data", &skipped);
@@ -262,30 +181,29 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
     let started = std::time::Instant::now();
     let (written, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
-        Some(_) if !collective.is_root() => {
-            on_model(&model, device, PredictJob { eval, out: Box::new(std::io::sink()), vocabulary })?
-                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?
-        }
+        Some(_) if !collective.is_root() => known(
+            &model,
+            jobs::predict(&model, device, eval, args.top_k, Box::new(std::io::sink()), vocabulary),
+        )?
+        .map_err(|e| CliError::context(format!("predicting with {model}"), e))?,
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            let (n, skipped) = on_model(
-                &model,
-                device,
-                PredictJob { eval, out: Box::new(std::io::BufWriter::new(file)), vocabulary },
-            )?
-            .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let out = Box::new(std::io::BufWriter::new(file));
+            let (n, skipped) =
+                known(&model, jobs::predict(&model, device, eval, args.top_k, out, vocabulary))?
+                    .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("wrote {n} videos to {}", path.display());
             (n, skipped)
         }
         None => {
             let mut buffer = Vec::new();
-            let result =
-                on_model(&model, device, PredictJob { eval, out: Box::new(&mut buffer), vocabulary })?
-                    .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let rows = Box::new(&mut buffer);
+            let result = known(&model, jobs::predict(&model, device, eval, args.top_k, rows, vocabulary))?
+                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;
             }

@@ -4,18 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use loupe::model::VideoModel;
-use loupe::tf_checkpoint::{
-    import_checkpoint, infer_spec, model_tensors, plan, Convention, Mapping, Plan, TfCheckpoint,
-    TfImportError,
-};
-use loupe::train::checkpoint::{
-    load_checkpoint, resolve_checkpoint, save_checkpoint, CheckpointMeta, CHECKPOINT_FORMAT,
-};
-use loupe::train::{Adam, AdamConfig, RngState, TrainingDescription};
+use loupe::jobs::{self, ImportOutcome, ImportRequest};
+use loupe::tf_checkpoint::{infer_spec, Convention, Mapping, Plan, TfCheckpoint, TfImportError};
 
 use super::error::CliError;
-use super::job::{on_model, DeviceArgs, Job, JobDevice};
+use super::job::{known, DeviceArgs};
 use super::output::Output;
 
 #[derive(Debug, Args)]
@@ -71,129 +64,29 @@ fn read_mapping(path: &Path) -> Result<Mapping, TfImportError> {
     }
 }
 
-struct ImportJob<'o> {
-    name: String,
-    ckpt: TfCheckpoint,
-    mapping: Option<Mapping>,
-    convention: Option<Convention>,
-    train_dir: Option<PathBuf>,
-    out: &'o mut Output,
-}
-
-impl ImportJob<'_> {
-    fn mapping_for<M: VideoModel<f32, D>, D: JobDevice>(&self, model: &M) -> Mapping {
-        let names: Vec<String> = model_tensors(model).into_iter().map(|t| t.name).collect();
-        match &self.mapping {
-            Some(m) => m.clone().with_update_counts(&names),
-            None => {
-                let convention = self
-                    .convention
-                    .unwrap_or_else(|| Convention::detect(self.ckpt.entries().map(|e| e.name.as_str())));
-                Mapping::builtin(convention, &M::describe(), &names)
-            }
-        }
-    }
-
-    fn print_plan(&mut self, plan: &Plan) -> Result<(), CliError> {
-        let shape = |s: &[usize]| format!("{s:?}");
-        for row in &plan.rows {
-            let tf = if !row.transform.reads_variable() {
-                format!("({})", row.transform.name())
-            } else {
-                format!("{} {}", row.tf, shape(&row.tf_shape))
-            };
-            self.out.line(format!(
-                "{tf} -> {} {} ({})",
-                row.loupe,
-                shape(&row.loupe_shape),
-                row.transform.name()
-            ))?;
-        }
-        let adam = if plan.adam {
-            "Adam moments: imported".to_string()
-        } else if plan.missing_slots.is_empty() {
-            "Adam moments: none in the checkpoint".to_string()
+/// Prints the mapping, row by row, and its problems.
+fn print_plan(out: &mut Output, plan: &Plan) -> Result<(), CliError> {
+    let shape = |s: &[usize]| format!("{s:?}");
+    for row in &plan.rows {
+        let tf = if !row.transform.reads_variable() {
+            format!("({})", row.transform.name())
         } else {
-            format!("Adam moments: not imported, no slots for {}", plan.missing_slots.join(", "))
+            format!("{} {}", row.tf, shape(&row.tf_shape))
         };
-        self.out.line(format!("step {}; {adam}", plan.step))?;
-        for p in &plan.problems {
-            self.out.line(format!("problem: {p}"))?;
-        }
-        Ok(())
+        out.line(format!("{tf} -> {} {} ({})", row.loupe, shape(&row.loupe_shape), row.transform.name()))?;
     }
-}
-
-impl Job for ImportJob<'_> {
-    type Output = Result<(), CliError>;
-    fn run<M, D>(mut self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        let mut model = M::try_build(&device)
-            .map_err(|e| CliError::message(format!("building `{}`: {e:?}", self.name)))?;
-        let mapping = self.mapping_for::<M, D>(&model);
-        let prefix = self.ckpt.prefix().to_path_buf();
-        let Some(train_dir) = self.train_dir.clone() else {
-            let plan = plan(&self.ckpt, &mapping, &model_tensors(&model))
-                .map_err(|e| CliError::context("dry run", e))?;
-            self.print_plan(&plan)?;
-            if plan.problems.is_empty() {
-                return Ok(());
-            }
-            return Err(CliError::context(
-                "dry run",
-                TfImportError::Mismatch { prefix, problems: plan.problems },
-            ));
-        };
-        let checkpoints = train_dir.join("checkpoints");
-        if resolve_checkpoint(&checkpoints).is_ok() {
-            return Err(CliError::message(format!(
-                "{}: already holds a checkpoint; import into a new --train-dir",
-                checkpoints.display()
-            )));
-        }
-        let imported = import_checkpoint(&self.ckpt, &mapping, &mut model)
-            .map_err(|e| CliError::context(format!("importing into `{}`", self.name), e))?;
-        let adam = Adam { config: AdamConfig::default(), step: imported.step, moments: imported.moments };
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT,
-            model: M::describe(),
-            dtype: "f32".into(),
-            training: TrainingDescription {
-                model: Some(self.name.to_string()),
-                imported_from: Some(prefix.display().to_string()),
-                seed: Some(0),
-                ..TrainingDescription::default()
-            },
-            step: imported.step,
-            examples_seen: 0,
-            metrics: None,
-            vocabulary_size: M::CLASSES,
-            rng_state: RngState { seed: Some(0), batches_consumed: Some(0), ranks: Some(1) },
-            files: Vec::new(),
-        };
-        let sidecar = save_checkpoint(&checkpoints, &model, &adam, &meta, 1)
-            .map_err(|e| CliError::context("writing the loupe checkpoint", e))?;
-        let tensors = imported.plan.rows.iter().filter(|r| !r.tf.is_empty()).count();
-        let adam_note =
-            if adam.moments.is_some() { ", with Adam's moments" } else { ", without Adam's moments" };
-        // The verification below builds a second model and optimiser: free these first.
-        drop((model, adam));
-        // Read back as `eval` and `train --resume` will: sizes, checksums, shapes.
-        let mut check = M::try_build(&device).map_err(|e| CliError::message(format!("{e:?}")))?;
-        let mut check_adam = Adam::new(AdamConfig::default());
-        load_checkpoint(&sidecar, &M::describe(), &mut check, Some(&mut check_adam))
-            .map_err(|e| CliError::context("verifying the written checkpoint", e))?;
-        self.out.line(format!(
-            "imported {tensors} tensors of {} into `{}` at step {}{adam_note}: {}",
-            prefix.display(),
-            self.name,
-            imported.step,
-            sidecar.display()
-        ))
+    let adam = if plan.adam {
+        "Adam moments: imported".to_string()
+    } else if plan.missing_slots.is_empty() {
+        "Adam moments: none in the checkpoint".to_string()
+    } else {
+        format!("Adam moments: not imported, no slots for {}", plan.missing_slots.join(", "))
+    };
+    out.line(format!("step {}; {adam}", plan.step))?;
+    for p in &plan.problems {
+        out.line(format!("problem: {p}"))?;
     }
+    Ok(())
 }
 
 pub fn run(args: ImportArgs, out: &mut Output) -> Result<(), CliError> {
@@ -214,6 +107,29 @@ pub fn run(args: ImportArgs, out: &mut Output) -> Result<(), CliError> {
         .transpose()
         .map_err(|e| CliError::context("--mapping", e))?;
     let train_dir = if args.dry_run { None } else { args.train_dir };
-    let job = ImportJob { name: name.clone(), ckpt, mapping, convention: args.convention, train_dir, out };
-    on_model(&name, args.device.build()?, job)?
+    let prefix = ckpt.prefix().to_path_buf();
+    let request = ImportRequest {
+        model: name.clone(),
+        checkpoint: ckpt,
+        mapping,
+        convention: args.convention,
+        train_dir,
+    };
+    match known(&name, jobs::import(request, args.device.build()?))?? {
+        ImportOutcome::Planned(plan) => {
+            print_plan(out, &plan)?;
+            if plan.problems.is_empty() {
+                return Ok(());
+            }
+            Err(CliError::context("dry run", TfImportError::Mismatch { prefix, problems: plan.problems }))
+        }
+        ImportOutcome::Written { tensors, step, adam_moments, sidecar } => {
+            let adam = if adam_moments { ", with Adam's moments" } else { ", without Adam's moments" };
+            out.line(format!(
+                "imported {tensors} tensors of {} into `{name}` at step {step}{adam}: {}",
+                prefix.display(),
+                sidecar.display()
+            ))
+        }
+    }
 }

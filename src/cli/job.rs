@@ -1,32 +1,17 @@
-//! What the subcommands share: the device, the data layout, a resolved training setup,
-//! and running a generic job on the zoo model picked by name.
+//! What the subcommands share: the device, the data layout, and the model picked by name.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use loupe::__private::LayerDevice;
 use loupe::data::{
-    detect_file_layout, detect_float_frames, expand_patterns, DataFormat, Dataset, FeatureSpec, FrameOrder,
-    FrameSampling, VideoDecoder,
+    detect_file_layout, detect_float_frames, expand_patterns, DataFormat, FeatureSpec, FrameSampling,
+    VideoDecoder,
 };
-use loupe::dfdx::nn::BuildModule;
-use loupe::dfdx::tensor::{Cpu, Synchronize};
-use loupe::model::{count_params, ModelDescription, VideoModel};
-use loupe::zoo::{self, ModelVisitor, ZooModel};
-
-use loupe::train::run::{evaluation_dataset_in_order, RunConfig, RunError};
+use loupe::jobs::{self, RunDevice};
+use loupe::model::ModelDescription;
+use loupe::zoo;
 
 use super::error::CliError;
-
-/// A training setup with every value resolved and validated (`train`, and
-/// `train --segment-labels` in [`super::segments`]).
-pub struct TrainPlan {
-    pub model: String,
-    pub config: RunConfig,
-    pub regularization_penalty: Option<f64>,
-    /// The file the streams were detected from (none when the flags name them).
-    pub layout_source: Option<PathBuf>,
-}
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +44,6 @@ pub struct DeviceArgs {
     /// Seed of the device's random generator (weight initialisation).
     #[arg(long)]
     pub init_seed: Option<u64>,
-}
-
-/// A built device: what a [`Job`] runs on.
-pub enum RunDevice {
-    Cpu(Cpu),
-    #[cfg(feature = "cuda")]
-    Cuda(loupe::dfdx::tensor::Cuda),
 }
 
 impl DeviceChoice {
@@ -116,32 +94,14 @@ impl std::str::FromStr for FrameSamplingChoice {
     }
 }
 
-/// The evaluation sampling: `choice` when given, else what the checkpoint's training
-/// recorded (`order`) implies for a model that reads frames in order (`sequence`) or not.
-pub fn evaluation_sampling(
-    choice: Option<FrameSamplingChoice>,
-    order: FrameOrder,
-    sequence: bool,
-) -> FrameSampling {
-    match choice {
-        None => order.evaluation_sampling(sequence),
-        Some(FrameSamplingChoice::InOrder) => FrameSampling::InOrderRepeatLast,
-        Some(FrameSamplingChoice::Random) => FrameSampling::PerVideo { seed: 0 },
+impl FrameSamplingChoice {
+    /// The sampling this choice asks for.
+    pub fn sampling(self) -> FrameSampling {
+        match self {
+            FrameSamplingChoice::InOrder => FrameSampling::InOrderRepeatLast,
+            FrameSamplingChoice::Random => FrameSampling::PerVideo { seed: 0 },
+        }
     }
-}
-
-/// The dataset `eval`, `predict` and `embed` read: `files` in order, their frames sampled
-/// as [`evaluation_sampling`] says.
-pub fn inference_dataset<M: VideoModel<f32, D>, D: JobDevice>(
-    files: Vec<PathBuf>,
-    decoder: VideoDecoder,
-    batch_size: usize,
-    skip_corrupt: bool,
-    order: FrameOrder,
-    choice: Option<FrameSamplingChoice>,
-) -> Result<Dataset, RunError> {
-    Ok(evaluation_dataset_in_order::<M, D>(files, decoder, batch_size, skip_corrupt, order)?
-        .with_sampling(evaluation_sampling(choice, order, M::READS_FRAMES_IN_ORDER)))
 }
 
 /// The data-layout flags (defaults: detected from the first file).
@@ -207,53 +167,19 @@ pub fn files(flag: &str, patterns: &[String]) -> Result<Vec<PathBuf>, CliError> 
     expand_patterns(patterns).map_err(|e| CliError::context(flag.to_string(), e))
 }
 
-/// What a job's device must offer: the layers' ops and a way to wait for queued work.
-pub trait JobDevice: LayerDevice<f32> + Synchronize {}
-impl<D: LayerDevice<f32> + Synchronize> JobDevice for D {}
-
-/// A job that runs on any zoo model on any device.
-pub trait Job {
-    type Output;
-    fn run<M, D>(self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + BuildModule<D, f32> + Clone;
-}
-
-struct Dispatch<J, D>(J, D);
-
-impl<J: Job, D: JobDevice> ModelVisitor<f32, D> for Dispatch<J, D> {
-    type Output = J::Output;
-    fn visit<M: ZooModel<f32, D>>(self) -> J::Output {
-        self.0.run::<M::Model, D>(self.1)
-    }
-}
-
 fn unknown_model(name: &str) -> CliError {
     CliError::message(format!("unknown model `{name}`; `loupe models` lists them: {}", zoo::NAMES.join(", ")))
 }
 
-/// Runs `job` on the zoo model called `name` on `device`, or says which names exist.
-pub fn on_model<J: Job>(name: &str, device: RunDevice, job: J) -> Result<J::Output, CliError> {
-    let output = match device {
-        RunDevice::Cpu(dev) => zoo::visit(name, Dispatch(job, dev)),
-        #[cfg(feature = "cuda")]
-        RunDevice::Cuda(dev) => zoo::visit(name, Dispatch(job, dev)),
-    };
-    output.ok_or_else(|| unknown_model(name))
-}
-
-struct Card;
-impl ModelVisitor<f32, Cpu> for Card {
-    type Output = (ModelDescription, usize);
-    fn visit<M: ZooModel<f32, Cpu>>(self) -> Self::Output {
-        (<M::Model as VideoModel<f32, Cpu>>::describe(), count_params::<f32, Cpu, M::Model>())
-    }
+/// A job's outcome, or the error for a model name not in the zoo (`None`, as
+/// [`loupe::jobs`] returns it).
+pub fn known<T>(name: &str, outcome: Option<T>) -> Result<T, CliError> {
+    outcome.ok_or_else(|| unknown_model(name))
 }
 
 /// The description and trainable parameter count of the zoo model called `name`.
 pub fn describe(name: &str) -> Result<(ModelDescription, usize), CliError> {
-    zoo::visit(name, Card).ok_or_else(|| unknown_model(name))
+    known(name, jobs::describe(name))
 }
 
 /// The zoo name of the model a checkpoint was trained as: the name the trainer stored,

@@ -7,13 +7,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder, Vocabulary};
-use loupe::metrics::MetricsSummary;
-use loupe::model::VideoModel;
-use loupe::train::run::{evaluation_dataset, train, RunConfig, RunError};
+use loupe::jobs;
+use loupe::train::run::RunConfig;
 use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig, TrainingDescription};
 
 use super::error::CliError;
-use super::job::{on_model, DeviceChoice, Job as RunJob, JobDevice};
+use super::job::{known, DeviceChoice};
 use super::output::Output;
 
 /// The two models the quick start compares (zoo names).
@@ -39,49 +38,6 @@ pub struct QuickstartArgs {
     /// Print one JSON object with both models' metrics.
     #[arg(long)]
     json: bool,
-}
-
-struct Job {
-    config: RunConfig,
-    /// `(id, true labels, top predictions)` of the first validation videos.
-    show: usize,
-}
-
-type Outcome = (MetricsSummary, f64, Vec<(String, Vec<u32>, Vec<(u32, f32)>)>);
-
-impl RunJob for Job {
-    type Output = Result<Outcome, RunError>;
-    fn run<M, D>(mut self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        self.config.optim.classifier_l2 = M::describe().classifier_l2;
-        let (trainer, summary) = train::<M, D>(device, &self.config)?;
-        let metrics = summary.metrics.ok_or_else(|| RunError::Config("no validation data".into()))?;
-        let dataset = evaluation_dataset::<M, D>(
-            self.config.validate_files.clone(),
-            self.config.decoder.clone(),
-            self.show,
-            false,
-        )?;
-        let mut examples = Vec::new();
-        if let Some(batch) = dataset.frame_batches()?.next() {
-            let batch = batch?;
-            let top = trainer.predict_top_k(&batch.frames, 3)?;
-            for (i, predictions) in top.into_iter().enumerate() {
-                let truth = batch
-                    .video_labels(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &v)| v > 0.5)
-                    .map(|(c, _)| c as u32)
-                    .collect();
-                examples.push((batch.ids[i].clone(), truth, predictions));
-            }
-        }
-        Ok((metrics, summary.seconds, examples))
-    }
 }
 
 pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
@@ -137,7 +93,7 @@ pub fn run(args: QuickstartArgs, out: &mut Output) -> Result<(), CliError> {
                 ..TrainingDescription::default()
             },
         };
-        let outcome = on_model(name, args.device.build(args.seed)?, Job { config, show: 4 })?
+        let outcome = known(name, jobs::train_and_show(name, args.device.build(args.seed)?, config, 4))?
             .map_err(|e| CliError::context(format!("training {name}"), e))?;
         results.push((name, outcome));
     }

@@ -10,13 +10,13 @@ use clap::Args;
 use loupe::config::TrainFile;
 use loupe::data::FrameOrder;
 use loupe::distributed::{Collective, Compression};
-use loupe::model::VideoModel;
+use loupe::jobs::{self, TrainPlan};
 use loupe::train::checkpoint::read_meta;
-use loupe::train::run::{train_across, RunConfig, RunSummary};
+use loupe::train::run::{RunConfig, RunSummary};
 use loupe::train::{AdamConfig, GradientClipping, LearningRateSchedule, TrainConfig, TrainingDescription};
 
 use super::error::CliError;
-use super::job::{files, on_model, zoo_name_of, DeviceArgs, Job, JobDevice, LayoutArgs, TrainPlan};
+use super::job::{files, known, zoo_name_of, DeviceArgs, LayoutArgs};
 use super::output::{print_metrics, report_skipped, Output};
 use super::segments::run_segment_tuning;
 
@@ -267,40 +267,6 @@ impl TrainArgs {
     }
 }
 
-/// Trains the planned model as one rank of `collective`.
-pub struct TrainJob<'c> {
-    pub plan: TrainPlan,
-    pub collective: &'c dyn Collective,
-}
-
-impl Job for TrainJob<'_> {
-    type Output = Result<RunSummary, loupe::train::run::RunError>;
-    fn run<M, D>(mut self, device: D) -> Self::Output
-    where
-        D: JobDevice,
-        M: VideoModel<f32, D> + loupe::dfdx::nn::BuildModule<D, f32> + Clone,
-    {
-        self.plan.config.optim.classifier_l2 =
-            self.plan.regularization_penalty.unwrap_or(M::describe().classifier_l2);
-        let decoder = &self.plan.config.decoder;
-        if let (Some(source), true) = (&self.plan.layout_source, decoder.feature_dim() != M::FEATURES) {
-            // The library's check would only say the sizes differ; name the file they come from.
-            let streams: Vec<String> =
-                decoder.spec().streams().iter().map(|s| format!("{} {}", s.name, s.size)).collect();
-            return Err(loupe::train::run::RunError::Config(format!(
-                "{}: record 0 has the streams {} ({} values per {unit}), but model {} expects {} values per {unit}: a stream is missing or of another size in this file (name the streams with --feature-names and --feature-sizes if they are called differently)",
-                source.display(),
-                streams.join(" + "),
-                decoder.feature_dim(),
-                self.plan.model,
-                M::FEATURES,
-                unit = if decoder.format() == loupe::data::DataFormat::FrameLevel { "frame" } else { "video" },
-            )));
-        }
-        train_across::<M, D>(device, &self.plan.config, self.collective).map(|(_, summary)| summary)
-    }
-}
-
 pub fn print_summary(out: &mut Output, model: &str, s: &RunSummary, json: bool) -> Result<(), CliError> {
     report_skipped("training data", &s.skipped_training);
     report_skipped("validation data", &s.skipped_validation);
@@ -380,7 +346,7 @@ pub fn run(mut args: TrainArgs, out: &mut Output, collective: &dyn Collective) -
     }
     let plan = args.plan()?;
     let model = plan.model.clone();
-    let summary = on_model(&model, device, TrainJob { plan, collective })?
+    let summary = known(&model, jobs::train(plan, device, collective))?
         .map_err(|e| CliError::context(format!("training {model}"), e))?;
     print_summary(out, &model, &summary, json)
 }
