@@ -14,7 +14,7 @@ pub enum RunDevice {
 }
 
 /// What a job's device must offer: the layers' ops and a way to wait for queued work.
-pub trait JobDevice: LayerDevice<f32> + Synchronize {}
+pub(super) trait JobDevice: LayerDevice<f32> + Synchronize {}
 impl<D: LayerDevice<f32> + Synchronize> JobDevice for D {}
 
 /// What a job needs of a model: a zoo model's built type.

@@ -23,7 +23,7 @@ mod import;
 mod infer;
 mod train;
 
-pub use dispatch::{describe, JobDevice, RunDevice};
+pub use dispatch::{describe, RunDevice};
 pub use import::{import, ImportError, ImportOutcome, ImportRequest};
 pub use infer::{embed, evaluate, member_predictions, predict, predict_segments, Inference};
 pub use train::{bench, fine_tune_segments, train, train_and_show, Shown, TrainPlan};
