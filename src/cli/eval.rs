@@ -1,5 +1,6 @@
 //! `loupe eval` and `loupe predict`: a checkpoint on data, as metrics or a Kaggle CSV.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -179,31 +180,27 @@ pub fn run_predict(args: PredictArgs, out: &mut Output, collective: &dyn Collect
     )?;
     let vocabulary = args.vocabulary.as_ref().map(Vocabulary::load).transpose()?;
     let started = std::time::Instant::now();
+    // The one call of the job, writing its rows where `out` says.
+    let predict = |rows: Box<dyn Write + '_>| {
+        known(&model, jobs::predict(&model, device, eval, args.top_k, rows, vocabulary))?
+            .map_err(|e| CliError::context(format!("predicting with {model}"), e))
+    };
     let (written, skipped) = match &args.output_file {
         // Rank 0 alone writes; the other ranks only send it their rows.
-        Some(_) if !collective.is_root() => known(
-            &model,
-            jobs::predict(&model, device, eval, args.top_k, Box::new(std::io::sink()), vocabulary),
-        )?
-        .map_err(|e| CliError::context(format!("predicting with {model}"), e))?,
+        Some(_) if !collective.is_root() => predict(Box::new(std::io::sink()))?,
         Some(path) => {
             // Write next to the target and rename, so a failed run leaves no half file.
             let tmp = path.with_extension("csv.tmp");
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| CliError::context(format!("{}", tmp.display()), e))?;
-            let out = Box::new(std::io::BufWriter::new(file));
-            let (n, skipped) =
-                known(&model, jobs::predict(&model, device, eval, args.top_k, out, vocabulary))?
-                    .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let (n, skipped) = predict(Box::new(std::io::BufWriter::new(file)))?;
             std::fs::rename(&tmp, path).map_err(|e| CliError::context(format!("{}", path.display()), e))?;
             eprintln!("wrote {n} videos to {}", path.display());
             (n, skipped)
         }
         None => {
             let mut buffer = Vec::new();
-            let rows = Box::new(&mut buffer);
-            let result = known(&model, jobs::predict(&model, device, eval, args.top_k, rows, vocabulary))?
-                .map_err(|e| CliError::context(format!("predicting with {model}"), e))?;
+            let result = predict(Box::new(&mut buffer))?;
             for line in String::from_utf8_lossy(&buffer).lines() {
                 out.line(line)?;
             }

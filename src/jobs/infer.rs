@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::data::{Dataset, FrameOrder, FrameSampling, SkipReport, VideoDecoder, Vocabulary};
+use crate::data::{Dataset, FrameSampling, SkipReport, VideoDecoder, Vocabulary};
 use crate::dfdx::nn::BuildModule;
-use crate::distributed::{sum_skip_reports, Collective};
+use crate::distributed::{sum_skip_reports, Collective, SingleProcess};
 use crate::ensemble::{model_predictions, EnsembleError, Keep, Predictions};
 use crate::infer::Predictor;
 use crate::metrics::MetricsSummary;
@@ -43,18 +43,21 @@ impl Inference<'_> {
         M: VideoModel<f32, D> + BuildModule<D, f32>,
     {
         let (predictor, meta) = Predictor::<M, D>::load(device, &self.checkpoint)?;
-        let order = meta.frame_order();
+        // Sampled as the checkpoint's training order implies, unless asked otherwise.
         let dataset = evaluation_dataset_in_order::<M, D>(
             self.files.clone(),
             self.decoder.clone(),
             self.batch_size,
             self.skip_corrupt,
-            order,
-        )?
-        .with_sampling(
-            self.frame_sampling.unwrap_or_else(|| order.evaluation_sampling(M::READS_FRAMES_IN_ORDER)),
-        );
-        Ok((predictor, dataset))
+            meta.frame_order(),
+        )?;
+        Ok((
+            predictor,
+            match self.frame_sampling {
+                Some(sampling) => dataset.with_sampling(sampling),
+                None => dataset,
+            },
+        ))
     }
 }
 
@@ -174,21 +177,14 @@ pub fn predict_segments(
     on_model(name, device, Segments(checkpoint, inference))
 }
 
-struct Member<'a> {
-    checkpoint: &'a Path,
-    files: &'a [PathBuf],
-    decoder: VideoDecoder,
-    keep: Keep,
-}
+struct Member<'a>(Inference<'a>, Keep);
 
 impl Job for Member<'_> {
     type Output = Result<Predictions, EnsembleError>;
     fn run<M: JobModel<D>, D: JobDevice>(self, device: D) -> Self::Output {
-        let (predictor, meta) = Predictor::<M, D>::load(device, self.checkpoint).map_err(RunError::from)?;
-        let order: FrameOrder = meta.frame_order();
-        let dataset =
-            evaluation_dataset_in_order::<M, D>(self.files.to_vec(), self.decoder, 64, false, order)?;
-        model_predictions(&predictor, &dataset, self.checkpoint.display().to_string(), self.keep)
+        let Member(job, keep) = self;
+        let (predictor, dataset) = job.load::<M, D>(device)?;
+        model_predictions(&predictor, &dataset, job.checkpoint.display().to_string(), keep)
     }
 }
 
@@ -203,5 +199,14 @@ pub fn member_predictions(
     decoder: VideoDecoder,
     keep: Keep,
 ) -> Option<Result<Predictions, EnsembleError>> {
-    on_model(name, device, Member { checkpoint, files, decoder, keep })
+    let job = Inference {
+        collective: &SingleProcess,
+        checkpoint: checkpoint.to_path_buf(),
+        files: files.to_vec(),
+        decoder,
+        batch_size: 64,
+        skip_corrupt: false,
+        frame_sampling: None,
+    };
+    on_model(name, device, Member(job, keep))
 }
