@@ -31,7 +31,7 @@ pub struct Inference<'c> {
     pub batch_size: usize,
     pub skip_corrupt: bool,
     /// The frames the model sees; `None`: what the checkpoint's training order implies
-    /// ([`FrameOrder::evaluation_sampling`]).
+    /// ([`FrameOrder::evaluation_sampling`](crate::data::FrameOrder::evaluation_sampling)).
     pub frame_sampling: Option<FrameSampling>,
 }
 
