@@ -108,5 +108,50 @@ fn pooling(c: &mut Criterion) {
     bench_layer!(c, "SoftBow", builder::SoftBowPooling<128, 16>, b = 8, s = 32, f = 128, k = 16);
 }
 
-criterion_group!(benches, pooling);
+/// What surrounds the poolings of a late-fusion model at the paper's size (batch 80, 300
+/// frames, rgb 1024 + audio 128, pooled to 262,144 + 16,384): the split of the
+/// standardised frames into the two streams (no tape: evaluation, and the training step's
+/// frames as data) and the concatenation of the pooled streams (no tape, and with one:
+/// forward and backward), fused and composed.
+fn streams(c: &mut Criterion) {
+    use loupe::nn::{try_concat_features, Stream};
+    const RGB: usize = 262_144;
+    const AUDIO: usize = 16_384;
+    let dev = device();
+    let frames: Tensor<(usize, Const<300>, Const<1152>), f32, _> =
+        dev.sample_normal_like(&(80, Const, Const));
+    let rgb: Tensor<(usize, Const<RGB>), f32, _> = dev.sample_normal_like(&(80, Const));
+    let audio: Tensor<(usize, Const<AUDIO>), f32, _> = dev.sample_normal_like(&(80, Const));
+    for fused in [true, false] {
+        loupe::kernels::set_fused(fused);
+        let kernels = if fused { "fused" } else { "composed" };
+        let mut group = c.benchmark_group(format!("Streams/{DEVICE}/{kernels}"));
+        group.throughput(Throughput::Elements(80));
+        group.sample_size(10);
+        group.bench_function("split_B80_S300_rgb1024_audio128", |bench| {
+            bench.iter(|| {
+                let video = Stream::<0, 1024>.forward(frames.clone());
+                let sound = Stream::<1024, 128>.forward(frames.clone());
+                (video, sound)
+            })
+        });
+        group.bench_function("concat_B80_262144_16384", |bench| {
+            bench.iter(|| {
+                try_concat_features::<RGB, AUDIO, { RGB + AUDIO }, _, _, _, _>(rgb.clone(), audio.clone())
+            })
+        });
+        group.bench_function("concat_backward_B80_262144_16384", |bench| {
+            bench.iter(|| {
+                let (a, b) =
+                    (rgb.clone().traced(Gradients::leaky()), audio.clone().traced(Gradients::leaky()));
+                let c = try_concat_features::<RGB, AUDIO, { RGB + AUDIO }, _, _, _, _>(a, b).unwrap();
+                c.sum().backward()
+            })
+        });
+        group.finish();
+    }
+    loupe::kernels::set_fused(true);
+}
+
+criterion_group!(benches, pooling, streams);
 criterion_main!(benches);

@@ -288,8 +288,7 @@ pub mod __private {
     pub use ::loupe_core::nn;
     pub use ::loupe_core::nn::ClassifierPenalty;
 
-    use ::dfdx::shapes::Axis;
-    use ::dfdx::tensor_ops::{RealizeTo, ReshapeTo, TryConcatAlong};
+    use ::dfdx::tensor_ops::{RealizeTo, ReshapeTo};
 
     /// The dtypes generated models are generic over: whatever the layers need.
     pub trait LayerDtype: Dtype {}
@@ -312,10 +311,7 @@ pub mod __private {
     {
         #[allow(clippy::let_unit_value)]
         let () = ConcatSizes::<A, B, C>::CHECK;
-        let a = realized(a.try_realize::<(usize, usize)>());
-        let b = realized(b.try_realize::<(usize, usize)>());
-        let c = (a, b).try_concat_along(Axis::<1>)?;
-        Ok(realized(c.try_realize::<(usize, Const<C>)>()))
+        ::loupe_core::nn::try_concat_features(a, b)
     }
 
     /// A video-level model's input, `(B, 1, F) -> (B, F)`: the one vector per video that

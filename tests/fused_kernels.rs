@@ -8,8 +8,9 @@ use dfdx::prelude::*;
 use loupe::gradcheck::{check_gradients, named_params, param_grads, Tolerance};
 use loupe::kernels::{set_fused, set_gemm};
 use loupe::nn::{
-    builder, l2_normalize, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput, GruPooling, Hidden,
-    HiddenBn, Logistic, LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling, SoftAssignment,
+    builder, l2_normalize, try_concat_features, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput,
+    GruPooling, Hidden, HiddenBn, Logistic, LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling,
+    SoftAssignment, Stream,
 };
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
@@ -590,4 +591,64 @@ fn recurrent_state_gradient_on_sgemm_matches_dfdx_matmul() {
     let (on, off) = (recurrent_f32(true, &gru, &x), recurrent_f32(false, &gru, &x));
     assert_close_f32(&on.0, &off.0, 1e-5, "GRU output");
     assert_close_f32(&on.1, &off.1, 1e-5, "GRU frames' gradient");
+}
+
+/// A stream of untaped frames (evaluation, frames as data) is copied out by the fused op;
+/// it must equal dfdx's slice, which the composed path and any taped input use, for
+/// frames and for video-level rows, at every position of the channels.
+#[test]
+fn stream_of_untaped_input_matches_the_slice() {
+    let dev = loupe::device::cpu_seeded(31);
+    let x = frames::<7>(&dev, 3, 5);
+    let rows: Tensor<(usize, Const<7>), f64, Cpu> = dev.sample_normal_like(&(4, Const));
+    fn both<Y: Shape>(f: impl Fn() -> Tensor<Y, f64, Cpu>) -> (Vec<f64>, Vec<f64>) {
+        set_fused(false);
+        let composed = f().as_vec();
+        set_fused(true);
+        (f().as_vec(), composed)
+    }
+    let (fused, composed) = both(|| Stream::<0, 4>.forward(x.clone()));
+    assert_eq!((fused.len(), &fused), (3 * 5 * 4, &composed));
+    let (fused, composed) = both(|| Stream::<4, 3>.forward(x.clone()));
+    assert_eq!((fused.len(), &fused), (3 * 5 * 3, &composed));
+    let (fused, composed) = both(|| Stream::<2, 1>.forward(rows.clone()));
+    assert_eq!((fused.len(), &fused), (4, &composed));
+    // The channels themselves, against the values read directly.
+    let all = x.as_vec();
+    let expected: Vec<f64> = all.chunks(7).flat_map(|frame| frame[4..7].to_vec()).collect();
+    assert_eq!(Stream::<4, 3>.forward(x.clone()).as_vec(), expected);
+    let f32s = x.to_dtype::<f32>();
+    let expected32: Vec<f32> = f32s.as_vec().chunks(7).flat_map(|frame| frame[1..6].to_vec()).collect();
+    assert_eq!(Stream::<1, 5>.forward(f32s).as_vec(), expected32);
+}
+
+/// The late fusion's concatenation of two pooled representations: the fused copy and
+/// its backward against dfdx's `concat_along`, taped (both inputs' gradients) and
+/// untaped, and the values against the inputs read directly.
+#[test]
+fn concat_features_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(32);
+    let a: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    let b: Tensor<(usize, Const<2>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    let weights: Tensor<(usize, Const<7>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    let run = |fused: bool| {
+        set_fused(fused);
+        let (ta, tb) = (a.clone().traced(Gradients::leaky()), b.clone().traced(Gradients::leaky()));
+        let c = try_concat_features::<5, 2, 7, _, _, _, _>(ta, tb).unwrap();
+        let values = c.retaped::<NoneTape>().as_vec();
+        let grads = (c * weights.clone()).sum::<Rank0, _>().backward();
+        let untaped = try_concat_features::<5, 2, 7, _, _, _, _>(a.clone(), b.clone()).unwrap().as_vec();
+        set_fused(true);
+        (values, untaped, grads.get(&a).as_vec(), grads.get(&b).as_vec())
+    };
+    let (fused, composed) = (run(true), run(false));
+    assert_eq!(fused, composed);
+    let expected: Vec<f64> =
+        a.as_vec().chunks(5).zip(b.as_vec().chunks(2)).flat_map(|(x, y)| [x, y].concat()).collect();
+    assert_eq!(fused.0, expected);
+    assert_eq!(fused.1, expected);
+    // Each input's gradient is its columns of the output's (the weights).
+    let w = weights.as_vec();
+    assert_eq!(fused.2, w.chunks(7).flat_map(|r| r[..5].to_vec()).collect::<Vec<_>>());
+    assert_eq!(fused.3, w.chunks(7).flat_map(|r| r[5..].to_vec()).collect::<Vec<_>>());
 }

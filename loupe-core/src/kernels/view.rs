@@ -20,10 +20,13 @@
 //!   batch-16 step and its update streams seven; `docs/performance.md`) and a transient
 //!   copy of the 1.07 GB hidden weight. The recurrences' host paths (GRU, LSTM) use it too:
 //!   they write their activations over their own input projections, the buffers their
-//!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). The slice is derived from the reference to element 0 that
-//!   `Index`/`IndexMut` hand out, after checking that the tensor is laid out row-major
-//!   and contiguous. Why that is sound, and under which aliasing model, is written at
-//!   [`params_mut`].
+//!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). The
+//!   split of untaped frames into streams reads the frames in place too
+//!   (`kernels::channels`): the op is a copy, and a first copy would double it.
+//!
+//!   The slice is derived from the reference to element 0 that `Index`/`IndexMut` hand
+//!   out, after checking that the tensor is laid out row-major and contiguous. Why that
+//!   is sound, and under which aliasing model, is written at [`params_mut`].
 #![allow(unsafe_code)]
 
 use std::any::{Any, TypeId};

@@ -121,7 +121,8 @@ impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
 }
 
 /// One input stream: channels `[START, START + LEN)` of the last axis, keeping the tape
-/// (the gradient flows back into exactly those channels).
+/// (the gradient flows back into exactly those channels). Untaped input on the `Cpu`
+/// (evaluation, and the training step's frames as data) is copied out by all threads.
 ///
 /// `START + LEN <= F` (and `LEN > 0`) is checked when the layer is instantiated for an
 /// `F`-channel input; `cargo build` reports a violation (`cargo check` does not evaluate
@@ -195,6 +196,10 @@ impl<
         #[allow(clippy::let_unit_value)]
         let () = StreamBounds::<START, LEN, F>::CHECK;
         let (rows, frames, _) = *x.shape();
+        let x = match crate::kernels::try_channels(x, START, LEN, (rows, frames, Const::<LEN>))? {
+            Ok(stream) => return Ok(stream),
+            Err(x) => x,
+        };
         // The slice is a fresh contiguous tensor: the reshape back to `Const<LEN>` is free.
         x.try_slice((.., .., START..START + LEN))?.try_reshape_like(&(rows, frames, Const::<LEN>))
     }
@@ -209,6 +214,10 @@ impl<B: Dim, const F: usize, const START: usize, const LEN: usize, E: Dtype, D: 
         #[allow(clippy::let_unit_value)]
         let () = StreamBounds::<START, LEN, F>::CHECK;
         let rows = x.shape().0;
+        let x = match crate::kernels::try_channels(x, START, LEN, (rows, Const::<LEN>))? {
+            Ok(stream) => return Ok(stream),
+            Err(x) => x,
+        };
         x.try_slice((.., START..START + LEN))?.try_reshape_like(&(rows, Const::<LEN>))
     }
 }

@@ -24,7 +24,7 @@ mod l2_normalize;
 
 pub use batch_norm::{batch_norm_decay, BatchNorm, BATCH_NORM_DECAY, BATCH_NORM_EPSILON};
 pub use l2_normalize::{l2_normalize, L2Normalize};
-pub use shared::{try_l2_normalize, L2_NORM_FLOOR};
+pub use shared::{try_concat_features, try_l2_normalize, L2_NORM_FLOOR};
 
 // ---- pooling layers (paper section 2) ----
 mod net_fv;

@@ -103,6 +103,37 @@ pub(crate) fn try_add_bias<B: Dim, const O: usize, E: Dtype, D: Device<E>, T: Ta
     h.try_add(bias.retaped::<T>().try_broadcast_like(&(rows, Const::<O>))?)
 }
 
+/// Concatenation of two pooled representations along their features, `(B, A) ++ (B, B)
+/// -> (B, C)` (late fusion), keeping both tapes; fused on the `Cpu` (one parallel copy,
+/// and its backward), dfdx's `concat_along` elsewhere.
+///
+/// # Panics
+/// When `A + B != C` (the `#[video_model]` macro computes `C`, and checks it at compile
+/// time) or the row counts differ.
+#[allow(clippy::type_complexity)]
+pub fn try_concat_features<const A: usize, const B: usize, const C: usize, E, D, T, R>(
+    a: Tensor<(usize, Const<A>), E, D, T>,
+    b: Tensor<(usize, Const<B>), E, D, R>,
+) -> Result<Tensor<(usize, Const<C>), E, D, T>, D::Err>
+where
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D> + Merge<R>,
+    R: Tape<E, D>,
+{
+    let (a, b) = match crate::kernels::try_concat_rows(a, b)? {
+        Ok(c) => return Ok(c),
+        Err(inputs) => inputs,
+    };
+    let c = (
+        a.try_realize::<(usize, usize)>().unwrap_or_else(|_| unreachable!("same rank")),
+        b.try_realize::<(usize, usize)>().unwrap_or_else(|_| unreachable!("same rank")),
+    )
+        .try_concat_along(Axis::<1>)?;
+    Ok(c.try_realize::<(usize, Const<C>)>()
+        .unwrap_or_else(|c| panic!("concatenation of {A} + {B} features into {C}: {:?}", c.shape())))
+}
+
 /// Floor of the squared norm, as in the reference: `x * rsqrt(max(sum x^2, 1e-12))`.
 pub const L2_NORM_FLOOR: f64 = 1e-12;
 
