@@ -109,7 +109,8 @@ fn pooling(c: &mut Criterion) {
 }
 
 /// What surrounds the poolings of a late-fusion model at the paper's size (batch 80, 300
-/// frames, rgb 1024 + audio 128, pooled to 262,144 + 16,384): the split of the
+/// frames, rgb 1024 + audio 128, pooled to 262,144 + 16,384): the frames' evaluation
+/// preprocessing (L2, then the batch norm's running averages), the split of the
 /// standardised frames into the two streams (no tape: evaluation, and the training step's
 /// frames as data) and the concatenation of the pooled streams (no tape, and with one:
 /// forward and backward), fused and composed.
@@ -122,6 +123,7 @@ fn streams(c: &mut Criterion) {
         dev.sample_normal_like(&(80, Const, Const));
     let rgb: Tensor<(usize, Const<RGB>), f32, _> = dev.sample_normal_like(&(80, Const));
     let audio: Tensor<(usize, Const<AUDIO>), f32, _> = dev.sample_normal_like(&(80, Const));
+    let input = dev.build_module::<builder::FrameInput<1152>, f32>();
     for fused in [true, false] {
         loupe::kernels::set_fused(fused);
         let kernels = if fused { "fused" } else { "composed" };
@@ -134,6 +136,9 @@ fn streams(c: &mut Criterion) {
                 let sound = Stream::<1024, 128>.forward(frames.clone());
                 (video, sound)
             })
+        });
+        group.bench_function("frame_input_eval_B80_S300_F1152", |bench| {
+            bench.iter(|| input.forward(frames.clone()))
         });
         group.bench_function("concat_B80_262144_16384", |bench| {
             bench.iter(|| {

@@ -652,3 +652,75 @@ fn concat_features_fused_matches_composed() {
     assert_eq!(fused.2, w.chunks(7).flat_map(|r| r[..5].to_vec()).collect::<Vec<_>>());
     assert_eq!(fused.3, w.chunks(7).flat_map(|r| r[5..].to_vec()).collect::<Vec<_>>());
 }
+
+/// Evaluation-mode batch norm and the frames' evaluation preprocessing (L2, then the
+/// batch norm with its running averages), untaped: the fused in-place kernels against
+/// the composed dfdx ops, on rows and on frames, `f64` and `f32`, with an all-zero
+/// frame at the L2 floor.
+#[test]
+fn evaluation_batch_norm_and_frame_input_fused_match_composed() {
+    let dev = loupe::device::cpu_seeded(33);
+    let mut bn = dev.build_module::<builder::BatchNorm<5>, f64>();
+    bn.scale = dev.sample_uniform_like(&bn.scale) + 0.5;
+    bn.shift = dev.sample_normal_like(&bn.shift);
+    bn.running_mean = dev.sample_normal_like(&bn.running_mean);
+    bn.running_var = dev.sample_uniform_like(&bn.running_var) + 0.1;
+    let rows: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(7, Const));
+    let x = frames::<5>(&dev, 2, 3);
+    fn both<Y: Shape, E: Dtype>(f: impl Fn() -> Tensor<Y, E, Cpu>) -> (Vec<E>, Vec<E>) {
+        set_fused(false);
+        let composed = f().as_vec();
+        set_fused(true);
+        (f().as_vec(), composed)
+    }
+    let (fused, composed) = both(|| bn.forward(rows.clone()));
+    assert_close(&fused, &composed, 1e-12, "batch norm of rows");
+    let (fused, composed) = both(|| bn.forward(x.clone()));
+    assert_close(&fused, &composed, 1e-12, "batch norm of frames");
+    // The values: (x - mean) / sqrt(var + 1e-3) * scale + shift, the running averages'.
+    let (m, v, g, b) =
+        (bn.running_mean.as_vec(), bn.running_var.as_vec(), bn.scale.as_vec(), bn.shift.as_vec());
+    let expected: Vec<f64> = rows
+        .as_vec()
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| (y - m[i % 5]) / (v[i % 5] + 1e-3).sqrt() * g[i % 5] + b[i % 5])
+        .collect();
+    assert_close(&bn.forward(rows.clone()).as_vec(), &expected, 1e-12, "batch norm against the formula");
+
+    let mut input = dev.build_module::<builder::FrameInput<5>, f64>();
+    input.bn = bn.clone();
+    let mut values = x.as_vec();
+    values[..5].iter_mut().for_each(|v| *v = 0.0);
+    let x = dev.tensor_from_vec(values, (2usize, 3usize, Const::<5>));
+    let (fused, composed) = both(|| input.forward(x.clone()));
+    assert_close(&fused, &composed, 1e-12, "evaluation frame input");
+    let input32 = input.to_dtype::<f32>();
+    let x32 = x.to_dtype::<f32>();
+    let (fused, composed) = both(|| input32.forward(x32.clone()));
+    let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    assert_close(&widen(fused), &widen(composed), 1e-5, "evaluation frame input, f32");
+}
+
+/// NetVLAD and NetRVLAD in evaluation (untaped: the tail writes its output in place),
+/// fused against composed, after a training step has moved the running averages.
+#[test]
+fn vlad_evaluation_fused_matches_composed() {
+    let dev = loupe::device::cpu_seeded(34);
+    let x = frames::<6>(&dev, 3, 5);
+    let mut vlad = dev.build_module::<builder::NetVladPooling<6, 4, 24>, f64>();
+    let mut rvlad = dev.build_module::<builder::NetRvladPooling<6, 4, 24>, f64>();
+    let _ = vlad.forward_mut(x.clone().traced(vlad.alloc_grads()));
+    let _ = rvlad.forward_mut(x.clone().traced(rvlad.alloc_grads()));
+    for (name, run) in [
+        ("NetVLAD", &(|| vlad.forward(x.clone()).as_vec()) as &dyn Fn() -> Vec<f64>),
+        ("NetRVLAD", &|| rvlad.forward(x.clone()).as_vec()),
+    ] {
+        let fused = run();
+        set_fused(false);
+        let composed = run();
+        set_fused(true);
+        assert_eq!(fused.len(), 3 * 24, "{name}");
+        assert_close(&fused, &composed, 1e-12, name);
+    }
+}

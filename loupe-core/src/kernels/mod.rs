@@ -40,7 +40,7 @@ pub(crate) use frames::{
 pub(crate) use gemm_ops::{try_sequence_weight_product, try_weight_product};
 pub(crate) use math::{adam_update, squared_norm, Real};
 pub(crate) use ops::{
-    try_batch_norm_eval_softmax, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
+    try_batch_norm_eval, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,
     try_vlad_normalize, BatchNormTensors,
 };
 pub(crate) use view::{

@@ -11,7 +11,8 @@ use dfdx::prelude::*;
 
 use super::math::{self, Real};
 use super::view::{
-    contiguous, expect_view, grad_buffer, grad_mut, read, restore_grad, take_grad, tensor_from, write, zeroed,
+    contiguous, expect_view, grad_buffer, grad_mut, params, params_mut, read, restore_grad, take_grad,
+    tensor_from, write, zeroed,
 };
 use super::{cpu_float, CpuFloat};
 
@@ -108,34 +109,38 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
 }
 
 /// Evaluation-mode batch norm over the last axis with the running averages
-/// `running = (mean, var)`, followed by a softmax over the channels, without a tape
-/// (inference): one pass instead of ~8.
+/// `running = (mean, var)`, followed by a softmax over the channels when `softmax` is
+/// set, without a tape (inference): one pass instead of ~8 (with the softmax) or 2 single-
+/// threaded ones (without). The input is read in place and the output written in place
+/// into the tensor that holds it.
 #[allow(clippy::type_complexity)]
-pub(crate) fn try_batch_norm_eval_softmax<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+pub(crate) fn try_batch_norm_eval<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
     x: Tensor<S, E, D, T>,
     bn: BatchNormTensors<'_, C, E, D>,
     running: (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
+    softmax: bool,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     if T::OWNS_TAPE {
         return Ok(Err(x));
     }
     match cpu_float::<E, D>() {
-        Some(CpuFloat::F32) => batch_norm_eval_softmax::<f32, _, _, _, _, C>(x, bn, running),
-        Some(CpuFloat::F64) => batch_norm_eval_softmax::<f64, _, _, _, _, C>(x, bn, running),
+        Some(CpuFloat::F32) => batch_norm_eval::<f32, _, _, _, _, C>(x, bn, running, softmax),
+        Some(CpuFloat::F64) => batch_norm_eval::<f64, _, _, _, _, C>(x, bn, running, softmax),
         None => Ok(Err(x)),
     }
 }
 
 #[allow(clippy::type_complexity)]
-fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
+fn batch_norm_eval<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, const C: usize>(
     x: Tensor<S, E, D, T>,
     bn: BatchNormTensors<'_, C, E, D>,
     (running_mean, running_var): (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
+    softmax: bool,
 ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
     let (x, tape) = x.split_tape();
     let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
-    let params = [bn.scale, bn.shift, running_mean, running_var].map(|t| contiguous::<F, _, _, _>(t));
-    if !channel_last || !contiguous::<F, _, _, _>(&x) || params.contains(&false) {
+    let layout = [bn.scale, bn.shift, running_mean, running_var].map(|t| contiguous::<F, _, _, _>(t));
+    if !channel_last || !contiguous::<F, _, _, _>(&x) || layout.contains(&false) {
         return Ok(Err(x.put_tape(tape)));
     }
     let gamma = expect_view(read::<F, _, _, _>(bn.scale)?);
@@ -145,10 +150,10 @@ fn batch_norm_eval_softmax<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E,
     let eps = F::from_f64(bn.epsilon).expect("epsilon fits");
     let scale: Vec<F> = gamma.iter().zip(var.iter()).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
     let offset: Vec<F> = beta.iter().zip(mean.iter()).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
-    let xs = expect_view(read::<F, _, _, _>(&x)?);
-    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
-    math::normalize_rows(&xs, C, &scale, &offset, true, &mut ys);
-    Ok(Ok(tensor_from(x.device(), *x.shape(), &ys)?.put_tape(tape)))
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let xs = expect_view(params::<F, _, _, _>(&x));
+    math::normalize_rows(xs, C, &scale, &offset, softmax, expect_view(params_mut::<F, _, _, _>(&mut out)));
+    Ok(Ok(out.put_tape(tape)))
 }
 
 /// L2 normalisation of the last axis with a floor on the squared norm,
@@ -175,6 +180,13 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         return Ok(Err(x.put_tape(tape)));
     }
     let c = x.shape().concrete()[S::NUM_DIMS - 1];
+    if !T::OWNS_TAPE {
+        // No backward to keep the output for: read and written in place.
+        let mut out = x.device().try_zeros_like(x.shape())?;
+        let xs = expect_view(params::<F, _, _, _>(&x));
+        math::l2_rows_forward(xs, c, floor, expect_view(params_mut::<F, _, _, _>(&mut out)));
+        return Ok(Ok(out.put_tape(tape)));
+    }
     let xs = expect_view(read::<F, _, _, _>(&x)?);
     let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
     let norms = math::l2_rows_forward(&xs, c, floor, &mut ys);
@@ -256,26 +268,24 @@ fn vlad<
         return Ok(Err((w.put_tape(tape), a.map(|a| a.put_tape(T::default())))));
     }
     let b = w.shape().0;
-    let ws = expect_view(read::<R, _, _, _>(&w)?);
-    let a_values = match &a {
-        Some(a) => Some(expect_view(read::<R, _, _, _>(a)?)),
-        None => None,
-    };
+    // The aggregated descriptors and the assignment are read in place (the forward only
+    // reads them); the centres (F x K) are copied, as the backward keeps them.
+    let ws = expect_view(params::<R, _, _, _>(&w));
+    let a_values = a.as_ref().map(|a| expect_view(params::<R, _, _, _>(a)));
     let center_values = match &centers {
         Some(c) => Some(expect_view(read::<R, _, _, _>(c)?)),
         None => None,
     };
+    if !T::OWNS_TAPE {
+        // No backward to keep the output for: written in place into its tensor.
+        let mut out = w.device().try_zeros_like(&(b, Const::<OUT>))?;
+        let ys = expect_view(params_mut::<R, _, _, _>(&mut out));
+        math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, ys);
+        return Ok(Ok(out.put_tape(tape)));
+    }
     let mut ys = zeroed::<R, E, _>(w.device(), b.size() * OUT)?;
-    let stats = math::vlad_forward(
-        &ws,
-        a_values.as_deref().map(|v| &v[..]),
-        center_values.as_deref().map(|v| &v[..]),
-        F,
-        K,
-        floor,
-        &mut ys,
-    );
-    drop((ws, a_values));
+    let stats =
+        math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, &mut ys);
     let out = tensor_from(w.device(), (b, Const::<OUT>), &ys)?;
     if T::OWNS_TAPE {
         // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).

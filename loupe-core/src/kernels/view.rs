@@ -12,7 +12,7 @@
 //!   buffer, and copy the result into a tensor dfdx allocated. Their backward passes keep
 //!   the forward's copies of activations (a parameter or the input frames, alive anyway,
 //!   are read again instead of held twice), and gradients are borrowed whole
-//!   ([`grad_mut`]). Every fused op of the layers goes this way.
+//!   ([`grad_mut`]). The fused ops of the training forward go this way.
 //! - **In place, unsafe** ([`params_mut`], [`params`]): for parameter-sized tensors
 //!   that live across steps: Adam's update of a parameter and its two moments, and the
 //!   streamed checkpoint writer. A copy there would be two more passes over each of the
@@ -20,9 +20,11 @@
 //!   batch-16 step and its update streams seven; `docs/performance.md`) and a transient
 //!   copy of the 1.07 GB hidden weight. The recurrences' host paths (GRU, LSTM) use it too:
 //!   they write their activations over their own input projections, the buffers their
-//!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). The
-//!   split of untaped frames into streams reads the frames in place too
-//!   (`kernels::channels`): the op is a copy, and a first copy would double it.
+//!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). Ops
+//!   that only read their input in the forward use it too: the forwards without a tape
+//!   (evaluation: the frames' L2, every batch norm, the VLAD tail, the split into
+//!   streams) read their input in place and write into the output's tensor, and the
+//!   VLAD tail reads its inputs in place when taped (its backward keeps the output).
 //!
 //!   The slice is derived from the reference to element 0 that `Index`/`IndexMut` hand
 //!   out, after checking that the tensor is laid out row-major and contiguous. Why that

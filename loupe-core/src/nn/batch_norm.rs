@@ -175,15 +175,17 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         Ok(y)
     }
 
-    /// Evaluation-mode normalisation followed by a softmax over the channels by the fused
-    /// kernel (no tape); `Err(x)` when the kernel does not apply.
+    /// Evaluation-mode normalisation, followed by a softmax over the channels when
+    /// `softmax` is set, by the fused kernel (no tape); `Err(x)` when the kernel does not
+    /// apply.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn try_fused_eval_softmax<S: Shape, T: Tape<E, D>>(
+    pub(crate) fn try_fused_eval<S: Shape, T: Tape<E, D>>(
         &self,
         x: Tensor<S, E, D, T>,
+        softmax: bool,
     ) -> Result<Result<Tensor<S, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
         let tensors = self.kernel_tensors();
-        crate::kernels::try_batch_norm_eval_softmax(x, tensors, (&self.running_mean, &self.running_var))
+        crate::kernels::try_batch_norm_eval(x, tensors, (&self.running_mean, &self.running_var), softmax)
     }
 
     /// Evaluation-mode normalisation with the running averages.
@@ -195,6 +197,10 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         S: Shape + HasAxes<Ax> + ReduceShapeTo<Rank1<C>, Ax>,
         T: Tape<E, D>,
     {
+        let x = match self.try_fused_eval(x, false)? {
+            Ok(y) => return Ok(y),
+            Err(x) => x,
+        };
         let shape = *x.shape();
         let inv_std = self
             .running_var

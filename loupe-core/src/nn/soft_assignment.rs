@@ -152,7 +152,7 @@ impl<const F: usize, const K: usize, E: Dtype, D: Device<E>> SoftAssignment<F, K
         x: Tensor<(B, S, Const<F>), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<K>), E, D, T>, D::Err> {
         let logits = crate::kernels::try_sequence_weight_product(x, &self.weights)?;
-        let logits = match self.bn.try_fused_eval_softmax(logits)? {
+        let logits = match self.bn.try_fused_eval(logits, true)? {
             Ok(assignment) => return Ok(assignment),
             Err(logits) => logits,
         };
