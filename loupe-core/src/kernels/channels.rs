@@ -1,12 +1,14 @@
-//! A run of channels of data without a tape (a frame-level model's stream), copied out
-//! by all threads.
+//! Channels split off and joined along the last axis, copied by all threads: a
+//! frame-level model's streams ([`try_channels`]) and the late fusion of the pooled
+//! streams ([`try_concat_rows`]).
 //!
-//! dfdx's `slice` walks its output one element at a time on one thread; at paper size
-//! the evaluation forward spent 4% of its time there, splitting the `(80, 300, 1152)`
-//! standardised frames into their rgb and audio streams (`docs/performance.md`, "Where
-//! the time goes now"). Both the evaluation forward and the training step (frames as
-//! data, `nn::pool_frames`) slice untaped tensors, so this op needs no backward: taped
-//! input stays on dfdx's slice.
+//! dfdx's `slice` and `concat_along` walk their output one element at a time on one
+//! thread; at paper size the evaluation forward spent 4% of its time in the slice,
+//! splitting the `(80, 300, 1152)` standardised frames into their rgb and audio streams,
+//! and 2% in the concatenation (`docs/performance.md`, "Where the time goes now"). Both
+//! the evaluation forward and the training step (frames as data, `nn::pool_frames`)
+//! slice untaped tensors, so the split needs no backward (taped input stays on dfdx's
+//! slice); the concatenation is taped in training and has its backward.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;

@@ -192,15 +192,13 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let norms = math::l2_rows_forward(&xs, c, floor, &mut ys);
     drop(xs);
     let out = tensor_from(x.device(), *x.shape(), &ys)?;
-    if T::OWNS_TAPE {
-        let (x_id, out_keep) = (x.ghost(), out.clone());
-        tape.add_backward_op(move |grads| {
-            let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
-            let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
-            math::l2_rows_backward(&ys, &gy, &norms, c, floor, gx);
-            restore_grad(grads, &out_keep, gy)
-        });
-    }
+    let (x_id, out_keep) = (x.ghost(), out.clone());
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
+        let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
+        math::l2_rows_backward(&ys, &gy, &norms, c, floor, gx);
+        restore_grad(grads, &out_keep, gy)
+    });
     Ok(Ok(out.put_tape(tape)))
 }
 
@@ -287,40 +285,38 @@ fn vlad<
     let stats =
         math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, &mut ys);
     let out = tensor_from(w.device(), (b, Const::<OUT>), &ys)?;
-    if T::OWNS_TAPE {
-        // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).
-        let (out_keep, w_id, a_id) = (out.clone(), w.ghost(), a.map(|a| a.ghost()));
-        tape.add_backward_op(move |grads| {
-            let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
-            let mut ga = match &a_id {
-                Some(a) => Some(std::mem::take(grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?))),
-                None => None,
-            };
-            let mut gc = match &centers {
-                Some(c) => Some(take_grad::<R, _, _, _>(grads, c)?),
-                None => None,
-            };
-            math::vlad_backward(
-                &ys,
-                &gy,
-                center_values.as_deref().map(|v| &v[..]),
-                &stats,
-                F,
-                K,
-                floor,
-                grad_buffer::<R, E, D>(grads.get_or_alloc_mut(&w_id)?),
-                ga.as_deref_mut(),
-                gc.as_deref_mut(),
-            );
-            if let (Some(a), Some(ga)) = (&a_id, ga) {
-                *grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?) = ga;
-            }
-            if let (Some(c), Some(gc)) = (&centers, gc) {
-                restore_grad(grads, c, gc)?;
-            }
-            restore_grad(grads, &out_keep, gy)
-        });
-    }
+    // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).
+    let (out_keep, w_id, a_id) = (out.clone(), w.ghost(), a.map(|a| a.ghost()));
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+        let mut ga = match &a_id {
+            Some(a) => Some(std::mem::take(grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?))),
+            None => None,
+        };
+        let mut gc = match &centers {
+            Some(c) => Some(take_grad::<R, _, _, _>(grads, c)?),
+            None => None,
+        };
+        math::vlad_backward(
+            &ys,
+            &gy,
+            center_values.as_deref().map(|v| &v[..]),
+            &stats,
+            F,
+            K,
+            floor,
+            grad_buffer::<R, E, D>(grads.get_or_alloc_mut(&w_id)?),
+            ga.as_deref_mut(),
+            gc.as_deref_mut(),
+        );
+        if let (Some(a), Some(ga)) = (&a_id, ga) {
+            *grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?) = ga;
+        }
+        if let (Some(c), Some(gc)) = (&centers, gc) {
+            restore_grad(grads, c, gc)?;
+        }
+        restore_grad(grads, &out_keep, gy)
+    });
     Ok(Ok(out.put_tape(tape)))
 }
 
