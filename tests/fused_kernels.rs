@@ -553,14 +553,16 @@ fn hidden_layers_on_sgemm_match_dfdx_matmul() {
 }
 
 /// One f32 training forward + backward of `sum(out * r)` for a recurrent pooling, with
-/// loupe's sgemm on or off: the output (every frame's `h U` on sgemm with `U` packed once)
-/// and the frames' gradient (which every step's state gradient, `d U^T` likewise, flows
-/// into).
+/// loupe's sgemm on or off: the output (every frame's `h U` on sgemm with `U` packed once),
+/// the frames' gradient (which every step's state gradient, `d U^T` likewise, flows into)
+/// and the parameters' gradients that `weights` reads (the recurrent weights' from one
+/// product over all steps, accumulated in place).
 fn recurrent_f32<M, const N: usize>(
     gemm: bool,
     layer: &M,
     x: &Tensor<(usize, usize, Const<5>), f32, Cpu>,
-) -> (Vec<f32>, Vec<f32>)
+    weights: impl Fn(&Gradients<f32, Cpu>, &M) -> Vec<f32>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>)
 where
     M: Module<
         Tensor<(usize, usize, Const<5>), f32, Cpu, OwnedTape<f32, Cpu>>,
@@ -575,7 +577,7 @@ where
     let out = y.retaped::<NoneTape>().as_vec();
     let grads = (y * r).sum::<Rank0, _>().backward();
     set_gemm(true);
-    (out, grads.get(x).as_vec())
+    (out, grads.get(x).as_vec(), weights(&grads, layer))
 }
 
 #[test]
@@ -583,14 +585,33 @@ fn recurrent_state_gradient_on_sgemm_matches_dfdx_matmul() {
     let dev = loupe::device::cpu_seeded(17);
     let x: Tensor<(usize, usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(3, 6, Const));
     let lstm: LstmPooling<5, 4, 16, f32, Cpu> = dev.build_module::<builder::LstmPooling<5, 4, 16>, f32>();
-    let (on, off) = (recurrent_f32(true, &lstm, &x), recurrent_f32(false, &lstm, &x));
+    let lstm_weights = |g: &Gradients<f32, Cpu>, m: &LstmPooling<5, 4, 16, f32, Cpu>| {
+        let (a, b) = (&m.layer1, &m.layer2);
+        [g.get(&a.recurrent_weights).as_vec(), g.get(&a.bias).as_vec(), g.get(&b.recurrent_weights).as_vec()]
+            .concat()
+    };
+    let (on, off) =
+        (recurrent_f32(true, &lstm, &x, lstm_weights), recurrent_f32(false, &lstm, &x, lstm_weights));
     assert_close_f32(&on.0, &off.0, 1e-5, "LSTM output");
     assert_close_f32(&on.1, &off.1, 1e-5, "LSTM frames' gradient");
-    assert!(on.1.iter().any(|&g| g != 0.0));
+    assert_close_f32(&on.2, &off.2, 1e-5, "LSTM recurrent weights' and bias's gradients");
+    assert!(on.1.iter().any(|&g| g != 0.0) && on.2.iter().all(|&g| g != 0.0));
     let gru: GruPooling<5, 4, 8, f32, Cpu> = dev.build_module::<builder::GruPooling<5, 4, 8>, f32>();
-    let (on, off) = (recurrent_f32(true, &gru, &x), recurrent_f32(false, &gru, &x));
+    let gru_weights = |g: &Gradients<f32, Cpu>, m: &GruPooling<5, 4, 8, f32, Cpu>| {
+        let (a, b) = (&m.layer1, &m.layer2);
+        [
+            g.get(&a.gate_recurrent_weights).as_vec(),
+            g.get(&a.candidate_recurrent_weights).as_vec(),
+            g.get(&b.candidate_recurrent_weights).as_vec(),
+            g.get(&b.candidate_bias).as_vec(),
+        ]
+        .concat()
+    };
+    let (on, off) = (recurrent_f32(true, &gru, &x, gru_weights), recurrent_f32(false, &gru, &x, gru_weights));
     assert_close_f32(&on.0, &off.0, 1e-5, "GRU output");
     assert_close_f32(&on.1, &off.1, 1e-5, "GRU frames' gradient");
+    assert_close_f32(&on.2, &off.2, 1e-5, "GRU recurrent weights' and bias's gradients");
+    assert!(on.2.iter().all(|&g| g != 0.0));
 }
 
 /// A stream of untaped frames (evaluation, frames as data) is copied out by the fused op;
@@ -620,6 +641,25 @@ fn stream_of_untaped_input_matches_the_slice() {
     let f32s = x.to_dtype::<f32>();
     let expected32: Vec<f32> = f32s.as_vec().chunks(7).flat_map(|frame| frame[1..6].to_vec()).collect();
     assert_eq!(Stream::<1, 5>.forward(f32s).as_vec(), expected32);
+}
+
+/// A stream of taped frames, with the frames used again outside the stream: the fused
+/// copy's backward adds its channels' gradient to the frames' (dfdx 0.13's `slice`
+/// backward would assign it, dropping the other use's), against the gradient written out.
+#[test]
+fn stream_of_taped_input_adds_its_gradient() {
+    let dev = loupe::device::cpu_seeded(33);
+    let x = frames::<7>(&dev, 3, 5);
+    let weights: Tensor<(usize, usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(3, 5, Const));
+    let traced = x.clone().traced(Gradients::leaky());
+    let stream = Stream::<4, 3>.forward(traced.retaped());
+    assert_eq!(stream.retaped::<NoneTape>().as_vec(), Stream::<4, 3>.forward(x.clone()).as_vec());
+    let loss = (stream * weights.clone()).sum::<Rank0, _>() + traced.sum::<Rank0, _>();
+    let grads = loss.backward();
+    let w = weights.as_vec();
+    let expected: Vec<f64> =
+        (0..3 * 5 * 7).map(|i| 1.0 + if i % 7 >= 4 { w[i / 7 * 3 + i % 7 - 4] } else { 0.0 }).collect();
+    assert_eq!(grads.get(&x).as_vec(), expected);
 }
 
 /// The late fusion's concatenation of two pooled representations: the fused copy and

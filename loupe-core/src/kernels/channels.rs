@@ -1,14 +1,15 @@
 //! Channels split off and joined along the last axis, copied by all threads: a
-//! frame-level model's streams ([`try_channels`]) and the late fusion of the pooled
-//! streams ([`try_concat_rows`]).
+//! frame-level model's streams and the recurrent layers' outputs and final states
+//! ([`try_channels`]), and the late fusion of the pooled streams ([`try_concat_rows`]).
 //!
 //! dfdx's `slice` and `concat_along` walk their output one element at a time on one
 //! thread; at paper size the evaluation forward spent 4% of its time in the slice,
 //! splitting the `(80, 300, 1152)` standardised frames into their rgb and audio streams,
-//! and 2% in the concatenation (`docs/performance.md`, "Where the time goes now"). Both
-//! the evaluation forward and the training step (frames as data, `nn::pool_frames`)
-//! slice untaped tensors, so the split needs no backward (taped input stays on dfdx's
-//! slice); the concatenation is taped in training and has its backward.
+//! and 2% in the concatenation (`docs/performance.md`, "Where the time goes now"). The
+//! recurrent layers picked their `h_t` and last state with one-hot products over the
+//! whole `(80, 150, 2048)` states, forward and backward, on one thread. Both ops here
+//! have their backward (each input's gradient gains its channels of the output's;
+//! dfdx 0.13's `slice` backward assigns instead of adding).
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -18,20 +19,20 @@ use super::view::{expect_view, grad_buffer, params, params_mut};
 use super::{cpu_float, CpuFloat};
 
 /// Channels `[start, start + len)` of the last axis of `x` (every other axis a row), as
-/// a new tensor of `shape` (`x`'s shape with the last axis `len`). Hands `x` back as
-/// `Err` when the op does not apply: `x` carries a tape, is not a contiguous `Cpu`
+/// a new tensor of `shape` (`x`'s shape with the last axis `len`), with its backward.
+/// Hands `x` back as `Err` when the op does not apply: `x` is not a contiguous `Cpu`
 /// tensor of `f32` / `f64`, or the fused kernels are off.
 ///
 /// # Panics
 /// When the channels do not lie within the last axis or `shape` does not hold the rows
-/// times `len` values (the caller's const checks rule both out).
+/// times `len` values (the callers' const checks rule both out).
 pub(crate) fn try_channels<S: Shape, Y: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<S, E, D, T>,
     start: usize,
     len: usize,
     shape: Y,
 ) -> Result<Result<Tensor<Y, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
-    if T::OWNS_TAPE || S::NUM_DIMS == 0 {
+    if S::NUM_DIMS == 0 {
         return Ok(Err(x));
     }
     match cpu_float::<E, D>() {
@@ -48,7 +49,7 @@ fn channels<F: Real, S: Shape, Y: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     len: usize,
     shape: Y,
 ) -> Result<Result<Tensor<Y, E, D, T>, Tensor<S, E, D, T>>, D::Err> {
-    let (x, tape) = x.split_tape();
+    let (x, mut tape) = x.split_tape();
     let Some(xs) = params::<F, _, _, _>(&x) else {
         return Ok(Err(x.put_tape(tape)));
     };
@@ -60,12 +61,27 @@ fn channels<F: Real, S: Shape, Y: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     // the stream twice).
     let mut out = x.device().try_zeros_like(&shape)?;
     let ys = expect_view(params_mut::<F, _, _, _>(&mut out));
-    let chunk = rows_per_task(rows, len);
+    let chunk = rows_per_task(rows, width);
     ys.par_chunks_mut(chunk * len).zip(xs.par_chunks(chunk * width)).for_each(|(ys, xs)| {
         for (y, x) in ys.chunks_exact_mut(len).zip(xs.chunks_exact(width)) {
             y.copy_from_slice(&x[start..start + len]);
         }
     });
+    if T::OWNS_TAPE {
+        let (x_id, out_id) = (x.ghost(), out.ghost());
+        tape.add_backward_op(move |grads| {
+            let g = std::mem::take(grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&out_id)?));
+            // x[:, start..start + len] += g, row by row.
+            let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
+            gx.par_chunks_mut(chunk * width).zip(g.par_chunks(chunk * len)).for_each(|(xs, gs)| {
+                for (x, g) in xs.chunks_exact_mut(width).zip(gs.chunks_exact(len)) {
+                    x[start..start + len].iter_mut().zip(g).for_each(|(x, g)| *x = *x + *g);
+                }
+            });
+            *grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&out_id)?) = g;
+            Ok(())
+        });
+    }
     Ok(Ok(out.put_tape(tape)))
 }
 

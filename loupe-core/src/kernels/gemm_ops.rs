@@ -102,6 +102,27 @@ pub(crate) fn try_rows_product<S: Shape, Y: Shape, const I: usize, O: Dim, E: Dt
     Ok(Some(out))
 }
 
+/// Adds `a^T b` for rows `a` (`(R, M)`) and `b` (`(R, N)`) to the gradient of `target`
+/// (`M N` values) in place, on sgemm: the recurrent weights' gradients, one product over
+/// every step. Returns `false` (nothing done) unless sgemm runs for `(E, D)` and `a`, `b`
+/// are contiguous `Cpu` tensors.
+pub(crate) fn try_add_transposed_product<S: Shape, M: Dim, N: Dim, E: Dtype, D: Device<E>>(
+    grads: &mut Gradients<E, D>,
+    target: &Tensor<S, E, D>,
+    a: &Tensor<(usize, M), E, D>,
+    b: &Tensor<(usize, N), E, D>,
+) -> Result<bool, D::Err> {
+    if !runs_on_sgemm(a, b) {
+        return Ok(false);
+    }
+    let ([rows, m], n) = (a.shape().concrete(), b.shape().1.size());
+    assert_eq!(b.shape().0, rows, "one row of b per row of a");
+    assert_eq!(target.shape().num_elements(), m * n, "the gradient holds a^T b");
+    let (av, bv) = (expect_view(params::<f32, _, _, _>(a)), expect_view(params::<f32, _, _, _>(b)));
+    product(view(av, rows, m).transpose(), view(bv, rows, n), grad_mut(grads, target)?, true);
+    Ok(true)
+}
+
 /// Whether `x W` runs on sgemm: sgemm is on for `(E, D)` and both are contiguous `Cpu`
 /// tensors of `f32`, read in place.
 fn runs_on_sgemm<S: Shape, W: Shape, E: Dtype, D: Device<E>>(
@@ -160,6 +181,29 @@ pub(super) mod tests {
         for (a, b) in [(&on.0, &off.0), (&on.1, &off.1), (&on.2, &off.2)] {
             close(a, b);
         }
+    }
+
+    /// The recurrent weights' gradient: `a^T b` added to what the gradient held, exactly
+    /// sgemm's values; with sgemm off nothing is done (the caller falls back to dfdx).
+    #[test]
+    fn the_transposed_product_accumulates_into_the_gradient() {
+        let dev = Cpu::seed_from_u64(4);
+        let a: Tensor<(usize, Const<6>), f32, Cpu> = dev.sample_normal_like(&(11, Const));
+        let b: Tensor<(usize, usize), f32, Cpu> = dev.sample_normal_like(&(11, 5));
+        let target: Tensor<Rank3<6, 1, 5>, f32, Cpu> = dev.zeros();
+        let mut grads = Gradients::leaky();
+        let before: Vec<f32> = (0..30).map(|i| i as f32 / 7.0).collect();
+        *grad_mut(&mut grads, &target).unwrap() = before.clone();
+        assert!(try_add_transposed_product(&mut grads, &target, &a, &b).unwrap());
+        let mut want = before.clone();
+        product(view(&a.as_vec(), 11, 6).transpose(), view(&b.as_vec(), 11, 5), &mut want, true);
+        assert_eq!(grads.get(&target).as_vec(), want);
+        assert_ne!(want, before);
+        crate::kernels::set_gemm(false);
+        let ran = try_add_transposed_product(&mut grads, &target, &a, &b).unwrap();
+        crate::kernels::set_gemm(true);
+        assert!(!ran);
+        assert_eq!(grads.get(&target).as_vec(), want, "nothing added with sgemm off");
     }
 
     pub(in crate::kernels) fn close(a: &[f32], b: &[f32]) {

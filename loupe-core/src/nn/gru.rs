@@ -1,11 +1,13 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_last_step, try_pick,
-    try_pick_column, try_weight_gradient, GlorotUniform, RecurrentProduct,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_bias_gradient, try_add_to_gradient,
+    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, GlorotUniform,
+    RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use crate::kernels::{restore_grad, take_grad, try_sequence_weight_product};
 
@@ -152,19 +154,19 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
         x: Tensor<(B, S, Const<I>), E, D, T>,
         mask: Option<&Tensor<(B, S), E, D>>,
     ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
-        let (b, s, _) = *x.shape();
         // All frames' input projections at once.
         let wg = self.gate_input_weights.clone().try_reshape_like(&(Const::<I>, 2 * H))?;
-        let gate_bias = self
-            .gate_bias
-            .retaped::<T>()
-            .try_reshape_like(&(2 * H,))?
-            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 2 * H))?;
-        let pg = try_sequence_weight_product(x.retaped::<T>(), &wg)?.try_add(gate_bias)?;
-        let candidate_bias =
-            self.candidate_bias.retaped::<T>().try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
-        let pc = try_sequence_weight_product(x, &self.candidate_input_weights)?.try_add(candidate_bias)?;
-        try_gru_recurrence(pg, pc, &self.gate_recurrent_weights, &self.candidate_recurrent_weights, mask)
+        let pg = try_sequence_weight_product(x.retaped::<T>(), &wg)?;
+        let pc = try_sequence_weight_product(x, &self.candidate_input_weights)?;
+        let biases = (&self.gate_bias, &self.candidate_bias);
+        try_gru_recurrence(
+            pg,
+            pc,
+            biases,
+            &self.gate_recurrent_weights,
+            &self.candidate_recurrent_weights,
+            mask,
+        )
     }
 
     /// The states themselves: a GRU's state is its output.
@@ -183,23 +185,35 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
     }
 }
 
-/// The recurrence of one GRU layer over the projected inputs `pg = x Wg + bg`
-/// (`(B, S, 2H)`) and `pc = x Wc + bc` (`(B, S, H)`); returns `h_t` for every step. On
-/// the `Cpu` (f32, f64, fused kernels on) it is one host op with its own backward,
-/// elsewhere composed dfdx ops (see `nn/recurrent.rs`).
+/// The biases of a GRU layer, `bg` (`2 x H`) and `bc` (`H`).
+type GruBiases<'a, const H: usize, E, D> = (&'a Tensor<Rank2<2, H>, E, D>, &'a Tensor<Rank1<H>, E, D>);
+
+/// The recurrence of one GRU layer over the projected inputs `x Wg` (`(B, S, 2H)`) and
+/// `x Wc` (`(B, S, H)`) and the biases `bg`, `bc`; returns `h_t` for every step. On the
+/// `Cpu` (f32, f64, fused kernels on) it is one host op with its own backward, elsewhere
+/// composed dfdx ops over `pg = x Wg + bg` and `pc = x Wc + bc` (see `nn/recurrent.rs`).
 #[allow(clippy::type_complexity)]
 fn try_gru_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
     pc: Tensor<(B, S, Const<H>), E, D, T>,
+    biases: GruBiases<H, E, D>,
     gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
     candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
 ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
     if crate::kernels::cpu_float::<E, D>().is_some() {
-        try_gru_recurrence_host(pg, pc, gate_recurrent, candidate_recurrent, mask)
-    } else {
-        try_gru_recurrence_composed(pg, pc, gate_recurrent, candidate_recurrent, mask)
+        return try_gru_recurrence_host(pg, pc, biases, gate_recurrent, candidate_recurrent, mask);
     }
+    let (b, s, _) = *pg.shape();
+    let (gate_bias, candidate_bias) = biases;
+    let gate_bias = gate_bias
+        .retaped::<T>()
+        .try_reshape_like(&(2 * H,))?
+        .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 2 * H))?;
+    let candidate_bias =
+        candidate_bias.retaped::<T>().try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, Const::<H>))?;
+    let (pg, pc) = (pg.try_add(gate_bias)?, pc.try_add(candidate_bias)?);
+    try_gru_recurrence_composed(pg, pc, gate_recurrent, candidate_recurrent, mask)
 }
 
 /// [`try_gru_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
@@ -281,13 +295,13 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
 }
 
 /// [`try_gru_recurrence`] as one op with its own backward, the recurrence run on the
-/// tensors' host buffers.
+/// tensors' host buffers, each step's gate arithmetic shared among the threads by video.
 ///
 /// Memory: the activations the backward needs are written over the projections they
 /// come from (`pg` then holds `[r, u]`, `pc` holds `c`), which the backward keeps anyway
 /// to name their gradients; nothing else is saved but the output. The backward builds
-/// each gradient once, as the tensor its weight gradient's matmul reads, and adds it to
-/// the inputs' and weights' gradients in place.
+/// each gradient once, as the tensor its weight gradient's product reads, and adds it to
+/// the inputs', the biases' (column sums) and the weights' gradients in place.
 ///
 /// The per-frame products with `Ug` and `Uc` (forward) and with their transposes
 /// (backward) are a [`RecurrentProduct`] each, built once per pass: on `f32` with sgemm
@@ -296,6 +310,7 @@ fn try_gru_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Devi
 fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     pg: Tensor<(B, S, usize), E, D, T>,
     pc: Tensor<(B, S, Const<H>), E, D, T>,
+    (gate_bias, candidate_bias): GruBiases<H, E, D>,
     gate_recurrent: &Tensor<Rank3<H, 2, H>, E, D>,
     candidate_recurrent: &Tensor<Rank2<H, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
@@ -309,6 +324,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
     let ug = gate_recurrent.clone().try_reshape_like(&(Const::<H>, 2 * H))?;
     let uc = candidate_recurrent.clone().try_reshape_like(&(Const::<H>, H))?;
     let m = mask_values(mask, nb, ns);
+    let bg: Vec<f64> = host(gate_bias).iter().map(|&v| to_f64(v)).collect();
+    let bc: Vec<f64> = host(candidate_bias).iter().map(|&v| to_f64(v)).collect();
 
     // Forward; each step's [r, u] replaces its gate projections, c its candidate's.
     let mut out = dev.try_zeros_like(&(b, s, Const::<H>))?;
@@ -318,36 +335,49 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
         let mut h = vec![E::default(); nb * H];
         let mut rh = vec![E::default(); nb * H];
         let mut u = vec![0.0f64; nb * H];
+        let (mut zg, mut zc) = (Vec::new(), Vec::new());
         for t in 0..ns {
-            let zg = if t == 0 { None } else { Some(h_ug.try_apply(&dev, &h, nb)?) };
-            for bi in 0..nb {
-                let row = (bi * ns + t) * 2 * H;
-                for k in 0..H {
-                    let pre = |g: usize| {
-                        to_f64(gates[row + g * H + k])
-                            + zg.as_ref().map_or(0.0, |z| to_f64(z[bi * 2 * H + g * H + k]))
-                    };
-                    let r = sigmoid(pre(0));
-                    u[bi * H + k] = sigmoid(pre(1));
-                    rh[bi * H + k] = from_f64(r * to_f64(h[bi * H + k]));
-                    gates[row + k] = from_f64(r);
-                    gates[row + H + k] = from_f64(u[bi * H + k]);
-                }
+            if t > 0 {
+                h_ug.try_apply(&dev, &h, nb, &mut zg)?;
             }
-            let zc = if t == 0 { None } else { Some(rh_uc.try_apply(&dev, &rh, nb)?) };
-            for bi in 0..nb {
-                let mt = m[bi * ns + t];
-                for k in 0..H {
-                    let at = bi * H + k;
-                    let i = (bi * ns + t) * H + k;
-                    let c = (to_f64(cand[i]) + zc.as_ref().map_or(0.0, |z| to_f64(z[at]))).tanh();
-                    let h_prev = to_f64(h[at]);
-                    let h_new = u[at] * h_prev + (1.0 - u[at]) * c;
-                    h[at] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
-                    states[i] = h[at];
-                    cand[i] = from_f64(c);
-                }
+            let z = (t > 0).then_some(&zg[..]);
+            let videos = gates.par_chunks_mut(ns * 2 * H).zip(u.par_chunks_mut(H));
+            videos.zip(rh.par_chunks_mut(H)).zip(h.par_chunks(H)).enumerate().for_each(
+                |(bi, (((gates, u), rh), h))| {
+                    let gates = &mut gates[t * 2 * H..(t + 1) * 2 * H];
+                    let z = z.map(|z| &z[bi * 2 * H..(bi + 1) * 2 * H]);
+                    for k in 0..H {
+                        let pre = |g: usize| {
+                            to_f64(gates[g * H + k]) + bg[g * H + k] + z.map_or(0.0, |z| to_f64(z[g * H + k]))
+                        };
+                        let r = sigmoid(pre(0));
+                        u[k] = sigmoid(pre(1));
+                        rh[k] = from_f64(r * to_f64(h[k]));
+                        gates[k] = from_f64(r);
+                        gates[H + k] = from_f64(u[k]);
+                    }
+                },
+            );
+            if t > 0 {
+                rh_uc.try_apply(&dev, &rh, nb, &mut zc)?;
             }
+            let z = (t > 0).then_some(&zc[..]);
+            let videos = cand.par_chunks_mut(ns * H).zip(states.par_chunks_mut(ns * H));
+            videos.zip(h.par_chunks_mut(H)).zip(u.par_chunks(H)).enumerate().for_each(
+                |(bi, (((cand, states), h), u))| {
+                    let mt = m[bi * ns + t];
+                    let (cand, states) = (&mut cand[t * H..(t + 1) * H], &mut states[t * H..(t + 1) * H]);
+                    let z = z.map(|z| &z[bi * H..(bi + 1) * H]);
+                    for k in 0..H {
+                        let c = (to_f64(cand[k]) + bc[k] + z.map_or(0.0, |z| to_f64(z[k]))).tanh();
+                        let h_prev = to_f64(h[k]);
+                        let h_new = u[k] * h_prev + (1.0 - u[k]) * c;
+                        h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                        states[k] = h[k];
+                        cand[k] = from_f64(c);
+                    }
+                },
+            );
         }
     }
     if !T::OWNS_TAPE {
@@ -356,12 +386,14 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
 
     // `pg` holds [r, u] and `pc` holds c from here on.
     let out_ghost = out.clone();
+    let (gate_bias, candidate_bias) = (gate_bias.clone(), candidate_bias.clone());
     let (gate_recurrent, candidate_recurrent) = (gate_recurrent.clone(), candidate_recurrent.clone());
     tape.add_backward_op(move |grads| {
         let dy = take_grad::<E, _, _, _>(grads, &out_ghost)?;
         let (ys, acts_g, acts_c) = (host(&out_ghost), host(&pg), host(&pc));
+        // h_{t-1} of video `bi`'s step `t`, channel `k` (zeros before the first).
         let prev =
-            |bi: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(bi * ns + t - 1) * H + k]) };
+            |step: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(step - 1) * H + k]) };
         let rows = nb * ns;
         let mut dpg_t = dev.try_zeros_like(&(rows, 2 * H))?;
         let mut dpc_t = dev.try_zeros_like(&(rows, H))?;
@@ -370,64 +402,71 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             let (dzg_ugt, dzc_uct) =
                 (RecurrentProduct::try_backward(&ug)?, RecurrentProduct::try_backward(&uc)?);
             let mut dh = vec![0.0f64; nb * H];
+            let mut dzc = vec![E::default(); nb * H];
+            let mut dhu = vec![0.0f64; nb * H];
+            let mut dzg = vec![E::default(); nb * 2 * H];
+            let (mut drh, mut back) = (Vec::new(), Vec::new());
             for t in (0..ns).rev() {
-                let mut dzc = vec![E::default(); nb * H];
-                let mut dhu = vec![0.0f64; nb * H];
-                for bi in 0..nb {
-                    let mt = m[bi * ns + t];
-                    let row = (bi * ns + t) * 2 * H;
-                    for k in 0..H {
-                        let at = bi * H + k;
-                        let i = (bi * ns + t) * H + k;
-                        let (uu, c) = (to_f64(acts_g[row + H + k]), to_f64(acts_c[i]));
-                        let dht = dh[at] + to_f64(dy[i]);
-                        let dh_new = mt * dht;
-                        let v = dh_new * (1.0 - uu) * (1.0 - c * c);
-                        dpc[i] = from_f64(v);
-                        dzc[at] = from_f64(v);
-                        dhu[at] = dh_new * (prev(bi, t, k) - c) * uu * (1.0 - uu);
-                        dh[at] = (1.0 - mt) * dht + dh_new * uu;
-                    }
-                }
+                let videos = dpc.par_chunks_mut(ns * H).zip(dzc.par_chunks_mut(H));
+                videos.zip(dhu.par_chunks_mut(H)).zip(dh.par_chunks_mut(H)).enumerate().for_each(
+                    |(bi, (((dpc, dzc), dhu), dh))| {
+                        let step = bi * ns + t;
+                        let mt = m[step];
+                        let dpc = &mut dpc[t * H..(t + 1) * H];
+                        for k in 0..H {
+                            let (uu, c) =
+                                (to_f64(acts_g[step * 2 * H + H + k]), to_f64(acts_c[step * H + k]));
+                            let dht = dh[k] + to_f64(dy[step * H + k]);
+                            let dh_new = mt * dht;
+                            let v = dh_new * (1.0 - uu) * (1.0 - c * c);
+                            dpc[k] = from_f64(v);
+                            dzc[k] = from_f64(v);
+                            dhu[k] = dh_new * (prev(step, t, k) - c) * uu * (1.0 - uu);
+                            dh[k] = (1.0 - mt) * dht + dh_new * uu;
+                        }
+                    },
+                );
                 // Through the candidate's recurrent product (r * h) Uc.
-                let drh = if t > 0 { Some(dzc_uct.try_apply(&dev, &dzc, nb)?) } else { None };
-                let mut dzg = vec![E::default(); nb * 2 * H];
-                for bi in 0..nb {
-                    let row = (bi * ns + t) * 2 * H;
-                    for k in 0..H {
-                        let at = bi * H + k;
-                        let rr = to_f64(acts_g[row + k]);
-                        let drh = drh.as_ref().map_or(0.0, |d| to_f64(d[at]));
-                        let dr = drh * prev(bi, t, k) * rr * (1.0 - rr);
-                        dh[at] += drh * rr;
-                        dpg[row + k] = from_f64(dr);
-                        dpg[row + H + k] = from_f64(dhu[at]);
-                        dzg[bi * 2 * H + k] = from_f64(dr);
-                        dzg[bi * 2 * H + H + k] = from_f64(dhu[at]);
-                    }
-                }
                 if t > 0 {
-                    let back = dzg_ugt.try_apply(&dev, &dzg, nb)?;
-                    for (acc, v) in dh.iter_mut().zip(back) {
-                        *acc += to_f64(v);
+                    dzc_uct.try_apply(&dev, &dzc, nb, &mut drh)?;
+                }
+                let drh = (t > 0).then_some(&drh[..]);
+                let videos = dpg.par_chunks_mut(ns * 2 * H).zip(dzg.par_chunks_mut(2 * H));
+                videos.zip(dh.par_chunks_mut(H)).zip(dhu.par_chunks(H)).enumerate().for_each(
+                    |(bi, (((dpg, dzg), dh), dhu))| {
+                        let step = bi * ns + t;
+                        let dpg = &mut dpg[t * 2 * H..(t + 1) * 2 * H];
+                        for k in 0..H {
+                            let rr = to_f64(acts_g[step * 2 * H + k]);
+                            let drh = drh.map_or(0.0, |d| to_f64(d[bi * H + k]));
+                            let dr = drh * prev(step, t, k) * rr * (1.0 - rr);
+                            dh[k] += drh * rr;
+                            dpg[k] = from_f64(dr);
+                            dpg[H + k] = from_f64(dhu[k]);
+                            dzg[k] = from_f64(dr);
+                            dzg[H + k] = from_f64(dhu[k]);
+                        }
+                    },
+                );
+                if t > 0 {
+                    dzg_ugt.try_apply(&dev, &dzg, nb, &mut back)?;
+                    for (acc, v) in dh.iter_mut().zip(&back) {
+                        *acc += to_f64(*v);
                     }
                 }
             }
         }
         restore_grad(grads, &out_ghost, dy)?;
         // dUg = sum_t h_{t-1}^T dzg_t, then dUc = sum_t (r_t * h_{t-1})^T dzc_t in the same
-        // buffer, one matmul each.
-        let mut states_prev = dev.try_zeros_like(&(rows, Const::<H>))?;
-        for (i, v) in host_mut(&mut states_prev).iter_mut().enumerate() {
-            *v = from_f64(prev(i / H / ns, i / H % ns, i % H));
-        }
-        let dug = try_weight_gradient(&states_prev, &dpg_t)?;
-        try_add_to_gradient(grads, &gate_recurrent, host(&dug))?;
-        for (i, v) in host_mut(&mut states_prev).iter_mut().enumerate() {
-            *v = from_f64(to_f64(acts_g[(i / H) * 2 * H + i % H]) * to_f64(*v));
-        }
-        let duc = try_weight_gradient(&states_prev, &dpc_t)?;
-        try_add_to_gradient(grads, &candidate_recurrent, host(&duc))?;
+        // buffer, one product each.
+        let mut states_prev = try_previous_states::<H, _, _>(&dev, ys, (nb, ns), H, 0)?;
+        try_add_weight_gradient(grads, &gate_recurrent, &states_prev, &dpg_t)?;
+        host_mut(&mut states_prev).par_chunks_mut(H).zip(acts_g.par_chunks(2 * H)).for_each(|(h, g)| {
+            h.iter_mut().zip(&g[..H]).for_each(|(h, r)| *h = from_f64(to_f64(*r) * to_f64(*h)));
+        });
+        try_add_weight_gradient(grads, &candidate_recurrent, &states_prev, &dpc_t)?;
+        try_add_bias_gradient(grads, &gate_bias, host(&dpg_t))?;
+        try_add_bias_gradient(grads, &candidate_bias, host(&dpc_t))?;
         try_add_to_gradient(grads, &pg, host(&dpg_t))?;
         try_add_to_gradient(grads, &pc, host(&dpc_t))
     });

@@ -1,11 +1,13 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_to_gradient, try_last_step, try_pick,
-    try_pick_column, try_weight_gradient, GlorotUniform, RecurrentProduct,
+    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_bias_gradient, try_add_to_gradient,
+    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, GlorotUniform,
+    RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use crate::kernels::{restore_grad, take_grad};
 
@@ -114,26 +116,26 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
         x: Tensor<(B, S, Const<I>), E, D, T>,
         mask: Option<&Tensor<(B, S), E, D>>,
     ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
-        let (b, s, _) = *x.shape();
         // All frames' input projections at once: (B*S, I) x (I, 4H).
         let w = self.input_weights.clone().try_reshape_like(&(Const::<I>, 4 * H))?;
         let projected = crate::kernels::try_sequence_weight_product(x, &w)?;
-        let bias = self
-            .bias
-            .retaped::<T>()
-            .try_reshape_like(&(4 * H,))?
-            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 4 * H))?;
-        try_lstm_recurrence::<B, S, H, E, D, T>(projected.try_add(bias)?, &self.recurrent_weights, mask)
+        try_lstm_recurrence::<B, S, H, E, D, T>(projected, &self.bias, &self.recurrent_weights, mask)
     }
 
-    /// `h_t` of every step: `[c_t, h_t]` read as `(B S, 2, H)`, entry 1 of axis 1.
+    /// `h_t` of every step: channels `[H, 2H)` of `[c_t, h_t]` (on other devices than the
+    /// `Cpu`, `[c_t, h_t]` read as `(B S, 2, H)`, entry 1 of axis 1).
     fn try_outputs<B: Dim, S: Dim, T: Tape<E, D>>(
         states: Tensor<(B, S, usize), E, D, T>,
     ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
         let (b, s, _) = *states.shape();
-        let rows = b.size() * s.size();
-        try_pick(states.try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?
-            .try_reshape_like(&(b, s, Const::<H>))
+        match crate::kernels::try_channels(states, H, H, (b, s, Const::<H>))? {
+            Ok(h) => Ok(h),
+            Err(states) => {
+                let rows = b.size() * s.size();
+                try_pick(states.try_reshape_like(&(rows, Const::<2>, Const::<H>))?, 1)?
+                    .try_reshape_like(&(b, s, Const::<H>))
+            }
+        }
     }
 
     /// `[c, h]` after the last step.
@@ -144,23 +146,31 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
     }
 }
 
-/// The recurrence of one LSTM layer over projected inputs `p = x W + b` (`(B, S, 4H)`);
-/// returns `[c_t, h_t]` for every step. On the `Cpu` (f32, f64, fused kernels on) it is one
-/// host op with its own backward, elsewhere composed dfdx ops (see `nn/recurrent.rs`).
+/// The recurrence of one LSTM layer over projected inputs `x W` (`(B, S, 4H)`) and the
+/// bias `b`; returns `[c_t, h_t]` for every step. On the `Cpu` (f32, f64, fused kernels
+/// on) it is one host op with its own backward, elsewhere composed dfdx ops (see
+/// `nn/recurrent.rs`).
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    p: Tensor<(B, S, usize), E, D, T>,
+    projected: Tensor<(B, S, usize), E, D, T>,
+    bias: &Tensor<Rank2<4, H>, E, D>,
     recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
 ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
     if crate::kernels::cpu_float::<E, D>().is_some() {
-        try_lstm_recurrence_host::<B, S, H, E, D, T>(p, recurrent, mask)
+        try_lstm_recurrence_host::<B, S, H, E, D, T>(projected, bias, recurrent, mask)
     } else {
-        try_lstm_recurrence_composed::<B, S, H, E, D, T>(p, recurrent, mask)
+        let (b, s, _) = *projected.shape();
+        let bias = bias
+            .retaped::<T>()
+            .try_reshape_like(&(4 * H,))?
+            .try_broadcast_like::<_, Axes2<0, 1>>(&(b, s, 4 * H))?;
+        try_lstm_recurrence_composed::<B, S, H, E, D, T>(projected.try_add(bias)?, recurrent, mask)
     }
 }
 
-/// [`try_lstm_recurrence`] as dfdx ops, one frame at a time, so it runs on any device:
+/// [`try_lstm_recurrence`] as dfdx ops over `p = x W + b`, one frame at a time, so it runs
+/// on any device:
 /// `p_t` and each gate are picked with one-hot products ([`try_pick`]; never `slice`, whose backward assigns), the
 /// recurrent product a dfdx matmul, the steps' states a `stack`.
 #[allow(clippy::type_complexity)]
@@ -237,13 +247,13 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
 }
 
 /// [`try_lstm_recurrence`] as one op with its own backward, the recurrence run on the
-/// tensors' host buffers.
+/// tensors' host buffers, each step's gate arithmetic shared among the threads by video.
 ///
 /// Memory: the gate activations `[i, j, f, o]` the backward needs are written over the
 /// projections `p` they come from, which the backward keeps anyway to name their
 /// gradient; nothing else is saved but the output. The backward builds the gradient of
-/// `p` once, as the tensor the weight gradient's matmul reads, and adds it to the input's
-/// and the weight's gradients in place.
+/// `p` once, as the tensor the weight gradient's product reads, and adds it to the
+/// input's, the bias's (its column sums) and the weight's gradients in place.
 ///
 /// The per-frame products `h U` (forward) and `dz U^T` (backward) are a
 /// [`RecurrentProduct`] each, built once per pass: on `f32` with sgemm on, `U` is packed
@@ -251,6 +261,7 @@ fn try_lstm_recurrence_composed<B: Dim, S: Dim, const H: usize, E: Dtype, D: Dev
 #[allow(clippy::type_complexity)]
 fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     p: Tensor<(B, S, usize), E, D, T>,
+    bias: &Tensor<Rank2<4, H>, E, D>,
     recurrent: &Tensor<Rank3<H, 4, H>, E, D>,
     mask: Option<&Tensor<(B, S), E, D>>,
 ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
@@ -260,6 +271,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
     let dev = p.device().clone();
     let u = recurrent.clone().try_reshape_like(&(Const::<H>, 4 * H))?;
     let m = mask_values(mask, nb, ns);
+    let bias_values: Vec<f64> = host(bias).iter().map(|&v| to_f64(v)).collect();
 
     // Forward; each step's gate activations replace its projections.
     let mut out = dev.try_zeros_like(&(b, s, 2 * H))?;
@@ -268,32 +280,44 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
         let hu = RecurrentProduct::try_forward(&u)?;
         let mut c = vec![0.0f64; nb * H];
         let mut h = vec![E::default(); nb * H];
+        let mut z = Vec::new();
         for t in 0..ns {
-            let z = if t == 0 { None } else { Some(hu.try_apply(&dev, &h, nb)?) };
-            for bi in 0..nb {
-                let row = (bi * ns + t) * 4 * H;
-                let mt = m[bi * ns + t];
-                for k in 0..H {
-                    let pre = |g: usize| {
-                        to_f64(gates[row + g * H + k])
-                            + z.as_ref().map_or(0.0, |z| to_f64(z[bi * 4 * H + g * H + k]))
-                    };
-                    let (i, j, f, o) =
-                        (sigmoid(pre(0)), pre(1).tanh(), sigmoid(pre(2) + LSTM_FORGET_BIAS), sigmoid(pre(3)));
-                    let c_prev = c[bi * H + k];
-                    let h_prev = to_f64(h[bi * H + k]);
-                    let c_new = f * c_prev + i * j;
-                    let h_new = o * c_new.tanh();
-                    c[bi * H + k] = mt * c_new + (1.0 - mt) * c_prev;
-                    h[bi * H + k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
-                    let out = (bi * ns + t) * 2 * H;
-                    states[out + k] = from_f64(c[bi * H + k]);
-                    states[out + H + k] = h[bi * H + k];
-                    for (g, a) in [i, j, f, o].into_iter().enumerate() {
-                        gates[row + g * H + k] = from_f64(a);
-                    }
-                }
+            if t > 0 {
+                hu.try_apply(&dev, &h, nb, &mut z)?;
             }
+            let z = (t > 0).then_some(&z[..]);
+            let videos = gates.par_chunks_mut(ns * 4 * H).zip(states.par_chunks_mut(ns * 2 * H));
+            videos.zip(c.par_chunks_mut(H)).zip(h.par_chunks_mut(H)).enumerate().for_each(
+                |(bi, (((gates, states), c), h))| {
+                    let gates = &mut gates[t * 4 * H..(t + 1) * 4 * H];
+                    let states = &mut states[t * 2 * H..(t + 1) * 2 * H];
+                    let z = z.map(|z| &z[bi * 4 * H..(bi + 1) * 4 * H]);
+                    let mt = m[bi * ns + t];
+                    for k in 0..H {
+                        let pre = |g: usize| {
+                            to_f64(gates[g * H + k])
+                                + bias_values[g * H + k]
+                                + z.map_or(0.0, |z| to_f64(z[g * H + k]))
+                        };
+                        let (i, j, f, o) = (
+                            sigmoid(pre(0)),
+                            pre(1).tanh(),
+                            sigmoid(pre(2) + LSTM_FORGET_BIAS),
+                            sigmoid(pre(3)),
+                        );
+                        let (c_prev, h_prev) = (c[k], to_f64(h[k]));
+                        let c_new = f * c_prev + i * j;
+                        let h_new = o * c_new.tanh();
+                        c[k] = mt * c_new + (1.0 - mt) * c_prev;
+                        h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
+                        states[k] = from_f64(c[k]);
+                        states[H + k] = h[k];
+                        for (g, a) in [i, j, f, o].into_iter().enumerate() {
+                            gates[g * H + k] = from_f64(a);
+                        }
+                    }
+                },
+            );
         }
     }
     if !T::OWNS_TAPE {
@@ -302,18 +326,10 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
 
     // `p` holds [i, j, f, o] from here on.
     let out_ghost = out.clone();
-    let recurrent = recurrent.clone();
+    let (bias, recurrent) = (bias.clone(), recurrent.clone());
     tape.add_backward_op(move |grads| {
         let dy = take_grad::<E, _, _, _>(grads, &out_ghost)?;
         let (ys, gates) = (host(&out_ghost), host(&p));
-        // State of video `bi` before step `t` (zeros before the first).
-        let prev = |bi: usize, t: usize, off: usize, k: usize| {
-            if t == 0 {
-                0.0
-            } else {
-                to_f64(ys[(bi * ns + t - 1) * 2 * H + off + k])
-            }
-        };
         let rows = nb * ns;
         let mut dp_t = dev.try_zeros_like(&(rows, 4 * H))?;
         {
@@ -321,52 +337,57 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             let dz_ut = RecurrentProduct::try_backward(&u)?;
             let mut dc = vec![0.0f64; nb * H];
             let mut dh = vec![0.0f64; nb * H];
+            let mut dz = vec![E::default(); nb * 4 * H];
+            let mut back = Vec::new();
             for t in (0..ns).rev() {
-                let mut dz = vec![E::default(); nb * 4 * H];
-                for bi in 0..nb {
-                    let row = (bi * ns + t) * 4 * H;
-                    let out = (bi * ns + t) * 2 * H;
-                    let mt = m[bi * ns + t];
-                    for k in 0..H {
-                        let a = |g: usize| to_f64(gates[row + g * H + k]);
-                        let (i, j, f, o) = (a(0), a(1), a(2), a(3));
-                        let c_prev = prev(bi, t, 0, k);
-                        let c_new = f * c_prev + i * j;
-                        let tc = c_new.tanh();
-                        let dct = dc[bi * H + k] + to_f64(dy[out + k]);
-                        let dht = dh[bi * H + k] + to_f64(dy[out + H + k]);
-                        let (dc_new, dh_new) = (mt * dct, mt * dht);
-                        let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
-                        let d = [
-                            dc_full * j * i * (1.0 - i),
-                            dc_full * i * (1.0 - j * j),
-                            dc_full * c_prev * f * (1.0 - f),
-                            dh_new * tc * o * (1.0 - o),
-                        ];
-                        for (g, v) in d.into_iter().enumerate() {
-                            dp[row + g * H + k] = from_f64(v);
-                            dz[bi * 4 * H + g * H + k] = from_f64(v);
+                let videos = dp.par_chunks_mut(ns * 4 * H).zip(dz.par_chunks_mut(4 * H));
+                videos.zip(dc.par_chunks_mut(H)).zip(dh.par_chunks_mut(H)).enumerate().for_each(
+                    |(bi, (((dp, dz), dc), dh))| {
+                        let step = bi * ns + t;
+                        let dp = &mut dp[t * 4 * H..(t + 1) * 4 * H];
+                        let a = &gates[step * 4 * H..(step + 1) * 4 * H];
+                        let dy = &dy[step * 2 * H..(step + 1) * 2 * H];
+                        // c_{t-1} (zeros before the first step).
+                        let c_before = (t > 0).then(|| &ys[(step - 1) * 2 * H..(step - 1) * 2 * H + H]);
+                        let mt = m[step];
+                        for k in 0..H {
+                            let (i, j, f, o) =
+                                (to_f64(a[k]), to_f64(a[H + k]), to_f64(a[2 * H + k]), to_f64(a[3 * H + k]));
+                            let c_prev = c_before.map_or(0.0, |c| to_f64(c[k]));
+                            let c_new = f * c_prev + i * j;
+                            let tc = c_new.tanh();
+                            let dct = dc[k] + to_f64(dy[k]);
+                            let dht = dh[k] + to_f64(dy[H + k]);
+                            let (dc_new, dh_new) = (mt * dct, mt * dht);
+                            let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
+                            let d = [
+                                dc_full * j * i * (1.0 - i),
+                                dc_full * i * (1.0 - j * j),
+                                dc_full * c_prev * f * (1.0 - f),
+                                dh_new * tc * o * (1.0 - o),
+                            ];
+                            for (g, v) in d.into_iter().enumerate() {
+                                dp[g * H + k] = from_f64(v);
+                                dz[g * H + k] = from_f64(v);
+                            }
+                            dc[k] = (1.0 - mt) * dct + dc_full * f;
+                            dh[k] = (1.0 - mt) * dht;
                         }
-                        dc[bi * H + k] = (1.0 - mt) * dct + dc_full * f;
-                        dh[bi * H + k] = (1.0 - mt) * dht;
-                    }
-                }
+                    },
+                );
                 if t > 0 {
-                    let back = dz_ut.try_apply(&dev, &dz, nb)?;
-                    for (acc, v) in dh.iter_mut().zip(back) {
-                        *acc += to_f64(v);
+                    dz_ut.try_apply(&dev, &dz, nb, &mut back)?;
+                    for (acc, v) in dh.iter_mut().zip(&back) {
+                        *acc += to_f64(*v);
                     }
                 }
             }
         }
         restore_grad(grads, &out_ghost, dy)?;
-        // dU = sum_t h_{t-1}^T dz_t, all steps in one matmul.
-        let mut h_prev = dev.try_zeros_like(&(rows, Const::<H>))?;
-        for (i, v) in host_mut(&mut h_prev).iter_mut().enumerate() {
-            *v = from_f64(prev(i / H / ns, i / H % ns, H, i % H));
-        }
-        let du = try_weight_gradient(&h_prev, &dp_t)?;
-        try_add_to_gradient(grads, &recurrent, host(&du))?;
+        // dU = sum_t h_{t-1}^T dz_t, all steps in one product.
+        let h_prev = try_previous_states::<H, _, _>(&dev, host(&out_ghost), (nb, ns), 2 * H, H)?;
+        try_add_weight_gradient(grads, &recurrent, &h_prev, &dp_t)?;
+        try_add_bias_gradient(grads, &bias, host(&dp_t))?;
         try_add_to_gradient(grads, &p, host(&dp_t))
     });
     Ok(out.put_tape(tape))

@@ -11,6 +11,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 use crate::device::try_tensor_from_slice;
 use crate::kernels;
@@ -357,9 +358,9 @@ pub(crate) fn try_add_to_gradient<S: Shape, E: Dtype, D: Storage<E>>(
 ) -> Result<(), D::Err> {
     let g = kernels::grad_mut::<E, _, _, _>(grads, t)?;
     assert_eq!(g.len(), delta.len(), "gradient of {} values, delta of {}", g.len(), delta.len());
-    for (g, d) in g.iter_mut().zip(delta) {
-        *g += *d;
-    }
+    g.par_chunks_mut(1 << 16).zip(delta.par_chunks(1 << 16)).for_each(|(g, d)| {
+        g.iter_mut().zip(d).for_each(|(g, d)| *g += *d);
+    });
     Ok(())
 }
 
@@ -449,53 +450,105 @@ impl<const H: usize, E: Dtype, D: Device<E>> RecurrentProduct<H, E, D> {
         Some(PackedB::new(if transposed { u.transpose() } else { u }))
     }
 
-    /// The product for one frame: `x` (`batch` rows, row-major) times `U` or `U^T`, as
-    /// host values.
+    /// The product for one frame: `x` (`batch` rows, row-major) times `U` or `U^T`, into
+    /// `out` (`batch` rows of the product; reused frame after frame).
     ///
-    /// `x` is a `Vec` rather than a slice so that on the sgemm path it is read as the
-    /// `Vec<f32>` it is (a type check, no copy).
+    /// `x` and `out` are `Vec`s rather than slices so that on the sgemm path they are read
+    /// as the `Vec<f32>` they are (a type check, no copy).
     #[allow(clippy::ptr_arg)]
-    pub fn try_apply(&self, dev: &D, x: &Vec<E>, batch: usize) -> Result<Vec<E>, D::Err> {
+    pub fn try_apply(&self, dev: &D, x: &Vec<E>, batch: usize, out: &mut Vec<E>) -> Result<(), D::Err> {
         match &self.way {
             Way::Packed(u) => {
                 use kernels::gemm::{MatMut, MatRef};
                 use kernels::gemm_packed::sgemm_packed;
                 let (k, n) = u.shape();
                 let x: &Vec<f32> = (x as &dyn std::any::Any).downcast_ref().expect("packed for f32 only");
-                let mut out = vec![0f32; batch * n];
+                let out: &mut Vec<f32> =
+                    (out as &mut dyn std::any::Any).downcast_mut().expect("packed for f32 only");
+                out.resize(batch * n, 0.0);
                 sgemm_packed(
                     MatRef::row_major(x, batch, k).expect("batch rows of the weight's inputs"),
                     u,
-                    MatMut::row_major(&mut out, batch, n).expect("sized above"),
+                    MatMut::row_major(out, batch, n).expect("sized above"),
                     false,
                 )
                 .expect("the shapes chain");
-                Ok(cast_vec(out).expect("packed for f32 only"))
             }
             Way::Forward(u) => {
-                try_tensor_from_slice(dev, x, (batch, Const::<H>))?.try_matmul(u.clone()).map(|t| t.as_vec())
+                *out = try_tensor_from_slice(dev, x, (batch, Const::<H>))?.try_matmul(u.clone())?.as_vec();
             }
             Way::Backward(ut) => {
                 let n = ut.shape().0;
-                try_tensor_from_slice(dev, x, (batch, n))?.try_matmul(ut.clone()).map(|t| t.as_vec())
+                *out = try_tensor_from_slice(dev, x, (batch, n))?.try_matmul(ut.clone())?.as_vec();
             }
         }
+        Ok(())
     }
 }
 
-/// `v` as the `Vec<B>` it is when `A` and `B` are one type; `v` back otherwise.
-fn cast_vec<A: 'static, B: 'static>(v: Vec<A>) -> Result<Vec<B>, Vec<A>> {
-    let boxed: Box<dyn std::any::Any> = Box::new(v);
-    boxed.downcast::<Vec<B>>().map(|b| *b).map_err(|a| *a.downcast::<Vec<A>>().expect("made from a Vec<A>"))
-}
-
-/// `sum_rows a^T b` for `a (R, H)` and `b (R, N)`: the gradient of a recurrent weight
-/// from every step's state and gate gradient at once.
-pub(crate) fn try_weight_gradient<const H: usize, E: Dtype, D: Device<E>>(
+/// Adds `sum_rows a^T b` for `a (R, H)` and `b (R, N)` to the gradient of `weight` (`H N`
+/// values): the gradient of a recurrent weight from every step's state and gate gradient
+/// at once. On sgemm where it runs for `(E, D)`, accumulated into the gradient in place;
+/// otherwise dfdx's matmul.
+pub(crate) fn try_add_weight_gradient<W: Shape, const H: usize, E: Dtype, D: Device<E>>(
+    grads: &mut Gradients<E, D>,
+    weight: &Tensor<W, E, D>,
     a: &Tensor<(usize, Const<H>), E, D>,
     b: &Tensor<(usize, usize), E, D>,
-) -> Result<Tensor<(Const<H>, usize), E, D>, D::Err> {
-    a.clone().try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b.clone())
+) -> Result<(), D::Err> {
+    if kernels::try_add_transposed_product(grads, weight, a, b)? {
+        return Ok(());
+    }
+    let product = a.clone().try_permute::<(Const<H>, usize), Axes2<1, 0>>()?.try_matmul(b.clone())?;
+    try_add_to_gradient(grads, weight, host(&product))
+}
+
+/// Every step's previous state, `(B S, H)`: row `(b, t)` holds the `H` channels from
+/// `offset` on of `states[b][t - 1]` (rows of `width`), zeros at `t = 0`; the left factor
+/// of a recurrent weight's gradient.
+pub(crate) fn try_previous_states<const H: usize, E: Dtype, D: Device<E>>(
+    dev: &D,
+    states: &[E],
+    (nb, ns): (usize, usize),
+    width: usize,
+    offset: usize,
+) -> Result<Tensor<(usize, Const<H>), E, D>, D::Err> {
+    let mut prev = dev.try_zeros_like(&(nb * ns, Const::<H>))?;
+    host_mut(&mut prev).par_chunks_mut(H).enumerate().filter(|(row, _)| row % ns > 0).for_each(|(row, p)| {
+        let from = (row - 1) * width + offset;
+        p.copy_from_slice(&states[from..from + H]);
+    });
+    Ok(prev)
+}
+
+/// Adds the column sums of `values` (rows of `bias`'s size) to the gradient of `bias`,
+/// summed in `f64` by all threads: a bias's gradient from its layer's gate gradients.
+pub(crate) fn try_add_bias_gradient<S: Shape, E: Dtype, D: Storage<E>>(
+    grads: &mut Gradients<E, D>,
+    bias: &Tensor<S, E, D>,
+    values: &[E],
+) -> Result<(), D::Err> {
+    let width = bias.shape().num_elements();
+    let rows = values.len() / width.max(1);
+    let chunk = rows.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+    let sums = values
+        .par_chunks(chunk * width)
+        .map(|block| {
+            let mut acc = vec![0.0f64; width];
+            for row in block.chunks_exact(width) {
+                acc.iter_mut().zip(row).for_each(|(a, v)| *a += to_f64(*v));
+            }
+            acc
+        })
+        .reduce(
+            || vec![0.0f64; width],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    let delta: Vec<E> = sums.into_iter().map(from_f64).collect();
+    try_add_to_gradient(grads, bias, &delta)
 }
 
 /// Entry `t` of axis 1 of `x` `(B, S, N)`, as `(B, N)`: `sum_s x[:, s, :] [s = t]`.
@@ -528,15 +581,22 @@ pub(crate) fn try_pick_column<B: Dim, S: Dim, E: Dtype, D: Device<E>>(
     picked.try_reshape_like(&(b,))
 }
 
-/// `(B, S, N)` states -> `(B, N)`, the state after the last step ([`try_pick`]: no
-/// `usize` index tensor, and not dfdx 0.13's `slice`, whose backward **assigns** its
-/// gradient into the input's instead of adding).
+/// `(B, S, N)` states -> `(B, N)`, the state after the last step: on the `Cpu` the last
+/// `N` channels of the states read as `(B, S N)` ([`kernels::try_channels`], all threads),
+/// elsewhere [`try_pick`] (no `usize` index tensor, and not dfdx 0.13's `slice`, whose
+/// backward **assigns** its gradient into the input's instead of adding).
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_last_step<B: Dim, S: Dim, N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     states: Tensor<(B, S, N), E, D, T>,
 ) -> Result<Tensor<(B, N), E, D, T>, D::Err> {
-    let last = states.shape().1.size() - 1;
-    try_pick(states, last)
+    let (b, s, n) = *states.shape();
+    let (last, width) = (s.size() - 1, n.size());
+    // Contiguous (the recurrences make their states), so both reshapes are free.
+    let rows = states.try_reshape_like(&(b, s.size() * width))?;
+    match kernels::try_channels(rows, last * width, width, (b, n))? {
+        Ok(state) => Ok(state),
+        Err(rows) => try_pick(rows.try_reshape_like(&(b, s, n))?, last),
+    }
 }
 
 #[cfg(test)]
@@ -585,8 +645,10 @@ mod tests {
 
         let run = |gemm: bool| {
             crate::kernels::set_gemm(gemm);
-            let f = RecurrentProduct::try_forward(&u).unwrap().try_apply(&dev, &h, batch).unwrap();
-            let b = RecurrentProduct::try_backward(&u).unwrap().try_apply(&dev, &d, batch).unwrap();
+            // Into buffers of the wrong length: the product sizes them.
+            let (mut f, mut b) = (vec![9.0; 1], vec![9.0; 2 * batch * H]);
+            RecurrentProduct::try_forward(&u).unwrap().try_apply(&dev, &h, batch, &mut f).unwrap();
+            RecurrentProduct::try_backward(&u).unwrap().try_apply(&dev, &d, batch, &mut b).unwrap();
             crate::kernels::set_gemm(true);
             (f, b)
         };
@@ -595,10 +657,10 @@ mod tests {
         let off = run(false);
         let u64: Tensor<(Const<H>, usize), f64, Cpu> = u.clone().to_dtype::<f64>();
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        let f64s = (
-            RecurrentProduct::try_forward(&u64).unwrap().try_apply(&dev, &widen(&h), batch).unwrap(),
-            RecurrentProduct::try_backward(&u64).unwrap().try_apply(&dev, &widen(&d), batch).unwrap(),
-        );
+        let (mut f, mut b) = (Vec::new(), Vec::new());
+        RecurrentProduct::try_forward(&u64).unwrap().try_apply(&dev, &widen(&h), batch, &mut f).unwrap();
+        RecurrentProduct::try_backward(&u64).unwrap().try_apply(&dev, &widen(&d), batch, &mut b).unwrap();
+        let f64s = (f, b);
         for (p, q, r) in
             on.0.iter()
                 .zip(&off.0)
