@@ -13,7 +13,8 @@ use loupe::kernels::set_fused;
 use loupe::model::VideoModel;
 use loupe::video_model;
 use loupe::zoo::{
-    SmallAverage, SmallGatedNetFv, SmallGatedNetVlad, SmallNeXtVlad, SmallNetVladEarly, SmallSoftBow,
+    SmallAverage, SmallGatedNetFv, SmallGatedNetVlad, SmallGru, SmallLstm, SmallNeXtVlad, SmallNetVladEarly,
+    SmallSoftBow,
 };
 
 /// NetRVLAD has no small zoo row: one here, both streams.
@@ -33,7 +34,7 @@ type Tape64 = OwnedTape<f64, Cpu>;
 /// Output values, then every tensor's (name, value after the pass, gradient).
 type Run = (Vec<f64>, Vec<(String, Vec<f64>, Vec<f64>)>);
 
-fn run<M>(mut model: M, x: &Tensor<(usize, M::Frames, M::Features), f64, Cpu>, as_data: bool) -> Run
+fn run<M>(model: M, x: &Tensor<(usize, M::Frames, M::Features), f64, Cpu>, as_data: bool) -> Run
 where
     M: VideoModel<f64, Cpu>
         + ModuleMut<
@@ -41,8 +42,26 @@ where
             Output = Tensor<(usize, M::Classes), f64, Cpu, Tape64>,
         >,
 {
+    run_with(model, x, |model, traced| {
+        if as_data {
+            model.try_forward_train(traced).unwrap()
+        } else {
+            model.forward_mut(traced)
+        }
+    })
+}
+
+/// One training forward by `forward` and the backward of a fixed weighting of its output.
+fn run_with<M: VideoModel<f64, Cpu>>(
+    mut model: M,
+    x: &Tensor<(usize, M::Frames, M::Features), f64, Cpu>,
+    forward: impl Fn(
+        &mut M,
+        Tensor<(usize, M::Frames, M::Features), f64, Cpu, Tape64>,
+    ) -> Tensor<(usize, M::Classes), f64, Cpu, Tape64>,
+) -> Run {
     let traced = x.clone().traced(model.alloc_grads());
-    let out = if as_data { model.try_forward_train(traced).unwrap() } else { model.forward_mut(traced) };
+    let out = forward(&mut model, traced);
     let n = out.shape().num_elements();
     let mut r: Tensor<(usize, M::Classes), f64, Cpu> = x.device().zeros_like(out.shape());
     r.copy_from(&(0..n).map(|i| ((i * 7919) % 13) as f64 / 6.0 - 1.0).collect::<Vec<_>>());
@@ -126,4 +145,53 @@ fn default_poolings_match_the_usual_training_forward() {
     case!(SmallGatedNetFv, 5, 3);
     case!(SmallAverage, 6, 3);
     case!(SmallNeXtVlad, 7, 3);
+}
+
+/// Recurrent poolings read the L2-normalised frames without an input batch norm: as data,
+/// the first layer never forms the frames' gradient (`Recurrent::try_pool_data`).
+#[test]
+fn recurrent_poolings_match_the_usual_training_forward() {
+    for seed in [8, 9] {
+        let dev = loupe::device::cpu_seeded(seed);
+        let x = dev.sample_normal_like(&(3, Default::default(), Default::default()));
+        if seed == 8 {
+            compare(dev.build_module::<SmallLstm, f64>(), x);
+        } else {
+            compare(dev.build_module::<SmallGru, f64>(), x);
+        }
+    }
+}
+
+/// With each video's count of valid frames (the run loop's default for the recurrent
+/// models), the training forward on the fused kernels (frames as data) against the
+/// composed dfdx ops (frames on the tape, their gradient formed): output and every
+/// parameter's gradient.
+#[test]
+fn recurrent_poolings_with_lengths_match_the_composed_training_forward() {
+    fn both<M: VideoModel<f64, Cpu> + Clone>(
+        model: M,
+        x: &Tensor<(usize, M::Frames, M::Features), f64, Cpu>,
+    ) {
+        let lengths = [M::FRAMES, 2, 1];
+        let run = |fused: bool| {
+            set_fused(fused);
+            let result = run_with(model.clone(), x, |model, traced| {
+                model.try_forward_train_lengths(traced, &lengths).unwrap()
+            });
+            set_fused(true);
+            result
+        };
+        let ((y_fused, p_fused), (y_composed, p_composed)) = (run(true), run(false));
+        assert_close(&y_fused, &y_composed, "output");
+        assert_eq!(p_fused.len(), p_composed.len());
+        for ((name, _, g_fused), (_, _, g_composed)) in p_fused.iter().zip(&p_composed) {
+            assert!(g_composed.iter().any(|&g| g != 0.0), "d/d {name} is zero");
+            assert_close(g_fused, g_composed, &format!("d/d {name}"));
+        }
+    }
+    let dev = loupe::device::cpu_seeded(10);
+    let x = dev.sample_normal_like(&(3, Default::default(), Default::default()));
+    both(dev.build_module::<SmallLstm, f64>(), &x);
+    let x = dev.sample_normal_like(&(3, Default::default(), Default::default()));
+    both(dev.build_module::<SmallGru, f64>(), &x);
 }

@@ -301,14 +301,15 @@ fn forward_body(model: &Model, train: bool, tape: &TokenStream, lengths: bool) -
     forward_body_with(model, train, tape, lengths, false, false)
 }
 
-/// The training forward of [`VideoModel::try_forward_train`] for frame-level models
-/// without frame lengths: the frames are data (their gradient is never used), so the
-/// input's tape is split off, the frames are standardised without a tape, and every
-/// pooling gets them through `PoolFrames` with the input batch norm's affine apart
-/// (loupe-core `nn::pool_frames`). Video-level and recurrent-with-lengths models keep
-/// the `ModuleMut` path.
-fn frames_train_body(model: &Model, tape: &TokenStream) -> TokenStream {
-    forward_body_with(model, true, tape, false, true, false)
+/// The training forward of [`VideoModel::try_forward_train`] (and, for recurrent early
+/// pooling, of `try_forward_train_lengths`, with `lengths`) for frame-level models: the
+/// frames are data (their gradient is never used), so the input's tape is split off and
+/// the frames are normalised without a tape. Every orderless pooling gets them through
+/// `PoolFrames` with the input batch norm's affine apart (loupe-core `nn::pool_frames`);
+/// a recurrent one through `Recurrent::try_pool_data`. Video-level models keep the
+/// `ModuleMut` path.
+fn frames_train_body(model: &Model, tape: &TokenStream, lengths: bool) -> TokenStream {
+    forward_body_with(model, true, tape, lengths, true, false)
 }
 
 /// The body of [`VideoModel::try_representation`]: the evaluation forward that returns
@@ -344,7 +345,15 @@ fn forward_body_with(
     };
     let pool_frames = |field: &Ident, frames: TokenStream| quote!(#p::nn::PoolFrames::try_pool_frames(&mut self.#field, #frames)?);
     let mut body = Vec::new();
-    if data_frames {
+    // Recurrent early pooling reads the L2-normalised frames; as data, it takes the tape
+    // apart (`Recurrent::try_pool_data`).
+    let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
+    if data_frames && recurrent_early {
+        body.push(quote! {
+            let (__x, __tape) = #p::SplitTape::split_tape(__x);
+            let __x = #p::Module::try_forward(&self.input, __x)?;
+        });
+    } else if data_frames {
         body.push(quote! {
             let (__x, __tape) = #p::SplitTape::split_tape(__x);
             let __x = self.input.try_standardize_train(__x)?;
@@ -367,7 +376,14 @@ fn forward_body_with(
         } else {
             quote!(__x)
         };
-        let pooled = if data_frames {
+        let pooled = if data_frames && recurrent_early {
+            let mask = if lengths {
+                quote!(::core::option::Option::Some(&__mask))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            quote!(self.pooling.try_pool_data(__x, __tape, #mask)?)
+        } else if data_frames {
             pool_frames(&Field::Pooling.ident(), quote!(self.input.try_normalized(&__x, __tape)?))
         } else {
             call(&Field::Pooling.ident(), input)
@@ -636,18 +652,22 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
         .sum();
     let pooling_flops = Literal::u64_unsuffixed(pooling_flops);
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
-    // Frames without the input batch norm have no affine to keep apart (`PoolFrames`).
-    let train_body = if model.video_level || model.raw_frames || recurrent_early {
+    // Video-level and raw frames keep the `ModuleMut` path (no pooling reads them as data).
+    let train_body = if model.video_level || model.raw_frames {
         quote!(#p::ModuleMut::try_forward_mut(self, __x))
     } else {
-        frames_train_body(model, &owned)
+        frames_train_body(model, &owned, false)
     };
     // Recurrent poolings stop reading a video at its last valid frame; with `frame_mask`
     // the poolings that take a mask leave the frames past it out.
     let in_order = recurrent_early || model.frame_mask;
     let representation = representation_body(model, in_order);
     let lengths = if in_order {
-        let train_body = forward_body(model, true, &owned, true);
+        let train_body = if recurrent_early {
+            frames_train_body(model, &owned, true)
+        } else {
+            forward_body(model, true, &owned, true)
+        };
         let eval_body = forward_body(model, false, &none, true);
         quote! {
             const READS_FRAMES_IN_ORDER: ::core::primitive::bool = true;

@@ -26,7 +26,7 @@ pub(crate) fn try_weight_product<B: Dim, const I: usize, O: Dim, E: Dtype, D: De
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
     let shape = (x.shape().0, w.shape().1);
-    sgemm_product(x, tape, w, shape)
+    sgemm_product(x, tape, w, shape, true)
 }
 
 /// [`try_weight_product`] for sequences: every frame of `x` (`(B, S, I)`, taped) times
@@ -49,16 +49,44 @@ pub(crate) fn try_sequence_weight_product<
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
     let (b, s, _) = *x.shape();
-    sgemm_product(x, tape, w, (b, s, w.shape().1))
+    sgemm_product(x, tape, w, (b, s, w.shape().1), true)
+}
+
+/// [`try_sequence_weight_product`] of frames that need no gradient: `x` is data (no
+/// tape) and `tape` carries the product's backward, which forms only `gW += x^T g`. The
+/// frames' gradient `g W^T`, a product as large as the forward, is never formed (the
+/// recurrences' first layer in training, `nn::Recurrent::try_pool_data`). Off sgemm, dfdx's
+/// matmul forms it and it is dropped.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_sequence_data_product<
+    B: Dim,
+    S: Dim,
+    const I: usize,
+    O: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+>(
+    x: Tensor<(B, S, Const<I>), E, D>,
+    tape: T,
+    w: &Tensor<(Const<I>, O), E, D>,
+) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
+    if !runs_on_sgemm(&x, w) {
+        return x.put_tape(tape).try_matmul(w.retaped::<T>());
+    }
+    let (b, s, _) = *x.shape();
+    sgemm_product(x, tape, w, (b, s, w.shape().1), false)
 }
 
 /// The product on sgemm, whatever the rows' shape `X` (its last axis `I`) and the
-/// output's `Y` (the same rows, `O` columns).
+/// output's `Y` (the same rows, `O` columns); the backward forms `x`'s gradient when
+/// `input_gradient`.
 fn sgemm_product<X: Shape, Y: Shape, const I: usize, O: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     x: Tensor<X, E, D>,
     mut tape: T,
     w: &Tensor<(Const<I>, O), E, D>,
     shape: Y,
+    input_gradient: bool,
 ) -> Result<Tensor<Y, E, D, T>, D::Err> {
     let (rows, o) = (x.shape().num_elements() / I, w.shape().1.size());
     let out = expect_view(try_rows_product(&x, w, shape)?);
@@ -72,7 +100,9 @@ fn sgemm_product<X: Shape, Y: Shape, const I: usize, O: Dim, E: Dtype, D: Device
             let (xv, wv) = (expect_view(params(&x_keep)), expect_view(params(&w_keep)));
             let gv = view(&g, rows, o);
             // gx += g W^T (rows x O x I), gW += x^T g (I x rows x O).
-            product(gv, view(wv, I, o).transpose(), grad_mut(grads, &x_keep)?, true);
+            if input_gradient {
+                product(gv, view(wv, I, o).transpose(), grad_mut(grads, &x_keep)?, true);
+            }
             product(view(xv, rows, I).transpose(), gv, grad_mut(grads, &w_keep)?, true);
             *grad_buffer::<f32, E, D>(grads.get_or_alloc_mut(&out_id)?) = g;
             Ok(())
@@ -181,6 +211,30 @@ pub(super) mod tests {
         for (a, b) in [(&on.0, &off.0), (&on.1, &off.1), (&on.2, &off.2)] {
             close(a, b);
         }
+    }
+
+    /// Frames as data: the same output and weight gradient as the taped product, exactly
+    /// sgemm's values, and no gradient for the frames.
+    #[test]
+    fn the_data_product_forms_only_the_weight_gradient() {
+        let dev = Cpu::seed_from_u64(6);
+        let x: Tensor<(usize, usize, Const<40>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
+        let w: Tensor<(Const<40>, usize), f32, Cpu> = dev.sample_normal_like(&(Const, 9));
+        let mut grads = Gradients::leaky();
+        *grad_mut(&mut grads, &w).unwrap() = vec![0.5f32; 40 * 9];
+        let scalar: Tensor<Rank0, f32, Cpu> = dev.zeros();
+        let (_, tape) = scalar.traced(grads).split_tape();
+        let y = try_sequence_data_product(x.clone(), tape, &w).unwrap();
+        let taped = try_sequence_weight_product(x.clone().traced(Gradients::leaky()), &w).unwrap();
+        assert_eq!(y.retaped::<NoneTape>().as_vec(), taped.retaped::<NoneTape>().as_vec());
+        let grads = y.sum::<Rank0, _>().backward();
+        let mut want = vec![0.5f32; 40 * 9];
+        product(view(&x.as_vec(), 21, 40).transpose(), view(&vec![1.0; 21 * 9], 21, 9), &mut want, true);
+        assert_eq!(grads.get(&w).as_vec(), want, "added to what the gradient held");
+        let taped = taped.sum::<Rank0, _>().backward();
+        assert!(taped.get(&x).as_vec().iter().any(|&g| g != 0.0));
+        let x_grad = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(&x)));
+        assert!(x_grad.is_err(), "the frames' gradient was formed");
     }
 
     /// The recurrent weights' gradient: `a^T b` added to what the gradient held, exactly

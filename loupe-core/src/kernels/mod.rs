@@ -37,7 +37,9 @@ pub(crate) use channels::{try_channels, try_concat_rows};
 pub(crate) use frames::{
     try_frames_affine, try_frames_matmul, try_frames_weighted_sum, try_video_weighted_sums,
 };
-pub(crate) use gemm_ops::{try_add_transposed_product, try_sequence_weight_product, try_weight_product};
+pub(crate) use gemm_ops::{
+    try_add_transposed_product, try_sequence_data_product, try_sequence_weight_product, try_weight_product,
+};
 pub(crate) use math::{adam_update, squared_norm, Real};
 pub(crate) use ops::{
     try_batch_norm_eval, try_batch_norm_train, try_half_squared_norm, try_l2_normalize_rows,

@@ -9,7 +9,7 @@ use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use crate::kernels::{restore_grad, take_grad, try_sequence_weight_product};
+use crate::kernels::{restore_grad, take_grad, try_sequence_data_product, try_sequence_weight_product};
 
 pub mod builder {
     /// Builder of [`super::GruPooling`]: `F` features per frame, `H` units per layer, `OUT = 2 * H`.
@@ -141,6 +141,27 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E,
     }
 }
 
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> GruCell<I, H, E, D> {
+    /// The recurrence over the input projections `x Wg` and `x Wc`.
+    #[allow(clippy::type_complexity)]
+    fn try_recurrence<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        pg: Tensor<(B, S, usize), E, D, T>,
+        pc: Tensor<(B, S, Const<H>), E, D, T>,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+        let biases = (&self.gate_bias, &self.candidate_bias);
+        try_gru_recurrence(
+            pg,
+            pc,
+            biases,
+            &self.gate_recurrent_weights,
+            &self.candidate_recurrent_weights,
+            mask,
+        )
+    }
+}
+
 impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D> for GruCell<I, H, E, D> {
     type Input = Const<I>;
     type Output = Const<H>;
@@ -158,15 +179,21 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
         let wg = self.gate_input_weights.clone().try_reshape_like(&(Const::<I>, 2 * H))?;
         let pg = try_sequence_weight_product(x.retaped::<T>(), &wg)?;
         let pc = try_sequence_weight_product(x, &self.candidate_input_weights)?;
-        let biases = (&self.gate_bias, &self.candidate_bias);
-        try_gru_recurrence(
-            pg,
-            pc,
-            biases,
-            &self.gate_recurrent_weights,
-            &self.candidate_recurrent_weights,
-            mask,
-        )
+        self.try_recurrence(pg, pc, mask)
+    }
+
+    /// The frames' gradient is never formed on the `Cpu` (the input projections'
+    /// backward forms only the weights' gradients).
+    fn try_states_of_data<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<I>), E, D>,
+        tape: T,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, Const<H>), E, D, T>, D::Err> {
+        let wg = self.gate_input_weights.clone().try_reshape_like(&(Const::<I>, 2 * H))?;
+        let pg = try_sequence_data_product(x.clone(), tape, &wg)?;
+        let pc = try_sequence_data_product(x, T::default(), &self.candidate_input_weights)?;
+        self.try_recurrence(pg, pc, mask)
     }
 
     /// The states themselves: a GRU's state is its output.

@@ -103,6 +103,13 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> TensorCollection<E,
     }
 }
 
+impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> LstmCell<I, H, E, D> {
+    /// `W` as the `I x 4H` matrix of the input projection (a free reshape).
+    fn input_matrix(&self) -> Result<Tensor<(Const<I>, usize), E, D>, D::Err> {
+        self.input_weights.clone().try_reshape_like(&(Const::<I>, 4 * H))
+    }
+}
+
 impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D> for LstmCell<I, H, E, D> {
     type Input = Const<I>;
     type Output = Const<H>;
@@ -117,8 +124,19 @@ impl<const I: usize, const H: usize, E: Dtype, D: Device<E>> RecurrentCell<E, D>
         mask: Option<&Tensor<(B, S), E, D>>,
     ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
         // All frames' input projections at once: (B*S, I) x (I, 4H).
-        let w = self.input_weights.clone().try_reshape_like(&(Const::<I>, 4 * H))?;
-        let projected = crate::kernels::try_sequence_weight_product(x, &w)?;
+        let projected = crate::kernels::try_sequence_weight_product(x, &self.input_matrix()?)?;
+        try_lstm_recurrence::<B, S, H, E, D, T>(projected, &self.bias, &self.recurrent_weights, mask)
+    }
+
+    /// The frames' gradient is never formed on the `Cpu` (the input projection's
+    /// backward forms only the weight's gradient).
+    fn try_states_of_data<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<I>), E, D>,
+        tape: T,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, usize), E, D, T>, D::Err> {
+        let projected = crate::kernels::try_sequence_data_product(x, tape, &self.input_matrix()?)?;
         try_lstm_recurrence::<B, S, H, E, D, T>(projected, &self.bias, &self.recurrent_weights, mask)
     }
 

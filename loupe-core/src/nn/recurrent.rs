@@ -79,6 +79,19 @@ pub trait RecurrentCell<E: Dtype, D: Device<E>>: TensorCollection<E, D> {
         mask: Option<&Tensor<(B, S), E, D>>,
     ) -> Result<Tensor<(B, S, Self::State), E, D, T>, D::Err>;
 
+    /// [`Self::try_states`] of frames that need no gradient: `x` is data and `tape` the
+    /// tape the states go on (the parameters' gradients). The default puts the tape back
+    /// on `x`; the LSTM and GRU cells never form `x`'s gradient on the `Cpu`.
+    #[allow(clippy::type_complexity)]
+    fn try_states_of_data<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Self::Input), E, D>,
+        tape: T,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, S, Self::State), E, D, T>, D::Err> {
+        self.try_states(x.put_tape(tape), mask)
+    }
+
     /// Every step's output `h_t`, `(B, S, Output)`, read from the states.
     #[allow(clippy::type_complexity)]
     fn try_outputs<B: Dim, S: Dim, T: Tape<E, D>>(
@@ -161,11 +174,33 @@ impl<L1: RecurrentCell<E, D>, L2: RecurrentCell<E, D>, const OUT: usize, E: Dtyp
 }
 
 impl<L1, L2, const OUT: usize> Recurrent<L1, L2, OUT> {
+    /// Training-mode pooling of frames that need no gradient (the training step's frames):
+    /// `frames` are data, `tape` carries the parameters' gradients, and the first layer
+    /// never forms the frames' gradient ([`RecurrentCell::try_states_of_data`]; on the
+    /// `Cpu` that skips a product as large as its input projection). The output and every
+    /// parameter's gradient are the [`Module`] forward's with the frames on the tape. A
+    /// `mask` as for `(frames, mask)` input.
+    #[allow(clippy::type_complexity)]
+    pub fn try_pool_data<B: Dim, S: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+        &self,
+        frames: Tensor<(B, S, L1::Input), E, D>,
+        tape: T,
+        mask: Option<&Tensor<(B, S), E, D>>,
+    ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err>
+    where
+        L1: RecurrentCell<E, D>,
+        L2: RecurrentCell<E, D, Input = L1::Output>,
+    {
+        self.try_pool(frames.put_tape(tape), mask, true)
+    }
+
+    /// Both layers over `x`; with `data`, `x`'s gradient is not needed.
     #[allow(clippy::type_complexity)]
     fn try_pool<B: Dim, S: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         &self,
         x: Tensor<(B, S, L1::Input), E, D, T>,
         mask: Option<&Tensor<(B, S), E, D>>,
+        data: bool,
     ) -> Result<Tensor<(B, Const<OUT>), E, D, T>, D::Err>
     where
         L1: RecurrentCell<E, D>,
@@ -177,7 +212,12 @@ impl<L1, L2, const OUT: usize> Recurrent<L1, L2, OUT> {
             let (x, tape) = x.split_tape();
             return Ok(x.device().try_zeros_like(&(b, Const::<OUT>))?.put_tape(tape));
         }
-        let states1 = self.layer1.try_states(x, mask)?;
+        let states1 = if data {
+            let (x, tape) = x.split_tape();
+            self.layer1.try_states_of_data(x, tape, mask)?
+        } else {
+            self.layer1.try_states(x, mask)?
+        };
         let states2 = self.layer2.try_states(L1::try_outputs(states1.retaped::<T>())?, mask)?;
         (L1::try_final(states1)?, L2::try_final(states2)?)
             .try_concat_along(Axis::<1>)?
@@ -194,7 +234,7 @@ where
     type Output = Tensor<(B, Const<OUT>), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, S, L1::Input), E, D, T>) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, None)
+        self.try_pool(x, None, false)
     }
 }
 
@@ -210,6 +250,6 @@ where
         &self,
         (x, mask): (Tensor<(B, S, L1::Input), E, D, T>, Tensor<(B, S), E, D>),
     ) -> Result<Self::Output, D::Err> {
-        self.try_pool(x, Some(&mask))
+        self.try_pool(x, Some(&mask), false)
     }
 }
