@@ -121,8 +121,8 @@ impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
 }
 
 /// One input stream: channels `[START, START + LEN)` of the last axis, keeping the tape
-/// (the gradient flows back into exactly those channels). Untaped input on the `Cpu`
-/// (evaluation, and the training step's frames as data) is copied out by all threads.
+/// (the gradient flows back into exactly those channels, added to any other use's). On
+/// the `Cpu` the channels are copied out, and their gradient added back, by all threads.
 ///
 /// `START + LEN <= F` (and `LEN > 0`) is checked when the layer is instantiated for an
 /// `F`-channel input; `cargo build` reports a violation (`cargo check` does not evaluate

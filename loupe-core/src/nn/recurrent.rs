@@ -14,8 +14,10 @@
 //! [`crate::kernels`]) loupe instead runs each layer's whole recurrence as one op with
 //! its own backward (backpropagation through time): the input projection of all frames
 //! is one taped matmul before it, each step's recurrent product is one untaped
-//! `(B, H) x (H, nH)` matmul, the gate arithmetic is a fused loop, and the backward
-//! keeps only the gate activations. Everywhere else (`Cuda`, other dtypes, or with
+//! `(B, H) x (H, nH)` matmul, the gate arithmetic (biases included) is a fused loop
+//! shared among the threads by video, and the backward keeps only the gate activations.
+//! In training the frames are data ([`Recurrent::try_pool_data`]): the first layer's
+//! input projection never forms their gradient. Everywhere else (`Cuda`, other dtypes, or with
 //! `LOUPE_FUSED=0`) the recurrence is composed from dfdx ops frame by frame, so it runs
 //! on the device; `tests/fused_kernels.rs` checks that both paths agree, outputs and
 //! every gradient.
