@@ -652,8 +652,10 @@ fn gen_video_model(item: &ItemStruct, built: &Ident, model: &Model) -> TokenStre
         .sum();
     let pooling_flops = Literal::u64_unsuffixed(pooling_flops);
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
-    // Video-level and raw frames keep the `ModuleMut` path (no pooling reads them as data).
-    let train_body = if model.video_level || model.raw_frames {
+    // Video-level models keep the `ModuleMut` path, and so do raw frames pooled by an
+    // orderless kind (`PoolFrames` reads standardised frames); a recurrent kind reads any
+    // frames as data.
+    let train_body = if model.video_level || (model.raw_frames && !recurrent_early) {
         quote!(#p::ModuleMut::try_forward_mut(self, __x))
     } else {
         frames_train_body(model, &owned, false)
