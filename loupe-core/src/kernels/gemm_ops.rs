@@ -45,11 +45,7 @@ pub(crate) fn try_sequence_weight_product<
     w: &Tensor<(Const<I>, O), E, D>,
 ) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
     let (x, tape) = x.split_tape();
-    if !runs_on_sgemm(&x, w) {
-        return x.put_tape(tape).try_matmul(w.retaped::<T>());
-    }
-    let (b, s, _) = *x.shape();
-    sgemm_product(x, tape, w, (b, s, w.shape().1), true)
+    sequence_product(x, tape, w, true)
 }
 
 /// [`try_sequence_weight_product`] of frames that need no gradient: `x` is data (no
@@ -71,11 +67,23 @@ pub(crate) fn try_sequence_data_product<
     tape: T,
     w: &Tensor<(Const<I>, O), E, D>,
 ) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
+    sequence_product(x, tape, w, false)
+}
+
+/// Both sequence products: on sgemm when it runs (the backward forms `x`'s gradient when
+/// `input_gradient`), otherwise dfdx's matmul.
+#[allow(clippy::type_complexity)]
+fn sequence_product<B: Dim, S: Dim, const I: usize, O: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<(B, S, Const<I>), E, D>,
+    tape: T,
+    w: &Tensor<(Const<I>, O), E, D>,
+    input_gradient: bool,
+) -> Result<Tensor<(B, S, O), E, D, T>, D::Err> {
     if !runs_on_sgemm(&x, w) {
         return x.put_tape(tape).try_matmul(w.retaped::<T>());
     }
     let (b, s, _) = *x.shape();
-    sgemm_product(x, tape, w, (b, s, w.shape().1), false)
+    sgemm_product(x, tape, w, (b, s, w.shape().1), input_gradient)
 }
 
 /// The product on sgemm, whatever the rows' shape `X` (its last axis `I`) and the

@@ -403,7 +403,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
         }
         restore_grad(grads, &out_ghost, dy)?;
         // dU = sum_t h_{t-1}^T dz_t, all steps in one product.
-        let h_prev = try_previous_states::<H, _, _>(&dev, host(&out_ghost), (nb, ns), 2 * H, H)?;
+        let h_prev = try_previous_states::<H, _, _>(&dev, ys, (nb, ns), 2 * H, H)?;
         try_add_weight_gradient(grads, &recurrent, &h_prev, &dp_t)?;
         try_add_bias_gradient(grads, &bias, host(&dp_t))?;
         try_add_to_gradient(grads, &p, host(&dp_t))
