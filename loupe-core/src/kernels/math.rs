@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::activation::{activate, Activation};
+
 /// The floating-point types the kernels run on (`f32`, `f64`).
 pub(crate) trait Real:
     num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + dfdx::dtypes::Unit
@@ -146,11 +148,12 @@ pub(crate) fn normalize_rows<F: Real>(
             }
             if softmax {
                 let max = yr.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
-                let mut sum = F::zero();
-                for o in yr.iter_mut() {
-                    *o = (*o - max).exp();
-                    sum = sum + *o;
+                yr.iter_mut().for_each(|o| *o = *o - max);
+                match F::as_f32_mut(yr) {
+                    Some(v) => activate(Activation::Exp, v),
+                    None => yr.iter_mut().for_each(|o| *o = o.exp()),
                 }
+                let sum = yr.iter().fold(F::zero(), |s, &v| s + v);
                 let inv = F::one() / sum;
                 for o in yr.iter_mut() {
                     *o = *o * inv;

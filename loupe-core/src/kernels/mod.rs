@@ -23,6 +23,7 @@
 //! [`set_fused`] turns the kernels off for the calling thread (tests and "before"
 //! benchmarks); the environment variable `LOUPE_FUSED=0` turns them off by default.
 
+mod activation;
 mod channels;
 mod frames;
 pub mod gemm;
@@ -33,6 +34,7 @@ mod math;
 mod ops;
 mod view;
 
+pub(crate) use activation::{activate, Activation};
 pub(crate) use channels::{try_channels, try_concat_rows};
 pub(crate) use frames::{
     try_frames_affine, try_frames_matmul, try_frames_weighted_sum, try_video_weighted_sums,

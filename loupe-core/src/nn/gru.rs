@@ -1,9 +1,9 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_bias_gradient, try_add_to_gradient,
-    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, GlorotUniform,
-    RecurrentProduct,
+    activate, from_f64, host, host_mut, mask_values, to_f64, try_add_bias_gradient, try_add_to_gradient,
+    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, Activation,
+    GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -369,19 +369,21 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             }
             let z = (t > 0).then_some(&zg[..]);
             let videos = gates.par_chunks_mut(ns * 2 * H).zip(u.par_chunks_mut(H));
-            videos.zip(rh.par_chunks_mut(H)).zip(h.par_chunks(H)).enumerate().for_each(
-                |(bi, (((gates, u), rh), h))| {
+            videos.zip(rh.par_chunks_mut(H)).zip(h.par_chunks(H)).enumerate().for_each_init(
+                Vec::new,
+                |a, (bi, (((gates, u), rh), h))| {
                     let gates = &mut gates[t * 2 * H..(t + 1) * 2 * H];
                     let z = z.map(|z| &z[bi * 2 * H..(bi + 1) * 2 * H]);
+                    // a = [r, u].
+                    a.clear();
+                    a.extend((0..2 * H).map(|gk| {
+                        from_f64::<E>(to_f64(gates[gk]) + bg[gk] + z.map_or(0.0, |z| to_f64(z[gk])))
+                    }));
+                    activate(Activation::Sigmoid, a, 0..2 * H);
+                    gates.copy_from_slice(a);
                     for k in 0..H {
-                        let pre = |g: usize| {
-                            to_f64(gates[g * H + k]) + bg[g * H + k] + z.map_or(0.0, |z| to_f64(z[g * H + k]))
-                        };
-                        let r = sigmoid(pre(0));
-                        u[k] = sigmoid(pre(1));
-                        rh[k] = from_f64(r * to_f64(h[k]));
-                        gates[k] = from_f64(r);
-                        gates[H + k] = from_f64(u[k]);
+                        u[k] = to_f64(a[H + k]);
+                        rh[k] = from_f64(to_f64(a[k]) * to_f64(h[k]));
                     }
                 },
             );
@@ -390,18 +392,27 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
             }
             let z = (t > 0).then_some(&zc[..]);
             let videos = cand.par_chunks_mut(ns * H).zip(states.par_chunks_mut(ns * H));
-            videos.zip(h.par_chunks_mut(H)).zip(u.par_chunks(H)).enumerate().for_each(
-                |(bi, (((cand, states), h), u))| {
+            videos.zip(h.par_chunks_mut(H)).zip(u.par_chunks(H)).enumerate().for_each_init(
+                Vec::new,
+                |a, (bi, (((cand, states), h), u))| {
                     let mt = m[bi * ns + t];
                     let (cand, states) = (&mut cand[t * H..(t + 1) * H], &mut states[t * H..(t + 1) * H]);
                     let z = z.map(|z| &z[bi * H..(bi + 1) * H]);
+                    // a = the candidate c.
+                    a.clear();
+                    a.extend(
+                        (0..H).map(|k| {
+                            from_f64::<E>(to_f64(cand[k]) + bc[k] + z.map_or(0.0, |z| to_f64(z[k])))
+                        }),
+                    );
+                    activate(Activation::Tanh, a, 0..H);
+                    cand.copy_from_slice(a);
                     for k in 0..H {
-                        let c = (to_f64(cand[k]) + bc[k] + z.map_or(0.0, |z| to_f64(z[k]))).tanh();
+                        let c = to_f64(a[k]);
                         let h_prev = to_f64(h[k]);
                         let h_new = u[k] * h_prev + (1.0 - u[k]) * c;
                         h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
                         states[k] = h[k];
-                        cand[k] = from_f64(c);
                     }
                 },
             );

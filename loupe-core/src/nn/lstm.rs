@@ -1,9 +1,9 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    from_f64, host, host_mut, mask_values, sigmoid, to_f64, try_add_bias_gradient, try_add_to_gradient,
-    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, GlorotUniform,
-    RecurrentProduct,
+    activate, from_f64, host, host_mut, mask_values, to_f64, try_add_bias_gradient, try_add_to_gradient,
+    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, Activation,
+    GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -305,34 +305,39 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             }
             let z = (t > 0).then_some(&z[..]);
             let videos = gates.par_chunks_mut(ns * 4 * H).zip(states.par_chunks_mut(ns * 2 * H));
-            videos.zip(c.par_chunks_mut(H)).zip(h.par_chunks_mut(H)).enumerate().for_each(
-                |(bi, (((gates, states), c), h))| {
+            videos.zip(c.par_chunks_mut(H)).zip(h.par_chunks_mut(H)).enumerate().for_each_init(
+                Vec::new,
+                |a, (bi, (((gates, states), c), h))| {
                     let gates = &mut gates[t * 4 * H..(t + 1) * 4 * H];
                     let states = &mut states[t * 2 * H..(t + 1) * 2 * H];
                     let z = z.map(|z| &z[bi * 4 * H..(bi + 1) * 4 * H]);
                     let mt = m[bi * ns + t];
+                    // a = [i, j, f, o] activated, then the cell's unmasked new c.
+                    a.clear();
+                    a.extend((0..4 * H).map(|gk| {
+                        let forget = if gk / H == 2 { LSTM_FORGET_BIAS } else { 0.0 };
+                        from_f64::<E>(
+                            to_f64(gates[gk]) + bias_values[gk] + z.map_or(0.0, |z| to_f64(z[gk])) + forget,
+                        )
+                    }));
+                    activate(Activation::Sigmoid, a, 0..H);
+                    activate(Activation::Tanh, a, H..2 * H);
+                    activate(Activation::Sigmoid, a, 2 * H..4 * H);
+                    gates.copy_from_slice(a);
                     for k in 0..H {
-                        let pre = |g: usize| {
-                            to_f64(gates[g * H + k])
-                                + bias_values[g * H + k]
-                                + z.map_or(0.0, |z| to_f64(z[g * H + k]))
-                        };
-                        let (i, j, f, o) = (
-                            sigmoid(pre(0)),
-                            pre(1).tanh(),
-                            sigmoid(pre(2) + LSTM_FORGET_BIAS),
-                            sigmoid(pre(3)),
-                        );
-                        let (c_prev, h_prev) = (c[k], to_f64(h[k]));
+                        let (i, j, f) = (to_f64(a[k]), to_f64(a[H + k]), to_f64(a[2 * H + k]));
+                        let c_prev = c[k];
                         let c_new = f * c_prev + i * j;
-                        let h_new = o * c_new.tanh();
                         c[k] = mt * c_new + (1.0 - mt) * c_prev;
-                        h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
                         states[k] = from_f64(c[k]);
+                        a.push(from_f64(c_new));
+                    }
+                    activate(Activation::Tanh, a, 4 * H..5 * H);
+                    for k in 0..H {
+                        let h_new = to_f64(a[3 * H + k]) * to_f64(a[4 * H + k]);
+                        let h_prev = to_f64(h[k]);
+                        h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
                         states[H + k] = h[k];
-                        for (g, a) in [i, j, f, o].into_iter().enumerate() {
-                            gates[g * H + k] = from_f64(a);
-                        }
                     }
                 },
             );
@@ -359,21 +364,27 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             let mut back = Vec::new();
             for t in (0..ns).rev() {
                 let videos = dp.par_chunks_mut(ns * 4 * H).zip(dz.par_chunks_mut(4 * H));
-                videos.zip(dc.par_chunks_mut(H)).zip(dh.par_chunks_mut(H)).enumerate().for_each(
-                    |(bi, (((dp, dz), dc), dh))| {
+                videos.zip(dc.par_chunks_mut(H)).zip(dh.par_chunks_mut(H)).enumerate().for_each_init(
+                    Vec::new,
+                    |tc, (bi, (((dp, dz), dc), dh))| {
                         let step = bi * ns + t;
                         let dp = &mut dp[t * 4 * H..(t + 1) * 4 * H];
                         let a = &gates[step * 4 * H..(step + 1) * 4 * H];
                         let dy = &dy[step * 2 * H..(step + 1) * 2 * H];
                         // c_{t-1} (zeros before the first step).
                         let c_before = (t > 0).then(|| &ys[(step - 1) * 2 * H..(step - 1) * 2 * H + H]);
+                        let c_prev = |k: usize| c_before.map_or(0.0, |c| to_f64(c[k]));
                         let mt = m[step];
+                        // tanh of the unmasked new c, as the forward computed it.
+                        tc.clear();
+                        tc.extend((0..H).map(|k| {
+                            from_f64::<E>(to_f64(a[2 * H + k]) * c_prev(k) + to_f64(a[k]) * to_f64(a[H + k]))
+                        }));
+                        activate(Activation::Tanh, tc, 0..H);
                         for k in 0..H {
                             let (i, j, f, o) =
                                 (to_f64(a[k]), to_f64(a[H + k]), to_f64(a[2 * H + k]), to_f64(a[3 * H + k]));
-                            let c_prev = c_before.map_or(0.0, |c| to_f64(c[k]));
-                            let c_new = f * c_prev + i * j;
-                            let tc = c_new.tanh();
+                            let (c_prev, tc) = (c_prev(k), to_f64(tc[k]));
                             let dct = dc[k] + to_f64(dy[k]);
                             let dht = dh[k] + to_f64(dy[H + k]);
                             let (dc_new, dh_new) = (mt * dct, mt * dht);

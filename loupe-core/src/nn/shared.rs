@@ -388,8 +388,27 @@ pub(crate) fn from_f64<E: Dtype>(v: f64) -> E {
     E::from_f64(v).unwrap_or_default()
 }
 
-pub(crate) fn sigmoid(v: f64) -> f64 {
+fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
+}
+
+pub(crate) use kernels::Activation;
+
+/// `f` applied in place to `values[range]`: eight values at a time on `f32`
+/// (`kernels::activate`, within two ulps), one at a time in `f64` otherwise.
+#[allow(clippy::ptr_arg)] // a `Vec`, not a slice: it is downcast through `Any`, which needs `Sized`
+pub(crate) fn activate<E: Dtype>(f: Activation, values: &mut Vec<E>, range: std::ops::Range<usize>) {
+    if let Some(v) = (values as &mut dyn std::any::Any).downcast_mut::<Vec<f32>>() {
+        return kernels::activate(f, &mut v[range]);
+    }
+    for v in &mut values[range] {
+        let x = to_f64(*v);
+        *v = from_f64(match f {
+            Activation::Exp => x.exp(),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Tanh => x.tanh(),
+        });
+    }
 }
 
 /// A recurrent layer's product with its recurrent weight `U` (`H x N`), one per frame,
