@@ -4,9 +4,11 @@
 //! dependencies between the accumulators), so [`super::bench_model`] reports each phase
 //! as a fraction of it next to the fraction of the measured matmul rate.
 //!
-//! On x86-64 with AVX2 and FMA (detected at run time) the loop issues 256-bit
-//! `vfmadd` instructions on [`CHAINS`] independent accumulators: enough to cover the
-//! instruction's latency (4-5 cycles) times the two FMA ports of current cores. Elsewhere
+//! On x86-64 with AVX-512 (detected at run time) the loop issues 512-bit `vfmadd`
+//! instructions on [`CHAINS`] independent accumulators, with AVX2 and FMA only 256-bit
+//! ones: enough to cover the instruction's latency (4-5 cycles) times the two FMA ports of
+//! current cores. The widest the CPU has is its peak (cores with 512-bit FMA units run
+//! twice the 256-bit rate; the register tile of `kernels::gemm` uses the same). Elsewhere
 //! it runs the same arithmetic as 8-lane multiply-then-add in portable Rust, which the
 //! compiler vectorises for the build's target (without FMA: a multiply and an add per
 //! lane, so the rate is the portable ceiling, not the hardware's).
@@ -17,13 +19,15 @@ use std::time::{Duration, Instant};
 
 /// Independent accumulators (vector registers) of the loop.
 pub const CHAINS: usize = 12;
-/// `f32` lanes per accumulator (one 256-bit register).
+/// `f32` lanes per accumulator of the portable and AVX2 loops (one 256-bit register).
 pub const LANES: usize = 8;
 
 /// Which instructions the loop ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeakKind {
+    /// 512-bit fused multiply-add (x86-64 AVX-512F).
+    Avx512,
     /// 256-bit fused multiply-add (x86-64 AVX2 + FMA).
     Avx2Fma,
     /// Portable multiply then add, vectorised for the build's target.
@@ -34,15 +38,27 @@ impl PeakKind {
     /// How the report names it.
     pub fn describe(self) -> &'static str {
         match self {
+            PeakKind::Avx512 => "512-bit FMA",
             PeakKind::Avx2Fma => "256-bit FMA",
             PeakKind::Portable => "portable multiply-add",
         }
     }
 }
 
-/// FLOPs of one call of [`fma_loop`] with `iterations` (a multiply-add counts as 2).
-pub fn loop_flops(iterations: u64) -> f64 {
-    iterations as f64 * (CHAINS * LANES * 2) as f64
+impl PeakKind {
+    /// `f32` lanes per accumulator.
+    pub fn lanes(self) -> usize {
+        match self {
+            PeakKind::Avx512 => 2 * LANES,
+            PeakKind::Avx2Fma | PeakKind::Portable => LANES,
+        }
+    }
+}
+
+/// FLOPs of one call of [`fma_loop`] with `iterations` that ran as `kind` (a multiply-add
+/// counts as 2).
+pub fn loop_flops(iterations: u64, kind: PeakKind) -> f64 {
+    iterations as f64 * (CHAINS * kind.lanes() * 2) as f64
 }
 
 /// Runs `iterations` rounds of `acc = acc * a + b` on [`CHAINS`] x [`LANES`] accumulators
@@ -50,6 +66,12 @@ pub fn loop_flops(iterations: u64) -> f64 {
 /// cannot be optimised away; with `a = 1`, `b = 1` and `iterations < 2^24` the result is
 /// exactly `CHAINS * iterations`) and the kind of instructions that ran.
 pub fn fma_loop(iterations: u64, a: f32, b: f32) -> (f32, PeakKind) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the only requirement of calling a `#[target_feature]` function is that
+        // the CPU supports the features it enables, detected just above.
+        return (unsafe { fma_loop_avx512(iterations, a, b) }, PeakKind::Avx512);
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the only requirement of calling a `#[target_feature]` function is that
@@ -71,6 +93,20 @@ fn fma_loop_avx2(iterations: u64, a: f32, b: f32) -> f32 {
         }
     }
     acc.iter().map(|&x| _mm256_cvtss_f32(x)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_loop_avx512(iterations: u64, a: f32, b: f32) -> f32 {
+    use std::arch::x86_64::{_mm512_cvtss_f32, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    let (va, vb) = (_mm512_set1_ps(a), _mm512_set1_ps(b));
+    let mut acc = [_mm512_setzero_ps(); CHAINS];
+    for _ in 0..iterations {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, va, vb);
+        }
+    }
+    acc.iter().map(|&x| _mm512_cvtss_f32(x)).sum()
 }
 
 fn fma_loop_portable(iterations: u64, a: f32, b: f32) -> f32 {
@@ -106,7 +142,7 @@ pub fn peak_gflops(target: Duration) -> (f64, PeakKind) {
         })
         .min()
         .unwrap_or(Duration::from_secs(1));
-    (threads as f64 * loop_flops(iterations) / best.as_secs_f64() / 1e9, kind)
+    (threads as f64 * loop_flops(iterations, kind) / best.as_secs_f64() / 1e9, kind)
 }
 
 #[cfg(test)]
@@ -126,7 +162,8 @@ mod tests {
         // acc -> 0.5 acc + 2 converges to 4 from below: both paths compute the same values.
         assert_eq!(portable, dispatched);
         assert!((portable - CHAINS as f32 * 4.0).abs() < 1e-4, "{portable}");
-        assert_eq!(loop_flops(10), 10.0 * (CHAINS * LANES * 2) as f64);
+        assert_eq!(loop_flops(10, PeakKind::Avx2Fma), 10.0 * (CHAINS * LANES * 2) as f64);
+        assert_eq!(loop_flops(10, PeakKind::Avx512), 2.0 * loop_flops(10, PeakKind::Avx2Fma));
     }
 
     #[test]
@@ -134,7 +171,9 @@ mod tests {
         let (gflops, kind) = peak_gflops(Duration::from_millis(5));
         assert!(gflops.is_finite() && gflops > 0.0, "{gflops}");
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert_eq!(kind, PeakKind::Avx512);
+        } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             assert_eq!(kind, PeakKind::Avx2Fma);
         }
         let _ = kind.describe();

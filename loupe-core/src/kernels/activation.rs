@@ -32,8 +32,8 @@ pub(crate) enum Activation {
 pub(crate) fn activate(f: Activation, values: &mut [f32]) {
     match TileKind::detect() {
         #[cfg(target_arch = "x86_64")]
-        TileKind::Avx2Fma => {
-            // SAFETY: `detect` returns `Avx2Fma` only when the CPU reported AVX2 and FMA,
+        TileKind::Avx512 | TileKind::Avx2Fma => {
+            // SAFETY: `detect` returns these kinds only when the CPU reported AVX2 and FMA,
             // the features `activate_avx2` is compiled for.
             unsafe { activate_avx2(f, values) }
         }

@@ -59,7 +59,7 @@ pub use super::gemm_tile::TileKind;
 use super::gemm_tile::{tile, transpose_square, CBase, MR, NR};
 
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
-/// 16 KB) stay in the L1 cache while a tile runs.
+/// 32 KB) stay in the L1 cache while a tile runs (an AVX2 half tile reads half the panel).
 pub const KC: usize = 256;
 /// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache.
 pub const MC: usize = 96;
@@ -589,11 +589,7 @@ pub(super) mod tests {
 
     /// The portable tile and, when this CPU has a faster one, that one.
     pub(in crate::kernels) fn kinds() -> Vec<TileKind> {
-        let mut kinds = vec![TileKind::Portable];
-        if TileKind::detect() != TileKind::Portable {
-            kinds.push(TileKind::detect());
-        }
-        kinds
+        TileKind::available()
     }
 
     #[test]

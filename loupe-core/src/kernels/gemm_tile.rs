@@ -2,22 +2,29 @@
 //! steps, where the packed panels hold, for each step `p`, the tile's `MR` values of A's
 //! column `p` and `NR` values of B's row `p` next to each other.
 //!
-//! On x86-64 with AVX2 and FMA (detected at run time, once) the tile is 6 x 16: twelve
-//! 256-bit accumulators, two loads of B and one broadcast of A per row and step, which
-//! leaves one of the sixteen vector registers spare. Elsewhere (or when told to) the same
-//! arithmetic runs in portable Rust on a `[[f32; NR]; MR]` array the compiler vectorises
-//! for the build's target. Both paths sum each product in the same order (p ascending),
-//! the AVX2 path with fused multiply-adds.
+//! The tile is 6 x 32. On x86-64 with AVX-512 (detected at run time) it is twelve 512-bit
+//! accumulators, two loads of B and one broadcast of A per row and step; with AVX2 and
+//! FMA only, the same tile in two halves of 6 x 16, each twelve 256-bit accumulators
+//! (which leaves one of the sixteen vector registers spare). Elsewhere (or when told to)
+//! the same arithmetic runs in portable Rust on a `[[f32; NR]; MR]` array the compiler
+//! vectorises for the build's target. Every path sums each product in the same order (p
+//! ascending), the SIMD ones with fused multiply-adds, so AVX-512 and AVX2 agree to the
+//! bit.
 #![allow(unsafe_code)]
 
 /// Rows of the register tile.
 pub(crate) const MR: usize = 6;
-/// Columns of the register tile (two 8-lane vectors).
-pub(crate) const NR: usize = 16;
+/// Columns of the register tile (two 16-lane vectors, or two halves of two 8-lane ones).
+pub(crate) const NR: usize = 32;
+/// Columns of one AVX2 half tile.
+#[cfg(target_arch = "x86_64")]
+const HALF: usize = NR / 2;
 
 /// Which tile code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TileKind {
+    /// 512-bit fused multiply-adds (x86-64 AVX-512F).
+    Avx512,
     /// 256-bit fused multiply-adds (x86-64 AVX2 + FMA).
     Avx2Fma,
     /// Portable multiply then add.
@@ -27,11 +34,25 @@ pub enum TileKind {
 impl TileKind {
     /// The fastest kind this CPU runs.
     pub fn detect() -> TileKind {
+        *TileKind::available().first().unwrap_or(&TileKind::Portable)
+    }
+
+    /// Every kind this CPU runs, fastest first (the tests run each).
+    pub fn available() -> Vec<TileKind> {
+        let mut kinds = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return TileKind::Avx2Fma;
+        {
+            let avx2 =
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                kinds.push(TileKind::Avx512);
+            }
+            if avx2 {
+                kinds.push(TileKind::Avx2Fma);
+            }
         }
-        TileKind::Portable
+        kinds.push(TileKind::Portable);
+        kinds
     }
 }
 
@@ -89,12 +110,23 @@ pub(crate) fn tile(kind: TileKind, kc: usize, a: &[f32], b: &[f32], c: CTile, ov
     assert!(a.len() >= kc * MR && b.len() >= kc * NR && c.rows <= MR && c.cols <= NR);
     match kind {
         #[cfg(target_arch = "x86_64")]
+        TileKind::Avx512 => {
+            // SAFETY: `Avx512` is only produced by `available` after the CPU reported
+            // AVX-512F, so calling the `#[target_feature]` function is sound; its loads
+            // stay inside `a` and `b` (checked above) and its stores inside the tile (see
+            // `CTile`).
+            unsafe { tile_avx512(kc, a.as_ptr(), b.as_ptr(), c, overwrite) }
+        }
+        #[cfg(target_arch = "x86_64")]
         TileKind::Avx2Fma => {
-            // SAFETY: `Avx2Fma` is only produced by `detect` after the CPU reported both
-            // features (or by a caller that checked them the same way), so calling the
-            // `#[target_feature]` function is sound; its loads stay inside `a` and `b`
-            // (checked above) and its stores inside the tile (see `CTile`).
-            unsafe { tile_avx2(kc, a.as_ptr(), b.as_ptr(), c, overwrite) }
+            for half in 0..c.cols.div_ceil(HALF) {
+                let cols = HALF.min(c.cols - half * HALF);
+                let c = CTile { ptr: c.ptr.wrapping_add(half * HALF), cols, ..c };
+                // SAFETY: as for `Avx512`, with AVX2 and FMA; the half tile's columns are
+                // the tile's `half * HALF ..` (inside it), and its loads of B start
+                // `half * HALF` into each step's `NR` values.
+                unsafe { tile_avx2(kc, a.as_ptr(), b.as_ptr().add(half * HALF), c, overwrite) }
+            }
         }
         _ => tile_portable(kc, a, b, c, overwrite),
     }
@@ -108,8 +140,8 @@ pub(crate) fn transpose_square(kind: TileKind, src: &[f32], stride: usize, dst: 
     assert!(src.len() >= (NR - 1) * stride + NR && dst.len() >= NR * NR);
     match kind {
         #[cfg(target_arch = "x86_64")]
-        TileKind::Avx2Fma => {
-            for (r, c) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+        TileKind::Avx512 | TileKind::Avx2Fma => {
+            for (r, c) in (0..NR).step_by(8).flat_map(|r| (0..NR).step_by(8).map(move |c| (r, c))) {
                 // SAFETY: AVX2 was detected (as for the tile); the quarter reads rows
                 // `r..r+8` at columns `c..c+8` of the `NR x NR` square checked above, and
                 // writes rows `c..c+8`, columns `r..r+8` of `dst`'s `NR x NR`.
@@ -169,8 +201,8 @@ unsafe fn transpose_8x8(src: *const f32, stride: usize, dst: *mut f32) {
     }
 }
 
-/// Adds (or writes) the accumulated tile into C.
-fn store(acc: &[[f32; NR]; MR], c: CTile, overwrite: bool) {
+/// Adds (or writes) the accumulated tile (or half tile) into C.
+fn store<const W: usize>(acc: &[[f32; W]; MR], c: CTile, overwrite: bool) {
     for (i, row) in acc.iter().enumerate().take(c.rows) {
         // SAFETY: row `i < c.rows` of the tile starts at `ptr + i * row_stride` and has
         // `c.cols` elements, inside the caller's exclusive rectangle of C (see `CTile`).
@@ -197,6 +229,8 @@ fn tile_portable(kc: usize, a: &[f32], b: &[f32], c: CTile, overwrite: bool) {
     store(&acc, c, overwrite);
 }
 
+/// One 6 x 16 half of the tile: `b` points at the half's first column of step 0, each
+/// step's `HALF` values `NR` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite: bool) {
@@ -204,8 +238,8 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
-        // SAFETY (whole loop): step p reads a[p*MR .. p*MR + MR] and b[p*NR .. p*NR + NR],
-        // within the `kc * MR` and `kc * NR` values the caller checked.
+        // SAFETY (whole loop): step p reads a[p*MR .. p*MR + MR] and the half's 16 of
+        // b[p*NR .. p*NR + NR], within the `kc * MR` and `kc * NR` values the caller checked.
         let (b0, b1) = unsafe { (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))) };
         for (i, row) in acc.iter_mut().enumerate() {
             let ai = unsafe { _mm256_broadcast_ss(&*a.add(i)) };
@@ -215,9 +249,9 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite
         a = unsafe { a.add(MR) };
         b = unsafe { b.add(NR) };
     }
-    if c.rows == MR && c.cols == NR {
+    if c.rows == MR && c.cols == HALF {
         for (i, row) in acc.iter().enumerate() {
-            // SAFETY: a full tile: row i's 16 values lie in the caller's rectangle.
+            // SAFETY: a full half tile: row i's 16 values lie in the caller's rectangle.
             unsafe {
                 let out = c.ptr.add(i * c.row_stride);
                 let (mut v0, mut v1) = (row[0], row[1]);
@@ -230,12 +264,57 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite
             }
         }
     } else {
-        let mut spill = [[0f32; NR]; MR];
+        let mut spill = [[0f32; HALF]; MR];
         for (s, row) in spill.iter_mut().zip(&acc) {
             // SAFETY: `s` is 16 f32s, written whole by two unaligned stores.
             unsafe {
                 _mm256_storeu_ps(s.as_mut_ptr(), row[0]);
                 _mm256_storeu_ps(s.as_mut_ptr().add(8), row[1]);
+            }
+        }
+        store(&spill, c, overwrite);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: CTile, overwrite: bool) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY (whole loop): step p reads a[p*MR .. p*MR + MR] and b[p*NR .. p*NR + NR],
+        // within the `kc * MR` and `kc * NR` values the caller checked.
+        let (b0, b1) = unsafe { (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))) };
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+        a = unsafe { a.add(MR) };
+        b = unsafe { b.add(NR) };
+    }
+    if c.rows == MR && c.cols == NR {
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: a full tile: row i's 32 values lie in the caller's rectangle.
+            unsafe {
+                let out = c.ptr.add(i * c.row_stride);
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if !overwrite {
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(out));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(out.add(16)));
+                }
+                _mm512_storeu_ps(out, v0);
+                _mm512_storeu_ps(out.add(16), v1);
+            }
+        }
+    } else {
+        let mut spill = [[0f32; NR]; MR];
+        for (s, row) in spill.iter_mut().zip(&acc) {
+            // SAFETY: `s` is 32 f32s, written whole by two unaligned stores.
+            unsafe {
+                _mm512_storeu_ps(s.as_mut_ptr(), row[0]);
+                _mm512_storeu_ps(s.as_mut_ptr().add(16), row[1]);
             }
         }
         store(&spill, c, overwrite);
@@ -250,11 +329,7 @@ mod tests {
     fn transpose_square_writes_each_row_as_a_column_on_every_kind() {
         let stride = NR + 5;
         let src: Vec<f32> = (0..(NR - 1) * stride + NR).map(|v| v as f32).collect();
-        let mut kinds = vec![TileKind::Portable];
-        if TileKind::detect() != TileKind::Portable {
-            kinds.push(TileKind::detect());
-        }
-        for kind in kinds {
+        for kind in TileKind::available() {
             let mut dst = vec![-1.0; NR * NR];
             transpose_square(kind, &src, stride, &mut dst);
             for p in 0..NR {
