@@ -7,7 +7,7 @@
 //! slices of [`KC`], the columns into blocks of [`NC`] and the rows into blocks of [`MC`];
 //! each `KC x NC` block of B and `MC x KC` block of A is packed into a contiguous buffer
 //! of `NR`-column (resp. `MR`-row) panels, and a register tile
-//! (`gemm_tile`, AVX2 + FMA when the CPU has them) multiplies one panel of each.
+//! (`gemm_tile`: AVX-512, or AVX2 + FMA, when the CPU has them) multiplies one panel of each.
 //! A and B are read through strides, so a transposed operand costs no copy beyond the
 //! packing every operand gets anyway.
 //!
