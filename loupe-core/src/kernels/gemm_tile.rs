@@ -32,9 +32,10 @@ pub enum TileKind {
 }
 
 impl TileKind {
-    /// The fastest kind this CPU runs.
+    /// The fastest kind this CPU runs (found once, then remembered).
     pub fn detect() -> TileKind {
-        *TileKind::available().first().unwrap_or(&TileKind::Portable)
+        static DETECTED: std::sync::OnceLock<TileKind> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| TileKind::available()[0])
     }
 
     /// Every kind this CPU runs, fastest first (the tests run each).
