@@ -61,3 +61,22 @@ fn malformed_device_is_a_usage_error() {
         assert!(stderr.contains("expected `cpu`, `cuda` or `cuda:N`"), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn loupe_tile_picks_the_register_tile_and_an_unknown_one_is_a_clear_error() {
+    let bench = ["bench", "small-average", "--batch", "2", "--warmup", "0", "--iterations", "1", "--json"];
+    let run = |tile: &str| {
+        Command::new(env!("CARGO_BIN_EXE_loupe")).args(bench).env("LOUPE_TILE", tile).output().unwrap()
+    };
+    let out = run("portable");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"register_tile\":\"portable\""), "{stdout}");
+    for bad in ["avx3", ""] {
+        let out = run(bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{bad:?}: {stderr}");
+        assert!(stderr.contains(&format!("LOUPE_TILE={bad:?}")) && stderr.contains("portable"), "{stderr}");
+    }
+}

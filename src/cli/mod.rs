@@ -86,6 +86,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = loupe::kernels::gemm::TileKind::from_environment() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let collective = &*collective;
     let ranks = collective.world_size();
     let mut out = Output::new(!collective.is_root());

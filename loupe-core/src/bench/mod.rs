@@ -137,6 +137,9 @@ pub struct BenchReport {
     /// instructions it ran. `None` on a GPU.
     pub machine_peak_gflops: Option<f64>,
     pub machine_peak_kind: Option<peak::PeakKind>,
+    /// On the `Cpu`: the register tile loupe's products ran on
+    /// ([`crate::kernels::gemm::TileKind::name`]; `LOUPE_TILE` picks it). `None` on a GPU.
+    pub register_tile: Option<&'static str>,
     /// The optimizer's update alone, timed after the training steps.
     pub optimizer: OptimizerTiming,
     /// On the `Cpu`: the memory bandwidth for the optimizer's pattern, GB/s, measured by
@@ -260,6 +263,9 @@ impl BenchReport {
                 self.threads,
                 100.0 * self.machine_matmul_gflops / peak
             ));
+        }
+        if let Some(tile) = self.register_tile {
+            s.push_str(&format!("loupe's products ran on the {tile} register tile\n"));
         }
         let o = &self.optimizer;
         s.push_str(&format!(
@@ -593,6 +599,7 @@ where
         machine_matmul_gflops: machine,
         machine_peak_gflops: fma_peak.map(|(peak, _)| peak),
         machine_peak_kind: fma_peak.map(|(_, kind)| kind),
+        register_tile: fma_peak.map(|_| crate::kernels::gemm::TileKind::detect().name()),
         optimizer,
         machine_bandwidth_gbps: bandwidth,
         peak_memory_bytes: peak,
@@ -631,6 +638,7 @@ mod tests {
             machine_matmul_gflops: 200.0,
             machine_peak_gflops: Some(400.0),
             machine_peak_kind: Some(peak::PeakKind::Avx2Fma),
+            register_tile: Some("avx2"),
             optimizer: OptimizerTiming {
                 ms: 500.0,
                 min_ms: 480.0,

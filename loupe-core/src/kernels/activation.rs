@@ -1,6 +1,6 @@
 //! Elementwise functions on `f32` slices, in place: the recurrences' gate nonlinearities
 //! (the logistic sigmoid `1 / (1 + e^-x)` and `tanh`) and the softmaxes' `e^x`, computed
-//! eight at a time (AVX2 + FMA when the CPU has them,
+//! sixteen (AVX-512) or eight at a time (AVX2 + FMA when the CPU has them,
 //! detected at run time once, like the register tile; the same loop vectorised for the
 //! build's target elsewhere), where the scalar `libm` calls they replace ran one value at
 //! a time in `f64`.
@@ -28,13 +28,25 @@ pub(crate) enum Activation {
     Tanh,
 }
 
-/// `f` applied to each value, in place.
+/// `f` applied to each value, in place, with the instructions of the products' tile kind.
 pub(crate) fn activate(f: Activation, values: &mut [f32]) {
-    match TileKind::detect() {
+    activate_on(TileKind::detect(), f, values)
+}
+
+/// [`activate`] with the instructions of `kind` (which this CPU must run: a kind from
+/// `TileKind::available`).
+fn activate_on(kind: TileKind, f: Activation, values: &mut [f32]) {
+    match kind {
         #[cfg(target_arch = "x86_64")]
-        TileKind::Avx512 | TileKind::Avx2Fma => {
-            // SAFETY: `detect` returns these kinds only when the CPU reported AVX2 and FMA,
-            // the features `activate_avx2` is compiled for.
+        TileKind::Avx512 => {
+            // SAFETY: `Avx512` comes from `TileKind::available` only when the CPU reported
+            // AVX-512F, the feature `activate_avx512` is compiled for.
+            unsafe { activate_avx512(f, values) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        TileKind::Avx2Fma => {
+            // SAFETY: `Avx2Fma` comes from `TileKind::available` only when the CPU reported
+            // AVX2 and FMA, the features `activate_avx2` is compiled for.
             unsafe { activate_avx2(f, values) }
         }
         _ => body(f, values),
@@ -45,6 +57,13 @@ pub(crate) fn activate(f: Activation, values: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn activate_avx2(f: Activation, values: &mut [f32]) {
+    body(f, values)
+}
+
+/// [`body`] compiled for AVX-512F: sixteen lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn activate_avx512(f: Activation, values: &mut [f32]) {
     body(f, values)
 }
 
@@ -179,16 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn the_avx2_loop_gives_the_portable_values_to_the_bit() {
-        // Rust never fuses a multiply and an add unless told to, so the eight-lane loop
-        // (where the CPU has it) computes exactly what the portable one does.
-        for f in [Activation::Exp, Activation::Sigmoid, Activation::Tanh] {
-            let xs = grid();
-            let (mut portable, mut detected) = (xs.clone(), xs.clone());
-            body(f, &mut portable);
-            activate(f, &mut detected);
-            for (x, (p, d)) in xs.iter().zip(portable.iter().zip(&detected)) {
-                assert_eq!(p.to_bits(), d.to_bits(), "{f:?}({x}): {p} against {d}");
+    fn every_kind_gives_the_portable_values_to_the_bit() {
+        // Rust never fuses a multiply and an add unless told to, so the sixteen- and
+        // eight-lane loops (where the CPU has them) compute exactly what the portable one
+        // does.
+        for kind in TileKind::available() {
+            for f in [Activation::Exp, Activation::Sigmoid, Activation::Tanh] {
+                let xs = grid();
+                let (mut portable, mut simd) = (xs.clone(), xs.clone());
+                body(f, &mut portable);
+                activate_on(kind, f, &mut simd);
+                for (x, (p, d)) in xs.iter().zip(portable.iter().zip(&simd)) {
+                    assert_eq!(p.to_bits(), d.to_bits(), "{kind:?} {f:?}({x}): {p} against {d}");
+                }
             }
         }
     }

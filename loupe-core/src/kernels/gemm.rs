@@ -55,8 +55,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-pub use super::gemm_tile::TileKind;
 use super::gemm_tile::{tile, transpose_square, CBase, MR, NR};
+pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
 /// 32 KB) stay in the L1 cache while a tile runs (an AVX2 half tile reads half the panel).

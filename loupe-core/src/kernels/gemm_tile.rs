@@ -20,6 +20,18 @@ pub(crate) const NR: usize = 32;
 #[cfg(target_arch = "x86_64")]
 const HALF: usize = NR / 2;
 
+/// The environment variable that picks the register tile ([`TileKind::detect`]): to
+/// compare the kinds on one machine, or to avoid one.
+pub const TILE_VARIABLE: &str = "LOUPE_TILE";
+
+/// [`TILE_VARIABLE`] names no tile kind this CPU runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{TILE_VARIABLE}={name:?} names no register tile this CPU runs (it runs: {available})")]
+pub struct TileError {
+    name: String,
+    available: String,
+}
+
 /// Which tile code runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TileKind {
@@ -32,10 +44,49 @@ pub enum TileKind {
 }
 
 impl TileKind {
-    /// The fastest kind this CPU runs (found once, then remembered).
+    /// The kind the products run (found once, then remembered): the one the environment
+    /// variable [`TILE_VARIABLE`] names, or the fastest this CPU runs. A name
+    /// [`TileKind::from_environment`] refuses is reported once on stderr and the fastest
+    /// kind used (the `loupe` command refuses to start with it instead).
     pub fn detect() -> TileKind {
         static DETECTED: std::sync::OnceLock<TileKind> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| TileKind::available()[0])
+        *DETECTED.get_or_init(|| match TileKind::from_environment() {
+            Ok(Some(kind)) => kind,
+            Ok(None) => TileKind::available()[0],
+            Err(e) => {
+                eprintln!("warning: {e}; using the fastest, {}", TileKind::available()[0].name());
+                TileKind::available()[0]
+            }
+        })
+    }
+
+    /// The kind [`TILE_VARIABLE`] names (`avx512`, `avx2` or `portable`), `None` when it
+    /// is unset; an error when it names no kind or one this CPU does not run.
+    pub fn from_environment() -> Result<Option<TileKind>, TileError> {
+        match std::env::var(TILE_VARIABLE) {
+            Err(_) => Ok(None),
+            Ok(name) => TileKind::named(&name).map(Some),
+        }
+    }
+
+    /// The kind called `name` (as [`TileKind::name`] spells it), if this CPU runs it.
+    pub fn named(name: &str) -> Result<TileKind, TileError> {
+        let available = TileKind::available();
+        let names = available.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+        match [TileKind::Avx512, TileKind::Avx2Fma, TileKind::Portable].into_iter().find(|k| k.name() == name)
+        {
+            Some(kind) if available.contains(&kind) => Ok(kind),
+            _ => Err(TileError { name: name.to_string(), available: names }),
+        }
+    }
+
+    /// How [`TILE_VARIABLE`] names this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            TileKind::Avx512 => "avx512",
+            TileKind::Avx2Fma => "avx2",
+            TileKind::Portable => "portable",
+        }
     }
 
     /// Every kind this CPU runs, fastest first (the tests run each).
@@ -325,6 +376,19 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: CTile, overwri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_available_kind_is_named_and_others_are_refused() {
+        for kind in TileKind::available() {
+            assert_eq!(TileKind::named(kind.name()), Ok(kind));
+        }
+        assert_eq!(TileKind::named("portable"), Ok(TileKind::Portable));
+        let e = TileKind::named("avx3").unwrap_err().to_string();
+        assert!(e.contains("LOUPE_TILE=\"avx3\"") && e.contains("portable"), "{e}");
+        if !TileKind::available().contains(&TileKind::Avx512) {
+            assert!(TileKind::named("avx512").is_err());
+        }
+    }
 
     #[test]
     fn transpose_square_writes_each_row_as_a_column_on_every_kind() {
