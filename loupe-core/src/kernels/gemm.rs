@@ -587,11 +587,6 @@ pub(super) mod tests {
         }
     }
 
-    /// The portable tile and, when this CPU has a faster one, that one.
-    pub(in crate::kernels) fn kinds() -> Vec<TileKind> {
-        TileKind::available()
-    }
-
     #[test]
     fn small_and_edge_shapes_match_the_naive_product_on_both_tiles() {
         let shapes = [
@@ -604,7 +599,7 @@ pub(super) mod tests {
             (MC + 7, KC + 1, NR * 3 + 5),
             (2, 19, 100),
         ];
-        for kind in kinds() {
+        for kind in TileKind::available() {
             for (s, &shape) in shapes.iter().enumerate() {
                 for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
                     check(kind, shape, a_t, b_t, 10 * s as u64 + 1);
@@ -620,7 +615,7 @@ pub(super) mod tests {
             // Cut along the columns, along the rows (past NC), and split-K.
             assert_eq!(k_slices(9, 20, 8 * KC * 3 + 5, 3), 3);
             assert!(output_jobs(70, 300, 50, 3).len() > 1);
-            for kind in kinds() {
+            for kind in TileKind::available() {
                 check(kind, (70, 50, 300), false, true, 3);
                 check(kind, (2 * MC + 5, 40, NC + 9), false, false, 4);
                 check(kind, (400, 30, 20), true, false, 5);

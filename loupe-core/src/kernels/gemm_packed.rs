@@ -113,7 +113,7 @@ pub fn sgemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::gemm::tests::{kinds, random};
+    use crate::kernels::gemm::tests::random;
     use crate::kernels::gemm::{k_slices, output_jobs, sgemm_on, MC, NC};
 
     /// `sgemm_packed`'s driver and `sgemm` on the same operands (B row-major or a
@@ -164,7 +164,7 @@ mod tests {
                 (3, 2 * KC + 3, NC + NR + 1),
                 (2, KC, NC),
             ];
-            for kind in kinds() {
+            for kind in TileKind::available() {
                 for (s, &shape) in shapes.iter().enumerate() {
                     for b_t in [false, true] {
                         check(kind, shape, b_t, 10 * s as u64 + 1);
@@ -183,7 +183,7 @@ mod tests {
             assert!(output_jobs(16, NC + 57, 300, 3).len() > 1);
             assert!(output_jobs(400, 20, 40, 3).len() > 1);
             assert_eq!(k_slices(9, 20, 8 * KC * 3 + 5, 3), 3);
-            for kind in kinds() {
+            for kind in TileKind::available() {
                 for b_t in [false, true] {
                     check(kind, (16, 300, NC + 57), b_t, 3);
                     check(kind, (70, 50, 300), b_t, 4);

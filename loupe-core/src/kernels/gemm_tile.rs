@@ -50,12 +50,14 @@ impl TileKind {
     /// kind used (the `loupe` command refuses to start with it instead).
     pub fn detect() -> TileKind {
         static DETECTED: std::sync::OnceLock<TileKind> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| match TileKind::from_environment() {
-            Ok(Some(kind)) => kind,
-            Ok(None) => TileKind::available()[0],
-            Err(e) => {
-                eprintln!("warning: {e}; using the fastest, {}", TileKind::available()[0].name());
-                TileKind::available()[0]
+        *DETECTED.get_or_init(|| {
+            let fastest = TileKind::available()[0];
+            match TileKind::from_environment() {
+                Ok(chosen) => chosen.unwrap_or(fastest),
+                Err(e) => {
+                    eprintln!("warning: {e}; using the fastest, {}", fastest.name());
+                    fastest
+                }
             }
         })
     }
