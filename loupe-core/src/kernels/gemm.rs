@@ -18,6 +18,11 @@
 //! thread multiplies its slice of it into its own partial `C`, and the partials are
 //! summed at the end.
 //!
+//! While a job multiplies one block of B, its tiles fetch the next block's cache lines
+//! (`gemm_tile::Fetch`), a few each between their multiply-adds, so that packing that
+//! block reads the caches: the hidden layer's forward product (B 1.1 GB, each value used
+//! by only 80 rows of A) spent a fifth of its time waiting on memory in the packing.
+//!
 //! A B used for many products (a recurrent weight, once per frame) can be packed once
 //! into a `gemm_packed::PackedB` and multiplied with `gemm_packed::sgemm_packed`: the
 //! same driver with the packing of B skipped, so the result is bit-identical to
@@ -55,7 +60,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm_tile::{tile, transpose_square, CBase, MR, NR};
+use super::gemm_tile::{tile, transpose_square, CBase, Fetch, LINE, MR, NR};
 pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
@@ -63,6 +68,10 @@ pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 pub const KC: usize = 256;
 /// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache.
 pub const MC: usize = 96;
+/// Rows of a row-major B packed together, panel by panel: eight rows read side by side
+/// (eight streams through memory) and written as 1 KB runs of each panel, where packing
+/// row by row scattered every row over all the panels.
+const PACK_ROWS: usize = 8;
 /// Column block: the packed `KC x NC` block of B (2 MB) stays in the L3 cache.
 pub const NC: usize = 2048;
 
@@ -242,6 +251,24 @@ impl PanelsB<'_> {
             PanelsB::Packed(b) => b.block(pc, kc, jc, nc),
         }
     }
+
+    /// Part `part` of `parts` of the cache lines of `B[pc..pc+kc, jc..jc+nc]` (the block
+    /// a job packs next), for one tile to fetch.
+    fn lines(&self, (pc, kc, jc, nc): (usize, usize, usize, usize), part: usize, parts: usize) -> Fetch<'_> {
+        let PanelsB::Strided(b) = self else { return Fetch::NONE };
+        // Lines run along B's contiguous direction: rows of a row-major B, columns of a
+        // transposed one.
+        let (outer, inner, stride, base) = if b.col_stride == 1 {
+            (kc, nc, b.row_stride, pc * b.row_stride + jc)
+        } else if b.row_stride == 1 {
+            (nc, kc, b.col_stride, jc * b.col_stride + pc)
+        } else {
+            return Fetch::NONE;
+        };
+        let per = inner.div_ceil(LINE);
+        let total = outer * per;
+        Fetch::new(b.data, base, stride, per, part * total / parts..(part + 1) * total / parts)
+    }
 }
 
 /// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output
@@ -395,6 +422,17 @@ fn run_job(
             let nc = NC.min(cols.end - jc);
             for (slice, pc) in ks.clone().step_by(KC).enumerate() {
                 let kc = KC.min(ks.end - pc);
+                // The block of B this job packs next, brought into the caches a part per
+                // tile while this one is multiplied.
+                let next = if pc + kc < ks.end {
+                    Some((pc + kc, KC.min(ks.end - pc - kc), jc, nc))
+                } else if jc + nc < cols.end {
+                    Some((ks.start, KC.min(ks.len()), jc + nc, NC.min(cols.end - jc - nc)))
+                } else {
+                    None
+                };
+                let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
+                let mut t = 0;
                 let bpanels = b.panels(pc, kc, jc, nc, bbuf);
                 let first = overwrite && slice == 0;
                 for ic in rows.clone().step_by(MC) {
@@ -402,8 +440,13 @@ fn run_job(
                     pack_a(a, ic, mc, pc, kc, abuf);
                     for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
                         for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
+                            let mut fetch = match next {
+                                Some(next) => b.lines(next, t, tiles),
+                                _ => Fetch::NONE,
+                            };
+                            t += 1;
                             let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
-                            tile(kind, kc, ap, bp, t, first);
+                            tile(kind, kc, ap, bp, t, first, &mut fetch);
                         }
                     }
                 }
@@ -469,15 +512,20 @@ pub(super) fn pack_b_into(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: us
     assert_eq!(dst.len(), nc.div_ceil(NR) * NR * kc, "one block of B panels");
     let panel_len = NR * kc;
     if b.col_stride == 1 {
-        for p in 0..kc {
-            let at = (pc + p) * b.row_stride + jc;
-            for (q, run) in b.data[at..at + nc].chunks(NR).enumerate() {
-                let d = &mut dst[q * panel_len + p * NR..][..NR];
-                match <&[f32; NR]>::try_from(run) {
-                    Ok(full) => d.copy_from_slice(full),
-                    Err(_) => {
-                        d[..run.len()].copy_from_slice(run);
-                        d[run.len()..].fill(0.0);
+        for p0 in (0..kc).step_by(PACK_ROWS) {
+            let rows = p0..(p0 + PACK_ROWS).min(kc);
+            for (q, panel) in dst.chunks_exact_mut(panel_len).enumerate() {
+                let j0 = jc + q * NR;
+                let w = NR.min(jc + nc - j0);
+                for p in rows.clone() {
+                    let at = (pc + p) * b.row_stride + j0;
+                    let d = &mut panel[p * NR..][..NR];
+                    match <&[f32; NR]>::try_from(&b.data[at..at + w]) {
+                        Ok(full) => d.copy_from_slice(full),
+                        Err(_) => {
+                            d[..w].copy_from_slice(&b.data[at..at + w]);
+                            d[w..].fill(0.0);
+                        }
                     }
                 }
             }
@@ -622,6 +670,32 @@ pub(super) mod tests {
                 check(kind, (9, 8 * KC * 3 + 5, 20), true, true, 6);
             }
         });
+    }
+
+    #[test]
+    fn the_tiles_of_a_block_fetch_every_line_of_the_next_block_once() {
+        let (k, n) = (40, 100);
+        let data = random(k * n, 7);
+        // B[8..28, 16..86], cut into 7 tiles' shares.
+        let (block, parts) = ((8, 20, 16, 70), 7);
+        for transposed in [false, true] {
+            let b = if transposed {
+                MatRef::row_major(&data, n, k).unwrap().transpose()
+            } else {
+                MatRef::row_major(&data, k, n).unwrap()
+            };
+            let mut got: Vec<usize> =
+                (0..parts).flat_map(|p| PanelsB::Strided(b).lines(block, p, parts).indices()).collect();
+            got.sort_unstable();
+            // A line starts every LINE values along B's contiguous direction.
+            let mut want: Vec<usize> = if transposed {
+                (16..86).flat_map(|c| (8..28).step_by(LINE).map(move |r| c * k + r)).collect()
+            } else {
+                (8..28).flat_map(|r| (16..86).step_by(LINE).map(move |c| r * n + c)).collect()
+            };
+            want.sort_unstable();
+            assert_eq!(got, want, "transposed: {transposed}");
+        }
     }
 
     #[test]
