@@ -12,7 +12,8 @@
 //!   buffer, and copy the result into a tensor dfdx allocated. Their backward passes keep
 //!   the forward's copies of activations (a parameter or the input frames, alive anyway,
 //!   are read again instead of held twice), and gradients are borrowed whole
-//!   ([`grad_mut`]). The fused ops of the training forward go this way.
+//!   ([`grad_mut`]). The fused ops of the training forward go this way. The copies
+//!   themselves go through the in-place slices below and run on the pool's threads.
 //! - **In place, unsafe** ([`params_mut`], [`params`]): for parameter-sized tensors
 //!   that live across steps: Adam's update of a parameter and its two moments, and the
 //!   streamed checkpoint writer. A copy there would be two more passes over each of the
