@@ -66,8 +66,11 @@ pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
 /// 32 KB) stay in the L1 cache while a tile runs (an AVX2 half tile reads half the panel).
 pub const KC: usize = 256;
-/// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache.
+/// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache. A whole
+/// number of `MR`-row panels, so a job's rows make `rows.div_ceil(MR)` panels (the
+/// count the tiles' fetches are shared over).
 pub const MC: usize = 96;
+const _: () = assert!(MC.is_multiple_of(MR));
 /// Rows of a row-major B packed together, panel by panel: eight rows read side by side
 /// (eight streams through memory) and written as 1 KB runs of each panel, where packing
 /// row by row scattered every row over all the panels.
@@ -432,7 +435,7 @@ fn run_job(
                     None
                 };
                 let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
-                let mut t = 0;
+                let mut share = 0;
                 let bpanels = b.panels(pc, kc, jc, nc, bbuf);
                 let first = overwrite && slice == 0;
                 for ic in rows.clone().step_by(MC) {
@@ -441,10 +444,10 @@ fn run_job(
                     for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
                         for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
                             let mut fetch = match next {
-                                Some(next) => b.lines(next, t, tiles),
-                                _ => Fetch::NONE,
+                                Some(next) => b.lines(next, share, tiles),
+                                None => Fetch::NONE,
                             };
-                            t += 1;
+                            share += 1;
                             let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
                             tile(kind, kc, ap, bp, t, first, &mut fetch);
                         }

@@ -211,10 +211,10 @@ pub(crate) fn restore_grad<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(
     Ok(())
 }
 
-/// The buffer of a parameter-sized tensor `t` as `&[F]`, in place, when `t` lives on the
-/// `Cpu`, its dtype is `F` and its layout is row-major contiguous; `None` otherwise. For
-/// the streamed checkpoint writer and the recurrences' host paths (see the module doc); see [`params_mut`] for why
-/// it is sound.
+/// The buffer of a tensor `t` as `&[F]`, in place, when `t` lives on the `Cpu`, its dtype
+/// is `F` and its layout is row-major contiguous; `None` otherwise. For the streamed
+/// checkpoint writer, the recurrences' host paths, the L2 penalty's weights (see the
+/// module doc) and [`read`]'s copy; see [`params_mut`] for why it is sound.
 pub(crate) fn params<F: Unit, S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, D>) -> Option<&[F]> {
     let (t, numel) = as_cpu::<F, _, _, _>(t)?;
     let first: &F = &t[Default::default()];
