@@ -115,6 +115,19 @@ mod tests {
     use super::*;
     use crate::kernels::gemm::tests::random;
     use crate::kernels::gemm::{k_slices, output_jobs, sgemm_on, MC, NC};
+    use crate::kernels::gemm_tile::LINE;
+
+    #[test]
+    fn the_tiles_fetch_every_line_of_the_next_packed_block_once() {
+        let (k, n) = (40, 100);
+        let data = random(k * n, 7);
+        let packed = PackedB::new(MatRef::row_major(&data, k, n).unwrap());
+        // The block is one run of panels, cut into 7 tiles' shares.
+        let got: Vec<usize> =
+            (0..7).flat_map(|p| PanelsB::Packed(&packed).lines((0, k, 0, n), p, 7).indices()).collect();
+        let len = n.div_ceil(NR) * NR * k;
+        assert_eq!(got, (0..len).step_by(LINE).collect::<Vec<_>>());
+    }
 
     /// `sgemm_packed`'s driver and `sgemm` on the same operands (B row-major or a
     /// transposed view, C with a padded row stride over random values), overwriting and

@@ -216,7 +216,8 @@ fn prefetch(data: &[f32], at: usize) {
 /// Cache lines for a tile to fetch as it runs, one every few of its steps: `left` lines,
 /// walked as runs of `per` lines, line `l` of run `o` at `data[base + o * stride + l *
 /// LINE]`. The driver hands each tile a share of the lines of the block of B its job
-/// packs next (`gemm::run_job`), so that packing reads the caches instead of memory.
+/// packs next (`gemm::run_job`), so that packing reads the caches instead of memory (or,
+/// for a B packed beforehand, the next block of panels, so that the tiles read them there).
 /// Spread between the tile's multiply-adds the fetches cost almost nothing; issued in
 /// one burst before each tile they stalled it (the hidden layer's forward product ran at
 /// 266 GFLOP/s, against 320 with prefetching inside the packing only), and packing
