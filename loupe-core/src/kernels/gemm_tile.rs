@@ -245,34 +245,34 @@ impl<'a> Fetch<'a> {
         Fetch { data, base, stride, per, o: lines.start / per, l: lines.start % per, left: lines.len() }
     }
 
+    /// The index into `data` of the next line to fetch, if any is left, stepping past it.
+    #[inline(always)]
+    fn next_line(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        let at = self.base + self.o * self.stride + self.l * LINE;
+        self.left -= 1;
+        self.l += 1;
+        if self.l == self.per {
+            self.l = 0;
+            self.o += 1;
+        }
+        Some(at)
+    }
+
     /// Fetches the next line, if any is left.
     #[inline(always)]
     fn one(&mut self) {
-        if self.left > 0 {
-            prefetch(self.data, self.base + self.o * self.stride + self.l * LINE);
-            self.left -= 1;
-            self.l += 1;
-            if self.l == self.per {
-                self.l = 0;
-                self.o += 1;
-            }
+        if let Some(at) = self.next_line() {
+            prefetch(self.data, at);
         }
     }
 
     /// The indices into `data` of the lines left to fetch, in order (without fetching).
     #[cfg(test)]
     pub(crate) fn indices(mut self) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.left);
-        while self.left > 0 {
-            out.push(self.base + self.o * self.stride + self.l * LINE);
-            self.left -= 1;
-            self.l += 1;
-            if self.l == self.per {
-                self.l = 0;
-                self.o += 1;
-            }
-        }
-        out
+        std::iter::from_fn(|| self.next_line()).collect()
     }
 }
 
