@@ -471,7 +471,9 @@ pub(crate) fn vlad_forward<F: Real>(
 }
 
 /// Backward of [`vlad_forward`]. Accumulates into `gw` (`b x f x k`), and with centres
-/// into `ga` (`b x s x k`) and `gc` (`f x k`).
+/// into `ga` (`b x s x k`) and `gc` (`f x k`). `gv` (as long as `y`, any values) is
+/// scratch, overwritten: the caller lends a buffer from the device's cache, as a fresh
+/// allocation of the video stream's 84 MB at paper size page-faulted on every step.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn vlad_backward<F: Real>(
     y: &[F],
@@ -484,11 +486,12 @@ pub(crate) fn vlad_backward<F: Real>(
     gw: &mut [F],
     ga: Option<&mut [F]>,
     gc: Option<&mut [F]>,
+    gv: &mut [F],
 ) {
+    assert_eq!(gv.len(), y.len(), "vlad_backward: scratch as long as the output");
     let items = y.len() / (f * k);
     let floor_norm: F = real::<F>(floor).sqrt();
     // gv: the gradient w.r.t. the residual descriptor v (before both normalisations).
-    let mut gv = vec![F::zero(); y.len()];
     gv.par_chunks_mut(f * k).zip(y.par_chunks(f * k)).zip(gy.par_chunks(f * k)).enumerate().for_each(
         |(b, ((gvb, yb), gyb))| {
             let global = stats.global[b];

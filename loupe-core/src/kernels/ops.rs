@@ -287,8 +287,10 @@ fn vlad<
     let out = tensor_from(w.device(), (b, Const::<OUT>), &ys)?;
     // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).
     let (out_keep, w_id, a_id) = (out.clone(), w.ghost(), a.map(|a| a.ghost()));
+    let dev = w.device().clone();
     tape.add_backward_op(move |grads| {
         let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+        let mut gv = zeroed::<R, E, _>(&dev, ys.len())?;
         let mut ga = match &a_id {
             Some(a) => Some(std::mem::take(grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?))),
             None => None,
@@ -308,6 +310,7 @@ fn vlad<
             grad_buffer::<R, E, D>(grads.get_or_alloc_mut(&w_id)?),
             ga.as_deref_mut(),
             gc.as_deref_mut(),
+            &mut gv,
         );
         if let (Some(a), Some(ga)) = (&a_id, ga) {
             *grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?) = ga;
