@@ -13,8 +13,9 @@
 
 use dfdx::prelude::*;
 
-use super::gemm::MatRef;
-use super::gemm_ops::{product, try_rows_product, view};
+use rayon::prelude::*;
+
+use super::gemm_ops::{product, product_alone, try_rows_product, view};
 use super::math::{self, Real};
 use super::view::{
     contiguous, expect_view, grad_mut, params, params_mut, read, restore_grad, take_grad, tensor_from, write,
@@ -191,7 +192,7 @@ fn frames_weighted_sum<
         Some((xv, av)) => {
             let mut pv = zeroed::<R, E, _>(&dev, batch.size() * F * K)?;
             let out = expect_view(R::as_f32_mut(&mut pv));
-            per_video(xv, av, out, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
+            per_video((xv, av, out), frames.size(), (F, K), true, false);
             pv
         }
         None => {
@@ -219,7 +220,7 @@ fn frames_weighted_sum<
                 (gemm_for::<E, D>(), params::<f32, _, _, _>(&x_keep), R::as_f32(&gps))
             {
                 let ga = grad_mut::<f32, _, _, _>(grads, &a)?;
-                per_video(xv, gpv, ga, frames.size(), (F, K), |x, gp, ga| product(x, gp, ga, true));
+                per_video((xv, gpv, ga), frames.size(), (F, K), false, true);
                 return Ok(());
             }
             let gp = tensor_from(&dev, p_shape, &gps)?;
@@ -257,21 +258,23 @@ pub(crate) fn try_video_weighted_sums<
     // Written in place, as `try_rows_product` does.
     let mut out = x.device().try_zeros_like(&(batch, Const::<F>, Const::<K>))?;
     let sums = expect_view(params_mut::<f32, _, _, _>(&mut out));
-    per_video(xv, av, sums, frames.size(), (F, K), |x, a, p| product(x.transpose(), a, p, false));
+    per_video((xv, av, sums), frames.size(), (F, K), true, false);
     Ok(Some(out))
 }
 
-/// Runs `f(x_v, y_v, z_v)` for each video `v` of a batch: `x_v` its `frames x F` frames,
-/// `y_v` the `y` rows of the video (`frames` rows of `K`, or `F` of `K`: whatever `y`
-/// holds per video) and `z_v` its share of `z`, each row-major. The products inside use
-/// every thread.
+/// `z_v (+)= x_v y_v` (or `x_v^T y_v` with `x_transposed`) for each video `v` of a batch:
+/// `x_v` its `frames x F` frames, `y_v` the `y` rows of the video (`frames` rows of `K`,
+/// or `F` of `K`: whatever `y` holds per video) and `z_v` its share of `z`, each
+/// row-major. With at least as many videos as threads, the videos run side by side, each
+/// product on one thread ([`product_alone`]: `300 x 1024 x 256` cut across two threads ran
+/// at 36% of the peak, each thread packing the whole B); fewer videos run one after
+/// another on every thread.
 fn per_video(
-    x: &[f32],
-    y: &[f32],
-    z: &mut [f32],
+    (x, y, z): (&[f32], &[f32], &mut [f32]),
     frames: usize,
     (features, clusters): (usize, usize),
-    mut f: impl FnMut(MatRef<'_>, MatRef<'_>, &mut [f32]),
+    x_transposed: bool,
+    accumulate: bool,
 ) {
     let videos = x.len() / (frames * features).max(1);
     if videos == 0 {
@@ -279,10 +282,21 @@ fn per_video(
     }
     let (y_len, z_len) = (y.len() / videos, z.len() / videos);
     let y_rows = y_len / clusters;
-    for v in 0..videos {
+    let operands = |v: usize| {
         let xv = view(&x[v * frames * features..][..frames * features], frames, features);
         let yv = view(&y[v * y_len..][..y_len], y_rows, clusters);
-        f(xv, yv, &mut z[v * z_len..][..z_len]);
+        (if x_transposed { xv.transpose() } else { xv }, yv)
+    };
+    if videos >= rayon::current_num_threads() {
+        z.par_chunks_mut(z_len).take(videos).enumerate().for_each(|(v, zv)| {
+            let (xv, yv) = operands(v);
+            product_alone(xv, yv, zv, accumulate);
+        });
+    } else {
+        for (v, zv) in z.chunks_mut(z_len).take(videos).enumerate() {
+            let (xv, yv) = operands(v);
+            product(xv, yv, zv, accumulate);
+        }
     }
 }
 
@@ -363,14 +377,24 @@ fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>
 mod tests {
     use super::*;
 
-    /// The evaluation path's per-video sums on sgemm give dfdx's batched product.
+    /// The evaluation path's per-video sums on sgemm give dfdx's batched product, with the
+    /// videos side by side (one thread each) and one after another (fewer videos than
+    /// threads), and the two ways give the same bits.
     #[test]
     fn the_video_sums_match_dfdx() {
         let dev = Cpu::seed_from_u64(6);
         let x: Tensor<(usize, usize, Const<40>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
         let a: Tensor<(usize, usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(3, 7, Const));
-        let sums = try_video_weighted_sums(&a, &x).unwrap().expect("sgemm is on");
-        let dfdx = x.permute::<(usize, Const<40>, usize), Axes3<0, 2, 1>>().matmul(a);
-        super::super::gemm_ops::tests::close(&sums.as_vec(), &dfdx.as_vec());
+        let dfdx = x.clone().permute::<(usize, Const<40>, usize), Axes3<0, 2, 1>>().matmul(a.clone());
+        let sums: Vec<Vec<f32>> = [2, 4]
+            .into_iter()
+            .map(|threads| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let sums = pool.install(|| try_video_weighted_sums(&a, &x).unwrap().expect("sgemm is on"));
+                super::super::gemm_ops::tests::close(&sums.as_vec(), &dfdx.as_vec());
+                sums.as_vec()
+            })
+            .collect();
+        assert_eq!(sums[0], sums[1]);
     }
 }

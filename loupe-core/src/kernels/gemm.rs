@@ -209,6 +209,15 @@ pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> R
     sgemm_on(TileKind::detect(), a, b, c, accumulate)
 }
 
+/// [`sgemm`] on the calling thread alone: for many small products run side by side, one
+/// per thread (the per-video products of NetVLAD's aggregation, `300 x 1024 x 256` each),
+/// where cutting each product across the threads packed its B once per thread and left
+/// uneven shares. The result is bit-identical to [`sgemm`]'s unless [`sgemm`] splits the
+/// inner dimension (a `k` of at least `16 (m + n)` and `8 KC` per thread).
+pub fn sgemm_alone(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> Result<(), GemmError> {
+    drive(TileKind::detect(), a, PanelsB::Strided(b), c, accumulate, 1)
+}
+
 /// [`sgemm`] on a given register tile (the tests run both).
 pub(crate) fn sgemm_on(
     kind: TileKind,
@@ -217,7 +226,7 @@ pub(crate) fn sgemm_on(
     c: MatMut<'_>,
     accumulate: bool,
 ) -> Result<(), GemmError> {
-    drive(kind, a, PanelsB::Strided(b), c, accumulate)
+    drive(kind, a, PanelsB::Strided(b), c, accumulate, rayon::current_num_threads())
 }
 
 /// Where a product's B panels come from: packed by each job as it goes ([`sgemm`]), or
@@ -290,13 +299,15 @@ impl PanelsB<'_> {
 }
 
 /// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output
-/// cut into jobs or the inner dimension split (the same cuts whatever B's source).
+/// cut into jobs or the inner dimension split for `threads` threads of the current pool
+/// (the same cuts whatever B's source; one thread: one job, on the calling thread).
 pub(super) fn drive(
     kind: TileKind,
     a: MatRef<'_>,
     b: PanelsB<'_>,
     c: MatMut<'_>,
     accumulate: bool,
+    threads: usize,
 ) -> Result<(), GemmError> {
     let (b_rows, b_cols) = b.shape();
     let (m, k, n) = (a.rows, a.cols, b_cols);
@@ -321,7 +332,7 @@ pub(super) fn drive(
         }
         return Ok(());
     }
-    let threads = rayon::current_num_threads().max(1);
+    let threads = threads.max(1);
     let slices = k_slices(m, n, k, threads);
     if slices > 1 {
         return split_k(kind, a, b, c, accumulate, slices);
@@ -686,6 +697,35 @@ pub(super) mod tests {
                 check(kind, (2 * MC + 5, 40, NC + 9), false, false, 4);
                 check(kind, (400, 30, 20), true, false, 5);
                 check(kind, (9, 8 * KC * 3 + 5, 20), true, true, 6);
+            }
+        });
+    }
+
+    /// A product on one thread gives the bits of the same product cut into jobs across
+    /// the pool (the cuts never change the order of any output's sum).
+    #[test]
+    fn a_product_alone_gives_the_bits_of_the_product_cut_across_threads() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            for (s, &((m, k, n), a_t, b_t)) in [
+                ((70, 50, 300), false, true),
+                ((2 * MC + 5, 40, NC + 9), false, false),
+                ((400, 40, 20), true, false),
+            ]
+            .iter()
+            .enumerate()
+            {
+                assert!(output_jobs(m, n, k, 3).len() > 1, "{m}x{k}x{n} is cut");
+                let (a_data, b_data) = (random(m * k, 30 + s as u64), random(k * n, 40 + s as u64));
+                let (a, b) =
+                    (MatRef::row_major(&a_data, m, k).unwrap(), MatRef::row_major(&b_data, k, n).unwrap());
+                let a = if a_t { MatRef::row_major(&a_data, k, m).unwrap().transpose() } else { a };
+                let b = if b_t { MatRef::row_major(&b_data, n, k).unwrap().transpose() } else { b };
+                let old = random(m * n, 50 + s as u64);
+                let (mut cut, mut alone) = (old.clone(), old);
+                sgemm(a, b, MatMut::row_major(&mut cut, m, n).unwrap(), true).unwrap();
+                sgemm_alone(a, b, MatMut::row_major(&mut alone, m, n).unwrap(), true).unwrap();
+                assert_eq!(cut, alone, "{m}x{k}x{n}");
             }
         });
     }

@@ -107,7 +107,7 @@ impl PackedPanels for PackedB {
 /// # Ok::<(), loupe_core::kernels::gemm::GemmError>(())
 /// ```
 pub fn sgemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) -> Result<(), GemmError> {
-    drive(TileKind::detect(), a, PanelsB::Packed(b), c, accumulate)
+    drive(TileKind::detect(), a, PanelsB::Packed(b), c, accumulate, rayon::current_num_threads())
 }
 
 #[cfg(test)]
@@ -149,8 +149,15 @@ mod tests {
             let mut want = old.clone();
             sgemm_on(kind, a, b, MatMut::new(&mut want, m, n, ldc).unwrap(), accumulate).unwrap();
             let mut got = old.clone();
-            drive(kind, a, PanelsB::Packed(&packed), MatMut::new(&mut got, m, n, ldc).unwrap(), accumulate)
-                .unwrap();
+            drive(
+                kind,
+                a,
+                PanelsB::Packed(&packed),
+                MatMut::new(&mut got, m, n, ldc).unwrap(),
+                accumulate,
+                rayon::current_num_threads(),
+            )
+            .unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert!(
                 bits(&got) == bits(&want),
