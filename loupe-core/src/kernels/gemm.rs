@@ -62,7 +62,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm_tile::{tile, transpose_square, CBase, Fetch, LINE, MR, NR};
+use super::gemm_tile::{tile, transpose_rows, transpose_square, CBase, Fetch, LINE, MR, NR};
 pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
@@ -504,10 +504,21 @@ fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut V
                 }
             }
         } else {
+            // Rows contiguous (a row-major A): a whole panel eight steps at a time, with
+            // SIMD transposes; the rest value by value.
+            let mut done = 0;
+            if a.col_stride == 1 && h == MR {
+                let kind = TileKind::detect();
+                let at = r0 * a.row_stride + pc;
+                for (p, d) in (0..kc - kc % 8).step_by(8).zip(dst.chunks_exact_mut(8 * MR)) {
+                    transpose_rows(kind, &a.data[at + p..], a.row_stride, d);
+                }
+                done = kc - kc % 8;
+            }
             for i in 0..h {
                 let at = (r0 + i) * a.row_stride + pc * a.col_stride;
                 if a.col_stride == 1 {
-                    for (d, &v) in dst.chunks_exact_mut(MR).zip(&a.data[at..at + kc]) {
+                    for (d, &v) in dst.chunks_exact_mut(MR).zip(&a.data[at..at + kc]).skip(done) {
                         d[i] = v;
                     }
                 } else {
