@@ -16,7 +16,8 @@
 //! small for that and the inner dimension long (the hidden layer's forward: an `80 x 1024`
 //! output over 278,528 inputs), the inner dimension is split instead (**split-K**): each
 //! thread multiplies its slice of it into its own partial `C`, and the partials are
-//! summed at the end.
+//! summed at the end. Many small products run side by side (NetVLAD's per-video
+//! products) each run on one thread instead ([`sgemm_alone`]).
 //!
 //! While a job multiplies one block of B, its tiles fetch the next block's cache lines
 //! (`gemm_tile::Fetch`), a few each between their multiply-adds, so that packing that
