@@ -13,9 +13,8 @@
 
 use dfdx::prelude::*;
 
-use rayon::prelude::*;
-
-use super::gemm_ops::{product, product_alone, try_rows_product, view};
+use super::gemm::sgemm_batch;
+use super::gemm_ops::{product, try_rows_product, view};
 use super::math::{self, Real};
 use super::view::{
     contiguous, expect_view, grad_mut, params, params_mut, read, restore_grad, take_grad, tensor_from, write,
@@ -262,13 +261,10 @@ pub(crate) fn try_video_weighted_sums<
     Ok(Some(out))
 }
 
-/// `z_v (+)= x_v y_v` (or `x_v^T y_v` with `x_transposed`) for each video `v` of a batch:
-/// `x_v` its `frames x F` frames, `y_v` the `y` rows of the video (`frames` rows of `K`,
-/// or `F` of `K`: whatever `y` holds per video) and `z_v` its share of `z`, each
-/// row-major. With at least as many videos as threads, the videos run side by side, each
-/// product on one thread ([`product_alone`]: `300 x 1024 x 256` cut across two threads ran
-/// at 36% of the peak, each thread packing the whole B); fewer videos run one after
-/// another on every thread.
+/// `z_v (+)= x_v y_v` (or `x_v^T y_v` with `x_transposed`) for each video `v` of a batch
+/// ([`sgemm_batch`]: side by side, one thread each): `x_v` its `frames x F` frames, `y_v`
+/// the `y` rows of the video (`frames` rows of `K`, or `F` of `K`: whatever `y` holds per
+/// video) and `z_v` its share of `z`, each row-major.
 fn per_video(
     (x, y, z): (&[f32], &[f32], &mut [f32]),
     frames: usize,
@@ -277,27 +273,13 @@ fn per_video(
     accumulate: bool,
 ) {
     let videos = x.len() / (frames * features).max(1);
-    if videos == 0 {
-        return;
-    }
-    let (y_len, z_len) = (y.len() / videos, z.len() / videos);
-    let y_rows = y_len / clusters;
+    let y_len = y.len() / videos.max(1);
     let operands = |v: usize| {
         let xv = view(&x[v * frames * features..][..frames * features], frames, features);
-        let yv = view(&y[v * y_len..][..y_len], y_rows, clusters);
+        let yv = view(&y[v * y_len..][..y_len], y_len / clusters, clusters);
         (if x_transposed { xv.transpose() } else { xv }, yv)
     };
-    if videos >= rayon::current_num_threads() {
-        z.par_chunks_mut(z_len).take(videos).enumerate().for_each(|(v, zv)| {
-            let (xv, yv) = operands(v);
-            product_alone(xv, yv, zv, accumulate);
-        });
-    } else {
-        for (v, zv) in z.chunks_mut(z_len).take(videos).enumerate() {
-            let (xv, yv) = operands(v);
-            product(xv, yv, zv, accumulate);
-        }
-    }
+    sgemm_batch(z, videos, operands, accumulate).expect("the tensors' types fix the shapes of the products");
 }
 
 /// `y = x scale + shift` per channel for frames `x` (`(B, S, F)`, data) and taped `scale`,

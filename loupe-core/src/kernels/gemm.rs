@@ -16,8 +16,8 @@
 //! small for that and the inner dimension long (the hidden layer's forward: an `80 x 1024`
 //! output over 278,528 inputs), the inner dimension is split instead (**split-K**): each
 //! thread multiplies its slice of it into its own partial `C`, and the partials are
-//! summed at the end. Many small products run side by side (NetVLAD's per-video
-//! products) each run on one thread instead ([`sgemm_alone`]).
+//! summed at the end. A batch of small products ([`sgemm_batch`], NetVLAD's per-video
+//! products) runs side by side instead, each product on one thread.
 //!
 //! While a job multiplies one block of B, its tiles fetch the next block's cache lines
 //! (`gemm_tile::Fetch`), a few each between their multiply-adds, so that packing that
@@ -210,12 +210,46 @@ pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> R
     sgemm_on(TileKind::detect(), a, b, c, accumulate)
 }
 
-/// [`sgemm`] on the calling thread alone: for many small products run side by side, one
-/// per thread (the per-video products of NetVLAD's aggregation, `300 x 1024 x 256` each),
-/// where cutting each product across the threads packed its B once per thread and left
-/// uneven shares. The result is bit-identical to [`sgemm`]'s unless [`sgemm`] splits the
-/// inner dimension (a `k` of at least `16 (m + n)` and `8 KC` per thread).
-pub fn sgemm_alone(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> Result<(), GemmError> {
+/// A batch of independent products `C_v (+)= A_v B_v`, `v < count`, where `operands(v)`
+/// gives `(A_v, B_v)` and `C_v` is the `v`-th `c.len() / count` values of `c`, row-major
+/// (NetVLAD's per-video products: `80 x (300 x 1024 x 256)` at paper size).
+///
+/// With at least as many products as threads they run side by side, each on one thread
+/// as a single job; cutting each across the threads instead packed its B once per thread
+/// and, for 300 rows in blocks of 96, left shares of 192 and 108 rows (`X_v dV_v` ran at
+/// 36% of the peak). Fewer products run one after another, each on every thread. Either
+/// way each product's values are [`sgemm`]'s (unless [`sgemm`] would split its inner
+/// dimension: a `k` of at least `16 (m + n)` and `8 KC` per thread).
+pub fn sgemm_batch<'a>(
+    c: &mut [f32],
+    count: usize,
+    operands: impl Fn(usize) -> (MatRef<'a>, MatRef<'a>) + Sync,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let len = c.len() / count;
+    let one = |v: usize, c_v: &mut [f32], alone: bool| {
+        let (a, b) = operands(v);
+        let c_v = MatMut::new(c_v, a.rows, b.cols, b.cols)?;
+        if alone {
+            sgemm_alone(a, b, c_v, accumulate)
+        } else {
+            sgemm(a, b, c_v, accumulate)
+        }
+    };
+    if count >= rayon::current_num_threads() {
+        c.par_chunks_mut(len).take(count).enumerate().try_for_each(|(v, c_v)| one(v, c_v, true))
+    } else {
+        c.chunks_mut(len).take(count).enumerate().try_for_each(|(v, c_v)| one(v, c_v, false))
+    }
+}
+
+/// [`sgemm`] on the calling thread alone. The result is bit-identical to [`sgemm`]'s unless
+/// [`sgemm`] splits the inner dimension (a `k` of at least `16 (m + n)` and `8 KC` per
+/// thread).
+fn sgemm_alone(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) -> Result<(), GemmError> {
     drive(TileKind::detect(), a, PanelsB::Strided(b), c, accumulate, 1)
 }
 
@@ -738,6 +772,33 @@ pub(super) mod tests {
                 sgemm(a, b, MatMut::row_major(&mut cut, m, n).unwrap(), true).unwrap();
                 sgemm_alone(a, b, MatMut::row_major(&mut alone, m, n).unwrap(), true).unwrap();
                 assert_eq!(cut, alone, "{m}x{k}x{n}");
+            }
+        });
+    }
+
+    /// A batch gives each product [`sgemm`]'s bits, side by side (at least as many
+    /// products as threads) and one after another (fewer).
+    #[test]
+    fn a_batch_gives_each_product_the_bits_of_sgemm() {
+        let (m, k, n) = (70, 50, 300);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            for count in [2, 4] {
+                let (a_data, b_data) = (random(count * m * k, 60), random(count * k * n, 61));
+                let operands = |v: usize| {
+                    let a = MatRef::row_major(&a_data[v * m * k..][..m * k], m, k).unwrap();
+                    (a, MatRef::row_major(&b_data[v * k * n..][..k * n], n, k).unwrap().transpose())
+                };
+                let old = random(count * m * n, 62);
+                let mut batch = old.clone();
+                sgemm_batch(&mut batch, count, operands, true).unwrap();
+                for (v, (got, mut want)) in
+                    batch.chunks(m * n).zip(old.chunks(m * n).map(<[f32]>::to_vec)).enumerate()
+                {
+                    let (a, b) = operands(v);
+                    sgemm(a, b, MatMut::row_major(&mut want, m, n).unwrap(), true).unwrap();
+                    assert_eq!(got, &want[..], "count {count}, product {v}");
+                }
             }
         });
     }

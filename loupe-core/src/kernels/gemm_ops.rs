@@ -12,7 +12,7 @@
 
 use dfdx::prelude::*;
 
-use super::gemm::{sgemm, sgemm_alone, MatMut, MatRef};
+use super::gemm::{sgemm, MatMut, MatRef};
 use super::view::{expect_view, grad_buffer, grad_mut, params, params_mut};
 
 /// `x W`: rows `x` (`(B, I)`, taped) times the weight `w` (`I x O`, its gradient on `x`'s
@@ -180,13 +180,6 @@ pub(crate) fn product(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: b
     let (m, n) = (a.shape().0, b.shape().1);
     let c = MatMut::row_major(c, m, n).expect("a tensor holds rows x cols values");
     sgemm(a, b, c, accumulate).expect("the tensors' types fix the shapes of the product");
-}
-
-/// [`product`] on the calling thread alone ([`sgemm_alone`]), for products run side by side.
-pub(crate) fn product_alone(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
-    let (m, n) = (a.shape().0, b.shape().1);
-    let c = MatMut::row_major(c, m, n).expect("a tensor holds rows x cols values");
-    sgemm_alone(a, b, c, accumulate).expect("the tensors' types fix the shapes of the product");
 }
 
 #[cfg(test)]
