@@ -239,7 +239,10 @@ pub fn sgemm_batch<'a>(
             sgemm(a, b, c_v, accumulate)
         }
     };
-    if count >= rayon::current_num_threads() {
+    if len == 0 {
+        // Empty outputs (or too short a buffer, which the first non-empty product refuses).
+        (0..count).try_for_each(|v| one(v, &mut [], false))
+    } else if count >= rayon::current_num_threads() {
         c.par_chunks_mut(len).take(count).enumerate().try_for_each(|(v, c_v)| one(v, c_v, true))
     } else {
         c.chunks_mut(len).take(count).enumerate().try_for_each(|(v, c_v)| one(v, c_v, false))
@@ -800,6 +803,12 @@ pub(super) mod tests {
                     assert_eq!(got, &want[..], "count {count}, product {v}");
                 }
             }
+            // Too short an output is refused, not sliced into empty products.
+            let (a_data, b_data) = (random(m * k, 63), random(k * n, 64));
+            let operands =
+                |_| (MatRef::row_major(&a_data, m, k).unwrap(), MatRef::row_major(&b_data, k, n).unwrap());
+            let err = sgemm_batch(&mut [0.0; 3], 4, operands, false).unwrap_err();
+            assert!(matches!(err, GemmError::OutOfBounds { len: 0, .. }), "{err}");
         });
     }
 
