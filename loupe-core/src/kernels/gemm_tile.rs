@@ -403,7 +403,6 @@ unsafe fn transpose_8x8(src: *const f32, stride: usize, dst: *mut f32) {
 
 /// `dst[p * MR + i] = src[i * stride + p]` for `i < MR`, `p < 8`.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::assertions_on_constants)]
 #[target_feature(enable = "avx2")]
 unsafe fn transpose_6x8(src: *const f32, stride: usize, dst: *mut f32) {
     use std::arch::x86_64::*;
