@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 
-use crate::kernels::gemm::{sgemm, sgemm_batch, MatMut, MatRef, TileKind};
+use crate::kernels::gemm::{sgemm_batch, MatRef, TileKind};
 
 /// One product `C (m x n) = A (m x k) B (k x n)`, with either operand stored transposed, or
 /// a batch of `count` such products, each with its own operands.
@@ -51,10 +51,10 @@ impl GemmShape {
 /// The model's products at batch `batch`: `square^3`; the paper-size video NetVLAD (300
 /// frames of 1,024 features, 256 clusters): the soft assignment `X W` of all the batch's
 /// frames and its weight gradient `X^T dA`, the aggregation `X^T A` of each video and the
-/// assignment's gradient `X dV` it sends back (a batch of `batch` products each); the hidden layer (278,528 pooled inputs to
-/// 1,024 units) forward, weight gradient (`X^T dY`) and input gradient (`dY W^T`); an
-/// LSTM's recurrent product with 1,024 cells (`h W`, `W` 1024 x 4096) and the gradient it
-/// sends back (`d W^T`).
+/// assignment's gradient `X dV` it sends back (a batch of `batch` products each); the
+/// hidden layer (278,528 pooled inputs to 1,024 units) forward, weight gradient (`X^T dY`)
+/// and input gradient (`dY W^T`); an LSTM's recurrent product with 1,024 cells (`h W`, `W`
+/// 1024 x 4096) and the gradient it sends back (`d W^T`).
 pub fn model_shapes(batch: usize, square: usize) -> Vec<GemmShape> {
     let (pooled, hidden, cells) = (278_528, 1024, 1024);
     let (frames, features, clusters) = (300, 1024, 256);
@@ -78,7 +78,7 @@ pub struct GemmRow {
     pub shape: GemmShape,
     /// Median wall time of dfdx's `try_matmul`, ms.
     pub dfdx_ms: f64,
-    /// Median wall time of [`sgemm`], ms.
+    /// Median wall time of [`crate::kernels::gemm::sgemm`], ms.
     pub loupe_ms: f64,
     /// Largest difference between the two outputs, relative to the largest output.
     pub max_relative_difference: f64,
@@ -142,12 +142,8 @@ pub fn compare(dev: &Cpu, shape: &GemmShape, rounds: usize) -> GemmRow {
                 view(&b_host[v * b_len..][..b_len], b_dims, shape.b_transposed),
             )
         };
-        if count == 1 {
-            let (a, b) = operands(0);
-            sgemm(a, b, MatMut::row_major(c, m, n).expect("sized above"), false).expect("shapes chain");
-        } else {
-            sgemm_batch(c, count, operands, false).expect("shapes chain");
-        }
+        // A batch of one is `sgemm` itself.
+        sgemm_batch(c, count, operands, false).expect("shapes chain");
     };
     let reference = dfdx_product(true).expect("kept");
     loupe_product(&mut c);
