@@ -513,6 +513,12 @@ fn run_job(
                             };
                             share += 1;
                             let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
+                            if ir + MR < mc {
+                                c.tile(ic + ir + MR, jc + jr, MR.min(mc - ir - MR), NR.min(nc - jr))
+                                    .prefetch(first);
+                            } else if jr + NR < nc {
+                                c.tile(ic, jc + jr + NR, MR.min(mc), NR.min(nc - jr - NR)).prefetch(first);
+                            }
                             tile(kind, kc, ap, bp, t, first, &mut fetch);
                         }
                     }
