@@ -769,6 +769,8 @@ pub(super) mod tests {
             for kind in TileKind::available() {
                 check(kind, (70, 50, 300), false, true, 3);
                 check(kind, (2 * MC + 5, 40, NC + 9), false, false, 4);
+                // A transposed B over two blocks of its narrower width, the second partial.
+                check(kind, (MC + 5, KC + 3, NC_TRANSPOSED + NR + 9), false, true, 7);
                 check(kind, (400, 30, 20), true, false, 5);
                 check(kind, (9, 8 * KC * 3 + 5, 20), true, true, 6);
             }
