@@ -200,10 +200,8 @@ fn frames_weighted_sum<
         }
     };
     let scale_values = expect_view(read::<R, _, _, _>(&scale)?);
-    let mut ys = zeroed::<R, E, _>(&dev, pv.len())?;
-    math::scale_features_forward(&pv, F, K, &scale_values, &mut ys);
-    let out = tensor_from(&dev, p_shape, &ys)?;
-    drop(ys);
+    let mut out = dev.try_zeros_like(&p_shape)?;
+    math::scale_features_forward(&pv, F, K, &scale_values, expect_view(params_mut::<R, _, _, _>(&mut out)));
     if T::OWNS_TAPE {
         let (x_keep, out_keep) = (x.clone(), out.clone());
         tape.add_backward_op(move |grads| {
@@ -325,28 +323,25 @@ fn frames_affine<R: Real, B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>
         return composed_affine(x, scale.put_tape(scale_tape), shift.put_tape(shift_tape));
     }
     let mut tape = scale_tape.merge(shift_tape);
-    let xs = expect_view(read::<R, _, _, _>(x)?);
-    let mut ys = zeroed::<R, E, _>(x.device(), xs.len())?;
+    // The frames are read in place and the output written in place into its tensor.
+    let mut out = x.device().try_zeros_like(x.shape())?;
     math::affine_rows_forward(
-        &xs,
+        expect_view(params::<R, _, _, _>(x)),
         F,
         &expect_view(read::<R, _, _, _>(&scale)?),
         &expect_view(read::<R, _, _, _>(&shift)?),
-        &mut ys,
+        expect_view(params_mut::<R, _, _, _>(&mut out)),
     );
-    drop(xs);
-    let out = tensor_from(x.device(), *x.shape(), &ys)?;
-    drop(ys);
     if T::OWNS_TAPE {
-        // The frames are read again in the backward rather than kept: the caller holds
-        // them for the whole step, and a copy held from the forward would double them.
+        // The backward reads the frames in place again (the caller holds them for the
+        // whole step; a copy held from the forward would double them).
         let (x_keep, out_keep) = (x.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
             let mut gscale = take_grad::<R, _, _, _>(grads, &scale)?;
             let mut gshift = take_grad::<R, _, _, _>(grads, &shift)?;
-            let xs = expect_view(read::<R, _, _, _>(&x_keep)?);
-            math::affine_rows_backward(&xs, &gy, F, &mut gscale, &mut gshift);
+            let xs = expect_view(params::<R, _, _, _>(&x_keep));
+            math::affine_rows_backward(xs, &gy, F, &mut gscale, &mut gshift);
             restore_grad(grads, &scale, gscale)?;
             restore_grad(grads, &shift, gshift)?;
             restore_grad(grads, &out_keep, gy)

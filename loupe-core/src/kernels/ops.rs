@@ -11,8 +11,8 @@ use dfdx::prelude::*;
 
 use super::math::{self, Real};
 use super::view::{
-    contiguous, expect_view, grad_buffer, grad_mut, params, params_mut, read, restore_grad, take_grad,
-    tensor_from, write, zeroed,
+    contiguous, expect_view, grad_buffer, grad_mut, params, params_mut, read, restore_grad, take_grad, write,
+    zeroed,
 };
 use super::{cpu_float, CpuFloat};
 
@@ -64,12 +64,21 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
     if !channel_last || applies.contains(&false) {
         return Ok(Err(x.put_tape(tape)));
     }
-    let xs = expect_view(read::<F, _, _, _>(&x)?);
     let gamma = expect_view(read::<F, _, _, _>(bn.scale)?);
     let beta = expect_view(read::<F, _, _, _>(bn.shift)?);
-    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
-    let stats = math::batch_norm_forward(&xs, C, &gamma, &beta, bn.epsilon, softmax, &mut ys);
-    let out = tensor_from(x.device(), *x.shape(), &ys)?;
+    // `x` is read in place and `y` written in place into its tensor; the backward reads
+    // both there (the tensors it keeps never change: dfdx copies a shared buffer before
+    // writing it).
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let stats = math::batch_norm_forward(
+        expect_view(params::<F, _, _, _>(&x)),
+        C,
+        &gamma,
+        &beta,
+        bn.epsilon,
+        softmax,
+        expect_view(params_mut::<F, _, _, _>(&mut out)),
+    );
     let decay = F::from_f64(decay()).expect("decay fits");
     for (running, batch) in [(running_mean, &stats.mean), (running_var, &stats.var)] {
         if let Some(mut r) = read::<F, _, _, _>(running)? {
@@ -80,23 +89,21 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
         }
     }
     if T::OWNS_TAPE {
-        // The backward reads the forward's copies of `x` and `y`; of `x` it keeps only the
-        // identity of its gradient (`ghost`), so `x`'s buffer is not held twice.
-        let (x_id, out_keep, scale, shift) = (x.ghost(), out.clone(), bn.scale.clone(), bn.shift.clone());
+        let (x_keep, out_keep, scale, shift) = (x, out.clone(), bn.scale.clone(), bn.shift.clone());
         tape.add_backward_op(move |grads| {
             // The output's gradient is consumed here: the kernel works in its buffer.
             let mut gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
             let mut g_scale = take_grad::<F, _, _, _>(grads, &scale)?;
             let mut g_shift = take_grad::<F, _, _, _>(grads, &shift)?;
             math::batch_norm_backward(
-                &xs,
-                &ys,
+                expect_view(params::<F, _, _, _>(&x_keep)),
+                expect_view(params::<F, _, _, _>(&out_keep)),
                 &mut gy,
                 C,
                 &gamma,
                 &stats,
                 softmax,
-                grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?),
+                grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_keep)?),
                 &mut g_scale,
                 &mut g_shift,
             );
@@ -180,25 +187,20 @@ fn l2_rows<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         return Ok(Err(x.put_tape(tape)));
     }
     let c = x.shape().concrete()[S::NUM_DIMS - 1];
-    if !T::OWNS_TAPE {
-        // No backward to keep the output for: read and written in place.
-        let mut out = x.device().try_zeros_like(x.shape())?;
-        let xs = expect_view(params::<F, _, _, _>(&x));
-        math::l2_rows_forward(xs, c, floor, expect_view(params_mut::<F, _, _, _>(&mut out)));
-        return Ok(Ok(out.put_tape(tape)));
+    // Read and written in place; the backward reads the output in its tensor.
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let xs = expect_view(params::<F, _, _, _>(&x));
+    let norms = math::l2_rows_forward(xs, c, floor, expect_view(params_mut::<F, _, _, _>(&mut out)));
+    if T::OWNS_TAPE {
+        let (x_id, out_keep) = (x.ghost(), out.clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
+            let ys = expect_view(params::<F, _, _, _>(&out_keep));
+            let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
+            math::l2_rows_backward(ys, &gy, &norms, c, floor, gx);
+            restore_grad(grads, &out_keep, gy)
+        });
     }
-    let xs = expect_view(read::<F, _, _, _>(&x)?);
-    let mut ys = zeroed::<F, E, _>(x.device(), xs.len())?;
-    let norms = math::l2_rows_forward(&xs, c, floor, &mut ys);
-    drop(xs);
-    let out = tensor_from(x.device(), *x.shape(), &ys)?;
-    let (x_id, out_keep) = (x.ghost(), out.clone());
-    tape.add_backward_op(move |grads| {
-        let gy = take_grad::<F, _, _, _>(grads, &out_keep)?;
-        let gx = grad_buffer::<F, E, D>(grads.get_or_alloc_mut(&x_id)?);
-        math::l2_rows_backward(&ys, &gy, &norms, c, floor, gx);
-        restore_grad(grads, &out_keep, gy)
-    });
     Ok(Ok(out.put_tape(tape)))
 }
 
@@ -274,22 +276,19 @@ fn vlad<
         Some(c) => Some(expect_view(read::<R, _, _, _>(c)?)),
         None => None,
     };
+    // Written in place into its tensor, where the backward reads it.
+    let mut out = w.device().try_zeros_like(&(b, Const::<OUT>))?;
+    let ys = expect_view(params_mut::<R, _, _, _>(&mut out));
+    let stats = math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, ys);
     if !T::OWNS_TAPE {
-        // No backward to keep the output for: written in place into its tensor.
-        let mut out = w.device().try_zeros_like(&(b, Const::<OUT>))?;
-        let ys = expect_view(params_mut::<R, _, _, _>(&mut out));
-        math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, ys);
         return Ok(Ok(out.put_tape(tape)));
     }
-    let mut ys = zeroed::<R, E, _>(w.device(), b.size() * OUT)?;
-    let stats =
-        math::vlad_forward(ws, a_values, center_values.as_deref().map(|v| &v[..]), F, K, floor, &mut ys);
-    let out = tensor_from(w.device(), (b, Const::<OUT>), &ys)?;
     // Of `w` and `a` the backward needs only their gradients' identities (`ghost`).
     let (out_keep, w_id, a_id) = (out.clone(), w.ghost(), a.map(|a| a.ghost()));
     let dev = w.device().clone();
     tape.add_backward_op(move |grads| {
         let gy = take_grad::<R, _, _, _>(grads, &out_keep)?;
+        let ys = expect_view(params::<R, _, _, _>(&out_keep));
         let mut gv = zeroed::<R, E, _>(&dev, ys.len())?;
         let mut ga = match &a_id {
             Some(a) => Some(std::mem::take(grad_buffer::<R, E, D>(grads.get_or_alloc_mut(a)?))),
@@ -300,7 +299,7 @@ fn vlad<
             None => None,
         };
         math::vlad_backward(
-            &ys,
+            ys,
             &gy,
             center_values.as_deref().map(|v| &v[..]),
             &stats,
