@@ -17,8 +17,7 @@ use super::gemm::sgemm_batch;
 use super::gemm_ops::{product, try_rows_product, view};
 use super::math::{self, Real};
 use super::view::{
-    contiguous, expect_view, grad_mut, params, params_mut, read, restore_grad, take_grad, tensor_from, write,
-    zeroed,
+    contiguous, expect_view, grad_mut, params, params_mut, read, restore_grad, take_grad, tensor_from, zeroed,
 };
 use super::{cpu_float, gemm_for, CpuFloat};
 
@@ -77,11 +76,8 @@ fn frames_matmul<
         None => x.clone().try_matmul(w.clone())?,
     };
     if let Some(b) = bias {
-        match (read::<R, _, _, _>(b)?, read::<R, _, _, _>(&out)?) {
-            (Some(bias), Some(mut y)) => {
-                math::add_row_bias(&mut y, &bias);
-                assert!(write(&mut out, &y), "a matmul's output was read as a contiguous Cpu tensor");
-            }
+        match (read::<R, _, _, _>(b)?, contiguous::<R, _, _, _>(&out)) {
+            (Some(bias), true) => math::add_row_bias(expect_view(params_mut::<R, _, _, _>(&mut out)), &bias),
             _ => {
                 let shape = *out.shape();
                 out = out.try_add(b.clone().try_broadcast_like(&shape)?)?;
@@ -91,23 +87,24 @@ fn frames_matmul<
     if T::OWNS_TAPE {
         let (x_keep, out_keep) = (x.clone(), out.clone());
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_keep)?;
-            let g = grads.get(&out_keep);
+            // The output's gradient is read where it lies (taken out and put back).
+            let g = take_grad::<R, _, _, _>(grads, &out_keep)?;
             let (b, s, _) = *x_keep.shape();
             let rows = b.size() * s.size();
             if let (true, Some(xv), Some(gv)) =
-                (gemm_for::<E, D>(), params::<f32, _, _, _>(&x_keep), params(&g))
+                (gemm_for::<E, D>(), params::<f32, _, _, _>(&x_keep), R::as_f32(&g))
             {
                 product(view(xv, rows, F).transpose(), view(gv, rows, K), grad_mut(grads, &w)?, true);
-                return Ok(());
+            } else {
+                let xt =
+                    x_keep.clone().try_reshape_like(&(rows, Const::<F>))?.try_permute::<_, Axes2<1, 0>>()?;
+                let gw = xt.try_matmul(tensor_from(x_keep.device(), (rows, Const::<K>), &g)?)?;
+                match read::<R, _, _, _>(&gw)? {
+                    Some(values) => math::scaled_add(grad_mut::<R, _, _, _>(grads, &w)?, R::one(), &values),
+                    None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
+                }
             }
-            let xt = x_keep.clone().try_reshape_like(&(rows, Const::<F>))?.try_permute::<_, Axes2<1, 0>>()?;
-            let gw = xt.try_matmul(g.try_reshape_like(&(rows, Const::<K>))?)?;
-            match read::<R, _, _, _>(&gw)? {
-                Some(values) => math::scaled_add(grad_mut::<R, _, _, _>(grads, &w)?, R::one(), &values),
-                None => unreachable!("a matmul's output is a contiguous Cpu tensor"),
-            }
-            Ok(())
+            restore_grad(grads, &out_keep, g)
         });
     }
     Ok(out.put_tape(tape))
