@@ -551,11 +551,19 @@ fn run_job(
 /// `q * MR * kc + p * MR + i`; rows past `mc` are zero.
 fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut Vec<f32>) {
     let panels = mc.div_ceil(MR);
-    buf.clear();
+    // Every value is written below, so the buffer is only resized, never cleared: zeroing
+    // it first wrote each block twice (the hidden layer's `dX` packs its 80 x 256 block of
+    // `dY` once per block of W's rows). The rows past `mc` are written with zero: their
+    // products are never stored, but a stale value there could be a slow denormal.
     buf.resize(panels * MR * kc, 0.0);
     for (q, dst) in buf.chunks_exact_mut(MR * kc).enumerate() {
         let r0 = ic + q * MR;
         let h = MR.min(ic + mc - r0);
+        if h < MR {
+            for d in dst.chunks_exact_mut(MR) {
+                d[h..].fill(0.0);
+            }
+        }
         if a.row_stride == 1 {
             // Columns contiguous (a transposed row-major matrix): copy runs of `h` (a
             // whole panel's as one fixed-size copy, not a call to `memmove` each).
