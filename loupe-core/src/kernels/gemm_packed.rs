@@ -131,7 +131,9 @@ mod tests {
 
     /// `sgemm_packed`'s driver and `sgemm` on the same operands (B row-major or a
     /// transposed view, C with a padded row stride over random values), overwriting and
-    /// accumulating: every bit the same, and the padding untouched.
+    /// accumulating: every bit the same, and the padding untouched. `sgemm` packs a
+    /// transposed B panel by panel when A has at most `MC` rows (`gemm::run_panels`), so
+    /// those cases also hold that loop to the block loop's bits.
     fn check(kind: TileKind, (m, k, n): (usize, usize, usize), b_t: bool, seed: u64) {
         let a_data = random(m * k, seed);
         let b_data = random(k * n, seed + 1);
