@@ -406,7 +406,8 @@ pub(super) fn drive(
     let jobs = output_jobs(m, n, k, threads);
     let base = CBase::new(c.data, c.row_stride);
     let run = |(rows, cols): &(Range<usize>, Range<usize>)| {
-        run_job(kind, a, b, &base, rows.clone(), cols.clone(), 0..k, !accumulate)
+        let job = Job { kind, a, rows: rows.clone(), cols: cols.clone(), ks: 0..k, overwrite: !accumulate };
+        run_job(job, b, &base)
     };
     if jobs.len() == 1 {
         run(&jobs[0]);
@@ -465,11 +466,15 @@ fn split_k(
     {
         let base = CBase::new(c.data, c.row_stride);
         rayon::join(
-            || run_job(kind, a, b, &base, 0..m, 0..n, bounds[0].clone(), !accumulate),
+            || {
+                let job =
+                    Job { kind, a, rows: 0..m, cols: 0..n, ks: bounds[0].clone(), overwrite: !accumulate };
+                run_job(job, b, &base)
+            },
             || {
                 partials.par_iter_mut().zip(&bounds[1..]).for_each(|(partial, ks)| {
                     let own = CBase::new(partial, n);
-                    run_job(kind, a, b, &own, 0..m, 0..n, ks.clone(), true)
+                    run_job(Job { kind, a, rows: 0..m, cols: 0..n, ks: ks.clone(), overwrite: true }, b, &own)
                 })
             },
         );
@@ -491,19 +496,19 @@ thread_local! {
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// One job: `C[rows, cols] (+)= A[rows, ks] B[ks, cols]`, overwriting C on the first
-/// slice of `ks` when `overwrite`.
-#[allow(clippy::too_many_arguments)]
-fn run_job(
+/// One job: `C[rows, cols] (+)= A[rows, ks] B[ks, cols]` on the `kind` tile, overwriting C
+/// on the first slice of `ks` when `overwrite`.
+struct Job<'a> {
     kind: TileKind,
-    a: MatRef<'_>,
-    b: PanelsB<'_>,
-    c: &CBase<'_>,
+    a: MatRef<'a>,
     rows: Range<usize>,
     cols: Range<usize>,
     ks: Range<usize>,
     overwrite: bool,
-) {
+}
+
+/// Runs a [`Job`] with B from `b` into `c`, on the calling thread.
+fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
     PACKED.with(|cell| {
         // A job never calls back into rayon, so the thread cannot start another job while
         // it holds its buffers; the fallback only guards against a future change.
@@ -514,10 +519,11 @@ fn run_job(
             Err(_) => &mut fresh,
         };
         if let PanelsB::Strided(b) = b {
-            if rows.len() <= MC && b.row_stride == 1 && b.col_stride != 1 {
-                return run_panels(kind, a, b, c, rows, cols, ks, overwrite, abuf, bbuf);
+            if job.rows.len() <= MC && b.row_stride == 1 && b.col_stride != 1 {
+                return run_panels(job, b, c, abuf, bbuf);
             }
         }
+        let Job { kind, a, rows, cols, ks, overwrite } = job;
         let block = b.block_cols();
         for jc in cols.clone().step_by(block) {
             let nc = block.min(cols.end - jc);
@@ -574,19 +580,8 @@ fn run_job(
 /// per row of B (4 KB apart at the hidden layer's 1,024 columns), which the L1 cache holds
 /// badly; packed panel by panel the hidden layer's forward product took 25% longer, and
 /// in blocks of 256 columns its time did not change.
-#[allow(clippy::too_many_arguments)]
-fn run_panels(
-    kind: TileKind,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    c: &CBase<'_>,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    ks: Range<usize>,
-    overwrite: bool,
-    abuf: &mut Vec<f32>,
-    bbuf: &mut Vec<f32>,
-) {
+fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, bbuf: &mut Vec<f32>) {
+    let Job { kind, a, rows, cols, ks, overwrite } = job;
     let source = PanelsB::Strided(b);
     let (mc, panels_a) = (rows.len(), rows.len().div_ceil(MR));
     for jc in cols.clone().step_by(NC_PANELS) {
