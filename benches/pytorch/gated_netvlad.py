@@ -6,6 +6,10 @@ Not part of loupe or its CI. Run (any recent torch; the CPU wheel is enough):
     /tmp/torchenv/bin/python benches/pytorch/gated_netvlad.py --threads 2 --batch 80
     /tmp/torchenv/bin/python benches/pytorch/gated_netvlad.py --netvlad-only --batch 32 --clusters 64
 
+To compare the AVX2 code paths of both on a CPU with AVX-512 (`LOUPE_TILE=avx2 loupe bench`),
+limit PyTorch's kernels the same way: `ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+ONEDNN_MAX_CPU_ISA=AVX2` (`torch.backends.cpu.get_cpu_capability()` then says AVX2).
+
 Gated NetVLAD as released (docs/reference.md sections 1-5): input BN over L2-normalised
 1152-d frames, video NetVLAD (K=256) and audio NetVLAD (K=128) each with soft
 assignment BN + softmax, residuals, intra and global L2; hidden FC 278528 -> 1024; CG

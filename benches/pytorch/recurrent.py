@@ -8,6 +8,10 @@ Not part of loupe or its CI. Run (any recent torch; the CPU wheel is enough):
     /tmp/torchenv/bin/python benches/pytorch/recurrent.py --model gru --threads 2 --batch 80
     /tmp/torchenv/bin/python benches/pytorch/recurrent.py --model gru --recurrent-only
 
+To compare the AVX2 code paths of both on a CPU with AVX-512 (`LOUPE_TILE=avx2 loupe bench`),
+limit PyTorch's kernels the same way: `ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+ONEDNN_MAX_CPU_ISA=AVX2` (`torch.backends.cpu.get_cpu_capability()` then says AVX2).
+
 The zoo's models (src/zoo.rs, docs/reference.md): per-frame L2-normalised 1152-d
 early-concat frames (no input batch norm) read in temporal order by two stacked layers,
 each video up to its own length (here every video has all its frames), the final states
