@@ -67,7 +67,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm_tile::{tile, transpose_rows, transpose_square, CBase, Fetch, LINE, MR, NR};
+use super::gemm_tile::{tile, transpose_rows, transpose_square, CBase, Carry, Fetch, LINE, MR, NR};
 pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
 
 /// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
@@ -91,6 +91,14 @@ pub const NC: usize = 2048;
 /// read back from L3 (that product 6-9 ms faster of 140 in a probe; a row-major B, whose
 /// packing streams its rows, lost as much with the smaller block).
 const NC_TRANSPOSED: usize = 512;
+/// Values of a row-major B from which each block of it is packed by the tiles of the block
+/// before (`gemm_tile::Carry`): 32 MB, more than the caches hold, so that packing a block
+/// after its tiles would wait on memory. The hidden layer's forward (B 1.1 GB) took
+/// 125-133 -> 110-118 ms (probe, min of 5, three rounds) so; a B that stays in the caches
+/// lost as much (`loupe bench --gemm`: the NetVLAD per-video `X dV`, B 1 MB, 31 -> 34 ms;
+/// the recurrences' `h W` on sgemm, B 16 MB, 2.3 -> 3.5 ms).
+const CARRY_FROM: usize = 8 << 20;
+
 /// Column block of a transposed B packed panel by panel (`run_panels`): the columns of C
 /// one packed block of A (at most [`MC`] rows, one slice of the inner dimension) is used
 /// for before the next slice. Probe of the hidden layer's `dX` (two threads, min of 5):
@@ -493,7 +501,8 @@ thread_local! {
     /// Each thread's packing buffers (A block, B block), kept between products: the
     /// recurrences call a product per frame, and fresh multi-megabyte buffers would
     /// page-fault every time.
-    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// One job: `C[rows, cols] (+)= A[rows, ks] B[ks, cols]` on the `kind` tile, overwriting C
@@ -512,9 +521,9 @@ fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
     PACKED.with(|cell| {
         // A job never calls back into rayon, so the thread cannot start another job while
         // it holds its buffers; the fallback only guards against a future change.
-        let mut fresh = (Vec::new(), Vec::new());
+        let mut fresh = (Vec::new(), Vec::new(), Vec::new());
         let mut held = cell.try_borrow_mut();
-        let (abuf, bbuf) = match held.as_deref_mut() {
+        let (abuf, bbuf, bnext) = match held.as_deref_mut() {
             Ok(bufs) => bufs,
             Err(_) => &mut fresh,
         };
@@ -525,22 +534,40 @@ fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
         }
         let Job { kind, a, rows, cols, ks, overwrite } = job;
         let block = b.block_cols();
+        // Whether `bbuf` already holds the block about to run (carried during the last).
+        let mut ready = false;
         for jc in cols.clone().step_by(block) {
             let nc = block.min(cols.end - jc);
             for (slice, pc) in ks.clone().step_by(KC).enumerate() {
                 let kc = KC.min(ks.end - pc);
-                // The block of B this job packs next, brought into the caches a part per
-                // tile while this one is multiplied.
-                let next = if pc + kc < ks.end {
-                    Some((pc + kc, KC.min(ks.end - pc - kc), jc, nc))
-                } else if jc + nc < cols.end {
-                    Some((ks.start, KC.min(ks.len()), jc + nc, block.min(cols.end - jc - nc)))
-                } else {
-                    None
-                };
+                // The block of B this job packs next.
+                let next = following((pc, kc, jc, nc), &ks, &cols, block);
                 let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
                 let mut share = 0;
-                let bpanels = b.panels(pc, kc, jc, nc, bbuf);
+                let bpanels = if ready { &bbuf[..] } else { b.panels(pc, kc, jc, nc, bbuf) };
+                // A large row-major B's next block, in whole panels, is copied into
+                // `bnext` by the tiles of this one (`Carry`, which fetches its own runs
+                // ahead), so that its packing overlaps their multiply-adds. Otherwise the
+                // tiles fetch the next block for the packing that follows them.
+                let mut carry = match (b, next) {
+                    (PanelsB::Strided(bm), Some((pn, kn, jn, nn)))
+                        if bm.col_stride == 1 && nn.is_multiple_of(NR) && bm.rows * bm.cols >= CARRY_FROM =>
+                    {
+                        bnext.resize(nn * kn, 0.0);
+                        Carry::new(
+                            bm.data,
+                            pn * bm.row_stride + jn,
+                            bm.row_stride,
+                            kn,
+                            nn / NR,
+                            &mut bnext[..nn * kn],
+                        )
+                    }
+                    _ => Carry::none(),
+                };
+                let carrying = carry.pending() > 0;
+                let next = if carrying { None } else { next };
+                let runs = carry.pending().div_ceil(tiles);
                 let first = overwrite && slice == 0;
                 for ic in rows.clone().step_by(MC) {
                     let mc = MC.min(rows.end - ic);
@@ -559,13 +586,36 @@ fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
                             } else if jr + NR < nc {
                                 c.tile(ic, jc + jr + NR, MR.min(mc), NR.min(nc - jr - NR)).prefetch(first);
                             }
-                            tile(kind, kc, ap, bp, t, first, &mut fetch);
+                            carry.allow(runs);
+                            tile(kind, kc, ap, bp, t, first, &mut fetch, &mut carry);
                         }
                     }
+                }
+                carry.finish();
+                ready = carrying;
+                if carrying {
+                    std::mem::swap(bbuf, bnext);
                 }
             }
         }
     });
+}
+
+/// The block of B that [`run_job`] packs after block `(pc, kc, jc, nc)`: the next slice of
+/// the inner dimension, else the first slice of the next column block.
+fn following(
+    (pc, kc, jc, nc): (usize, usize, usize, usize),
+    ks: &Range<usize>,
+    cols: &Range<usize>,
+    block: usize,
+) -> Option<(usize, usize, usize, usize)> {
+    if pc + kc < ks.end {
+        Some((pc + kc, KC.min(ks.end - pc - kc), jc, nc))
+    } else if jc + nc < cols.end {
+        Some((ks.start, KC.min(ks.len()), jc + nc, block.min(cols.end - jc - nc)))
+    } else {
+        None
+    }
 }
 
 /// [`run_job`] for a job whose rows make one block of A (at most [`MC`]: the hidden
@@ -615,7 +665,7 @@ fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, b
                     } else if jr + w < nc {
                         c.tile(rows.start, jc + jr + w, MR.min(mc), NR.min(nc - jr - w)).prefetch(first);
                     }
-                    tile(kind, kc, ap, &bbuf[..NR * kc], t, first, &mut fetch);
+                    tile(kind, kc, ap, &bbuf[..NR * kc], t, first, &mut fetch, &mut Carry::none());
                 }
             }
         }

@@ -185,6 +185,10 @@ mod tests {
                 (MC + 7, KC + 1, NR * 3 + 5),
                 (3, 2 * KC + 3, NC + NR + 1),
                 (2, KC, NC),
+                // A row-major B's next block copied by the tiles of the one before
+                // (`gemm_tile::Carry`): four slices of whole panels over two row blocks,
+                // the last slice partial.
+                (MC + 7, 3 * KC + 5, 2 * NR),
             ];
             for kind in TileKind::available() {
                 for (s, &shape) in shapes.iter().enumerate() {
