@@ -26,6 +26,11 @@
 //! packed beforehand has its next block of panels fetched the same way (the recurrences'
 //! per-frame products: forward 2-11% faster).
 //!
+//! A row-major B too large for the caches (at least `CARRY_FROM` values: the hidden layer's
+//! W in its forward product) is packed a block ahead by the tiles themselves
+//! (`gemm_tile::Carry`): each copies a share of the next block's rows between its
+//! multiply-adds, so that packing overlaps multiplying (that product 8-16% faster).
+//!
 //! When A has at most [`MC`] rows and B is transposed (the hidden layer's `dX = dY W^T` at
 //! batch 80), B is packed one `NR`-column panel at a time, just before the tiles that use
 //! it, and the tiles fetch the next panel (`run_panels`): the product 7% faster.
