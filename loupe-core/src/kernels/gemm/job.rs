@@ -1,0 +1,200 @@
+//! The loops of one job of [`super::sgemm`]: blocks of B (packed as they go, carried by the
+//! tiles of the block before, or read from a `gemm_packed::PackedB`) and, for a transposed
+//! B with few rows of A, panels of B packed one at a time just before their tiles.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::pack::{pack_a, pack_b};
+use super::{MatRef, PanelsB, TileKind, KC, MC};
+use crate::kernels::gemm_tile::{tile, CBase, Carry, Fetch, MR, NR};
+
+/// Values of a row-major B from which each block of it is packed by the tiles of the block
+/// before (`gemm_tile::Carry`): 32 MB, more than the caches hold, so that packing a block
+/// after its tiles would wait on memory. The hidden layer's forward (B 1.1 GB) took
+/// 125-133 -> 110-118 ms (probe, min of 5, three rounds) so; a B that stays in the caches
+/// lost as much (`loupe bench --gemm`: the NetVLAD per-video `X dV`, B 1 MB, 31 -> 34 ms;
+/// the recurrences' `h W` on sgemm, B 16 MB, 2.3 -> 3.5 ms).
+const CARRY_FROM: usize = 8 << 20;
+
+/// Column block of a transposed B packed panel by panel (`run_panels`): the columns of C
+/// one packed block of A (at most [`MC`] rows, one slice of the inner dimension) is used
+/// for before the next slice. Probe of the hidden layer's `dX` (two threads, min of 5):
+/// 512 columns 117-118 ms, 1,024 115-116, 2,048 115-119, 256 122-124.
+const NC_PANELS: usize = 1024;
+const _: () = assert!(NC_PANELS.is_multiple_of(NR));
+
+thread_local! {
+    /// Each thread's packing buffers (A block, B block), kept between products: the
+    /// recurrences call a product per frame, and fresh multi-megabyte buffers would
+    /// page-fault every time.
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// One job: `C[rows, cols] (+)= A[rows, ks] B[ks, cols]` on the `kind` tile, overwriting C
+/// on the first slice of `ks` when `overwrite`.
+pub(super) struct Job<'a> {
+    pub(super) kind: TileKind,
+    pub(super) a: MatRef<'a>,
+    pub(super) rows: Range<usize>,
+    pub(super) cols: Range<usize>,
+    pub(super) ks: Range<usize>,
+    pub(super) overwrite: bool,
+}
+
+/// Runs a [`Job`] with B from `b` into `c`, on the calling thread.
+pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
+    PACKED.with(|cell| {
+        // A job never calls back into rayon, so the thread cannot start another job while
+        // it holds its buffers; the fallback only guards against a future change.
+        let mut fresh = (Vec::new(), Vec::new(), Vec::new());
+        let mut held = cell.try_borrow_mut();
+        let (abuf, bbuf, bnext) = match held.as_deref_mut() {
+            Ok(bufs) => bufs,
+            Err(_) => &mut fresh,
+        };
+        if let PanelsB::Strided(b) = b {
+            if job.rows.len() <= MC && b.row_stride == 1 && b.col_stride != 1 {
+                return run_panels(job, b, c, abuf, bbuf);
+            }
+        }
+        let Job { kind, a, rows, cols, ks, overwrite } = job;
+        let block = b.block_cols();
+        // Whether `bbuf` already holds the block about to run (carried during the last).
+        let mut ready = false;
+        for jc in cols.clone().step_by(block) {
+            let nc = block.min(cols.end - jc);
+            for (slice, pc) in ks.clone().step_by(KC).enumerate() {
+                let kc = KC.min(ks.end - pc);
+                // The block of B this job packs next.
+                let next = following((pc, kc, jc, nc), &ks, &cols, block);
+                let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
+                let mut share = 0;
+                let bpanels = if ready { &bbuf[..] } else { b.panels(pc, kc, jc, nc, bbuf) };
+                // A large row-major B's next block, in whole panels, is copied into
+                // `bnext` by the tiles of this one (`Carry`, which fetches its own runs
+                // ahead), so that its packing overlaps their multiply-adds. Otherwise the
+                // tiles fetch the next block for the packing that follows them.
+                let mut carry = match (b, next) {
+                    (PanelsB::Strided(bm), Some((pn, kn, jn, nn)))
+                        if bm.col_stride == 1 && nn.is_multiple_of(NR) && bm.rows * bm.cols >= CARRY_FROM =>
+                    {
+                        bnext.resize(nn * kn, 0.0);
+                        Carry::new(
+                            bm.data,
+                            pn * bm.row_stride + jn,
+                            bm.row_stride,
+                            kn,
+                            nn / NR,
+                            &mut bnext[..nn * kn],
+                        )
+                    }
+                    _ => Carry::none(),
+                };
+                let carrying = carry.pending() > 0;
+                let next = if carrying { None } else { next };
+                let runs = carry.pending().div_ceil(tiles);
+                let first = overwrite && slice == 0;
+                for ic in rows.clone().step_by(MC) {
+                    let mc = MC.min(rows.end - ic);
+                    pack_a(a, ic, mc, pc, kc, abuf);
+                    for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
+                        for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
+                            let mut fetch = match next {
+                                Some(next) => b.lines(next, share, tiles),
+                                None => Fetch::NONE,
+                            };
+                            share += 1;
+                            let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
+                            if ir + MR < mc {
+                                c.tile(ic + ir + MR, jc + jr, MR.min(mc - ir - MR), NR.min(nc - jr))
+                                    .prefetch(first);
+                            } else if jr + NR < nc {
+                                c.tile(ic, jc + jr + NR, MR.min(mc), NR.min(nc - jr - NR)).prefetch(first);
+                            }
+                            carry.allow(runs);
+                            tile(kind, kc, ap, bp, t, first, &mut fetch, &mut carry);
+                        }
+                    }
+                }
+                carry.finish();
+                ready = carrying;
+                if carrying {
+                    std::mem::swap(bbuf, bnext);
+                }
+            }
+        }
+    });
+}
+
+/// The block of B that [`run_job`] packs after block `(pc, kc, jc, nc)`: the next slice of
+/// the inner dimension, else the first slice of the next column block.
+fn following(
+    (pc, kc, jc, nc): (usize, usize, usize, usize),
+    ks: &Range<usize>,
+    cols: &Range<usize>,
+    block: usize,
+) -> Option<(usize, usize, usize, usize)> {
+    if pc + kc < ks.end {
+        Some((pc + kc, KC.min(ks.end - pc - kc), jc, nc))
+    } else if jc + nc < cols.end {
+        Some((ks.start, KC.min(ks.len()), jc + nc, block.min(cols.end - jc - nc)))
+    } else {
+        None
+    }
+}
+
+/// [`run_job`] for a job whose rows make one block of A (at most [`MC`]: the hidden
+/// layer's `dX = dY W^T` at batch 80) and a transposed B packed as it goes (columns
+/// contiguous: each panel is `NR` runs of `kc` values). Each `NR`-column panel of B is
+/// packed just before its tiles, the only ones that use it: the panel (32 KB) is
+/// transposed into the L1 cache instead of a whole block into L2, and the tiles fetch the
+/// next panel's lines instead of the next block's. Every output sums the same products in
+/// the same order as the block loop of [`run_job`].
+///
+/// A row-major B stays on the block loop: a panel of it is `kc` runs of `NR` values, one
+/// per row of B (4 KB apart at the hidden layer's 1,024 columns), which the L1 cache holds
+/// badly; packed panel by panel the hidden layer's forward product took 25% longer, and
+/// in blocks of 256 columns its time did not change.
+fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, bbuf: &mut Vec<f32>) {
+    let Job { kind, a, rows, cols, ks, overwrite } = job;
+    let source = PanelsB::Strided(b);
+    let (mc, panels_a) = (rows.len(), rows.len().div_ceil(MR));
+    for jc in cols.clone().step_by(NC_PANELS) {
+        let nc = NC_PANELS.min(cols.end - jc);
+        for (slice, pc) in ks.clone().step_by(KC).enumerate() {
+            let kc = KC.min(ks.end - pc);
+            let first = overwrite && slice == 0;
+            pack_a(a, rows.start, mc, pc, kc, abuf);
+            for jr in (0..nc).step_by(NR) {
+                let w = NR.min(nc - jr);
+                pack_b(b, pc, kc, jc + jr, w, bbuf);
+                // The panel packed next: the next one of this block and slice, else the
+                // first of the next slice, else of the next block.
+                let next = if jr + w < nc {
+                    Some((pc, kc, jc + jr + w, NR.min(nc - jr - w)))
+                } else if pc + kc < ks.end {
+                    Some((pc + kc, KC.min(ks.end - pc - kc), jc, NR.min(nc)))
+                } else if jc + nc < cols.end {
+                    Some((ks.start, KC.min(ks.len()), jc + nc, NR.min(cols.end - jc - nc)))
+                } else {
+                    None
+                };
+                for (share, (ap, ir)) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)).enumerate() {
+                    let mut fetch = match next {
+                        Some(next) => source.lines(next, share, panels_a),
+                        None => Fetch::NONE,
+                    };
+                    let t = c.tile(rows.start + ir, jc + jr, MR.min(mc - ir), w);
+                    if ir + MR < mc {
+                        c.tile(rows.start + ir + MR, jc + jr, MR.min(mc - ir - MR), w).prefetch(first);
+                    } else if jr + w < nc {
+                        c.tile(rows.start, jc + jr + w, MR.min(mc), NR.min(nc - jr - w)).prefetch(first);
+                    }
+                    tile(kind, kc, ap, &bbuf[..NR * kc], t, first, &mut fetch, &mut Carry::none());
+                }
+            }
+        }
+    }
+}
