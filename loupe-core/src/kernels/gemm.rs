@@ -338,13 +338,14 @@ impl PanelsB<'_> {
         }
     }
 
-    /// Part `part` of `parts` of the cache lines of `B[pc..pc+kc, jc..jc+nc]` (the block
-    /// a job packs next, or its panels packed beforehand), for one tile to fetch.
+    /// Parts `parts` of `of` equal parts of the cache lines of `B[pc..pc+kc, jc..jc+nc]`
+    /// (the block a job packs next, or its panels packed beforehand), for one tile (one
+    /// part) or a pair of tiles (two) to fetch.
     pub(super) fn lines(
         &self,
         (pc, kc, jc, nc): (usize, usize, usize, usize),
-        part: usize,
-        parts: usize,
+        parts: Range<usize>,
+        of: usize,
     ) -> Fetch<'_> {
         let b = match self {
             PanelsB::Strided(b) => b,
@@ -352,7 +353,7 @@ impl PanelsB<'_> {
                 // One contiguous run of panels.
                 let block = b.block(pc, kc, jc, nc);
                 let total = block.len().div_ceil(LINE);
-                return Fetch::new(block, 0, 0, total, part * total / parts..(part + 1) * total / parts);
+                return Fetch::new(block, 0, 0, total, parts.start * total / of..parts.end * total / of);
             }
         };
         // Lines run along B's contiguous direction: rows of a row-major B, columns of a
@@ -366,7 +367,7 @@ impl PanelsB<'_> {
         };
         let per = inner.div_ceil(LINE);
         let total = outer * per;
-        Fetch::new(b.data, base, stride, per, part * total / parts..(part + 1) * total / parts)
+        Fetch::new(b.data, base, stride, per, parts.start * total / of..parts.end * total / of)
     }
 }
 

@@ -123,8 +123,9 @@ mod tests {
         let data = random(k * n, 7);
         let packed = PackedB::new(MatRef::row_major(&data, k, n).unwrap());
         // The block is one run of panels, cut into 7 tiles' shares.
-        let got: Vec<usize> =
-            (0..7).flat_map(|p| PanelsB::Packed(&packed).lines((0, k, 0, n), p, 7).indices()).collect();
+        let got: Vec<usize> = (0..7)
+            .flat_map(|p| PanelsB::Packed(&packed).lines((0, k, 0, n), p..p + 1, 7).indices())
+            .collect();
         let len = n.div_ceil(NR) * NR * k;
         assert_eq!(got, (0..len).step_by(LINE).collect::<Vec<_>>());
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::pack::{pack_a, pack_b};
 use super::{MatRef, PanelsB, TileKind, KC, MC};
-use crate::kernels::gemm_tile::{tile, CBase, Carry, Fetch, MR, NR};
+use crate::kernels::gemm_tile::{tile, tile_pair, CBase, Carry, Fetch, MR, NR};
 
 /// Values of a row-major B from which each block of it is packed by the tiles of the block
 /// before (`gemm_tile::Carry`): 32 MB, more than the caches hold, so that packing a block
@@ -15,7 +15,10 @@ use crate::kernels::gemm_tile::{tile, CBase, Carry, Fetch, MR, NR};
 /// 125-133 -> 110-118 ms (probe, min of 5, three rounds) so; a B that stays in the caches
 /// lost as much (`loupe bench --gemm`: the NetVLAD per-video `X dV`, B 1 MB, 31 -> 34 ms;
 /// the recurrences' `h W` on sgemm, B 16 MB, 2.3 -> 3.5 ms).
-const CARRY_FROM: usize = 8 << 20;
+///
+/// The tests lower it to 32K values, so that their larger row-major B (a few hundred rows
+/// by a few panels) are carried and the smaller ones fetched.
+const CARRY_FROM: usize = if cfg!(test) { 32 << 10 } else { 8 << 20 };
 
 /// Column block of a transposed B packed panel by panel (`run_panels`): the columns of C
 /// one packed block of A (at most [`MC`] rows, one slice of the inner dimension) is used
@@ -100,22 +103,15 @@ pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
                     let mc = MC.min(rows.end - ic);
                     pack_a(a, ic, mc, pc, kc, abuf);
                     for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
-                        for (ap, ir) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)) {
-                            let mut fetch = match next {
-                                Some(next) => b.lines(next, share, tiles),
-                                None => Fetch::NONE,
-                            };
-                            share += 1;
-                            let t = c.tile(ic + ir, jc + jr, MR.min(mc - ir), NR.min(nc - jr));
-                            if ir + MR < mc {
-                                c.tile(ic + ir + MR, jc + jr, MR.min(mc - ir - MR), NR.min(nc - jr))
-                                    .prefetch(first);
-                            } else if jr + NR < nc {
-                                c.tile(ic, jc + jr + NR, MR.min(mc), NR.min(nc - jr - NR)).prefetch(first);
-                            }
-                            carry.allow(runs);
-                            tile(kind, kc, ap, bp, t, first, &mut fetch, &mut carry);
-                        }
+                        let w = NR.min(nc - jr);
+                        let next_w = (jr + w < nc).then(|| NR.min(nc - jr - w));
+                        let lines = |parts: Range<usize>| match next {
+                            Some(next) => b.lines(next, parts, tiles),
+                            None => Fetch::NONE,
+                        };
+                        let on = Column { kind, kc, first, carry_runs: runs };
+                        on.run(abuf, bp, c, (ic, mc), (jc + jr, w, next_w), share, lines, &mut carry);
+                        share += mc.div_ceil(MR);
                     }
                 }
                 carry.finish();
@@ -181,20 +177,93 @@ fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, b
                 } else {
                     None
                 };
-                for (share, (ap, ir)) in abuf.chunks_exact(MR * kc).zip((0..mc).step_by(MR)).enumerate() {
-                    let mut fetch = match next {
-                        Some(next) => source.lines(next, share, panels_a),
-                        None => Fetch::NONE,
-                    };
-                    let t = c.tile(rows.start + ir, jc + jr, MR.min(mc - ir), w);
-                    if ir + MR < mc {
-                        c.tile(rows.start + ir + MR, jc + jr, MR.min(mc - ir - MR), w).prefetch(first);
-                    } else if jr + w < nc {
-                        c.tile(rows.start, jc + jr + w, MR.min(mc), NR.min(nc - jr - w)).prefetch(first);
-                    }
-                    tile(kind, kc, ap, &bbuf[..NR * kc], t, first, &mut fetch, &mut Carry::none());
-                }
+                let lines = |parts: Range<usize>| match next {
+                    Some(next) => source.lines(next, parts, panels_a),
+                    None => Fetch::NONE,
+                };
+                let next_w = (jr + w < nc).then(|| NR.min(nc - jr - w));
+                let on = Column { kind, kc, first, carry_runs: 0 };
+                on.run(
+                    abuf,
+                    &bbuf[..NR * kc],
+                    c,
+                    (rows.start, mc),
+                    (jc + jr, w, next_w),
+                    0,
+                    lines,
+                    &mut Carry::none(),
+                );
             }
+        }
+    }
+}
+
+/// Steps of the inner dimension from which a column runs its tiles in pairs: the hidden
+/// layer's `dW` (80 steps, each tile then reads and writes its rows of a 1.1 GB C) took
+/// 212 -> 236 ms in pairs on an Intel Xeon, whose C traffic comes in bursts twice as large.
+const PAIR_FROM: usize = 128;
+
+/// One column of tiles: a packed panel of B against every `MR`-row panel of a packed
+/// block of A, two panels at a time while two remain ([`tile_pair`]), else one.
+#[derive(Clone, Copy)]
+struct Column {
+    kind: TileKind,
+    kc: usize,
+    /// Whether the tiles overwrite C (the first slice of an overwriting job).
+    first: bool,
+    /// Runs of the carry each tile may copy.
+    carry_runs: usize,
+}
+
+impl Column {
+    /// Runs the column: `ap` holds the block of A (`mc` rows, C's rows from `row`), `bp`
+    /// the panel of B (`w` columns, C's columns from `col`; the next column is `next_w`
+    /// wide, if any). Tile `t` of the column fetches `lines(share + t..share + t + 1)` (a
+    /// pair both its tiles' shares), and before each tile or pair runs, the rows of C of
+    /// the next one are fetched (after the last, the next column's first).
+    #[allow(clippy::too_many_arguments)]
+    fn run<'f>(
+        self,
+        ap: &[f32],
+        bp: &[f32],
+        c: &CBase<'_>,
+        (row, mc): (usize, usize),
+        (col, w, next_w): (usize, usize, Option<usize>),
+        share: usize,
+        lines: impl Fn(Range<usize>) -> Fetch<'f>,
+        carry: &mut Carry<'_>,
+    ) {
+        let Column { kind, kc, first, carry_runs } = self;
+        let panels = mc.div_ceil(MR);
+        let pairs = kc >= PAIR_FROM;
+        let at = |ir: usize, col: usize, w: usize| c.tile(row + ir, col, MR.min(mc - ir), w);
+        // The tiles of the tile or pair starting at row `ir`.
+        let ahead = |ir: usize, col: usize, w: usize| {
+            let two = if pairs && (ir / MR) + 1 < panels { 2 } else { 1 };
+            for r in (ir..mc).step_by(MR).take(two) {
+                at(r, col, w).prefetch(first);
+            }
+        };
+        let mut q = 0;
+        while q < panels {
+            let n = if pairs && q + 1 < panels { 2 } else { 1 };
+            let ir = q * MR;
+            if q + n < panels {
+                ahead(ir + n * MR, col, w);
+            } else if let Some(next_w) = next_w {
+                ahead(0, col + w, next_w);
+            }
+            let mut fetch = lines(share + q..share + q + n);
+            carry.allow(n * carry_runs);
+            let a0 = &ap[ir * kc..][..MR * kc];
+            if n == 2 {
+                let a1 = &ap[(ir + MR) * kc..][..MR * kc];
+                let tiles = [at(ir, col, w), at(ir + MR, col, w)];
+                tile_pair(kind, kc, [a0, a1], bp, tiles, first, &mut fetch, carry);
+            } else {
+                tile(kind, kc, a0, bp, at(ir, col, w), first, &mut fetch, carry);
+            }
+            q += n;
         }
     }
 }

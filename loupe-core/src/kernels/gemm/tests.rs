@@ -186,7 +186,7 @@ fn the_tiles_of_a_block_fetch_every_line_of_the_next_block_once() {
             MatRef::row_major(&data, k, n).unwrap()
         };
         let mut got: Vec<usize> =
-            (0..parts).flat_map(|p| PanelsB::Strided(b).lines(block, p, parts).indices()).collect();
+            (0..parts).flat_map(|p| PanelsB::Strided(b).lines(block, p..p + 1, parts).indices()).collect();
         got.sort_unstable();
         // A line starts every LINE values along B's contiguous direction.
         let mut want: Vec<usize> = if transposed {
