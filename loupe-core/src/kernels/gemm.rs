@@ -42,9 +42,10 @@
 //!
 //! `f64` products stay on dfdx's matmul.
 //!
-//! Files: this one holds the views, the entry points and the cutting into jobs;
-//! `gemm/job.rs` the loops of one job, `gemm/pack.rs` the packing, `gemm/tests.rs` the
-//! tests.
+//! Files, each using only those before it: `gemm/view.rs` the matrix views,
+//! `gemm/blocking.rs` the block sizes, `gemm/pack.rs` the packing, `gemm/panels.rs` where
+//! a job's panels of B come from, `gemm/job.rs` the loops of one job; this one the entry
+//! points and the cutting into jobs.
 //!
 //! # Example
 //! ```
@@ -71,159 +72,25 @@
 //! # Ok::<(), loupe_core::kernels::gemm::GemmError>(())
 //! ```
 
+mod blocking;
 mod job;
 mod pack;
+mod panels;
 #[cfg(test)]
 pub(super) mod tests;
+mod view;
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm_tile::{CBase, Fetch, LINE, MR, NR};
+use super::gemm_tile::{CBase, NR};
 pub use super::gemm_tile::{TileError, TileKind, TILE_VARIABLE};
+pub use blocking::{KC, MC, NC};
 use job::{run_job, Job};
-use pack::pack_b;
 pub(super) use pack::pack_b_into;
-
-/// Inner-dimension slice: one `MR x KC` panel of A and one `KC x NR` panel of B (6 KB +
-/// 32 KB) stay in the L1 cache while a tile runs (an AVX2 half tile reads half the panel).
-pub const KC: usize = 256;
-/// Row block: the packed `MC x KC` block of A (96 KB) stays in the L2 cache. A whole
-/// number of `MR`-row panels, so a job's rows make `rows.div_ceil(MR)` panels (the
-/// count the tiles' fetches are shared over).
-pub const MC: usize = 96;
-const _: () = assert!(MC.is_multiple_of(MR));
-/// Column block: the packed `KC x NC` block of B (2 MB) stays in the L3 cache.
-pub const NC: usize = 2048;
-
-/// Column block of a transposed B (columns contiguous: the hidden layer's `dX = dY W^T`,
-/// W read across its rows): a `KC x NC_TRANSPOSED` block (512 KB) stays in the L2 cache
-/// from the tiles that fetch it to the packing that transposes it, where a 2 MB block was
-/// read back from L3 (that product 6-9 ms faster of 140 in a probe; a row-major B, whose
-/// packing streams its rows, lost as much with the smaller block).
-const NC_TRANSPOSED: usize = 512;
-const _: () = assert!(NC_TRANSPOSED.is_multiple_of(NR) && NC.is_multiple_of(NR));
-
-/// A matrix view of `f32` values that are not changed: element `(i, j)` is
-/// `data[i * row_stride + j * col_stride]`.
-#[derive(Debug, Clone, Copy)]
-pub struct MatRef<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-/// The output matrix: rows of `cols` contiguous values, row `i` starting at
-/// `data[i * row_stride]`.
-#[derive(Debug)]
-pub struct MatMut<'a> {
-    data: &'a mut [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-}
-
-/// Why a product was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GemmError {
-    /// The view reaches past its buffer.
-    #[error(
-        "a {rows} x {cols} matrix view with strides ({row_stride}, {col_stride}) needs \
-         {needed} elements, its buffer has {len}"
-    )]
-    OutOfBounds { rows: usize, cols: usize, row_stride: usize, col_stride: usize, needed: usize, len: usize },
-    /// The operands' shapes do not chain.
-    #[error(
-        "cannot multiply a {a_rows} x {a_cols} A by a {b_rows} x {b_cols} B into a {c_rows} x {c_cols} C"
-    )]
-    Shapes { a_rows: usize, a_cols: usize, b_rows: usize, b_cols: usize, c_rows: usize, c_cols: usize },
-    /// The output's rows overlap (`row_stride < cols`).
-    #[error("the output's rows overlap: row stride {row_stride} below its {cols} columns")]
-    OverlappingRows { cols: usize, row_stride: usize },
-}
-
-fn needed(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * row_stride + (cols - 1) * col_stride + 1
-    }
-}
-
-impl<'a> MatRef<'a> {
-    /// A strided view; refused when it reaches past `data`.
-    pub fn new(
-        data: &'a [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Result<Self, GemmError> {
-        let needed = needed(rows, cols, row_stride, col_stride);
-        if needed > data.len() {
-            return Err(GemmError::OutOfBounds {
-                rows,
-                cols,
-                row_stride,
-                col_stride,
-                needed,
-                len: data.len(),
-            });
-        }
-        Ok(MatRef { data, rows, cols, row_stride, col_stride })
-    }
-
-    /// A row-major `rows x cols` view.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, GemmError> {
-        Self::new(data, rows, cols, cols, 1)
-    }
-
-    /// The transposed view (no copy).
-    pub fn transpose(self) -> Self {
-        MatRef {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    /// Rows and columns.
-    pub fn shape(&self) -> (usize, usize) {
-        (self.rows, self.cols)
-    }
-}
-
-impl<'a> MatMut<'a> {
-    /// An output view with rows `row_stride` apart; refused when it reaches past `data`
-    /// or its rows overlap.
-    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, GemmError> {
-        let needed = needed(rows, cols, row_stride, 1);
-        if needed > data.len() {
-            return Err(GemmError::OutOfBounds {
-                rows,
-                cols,
-                row_stride,
-                col_stride: 1,
-                needed,
-                len: data.len(),
-            });
-        }
-        if rows > 1 && row_stride < cols {
-            return Err(GemmError::OverlappingRows { cols, row_stride });
-        }
-        Ok(MatMut { data, rows, cols, row_stride })
-    }
-
-    /// A row-major `rows x cols` output.
-    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, GemmError> {
-        Self::new(data, rows, cols, cols)
-    }
-}
+pub(super) use panels::{PackedPanels, PanelsB};
+pub use view::{GemmError, MatMut, MatRef};
 
 /// `C = A B` (or `C += A B` with `accumulate`) on the fastest register tile of this CPU,
 /// on the threads of the current rayon pool.
@@ -289,86 +156,6 @@ pub(crate) fn sgemm_on(
     accumulate: bool,
 ) -> Result<(), GemmError> {
     drive(kind, a, PanelsB::Strided(b), c, accumulate, rayon::current_num_threads())
-}
-
-/// Where a product's B panels come from: packed by each job as it goes ([`sgemm`]), or
-/// read from a `gemm_packed::PackedB` made beforehand (`gemm_packed::sgemm_packed`).
-#[derive(Clone, Copy)]
-pub(super) enum PanelsB<'a> {
-    Strided(MatRef<'a>),
-    Packed(&'a dyn PackedPanels),
-}
-
-/// A B packed beforehand, as the driver reads it (`gemm_packed::PackedB`; a trait so that
-/// this module, which that one builds on, does not name it).
-pub(super) trait PackedPanels: Sync {
-    /// Rows and columns of B.
-    fn shape(&self) -> (usize, usize);
-    /// The `NR`-column panels of `B[pc..pc+kc, jc..jc+nc]` in [`pack_b`]'s layout.
-    fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize) -> &[f32];
-}
-
-impl PanelsB<'_> {
-    /// Columns per block of B ([`NC`], or [`NC_TRANSPOSED`] for a transposed B packed as
-    /// it goes). The blocks only order the work: each value of C sums the same products
-    /// in the same order whatever their width.
-    fn block_cols(&self) -> usize {
-        match self {
-            PanelsB::Strided(b) if b.row_stride == 1 && b.col_stride != 1 => NC_TRANSPOSED,
-            _ => NC,
-        }
-    }
-
-    fn shape(&self) -> (usize, usize) {
-        match self {
-            PanelsB::Strided(b) => b.shape(),
-            PanelsB::Packed(b) => b.shape(),
-        }
-    }
-
-    /// The `NR`-column panels of `B[pc..pc+kc, jc..jc+nc]` in [`pack_b`]'s layout: packed
-    /// into `buf` now, or the same values read in place from the `gemm_packed::PackedB`.
-    fn panels<'s>(&'s self, pc: usize, kc: usize, jc: usize, nc: usize, buf: &'s mut Vec<f32>) -> &'s [f32] {
-        match self {
-            PanelsB::Strided(b) => {
-                pack_b(*b, pc, kc, jc, nc, buf);
-                buf
-            }
-            PanelsB::Packed(b) => b.block(pc, kc, jc, nc),
-        }
-    }
-
-    /// Parts `parts` of `of` equal parts of the cache lines of `B[pc..pc+kc, jc..jc+nc]`
-    /// (the block a job packs next, or its panels packed beforehand), for one tile (one
-    /// part) or a pair of tiles (two) to fetch.
-    pub(super) fn lines(
-        &self,
-        (pc, kc, jc, nc): (usize, usize, usize, usize),
-        parts: Range<usize>,
-        of: usize,
-    ) -> Fetch<'_> {
-        let b = match self {
-            PanelsB::Strided(b) => b,
-            PanelsB::Packed(b) => {
-                // One contiguous run of panels.
-                let block = b.block(pc, kc, jc, nc);
-                let total = block.len().div_ceil(LINE);
-                return Fetch::new(block, 0, 0, total, parts.start * total / of..parts.end * total / of);
-            }
-        };
-        // Lines run along B's contiguous direction: rows of a row-major B, columns of a
-        // transposed one.
-        let (outer, inner, stride, base) = if b.col_stride == 1 {
-            (kc, nc, b.row_stride, pc * b.row_stride + jc)
-        } else if b.row_stride == 1 {
-            (nc, kc, b.col_stride, jc * b.col_stride + pc)
-        } else {
-            return Fetch::NONE;
-        };
-        let per = inner.div_ceil(LINE);
-        let total = outer * per;
-        Fetch::new(b.data, base, stride, per, parts.start * total / of..parts.end * total / of)
-    }
 }
 
 /// The driver of [`sgemm`] and `gemm_packed::sgemm_packed`: shape checks, then the output

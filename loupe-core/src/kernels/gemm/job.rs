@@ -5,9 +5,11 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
+use super::blocking::{KC, MC};
 use super::pack::{pack_a, pack_b};
-use super::{MatRef, PanelsB, TileKind, KC, MC};
-use crate::kernels::gemm_tile::{tile, tile_pair, CBase, Carry, Fetch, MR, NR};
+use super::panels::PanelsB;
+use super::view::MatRef;
+use crate::kernels::gemm_tile::{tile, tile_pair, CBase, Carry, Fetch, TileKind, MR, NR};
 
 /// Values of a row-major B from which each block of it is packed by the tiles of the block
 /// before (`gemm_tile::Carry`): 32 MB, more than the caches hold, so that packing a block

@@ -1,8 +1,8 @@
 //! Packing: a block of A into `MR`-row panels and a block of B into `NR`-column panels,
 //! the layouts the register tiles (`gemm_tile`) read.
 
-use super::{MatRef, TileKind};
-use crate::kernels::gemm_tile::{transpose_rows, transpose_square, MR, NR};
+use super::view::MatRef;
+use crate::kernels::gemm_tile::{transpose_rows, transpose_square, TileKind, MR, NR};
 
 /// Rows of a row-major B packed together, panel by panel: eight rows read side by side
 /// (eight streams through memory) and written as 1 KB runs of each panel, where packing

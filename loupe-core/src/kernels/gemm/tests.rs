@@ -2,7 +2,9 @@
 //! and split-K shapes), the batch and single-thread paths against [`super::sgemm`]'s bits,
 //! the tiles' fetches of the next block, and the refusals.
 
+use super::blocking::NC_TRANSPOSED;
 use super::*;
+use crate::kernels::gemm_tile::LINE;
 
 /// A deterministic pseudo-random matrix in [-1, 1).
 pub(in crate::kernels) fn random(len: usize, seed: u64) -> Vec<f32> {
