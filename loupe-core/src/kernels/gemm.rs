@@ -8,6 +8,8 @@
 //! each `KC x NC` block of B and `MC x KC` block of A is packed into a contiguous buffer
 //! of `NR`-column (resp. `MR`-row) panels, and a register tile
 //! (`gemm_tile`: AVX-512, or AVX2 + FMA, when the CPU has them) multiplies one panel of each.
+//! The AVX-512 tile takes two panels of A at a time where a slice is deep enough
+//! (`gemm_tile::tile_pair`, a 12 x 32 tile sharing the loads of B).
 //! A and B are read through strides, so a transposed operand costs no copy beyond the
 //! packing every operand gets anyway.
 //!
