@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use dfdx::prelude::*;
 use loupe::model::{AfterClassifier, AfterPooling, ClassifierKind, Fusion, InputKind, ModelDescription};
 use loupe::train::checkpoint::{
@@ -12,7 +10,7 @@ use loupe::train::checkpoint::{
 };
 use loupe::train::{Adam, AdamConfig, CheckpointMetrics, RngState, TrainingDescription};
 
-fn scratch(name: &str) -> PathBuf {
+fn scratch(name: &str) -> common::ScratchDir {
     common::scratch_dir(&format!("checkpoint-{name}"))
 }
 

@@ -30,7 +30,7 @@ fn s(p: &Path) -> &str {
 /// Synthetic data (rgb 16 + audio 8, 10 classes, 50 validation videos) and a
 /// `small-gated-netvlad` trained on it for a few steps.
 struct Trained {
-    dir: PathBuf,
+    dir: common::ScratchDir,
     validate: PathBuf,
     checkpoint: PathBuf,
 }

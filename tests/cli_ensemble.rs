@@ -14,7 +14,7 @@ use loupe::train::{AdamConfig, LearningRateSchedule, TrainConfig};
 use loupe::zoo::SmallAverageModel;
 
 struct Fixture {
-    dir: PathBuf,
+    dir: common::ScratchDir,
     train: Vec<PathBuf>,
     validation: String,
     truth: Vec<(String, Vec<u32>)>,

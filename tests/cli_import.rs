@@ -40,9 +40,8 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf-checkpoints").join(name)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = common::scratch_dir(&format!("cli-import-{name}"));
-    dir
+fn scratch(name: &str) -> common::ScratchDir {
+    common::scratch_dir(&format!("cli-import-{name}"))
 }
 
 fn s(p: &Path) -> &str {

@@ -13,10 +13,13 @@ fn truth_labels() -> Vec<(String, Vec<u32>)> {
     loupe::data::read_labels(&files, false).unwrap().0
 }
 
-fn write(name: &str, text: &str) -> std::path::PathBuf {
-    let path = common::scratch_dir(&format!("score-{name}")).join("submission.csv");
+/// `text` written to `submission.csv` in a scratch directory, which lives as long as the
+/// returned guard.
+fn write(name: &str, text: &str) -> (common::ScratchDir, std::path::PathBuf) {
+    let dir = common::scratch_dir(&format!("score-{name}"));
+    let path = dir.join("submission.csv");
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 fn score(submission: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -39,7 +42,7 @@ fn a_submission_of_the_true_labels_scores_what_the_definition_says() {
             labels.iter().enumerate().map(|(i, l)| format!("{l} {:.4}", 0.99 - 0.01 * i as f64)).collect();
         csv.push_str(&format!("{id},{}\n", pairs.join(" ")));
     }
-    let out = score(&write("perfect", &csv), &[]);
+    let out = score(&write("perfect", &csv).1, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Every pooled pair is positive, so precision is 1 everywhere: GAP is the share of
@@ -74,7 +77,7 @@ fn bad_submissions_fail_with_a_clear_message() {
         ("range", "VideoId,LabelConfidencePairs\na,5000 0.5\n".to_string(), "label 5000 is out of range"),
     ];
     for (name, text, expected) in cases {
-        let out = score(&write(name, &text), &[]);
+        let out = score(&write(name, &text).1, &[]);
         assert_eq!(out.status.code(), Some(1), "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{name}: {stderr}");
@@ -83,7 +86,7 @@ fn bad_submissions_fail_with_a_clear_message() {
     // --allow-missing scores the missing video as empty predictions.
     let text = "VideoId,LabelConfidencePairs\n".to_string()
         + &all_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>();
-    let out = score(&write("allowed", &text), &["--allow-missing"]);
+    let out = score(&write("allowed", &text).1, &["--allow-missing"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = Command::new(env!("CARGO_BIN_EXE_loupe"))

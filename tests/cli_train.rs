@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn loupe(args: &[&str]) -> Output {
@@ -16,12 +16,12 @@ fn ok(out: Output) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or(serde_json::Value::Null)
 }
 
-fn scratch(name: &str) -> PathBuf {
+fn scratch(name: &str) -> common::ScratchDir {
     common::scratch_dir(&format!("cli-train-{name}"))
 }
 
 struct Data {
-    dir: PathBuf,
+    dir: common::ScratchDir,
     train: String,
     validate: String,
 }

@@ -137,8 +137,8 @@ fn usage_errors_exit_with_2() {
     assert_eq!(loupe(&["inspect"]).status.code(), Some(2));
     assert_eq!(loupe(&["synth"]).status.code(), Some(2));
     assert_eq!(loupe(&["synth", "--out", "x", "--classes", "many"]).status.code(), Some(2));
-    let out =
-        loupe(&["synth", "--out", &scratch_dir("cli-one-class").display().to_string(), "--classes", "1"]);
+    let dir = scratch_dir("cli-one-class");
+    let out = loupe(&["synth", "--out", &dir.display().to_string(), "--classes", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("at least 2 classes"));
 }

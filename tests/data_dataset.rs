@@ -6,7 +6,7 @@ mod data_common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use data_common::{payload, scratch_dir, small_spec, small_video, write_records};
+use data_common::{payload, scratch_dir, small_spec, small_video, write_records, ScratchDir};
 use loupe::data::proto::Message;
 use loupe::data::{
     dequantize, DataError, DataFormat, Dataset, FeatureSpec, FrameBatch, FrameSampling, Video, VideoDecoder,
@@ -14,9 +14,9 @@ use loupe::data::{
 
 const CLASSES: usize = 7;
 
-/// Three shards of 7, 5 and 9 videos with 1..=12 frames; returns the files and each
-/// video's (labels, frames).
-fn shards(name: &str) -> (Vec<PathBuf>, HashMap<String, (Vec<u32>, usize)>) {
+/// Three shards of 7, 5 and 9 videos with 1..=12 frames; returns their directory (kept
+/// while the guard lives), the files and each video's (labels, frames).
+fn shards(name: &str) -> (ScratchDir, Vec<PathBuf>, HashMap<String, (Vec<u32>, usize)>) {
     let dir = scratch_dir(name);
     let mut files = Vec::new();
     let mut truth = HashMap::new();
@@ -35,7 +35,7 @@ fn shards(name: &str) -> (Vec<PathBuf>, HashMap<String, (Vec<u32>, usize)>) {
         write_records(&path, &payloads);
         files.push(path);
     }
-    (files, truth)
+    (dir, files, truth)
 }
 
 fn decoder() -> VideoDecoder {
@@ -58,7 +58,7 @@ fn frame_of(row: &[f32]) -> usize {
 
 #[test]
 fn seeded_training_repeats_and_seeds_differ() {
-    let (files, _) = shards("repeat");
+    let (_dir, files, _) = shards("repeat");
     let make = |seed| {
         Dataset::training(files.clone(), decoder(), CLASSES)
             .with_batch_size(4)
@@ -75,7 +75,7 @@ fn seeded_training_repeats_and_seeds_differ() {
 
 #[test]
 fn every_video_exactly_once_per_epoch() {
-    let (files, truth) = shards("epochs");
+    let (_dir, files, truth) = shards("epochs");
     let dataset = Dataset::training(files, decoder(), CLASSES)
         .with_batch_size(4)
         .with_frames_per_video(3)
@@ -98,7 +98,7 @@ fn every_video_exactly_once_per_epoch() {
 
 #[test]
 fn evaluation_is_in_file_order_complete_and_repeatable() {
-    let (files, truth) = shards("eval");
+    let (_dir, files, truth) = shards("eval");
     let eval = Dataset::evaluation(files, decoder(), CLASSES).with_batch_size(4).with_frames_per_video(6);
     let batches = collect(&eval);
     let expected: Vec<String> = (0..21).map(|n| format!("vid{n:03}")).collect();
@@ -136,7 +136,7 @@ fn evaluation_is_in_file_order_complete_and_repeatable() {
 
 #[test]
 fn in_order_sampling_cycles_the_valid_frames() {
-    let (files, truth) = shards("in-order");
+    let (_dir, files, truth) = shards("in-order");
     let eval = Dataset::evaluation(files, decoder(), CLASSES)
         .with_batch_size(5)
         .with_frames_per_video(8)
@@ -154,7 +154,7 @@ fn in_order_sampling_cycles_the_valid_frames() {
 
 #[test]
 fn random_sampling_draws_valid_frames_with_replacement() {
-    let (files, truth) = shards("random");
+    let (_dir, files, truth) = shards("random");
     let train = Dataset::training(files, decoder(), CLASSES).with_batch_size(21).with_frames_per_video(40);
     let batch = collect(&train).remove(0);
     for i in 0..batch.len() {
@@ -169,7 +169,7 @@ fn random_sampling_draws_valid_frames_with_replacement() {
 
 #[test]
 fn prefetch_is_bounded() {
-    let (files, _) = shards("prefetch");
+    let (_dir, files, _) = shards("prefetch");
     let train = Dataset::training(files, decoder(), CLASSES)
         .with_batch_size(1)
         .with_frames_per_video(2)
@@ -212,7 +212,7 @@ fn video_level_batches() {
 
 #[test]
 fn errors_reach_the_consumer_and_skipping_goes_on() {
-    let (mut files, _) = shards("errors");
+    let (_dir, mut files, _) = shards("errors");
     let bad = files[0].with_file_name("bad.tfrecord");
     std::fs::write(&bad, "not a tfrecord").unwrap();
     files.insert(1, bad);

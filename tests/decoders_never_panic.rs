@@ -232,9 +232,8 @@ fn text_like(valid: &'static str) -> impl Strategy<Value = String> {
 }
 
 /// A scratch directory unique to this process and `name`.
-fn scratch(name: &str) -> PathBuf {
-    let dir = common::scratch_dir(&format!("never-panic-{name}"));
-    dir
+fn scratch(name: &str) -> common::ScratchDir {
+    common::scratch_dir(&format!("never-panic-{name}"))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ fn ok(run: Run) -> serde_json::Value {
 }
 
 struct Data {
-    dir: PathBuf,
+    dir: common::ScratchDir,
     shards: Vec<PathBuf>,
     combined: PathBuf,
     validate: String,

@@ -4,10 +4,13 @@ mod common;
 
 use loupe::submission::{read_submission, write_submission, SubmissionError, SubmissionRow};
 
-fn scratch(name: &str, text: &str) -> std::path::PathBuf {
-    let path = common::scratch_dir(&format!("submission-{name}")).join("submission.csv");
+/// `text` written to `submission.csv` in a scratch directory, which lives as long as the
+/// returned guard.
+fn scratch(name: &str, text: &str) -> (common::ScratchDir, std::path::PathBuf) {
+    let dir = common::scratch_dir(&format!("submission-{name}"));
+    let path = dir.join("submission.csv");
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
@@ -20,7 +23,7 @@ fn written_submissions_read_back() {
     write_submission(&mut out, rows.clone(), None).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text, "VideoId,LabelConfidencePairs\nabc,3 0.900000 1 0.250000\n0x12,\n");
-    let path = scratch("ok", &text);
+    let (_dir, path) = scratch("ok", &text);
     assert_eq!(read_submission(&path, 4).unwrap(), rows);
 
     let mut named = Vec::new();
@@ -28,7 +31,7 @@ fn written_submissions_read_back() {
     write_submission(&mut named, rows.clone(), Some(&names)).unwrap();
     let named = String::from_utf8(named).unwrap();
     assert!(named.contains("abc,3 0.900000 1 0.250000,label3 | label1"), "{named}");
-    let path = scratch("named", &named);
+    let (_dir, path) = scratch("named", &named);
     assert_eq!(read_submission(&path, 4).unwrap(), rows);
 }
 
@@ -45,11 +48,12 @@ fn malformed_submissions_are_errors_naming_the_line() {
         ("empty", "", "empty file"),
     ];
     for (name, text, expected) in cases {
-        let path = scratch(name, text);
+        let (_dir, path) = scratch(name, text);
         let err = read_submission(&path, 5).unwrap_err();
         assert!(err.to_string().contains(expected), "{name}: {err}");
         assert!(err.to_string().contains(path.to_str().unwrap()), "{name}: names the file: {err}");
     }
-    let missing = common::scratch_dir("submission-missing").join("no-such-file.csv");
+    let dir = common::scratch_dir("submission-missing");
+    let missing = dir.join("no-such-file.csv");
     assert!(matches!(read_submission(&missing, 5), Err(SubmissionError::Io { .. })));
 }

@@ -59,7 +59,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// A scratch copy of a fixture folder (to damage).
-fn copy_fixture(name: &str, tag: &str) -> PathBuf {
+fn copy_fixture(name: &str, tag: &str) -> common::ScratchDir {
     let dir = common::scratch_dir(&format!("tf-import-{tag}"));
     for entry in std::fs::read_dir(fixture(name)).unwrap() {
         let entry = entry.unwrap();

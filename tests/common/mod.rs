@@ -8,7 +8,7 @@ pub mod small_data;
 pub mod tiny_model;
 
 #[allow(unused_imports)] // not every test binary writes files
-pub use scratch::scratch_dir;
+pub use scratch::{scratch_dir, ScratchDir};
 
 use dfdx::prelude::*;
 use loupe::gradcheck::{named_params, set_param};

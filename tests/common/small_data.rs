@@ -9,7 +9,7 @@ use loupe::data::{generate, DataFormat, FeatureSpec, SynthConfig, VideoDecoder};
 
 /// The written shards and the decoder that reads them.
 pub struct SmallData {
-    pub dir: PathBuf,
+    pub dir: super::ScratchDir,
     pub train: Vec<PathBuf>,
     pub validate: Vec<PathBuf>,
     pub decoder: VideoDecoder,

@@ -11,7 +11,9 @@ use loupe::data::{DataFormat, FeatureSpec, QuantizedVideo, RecordWriter};
 // The one temporary-directory helper of the test suite, shared with `tests/common`.
 #[path = "../common/scratch.rs"]
 mod scratch;
-pub use scratch::scratch_dir;
+// Each data test file has its own copy of this module; not every one names the guard.
+#[allow(unused_imports)]
+pub use scratch::{scratch_dir, ScratchDir};
 
 /// The small spec used by hand-made records: rgb 6 + audio 2 per frame.
 pub fn small_spec() -> FeatureSpec {
