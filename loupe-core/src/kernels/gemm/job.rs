@@ -237,21 +237,21 @@ impl Column {
     ) {
         let Column { kind, kc, first, carry_runs } = self;
         let panels = mc.div_ceil(MR);
-        let pairs = kc >= PAIR_FROM;
+        // Panels of A the tile (1) or pair (2) starting at panel `q` takes.
+        let unit = |q: usize| if kc >= PAIR_FROM && q + 1 < panels { 2 } else { 1 };
         let at = |ir: usize, col: usize, w: usize| c.tile(row + ir, col, MR.min(mc - ir), w);
-        // The tiles of the tile or pair starting at row `ir`.
-        let ahead = |ir: usize, col: usize, w: usize| {
-            let two = if pairs && (ir / MR) + 1 < panels { 2 } else { 1 };
-            for r in (ir..mc).step_by(MR).take(two) {
+        // Fetches C's rows of the tile or pair starting at panel `q`.
+        let ahead = |q: usize, col: usize, w: usize| {
+            for r in (q * MR..mc).step_by(MR).take(unit(q)) {
                 at(r, col, w).prefetch(first);
             }
         };
         let mut q = 0;
         while q < panels {
-            let n = if pairs && q + 1 < panels { 2 } else { 1 };
+            let n = unit(q);
             let ir = q * MR;
             if q + n < panels {
-                ahead(ir + n * MR, col, w);
+                ahead(q + n, col, w);
             } else if let Some(next_w) = next_w {
                 ahead(0, col + w, next_w);
             }
