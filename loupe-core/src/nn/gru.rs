@@ -1,9 +1,9 @@
 //! GRU pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    activate, from_f64, host, host_mut, mask_values, to_f64, try_add_bias_gradient, try_add_to_gradient,
-    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, Activation,
-    GlorotUniform, RecurrentProduct,
+    activate, from_f64, host, host_mut, mask_values, pre_activation, to_f64, try_add_bias_gradient,
+    try_add_to_gradient, try_add_weight_gradient, try_last_step, try_pick, try_pick_column,
+    try_previous_states, Activation, GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -374,11 +374,10 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                 |a, (bi, (((gates, u), rh), h))| {
                     let gates = &mut gates[t * 2 * H..(t + 1) * 2 * H];
                     let z = z.map(|z| &z[bi * 2 * H..(bi + 1) * 2 * H]);
-                    // a = [r, u].
-                    a.clear();
-                    a.extend((0..2 * H).map(|gk| {
-                        from_f64::<E>(to_f64(gates[gk]) + bg[gk] + z.map_or(0.0, |z| to_f64(z[gk])))
-                    }));
+                    // a = [r, u]. Plain loops over slices (no closures or per-value
+                    // branches): they vectorise.
+                    a.resize(2 * H, E::default());
+                    pre_activation(a, gates, &bg, z, None);
                     activate(Activation::Sigmoid, a, 0..2 * H);
                     gates.copy_from_slice(a);
                     for k in 0..H {
@@ -399,12 +398,8 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                     let (cand, states) = (&mut cand[t * H..(t + 1) * H], &mut states[t * H..(t + 1) * H]);
                     let z = z.map(|z| &z[bi * H..(bi + 1) * H]);
                     // a = the candidate c.
-                    a.clear();
-                    a.extend(
-                        (0..H).map(|k| {
-                            from_f64::<E>(to_f64(cand[k]) + bc[k] + z.map_or(0.0, |z| to_f64(z[k])))
-                        }),
-                    );
+                    a.resize(H, E::default());
+                    pre_activation(a, cand, &bc, z, None);
                     activate(Activation::Tanh, a, 0..H);
                     cand.copy_from_slice(a);
                     for k in 0..H {
@@ -429,9 +424,9 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
     tape.add_backward_op(move |grads| {
         let dy = take_grad::<E, _, _, _>(grads, &out_ghost)?;
         let (ys, acts_g, acts_c) = (host(&out_ghost), host(&pg), host(&pc));
-        // h_{t-1} of video `bi`'s step `t`, channel `k` (zeros before the first).
-        let prev =
-            |step: usize, t: usize, k: usize| if t == 0 { 0.0 } else { to_f64(ys[(step - 1) * H + k]) };
+        // h_{t-1} of video `bi`'s step `t` (zeros before the first).
+        let zeros = vec![E::default(); H];
+        let prev = |step: usize, t: usize| if t == 0 { &zeros[..] } else { &ys[(step - 1) * H..step * H] };
         let rows = nb * ns;
         let mut dpg_t = dev.try_zeros_like(&(rows, 2 * H))?;
         let mut dpc_t = dev.try_zeros_like(&(rows, H))?;
@@ -451,15 +446,19 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                         let step = bi * ns + t;
                         let mt = m[step];
                         let dpc = &mut dpc[t * H..(t + 1) * H];
+                        let (u, c) = (
+                            &acts_g[step * 2 * H + H..(step + 1) * 2 * H],
+                            &acts_c[step * H..(step + 1) * H],
+                        );
+                        let (dy, h_prev) = (&dy[step * H..(step + 1) * H], prev(step, t));
                         for k in 0..H {
-                            let (uu, c) =
-                                (to_f64(acts_g[step * 2 * H + H + k]), to_f64(acts_c[step * H + k]));
-                            let dht = dh[k] + to_f64(dy[step * H + k]);
+                            let (uu, c) = (to_f64(u[k]), to_f64(c[k]));
+                            let dht = dh[k] + to_f64(dy[k]);
                             let dh_new = mt * dht;
                             let v = dh_new * (1.0 - uu) * (1.0 - c * c);
                             dpc[k] = from_f64(v);
                             dzc[k] = from_f64(v);
-                            dhu[k] = dh_new * (prev(step, t, k) - c) * uu * (1.0 - uu);
+                            dhu[k] = dh_new * (to_f64(h_prev[k]) - c) * uu * (1.0 - uu);
                             dh[k] = (1.0 - mt) * dht + dh_new * uu;
                         }
                     },
@@ -473,16 +472,18 @@ fn try_gru_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<E
                 videos.zip(dh.par_chunks_mut(H)).zip(dhu.par_chunks(H)).enumerate().for_each(
                     |(bi, (((dpg, dzg), dh), dhu))| {
                         let step = bi * ns + t;
-                        let dpg = &mut dpg[t * 2 * H..(t + 1) * 2 * H];
+                        let (dpg_r, dpg_u) = dpg[t * 2 * H..(t + 1) * 2 * H].split_at_mut(H);
+                        let (dzg_r, dzg_u) = dzg.split_at_mut(H);
+                        let r = &acts_g[step * 2 * H..step * 2 * H + H];
+                        let drh = drh.map_or(&zeros[..], |d| &d[bi * H..(bi + 1) * H]);
+                        let h_prev = prev(step, t);
                         for k in 0..H {
-                            let rr = to_f64(acts_g[step * 2 * H + k]);
-                            let drh = drh.map_or(0.0, |d| to_f64(d[bi * H + k]));
-                            let dr = drh * prev(step, t, k) * rr * (1.0 - rr);
+                            let rr = to_f64(r[k]);
+                            let drh = to_f64(drh[k]);
+                            let dr = drh * to_f64(h_prev[k]) * rr * (1.0 - rr);
                             dh[k] += drh * rr;
-                            dpg[k] = from_f64(dr);
-                            dpg[H + k] = from_f64(dhu[k]);
-                            dzg[k] = from_f64(dr);
-                            dzg[H + k] = from_f64(dhu[k]);
+                            (dpg_r[k], dpg_u[k]) = (from_f64(dr), from_f64(dhu[k]));
+                            (dzg_r[k], dzg_u[k]) = (from_f64(dr), from_f64(dhu[k]));
                         }
                     },
                 );

@@ -1,9 +1,9 @@
 //! LSTM pooling, the paper's recurrent baseline (docs/reference.md section 2).
 
 use super::shared::{
-    activate, from_f64, host, host_mut, mask_values, to_f64, try_add_bias_gradient, try_add_to_gradient,
-    try_add_weight_gradient, try_last_step, try_pick, try_pick_column, try_previous_states, Activation,
-    GlorotUniform, RecurrentProduct,
+    activate, from_f64, host, host_mut, mask_values, pre_activation, to_f64, try_add_bias_gradient,
+    try_add_to_gradient, try_add_weight_gradient, try_last_step, try_pick, try_pick_column,
+    try_previous_states, Activation, GlorotUniform, RecurrentProduct,
 };
 use super::{Recurrent, RecurrentCell};
 use dfdx::prelude::*;
@@ -309,35 +309,44 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
                 Vec::new,
                 |a, (bi, (((gates, states), c), h))| {
                     let gates = &mut gates[t * 4 * H..(t + 1) * 4 * H];
-                    let states = &mut states[t * 2 * H..(t + 1) * 2 * H];
+                    let (c_out, h_out) = states[t * 2 * H..(t + 1) * 2 * H].split_at_mut(H);
                     let z = z.map(|z| &z[bi * 4 * H..(bi + 1) * 4 * H]);
                     let mt = m[bi * ns + t];
-                    // a = [i, j, f, o] activated, then the cell's unmasked new c.
-                    a.clear();
-                    a.extend((0..4 * H).map(|gk| {
-                        let forget = if gk / H == 2 { LSTM_FORGET_BIAS } else { 0.0 };
-                        from_f64::<E>(
-                            to_f64(gates[gk]) + bias_values[gk] + z.map_or(0.0, |z| to_f64(z[gk])) + forget,
-                        )
-                    }));
+                    // a = [i, j, f, o] activated, then tanh of the cell's unmasked new c.
+                    // Plain loops over slices (no closures, pushes or per-value branches):
+                    // they vectorise.
+                    a.resize(5 * H, E::default());
+                    let blocks =
+                        a.chunks_exact_mut(H).zip(gates.chunks_exact(H)).zip(bias_values.chunks_exact(H));
+                    for (g, ((a, p), b)) in blocks.enumerate() {
+                        let forget = if g == 2 { LSTM_FORGET_BIAS } else { 0.0 };
+                        pre_activation(a, p, b, z.map(|z| &z[g * H..(g + 1) * H]), Some(forget));
+                    }
                     activate(Activation::Sigmoid, a, 0..H);
                     activate(Activation::Tanh, a, H..2 * H);
                     activate(Activation::Sigmoid, a, 2 * H..4 * H);
-                    gates.copy_from_slice(a);
-                    for k in 0..H {
-                        let (i, j, f) = (to_f64(a[k]), to_f64(a[H + k]), to_f64(a[2 * H + k]));
-                        let c_prev = c[k];
-                        let c_new = f * c_prev + i * j;
-                        c[k] = mt * c_new + (1.0 - mt) * c_prev;
-                        states[k] = from_f64(c[k]);
-                        a.push(from_f64(c_new));
+                    gates.copy_from_slice(&a[..4 * H]);
+                    {
+                        let (ijf, tc) = a.split_at_mut(3 * H);
+                        let (i, jf) = ijf.split_at(H);
+                        let (j, f) = jf.split_at(H);
+                        let tc = &mut tc[H..];
+                        for k in 0..H {
+                            let (i, j, f) = (to_f64(i[k]), to_f64(j[k]), to_f64(f[k]));
+                            let c_prev = c[k];
+                            let c_new = f * c_prev + i * j;
+                            c[k] = mt * c_new + (1.0 - mt) * c_prev;
+                            c_out[k] = from_f64(c[k]);
+                            tc[k] = from_f64(c_new);
+                        }
                     }
                     activate(Activation::Tanh, a, 4 * H..5 * H);
+                    let (o, tc) = a[3 * H..].split_at(H);
                     for k in 0..H {
-                        let h_new = to_f64(a[3 * H + k]) * to_f64(a[4 * H + k]);
+                        let h_new = to_f64(o[k]) * to_f64(tc[k]);
                         let h_prev = to_f64(h[k]);
                         h[k] = from_f64(mt * h_new + (1.0 - mt) * h_prev);
-                        states[H + k] = h[k];
+                        h_out[k] = h[k];
                     }
                 },
             );
@@ -362,6 +371,7 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
             let mut dh = vec![0.0f64; nb * H];
             let mut dz = vec![E::default(); nb * 4 * H];
             let mut back = Vec::new();
+            let zeros = vec![E::default(); H];
             for t in (0..ns).rev() {
                 let videos = dp.par_chunks_mut(ns * 4 * H).zip(dz.par_chunks_mut(4 * H));
                 videos.zip(dc.par_chunks_mut(H)).zip(dh.par_chunks_mut(H)).enumerate().for_each_init(
@@ -372,33 +382,38 @@ fn try_lstm_recurrence_host<B: Dim, S: Dim, const H: usize, E: Dtype, D: Device<
                         let a = &gates[step * 4 * H..(step + 1) * 4 * H];
                         let dy = &dy[step * 2 * H..(step + 1) * 2 * H];
                         // c_{t-1} (zeros before the first step).
-                        let c_before = (t > 0).then(|| &ys[(step - 1) * 2 * H..(step - 1) * 2 * H + H]);
-                        let c_prev = |k: usize| c_before.map_or(0.0, |c| to_f64(c[k]));
+                        let c_prev =
+                            if t > 0 { &ys[(step - 1) * 2 * H..(step - 1) * 2 * H + H] } else { &zeros[..] };
                         let mt = m[step];
-                        // tanh of the unmasked new c, as the forward computed it.
-                        tc.clear();
-                        tc.extend((0..H).map(|k| {
-                            from_f64::<E>(to_f64(a[2 * H + k]) * c_prev(k) + to_f64(a[k]) * to_f64(a[H + k]))
-                        }));
-                        activate(Activation::Tanh, tc, 0..H);
+                        let (i, rest) = a.split_at(H);
+                        let (j, rest) = rest.split_at(H);
+                        let (f, o) = rest.split_at(H);
+                        // tanh of the unmasked new c, as the forward computed it. Plain loops
+                        // over slices, so that they vectorise.
+                        tc.resize(H, E::default());
                         for k in 0..H {
-                            let (i, j, f, o) =
-                                (to_f64(a[k]), to_f64(a[H + k]), to_f64(a[2 * H + k]), to_f64(a[3 * H + k]));
-                            let (c_prev, tc) = (c_prev(k), to_f64(tc[k]));
+                            tc[k] = from_f64(to_f64(f[k]) * to_f64(c_prev[k]) + to_f64(i[k]) * to_f64(j[k]));
+                        }
+                        activate(Activation::Tanh, tc, 0..H);
+                        let (dp_i, rest) = dp.split_at_mut(H);
+                        let (dp_j, rest) = rest.split_at_mut(H);
+                        let (dp_f, dp_o) = rest.split_at_mut(H);
+                        let (dz_i, rest) = dz.split_at_mut(H);
+                        let (dz_j, rest) = rest.split_at_mut(H);
+                        let (dz_f, dz_o) = rest.split_at_mut(H);
+                        for k in 0..H {
+                            let (i, j, f, o) = (to_f64(i[k]), to_f64(j[k]), to_f64(f[k]), to_f64(o[k]));
+                            let (c_prev, tc) = (to_f64(c_prev[k]), to_f64(tc[k]));
                             let dct = dc[k] + to_f64(dy[k]);
                             let dht = dh[k] + to_f64(dy[H + k]);
                             let (dc_new, dh_new) = (mt * dct, mt * dht);
                             let dc_full = dc_new + dh_new * o * (1.0 - tc * tc);
-                            let d = [
-                                dc_full * j * i * (1.0 - i),
-                                dc_full * i * (1.0 - j * j),
-                                dc_full * c_prev * f * (1.0 - f),
-                                dh_new * tc * o * (1.0 - o),
-                            ];
-                            for (g, v) in d.into_iter().enumerate() {
-                                dp[g * H + k] = from_f64(v);
-                                dz[g * H + k] = from_f64(v);
-                            }
+                            let di = from_f64(dc_full * j * i * (1.0 - i));
+                            let dj = from_f64(dc_full * i * (1.0 - j * j));
+                            let df = from_f64(dc_full * c_prev * f * (1.0 - f));
+                            let d_o = from_f64(dh_new * tc * o * (1.0 - o));
+                            (dp_i[k], dp_j[k], dp_f[k], dp_o[k]) = (di, dj, df, d_o);
+                            (dz_i[k], dz_j[k], dz_f[k], dz_o[k]) = (di, dj, df, d_o);
                             dc[k] = (1.0 - mt) * dct + dc_full * f;
                             dh[k] = (1.0 - mt) * dht;
                         }

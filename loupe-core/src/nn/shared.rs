@@ -383,9 +383,55 @@ pub(crate) fn to_f64<E: Dtype>(v: E) -> f64 {
     v.to_f64().unwrap_or(f64::NAN)
 }
 
+/// `v` rounded to `E`. `f32` and `f64` by a cast (round to nearest, infinite beyond the
+/// range), branch-free so that the recurrences' per-value loops vectorise (num-traits'
+/// conversion checks the range, a branch per value); other dtypes through num-traits.
 pub(crate) fn from_f64<E: Dtype>(v: f64) -> E {
-    // Every float dtype dfdx has converts any finite f64 (possibly rounding).
+    use std::any::Any;
+    if let Some(&x) = (&(v as f32) as &dyn Any).downcast_ref::<E>() {
+        return x;
+    }
+    if let Some(&x) = (&v as &dyn Any).downcast_ref::<E>() {
+        return x;
+    }
+    // Every other float dtype dfdx has converts any finite f64 (possibly rounding).
     E::from_f64(v).unwrap_or_default()
+}
+
+/// A recurrence's pre-activations, rounded to `E`: `a[k] = p[k] + bias[k] + z[k]`, plus
+/// `extra` when given (the LSTM's forget bias), summed in `f64` in that order. Without `z`
+/// (the first frame has no recurrent product) `0.0` takes its place. Plain loops over
+/// slices, which vectorise.
+pub(crate) fn pre_activation<E: Dtype>(
+    a: &mut [E],
+    p: &[E],
+    bias: &[f64],
+    z: Option<&[E]>,
+    extra: Option<f64>,
+) {
+    let (a, bias) = (&mut a[..p.len()], &bias[..p.len()]);
+    match (z, extra) {
+        (Some(z), Some(x)) => {
+            for (((a, &p), &b), &z) in a.iter_mut().zip(p).zip(bias).zip(z) {
+                *a = from_f64(to_f64(p) + b + to_f64(z) + x);
+            }
+        }
+        (Some(z), None) => {
+            for (((a, &p), &b), &z) in a.iter_mut().zip(p).zip(bias).zip(z) {
+                *a = from_f64(to_f64(p) + b + to_f64(z));
+            }
+        }
+        (None, Some(x)) => {
+            for ((a, &p), &b) in a.iter_mut().zip(p).zip(bias) {
+                *a = from_f64(to_f64(p) + b + 0.0 + x);
+            }
+        }
+        (None, None) => {
+            for ((a, &p), &b) in a.iter_mut().zip(p).zip(bias) {
+                *a = from_f64(to_f64(p) + b + 0.0);
+            }
+        }
+    }
 }
 
 fn sigmoid(v: f64) -> f64 {
