@@ -113,6 +113,20 @@ fn parallel_and_split_k_paths_match_the_naive_product() {
     });
 }
 
+/// Long sides are cut into up to four jobs per thread, unless each job would pack an
+/// operand too large for the caches again: then one job per thread.
+#[test]
+fn jobs_per_thread_depend_on_the_operand_each_job_packs() {
+    // 2048^3: every job packs all of A (4M values).
+    assert_eq!(output_jobs(2048, 2048, 2048, 2).len(), 2);
+    // The same output over a short inner dimension: A is 128K values, four jobs of 512.
+    assert_eq!(output_jobs(2048, 2048, 64, 2).len(), 4);
+    // The NetVLAD assignment product's rows: each job packs B (256K values), eight jobs.
+    assert_eq!(output_jobs(24000, 256, 1024, 2).len(), 8);
+    // Rows cut, B of 2M values: one job per thread.
+    assert_eq!(output_jobs(24000, 2048, 1024, 2).len(), 2);
+}
+
 /// A product on one thread gives the bits of the same product cut into jobs across
 /// the pool (the cuts never change the order of any output's sum).
 #[test]
