@@ -99,7 +99,6 @@ fn checkpoint_round_trips_weights_and_optimizer_state() {
     trained_step(&mut model, &mut adam, &dev2);
     trained_step(&mut restored, &mut restored_adam, &dev3);
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -120,7 +119,6 @@ fn latest_always_names_a_complete_checkpoint_and_old_ones_are_pruned() {
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     assert!(!dir.join("step-00000001.json").exists(), "pruned");
     assert!(dir.join("step-00000002.json").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A tensor file changed after its checkpoint was written (one flipped byte, a truncated
@@ -161,7 +159,6 @@ fn damaged_tensor_files_are_named_when_loading() {
     std::fs::remove_file(&adam_file).unwrap();
     let text = load(true).unwrap_err().to_string();
     assert!(text.contains("step-00000001.adam.safetensors: missing"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Saving removes what interrupted writes left: temporary files and tensor files of a
@@ -199,7 +196,6 @@ fn saving_removes_leftovers_of_interrupted_writes() {
     ] {
         assert!(dir.join(kept).exists(), "{kept} removed");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -227,7 +223,6 @@ fn loading_into_another_architecture_names_the_difference() {
 
     let err = load_checkpoint(&dir.join("nothing"), &description(4), &mut wide, None).unwrap_err();
     assert!(matches!(err, CheckpointError::NotFound { .. }), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -263,7 +258,6 @@ fn sidecars_written_before_the_added_description_fields_still_load() {
     assert_eq!(restored.0.weight.as_vec(), model.0.weight.as_vec());
     let err = load_checkpoint(&dir, &description(5), &mut restored, None).unwrap_err();
     assert!(err.to_string().contains("hidden: 4 vs 5"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A sidecar exactly as `loupe train` wrote it before the description's kinds and the
@@ -328,5 +322,4 @@ fn a_sidecar_written_before_the_typed_fields_reads_and_writes_the_same_text() {
     let err = read_meta(&sidecar).unwrap_err();
     assert!(matches!(err, CheckpointError::Sidecar { .. }), "{err:?}");
     assert!(err.to_string().contains("step-00000002.json"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,7 +49,6 @@ fn unavailable_cuda_device_is_a_clear_error() {
         assert!(stderr.contains("--device cuda:7"), "{args:?} names the flag: {stderr}");
         assert!(expected_cuda_error().iter().any(|e| stderr.contains(e)), "{args:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

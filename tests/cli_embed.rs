@@ -197,7 +197,6 @@ fn embed_writes_every_videos_vector_as_npy_and_safetensors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected a name ending in .npy or .safetensors"));
     let out = loupe(&[&base[..], &["--layer", "logits", "--output", s(&npy)]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let _ = std::fs::remove_dir_all(&t.dir);
 }
 
 /// Rewrites `from` (YouTube-8M's quantised frames) as MediaPipe writes its features:
@@ -291,7 +290,6 @@ fn mediapipe_float_features_predict_and_embed_as_the_dataset_s() {
     let summary: serde_json::Value =
         serde_json::from_str(&ok(loupe(&["inspect", s(&mediapipe), "--json"]))).unwrap();
     assert_eq!(summary["videos"], 50, "{summary}");
-    let _ = std::fs::remove_dir_all(&t.dir);
 }
 
 #[test]

@@ -130,7 +130,6 @@ fn greedy_ensemble_of_two_files_beats_both_and_writes_a_submission() {
     ));
     assert_eq!(j["members"][1]["weight"], 3.0);
     assert_eq!(j["steps"].as_array().unwrap().len(), 0);
-    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[test]
@@ -172,7 +171,6 @@ fn bad_input_is_a_clear_error() {
     let out = loupe(&["--predictions"], &[&f.dir.join("absent.csv")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("absent.csv"), "{}", stderr(&out));
-    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[test]
@@ -223,5 +221,4 @@ fn checkpoints_predict_the_validation_videos() {
     let out = loupe(&["--classes", "12", "--validation", &f.validation, "--checkpoints"], &[&checkpoints]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("predicts 10 classes"), "{}", stderr(&out));
-    let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -151,7 +151,6 @@ fn bad_submissions_and_truth_without_ratings_fail_clearly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a segment submission: score it with --segments"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -317,7 +316,6 @@ fn predict_segments_ranks_every_segment_by_the_models_score() {
     std::fs::write(&top_file, &out.stdout).unwrap();
     let map = score_json(&top_file, 0)["map"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&map));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -349,7 +347,6 @@ fn predict_segments_rejects_a_whitelist_beyond_the_model() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("bad.csv: line 3: expected a class index, found `seven`"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -417,7 +414,6 @@ fn fine_tuning_on_the_rated_segments_raises_their_map() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let scored = score_json(&submission, 0)["map"].as_f64().unwrap();
     assert!((scored - after).abs() < 1e-9, "predict + score {scored} vs training's evaluation {after}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -492,5 +488,4 @@ fn on_synthetic_rated_segments_fine_tuning_beats_the_video_model_on_held_out_vid
     let before = summary["initial_segment_map"].as_f64().unwrap();
     let after = summary["segment_map"].as_f64().unwrap();
     assert!(after > before + 0.02, "held-out segment MAP {before} -> {after}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

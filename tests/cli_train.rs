@@ -145,7 +145,6 @@ fn train_eval_predict_score_and_resume() {
     train(&data, "small-gated-netvlad", &resumed, &["--max-steps", "12", "--resume"]);
     let weights = |dir: &Path| std::fs::read(dir.join("checkpoints/step-00000012.safetensors")).unwrap();
     assert!(weights(&straight) == weights(&resumed), "resumed weights differ");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 #[test]
@@ -209,7 +208,6 @@ fn bad_settings_are_clear_errors() {
     let out = loupe(&["eval", "--checkpoint", dir.to_str().unwrap(), "--eval-data-pattern", &data.validate]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint here"));
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// GAP of the best label-blind submission: every video gets the same scores, each class's
@@ -331,7 +329,6 @@ fn video_level_moe_trains_on_video_level_records() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("video-level data has one vector per video"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -371,7 +368,6 @@ fn frame_order_flag_reaches_the_run() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("`temporal` or `random`"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// Lin et al.'s 2018 NeXtVLAD at toy size trains and evaluates from the command line, on
@@ -430,7 +426,6 @@ fn nextvlad_2018_trains_evaluates_and_resumes() {
     train(&data, "small-nextvlad-2018", &resumed, &["--max-steps", "8", "--resume"]);
     let weights = |dir: &Path| std::fs::read(dir.join("checkpoints/step-00000008.safetensors")).unwrap();
     assert!(weights(&straight) == weights(&resumed), "resumed weights differ");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// A training process killed (SIGKILL) at seeded random moments always leaves a last
@@ -521,7 +516,6 @@ fn killed_training_leaves_a_checkpoint_that_resumes() {
         let stem = name.split('.').next().unwrap();
         assert!(names.contains(&format!("{stem}.json")), "{name} without its sidecar: {names:?}");
     }
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// SIGINT finishes the current step, writes a checkpoint of it and exits with 130 and a
@@ -570,7 +564,6 @@ fn interrupted_training_checkpoints_and_resumes() {
         &base.iter().copied().chain(["--max-steps", &(step + 1).to_string(), "--resume"]).collect::<Vec<_>>(),
     ));
     assert_eq!(resumed["steps"], step + 1);
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// A hand-made frame-level record: `id`, `labels`, and `frames` frames of each
@@ -709,7 +702,6 @@ fn every_bad_record_is_named_by_file_record_and_video() {
         assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
         assert!(!stderr.contains("loss is NaN"), "{stderr}");
     }
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// Issue 18: `--skip-corrupt` skips every kind of bad record (not only framing errors),
@@ -818,5 +810,4 @@ fn skip_corrupt_uses_the_good_records_and_counts_the_bad_per_reason() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["videos"], 3, "{stats}");
     check(&stats["skipped"], "inspect");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }

@@ -264,7 +264,6 @@ fn invalid_ratings_are_errors_naming_file_record_and_video() {
         text.contains("`segment_scores` has the wrong type: expected float_list, found int64_list"),
         "{text}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -339,5 +338,4 @@ fn synthetic_rated_segments_rate_every_label_on_every_block() {
     for path in &summary.frame_files {
         assert!(read_all(path, &decoder).unwrap().iter().all(|v| v.segments.is_empty()));
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

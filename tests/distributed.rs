@@ -245,7 +245,6 @@ fn two_ranks_follow_one_process_with_twice_the_batch() {
     resume.push("--resume".into());
     ok(single(&resume, &d.dir));
     assert_same_weights(&one, &two_then_one);
-    let _ = std::fs::remove_dir_all(&d.dir);
 }
 
 #[test]
@@ -329,7 +328,6 @@ fn eval_predict_and_embed_on_two_ranks_equal_one_process() {
     for (i, (x, y)) in values(&one).iter().zip(values(&two)).enumerate() {
         assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "value {i}: {x} on one process, {y} on two ranks");
     }
-    let _ = std::fs::remove_dir_all(&d.dir);
 }
 
 #[test]
@@ -377,7 +375,6 @@ fn bench_times_the_two_rank_step_and_its_all_reduce() {
     let one: serde_json::Value = ok(single(&args, &dir));
     assert!(one.get("ranks").is_none() && one.get("peak_memory_bytes_per_rank").is_none(), "{one}");
     assert!(one["phases"].as_array().unwrap().iter().all(|p| p.get("all_reduce_ms").is_none()), "{one}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -412,7 +409,6 @@ fn fp16_gradients_stay_within_the_rounding_bound_of_f32() {
     // The flag reached the reduction: the weights are not bit for bit those of f32.
     assert!(differ, "--allreduce-fp16 changed nothing");
     eprintln!("largest weight difference with fp16 gradients: {largest:e}");
-    let _ = std::fs::remove_dir_all(&d.dir);
 }
 
 #[test]
@@ -486,7 +482,6 @@ fn a_corrupt_file_on_one_rank_ends_the_job_naming_the_file() {
     // Fewer files than ranks is a clear error too.
     let run = two_ranks(&train_args(&shards[..1], &d.dir.join("few"), 4, 2), [&[], &[]], &d.dir);
     assert!(!run.ok && run.stderr.contains("1 training files for 2 ranks"), "{}", run.stderr);
-    let _ = std::fs::remove_dir_all(&d.dir);
 }
 
 #[test]
@@ -512,7 +507,6 @@ fn shuffled_two_rank_runs_repeat_and_resume_exactly() {
     let file = |dir: &Path| std::fs::read(dir.join("checkpoints/step-00000006.safetensors")).unwrap();
     assert!(file(&straight) == file(&again), "two runs with the same seed differ");
     assert!(file(&straight) == file(&resumed), "the resumed run differs");
-    let _ = std::fs::remove_dir_all(&d.dir);
 }
 
 #[test]
@@ -580,5 +574,4 @@ fn a_model_with_batch_norm_trains_as_well_on_two_ranks() {
     compressed.push("--allreduce-fp16".into());
     let c = ok(two_ranks(&compressed, [&[], &[]], &dir))["metrics"]["gap"].as_f64().unwrap();
     assert!(c > 0.7 && (a - c).abs() < 0.1, "GAP {a} on one process, {c} on two ranks with fp16 gradients");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -118,5 +118,4 @@ fn an_ensemble_of_different_models_beats_its_best_member() {
         fitted.weights
     );
     assert!(held_out_gap > held_out_best, "held out: ensemble {held_out_gap} vs best member {held_out_best}");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }

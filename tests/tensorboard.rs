@@ -33,5 +33,4 @@ fn event_files_hold_a_version_event_then_scalars() {
     assert_eq!(values[1].simple_value, Some(2e-4));
     assert_eq!(events[2].summary.as_ref().unwrap().value[0].simple_value, Some(0.5));
     drop(writer);
-    let _ = std::fs::remove_dir_all(&dir);
 }

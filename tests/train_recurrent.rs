@@ -194,7 +194,6 @@ fn run_loop_feeds_recurrent_models_in_order_with_lengths() {
             assert_ne!(ran, replay::<M>(&data, sampling, steps as usize, false));
         }
     }
-    let _ = std::fs::remove_dir_all(&data.dir);
 }
 
 /// `small-lstm` and `small-gru` learn the synthetic data through the run loop: the loss
@@ -231,5 +230,4 @@ fn small_recurrent_models_learn_synthetic_data() {
     }
     learns::<SmallLstmModel<f32, Cpu>>(&data, "small-lstm");
     learns::<SmallGruModel<f32, Cpu>>(&data, "small-gru");
-    let _ = std::fs::remove_dir_all(&data.dir);
 }

@@ -105,8 +105,7 @@ pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
                     let mc = MC.min(rows.end - ic);
                     pack_a(a, ic, mc, pc, kc, abuf);
                     for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
-                        let w = NR.min(nc - jr);
-                        let next_w = (jr + w < nc).then(|| NR.min(nc - jr - w));
+                        let (w, next_w) = widths(jr, nc);
                         let lines = |parts: Range<usize>| match next {
                             Some(next) => b.lines(next, parts, tiles),
                             None => Fetch::NONE,
@@ -143,6 +142,13 @@ fn following(
     }
 }
 
+/// The width of the `NR`-column panel of B at column `jr` of an `nc`-wide block, and the
+/// next panel's, if the block has one ([`Column::run`] fetches its rows of C ahead).
+fn widths(jr: usize, nc: usize) -> (usize, Option<usize>) {
+    let w = NR.min(nc - jr);
+    (w, (jr + w < nc).then(|| NR.min(nc - jr - w)))
+}
+
 /// [`run_job`] for a job whose rows make one block of A (at most [`MC`]: the hidden
 /// layer's `dX = dY W^T` at batch 80) and a transposed B packed as it goes (columns
 /// contiguous: each panel is `NR` runs of `kc` values). Each `NR`-column panel of B is
@@ -166,7 +172,7 @@ fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, b
             let first = overwrite && slice == 0;
             pack_a(a, rows.start, mc, pc, kc, abuf);
             for jr in (0..nc).step_by(NR) {
-                let w = NR.min(nc - jr);
+                let (w, next_w) = widths(jr, nc);
                 pack_b(b, pc, kc, jc + jr, w, bbuf);
                 // The panel packed next: the next one of this block and slice, else the
                 // first of the next slice, else of the next block.
@@ -183,7 +189,6 @@ fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, b
                     Some(next) => source.lines(next, parts, panels_a),
                     None => Fetch::NONE,
                 };
-                let next_w = (jr + w < nc).then(|| NR.min(nc - jr - w));
                 let on = Column { kind, kc, first, carry_runs: 0 };
                 on.run(
                     abuf,
