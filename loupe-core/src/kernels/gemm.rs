@@ -37,6 +37,11 @@
 //! batch 80), B is packed one `NR`-column panel at a time, just before the tiles that use
 //! it, and the tiles fetch the next panel (`run_panels`): the product 7% faster.
 //!
+//! When B is small (at most 1 MB) and a job's C large (at least 2 MB: NetVLAD's assignment
+//! product), the job packs all of B first and runs each block of rows through every slice
+//! of the inner dimension (`run_rows`), its block of C staying in L2 between slices
+//! instead of the whole C going through memory once per slice.
+//!
 //! A B used for many products (a recurrent weight, once per frame) can be packed once
 //! into a `gemm_packed::PackedB` and multiplied with `gemm_packed::sgemm_packed`: the
 //! same driver with the packing of B skipped, so the result is bit-identical to

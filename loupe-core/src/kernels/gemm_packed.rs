@@ -190,6 +190,9 @@ mod tests {
                 // (`gemm_tile::Carry`): four slices of whole panels over two row blocks,
                 // the last slice partial.
                 (MC + 7, 3 * KC + 5, 2 * NR),
+                // B read whole by the row loop (`gemm::job::run_rows`): two slices, a
+                // partial panel.
+                (MC + 9, 2 * KC + 7, 29),
             ];
             for kind in TileKind::available() {
                 for (s, &shape) in shapes.iter().enumerate() {

@@ -1,12 +1,14 @@
 //! The loops of one job of [`super::sgemm`]: blocks of B (packed as they go, carried by the
-//! tiles of the block before, or read from a `gemm_packed::PackedB`) and, for a transposed
-//! B with few rows of A, panels of B packed one at a time just before their tiles.
+//! tiles of the block before, or read from a `gemm_packed::PackedB`); for a transposed B
+//! with few rows of A, panels of B packed one at a time just before their tiles; for a
+//! small B and a C too large for L2, all of B packed first and each block of rows run
+//! through every slice.
 
 use std::cell::RefCell;
 use std::ops::Range;
 
 use super::blocking::{KC, MC};
-use super::pack::{pack_a, pack_b};
+use super::pack::{pack_a, pack_b, pack_b_into};
 use super::panels::PanelsB;
 use super::view::MatRef;
 use crate::kernels::gemm_tile::{tile, tile_pair, CBase, Carry, Fetch, TileKind, MR, NR};
@@ -28,6 +30,23 @@ const CARRY_FROM: usize = if cfg!(test) { 32 << 10 } else { 8 << 20 };
 /// 512 columns 117-118 ms, 1,024 115-116, 2,048 115-119, 256 122-124.
 const NC_PANELS: usize = 1024;
 const _: () = assert!(NC_PANELS.is_multiple_of(NR));
+
+/// Values of a job's B (all its rows, the job's columns) up to which a job whose rows make
+/// several blocks of A and whose inner dimension makes several slices may pack all of B
+/// first and run each block of rows through every slice ([`run_rows`]): 1 MB, NetVLAD's
+/// assignment weight (`1024 x 256`).
+const WHOLE_B: usize = if cfg!(test) { 24 << 10 } else { 1 << 18 };
+
+/// Values of a job's C from which it takes [`run_rows`] (with a B of at most [`WHOLE_B`]):
+/// 2 MB, an Intel Xeon's L2, past which the block loop reads C back from memory for every
+/// slice. A C that stays in L2 gains nothing from the row loop and loses B's block from L2:
+/// NetVLAD's per-video `X dV` (C 300 KB, one product per thread) ran 208-233 -> 202-208
+/// GFLOP/s under it (`loupe bench --gemm`, two rounds).
+///
+/// The tests lower both bounds (24K and 2K values), so that the block loop keeps its own
+/// small cases (rows past [`MC`] over a few slices) and the row loop gets the ones made
+/// for it.
+const ROWS_C_FROM: usize = if cfg!(test) { 2 << 10 } else { 1 << 19 };
 
 thread_local! {
     /// Each thread's packing buffers (A block, B block), kept between products: the
@@ -64,65 +83,90 @@ pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
                 return run_panels(job, b, c, abuf, bbuf);
             }
         }
-        let Job { kind, a, rows, cols, ks, overwrite } = job;
-        let block = b.block_cols();
-        // Whether `bbuf` already holds the block about to run (carried during the last).
-        let mut ready = false;
-        for jc in cols.clone().step_by(block) {
-            let nc = block.min(cols.end - jc);
-            for (slice, pc) in ks.clone().step_by(KC).enumerate() {
-                let kc = KC.min(ks.end - pc);
-                // The block of B this job packs next.
-                let next = following((pc, kc, jc, nc), &ks, &cols, block);
-                let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
-                let mut share = 0;
-                let bpanels = if ready { &bbuf[..] } else { b.panels(pc, kc, jc, nc, bbuf) };
-                // A large row-major B's next block, in whole panels, is copied into
-                // `bnext` by the tiles of this one (`Carry`, which fetches its own runs
-                // ahead), so that its packing overlaps their multiply-adds. Otherwise the
-                // tiles fetch the next block for the packing that follows them.
-                let mut carry = match (b, next) {
-                    (PanelsB::Strided(bm), Some((pn, kn, jn, nn)))
-                        if bm.col_stride == 1 && nn.is_multiple_of(NR) && bm.rows * bm.cols >= CARRY_FROM =>
-                    {
-                        bnext.resize(nn * kn, 0.0);
-                        Carry::new(
-                            bm.data,
-                            pn * bm.row_stride + jn,
-                            bm.row_stride,
-                            kn,
-                            nn / NR,
-                            &mut bnext[..nn * kn],
-                        )
-                    }
-                    _ => Carry::none(),
-                };
-                let carrying = carry.pending() > 0;
-                let next = if carrying { None } else { next };
-                let runs = carry.pending().div_ceil(tiles);
-                let first = overwrite && slice == 0;
-                for ic in rows.clone().step_by(MC) {
-                    let mc = MC.min(rows.end - ic);
-                    pack_a(a, ic, mc, pc, kc, abuf);
-                    for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
-                        let (w, next_w) = widths(jr, nc);
-                        let lines = |parts: Range<usize>| match next {
-                            Some(next) => b.lines(next, parts, tiles),
-                            None => Fetch::NONE,
-                        };
-                        let on = Column { kind, kc, first, carry_runs: runs };
-                        on.run(abuf, bp, c, (ic, mc), (jc + jr, w, next_w), share, lines, &mut carry);
-                        share += mc.div_ceil(MR);
-                    }
+        if whole_b(&job) {
+            run_rows(job, b, c, abuf, bbuf)
+        } else {
+            run_blocks(job, b, c, abuf, bbuf, bnext)
+        }
+    })
+}
+
+/// Whether a job runs its rows block by block through every slice ([`run_rows`]): rows
+/// for several blocks of A, an inner dimension of several slices, a B (all of its rows,
+/// the job's columns) of at most [`WHOLE_B`] values and a C of at least [`ROWS_C_FROM`].
+pub(super) fn whole_b(job: &Job<'_>) -> bool {
+    let (rows, cols) = (job.rows.len(), job.cols.len());
+    rows > MC && job.ks.len() > KC && job.ks.len() * cols <= WHOLE_B && rows * cols >= ROWS_C_FROM
+}
+
+/// [`run_job`]'s block loop: blocks of B (packed as they go, carried by the tiles of the
+/// block before, or read from a `gemm_packed::PackedB`), each against every block of A.
+pub(super) fn run_blocks(
+    job: Job<'_>,
+    b: PanelsB<'_>,
+    c: &CBase<'_>,
+    abuf: &mut Vec<f32>,
+    bbuf: &mut Vec<f32>,
+    bnext: &mut Vec<f32>,
+) {
+    let Job { kind, a, rows, cols, ks, overwrite } = job;
+    let block = b.block_cols();
+    // Whether `bbuf` already holds the block about to run (carried during the last).
+    let mut ready = false;
+    for jc in cols.clone().step_by(block) {
+        let nc = block.min(cols.end - jc);
+        for (slice, pc) in ks.clone().step_by(KC).enumerate() {
+            let kc = KC.min(ks.end - pc);
+            // The block of B this job packs next.
+            let next = following((pc, kc, jc, nc), &ks, &cols, block);
+            let tiles = nc.div_ceil(NR) * rows.len().div_ceil(MR);
+            let mut share = 0;
+            let bpanels = if ready { &bbuf[..] } else { b.panels(pc, kc, jc, nc, bbuf) };
+            // A large row-major B's next block, in whole panels, is copied into
+            // `bnext` by the tiles of this one (`Carry`, which fetches its own runs
+            // ahead), so that its packing overlaps their multiply-adds. Otherwise the
+            // tiles fetch the next block for the packing that follows them.
+            let mut carry = match (b, next) {
+                (PanelsB::Strided(bm), Some((pn, kn, jn, nn)))
+                    if bm.col_stride == 1 && nn.is_multiple_of(NR) && bm.rows * bm.cols >= CARRY_FROM =>
+                {
+                    bnext.resize(nn * kn, 0.0);
+                    Carry::new(
+                        bm.data,
+                        pn * bm.row_stride + jn,
+                        bm.row_stride,
+                        kn,
+                        nn / NR,
+                        &mut bnext[..nn * kn],
+                    )
                 }
-                carry.finish();
-                ready = carrying;
-                if carrying {
-                    std::mem::swap(bbuf, bnext);
+                _ => Carry::none(),
+            };
+            let carrying = carry.pending() > 0;
+            let next = if carrying { None } else { next };
+            let runs = carry.pending().div_ceil(tiles);
+            let first = overwrite && slice == 0;
+            for ic in rows.clone().step_by(MC) {
+                let mc = MC.min(rows.end - ic);
+                pack_a(a, ic, mc, pc, kc, abuf);
+                for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
+                    let (w, next_w) = widths(jr, nc);
+                    let lines = |parts: Range<usize>| match next {
+                        Some(next) => b.lines(next, parts, tiles),
+                        None => Fetch::NONE,
+                    };
+                    let on = Column { kind, kc, first, carry_runs: runs };
+                    on.run(abuf, bp, c, (ic, mc), (jc + jr, w, next_w), share, lines, &mut carry);
+                    share += mc.div_ceil(MR);
                 }
             }
+            carry.finish();
+            ready = carrying;
+            if carrying {
+                std::mem::swap(bbuf, bnext);
+            }
         }
-    });
+    }
 }
 
 /// The block of B that [`run_job`] packs after block `(pc, kc, jc, nc)`: the next slice of
@@ -200,6 +244,50 @@ fn run_panels(job: Job<'_>, b: MatRef<'_>, c: &CBase<'_>, abuf: &mut Vec<f32>, b
                     lines,
                     &mut Carry::none(),
                 );
+            }
+        }
+    }
+}
+
+/// [`run_job`] for a job with a small B and a large C (NetVLAD's assignment product, `24000
+/// x 1024 x 256` at paper size, cut into jobs of 3,000 rows: C 3 MB each): every slice of
+/// B is packed once, up front, and each block of rows runs through all slices before the
+/// next, so that its block of C (96 KB) stays in L2 from one slice to the next, where the
+/// block loop sends the whole C through memory once per slice (four for the assignment:
+/// about 100 MB of C's traffic per thread against 49 MB of A). Intel Xeon, two threads,
+/// probe alternating builds (four rounds each): 243-248 -> 252-265 GFLOP/s. Every output
+/// sums the same products in the same order as the block loop.
+pub(super) fn run_rows(
+    job: Job<'_>,
+    b: PanelsB<'_>,
+    c: &CBase<'_>,
+    abuf: &mut Vec<f32>,
+    bbuf: &mut Vec<f32>,
+) {
+    let Job { kind, a, rows, cols, ks, overwrite } = job;
+    let (jc, nc) = (cols.start, cols.len());
+    let width = nc.div_ceil(NR) * NR;
+    let slices: Vec<(usize, usize)> = ks.clone().step_by(KC).map(|pc| (pc, KC.min(ks.end - pc))).collect();
+    // Every slice's block, one after the other (each `width * KC` values, the last maybe
+    // fewer).
+    let blocks: Vec<&[f32]> = match b {
+        PanelsB::Strided(bm) => {
+            bbuf.resize(width * ks.len(), 0.0);
+            for (block, &(pc, kc)) in bbuf.chunks_mut(width * KC).zip(&slices) {
+                pack_b_into(bm, pc, kc, jc, nc, block);
+            }
+            bbuf.chunks(width * KC).collect()
+        }
+        PanelsB::Packed(packed) => slices.iter().map(|&(pc, kc)| packed.block(pc, kc, jc, nc)).collect(),
+    };
+    for ic in rows.clone().step_by(MC) {
+        let mc = MC.min(rows.end - ic);
+        for (slice, (&(pc, kc), bpanels)) in slices.iter().zip(&blocks).enumerate() {
+            pack_a(a, ic, mc, pc, kc, abuf);
+            let on = Column { kind, kc, first: overwrite && slice == 0, carry_runs: 0 };
+            for (bp, jr) in bpanels.chunks_exact(NR * kc).zip((0..nc).step_by(NR)) {
+                let (w, next_w) = widths(jr, nc);
+                on.run(abuf, bp, c, (ic, mc), (jc + jr, w, next_w), 0, |_| Fetch::NONE, &mut Carry::none());
             }
         }
     }

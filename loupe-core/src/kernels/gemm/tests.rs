@@ -4,7 +4,7 @@
 
 use super::blocking::NC_TRANSPOSED;
 use super::*;
-use crate::kernels::gemm_tile::LINE;
+use crate::kernels::gemm_tile::{LINE, MR};
 
 /// A deterministic pseudo-random matrix in [-1, 1).
 pub(in crate::kernels) fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -21,6 +21,28 @@ pub(in crate::kernels) fn random(len: usize, seed: u64) -> Vec<f32> {
 
 fn at(m: &MatRef<'_>, i: usize, j: usize) -> f64 {
     m.data[i * m.row_stride + j * m.col_stride] as f64
+}
+
+/// A `(m, k)` and B `(k, n)` over the given values, each row-major or the transpose of a
+/// row-major matrix (columns contiguous).
+fn operands<'d>(
+    a_data: &'d [f32],
+    b_data: &'d [f32],
+    (m, k, n): (usize, usize, usize),
+    a_t: bool,
+    b_t: bool,
+) -> (MatRef<'d>, MatRef<'d>) {
+    let a = if a_t {
+        MatRef::row_major(a_data, k, m).unwrap().transpose()
+    } else {
+        MatRef::row_major(a_data, m, k).unwrap()
+    };
+    let b = if b_t {
+        MatRef::row_major(b_data, n, k).unwrap().transpose()
+    } else {
+        MatRef::row_major(b_data, k, n).unwrap()
+    };
+    (a, b)
 }
 
 /// The product in f64, three nested loops.
@@ -40,16 +62,7 @@ fn naive(a: &MatRef<'_>, b: &MatRef<'_>) -> Vec<f64> {
 fn check(kind: TileKind, (m, k, n): (usize, usize, usize), a_t: bool, b_t: bool, seed: u64) {
     let a_data = random(m * k, seed);
     let b_data = random(k * n, seed + 1);
-    let a = if a_t {
-        MatRef::row_major(&a_data, k, m).unwrap().transpose()
-    } else {
-        MatRef::row_major(&a_data, m, k).unwrap()
-    };
-    let b = if b_t {
-        MatRef::row_major(&b_data, n, k).unwrap().transpose()
-    } else {
-        MatRef::row_major(&b_data, k, n).unwrap()
-    };
+    let (a, b) = operands(&a_data, &b_data, (m, k, n), a_t, b_t);
     let want = naive(&a, &b);
     let ldc = n + 3;
     let old = random(m * ldc, seed + 2);
@@ -85,6 +98,9 @@ fn small_and_edge_shapes_match_the_naive_product_on_both_tiles() {
         (13, 257, 33),
         (MC + 7, KC + 1, NR * 3 + 5),
         (2, 19, 100),
+        // The row loop (`job::run_rows`): B whole, two slices, a partial panel; rows for
+        // two blocks in each job when two or three threads cut them.
+        (4 * MC + 9, 2 * KC + 7, 29),
     ];
     for kind in TileKind::available() {
         for (s, &shape) in shapes.iter().enumerate() {
@@ -143,10 +159,7 @@ fn a_product_alone_gives_the_bits_of_the_product_cut_across_threads() {
         {
             assert!(output_jobs(m, n, k, 3).len() > 1, "{m}x{k}x{n} is cut");
             let (a_data, b_data) = (random(m * k, 30 + s as u64), random(k * n, 40 + s as u64));
-            let (a, b) =
-                (MatRef::row_major(&a_data, m, k).unwrap(), MatRef::row_major(&b_data, k, n).unwrap());
-            let a = if a_t { MatRef::row_major(&a_data, k, m).unwrap().transpose() } else { a };
-            let b = if b_t { MatRef::row_major(&b_data, n, k).unwrap().transpose() } else { b };
+            let (a, b) = operands(&a_data, &b_data, (m, k, n), a_t, b_t);
             let old = random(m * n, 50 + s as u64);
             let (mut cut, mut alone) = (old.clone(), old);
             sgemm(a, b, MatMut::row_major(&mut cut, m, n).unwrap(), true).unwrap();
@@ -187,6 +200,49 @@ fn a_batch_gives_each_product_the_bits_of_sgemm() {
         let err = sgemm_batch(&mut [0.0; 3], 4, operands, false).unwrap_err();
         assert!(matches!(err, GemmError::OutOfBounds { len: 0, .. }), "{err}");
     });
+}
+
+/// The row loop (all of B packed first, each block of rows through every slice) gives the
+/// bits of the block loop, for a whole product and for a job inside a larger C, whose
+/// other values it leaves alone.
+#[test]
+fn the_row_loop_gives_the_bits_of_the_block_loop() {
+    let cases = [
+        ((2 * MC + 5, KC + 40, 40), false, false, (0, 0)),
+        ((MC + 9, 2 * KC + 7, 29), true, true, (0, 0)),
+        ((3 * MC, KC + 1, 3 * NR + 3), false, true, (MR, NR)),
+    ];
+    for kind in TileKind::available() {
+        for (s, &((m, k, n), a_t, b_t, (row, col))) in cases.iter().enumerate() {
+            let (a_data, b_data) = (random(m * k, 70 + s as u64), random(k * n, 80 + s as u64));
+            let (a, b) = operands(&a_data, &b_data, (m, k, n), a_t, b_t);
+            let job = |overwrite| job::Job { kind, a, rows: row..m, cols: col..n, ks: 0..k, overwrite };
+            assert!(job::whole_b(&job(true)), "{m}x{k}x{n} takes the row loop");
+            for overwrite in [true, false] {
+                let old = random(m * n, 90 + s as u64);
+                let (mut by_rows, mut by_blocks) = (old.clone(), old.clone());
+                let bufs = || (Vec::new(), Vec::new(), Vec::new());
+                let (mut a1, mut b1, _) = bufs();
+                job::run_rows(
+                    job(overwrite),
+                    PanelsB::Strided(b),
+                    &CBase::new(&mut by_rows, n),
+                    &mut a1,
+                    &mut b1,
+                );
+                let (mut a2, mut b2, mut n2) = bufs();
+                let base = CBase::new(&mut by_blocks, n);
+                job::run_blocks(job(overwrite), PanelsB::Strided(b), &base, &mut a2, &mut b2, &mut n2);
+                assert_eq!(by_rows, by_blocks, "{kind:?} {m}x{k}x{n} overwrite={overwrite}");
+                // Outside the job's rectangle, C is untouched.
+                for (i, (got, was)) in by_rows.chunks(n).zip(old.chunks(n)).enumerate() {
+                    let kept = if i < row { 0..n } else { 0..col };
+                    assert_eq!(got[kept.clone()], was[kept], "row {i}");
+                }
+                assert_ne!(by_rows, old, "the job wrote its rectangle");
+            }
+        }
+    }
 }
 
 #[test]
