@@ -245,6 +245,28 @@ fn the_row_loop_gives_the_bits_of_the_block_loop() {
     }
 }
 
+/// Packing a block of rows through every slice at once gives each slice's block where
+/// `pack::pack_a` puts it on its own (a partial panel, a slice range starting off the
+/// start of A, a partial last slice; A row-major and transposed).
+#[test]
+fn a_block_packed_through_every_slice_holds_each_slice_s_block() {
+    let (m, k) = (3 * MR + 4, 2 * KC + 19);
+    let data = random(m * k, 100);
+    let (ic, mc, ks) = (MR, 2 * MR + 1, 3..k);
+    for a_t in [false, true] {
+        let (a, _) = operands(&data, &data, (m, k, 1), a_t, false);
+        let mut all = Vec::new();
+        pack::pack_a_slices(a, ic, mc, ks.clone(), &mut all);
+        let blocks: Vec<&[f32]> = all.chunks(mc.div_ceil(MR) * MR * KC).collect();
+        assert_eq!(blocks.len(), ks.len().div_ceil(KC));
+        for (block, pc) in blocks.into_iter().zip(ks.clone().step_by(KC)) {
+            let mut one = Vec::new();
+            pack::pack_a(a, ic, mc, pc, KC.min(ks.end - pc), &mut one);
+            assert_eq!(block, &one[..], "a_t={a_t}, slice from {pc}");
+        }
+    }
+}
+
 #[test]
 fn the_tiles_of_a_block_fetch_every_line_of_the_next_block_once() {
     let (k, n) = (40, 100);
