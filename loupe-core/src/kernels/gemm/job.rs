@@ -83,7 +83,7 @@ pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
                 return run_panels(job, b, c, abuf, bbuf);
             }
         }
-        if whole_b(&job) {
+        if takes_row_loop(&job) {
             run_rows(job, b, c, abuf, bbuf)
         } else {
             run_blocks(job, b, c, abuf, bbuf, bnext)
@@ -94,7 +94,7 @@ pub(super) fn run_job(job: Job<'_>, b: PanelsB<'_>, c: &CBase<'_>) {
 /// Whether a job runs its rows block by block through every slice ([`run_rows`]): rows
 /// for several blocks of A, an inner dimension of several slices, a B (all of its rows,
 /// the job's columns) of at most [`WHOLE_B`] values and a C of at least [`ROWS_C_FROM`].
-pub(super) fn whole_b(job: &Job<'_>) -> bool {
+pub(super) fn takes_row_loop(job: &Job<'_>) -> bool {
     let (rows, cols) = (job.rows.len(), job.cols.len());
     rows > MC && job.ks.len() > KC && job.ks.len() * cols <= WHOLE_B && rows * cols >= ROWS_C_FROM
 }

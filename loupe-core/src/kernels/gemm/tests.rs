@@ -217,7 +217,7 @@ fn the_row_loop_gives_the_bits_of_the_block_loop() {
             let (a_data, b_data) = (random(m * k, 70 + s as u64), random(k * n, 80 + s as u64));
             let (a, b) = operands(&a_data, &b_data, (m, k, n), a_t, b_t);
             let job = |overwrite| job::Job { kind, a, rows: row..m, cols: col..n, ks: 0..k, overwrite };
-            assert!(job::whole_b(&job(true)), "{m}x{k}x{n} takes the row loop");
+            assert!(job::takes_row_loop(&job(true)), "{m}x{k}x{n} takes the row loop");
             for overwrite in [true, false] {
                 let old = random(m * n, 90 + s as u64);
                 let (mut by_rows, mut by_blocks) = (old.clone(), old.clone());
