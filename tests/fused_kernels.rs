@@ -120,6 +120,55 @@ fn frame_input_fused_matches_composed() {
     compare::<FrameInput<6, f64, Cpu>, _, _>(input, x, 1e-10);
 }
 
+/// The evaluation input stage straight into one stream (`Stream::try_eval`, one pass
+/// over the frames) and into all channels (`FrameInput`'s `Module` forward): the bits of
+/// the fused L2 normalisation, the fused batch norm and the channels' copy one after the
+/// other, for every position of the channels, in `f64` and `f32`, with an all-zero frame
+/// on the L2 floor; and the composed dfdx ops' values to rounding.
+#[test]
+fn input_stage_eval_gives_the_bits_of_its_layers_one_after_the_other() {
+    let dev = loupe::device::cpu_seeded(7);
+    let mut input = dev.build_module::<builder::FrameInput<7>, f64>();
+    input.bn.scale = dev.sample_uniform_like(&input.bn.scale) + 0.5;
+    input.bn.shift = dev.sample_normal_like(&input.bn.shift);
+    input.bn.running_mean = dev.sample_normal_like(&input.bn.running_mean);
+    input.bn.running_var = dev.sample_uniform_like(&input.bn.running_var) + 0.25;
+    let mut x = frames::<7>(&dev, 3, 5).as_vec();
+    x[7..14].iter_mut().for_each(|v| *v = 0.0);
+    let x = dev.tensor_from_vec(x, (3usize, 5usize, Const::<7>));
+    let layers = |x: &Tensor<(usize, usize, Const<7>), f64, Cpu>| input.bn.forward(l2_normalize(x.clone()));
+    fn check<const START: usize, const LEN: usize, E: Dtype>(
+        input: &FrameInput<7, E, Cpu>,
+        x: &Tensor<(usize, usize, Const<7>), E, Cpu>,
+        full: &Tensor<(usize, usize, Const<7>), E, Cpu>,
+    ) where
+        Cpu: Device<E>,
+    {
+        let stream = Stream::<START, LEN>.try_eval(input, x).unwrap();
+        let expected: Vec<E> = full.as_vec().chunks(7).flat_map(|f| f[START..START + LEN].to_vec()).collect();
+        assert_eq!(stream.as_vec(), expected, "channels {START}..{}", START + LEN);
+    }
+    let full = layers(&x);
+    assert_eq!(input.forward(x.clone()).as_vec(), full.as_vec(), "all channels");
+    check::<0, 4, f64>(&input, &x, &full);
+    check::<4, 3, f64>(&input, &x, &full);
+    check::<2, 1, f64>(&input, &x, &full);
+    check::<0, 7, f64>(&input, &x, &full);
+    let (input32, x32) = (input.clone().to_dtype::<f32>(), x.clone().to_dtype::<f32>());
+    let full32 = input32.bn.forward(l2_normalize(x32.clone()));
+    assert_eq!(input32.forward(x32.clone()).as_vec(), full32.as_vec(), "all channels, f32");
+    check::<1, 5, f32>(&input32, &x32, &full32);
+    check::<6, 1, f32>(&input32, &x32, &full32);
+    set_fused(false);
+    let composed = layers(&x).as_vec();
+    let composed_stream = Stream::<4, 3>.try_eval(&input, &x).unwrap().as_vec();
+    set_fused(true);
+    assert_close(&full.as_vec(), &composed, 1e-12, "input stage");
+    let expected: Vec<f64> = composed.chunks(7).flat_map(|f| f[4..7].to_vec()).collect();
+    assert_close(&Stream::<4, 3>.try_eval(&input, &x).unwrap().as_vec(), &expected, 1e-12, "stream");
+    assert_close(&composed_stream, &expected, 1e-12, "composed stream");
+}
+
 #[test]
 fn l2_normalize_fused_matches_composed_with_zero_rows() {
     let dev = loupe::device::cpu_seeded(6);

@@ -348,6 +348,9 @@ fn forward_body_with(
     // Recurrent early pooling reads the L2-normalised frames; as data, it takes the tape
     // apart (`Recurrent::try_pool_data`).
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
+    // The evaluation forward of normalised frames split into streams takes each stream
+    // straight from the raw frames (`Stream::try_eval`): no full-width temporary.
+    let eval_streams = !train && !model.video_level && !model.raw_frames && model.early.is_none();
     if data_frames && recurrent_early {
         body.push(quote! {
             let (__x, __tape) = #p::SplitTape::split_tape(__x);
@@ -358,7 +361,7 @@ fn forward_body_with(
             let (__x, __tape) = #p::SplitTape::split_tape(__x);
             let __x = self.input.try_standardize_train(__x)?;
         });
-    } else {
+    } else if !eval_streams {
         let first = call(&Field::Input.ident(), quote!(__x));
         body.push(quote!(let __x = #first;));
     }
@@ -417,7 +420,11 @@ fn forward_body_with(
                 pool_frames(&s.name, frames)
             } else {
                 let src = if i + 1 == n { quote!(__x) } else { quote!(__x.retaped::<#tape>()) };
-                let slice = quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?);
+                let slice = if eval_streams {
+                    quote_spanned!(s.features_span=> #p::nn::Stream::<#start, #len>.try_eval(&self.input, &__x)?)
+                } else {
+                    quote_spanned!(s.features_span=> #p::Module::try_forward(&#p::nn::Stream::<#start, #len>, #src)?)
+                };
                 if masked(s) {
                     call(&s.name, quote!((#slice, ::core::clone::Clone::clone(&__mask))))
                 } else {

@@ -373,6 +373,34 @@ pub(crate) fn l2_rows_forward<F: Real>(x: &[F], c: usize, floor: f64, y: &mut [F
     norms
 }
 
+/// The evaluation input stage in one pass: each row of `x` (`rows x c`) L2-normalised
+/// with the squared-norm floor over all its `c` channels, then channels `[start, start +
+/// len)` (`len = scale.len()`) mapped by `v * scale + offset` (a batch norm with its
+/// running averages folded in) into `y` (`rows x len`). The same operations in the same
+/// order as [`l2_rows_forward`] then [`normalize_rows`], so the same bits, without the
+/// two full-width temporaries between them.
+pub(crate) fn l2_affine_rows<F: Real>(
+    x: &[F],
+    c: usize,
+    floor: f64,
+    start: usize,
+    scale: &[F],
+    offset: &[F],
+    y: &mut [F],
+) {
+    let len = scale.len();
+    assert_eq!(x.len() / c * len, y.len(), "rows x {len} outputs");
+    let per = rows_per_task(x.len() / c, c);
+    y.par_chunks_mut(per * len).zip(x.par_chunks(per * c)).for_each(|(yb, xb)| {
+        for (yr, xr) in yb.chunks_exact_mut(len).zip(xb.chunks_exact(c)) {
+            let inv = F::one() / dot_product(xr, xr).max(real(floor)).sqrt();
+            for (((o, &v), &s), &b) in yr.iter_mut().zip(&xr[start..start + len]).zip(scale).zip(offset) {
+                *o = v * inv * s + b;
+            }
+        }
+    });
+}
+
 /// Backward of [`l2_rows_forward`]: `gx += (gy - y (gy . y) [if above the floor]) / n`.
 pub(crate) fn l2_rows_backward<F: Real>(y: &[F], gy: &[F], norms: &[F], c: usize, floor: f64, gx: &mut [F]) {
     let rows = y.len() / c;

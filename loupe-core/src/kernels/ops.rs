@@ -150,6 +150,20 @@ fn batch_norm_eval<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, con
     if !channel_last || !contiguous::<F, _, _, _>(&x) || layout.contains(&false) {
         return Ok(Err(x.put_tape(tape)));
     }
+    let (scale, offset) = eval_affine::<F, _, _, C>(&bn, (running_mean, running_var))?;
+    let mut out = x.device().try_zeros_like(x.shape())?;
+    let xs = expect_view(params::<F, _, _, _>(&x));
+    math::normalize_rows(xs, C, &scale, &offset, softmax, expect_view(params_mut::<F, _, _, _>(&mut out)));
+    Ok(Ok(out.put_tape(tape)))
+}
+
+/// The evaluation batch norm as one multiply-add per value, `y = x * scale + offset`:
+/// `scale = gamma / sqrt(running_var + epsilon)`, `offset = beta - running_mean * scale`.
+/// The tensors' layout is checked by the caller.
+fn eval_affine<F: Real, E: Dtype, D: Storage<E>, const C: usize>(
+    bn: &BatchNormTensors<'_, C, E, D>,
+    (running_mean, running_var): (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
+) -> Result<(Vec<F>, Vec<F>), D::Err> {
     let gamma = expect_view(read::<F, _, _, _>(bn.scale)?);
     let beta = expect_view(read::<F, _, _, _>(bn.shift)?);
     let mean = expect_view(read::<F, _, _, _>(running_mean)?);
@@ -157,10 +171,58 @@ fn batch_norm_eval<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, con
     let eps = F::from_f64(bn.epsilon).expect("epsilon fits");
     let scale: Vec<F> = gamma.iter().zip(var.iter()).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
     let offset: Vec<F> = beta.iter().zip(mean.iter()).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
-    let mut out = x.device().try_zeros_like(x.shape())?;
-    let xs = expect_view(params::<F, _, _, _>(&x));
-    math::normalize_rows(xs, C, &scale, &offset, softmax, expect_view(params_mut::<F, _, _, _>(&mut out)));
-    Ok(Ok(out.put_tape(tape)))
+    Ok((scale, offset))
+}
+
+/// The evaluation input stage of the frame-level models for channels `[start, start +
+/// len)` of `x`'s last axis (`C` channels, every other axis a row): each row
+/// L2-normalised over all `C` channels with the squared-norm floor `floor`, then the
+/// batch norm with its running averages, written straight into a new tensor of `shape`
+/// (`x`'s rows, `len` channels). One pass over `x` and no full-width temporary, with the
+/// bits of [`try_l2_normalize_rows`], [`try_batch_norm_eval`] and the channels' copy one
+/// after the other. `None` when the kernel does not apply: `x` or the batch norm's
+/// tensors are not contiguous `Cpu` tensors of `f32` / `f64`, `x`'s last axis is not
+/// `C`, or the fused kernels are off.
+///
+/// # Panics
+/// When the channels do not lie within the `C` channels or `shape` does not hold the rows
+/// times `len` values (the callers' const checks rule both out).
+pub(crate) fn try_input_stage_eval<S: Shape, Y: Shape, E: Dtype, D: Device<E>, const C: usize>(
+    x: &Tensor<S, E, D>,
+    floor: f64,
+    bn: BatchNormTensors<'_, C, E, D>,
+    running: (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
+    start: usize,
+    shape: Y,
+) -> Result<Option<Tensor<Y, E, D>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => input_stage_eval::<f32, _, _, _, _, C>(x, floor, bn, running, start, shape),
+        Some(CpuFloat::F64) => input_stage_eval::<f64, _, _, _, _, C>(x, floor, bn, running, start, shape),
+        None => Ok(None),
+    }
+}
+
+fn input_stage_eval<F: Real, S: Shape, Y: Shape, E: Dtype, D: Device<E>, const C: usize>(
+    x: &Tensor<S, E, D>,
+    floor: f64,
+    bn: BatchNormTensors<'_, C, E, D>,
+    running: (&Tensor<Rank1<C>, E, D>, &Tensor<Rank1<C>, E, D>),
+    start: usize,
+    shape: Y,
+) -> Result<Option<Tensor<Y, E, D>>, D::Err> {
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    let layout = [bn.scale, bn.shift, running.0, running.1].map(|t| contiguous::<F, _, _, _>(t));
+    if Y::NUM_DIMS == 0 || !channel_last || !contiguous::<F, _, _, _>(x) || layout.contains(&false) {
+        return Ok(None);
+    }
+    let len = shape.concrete()[Y::NUM_DIMS - 1];
+    assert!(start + len <= C, "channels [{start}, {}) of {C}", start + len);
+    let (scale, offset) = eval_affine::<F, _, _, C>(&bn, running)?;
+    let mut out = x.device().try_zeros_like(&shape)?;
+    let (scale, offset) = (&scale[start..start + len], &offset[start..start + len]);
+    let xs = expect_view(params::<F, _, _, _>(x));
+    math::l2_affine_rows(xs, C, floor, start, scale, offset, expect_view(params_mut::<F, _, _, _>(&mut out)));
+    Ok(Some(out))
 }
 
 /// L2 normalisation of the last axis with a floor on the squared norm,

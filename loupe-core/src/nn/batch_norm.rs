@@ -141,7 +141,7 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
     }
 
     /// What the fused batch-norm kernels read of this layer.
-    fn kernel_tensors(&self) -> crate::kernels::BatchNormTensors<'_, C, E, D> {
+    pub(crate) fn kernel_tensors(&self) -> crate::kernels::BatchNormTensors<'_, C, E, D> {
         crate::kernels::BatchNormTensors {
             scale: &self.scale,
             shift: &self.shift,

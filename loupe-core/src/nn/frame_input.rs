@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::shared::try_l2_normalize;
+use super::shared::{try_l2_normalize, L2_NORM_FLOOR};
 use super::BatchNorm;
 
 pub mod builder {
@@ -74,7 +74,33 @@ impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>> Module<Tensor<(B, S
     type Output = Tensor<(B, S, Const<F>), E, D>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, S, Const<F>), E, D>) -> Result<Self::Output, D::Err> {
+        if let Some(y) = self.try_fused_eval(&x, 0, *x.shape())? {
+            return Ok(y);
+        }
         self.bn.try_forward(try_l2_normalize(x)?)
+    }
+}
+
+impl<const F: usize, E: Dtype, D: Device<E>> FrameInput<F, E, D> {
+    /// Channels `[start, start + len)` of the evaluation output `BN(L2(x))`, as a tensor
+    /// of `shape` (`x`'s rows, `len` channels), by the fused kernel: one pass over `x`,
+    /// the same bits as the two layers one after the other. `None` when the kernel does
+    /// not apply (device, dtype, layout, fused kernels off).
+    fn try_fused_eval<S: Shape, Y: Shape>(
+        &self,
+        x: &Tensor<S, E, D>,
+        start: usize,
+        shape: Y,
+    ) -> Result<Option<Tensor<Y, E, D>>, D::Err> {
+        let running = (&self.bn.running_mean, &self.bn.running_var);
+        crate::kernels::try_input_stage_eval(
+            x,
+            L2_NORM_FLOOR,
+            self.bn.kernel_tensors(),
+            running,
+            start,
+            shape,
+        )
     }
 }
 
@@ -150,6 +176,38 @@ impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
 /// ```
 #[derive(Debug, Default, Clone, Copy, Eq, PartialEq)]
 pub struct Stream<const START: usize, const LEN: usize>;
+
+impl<const START: usize, const LEN: usize> Stream<START, LEN> {
+    /// This stream of `input`'s evaluation output for the raw `frames`: the same values
+    /// as `self.forward(input.forward(frames))`. On the `Cpu` (the fused kernels) each
+    /// stream is normalised straight from the frames, in one pass that reads every frame
+    /// once and writes only this stream's channels, with the same bits; elsewhere it is
+    /// that composition. The evaluation forward of `#[video_model]` takes its streams
+    /// this way.
+    ///
+    /// ```
+    /// # use dfdx::prelude::*;
+    /// # use loupe_core::nn::{builder, FrameInput, Stream};
+    /// let dev = loupe_core::device::cpu();
+    /// let input: FrameInput<6, f32, Cpu> = dev.build_module::<builder::FrameInput<6>, f32>();
+    /// let frames: Tensor<(usize, Const<3>, Const<6>), f32, _> = dev.sample_normal_like(&(2, Const, Const));
+    /// let audio = Stream::<4, 2>.try_eval(&input, &frames).unwrap();
+    /// assert_eq!(audio.as_vec(), Stream::<4, 2>.forward(input.forward(frames)).as_vec());
+    /// ```
+    pub fn try_eval<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>>(
+        &self,
+        input: &FrameInput<F, E, D>,
+        frames: &Tensor<(B, S, Const<F>), E, D>,
+    ) -> Result<Tensor<(B, S, Const<LEN>), E, D>, D::Err> {
+        #[allow(clippy::let_unit_value)]
+        let () = StreamBounds::<START, LEN, F>::CHECK;
+        let (rows, steps, _) = *frames.shape();
+        if let Some(stream) = input.try_fused_eval(frames, START, (rows, steps, Const::<LEN>))? {
+            return Ok(stream);
+        }
+        self.try_forward(input.try_forward(frames.clone())?)
+    }
+}
 
 struct StreamBounds<const START: usize, const LEN: usize, const F: usize>;
 
