@@ -10,7 +10,7 @@ use loupe::kernels::{set_fused, set_gemm};
 use loupe::nn::{
     builder, l2_normalize, try_concat_features, valid_frame_mask, BatchNorm, ClassifierPenalty, FrameInput,
     GruPooling, Hidden, HiddenBn, Logistic, LstmPooling, MixtureOfExperts, NetRvladPooling, NetVladPooling,
-    SoftAssignment, Stream,
+    SoftAssignment, StandardizedFrames, Stream,
 };
 use loupe::train::{Adam, AdamConfig, GradientClipping};
 
@@ -167,6 +167,85 @@ fn input_stage_eval_gives_the_bits_of_its_layers_one_after_the_other() {
     let expected: Vec<f64> = composed.chunks(7).flat_map(|f| f[4..7].to_vec()).collect();
     assert_close(&Stream::<4, 3>.try_eval(&input, &x).unwrap().as_vec(), &expected, 1e-12, "stream");
     assert_close(&composed_stream, &expected, 1e-12, "composed stream");
+}
+
+/// The training input stage kept apart from the frames (`try_standardize_train`) and
+/// applied per stream (`Stream::try_normalized`) or to all channels
+/// (`FrameInput::try_normalized`): the bits of the fused L2 normalisation and the fused
+/// training batch norm (unit scale, zero shift) one after the other, the same running
+/// averages and update count, in `f64` and `f32`, with an all-zero frame on the L2 floor;
+/// and the composed dfdx ops' values to rounding.
+#[test]
+fn standardized_streams_give_the_bits_of_the_layers_one_after_the_other() {
+    let dev = loupe::device::cpu_seeded(8);
+    let mut input = dev.build_module::<builder::FrameInput<7>, f64>();
+    input.bn.scale = dev.sample_uniform_like(&input.bn.scale) + 0.5;
+    input.bn.shift = dev.sample_normal_like(&input.bn.shift);
+    input.bn.running_mean = dev.sample_normal_like(&input.bn.running_mean);
+    input.bn.running_var = dev.sample_uniform_like(&input.bn.running_var) + 0.25;
+    let mut x = frames::<7>(&dev, 3, 5).as_vec();
+    x[14..21].iter_mut().for_each(|v| *v = 0.0);
+    let x = dev.tensor_from_vec(x, (3usize, 5usize, Const::<7>));
+    // The layers one after the other: L2, then a batch norm with a unit affine.
+    fn layers<E: Dtype>(
+        input: &FrameInput<7, E, Cpu>,
+        x: &Tensor<(usize, usize, Const<7>), E, Cpu>,
+    ) -> (Vec<E>, BatchNorm<7, E, Cpu>)
+    where
+        Cpu: Device<E>,
+    {
+        let mut unit = input.bn.clone();
+        unit.scale = x.device().ones_like(&unit.scale);
+        unit.shift = x.device().zeros_like(&unit.shift);
+        let full = unit.forward_mut(l2_normalize(x.clone())).as_vec();
+        (full, unit)
+    }
+    fn stream<const START: usize, const LEN: usize, E: Dtype>(
+        input: &FrameInput<7, E, Cpu>,
+        standardized: &StandardizedFrames<usize, usize, 7, E, Cpu>,
+    ) -> Vec<E>
+    where
+        Cpu: Device<E>,
+    {
+        Stream::<START, LEN>.try_normalized(input, standardized, NoneTape).unwrap().standardized.as_vec()
+    }
+    fn channels<E: Dtype>(full: &[E], start: usize, len: usize) -> Vec<E> {
+        full.chunks(7).flat_map(|f| f[start..start + len].to_vec()).collect()
+    }
+    let (full, unit) = layers(&input, &x);
+    let mut kept = input.clone();
+    let standardized = kept.try_standardize_train(x.clone()).unwrap();
+    for (moved, expected) in
+        [(&kept.bn.running_mean, &unit.running_mean), (&kept.bn.running_var, &unit.running_var)]
+    {
+        assert_eq!(moved.as_vec(), expected.as_vec(), "running averages");
+    }
+    assert_eq!(kept.bn.updates.as_vec(), unit.updates.as_vec(), "update count");
+    assert_eq!(
+        kept.try_normalized(&standardized, NoneTape).unwrap().standardized.as_vec(),
+        full,
+        "all channels"
+    );
+    assert_eq!(stream::<0, 4, f64>(&kept, &standardized), channels(&full, 0, 4));
+    assert_eq!(stream::<4, 3, f64>(&kept, &standardized), channels(&full, 4, 3));
+    assert_eq!(stream::<2, 1, f64>(&kept, &standardized), channels(&full, 2, 1));
+    let (input32, x32) = (input.clone().to_dtype::<f32>(), x.clone().to_dtype::<f32>());
+    let (full32, _) = layers(&input32, &x32);
+    let mut kept32 = input32.clone();
+    let standardized32 = kept32.try_standardize_train(x32).unwrap();
+    assert_eq!(stream::<1, 5, f32>(&kept32, &standardized32), channels(&full32, 1, 5));
+    set_fused(false);
+    let mut composed = input.clone();
+    let composed_frames = composed.try_standardize_train(x.clone()).unwrap();
+    let composed_stream = stream::<4, 3, f64>(&composed, &composed_frames);
+    set_fused(true);
+    assert_close(&composed_stream, &channels(&full, 4, 3), 1e-12, "composed stream");
+    assert_close(
+        &composed.bn.running_var.as_vec(),
+        &unit.running_var.as_vec(),
+        1e-12,
+        "composed running var",
+    );
 }
 
 #[test]

@@ -373,6 +373,18 @@ pub(crate) fn l2_rows_forward<F: Real>(x: &[F], c: usize, floor: f64, y: &mut [F
     norms
 }
 
+/// `1 / sqrt(max(sum x^2, floor))` of one row, as [`l2_rows_forward`] computes it.
+fn inverse_norm<F: Real>(row: &[F], floor: F) -> F {
+    F::one() / dot_product(row, row).max(floor).sqrt()
+}
+
+/// `y = x * inv * scale + offset` for channels `[start, start + y.len())` of one row.
+fn affine_row<F: Real>(row: &[F], inv: F, start: usize, scale: &[F], offset: &[F], y: &mut [F]) {
+    for (((o, &v), &s), &b) in y.iter_mut().zip(&row[start..]).zip(scale).zip(offset) {
+        *o = v * inv * s + b;
+    }
+}
+
 /// The evaluation input stage in one pass: each row of `x` (`rows x c`) L2-normalised
 /// with the squared-norm floor over all its `c` channels, then channels `[start, start +
 /// len)` (`len = scale.len()`) mapped by `v * scale + offset` (a batch norm with its
@@ -393,12 +405,71 @@ pub(crate) fn l2_affine_rows<F: Real>(
     let per = rows_per_task(x.len() / c, c);
     y.par_chunks_mut(per * len).zip(x.par_chunks(per * c)).for_each(|(yb, xb)| {
         for (yr, xr) in yb.chunks_exact_mut(len).zip(xb.chunks_exact(c)) {
-            let inv = F::one() / dot_product(xr, xr).max(real(floor)).sqrt();
-            for (((o, &v), &s), &b) in yr.iter_mut().zip(&xr[start..start + len]).zip(scale).zip(offset) {
-                *o = v * inv * s + b;
-            }
+            affine_row(xr, inverse_norm(xr, real(floor)), start, scale, offset, yr);
         }
     });
+}
+
+/// [`l2_affine_rows`] with each row's inverse norm given (`inv`, one per row of `x`).
+pub(crate) fn affine_rows<F: Real>(
+    x: &[F],
+    c: usize,
+    inv: &[F],
+    start: usize,
+    scale: &[F],
+    offset: &[F],
+    y: &mut [F],
+) {
+    let len = scale.len();
+    assert_eq!(
+        (x.len() / c * len, inv.len()),
+        (y.len(), x.len() / c),
+        "rows x {len} outputs, a norm per row"
+    );
+    let per = rows_per_task(inv.len(), c);
+    y.par_chunks_mut(per * len).zip(x.par_chunks(per * c)).zip(inv.par_chunks(per)).for_each(
+        |((yb, xb), ib)| {
+            for ((yr, xr), &i) in yb.chunks_exact_mut(len).zip(xb.chunks_exact(c)).zip(ib) {
+                affine_row(xr, i, start, scale, offset, yr);
+            }
+        },
+    );
+}
+
+/// The training input stage's statistics without its output: each row's inverse L2 norm
+/// (`inv`, with the squared-norm floor) and the batch mean and biased variance of the
+/// L2-normalised rows, `x * inv`, per channel. The same operations in the same order as
+/// [`l2_rows_forward`] then [`batch_norm_forward`]'s statistics, so the same bits, with
+/// the normalised rows never written: the standardised values are formed where they are
+/// used ([`affine_rows`]).
+pub(crate) fn l2_standardize_stats<F: Real>(x: &[F], c: usize, floor: f64) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let rows = x.len() / c;
+    let mut inv = vec![F::zero(); rows];
+    let per = rows_per_task(rows, c);
+    inv.par_chunks_mut(per).zip(x.par_chunks(per * c)).for_each(|(ib, xb)| {
+        for (i, xr) in ib.iter_mut().zip(xb.chunks_exact(c)) {
+            *i = inverse_norm(xr, real(floor));
+        }
+    });
+    let n = F::from_usize(rows).expect("row count fits the float type");
+    let mean: Vec<F> = column_sums(x, c, |r, row, acc| {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a = *a + v * inv[r];
+        }
+    })
+    .into_iter()
+    .map(|s| s / n)
+    .collect();
+    let var: Vec<F> = column_sums(x, c, |r, row, acc| {
+        for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
+            let y = v * inv[r];
+            *a = *a + (y - m) * (y - m);
+        }
+    })
+    .into_iter()
+    .map(|s| s / n)
+    .collect();
+    (inv, mean, var)
 }
 
 /// Backward of [`l2_rows_forward`]: `gx += (gy - y (gy . y) [if above the floor]) / n`.

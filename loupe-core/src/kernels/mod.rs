@@ -45,7 +45,8 @@ pub(crate) use gemm_ops::{
 pub(crate) use math::{adam_update, squared_norm, Real};
 pub(crate) use ops::{
     try_batch_norm_eval, try_batch_norm_train, try_half_squared_norm, try_input_stage_eval,
-    try_l2_normalize_rows, try_vlad_normalize, BatchNormTensors,
+    try_l2_normalize_rows, try_standardize_train, try_standardized_channels, try_vlad_normalize,
+    BatchNormTensors, Standardization,
 };
 pub(crate) use view::{
     expect_view, grad_mut, is_cpu, params, params_mut, read, restore_grad, take_grad, write,

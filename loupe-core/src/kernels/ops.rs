@@ -11,8 +11,8 @@ use dfdx::prelude::*;
 
 use super::math::{self, Real};
 use super::view::{
-    contiguous, expect_view, grad_buffer, grad_mut, params, params_mut, read, restore_grad, take_grad, write,
-    zeroed,
+    contiguous, expect_view, grad_buffer, grad_mut, is_cpu, params, params_mut, read, restore_grad,
+    take_grad, tensor_from, write, zeroed,
 };
 use super::{cpu_float, CpuFloat};
 
@@ -223,6 +223,113 @@ fn input_stage_eval<F: Real, S: Shape, Y: Shape, E: Dtype, D: Device<E>, const C
     let xs = expect_view(params::<F, _, _, _>(x));
     math::l2_affine_rows(xs, C, floor, start, scale, offset, expect_view(params_mut::<F, _, _, _>(&mut out)));
     Ok(Some(out))
+}
+
+/// A training batch's input standardisation, computed but not applied: each row's
+/// inverse L2 norm and the per-channel `scale` and `offset` that map the L2-normalised
+/// row to `(L2(x) - mean) / sqrt(var + epsilon)` ([`try_standardize_train`]); the
+/// standardised channels are formed by [`try_standardized_channels`].
+#[derive(Debug, Clone)]
+pub(crate) struct Standardization<const C: usize, E: Dtype, D: Storage<E>> {
+    inv_norms: Tensor<(usize,), E, D>,
+    scale: Tensor<Rank1<C>, E, D>,
+    offset: Tensor<Rank1<C>, E, D>,
+}
+
+/// Training-mode standardisation statistics of the frame-level input stage over the rows
+/// of `x` (`C` channels last, every other axis a row): each row L2-normalised with the
+/// squared-norm floor `floor`, then the batch mean and biased variance per channel,
+/// without writing the normalised rows. The running averages `running = (mean, var)`
+/// move towards the batch statistics, `r = decay r + (1 - decay) batch`, as
+/// [`try_batch_norm_train`] moves them (`decay` is asked for only when the kernel
+/// applies). The bits of [`try_l2_normalize_rows`] then [`try_batch_norm_train`] with a
+/// unit scale and a zero shift. `None` when the kernel does not apply (not contiguous
+/// `Cpu` tensors of `f32` / `f64`, `x`'s last axis not `C`, or the fused kernels off).
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_standardize_train<S: Shape, E: Dtype, D: Device<E>, const C: usize>(
+    x: &Tensor<S, E, D>,
+    floor: f64,
+    epsilon: f64,
+    running: (&mut Tensor<Rank1<C>, E, D>, &mut Tensor<Rank1<C>, E, D>),
+    decay: impl FnOnce() -> f64,
+) -> Result<Option<Standardization<C, E, D>>, D::Err> {
+    match cpu_float::<E, D>() {
+        Some(CpuFloat::F32) => standardize_train::<f32, _, _, _, C>(x, floor, epsilon, running, decay),
+        Some(CpuFloat::F64) => standardize_train::<f64, _, _, _, C>(x, floor, epsilon, running, decay),
+        None => Ok(None),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn standardize_train<F: Real, S: Shape, E: Dtype, D: Device<E>, const C: usize>(
+    x: &Tensor<S, E, D>,
+    floor: f64,
+    epsilon: f64,
+    (running_mean, running_var): (&mut Tensor<Rank1<C>, E, D>, &mut Tensor<Rank1<C>, E, D>),
+    decay: impl FnOnce() -> f64,
+) -> Result<Option<Standardization<C, E, D>>, D::Err> {
+    let channel_last = S::NUM_DIMS > 0 && x.shape().concrete()[S::NUM_DIMS - 1] == C;
+    let running = [&*running_mean, &*running_var].map(|t| contiguous::<F, _, _, _>(t));
+    if !channel_last || !contiguous::<F, _, _, _>(x) || running.contains(&false) {
+        return Ok(None);
+    }
+    let (inv, mean, var) = math::l2_standardize_stats(expect_view(params::<F, _, _, _>(x)), C, floor);
+    // A batch norm with a unit scale and a zero shift, as `batch_norm_forward` forms it.
+    let eps = F::from_f64(epsilon).expect("epsilon fits");
+    let scale: Vec<F> = var.iter().map(|&v| F::one() * (F::one() / (v + eps).sqrt())).collect();
+    let offset: Vec<F> = mean.iter().zip(&scale).map(|(&m, &s)| F::zero() - m * s).collect();
+    let decay = F::from_f64(decay()).expect("decay fits");
+    for (running, batch) in [(running_mean, &mean), (running_var, &var)] {
+        let mut r = expect_view(read::<F, _, _, _>(running)?);
+        for (r, &b) in r.iter_mut().zip(batch) {
+            *r = decay * *r + (F::one() - decay) * b;
+        }
+        assert!(write(running, &r), "the running average was read as a contiguous Cpu tensor");
+    }
+    let dev = x.device();
+    Ok(Some(Standardization {
+        inv_norms: tensor_from::<F, _, _, _>(dev, (inv.len(),), &inv)?,
+        scale: tensor_from::<F, _, _, _>(dev, Rank1::<C>::default(), &scale)?,
+        offset: tensor_from::<F, _, _, _>(dev, Rank1::<C>::default(), &offset)?,
+    }))
+}
+
+/// Channels `[start, start + len)` of the standardised rows of `x` that `standardization`
+/// describes (`x` the frames it was computed from), as a new tensor of `shape` (`x`'s
+/// rows, `len` channels): one pass over `x`, no full-width temporary.
+///
+/// # Panics
+/// When `x` is not the contiguous `Cpu` tensor of `f32` / `f64` with `C` channels that
+/// [`try_standardize_train`] accepted, or the channels do not lie within the `C`
+/// channels, or `shape` does not hold the rows times `len` values.
+pub(crate) fn try_standardized_channels<S: Shape, Y: Shape, E: Dtype, D: Device<E>, const C: usize>(
+    x: &Tensor<S, E, D>,
+    standardization: &Standardization<C, E, D>,
+    start: usize,
+    shape: Y,
+) -> Result<Tensor<Y, E, D>, D::Err> {
+    fn channels<F: Real, S: Shape, Y: Shape, E: Dtype, D: Device<E>, const C: usize>(
+        x: &Tensor<S, E, D>,
+        s: &Standardization<C, E, D>,
+        start: usize,
+        shape: Y,
+    ) -> Result<Tensor<Y, E, D>, D::Err> {
+        let len = if Y::NUM_DIMS == 0 { 1 } else { shape.concrete()[Y::NUM_DIMS - 1] };
+        assert!(start + len <= C, "channels [{start}, {}) of {C}", start + len);
+        let mut out = x.device().try_zeros_like(&shape)?;
+        let inv = expect_view(params::<F, _, _, _>(&s.inv_norms));
+        let scale = &expect_view(params::<F, _, _, _>(&s.scale))[start..start + len];
+        let offset = &expect_view(params::<F, _, _, _>(&s.offset))[start..start + len];
+        let xs = expect_view(params::<F, _, _, _>(x));
+        math::affine_rows(xs, C, inv, start, scale, offset, expect_view(params_mut::<F, _, _, _>(&mut out)));
+        Ok(out)
+    }
+    // By dtype alone: the statistics exist only where the kernel applied.
+    if is_cpu::<f32, E, D>() {
+        channels::<f32, _, _, _, _, C>(x, standardization, start, shape)
+    } else {
+        channels::<f64, _, _, _, _, C>(x, standardization, start, shape)
+    }
 }
 
 /// L2 normalisation of the last axis with a floor on the squared norm,

@@ -175,6 +175,28 @@ impl<const C: usize, E: Dtype, D: Device<E>> BatchNorm<C, E, D> {
         Ok(y)
     }
 
+    /// The training statistics of `L2(x)` (each row of `x` L2-normalised with the
+    /// squared-norm floor `floor`, `C` channels last) by the fused kernel, the running
+    /// averages and the update count moved as [`Self::try_fused_train`] moves them; the
+    /// normalisation itself, with a unit scale and a zero shift, is left to
+    /// [`crate::kernels::try_standardized_channels`]. `None` when the kernel does not
+    /// apply.
+    pub(crate) fn try_fused_standardize<S: Shape>(
+        &mut self,
+        x: &Tensor<S, E, D>,
+        floor: f64,
+    ) -> Result<Option<crate::kernels::Standardization<C, E, D>>, D::Err> {
+        let running = (&mut self.running_mean, &mut self.running_var);
+        let updates = &self.updates;
+        let decay = || batch_norm_decay(updates.as_vec()[0].to_f64().unwrap_or(0.0));
+        let standardization =
+            crate::kernels::try_standardize_train(x, floor, BATCH_NORM_EPSILON, running, decay)?;
+        if standardization.is_some() {
+            self.updates = self.updates.clone().try_add(E::ONE)?;
+        }
+        Ok(standardization)
+    }
+
     /// Evaluation-mode normalisation, followed by a softmax over the channels when
     /// `softmax` is set, by the fused kernel (no tape); `Err(x)` when the kernel does not
     /// apply.

@@ -63,7 +63,7 @@ pub use glu::Glu;
 pub use hidden::{Hidden, HiddenBn};
 pub use logistic::Logistic;
 pub use mixture_of_experts::MixtureOfExperts;
-pub use pool_frames::{NormalizedFrames, PoolFrames};
+pub use pool_frames::{NormalizedFrames, PoolFrames, StandardizedFrames};
 pub use probability_gating::ProbabilityGating;
 pub use se_context_gating::SeContextGating;
 // --- end of the head layers ---

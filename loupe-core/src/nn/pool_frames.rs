@@ -46,16 +46,51 @@ impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
     }
 }
 
+/// A training batch's frames after the input's L2 normalisation and batch-norm
+/// standardisation with the batch statistics, `(L2(x) - mean) / sqrt(var + eps)`, the
+/// running averages already moved ([`FrameInput::try_standardize_train`]). With the
+/// fused kernels the statistics are kept apart from the raw frames and each stream is
+/// standardised straight from them when it is taken ([`Stream::try_normalized`]): no
+/// full-width temporary. Elsewhere the standardised frames are one tensor.
+#[derive(Debug, Clone)]
+pub struct StandardizedFrames<B: Dim, S: Dim, const F: usize, E: Dtype, D: Storage<E>> {
+    /// The raw frames with `standardization`, or the standardised frames without.
+    frames: Tensor<(B, S, Const<F>), E, D>,
+    standardization: Option<crate::kernels::Standardization<F, E, D>>,
+}
+
+impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>> StandardizedFrames<B, S, F, E, D> {
+    /// Frames standardised elsewhere, taken as they are.
+    pub fn from_standardized(frames: Tensor<(B, S, Const<F>), E, D>) -> Self {
+        Self { frames, standardization: None }
+    }
+
+    /// Channels `[START, START + LEN)` of the standardised frames.
+    fn try_channels<const START: usize, const LEN: usize>(
+        &self,
+    ) -> Result<Tensor<(B, S, Const<LEN>), E, D>, D::Err> {
+        let (rows, steps, _) = *self.frames.shape();
+        match &self.standardization {
+            Some(s) => {
+                crate::kernels::try_standardized_channels(&self.frames, s, START, (rows, steps, Const::<LEN>))
+            }
+            None => Stream::<START, LEN>.try_forward(self.frames.clone()),
+        }
+    }
+}
+
 impl<const F: usize, E: Dtype, D: Device<E>> FrameInput<F, E, D> {
     /// Training-mode standardisation of frames that need no gradient:
     /// `(L2(x) - mean) / sqrt(var + eps)` over the batch's `B*S` frames, without the
     /// batch norm's affine. Updates the running averages exactly as the training forward
     /// does. Pair with [`Self::try_normalized`] or [`Stream::try_normalized`].
-    #[allow(clippy::type_complexity)]
     pub fn try_standardize_train<B: Dim, S: Dim>(
         &mut self,
         x: Tensor<(B, S, Const<F>), E, D>,
-    ) -> Result<Tensor<(B, S, Const<F>), E, D>, D::Err> {
+    ) -> Result<StandardizedFrames<B, S, F, E, D>, D::Err> {
+        if let Some(s) = self.bn.try_fused_standardize(&x, super::L2_NORM_FLOOR)? {
+            return Ok(StandardizedFrames { frames: x, standardization: Some(s) });
+        }
         let mut unit = self.bn.clone();
         unit.scale = x.device().try_ones_like(&self.bn.scale)?;
         unit.shift = x.device().try_zeros_like(&self.bn.shift)?;
@@ -63,7 +98,7 @@ impl<const F: usize, E: Dtype, D: Device<E>> FrameInput<F, E, D> {
         self.bn.running_mean = unit.running_mean;
         self.bn.running_var = unit.running_var;
         self.bn.updates = unit.updates;
-        Ok(standardized)
+        Ok(StandardizedFrames::from_standardized(standardized))
     }
 
     /// All channels of standardised frames with this input's affine; `tape` goes on the
@@ -71,11 +106,15 @@ impl<const F: usize, E: Dtype, D: Device<E>> FrameInput<F, E, D> {
     #[allow(clippy::type_complexity)]
     pub fn try_normalized<B: Dim, S: Dim, T: Tape<E, D>>(
         &self,
-        standardized: &Tensor<(B, S, Const<F>), E, D>,
+        standardized: &StandardizedFrames<B, S, F, E, D>,
         tape: T,
     ) -> Result<NormalizedFrames<B, S, F, E, D, T>, D::Err> {
+        let frames = match standardized.standardization {
+            Some(_) => standardized.try_channels::<0, F>()?,
+            None => standardized.frames.clone(),
+        };
         Ok(NormalizedFrames {
-            standardized: standardized.clone(),
+            standardized: frames,
             scale: self.bn.scale.clone().put_tape(tape),
             shift: self.bn.shift.retaped::<T>(),
         })
@@ -89,10 +128,10 @@ impl<const START: usize, const LEN: usize> Stream<START, LEN> {
     pub fn try_normalized<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
         &self,
         input: &FrameInput<F, E, D>,
-        standardized: &Tensor<(B, S, Const<F>), E, D>,
+        standardized: &StandardizedFrames<B, S, F, E, D>,
         tape: T,
     ) -> Result<NormalizedFrames<B, S, LEN, E, D, T>, D::Err> {
-        let frames = self.try_forward(standardized.clone())?;
+        let frames = standardized.try_channels::<START, LEN>()?;
         let channels = |t: Tensor<Rank1<F>, E, D, T>| {
             t.try_slice((START..START + LEN,))?.try_reshape_like(&(Const::<LEN>,))
         };
