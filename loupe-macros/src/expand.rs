@@ -349,7 +349,8 @@ fn forward_body_with(
     // apart (`Recurrent::try_pool_data`).
     let recurrent_early = model.early.as_ref().is_some_and(|p| p.kind.in_order);
     // The evaluation forward of normalised frames split into streams takes each stream
-    // straight from the raw frames (`Stream::try_eval`): no full-width temporary.
+    // straight from the raw frames where the fused kernels run (`FrameInput::
+    // try_eval_frames`, `Stream::try_eval`): no full-width temporary.
     let eval_streams = !train && !model.video_level && !model.raw_frames && model.early.is_none();
     if data_frames && recurrent_early {
         body.push(quote! {
@@ -405,6 +406,9 @@ fn forward_body_with(
                 let __shape = *#p::HasShape::shape(&__x);
                 let __mask = #p::nn::valid_frame_mask(__x.device(), __lengths, (__shape.0, __shape.1));
             });
+        }
+        if eval_streams {
+            body.push(quote!(let __x = self.input.try_eval_frames(__x)?;));
         }
         let mut pooled = Vec::new();
         for (i, s) in model.streams.iter().enumerate() {

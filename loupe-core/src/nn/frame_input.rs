@@ -177,13 +177,44 @@ impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
 #[derive(Debug, Default, Clone, Copy, Eq, PartialEq)]
 pub struct Stream<const START: usize, const LEN: usize>;
 
+/// The frames of an evaluation forward as its streams take them ([`Stream::try_eval`]),
+/// from [`FrameInput::try_eval_frames`]: where the fused kernels run, the raw frames, each
+/// stream normalised straight from them; elsewhere the input stage's output `BN(L2(x))`,
+/// computed once for all streams.
+#[derive(Debug, Clone)]
+pub struct EvalFrames<B: Dim, S: Dim, const F: usize, E: Dtype, D: Storage<E>> {
+    frames: Tensor<(B, S, Const<F>), E, D>,
+    normalized: bool,
+}
+
+impl<B: Dim, S: Dim, const F: usize, E: Dtype, D: Storage<E>> EvalFrames<B, S, F, E, D> {
+    /// The frames' shape, `(B, S, F)`.
+    pub fn shape(&self) -> (B, S, Const<F>) {
+        *self.frames.shape()
+    }
+}
+
+impl<const F: usize, E: Dtype, D: Device<E>> FrameInput<F, E, D> {
+    /// The raw `frames` of an evaluation forward, ready for its streams to take
+    /// ([`Stream::try_eval`]).
+    pub fn try_eval_frames<B: Dim, S: Dim>(
+        &self,
+        frames: Tensor<(B, S, Const<F>), E, D>,
+    ) -> Result<EvalFrames<B, S, F, E, D>, D::Err> {
+        if crate::kernels::fused_for::<E, D>() {
+            return Ok(EvalFrames { frames, normalized: false });
+        }
+        Ok(EvalFrames { frames: self.try_forward(frames)?, normalized: true })
+    }
+}
+
 impl<const START: usize, const LEN: usize> Stream<START, LEN> {
-    /// This stream of `input`'s evaluation output for the raw `frames`: the same values
-    /// as `self.forward(input.forward(frames))`. On the `Cpu` (the fused kernels) each
-    /// stream is normalised straight from the frames, in one pass that reads every frame
-    /// once and writes only this stream's channels, with the same bits; elsewhere it is
-    /// that composition. The evaluation forward of `#[video_model]` takes its streams
-    /// this way.
+    /// This stream of `input`'s evaluation output: the same values as
+    /// `self.forward(input.forward(frames))`. On the `Cpu` (the fused kernels) each
+    /// stream is normalised straight from the raw frames, in one pass that reads every
+    /// frame once and writes only this stream's channels, with the same bits; elsewhere
+    /// it is the slice of the input stage's output. The evaluation forward of
+    /// `#[video_model]` takes its streams this way.
     ///
     /// ```
     /// # use dfdx::prelude::*;
@@ -191,21 +222,26 @@ impl<const START: usize, const LEN: usize> Stream<START, LEN> {
     /// let dev = loupe_core::device::cpu();
     /// let input: FrameInput<6, f32, Cpu> = dev.build_module::<builder::FrameInput<6>, f32>();
     /// let frames: Tensor<(usize, Const<3>, Const<6>), f32, _> = dev.sample_normal_like(&(2, Const, Const));
-    /// let audio = Stream::<4, 2>.try_eval(&input, &frames).unwrap();
+    /// let ready = input.try_eval_frames(frames.clone()).unwrap();
+    /// let audio = Stream::<4, 2>.try_eval(&input, &ready).unwrap();
     /// assert_eq!(audio.as_vec(), Stream::<4, 2>.forward(input.forward(frames)).as_vec());
     /// ```
     pub fn try_eval<B: Dim, S: Dim, const F: usize, E: Dtype, D: Device<E>>(
         &self,
         input: &FrameInput<F, E, D>,
-        frames: &Tensor<(B, S, Const<F>), E, D>,
+        frames: &EvalFrames<B, S, F, E, D>,
     ) -> Result<Tensor<(B, S, Const<LEN>), E, D>, D::Err> {
         #[allow(clippy::let_unit_value)]
         let () = StreamBounds::<START, LEN, F>::CHECK;
-        let (rows, steps, _) = *frames.shape();
-        if let Some(stream) = input.try_fused_eval(frames, START, (rows, steps, Const::<LEN>))? {
+        if frames.normalized {
+            return self.try_forward(frames.frames.clone());
+        }
+        let (rows, steps, _) = frames.shape();
+        if let Some(stream) = input.try_fused_eval(&frames.frames, START, (rows, steps, Const::<LEN>))? {
             return Ok(stream);
         }
-        self.try_forward(input.try_forward(frames.clone())?)
+        // Raw frames the kernel does not take (a layout other than row-major).
+        self.try_forward(input.try_forward(frames.frames.clone())?)
     }
 }
 

@@ -58,7 +58,7 @@ mod se_context_gating;
 pub use classifier_penalty::ClassifierPenalty;
 pub use context_gating::{BiasedContextGating, ContextGating};
 pub use dropout::{Dropout, DROPOUT_RATE_SCALE};
-pub use frame_input::{FrameInput, RawFrames, Stream};
+pub use frame_input::{EvalFrames, FrameInput, RawFrames, Stream};
 pub use glu::Glu;
 pub use hidden::{Hidden, HiddenBn};
 pub use logistic::Logistic;
