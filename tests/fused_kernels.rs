@@ -120,6 +120,23 @@ fn frame_input_fused_matches_composed() {
     compare::<FrameInput<6, f64, Cpu>, _, _>(input, x, 1e-10);
 }
 
+/// A 7-channel input stage with every batch-norm tensor drawn (seed `seed`) and frames
+/// `(3, 5, 7)` whose frame `zero` is all zeros (on the L2 floor).
+fn input_stage_and_frames(
+    seed: u64,
+    zero: usize,
+) -> (FrameInput<7, f64, Cpu>, Tensor<(usize, usize, Const<7>), f64, Cpu>) {
+    let dev = loupe::device::cpu_seeded(seed);
+    let mut input = dev.build_module::<builder::FrameInput<7>, f64>();
+    input.bn.scale = dev.sample_uniform_like(&input.bn.scale) + 0.5;
+    input.bn.shift = dev.sample_normal_like(&input.bn.shift);
+    input.bn.running_mean = dev.sample_normal_like(&input.bn.running_mean);
+    input.bn.running_var = dev.sample_uniform_like(&input.bn.running_var) + 0.25;
+    let mut x = frames::<7>(&dev, 3, 5).as_vec();
+    x[zero * 7..(zero + 1) * 7].iter_mut().for_each(|v| *v = 0.0);
+    (input, dev.tensor_from_vec(x, (3usize, 5usize, Const::<7>)))
+}
+
 /// The evaluation input stage straight into one stream (`Stream::try_eval`, one pass
 /// over the frames) and into all channels (`FrameInput`'s `Module` forward): the bits of
 /// the fused L2 normalisation, the fused batch norm and the channels' copy one after the
@@ -127,15 +144,7 @@ fn frame_input_fused_matches_composed() {
 /// on the L2 floor; and the composed dfdx ops' values to rounding.
 #[test]
 fn input_stage_eval_gives_the_bits_of_its_layers_one_after_the_other() {
-    let dev = loupe::device::cpu_seeded(7);
-    let mut input = dev.build_module::<builder::FrameInput<7>, f64>();
-    input.bn.scale = dev.sample_uniform_like(&input.bn.scale) + 0.5;
-    input.bn.shift = dev.sample_normal_like(&input.bn.shift);
-    input.bn.running_mean = dev.sample_normal_like(&input.bn.running_mean);
-    input.bn.running_var = dev.sample_uniform_like(&input.bn.running_var) + 0.25;
-    let mut x = frames::<7>(&dev, 3, 5).as_vec();
-    x[7..14].iter_mut().for_each(|v| *v = 0.0);
-    let x = dev.tensor_from_vec(x, (3usize, 5usize, Const::<7>));
+    let (input, x) = input_stage_and_frames(7, 1);
     let layers = |x: &Tensor<(usize, usize, Const<7>), f64, Cpu>| input.bn.forward(l2_normalize(x.clone()));
     fn check<const START: usize, const LEN: usize, E: Dtype>(
         input: &FrameInput<7, E, Cpu>,
@@ -187,15 +196,7 @@ fn input_stage_eval_gives_the_bits_of_its_layers_one_after_the_other() {
 /// and the composed dfdx ops' values to rounding.
 #[test]
 fn standardized_streams_give_the_bits_of_the_layers_one_after_the_other() {
-    let dev = loupe::device::cpu_seeded(8);
-    let mut input = dev.build_module::<builder::FrameInput<7>, f64>();
-    input.bn.scale = dev.sample_uniform_like(&input.bn.scale) + 0.5;
-    input.bn.shift = dev.sample_normal_like(&input.bn.shift);
-    input.bn.running_mean = dev.sample_normal_like(&input.bn.running_mean);
-    input.bn.running_var = dev.sample_uniform_like(&input.bn.running_var) + 0.25;
-    let mut x = frames::<7>(&dev, 3, 5).as_vec();
-    x[14..21].iter_mut().for_each(|v| *v = 0.0);
-    let x = dev.tensor_from_vec(x, (3usize, 5usize, Const::<7>));
+    let (input, x) = input_stage_and_frames(8, 2);
     // The layers one after the other: L2, then a batch norm with a unit affine.
     fn layers<E: Dtype>(
         input: &FrameInput<7, E, Cpu>,
