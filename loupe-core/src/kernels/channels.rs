@@ -1,5 +1,8 @@
 //! Channels split off and joined along the last axis, copied by all threads: a
-//! frame-level model's streams and the recurrent layers' outputs and final states
+//! frame-level model's streams where the input stage does not write them itself (taped
+//! frames, video-level rows, raw frames; the fused input stage writes each stream
+//! straight from the frames, `ops::try_input_stage_eval` and
+//! `ops::try_standardized_channels`), the recurrent layers' outputs and final states
 //! ([`try_channels`]), and the late fusion of the pooled streams ([`try_concat_rows`]).
 //!
 //! dfdx's `slice` and `concat_along` walk their output one element at a time on one

@@ -23,9 +23,11 @@
 //!   they write their activations over their own input projections, the buffers their
 //!   backward keeps anyway, which a copy would double (`nn::shared::host_mut`). Ops
 //!   that only read their input in the forward use it too: the forwards without a tape
-//!   (evaluation: the frames' L2, every batch norm, the VLAD tail, the split into
-//!   streams) read their input in place and write into the output's tensor, and the
-//!   VLAD tail reads its inputs in place when taped (its backward keeps the output).
+//!   (evaluation: the frames' L2, every batch norm, the input stage into each stream,
+//!   the VLAD tail, the split into streams) read their input in place and write into the
+//!   output's tensor, and the VLAD tail reads its inputs in place when taped (its
+//!   backward keeps the output); so do the training input stage's statistics and
+//!   streams, whose frames are data.
 //!
 //!   The slice is derived from the reference to element 0 that `Index`/`IndexMut` hand
 //!   out, after checking that the tensor is laid out row-major and contiguous. Why that
