@@ -124,11 +124,25 @@ pub(crate) fn batch_norm_forward<F: Real>(
     .into_iter()
     .map(|s| s / n)
     .collect();
-    let inv_std: Vec<F> = var.iter().map(|&v| F::one() / (v + real(eps)).sqrt()).collect();
-    let scale: Vec<F> = gamma.iter().zip(&inv_std).map(|(&g, &s)| g * s).collect();
-    let offset: Vec<F> = beta.iter().zip(&mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let (inv_std, scale, offset) = batch_norm_affine(&mean, &var, gamma, beta, eps);
     normalize_rows(x, c, &scale, &offset, softmax, y);
     BatchNormStats { mean, var, inv_std }
+}
+
+/// A training batch norm from its batch statistics as one multiply-add per value,
+/// `y = x * scale + offset`: returns `inv_std = 1 / sqrt(var + eps)`, `scale = gamma
+/// inv_std` and `offset = beta - mean * scale`, per channel.
+pub(crate) fn batch_norm_affine<F: Real>(
+    mean: &[F],
+    var: &[F],
+    gamma: &[F],
+    beta: &[F],
+    eps: f64,
+) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let inv_std: Vec<F> = var.iter().map(|&v| F::one() / (v + real(eps)).sqrt()).collect();
+    let scale: Vec<F> = gamma.iter().zip(&inv_std).map(|(&g, &s)| g * s).collect();
+    let offset: Vec<F> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    (inv_std, scale, offset)
 }
 
 /// `y = x * scale + offset` per channel, then optionally a softmax per row.

@@ -79,15 +79,7 @@ fn batch_norm_train<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, co
         softmax,
         expect_view(params_mut::<F, _, _, _>(&mut out)),
     );
-    let decay = F::from_f64(decay()).expect("decay fits");
-    for (running, batch) in [(running_mean, &stats.mean), (running_var, &stats.var)] {
-        if let Some(mut r) = read::<F, _, _, _>(running)? {
-            for (r, &b) in r.iter_mut().zip(batch) {
-                *r = decay * *r + (F::one() - decay) * b;
-            }
-            assert!(write(running, &r), "the running average was read as a contiguous Cpu tensor");
-        }
-    }
+    move_running_averages((running_mean, running_var), (&stats.mean, &stats.var), decay())?;
     if T::OWNS_TAPE {
         let (x_keep, out_keep, scale, shift) = (x, out.clone(), bn.scale.clone(), bn.shift.clone());
         tape.add_backward_op(move |grads| {
@@ -155,6 +147,26 @@ fn batch_norm_eval<F: Real, S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, con
     let xs = expect_view(params::<F, _, _, _>(&x));
     math::normalize_rows(xs, C, &scale, &offset, softmax, expect_view(params_mut::<F, _, _, _>(&mut out)));
     Ok(Ok(out.put_tape(tape)))
+}
+
+/// Moves a batch norm's running averages `(mean, var)` towards the batch statistics,
+/// `r = decay r + (1 - decay) batch`; a running average that is not a contiguous `Cpu`
+/// tensor of `F` is left as it is.
+fn move_running_averages<F: Real, E: Dtype, D: Storage<E>, const C: usize>(
+    (running_mean, running_var): (&mut Tensor<Rank1<C>, E, D>, &mut Tensor<Rank1<C>, E, D>),
+    (mean, var): (&[F], &[F]),
+    decay: f64,
+) -> Result<(), D::Err> {
+    let decay = F::from_f64(decay).expect("decay fits");
+    for (running, batch) in [(running_mean, mean), (running_var, var)] {
+        if let Some(mut r) = read::<F, _, _, _>(running)? {
+            for (r, &b) in r.iter_mut().zip(batch) {
+                *r = decay * *r + (F::one() - decay) * b;
+            }
+            assert!(write(running, &r), "the running average was read as a contiguous Cpu tensor");
+        }
+    }
+    Ok(())
 }
 
 /// The evaluation batch norm as one multiply-add per value, `y = x * scale + offset`:
@@ -274,18 +286,10 @@ fn standardize_train<F: Real, S: Shape, E: Dtype, D: Device<E>, const C: usize>(
         return Ok(None);
     }
     let (inv, mean, var) = math::l2_standardize_stats(expect_view(params::<F, _, _, _>(x)), C, floor);
-    // A batch norm with a unit scale and a zero shift, as `batch_norm_forward` forms it.
-    let eps = F::from_f64(epsilon).expect("epsilon fits");
-    let scale: Vec<F> = var.iter().map(|&v| F::one() * (F::one() / (v + eps).sqrt())).collect();
-    let offset: Vec<F> = mean.iter().zip(&scale).map(|(&m, &s)| F::zero() - m * s).collect();
-    let decay = F::from_f64(decay()).expect("decay fits");
-    for (running, batch) in [(running_mean, &mean), (running_var, &var)] {
-        let mut r = expect_view(read::<F, _, _, _>(running)?);
-        for (r, &b) in r.iter_mut().zip(batch) {
-            *r = decay * *r + (F::one() - decay) * b;
-        }
-        assert!(write(running, &r), "the running average was read as a contiguous Cpu tensor");
-    }
+    // A batch norm with a unit scale and a zero shift.
+    let (unit, zero) = (vec![F::one(); C], vec![F::zero(); C]);
+    let (_, scale, offset) = math::batch_norm_affine(&mean, &var, &unit, &zero, epsilon);
+    move_running_averages((running_mean, running_var), (&mean, &var), decay())?;
     let dev = x.device();
     Ok(Some(Standardization {
         inv_norms: tensor_from::<F, _, _, _>(dev, (inv.len(),), &inv)?,
